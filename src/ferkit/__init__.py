@@ -1,0 +1,17 @@
+"""ferkit: facial emotion recognition on ONNX Runtime.
+
+    import ferkit
+    rec = ferkit.load_recognizer()          # the shipped FER-2013 model, OpenCV Haar detector
+    for face in rec.analyze("photo.jpg"):
+        print(face.box, face.emotion, face.probabilities)
+"""
+__version__ = "0.1.0"
+
+from .detect import available_detectors, create_detector  # noqa: E402
+from .images import ImageTooLargeError, UnreadableImageError, load_image  # noqa: E402
+from .labels import EMOTIONS, FERPLUS_EMOTIONS  # noqa: E402
+from .recognizer import Face, Recognizer, available_models, load_recognizer  # noqa: E402
+
+__all__ = ["EMOTIONS", "FERPLUS_EMOTIONS", "Face", "Recognizer", "load_recognizer", "available_models",
+           "available_detectors", "create_detector", "load_image", "UnreadableImageError", "ImageTooLargeError",
+           "__version__"]

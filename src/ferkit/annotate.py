@@ -1,0 +1,30 @@
+"""Draw faces on images: a box, the emotion and its probability, readable on any background."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .recognizer import Face
+
+# One colour per emotion for boxes; the label text always names the emotion too (colour is never the only cue).
+EMOTION_COLORS_BGR = {
+    "angry": (40, 40, 220), "disgust": (60, 140, 40), "fear": (160, 60, 160), "happy": (0, 200, 255),
+    "sad": (200, 120, 40), "surprise": (0, 140, 255), "neutral": (170, 170, 170), "contempt": (100, 100, 160),
+}
+
+
+def draw_faces(image: np.ndarray, faces: list[Face], labels: list[str] | None = None) -> np.ndarray:
+    """A copy of the BGR image with a box and 'emotion 87%' (or a given label per face) for each face."""
+    out = image.copy() if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    scale = max(0.4, min(out.shape[:2]) / 900)
+    thick = max(1, int(round(scale * 2)))
+    for i, face in enumerate(faces):
+        x, y, w, h = face.box
+        color = EMOTION_COLORS_BGR.get(face.emotion, (0, 255, 0))
+        cv2.rectangle(out, (x, y), (x + w, y + h), color, thick)
+        text = labels[i] if labels else f"{face.emotion} {face.score:.0%}"
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+        ty = y - 4 if y - th - base - 4 >= 0 else y + h + th + 4
+        cv2.rectangle(out, (x, ty - th - base), (x + tw + 4, ty + base), (0, 0, 0), -1)
+        cv2.putText(out, text, (x + 2, ty), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
+    return out

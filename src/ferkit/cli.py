@@ -1,0 +1,211 @@
+"""The `ferkit` command. Flags map one-to-one onto config fields; library errors become messages and exit codes.
+
+Exit codes: 0 success; 1 an input could not be processed (the others still were); 2 bad usage;
+3 no face found in at least one image (and nothing failed).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NO_FACE = 0, 1, 2, 3
+
+
+def _err(msg: str) -> None:
+    print(f"ferkit: {msg}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------- analyze
+def add_analyze(sub) -> None:
+    p = sub.add_parser("analyze", help="recognise emotions in photos", description="Find faces in photos and recognise each one's emotion.")
+    p.add_argument("photos", nargs="+", help="image files (JPEG, PNG, WebP, BMP, TIFF, GIF ...)")
+    p.add_argument("--model", default=None, help="shipped model name or path to an .onnx file (default: fer2013)")
+    p.add_argument("--detector", default="haar", help="face detector: haar, haar-alt2, none (default: haar)")
+    p.add_argument("--no-detect", action="store_true", help="treat each image as one pre-cropped face")
+    p.add_argument("--tta", action="store_true", help="average each face with its mirror image")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--annotate", metavar="OUT", help="write the image with boxes and labels (a file for one photo, else a folder)")
+    p.add_argument("--explain", metavar="OUT", help="write the image with class activation heatmaps (a file for one photo, else a folder)")
+    p.set_defaults(run=run_analyze)
+
+
+def _out_path(out: str, photo: Path, n_photos: int, suffix: str) -> Path:
+    if n_photos == 1 and Path(out).suffix:
+        return Path(out)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    return Path(out) / f"{photo.stem}_{suffix}.png"
+
+
+def run_analyze(args) -> int:
+    import cv2
+
+    from . import UnreadableImageError, load_image, load_recognizer
+    from .annotate import draw_faces
+    from .explain import overlay
+
+    rec = load_recognizer(args.model, detector="none" if args.no_detect else args.detector, tta=args.tta)
+    results, failed, faceless = [], 0, 0
+    for photo in map(Path, args.photos):
+        try:
+            image = load_image(photo)
+            faces = rec.analyze(image, explain=bool(args.explain))
+        except UnreadableImageError as e:
+            _err(str(e))
+            results.append({"file": str(photo), "error": str(e)})
+            failed += 1
+            continue
+        faceless += not faces
+        results.append({"file": str(photo), "faces": [f.to_dict() for f in faces]})
+        if args.annotate and faces:
+            out = _out_path(args.annotate, photo, len(args.photos), "annotated")
+            cv2.imwrite(str(out), draw_faces(image, faces))
+        if args.explain and faces:
+            out = _out_path(args.explain, photo, len(args.photos), "explained")
+            cv2.imwrite(str(out), draw_faces(overlay(image, faces), faces))
+        if not args.json:
+            _print_table(str(photo), faces, rec.labels)
+    if args.json:
+        print(json.dumps(results if len(results) > 1 else results[0], indent=2))
+    return EXIT_ERROR if failed else (EXIT_NO_FACE if faceless else EXIT_OK)
+
+
+def _print_table(name: str, faces, labels) -> None:
+    if not faces:
+        print(f"{name}: no face found")
+        return
+    print(f"{name}: {len(faces)} face{'s' if len(faces) > 1 else ''}")
+    short = [label[:8] for label in labels]
+    print(f"  {'#':>2} {'box (x,y,w,h)':<20} {'emotion':<9}" + "".join(f"{s:>9}" for s in short))
+    for i, f in enumerate(faces, 1):
+        box = ",".join(map(str, f.box))
+        print(f"  {i:>2} {box:<20} {f.emotion:<9}" + "".join(f"{f.probabilities[label]:>9.1%}" for label in labels))
+
+
+# ---------------------------------------------------------------- train / export / data
+def _add_dataclass_flags(p, cls, skip=()) -> None:
+    """One flag per dataclass field: --field-name, typed from the default."""
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(default, bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+        elif isinstance(default, tuple):
+            p.add_argument(flag, type=int, nargs="+", default=list(default), metavar="N")
+        else:
+            p.add_argument(flag, type=type(default), default=default, metavar=f.name.upper())
+
+
+def add_train(sub) -> None:
+    from .train import TrainConfig  # noqa: F401  (torch is imported lazily in run_train)
+
+    p = sub.add_parser("train", help="train a model (needs the [train] extra)",
+                       description="Train on Training, select on PublicTest; PrivateTest is never read.")
+    _add_train_flags(p)
+    p.set_defaults(run=run_train)
+
+
+def _add_train_flags(p) -> None:
+    # The config classes live in modules that import torch; their fields are mirrored here lazily.
+    try:
+        from .model import ModelConfig
+        from .train import TrainConfig
+    except ImportError:
+        p.set_defaults(missing_torch=True)
+        return
+    _add_dataclass_flags(p, TrainConfig, skip=("model",))
+    _add_dataclass_flags(p, ModelConfig)
+
+
+def run_train(args) -> int:
+    if getattr(args, "missing_torch", False):
+        _err("training needs torch: pip install torch==2.13.0 && pip install -e '.[train]'")
+        return EXIT_USAGE
+    from .model import ModelConfig
+    from .train import TrainConfig, train
+
+    mfields = {f.name for f in dataclasses.fields(ModelConfig)}
+    model = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in vars(args).items() if k in mfields})
+    tfields = {f.name for f in dataclasses.fields(TrainConfig)} - {"model"}
+    cfg = TrainConfig(model=model, **{k: v for k, v in vars(args).items() if k in tfields})
+    print(f"ferkit train: {cfg}", flush=True)
+    train(cfg, log=lambda s: print(s, flush=True), progress=sys.stderr.isatty())
+    return EXIT_OK
+
+
+def add_export(sub) -> None:
+    p = sub.add_parser("export", help="checkpoint -> ONNX, checked against torch")
+    p.add_argument("checkpoint", help="a best.pt written by ferkit train")
+    p.add_argument("out", help="the .onnx file to write")
+    p.add_argument("--name", default=None, help="model name stored in the file (default: the file's stem)")
+    p.set_defaults(run=run_export)
+
+
+def run_export(args) -> int:
+    from .export import export_onnx
+    from .train import load_checkpoint
+
+    model, ckpt = load_checkpoint(args.checkpoint)
+    extra = {"trained": {k: ckpt.get(k) for k in ("epoch", "val_accuracy", "selected_on", "train_config")}}
+    meta = export_onnx(model, args.out, name=args.name or Path(args.out).stem, labels=ckpt["labels"], extra=extra)
+    print(f"wrote {args.out} ({Path(args.out).stat().st_size / 1e6:.1f} MB); ONNX Runtime vs torch max abs probability difference {meta['max_abs_diff']:.1e}")
+    return EXIT_OK
+
+
+def add_data(sub) -> None:
+    p = sub.add_parser("data", help="read a dataset and print its counts per split and class")
+    p.add_argument("path", help="fer2013.csv(.gz), an .npz(.xz) or an image folder")
+    p.add_argument("--ferplus", help="fer2013new.csv: also show FER+ majority counts")
+    p.add_argument("--chart", metavar="PNG", help="write a class-distribution bar chart")
+    p.set_defaults(run=run_data)
+
+
+def run_data(args) -> int:
+    from .data import load_dataset, read_ferplus_votes, with_ferplus
+
+    ds = load_dataset(args.path)
+    print(ds.summary())
+    if args.ferplus:
+        fp = with_ferplus(ds, read_ferplus_votes(args.ferplus, len(ds)), "majority")
+        print()
+        print(fp.summary())
+    if args.chart:
+        from .evaluate import plot_class_distribution
+
+        plot_class_distribution(ds, args.chart)
+        print(f"wrote {args.chart}")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- entry point
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="ferkit", description="Facial emotion recognition.")
+    parser.add_argument("--version", action="version", version=f"ferkit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_analyze(sub)
+    add_data(sub)
+    add_train(sub)
+    add_export(sub)
+    # Subcommands of other areas: each module's add_parser(sub) registers itself (keep one line each).
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    from .data import DataError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = args.run(args)
+    except (DataError, ValueError, FileNotFoundError) as e:
+        _err(str(e))
+        code = EXIT_ERROR
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)

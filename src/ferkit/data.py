@@ -1,0 +1,256 @@
+"""Readers for FER-2013 in the layouts users have, returning one `FaceDataset`.
+
+- the Kaggle CSV `fer2013.csv` (columns emotion,pixels,Usage), plain or .gz
+- image folders: `train|test/<emotion>/*.jpg` or `images/train|validation/<emotion>/*`
+- FER+ votes `fer2013new.csv`, row-aligned with fer2013.csv, as hard (majority) or soft targets
+- the compact `.npz` (or `.npz.xz`) that ../shared/data carries for moving to another machine
+
+Bad input raises `DataError` naming the file and row; nothing is skipped silently.
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import lzma
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .labels import EMOTIONS, FERPLUS_COLUMNS, FERPLUS_EMOTIONS
+from .preprocess import IMAGE_SIZE, resize_face
+
+SPLITS: tuple[str, ...] = ("Training", "PublicTest", "PrivateTest")
+# Image-folder names -> FER-2013 protocol split: the folder layouts have no PublicTest of their own.
+FOLDER_SPLITS = {"train": "Training", "validation": "PublicTest", "val": "PublicTest", "test": "PrivateTest"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".tif", ".tiff", ".webp"}
+N_PIXELS = IMAGE_SIZE * IMAGE_SIZE
+
+
+class DataError(ValueError):
+    """A data file is malformed; the message names the file and, where it applies, the row."""
+
+
+@dataclass
+class FaceDataset:
+    pixels: np.ndarray              # (N, 48, 48) uint8
+    labels: np.ndarray              # (N,) int64, index into `classes`
+    usage: np.ndarray               # (N,) split name per row, one of SPLITS
+    classes: tuple[str, ...] = EMOTIONS
+    soft: np.ndarray | None = None  # (N, K) float32 target distributions (FER+ votes), rows sum to 1
+    source: str = ""
+    index: np.ndarray = field(default=None)  # (N,) row number in the source file
+
+    def __post_init__(self):
+        if self.index is None:
+            self.index = np.arange(len(self.labels))
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def split(self, name: str) -> "FaceDataset":
+        if name not in SPLITS:
+            raise ValueError(f"unknown split {name!r}; valid: {', '.join(SPLITS)}")
+        keep = self.usage == name
+        return self.select(keep)
+
+    def select(self, keep: np.ndarray) -> "FaceDataset":
+        return FaceDataset(
+            self.pixels[keep], self.labels[keep], self.usage[keep], self.classes,
+            None if self.soft is None else self.soft[keep], self.source, self.index[keep],
+        )
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """{split: {class: count}} for the splits present."""
+        out = {}
+        for s in SPLITS:
+            lab = self.labels[self.usage == s]
+            if len(lab):
+                out[s] = {c: int((lab == i).sum()) for i, c in enumerate(self.classes)}
+        return out
+
+    def summary(self) -> str:
+        """Counts per split and class as a plain-text table."""
+        counts = self.counts()
+        width = max(len(c) for c in self.classes) + 1
+        lines = [f"{self.source}: {len(self)} faces", f"{'split':<12}" + "".join(f"{c:>{width}}" for c in self.classes) + f"{'total':>8}"]
+        for s, row in counts.items():
+            lines.append(f"{s:<12}" + "".join(f"{row[c]:>{width}}" for c in self.classes) + f"{sum(row.values()):>8}")
+        return "\n".join(lines)
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    if path.suffix == ".gz":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
+
+
+def read_fer2013_csv(path: str | Path) -> FaceDataset:
+    """Read the Kaggle fer2013.csv (or .csv.gz): header emotion,pixels,Usage."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    pixels, labels, usage = [], [], []
+    try:
+        with _open_text(path) as f:
+            reader = csv.reader(f)
+            header = [h.strip() for h in next(reader, [])]
+            if header[:3] != ["emotion", "pixels", "Usage"] and sorted(header) != ["Usage", "emotion", "pixels"]:
+                raise DataError(f"{path}: expected columns emotion,pixels,Usage, found {','.join(header) or 'nothing'}")
+            col = {name: header.index(name) for name in ("emotion", "pixels", "Usage")}
+            for row_no, row in enumerate(reader, start=2):  # row 1 is the header
+                if not row:
+                    continue
+                if len(row) < len(header):
+                    raise DataError(f"{path}, row {row_no}: expected {len(header)} fields, found {len(row)}")
+                raw_label = row[col["emotion"]].strip()
+                if not raw_label.isdigit() or int(raw_label) >= len(EMOTIONS):
+                    raise DataError(f"{path}, row {row_no}: unknown label {raw_label!r} (expected 0-{len(EMOTIONS) - 1})")
+                px = np.array(row[col["pixels"]].split(), dtype=np.int32) if row[col["pixels"]].strip() else np.zeros(0)
+                if px.size != N_PIXELS:
+                    raise DataError(f"{path}, row {row_no}: {px.size} pixel values, expected {N_PIXELS} (48x48)")
+                if px.min() < 0 or px.max() > 255:
+                    raise DataError(f"{path}, row {row_no}: pixel values outside 0-255")
+                split = row[col["Usage"]].strip()
+                if split not in SPLITS:
+                    raise DataError(f"{path}, row {row_no}: unknown Usage {split!r}; valid: {', '.join(SPLITS)}")
+                pixels.append(px.astype(np.uint8).reshape(IMAGE_SIZE, IMAGE_SIZE))
+                labels.append(int(raw_label))
+                usage.append(split)
+    except (OSError, EOFError, UnicodeDecodeError, csv.Error) as e:
+        raise DataError(f"{path}: cannot read as CSV ({e})") from e
+    if not labels:
+        raise DataError(f"{path}: no data rows")
+    return FaceDataset(np.stack(pixels), np.array(labels, np.int64), np.array(usage), EMOTIONS, source=str(path))
+
+
+def read_compact_npz(path: str | Path) -> FaceDataset:
+    """Read ../shared's fer2013-compact.npz(.xz): pixels, emotion, usage (0/1/2), ferplus_votes."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        if path.suffix == ".xz":
+            with lzma.open(path) as f:
+                data = dict(np.load(io.BytesIO(f.read())))
+        else:
+            data = dict(np.load(path))
+    except (OSError, ValueError, lzma.LZMAError) as e:
+        raise DataError(f"{path}: not a readable .npz ({e})") from e
+    for key in ("pixels", "emotion", "usage"):
+        if key not in data:
+            raise DataError(f"{path}: missing array {key!r}")
+    ds = FaceDataset(data["pixels"], data["emotion"].astype(np.int64), np.array(SPLITS)[data["usage"]],
+                     EMOTIONS, source=str(path))
+    if "ferplus_votes" in data:
+        ds.ferplus_votes = data["ferplus_votes"]  # kept for with_ferplus()
+    return ds
+
+
+def read_image_folders(root: str | Path) -> FaceDataset:
+    """Read `root/{train,test}/<emotion>/*` or `root/images/{train,validation}/<emotion>/*`.
+
+    Folder splits map onto the protocol as train -> Training, validation/val -> PublicTest,
+    test -> PrivateTest. Emotion folder names must be FER-2013 classes (any case).
+    """
+    root = Path(root)
+    if (root / "images").is_dir() and not (root / "train").is_dir():
+        root = root / "images"
+    split_dirs = [d for d in sorted(root.iterdir()) if d.is_dir() and d.name.lower() in FOLDER_SPLITS] if root.is_dir() else []
+    if not split_dirs:
+        raise DataError(f"{root}: expected sub-folders train/ and test/ (or validation/), each with one folder per emotion")
+    pixels, labels, usage, index = [], [], [], []
+    for split_dir in split_dirs:
+        for class_dir in sorted(d for d in split_dir.iterdir() if d.is_dir()):
+            name = class_dir.name.lower()
+            if name not in EMOTIONS:
+                raise DataError(f"{class_dir}: unknown emotion folder {class_dir.name!r}; valid: {', '.join(EMOTIONS)}")
+            for img_path in sorted(class_dir.iterdir()):
+                if img_path.suffix.lower() not in IMAGE_SUFFIXES:
+                    continue
+                img = cv2.imread(str(img_path), cv2.IMREAD_GRAYSCALE)
+                if img is None:
+                    raise DataError(f"{img_path}: unreadable image")
+                pixels.append(resize_face(img))
+                labels.append(EMOTIONS.index(name))
+                usage.append(FOLDER_SPLITS[split_dir.name.lower()])
+    if not labels:
+        raise DataError(f"{root}: no images found")
+    return FaceDataset(np.stack(pixels), np.array(labels, np.int64), np.array(usage), EMOTIONS, source=str(root))
+
+
+def read_ferplus_votes(path: str | Path, n_rows: int | None = None) -> np.ndarray:
+    """fer2013new.csv -> (N, 10) int votes in FERPLUS_COLUMNS order (row-aligned with fer2013.csv)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    votes = []
+    with _open_text(path) as f:
+        reader = csv.reader(f)
+        header = [h.strip() for h in next(reader, [])]
+        missing = [c for c in FERPLUS_COLUMNS if c not in header]
+        if missing:
+            raise DataError(f"{path}: missing FER+ columns {', '.join(missing)}")
+        cols = [header.index(c) for c in FERPLUS_COLUMNS]
+        for row_no, row in enumerate(reader, start=2):
+            try:
+                v = [int(row[c]) for c in cols]
+            except (ValueError, IndexError) as e:
+                raise DataError(f"{path}, row {row_no}: vote counts must be integers ({e})") from e
+            if min(v) < 0:
+                raise DataError(f"{path}, row {row_no}: negative vote count")
+            votes.append(v)
+    votes = np.array(votes, np.int64)
+    if n_rows is not None and len(votes) != n_rows:
+        raise DataError(f"{path}: {len(votes)} rows, but fer2013.csv has {n_rows}; the files must be row-aligned")
+    return votes
+
+
+def ferplus_targets(votes: np.ndarray, mode: str = "majority") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """FER+ votes (N, 10) -> (keep mask (N,), hard labels (N,), soft targets (N, 8)).
+
+    FER+ reference protocol: drop single votes (noise), keep a face if one emotion holds more than
+    half of the remaining votes and that class is neither `unknown` nor `NF` ("majority"), or, for
+    "soft", if any emotion votes remain after that cleaning and unknown/NF do not dominate.
+    """
+    v = votes.astype(np.float64).copy()
+    v[v == 1] = 0                               # single votes are treated as annotator noise
+    total = v.sum(axis=1)
+    emo = v[:, :len(FERPLUS_EMOTIONS)]          # (N, 8), drops unknown and NF
+    top = v.argmax(axis=1)
+    if mode == "majority":
+        keep = (total > 0) & (v.max(axis=1) > total / 2) & (top < len(FERPLUS_EMOTIONS))
+    elif mode == "soft":
+        keep = (emo.sum(axis=1) > 0) & (top < len(FERPLUS_EMOTIONS))
+    else:
+        raise ValueError(f"unknown FER+ mode {mode!r}; valid: majority, soft")
+    soft = np.zeros_like(emo, dtype=np.float32)
+    soft[keep] = (emo[keep] / emo[keep].sum(axis=1, keepdims=True)).astype(np.float32)
+    hard = emo.argmax(axis=1).astype(np.int64)
+    return keep, hard, soft
+
+
+def with_ferplus(ds: FaceDataset, votes: np.ndarray, mode: str = "majority") -> FaceDataset:
+    """Relabel a fer2013.csv-aligned dataset with FER+ targets, dropping faces FER+ does not keep."""
+    if len(votes) != len(ds):
+        raise DataError(f"FER+ votes have {len(votes)} rows, the dataset {len(ds)}; they must be row-aligned")
+    keep, hard, soft = ferplus_targets(votes, mode)
+    out = FaceDataset(ds.pixels, hard, ds.usage, FERPLUS_EMOTIONS, soft, ds.source + " + FER+ " + mode, ds.index)
+    return out.select(keep)
+
+
+def load_dataset(path: str | Path) -> FaceDataset:
+    """Open any supported layout by looking at what `path` is."""
+    path = Path(path)
+    name = path.name.lower()
+    if path.is_dir():
+        return read_image_folders(path)
+    if name.endswith((".npz", ".npz.xz")):
+        return read_compact_npz(path)
+    if name.endswith((".csv", ".csv.gz")):
+        return read_fer2013_csv(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    raise DataError(f"{path}: unsupported data file; expected fer2013.csv(.gz), an .npz(.xz) or an image folder")

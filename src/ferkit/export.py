@@ -1,0 +1,86 @@
+"""Checkpoint -> ONNX with the model's facts in its metadata, then a self-check against torch.
+
+The ONNX graph takes (N, 1, 48, 48) float32 in [-1, 1] (see preprocess.to_model_input) and returns
+`probs` (N, K) and `cams` (N, K, 6, 6), the class activation maps whose mean plus bias is the logits.
+Needs torch and onnx (the [train] extra).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__
+from .model import FERNet
+from .preprocess import PREPROCESS_SPEC
+
+METADATA_KEY = "ferkit"  # one JSON blob in the ONNX metadata_props
+
+
+class _ExportWrapper(torch.nn.Module):
+    def __init__(self, model: FERNet):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model.forward_with_cams(x)
+
+
+def export_onnx(model: FERNet, path: str | Path, *, name: str, labels, extra: dict | None = None,
+                check: bool = True, tolerance: float = 1e-4) -> dict:
+    """Write `model` to `path` as ONNX; with `check`, verify ONNX Runtime matches torch.
+
+    Returns the metadata written, plus `max_abs_diff` when checked. Raises RuntimeError when the
+    probabilities differ by `tolerance` or more.
+    """
+    import onnx
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = model.float().eval()
+    dummy = torch.zeros(1, 1, PREPROCESS_SPEC["image_size"], PREPROCESS_SPEC["image_size"])
+    wrapper = _ExportWrapper(model).eval()  # a new Module starts in training mode; export restores it after
+    torch.onnx.export(
+        wrapper, (dummy,), str(path), input_names=["input"], output_names=["probs", "cams"],
+        dynamic_axes={"input": {0: "batch"}, "probs": {0: "batch"}, "cams": {0: "batch"}},
+        opset_version=17, dynamo=False,
+    )
+    model.eval()
+    meta = {
+        "name": name,
+        "labels": list(labels),
+        "preprocess": PREPROCESS_SPEC,
+        "config": model.config.to_dict(),
+        "ferkit_version": __version__,
+        **(extra or {}),
+    }
+    proto = onnx.load(str(path))
+    del proto.metadata_props[:]
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(meta)
+    proto.producer_name = "ferkit"
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))
+    if check:
+        meta["max_abs_diff"] = check_against_torch(model, path, tolerance)
+    return meta
+
+
+def check_against_torch(model: FERNet, path: str | Path, tolerance: float = 1e-4, n: int = 64, seed: int = 0) -> float:
+    """Max |p_onnx - p_torch| over random and structured inputs; raises if >= tolerance."""
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(seed)
+    size = PREPROCESS_SPEC["image_size"]
+    x = rng.uniform(-1, 1, (n, 1, size, size)).astype(np.float32)
+    x[: n // 2] = np.clip(x[: n // 2] * 0.2 + np.linspace(-1, 1, size, dtype=np.float32), -1, 1)  # smoother inputs
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    p_onnx, cams_onnx = sess.run(None, {"input": x})
+    with torch.no_grad():
+        p_torch, cams_torch = model.forward_with_cams(torch.from_numpy(x))
+    diff = float(np.abs(p_onnx - p_torch.numpy()).max())
+    if diff >= tolerance or not np.allclose(cams_onnx, cams_torch.numpy(), atol=1e-3):
+        raise RuntimeError(f"{path}: ONNX Runtime and torch disagree (max abs probability difference {diff:.2e})")
+    return diff

@@ -1,0 +1,177 @@
+"""Recognizer: detect faces -> preprocess -> ONNX Runtime -> `Face` results. No torch needed."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+
+from .detect import Detector, create_detector
+from .images import load_image
+from .preprocess import IMAGE_SIZE, PREPROCESS_SPEC, to_model_input
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+DEFAULT_MODEL = "fer2013"
+METADATA_KEY = "ferkit"
+
+
+@dataclass
+class Face:
+    """One detected face. `box` is x, y, w, h in image pixels; probabilities sum to 1."""
+    box: tuple[int, int, int, int]
+    probabilities: dict[str, float]
+    emotion: str                      # the most probable label
+    confidence: float                 # the detector's score for this box, in [0, 1]
+    cam: np.ndarray | None = field(default=None, repr=False)  # (h, w) map in [0, 1] over the box, for `emotion`
+
+    @property
+    def score(self) -> float:
+        return self.probabilities[self.emotion]
+
+    def to_dict(self) -> dict:
+        x, y, w, h = self.box
+        return {"box": {"x": x, "y": y, "w": w, "h": h}, "emotion": self.emotion,
+                "probabilities": self.probabilities, "detector_confidence": round(self.confidence, 4)}
+
+
+def available_models() -> list[str]:
+    """Names of the models shipped in the package, for load_recognizer(name)."""
+    return sorted(p.stem for p in WEIGHTS_DIR.glob("*.onnx"))
+
+
+def resolve_model(model: str | os.PathLike | None) -> Path:
+    if model is None:
+        model = DEFAULT_MODEL
+    path = Path(model)
+    if path.suffix == ".onnx":
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such model file")
+        return path
+    if str(model) in available_models():
+        return WEIGHTS_DIR / f"{model}.onnx"
+    raise ValueError(f"unknown model {str(model)!r}; valid: {', '.join(available_models()) or '(none shipped)'}, or a path to an .onnx file")
+
+
+def read_metadata(path: str | Path) -> dict:
+    """The facts ferkit's export writes into the ONNX file (labels, preprocessing, config, metrics)."""
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        meta = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"]).get_modelmeta()
+    except Exception as e:  # ORT raises its own exception types for files that are not ONNX
+        raise ValueError(f"{path}: not a readable ONNX model ({e})") from e
+    if METADATA_KEY in meta.custom_metadata_map:
+        return json.loads(meta.custom_metadata_map[METADATA_KEY])
+    raise ValueError(f"{path}: no ferkit metadata; export the model with `ferkit export`")
+
+
+class Recognizer:
+    """Facial emotion recognition on ONNX Runtime.
+
+    analyze(image) finds faces and classifies each; classify(faces) takes pre-cropped faces.
+    Thread-safe: one instance can serve many threads (ONNX Runtime sessions are).
+    """
+
+    def __init__(self, model_path: str | Path, detector: Detector | str = "haar", *, threads: int | None = None,
+                 tta: bool = False, margin: float = 0.0):
+        if margin < 0 or margin > 1:
+            raise ValueError(f"margin must be within 0-1 (a fraction of the box size), got {margin}")
+        self.model_path = Path(model_path)
+        self.metadata = read_metadata(self.model_path)
+        if self.metadata.get("preprocess", {}).get("image_size") != PREPROCESS_SPEC["image_size"] or \
+                self.metadata["preprocess"].get("scale") != PREPROCESS_SPEC["scale"]:
+            raise ValueError(f"{self.model_path}: preprocessing {self.metadata.get('preprocess')} differs from this ferkit's")
+        self.labels: tuple[str, ...] = tuple(self.metadata["labels"])
+        self.name: str = self.metadata.get("name", self.model_path.stem)
+        self.detector = create_detector(detector) if isinstance(detector, str) else detector
+        self.tta, self.margin = tta, margin
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        self._session = ort.InferenceSession(str(self.model_path), opts, providers=["CPUExecutionProvider"])
+        metrics_path = self.model_path.with_suffix(".metrics.json")
+        self.metrics: dict = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+
+    def __repr__(self) -> str:
+        return f"Recognizer(model={self.name!r}, labels={len(self.labels)}, detector={self.detector.name!r}, tta={self.tta})"
+
+    # ------------------------------------------------------------ classification
+    def classify(self, faces) -> np.ndarray:
+        """Face crops (a list of grey/BGR arrays of any size, or an (N, H, W) array) -> (N, K) probabilities."""
+        return self.classify_with_cams(faces)[0]
+
+    def classify_with_cams(self, faces) -> tuple[np.ndarray, np.ndarray]:
+        """-> probabilities (N, K) and class activation maps (N, K, 6, 6) (raw, before any scaling)."""
+        x = to_model_input(faces)                                     # (N, 1, 48, 48)
+        if len(x) == 0:
+            return np.zeros((0, len(self.labels)), np.float32), np.zeros((0, len(self.labels), 6, 6), np.float32)
+        if not self.tta:
+            probs, cams = self._session.run(None, {"input": x})
+            return probs, cams
+        n = len(x)  # horizontal-flip test-time augmentation: average the face and its mirror image
+        probs, cams = self._session.run(None, {"input": np.concatenate([x, x[:, :, :, ::-1]])})
+        return (probs[:n] + probs[n:]) / 2, (cams[:n] + cams[n:, :, :, ::-1]) / 2
+
+    # ------------------------------------------------------------ full images
+    def crop(self, image: np.ndarray, box) -> np.ndarray:
+        """The grey crop for a box (x, y, w, h), widened by `margin`, clamped to the image."""
+        grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        x, y, w, h = box
+        mx, my = int(round(w * self.margin / 2)), int(round(h * self.margin / 2))
+        x0, y0 = max(0, x - mx), max(0, y - my)
+        x1, y1 = min(grey.shape[1], x + w + mx), min(grey.shape[0], y + h + my)
+        return grey[y0:y1, x0:x1]
+
+    def analyze(self, image, *, detect: bool = True, explain: bool = False, color: str = "bgr") -> list[Face]:
+        """Find the faces in `image` and recognise each one's emotion.
+
+        `image`: a file path, encoded bytes, a NumPy array (BGR by default; `color="rgb"` for RGB; grey works)
+        or a PIL image. `detect=False` treats the whole image as one pre-cropped face.
+        `explain=True` fills `Face.cam` with the class activation map of the dominant emotion.
+        Returns one Face per face found, left to right; an empty list when there is none.
+        """
+        img = load_image(image, color=color)
+        if detect:
+            boxes, scores = self.detector.detect(img)
+        else:
+            boxes, scores = np.array([[0, 0, img.shape[1], img.shape[0]]], np.int32), np.ones(1, np.float32)
+        return self.analyze_boxes(img, boxes, scores, explain=explain)
+
+    def analyze_boxes(self, image: np.ndarray, boxes, scores=None, *, explain: bool = False) -> list[Face]:
+        """Classify given boxes (N, 4) x, y, w, h in a BGR or grey image: for callers that track faces."""
+        boxes = np.asarray(boxes, np.int32).reshape(-1, 4)
+        scores = np.ones(len(boxes), np.float32) if scores is None else np.asarray(scores, np.float32)
+        if len(boxes) == 0:
+            return []
+        grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        probs, cams = self.classify_with_cams([self.crop(grey, b) for b in boxes])
+        faces = []
+        for box, score, p, cam in zip(boxes, scores, probs, cams):
+            top = int(p.argmax())
+            faces.append(Face(
+                box=tuple(int(v) for v in box),
+                probabilities={label: float(v) for label, v in zip(self.labels, p)},
+                emotion=self.labels[top], confidence=float(score),
+                cam=normalise_cam(cam[top]) if explain else None))
+        return faces
+
+
+def normalise_cam(cam: np.ndarray) -> np.ndarray:
+    """(h, w) raw class map -> (48, 48) float32 in [0, 1], upsampled smoothly over the face."""
+    cam = cv2.resize(cam.astype(np.float32), (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_CUBIC)
+    cam -= cam.min()
+    peak = cam.max()
+    return cam / peak if peak > 0 else cam
+
+
+def load_recognizer(model: str | os.PathLike | None = None, detector: Detector | str = "haar", **options) -> Recognizer:
+    """The front door. `model`: a shipped name (see available_models(); default "fer2013") or an .onnx path.
+    `detector`: "haar" (default), "haar-alt2", "none" (pre-cropped faces), or a Detector object.
+    Options: threads (ONNX Runtime threads), tta (flip test-time augmentation), margin.
+    """
+    return Recognizer(resolve_model(model), detector, **options)

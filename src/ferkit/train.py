@@ -1,0 +1,303 @@
+"""The training loop: train on Training, select on PublicTest, never look at PrivateTest.
+
+Reads top to bottom: config -> data -> augmentation -> model/optimiser -> epochs (train, evaluate,
+checkpoint, early stop) -> history and curves. Needs torch (the [train] extra).
+"""
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from . import __version__
+from .data import FaceDataset, load_dataset, read_ferplus_votes, with_ferplus
+from .model import FERNet, ModelConfig, build_model
+from .preprocess import PREPROCESS_SPEC, to_model_input
+
+
+@dataclass
+class TrainConfig:
+    data: str = "../shared/data/fer2013/fer2013.csv.gz"  # any layout data.load_dataset reads
+    out: str = "runs/fer2013"                 # checkpoints, history.json, curves.png
+    labels: str = "fer2013"                   # fer2013 | ferplus-majority | ferplus-soft
+    ferplus: str = ""                         # fer2013new.csv, for the ferplus label sets
+    model: ModelConfig = field(default_factory=ModelConfig)
+    epochs: int = 70
+    batch_size: int = 128
+    lr: float = 0.1                           # peak SGD learning rate (Nesterov momentum 0.9)
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 2.0                # linear warm-up, then the schedule below
+    schedule: str = "cosine"                  # cosine (to 0 at `epochs`) | plateau (x0.5 after 5 flat epochs)
+    label_smoothing: float = 0.1
+    class_weight_power: float = 0.3           # loss weight per class = (count / mean count) ** -power; 0 = off
+    ema_decay: float = 0.999                  # weights averaged over steps; the EMA model is evaluated and saved
+    patience: int = 15                        # early stop after this many epochs without a better PublicTest accuracy
+    seed: int = 0
+    device: str = "auto"                      # auto | cpu | cuda
+    bf16: bool = True                         # bfloat16 autocast (AMX on recent Xeons, tensor cores on GPUs)
+    threads: int = 0                          # torch CPU threads; 0 = torch's default
+    # augmentation (training batches only, after the split)
+    rotate_deg: float = 15.0
+    scale: float = 0.15                       # zoom in or out by up to 15 %
+    shear_deg: float = 8.0
+    shift: float = 0.1                        # fraction of the image size
+    flip: bool = True
+    brightness: float = 0.25                  # in [-1, 1] units
+    contrast: float = 0.25
+    erase_prob: float = 0.5                   # random erasing: one rectangle of 2-20 % of the face
+    resume: str = ""                          # path to a last.pt to continue from
+
+
+# ---------------------------------------------------------------- data
+def load_training_data(cfg: TrainConfig) -> FaceDataset:
+    ds = load_dataset(cfg.data)
+    if cfg.labels == "fer2013":
+        return ds
+    if cfg.labels in ("ferplus-majority", "ferplus-soft"):
+        if not cfg.ferplus:
+            raise ValueError("FER+ labels need --ferplus PATH/fer2013new.csv")
+        votes = read_ferplus_votes(cfg.ferplus, len(ds))
+        return with_ferplus(ds, votes, cfg.labels.split("-")[1])
+    raise ValueError(f"unknown label set {cfg.labels!r}; valid: fer2013, ferplus-majority, ferplus-soft")
+
+
+def class_weights(labels: np.ndarray, k: int, power: float) -> torch.Tensor:
+    """(k,) loss weights from Training counts only; mean weight over training samples is 1."""
+    counts = np.bincount(labels, minlength=k).astype(np.float64).clip(min=1)
+    w = (counts / counts.mean()) ** -power
+    w /= (w[labels]).mean()
+    return torch.tensor(w, dtype=torch.float32)
+
+
+# ---------------------------------------------------------------- augmentation
+def augment(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
+    """(B, 1, H, W) in [-1, 1] -> the same shape: random affine, flip, photometric jitter, erasing."""
+    b, _, h, w = x.shape
+    dev = x.device
+
+    def u(lo, hi, *shape):  # uniform samples on the generator's device, moved to x's
+        return (torch.rand(*(shape or (b,)), generator=gen) * (hi - lo) + lo).to(dev)
+
+    angle = u(-1, 1) * math.radians(cfg.rotate_deg)
+    scale = 1 + u(-1, 1) * cfg.scale
+    shear = u(-1, 1) * math.radians(cfg.shear_deg)
+    flip = torch.where(u(0, 1) < 0.5, -1.0, 1.0) if cfg.flip else torch.ones(b, device=dev)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    # inverse map (output -> input coords) for affine_grid: rotation @ shear, divided by zoom, x flipped
+    theta = torch.zeros(b, 2, 3, device=dev)
+    theta[:, 0, 0] = cos / scale * flip
+    theta[:, 0, 1] = (-sin + cos * torch.tan(shear)) / scale
+    theta[:, 1, 0] = sin / scale * flip
+    theta[:, 1, 1] = (cos + sin * torch.tan(shear)) / scale
+    theta[:, :, 2] = u(-1, 1, b, 2) * cfg.shift * 2
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    # photometric: contrast around the image mean, then brightness
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = (x - mean) * (1 + u(-1, 1)[:, None, None, None] * cfg.contrast) + mean
+    x = x + u(-1, 1)[:, None, None, None] * cfg.brightness
+    if cfg.erase_prob > 0:  # one random rectangle per chosen image, filled with noise
+        area = u(0.02, 0.2) * h * w
+        aspect = torch.exp(u(math.log(0.3), math.log(3.3)))
+        eh = (area * aspect).sqrt().clamp(1, h).long()
+        ew = (area / aspect).sqrt().clamp(1, w).long()
+        y0 = (u(0, 1) * (h - eh + 1)).long()
+        x0 = (u(0, 1) * (w - ew + 1)).long()
+        rows = torch.arange(h, device=dev)[None, :, None]
+        cols = torch.arange(w, device=dev)[None, None, :]
+        mask = (rows >= y0[:, None, None]) & (rows < (y0 + eh)[:, None, None]) & \
+               (cols >= x0[:, None, None]) & (cols < (x0 + ew)[:, None, None]) & \
+               (u(0, 1) < cfg.erase_prob)[:, None, None]
+        noise = (torch.rand(x.shape, generator=gen) * 2 - 1).to(dev)
+        x = torch.where(mask[:, None], noise, x)
+    return x.clamp(-1, 1)
+
+
+# ---------------------------------------------------------------- evaluation helper
+@torch.no_grad()
+def predict_proba(model: FERNet, pixels: np.ndarray, device: torch.device, batch: int = 512) -> np.ndarray:
+    """(N, 48, 48) uint8 -> (N, K) probabilities, fp32, eval mode."""
+    model.eval()
+    out = []
+    for i in range(0, len(pixels), batch):
+        x = torch.from_numpy(to_model_input(pixels[i:i + batch])).to(device)
+        out.append(model(x).float().softmax(1).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.config.num_classes), np.float32)
+
+
+# ---------------------------------------------------------------- checkpoints
+def checkpoint_payload(model: FERNet, classes, cfg: TrainConfig, extra: dict) -> dict:
+    """Self-describing: the config, weights, label order and preprocessing travel together."""
+    return {
+        "config": model.config.to_dict(),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "labels": list(classes),
+        "preprocess": PREPROCESS_SPEC,
+        "train_config": {k: v for k, v in asdict(cfg).items() if k != "model"},
+        "ferkit_version": __version__,
+        **extra,
+    }
+
+
+def load_checkpoint(path: str | Path) -> tuple[FERNet, dict]:
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    model = build_model(ModelConfig.from_dict(ckpt["config"]))
+    model.load_state_dict(ckpt["state_dict"])
+    model.eval()
+    return model, ckpt
+
+
+# ---------------------------------------------------------------- the loop
+def train(cfg: TrainConfig, log: Callable[[str], None] = lambda s: None, progress: bool = True) -> dict:
+    """Train, selecting on PublicTest; returns the history. Writes into cfg.out:
+    best.pt (EMA weights with the best PublicTest accuracy), last.pt (resumable), history.json, curves.png.
+    """
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if cfg.device == "auto" else cfg.device))
+
+    ds = load_training_data(cfg)
+    log(ds.summary())
+    train_set, val_set = ds.split("Training"), ds.split("PublicTest")  # PrivateTest is never touched here
+    k = len(ds.classes)
+    if cfg.model.num_classes != k:
+        cfg.model.num_classes = k
+    weights = class_weights(train_set.labels, k, cfg.class_weight_power).to(device)
+    x_train = torch.from_numpy(to_model_input(train_set.pixels))      # (N, 1, 48, 48) in [-1, 1]
+    y_train = torch.from_numpy(train_set.labels)
+    soft_train = None if train_set.soft is None or cfg.labels != "ferplus-soft" else torch.from_numpy(train_set.soft)
+
+    model = build_model(cfg.model).to(device).to(memory_format=torch.channels_last)
+    ema = build_model(cfg.model).to(device)
+    ema.load_state_dict(model.state_dict())
+    for p in ema.parameters():
+        p.requires_grad_(False)
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim == 1 else decay).append(p)  # no weight decay on BN and biases
+    opt = torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0}],
+                          lr=cfg.lr, momentum=0.9, nesterov=True)
+    steps_per_epoch = math.ceil(len(x_train) / cfg.batch_size)
+    total_steps = cfg.epochs * steps_per_epoch
+    warmup_steps = int(cfg.warmup_epochs * steps_per_epoch)
+    gen = torch.Generator().manual_seed(cfg.seed)
+
+    history: list[dict] = []
+    start_epoch, best_acc, best_epoch, plateau_scale, step = 0, -1.0, -1, 1.0, 0
+    wall_before = 0.0
+    if cfg.resume:
+        ck = torch.load(cfg.resume, map_location="cpu", weights_only=False)
+        model.load_state_dict(ck["model"]); ema.load_state_dict(ck["ema"]); opt.load_state_dict(ck["optimizer"])
+        gen.set_state(ck["generator"]); history = ck["history"]
+        start_epoch, best_acc, best_epoch, plateau_scale = ck["epoch"] + 1, ck["best_acc"], ck["best_epoch"], ck["plateau_scale"]
+        step, wall_before = start_epoch * steps_per_epoch, ck["wall_s"]
+        log(f"resumed from {cfg.resume} at epoch {start_epoch}")
+
+    def lr_at(s: int) -> float:
+        if s < warmup_steps:
+            return cfg.lr * (s + 1) / warmup_steps
+        if cfg.schedule == "cosine":
+            return cfg.lr * 0.5 * (1 + math.cos(math.pi * (s - warmup_steps) / max(1, total_steps - warmup_steps)))
+        return cfg.lr * plateau_scale
+
+    amp = dict(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+    t0 = time.time()
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        perm = torch.randperm(len(x_train), generator=gen)
+        seen, loss_sum, correct = 0, 0.0, 0
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
+        for i in bar:
+            idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
+            x = augment(x_train[idx].to(device), cfg, gen).contiguous(memory_format=torch.channels_last)
+            y = y_train[idx].to(device)
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step)
+            with torch.autocast(**amp):
+                logits = model(x)
+            logits = logits.float()
+            if soft_train is not None:  # soft targets: cross-entropy with the vote distribution
+                t = soft_train[idx].to(device)
+                loss = -(t * logits.log_softmax(1)).sum(1).mul(weights[y]).mean()
+            else:
+                loss = F.cross_entropy(logits, y, weight=weights, label_smoothing=cfg.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            with torch.no_grad():  # EMA over parameters and BN statistics
+                for e, m in zip(ema.state_dict().values(), model.state_dict().values()):
+                    if e.dtype.is_floating_point:
+                        e.mul_(cfg.ema_decay).add_(m.detach(), alpha=1 - cfg.ema_decay)
+                    else:
+                        e.copy_(m)
+            seen += len(y)
+            loss_sum += loss.item() * len(y)
+            correct += (logits.argmax(1) == y).sum().item()
+            if i % 20 == 0:
+                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", lr=f"{lr_at(step):.4f}")
+
+        probs = predict_proba(ema, val_set.pixels, device)
+        val_loss = float(-np.log(probs[np.arange(len(probs)), val_set.labels].clip(1e-12)).mean())
+        val_acc = float((probs.argmax(1) == val_set.labels).mean())
+        wall = wall_before + time.time() - t0
+        history.append({"epoch": epoch + 1, "lr": lr_at(step - 1), "train_loss": loss_sum / seen,
+                        "train_accuracy": correct / seen, "val_loss": val_loss, "val_accuracy": val_acc, "wall_s": wall})
+        improved = val_acc > best_acc
+        if improved:
+            best_acc, best_epoch = val_acc, epoch + 1
+            torch.save(checkpoint_payload(ema, ds.classes, cfg, {"epoch": epoch + 1, "val_accuracy": val_acc,
+                                                                   "selected_on": "PublicTest"}), out / "best.pt")
+        elif cfg.schedule == "plateau" and len(history) > 5 and \
+                max(h["val_accuracy"] for h in history[-5:]) <= max(h["val_accuracy"] for h in history[:-5]):
+            plateau_scale *= 0.5
+        log(f"epoch {epoch + 1:3d}/{cfg.epochs}  train loss {loss_sum / seen:.4f} acc {correct / seen:.4f}  "
+            f"PublicTest loss {val_loss:.4f} acc {val_acc:.4f}{' *' if improved else ''}  lr {lr_at(step - 1):.4f}  {wall / 60:.1f} min")
+        torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
+                    "generator": gen.get_state(), "history": history, "epoch": epoch, "best_acc": best_acc,
+                    "best_epoch": best_epoch, "plateau_scale": plateau_scale, "wall_s": wall}, out / "last.pt")
+        write_history(out, cfg, history, device)
+        if epoch + 1 - best_epoch >= cfg.patience:
+            log(f"early stop: no better PublicTest accuracy for {cfg.patience} epochs")
+            break
+    log(f"best PublicTest accuracy {best_acc:.4f} at epoch {best_epoch}; checkpoint {out / 'best.pt'}")
+    return {"history": history, "best_val_accuracy": best_acc, "best_epoch": best_epoch}
+
+
+def write_history(out: Path, cfg: TrainConfig, history: list[dict], device: torch.device) -> None:
+    info = {"config": asdict(cfg), "device": str(device), "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
+            "threads": torch.get_num_threads(), "history": history}
+    (out / "history.json").write_text(json.dumps(info, indent=1))
+    plot_curves(history, out / "curves.png")
+
+
+def plot_curves(history: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [h["epoch"] for h in history]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.5))
+    a1.plot(ep, [h["train_loss"] for h in history], label="Training (augmented)")
+    a1.plot(ep, [h["val_loss"] for h in history], label="PublicTest")
+    a1.set_xlabel("epoch"); a1.set_ylabel("loss"); a1.legend()
+    a2.plot(ep, [h["train_accuracy"] for h in history], label="Training (augmented)")
+    a2.plot(ep, [h["val_accuracy"] for h in history], label="PublicTest")
+    a2.set_xlabel("epoch"); a2.set_ylabel("accuracy"); a2.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
