@@ -1,0 +1,66 @@
+"""Music for the detected emotion: GET /api/v1/recommendations and POST /api/v1/feedback.
+
+The routes are self-contained: their one dependency, `get_recommender`, builds a `ferkit.music.Recommender` from
+the FERKIT_MUSIC_* / SPOTIPY_* environment variables the first time it is needed and keeps it on `app.state`.
+Tests swap it with `app.dependency_overrides[get_recommender] = lambda: Recommender(...)`.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from pydantic import BaseModel, Field
+from starlette.requests import HTTPConnection
+
+router = APIRouter(prefix="/api/v1", tags=["music"])
+
+
+def get_recommender(conn: HTTPConnection) -> Any:
+    """The app's one Recommender (catalog, feedback store, provider), created lazily from the environment."""
+    rec = getattr(conn.app.state, "ferkit_music", None)
+    if rec is None:
+        from ...music import Recommender
+
+        rec = conn.app.state.ferkit_music = Recommender.from_env()
+    return rec
+
+
+RecommenderDep = Annotated[Any, Depends(get_recommender)]
+
+
+class FeedbackIn(BaseModel):
+    track_id: str = Field(min_length=1, max_length=200)
+    action: Literal["like", "skip"]
+    emotion: str | None = Field(None, max_length=40)
+
+
+def _check(emotion: str | None, strategy: str | None = None) -> tuple[str | None, str | None]:
+    from ...music import check_emotion, check_strategy
+
+    try:
+        return (check_emotion(emotion) if emotion is not None else None,
+                check_strategy(strategy) if strategy is not None else None)
+    except ValueError as e:
+        raise HTTPException(422, str(e)) from None
+
+
+@router.get("/recommendations")
+def recommendations(rec: RecommenderDep, emotion: str,
+                    strategy: str = "match", n: Annotated[int, Query(ge=1, le=50)] = 10) -> dict:
+    """Tracks for a mood: `match` fits the emotion, `lift` starts there and climbs toward higher valence.
+    A Spotify failure never fails the request: the local catalog answers, with a `notice` saying why."""
+    emotion, strategy = _check(emotion, strategy)
+    return rec.recommend(emotion, strategy, n).to_dict()
+
+
+@router.post("/feedback")
+def feedback(body: FeedbackIn, rec: RecommenderDep) -> dict:
+    """Record a like or a skip; later rankings move that track's artist and genre up (like) or down (skip)."""
+    from ...music import UnknownTrackError
+
+    emotion, _ = _check(body.emotion)
+    try:
+        rec.feedback(body.track_id, body.action, emotion)
+    except UnknownTrackError as e:
+        raise HTTPException(404, str(e)) from None
+    return {"ok": True}
