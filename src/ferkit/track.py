@@ -1,0 +1,248 @@
+"""Faces across video frames: stable ids by box overlap, optional smoothing, and detection every few frames.
+
+Detecting faces is the expensive step on a CPU (the Haar cascade costs several times the classifier on a
+640x480 frame), so `FaceTracker` runs the detector on a downscaled copy of every `detect_every`-th frame and,
+in between, follows each face with template matching in a small window around its last box. Every frame's
+faces are still classified with `Recognizer.analyze_boxes`, so probabilities are fresh on every frame.
+
+    tracker = FaceTracker(load_recognizer(), detect_every=5, smoothing=0.5)
+    for frame in frames:
+        for face in tracker.process(frame):      # TrackedFace: .id, .box, .emotion, .probabilities ...
+            ...
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from .recognizer import Face, Recognizer
+
+
+def iou(a, b) -> float:
+    """Intersection over union of two x, y, w, h boxes."""
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    iw = min(ax + aw, bx + bw) - max(ax, bx)
+    ih = min(ay + ah, by + bh) - max(ay, by)
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    inter = iw * ih
+    return inter / float(aw * ah + bw * bh - inter)
+
+
+def match_boxes(old: list, new: list, threshold: float) -> list[tuple[int, int]]:
+    """Greedy one-to-one matching, highest overlap first: (index in old, index in new) pairs with IoU >= threshold."""
+    pairs = sorted(((iou(o, n), i, j) for i, o in enumerate(old) for j, n in enumerate(new)), reverse=True)
+    used_old, used_new, out = set(), set(), []
+    for overlap, i, j in pairs:
+        if overlap < threshold:
+            break
+        if i in used_old or j in used_new:
+            continue
+        used_old.add(i)
+        used_new.add(j)
+        out.append((i, j))
+    return out
+
+
+@dataclass
+class Track:
+    """One face followed over frames. `probabilities` is the smoothed (K,) vector once the face was classified."""
+    id: int
+    box: tuple[int, int, int, int]
+    score: float
+    missed: int = 0                              # detections in a row that did not find this face
+    frames: int = 0                              # frames this face was reported on
+    probabilities: np.ndarray | None = field(default=None, repr=False)
+
+
+class IoUTracker:
+    """Assigns stable ids to boxes by overlap with the previous boxes.
+
+    `update(boxes, scores)` takes one frame's detections and returns the live tracks. A detection that overlaps
+    a track by at least `iou_threshold` continues it; others start new tracks (ids count up from 1, never reused);
+    a track not matched for more than `max_missed` detections in a row is dropped.
+    `smoothing` in [0, 1): each face's probabilities become smoothing * previous + (1 - smoothing) * new
+    (0 turns it off).
+    """
+
+    def __init__(self, iou_threshold: float = 0.3, max_missed: int = 2, smoothing: float = 0.0):
+        if not 0 < iou_threshold <= 1:
+            raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
+        if max_missed < 0:
+            raise ValueError(f"max_missed must be >= 0, got {max_missed}")
+        if not 0 <= smoothing < 1:
+            raise ValueError(f"smoothing must be in [0, 1) (0 = off), got {smoothing}")
+        self.iou_threshold, self.max_missed, self.smoothing = iou_threshold, max_missed, smoothing
+        self.tracks: list[Track] = []
+        self._next_id = 1
+
+    def update(self, boxes, scores=None) -> list[Track]:
+        """One frame's detections (N, 4) x, y, w, h -> the tracks they belong to, in the order of `boxes`."""
+        boxes = [tuple(int(v) for v in b) for b in np.asarray(boxes, np.int64).reshape(-1, 4)]
+        scores = [1.0] * len(boxes) if scores is None else [float(s) for s in np.asarray(scores).reshape(-1)]
+        matched = dict((j, i) for i, j in match_boxes([t.box for t in self.tracks], boxes, self.iou_threshold))
+        seen, out = set(), []
+        for j, box in enumerate(boxes):
+            if j in matched:
+                track = self.tracks[matched[j]]
+                track.box, track.score, track.missed = box, scores[j], 0
+            else:
+                track = Track(self._next_id, box, scores[j])
+                self._next_id += 1
+                self.tracks.append(track)
+            seen.add(track.id)
+            out.append(track)
+        for track in self.tracks:
+            if track.id not in seen:
+                track.missed += 1
+        self.tracks = [t for t in self.tracks if t.missed <= self.max_missed]
+        return out
+
+    def smooth(self, track: Track, probabilities: np.ndarray) -> np.ndarray:
+        """Blend a new (K,) probability vector into the track's history; returns the vector to report."""
+        p = np.asarray(probabilities, np.float64)
+        if track.probabilities is not None and self.smoothing > 0:
+            p = self.smoothing * track.probabilities + (1 - self.smoothing) * p
+            p = p / p.sum()
+        track.probabilities = p
+        return p
+
+
+@dataclass
+class TrackedFace(Face):
+    """A Face with the id of the track it belongs to; `detected` is False where the box was followed, not detected."""
+    id: int = 0
+    detected: bool = True
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, **super().to_dict(), "detected": self.detected}
+
+
+class FaceTracker:
+    """Detect every `detect_every`-th frame, follow faces in between, classify every frame, keep ids stable.
+
+    `detect_side`: the longest side of the copy the detector sees (None: the detector's own scaling); a smaller
+    copy is cheaper to search but misses small faces (the smallest face found is about
+    frame side / detect_side x the detector's 30 px minimum). `follow_min_score`: how similar (normalised
+    cross-correlation of the face's appearance) a followed box must be to its last appearance to be kept.
+    """
+
+    def __init__(self, recognizer: Recognizer, *, detect_every: int = 5, detect_side: int | None = 320,
+                 smoothing: float = 0.0, iou_threshold: float = 0.3, max_missed: int = 2,
+                 follow_min_score: float = 0.5):
+        if detect_every < 1:
+            raise ValueError(f"detect_every must be >= 1, got {detect_every}")
+        if detect_side is not None and detect_side < 64:
+            raise ValueError(f"detect_side must be >= 64 pixels (or None for the detector's own scaling), got {detect_side}")
+        self.recognizer = recognizer
+        self.detect_every, self.detect_side, self.follow_min_score = detect_every, detect_side, follow_min_score
+        self.tracker = IoUTracker(iou_threshold, max_missed, smoothing)
+        self.frame_index = -1
+        self._templates: dict[int, np.ndarray] = {}  # track id -> the face's grey patch at its last box
+        self._live: list[tuple[Track, bool]] = []      # (track, detected this frame) reported last frame
+
+    def reset(self) -> None:
+        """Forget every face (for a new scene or source); ids keep counting up."""
+        self.tracker.tracks.clear()
+        self._templates.clear()
+        self._live = []
+        self.frame_index = -1
+
+    def detect(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The detector on a copy no larger than `detect_side`; boxes come back in frame pixels."""
+        h, w = frame.shape[:2]
+        scale = min(1.0, self.detect_side / max(h, w)) if self.detect_side else 1.0
+        if scale >= 1.0:
+            return self.recognizer.detector.detect(frame)
+        small = cv2.resize(frame, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+        boxes, scores = self.recognizer.detector.detect(small)
+        return np.round(boxes / scale).astype(np.int32), scores
+
+    def process(self, frame: np.ndarray) -> list[TrackedFace]:
+        """One BGR (or grey) frame -> its faces, each with a stable id, left to right."""
+        self.frame_index += 1
+        grey = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+        if self.frame_index % self.detect_every == 0 or not self._live:
+            live = self._detect_step(frame, grey)
+        else:
+            live = self._follow_step(grey)
+        self._live = live
+        if not live:
+            return []
+        boxes = np.array([t.box for t, _ in live], np.int32)
+        faces = self.recognizer.analyze_boxes(grey, boxes, [t.score for t, _ in live])
+        out = []
+        for (track, detected), face in zip(live, faces):
+            p = self.tracker.smooth(track, np.array([face.probabilities[k] for k in self.recognizer.labels]))
+            probs = {label: float(v) for label, v in zip(self.recognizer.labels, p)}
+            track.frames += 1
+            out.append(TrackedFace(box=face.box, probabilities=probs, emotion=max(probs, key=probs.get),
+                                   confidence=face.confidence, id=track.id, detected=detected))
+            self._templates[track.id] = _patch(grey, track.box)
+        out.sort(key=lambda f: f.box[0])
+        return out
+
+    def _detect_step(self, frame, grey) -> list[tuple[Track, bool]]:
+        boxes, scores = self.detect(frame)
+        found = self.tracker.update(boxes, scores)
+        ids = {t.id for t in found}
+        live = [(t, True) for t in found]
+        # Faces the detector missed this time (cascades flicker) are followed for up to max_missed detections.
+        for track in self.tracker.tracks:
+            if track.id not in ids and track.id in self._templates:
+                box = self._follow(grey, track)
+                if box is not None and all(iou(box, t.box) < self.tracker.iou_threshold for t in found):
+                    track.box = box
+                    live.append((track, False))
+        alive = {t.id for t in self.tracker.tracks}
+        self._templates = {k: v for k, v in self._templates.items() if k in alive}
+        return live
+
+    def _follow_step(self, grey) -> list[tuple[Track, bool]]:
+        live = []
+        for track, _ in self._live:
+            box = self._follow(grey, track)
+            if box is not None:
+                track.box = box
+                live.append((track, False))
+        return live
+
+    def _follow(self, grey: np.ndarray, track: Track):
+        """The face's new box by template matching within one box size around the old one; None when lost."""
+        template = self._templates.get(track.id)
+        if template is None:
+            return None
+        x, y, w, h = track.box
+        # Match at a reduced scale (faces ~32 px across): cheap, and robust to small changes of expression.
+        s = min(1.0, 32.0 / max(w, h))
+        H, W = grey.shape
+        x0, y0 = max(0, x - w // 2), max(0, y - h // 2)
+        x1, y1 = min(W, x + w + w // 2), min(H, y + h + h // 2)
+        if x1 - x0 < w or y1 - y0 < h:
+            return None
+        region = grey[y0:y1, x0:x1]
+        if s < 1.0:
+            region = cv2.resize(region, (max(1, round(region.shape[1] * s)), max(1, round(region.shape[0] * s))),
+                                interpolation=cv2.INTER_AREA)
+        tmpl = cv2.resize(template, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+        if tmpl.shape[0] > region.shape[0] or tmpl.shape[1] > region.shape[1] or tmpl.std() < 1e-3:
+            return None
+        result = cv2.matchTemplate(region, tmpl, cv2.TM_CCOEFF_NORMED)
+        _, best, _, (bx, by) = cv2.minMaxLoc(result)
+        if best < self.follow_min_score:
+            return None
+        return (int(round(x0 + bx / s)), int(round(y0 + by / s)), w, h)
+
+
+def _patch(grey: np.ndarray, box) -> np.ndarray:
+    x, y, w, h = box
+    H, W = grey.shape
+    x0, y0, x1, y1 = max(0, x), max(0, y), min(W, x + w), min(H, y + h)
+    patch = grey[y0:y1, x0:x1]
+    if patch.shape != (h, w):  # box partly outside the frame: pad so the template keeps the box's size
+        patch = cv2.copyMakeBorder(patch, y0 - y, (y + h) - y1, x0 - x, (x + w) - x1, cv2.BORDER_REPLICATE) \
+            if patch.size else np.zeros((h, w), np.uint8)
+    return patch

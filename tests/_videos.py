@@ -1,0 +1,71 @@
+"""Short test videos built from real FER-2013 faces moving across a 640x480 canvas (for track/video/live tests)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from conftest import pad_face
+
+WIDTH, HEIGHT = 640, 480
+FACE_SIZE = 110      # side of the face itself; the replicated border around it makes the patch ~200 px
+
+
+@dataclass
+class Scene:
+    path: Path
+    fps: float
+    n_frames: int
+    labels: list[int]                              # FER-2013 label of each face, top to bottom
+    boxes: list[list[tuple[int, int, int, int]]]   # per frame, per face: where the face itself was pasted
+
+
+def pick_faces(detectable_faces, emotions: list[int]) -> list[np.ndarray]:
+    """The first detectable PrivateTest face of each wanted label (FER-2013 label numbers)."""
+    faces, labels = detectable_faces
+    out = []
+    for e in emotions:
+        idx = np.flatnonzero(labels == e)
+        if len(idx) == 0:
+            raise AssertionError(f"no detectable face with label {e}")
+        out.append(faces[idx[0]])
+    return out
+
+
+def canvas(i: int = 0) -> np.ndarray:
+    """A mildly textured background: a smooth gradient, no face-like structure."""
+    x = np.linspace(60, 120, WIDTH, dtype=np.float32)
+    y = np.linspace(0, 40, HEIGHT, dtype=np.float32)[:, None]
+    return np.clip(x[None, :] + y, 0, 255).astype(np.uint8)
+
+
+def render(faces48: list[np.ndarray], t: float) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    """Frame at time fraction t in [0, 1]: face k moves horizontally in its own row (alternating direction)."""
+    grey = canvas()
+    boxes = []
+    rows = len(faces48)
+    for k, f in enumerate(faces48):
+        patch = pad_face(f, FACE_SIZE, 0.4)
+        ph, pw = patch.shape
+        span = WIDTH - pw
+        x = int(round(span * (t if k % 2 == 0 else 1 - t)))
+        y = int(round((HEIGHT - ph) * (k / max(1, rows - 1)))) if rows > 1 else (HEIGHT - ph) // 2
+        grey[y:y + ph, x:x + pw] = patch
+        pad = (pw - FACE_SIZE) // 2
+        boxes.append((x + pad, y + pad, FACE_SIZE, FACE_SIZE))
+    return cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR), boxes
+
+
+def make_video(path: Path, faces48: list[np.ndarray], labels: list[int], *, n_frames: int = 45, fps: float = 15.0,
+               fourcc: str = "mp4v") -> Scene:
+    path = Path(path)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (WIDTH, HEIGHT))
+    assert writer.isOpened(), f"OpenCV cannot write {fourcc} to {path}"
+    all_boxes = []
+    for i in range(n_frames):
+        frame, boxes = render(faces48, i / max(1, n_frames - 1))
+        writer.write(frame)
+        all_boxes.append(boxes)
+    writer.release()
+    return Scene(path, fps, n_frames, list(labels), all_boxes)
