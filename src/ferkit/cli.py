@@ -193,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train(sub)
     add_export(sub)
     # Subcommands of other areas: each module's add_parser(sub) registers itself (keep one line each).
+    __import__("ferkit.server.cli", fromlist=["cli"]).add_parser(sub)  # ferkit serve (the web app)
     return parser
 
 

@@ -1,0 +1,39 @@
+"""`ferkit serve`: start the web app. Light at import time; FastAPI and uvicorn load when the command runs."""
+from __future__ import annotations
+
+import sys
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("serve", help="start the web app (photo upload and live camera in the browser)",
+                       description="Start the web app. Images are processed in memory, never stored. "
+                                   "Every setting can also come from FERKIT_* environment variables (FERKIT_MAX_UPLOAD_BYTES ...).")
+    p.add_argument("--host", default=None, help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=None, help="port (default: 8000)")
+    p.add_argument("--model", default=None, help="shipped model name or path to an .onnx file (default: fer2013)")
+    p.add_argument("--detector", default=None, help="face detector: haar, haar-alt2 (default: haar)")
+    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per inference (default: its own)")
+    p.add_argument("--max-upload-bytes", type=int, default=None, help="largest accepted upload (default: 10000000)")
+    p.add_argument("--max-pixels", type=int, default=None, help="largest decoded upload, width x height (default: 40000000)")
+    p.set_defaults(run=run_serve)
+
+
+def run_serve(args) -> int:
+    try:
+        import uvicorn
+
+        from .main import create_app
+        from .settings import Settings
+    except ImportError as e:
+        print(f"ferkit: the web app needs the [serve] extra: pip install 'ferkit[serve]' ({e})", file=sys.stderr)
+        return 2
+    given = {k: getattr(args, k) for k in ("host", "port", "model", "detector", "threads", "max_upload_bytes", "max_pixels")
+             if getattr(args, k) is not None}
+    settings = Settings(**given)
+    app = create_app(settings)
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    shown = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else host
+    print(f"ferkit web app: open http://{shown}:{settings.port}/  (API docs at /docs; Ctrl+C stops)", flush=True)
+    uvicorn.run(app, host=settings.host, port=settings.port, ws_max_size=settings.ws_max_message_bytes,
+                log_level="warning", access_log=False)
+    return 0

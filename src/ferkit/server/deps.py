@@ -1,0 +1,27 @@
+"""Dependencies shared by the routes: the one Recognizer and the Settings, both held on app.state."""
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from starlette.requests import HTTPConnection
+
+from ..recognizer import Recognizer
+from .settings import Settings
+
+
+def get_settings(conn: HTTPConnection) -> Settings:
+    return conn.app.state.settings
+
+
+def get_recognizer(conn: HTTPConnection) -> Recognizer:
+    rec = getattr(conn.app.state, "recognizer", None)
+    if rec is None:  # only before the lifespan has run (an app used without its server)
+        raise HTTPException(503, "the model is not loaded yet")
+    return rec
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+RecognizerDep = Annotated[Recognizer, Depends(get_recognizer)]
+
+__all__ = ["SettingsDep", "RecognizerDep", "get_settings", "get_recognizer", "Request"]

@@ -1,0 +1,142 @@
+"""POST /api/v1/analyze: one photo in, faces with all probabilities (and optional heat maps) out.
+
+The body is read in memory with a running byte count, so an oversized upload is refused after at most
+`max_upload_bytes` (never read unbounded, never spooled to disk as Starlette's form parser would).
+"""
+from __future__ import annotations
+
+import base64
+import time
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.concurrency import run_in_threadpool
+
+from ...images import ImageTooLargeError, UnreadableImageError, decode_image
+from ..deps import RecognizerDep, SettingsDep
+from .schemas import AnalyzeResult, Error
+
+router = APIRouter(prefix="/api/v1", tags=["analyze"])
+
+NO_FACE = "No face found. Try a brighter, frontal photo where the face is at least about 50 pixels wide."
+IMAGE_TYPES = "image/jpeg, image/png, image/webp, image/bmp, image/tiff or image/gif"
+_ERRORS = {code: {"model": Error, "description": why} for code, why in {
+    400: "empty upload, or a malformed multipart body",
+    413: "body over the upload limit, or an image over the pixel limit",
+    415: "neither multipart/form-data nor an image content type",
+    422: "not an image, a corrupt or truncated image, or no 'file' field"}.items()}
+_BODY = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
+                                       "properties": {"file": {"type": "string", "format": "binary"}}}},
+    "image/*": {"schema": {"type": "string", "format": "binary"}}}}}
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it is known to exceed `limit` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise HTTPException(400, f"invalid Content-Length header {declared[:40]!r}") from None
+        if size > limit:
+            raise HTTPException(413, f"request body of {size:,} bytes is over the limit of {limit:,} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise HTTPException(413, f"request body is over the limit of {limit:,} bytes")
+    return bytes(body)
+
+
+def file_from_multipart(body: bytes, content_type: str) -> tuple[bytes, str, str | None]:
+    """-> (data, filename, the part's content type) of the form field named "file"."""
+    _, params = parse_options_header(content_type)
+    boundary = params.get(b"boundary")
+    if not boundary:
+        raise HTTPException(400, "multipart body without a boundary in its Content-Type")
+    parts: list[dict] = []
+    header = {"field": b"", "value": b""}
+
+    def on_part_begin():
+        parts.append({"headers": {}, "data": bytearray()})
+
+    def on_header_field(data, start, end):
+        header["field"] += data[start:end]
+
+    def on_header_value(data, start, end):
+        header["value"] += data[start:end]
+
+    def on_header_end():
+        parts[-1]["headers"][header["field"].decode("latin-1").lower()] = header["value"].decode("latin-1")
+        header["field"], header["value"] = b"", b""
+
+    def on_part_data(data, start, end):
+        parts[-1]["data"] += data[start:end]
+
+    parser = MultipartParser(boundary, {"on_part_begin": on_part_begin, "on_header_field": on_header_field,
+                                        "on_header_value": on_header_value, "on_header_end": on_header_end,
+                                        "on_part_data": on_part_data})
+    try:
+        parser.write(body)
+        parser.finalize()
+    except Exception as e:  # python-multipart raises its own MultipartParseError and ValueErrors
+        raise HTTPException(400, f"malformed multipart body ({e})") from None
+    for part in parts:
+        _, disp = parse_options_header(part["headers"].get("content-disposition", ""))
+        if disp.get(b"name") == b"file":
+            name = disp.get(b"filename", b"upload").decode("utf-8", "replace") or "upload"
+            return bytes(part["data"]), name, part["headers"].get("content-type")
+    names = [parse_options_header(p["headers"].get("content-disposition", ""))[1].get(b"name", b"?").decode("utf-8", "replace")
+             for p in parts]
+    raise HTTPException(422, f"the multipart body has no 'file' field (fields: {', '.join(names) or 'none'})")
+
+
+def _is_image_type(ctype: str | None) -> bool:
+    mime = (ctype or "").split(";")[0].strip().lower()
+    return mime.startswith("image/") or mime == "application/octet-stream"
+
+
+@router.post("/analyze", response_model=AnalyzeResult, responses=_ERRORS, openapi_extra=_BODY,
+             summary="Find faces in a photo and recognise each one's emotion")
+async def analyze(request: Request, rec: RecognizerDep, settings: SettingsDep,
+                  explain: bool = Query(False, description="add a class-activation heat map per face")) -> AnalyzeResult:
+    """Send the photo as multipart/form-data in a field named `file` (or as a raw image/* body).
+    The image is decoded in memory and discarded after the answer; nothing is stored or logged."""
+    ctype = request.headers.get("content-type", "")
+    mime = ctype.split(";")[0].strip().lower()
+    if mime != "multipart/form-data" and not _is_image_type(mime):
+        raise HTTPException(415, f"unsupported Content-Type {mime or '(none)'!r}: send multipart/form-data with "
+                                 f"the image in a field named 'file', or the image itself as {IMAGE_TYPES}")
+    body = await read_limited(request, settings.max_upload_bytes)
+    if mime == "multipart/form-data":
+        data, name, part_type = file_from_multipart(body, ctype)
+        if part_type and not _is_image_type(part_type):
+            raise HTTPException(415, f"{name}: content type {part_type!r} is not an image; upload {IMAGE_TYPES}")
+    else:
+        data, name = body, "upload"
+    if not data:
+        raise HTTPException(400, f"empty upload: {name} has 0 bytes")
+    return await run_in_threadpool(_analyze, rec, data, name, settings.max_pixels, explain)
+
+
+def _analyze(rec, data: bytes, name: str, max_pixels: int, explain: bool) -> AnalyzeResult:
+    from ...explain import cam_to_png
+
+    t0 = time.perf_counter()
+    try:
+        image = decode_image(data, name, max_pixels)
+    except ImageTooLargeError as e:
+        raise HTTPException(413, str(e)) from None
+    except UnreadableImageError as e:
+        raise HTTPException(422, str(e)) from None
+    faces = rec.analyze(image, explain=explain)
+    results = []
+    for face in faces:
+        d = face.to_dict()
+        if explain:
+            d["heatmap"] = "data:image/png;base64," + base64.b64encode(cam_to_png(face.cam)).decode("ascii")
+        results.append(d)
+    h, w = image.shape[:2]
+    return AnalyzeResult(image={"width": w, "height": h}, faces=results, message=None if faces else NO_FACE,
+                         elapsed_ms=round((time.perf_counter() - t0) * 1000, 2))

@@ -1,0 +1,130 @@
+"""WebSocket /api/v1/live: the page's camera frames in, faces out, in real time.
+
+Protocol (one connection per camera):
+- client -> server: each camera frame as a binary message holding one JPEG (or PNG/WebP) image. The
+  server numbers binary messages 1, 2, 3 ... in arrival order: that number is the frame id.
+  Text messages are control messages: {"type": "ping"} is answered with {"type": "pong"}.
+- server -> client: {"type": "hello", "labels": [...], "max_frame_bytes": N} once, then per processed frame
+  {"type": "result", "frame": id, "image": {"width", "height"}, "faces": [...], "latency_ms": receipt to
+  answer on the server, "process_ms": decode + inference, "dropped": frames skipped so far}.
+  A frame that cannot be used gets {"type": "error", "frame": id, "detail": "..."}; the connection stays open.
+
+Back-pressure: only the newest unprocessed frame is kept. A frame that arrives while another waits replaces
+it (counted in "dropped"), so a client that sends faster than the server can serve gets fresh results and
+the server's memory stays bounded: one frame being processed, one waiting. A result for frame n also
+answers every earlier frame, which the client can use for its own flow control.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from starlette.concurrency import run_in_threadpool
+
+from ...images import UnreadableImageError, decode_image
+from ..deps import get_recognizer, get_settings
+
+router = APIRouter()
+_GONE = (WebSocketDisconnect, RuntimeError, OSError)  # what sending to a vanished client raises
+
+
+class _Session:
+    """One socket's state: the waiting frame (at most one), counters, and a lock so sends never interleave."""
+
+    def __init__(self, ws: WebSocket):
+        self.ws = ws
+        self.pending: tuple[int, bytes, float] | None = None   # (frame id, data, arrival time)
+        self.ready = asyncio.Event()
+        self.received = self.dropped = 0
+        self.send_lock = asyncio.Lock()
+
+    async def send(self, message: dict) -> None:
+        async with self.send_lock:
+            await self.ws.send_text(json.dumps(message))
+
+    async def error(self, detail: str, frame: int | None = None) -> None:
+        await self.send({"type": "error", "frame": frame, "detail": detail})
+
+
+@router.websocket("/api/v1/live")
+async def live(ws: WebSocket) -> None:
+    settings, rec = get_settings(ws), get_recognizer(ws)
+    await ws.accept()
+    s = _Session(ws)
+    worker = asyncio.create_task(_serve_frames(s, rec, settings.max_frame_pixels))
+    try:
+        await s.send({"type": "hello", "labels": list(rec.labels), "max_frame_bytes": settings.max_frame_bytes})
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            if message.get("bytes") is not None:
+                await _on_frame(s, message["bytes"], settings.max_frame_bytes)
+            else:
+                await _on_text(s, message.get("text") or "")
+            if worker.done():  # the worker only stops when the client is gone
+                break
+    except _GONE:
+        pass  # abrupt disconnect: nothing to answer, nothing to keep
+    finally:
+        worker.cancel()
+        s.pending = None
+
+
+async def _on_frame(s: _Session, data: bytes, max_bytes: int) -> None:
+    s.received += 1
+    frame = s.received
+    if not data:
+        await s.error(f"frame {frame} is empty", frame)
+    elif len(data) > max_bytes:
+        await s.error(f"frame {frame} is {len(data):,} bytes, over the limit of {max_bytes:,}; send smaller JPEGs", frame)
+    else:
+        if s.pending is not None:
+            s.dropped += 1  # stale: the newer frame replaces it
+        s.pending = (frame, data, time.perf_counter())
+        s.ready.set()
+
+
+async def _on_text(s: _Session, text: str) -> None:
+    try:
+        msg = json.loads(text)
+    except ValueError:
+        await s.error(f"malformed message: expected a binary image frame or a JSON control message, got text {text[:40]!r}")
+        return
+    if isinstance(msg, dict) and msg.get("type") == "ping":
+        await s.send({"type": "pong", "received": s.received, "dropped": s.dropped})
+    else:
+        await s.error(f"unknown control message {text[:60]!r}; known: {{\"type\": \"ping\"}}")
+
+
+async def _serve_frames(s: _Session, rec, max_pixels: int) -> None:
+    """Process the newest waiting frame, answer, repeat. Returns when the client has gone."""
+    while True:
+        await s.ready.wait()
+        s.ready.clear()
+        if s.pending is None:
+            continue
+        frame, data, arrived = s.pending
+        s.pending = None
+        t0 = time.perf_counter()
+        try:
+            result = await run_in_threadpool(_process, rec, data, frame, max_pixels)
+        except UnreadableImageError as e:
+            result = {"type": "error", "frame": frame, "detail": str(e)}
+        now = time.perf_counter()
+        result.update(latency_ms=round((now - arrived) * 1000, 2), process_ms=round((now - t0) * 1000, 2),
+                      dropped=s.dropped)
+        try:
+            await s.send(result)
+        except _GONE:
+            return
+
+
+def _process(rec, data: bytes, frame: int, max_pixels: int) -> dict:
+    image = decode_image(data, f"frame {frame}", max_pixels)
+    faces = rec.analyze(image)
+    h, w = image.shape[:2]
+    return {"type": "result", "frame": frame, "image": {"width": w, "height": h},
+            "faces": [f.to_dict() for f in faces]}

@@ -1,0 +1,59 @@
+"""Response shapes, so the OpenAPI schema (/docs, /openapi.json) describes what the API returns."""
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class Box(BaseModel):
+    x: int
+    y: int
+    w: int
+    h: int
+
+
+class FaceResult(BaseModel):
+    box: Box = Field(description="the face in image pixels")
+    emotion: str = Field(description="the most probable emotion")
+    probabilities: dict[str, float] = Field(description="every emotion's probability; they sum to 1")
+    detector_confidence: float
+    heatmap: str | None = Field(None, description="with explain=true: what the model looked at, as a "
+                                "data:image/png;base64 URL of a heat map (with alpha) to stretch over the box")
+
+
+class ImageSize(BaseModel):
+    width: int
+    height: int
+
+
+class AnalyzeResult(BaseModel):
+    image: ImageSize
+    faces: list[FaceResult] = Field(description="one per face, left to right; empty when there is none")
+    message: str | None = Field(None, description="set when no face was found")
+    elapsed_ms: float = Field(description="decoding + detection + classification time on the server")
+
+
+class Error(BaseModel):
+    detail: str = Field(description="what was wrong with the request")
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: str = Field(description="the ferkit version that exported the model")
+    file: str
+    note: str | None = None
+
+
+class Info(BaseModel):
+    model: ModelInfo
+    labels: list[str] = Field(description="the emotions, in the model's order")
+    detector: str
+    test_accuracy: float | None = Field(description="accuracy on FER-2013 PrivateTest from the model card; "
+                                        "null until the model has been evaluated")
+    metrics: dict = Field(description="the model card's metrics as written by `ferkit evaluate` (may be empty)")
+    limits: dict[str, int] = Field(description="upload and live-mode size limits")
+    server_version: str
+
+
+class Health(BaseModel):
+    status: str
+    model_loaded: bool

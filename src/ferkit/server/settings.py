@@ -1,0 +1,23 @@
+"""The server's settings: one typed class, read from FERKIT_* environment variables or passed to create_app()."""
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MB = 1_000_000
+
+
+class Settings(BaseSettings):
+    """Every knob of the web app. `FERKIT_PORT=9000 ferkit serve` works, as does `create_app(Settings(port=9000))`."""
+    model_config = SettingsConfigDict(env_prefix="FERKIT_", frozen=True)
+
+    host: str = "127.0.0.1"                 # loopback by default: nothing is exposed unless asked
+    port: int = Field(8000, ge=0, le=65535)
+    model: str | None = None                # a shipped model name or an .onnx path; None = the default (fer2013)
+    detector: str = "haar"
+    threads: int | None = Field(None, ge=1)  # ONNX Runtime intra-op threads per inference; None = its default
+    max_upload_bytes: int = Field(10 * MB, ge=1)       # the whole request body of POST /api/v1/analyze
+    max_pixels: int = Field(40_000_000, ge=1)          # decoded width x height of an upload (decompression bombs)
+    max_frame_bytes: int = Field(2 * MB, ge=1)         # one live-mode frame on the WebSocket
+    max_frame_pixels: int = Field(1920 * 1080, ge=1)   # decoded size of one live-mode frame
+    ws_max_message_bytes: int = Field(16 * MB, ge=1)   # the WebSocket layer closes the socket (1009) above this
