@@ -181,6 +181,89 @@ def run_data(args) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------- evaluate
+def default_data_dir() -> Path:
+    """$FERKIT_DATA, else ../shared/data/fer2013 (the layout the repo is developed in)."""
+    import os
+
+    return Path(os.environ.get("FERKIT_DATA", "../shared/data/fer2013"))
+
+
+def add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="accuracy, F1, confusion matrix on a split; writes the model card",
+                       description="Evaluate a model through the same ONNX inference path users get.")
+    p.add_argument("--model", default=None, help="shipped model name or .onnx path (default: fer2013)")
+    p.add_argument("--data", default=None, help="FER-2013 data (default: $FERKIT_DATA/fer2013.csv.gz or ../shared/data/fer2013/fer2013.csv.gz)")
+    p.add_argument("--ferplus", default=None, help="fer2013new.csv for the FER+ set (default: beside --data)")
+    p.add_argument("--split", default="PrivateTest", choices=["PrivateTest", "PublicTest", "Training"])
+    p.add_argument("--tta", default="all", choices=["none", "flip", "crops", "all"], help="test-time augmentation (default: all three)")
+    p.add_argument("--robustness", action="store_true", help="also measure accuracy under corruptions")
+    p.add_argument("--out", default="docs/eval", help="folder for the JSON report and PNG figures")
+    p.add_argument("--model-card", default=None, metavar="MD", help="write the model card here (and weights/<name>.metrics.json)")
+    p.set_defaults(run=run_evaluate)
+
+
+def run_evaluate(args) -> int:
+    from . import load_recognizer
+    from .data import load_dataset, read_ferplus_votes
+    from .evaluate import (evaluate, fer2013_set, ferplus_set, machine_description, plot_confusion,
+                           plot_robustness, render_model_card, robustness, write_metrics)
+
+    data = Path(args.data) if args.data else default_data_dir() / "fer2013.csv.gz"
+    ferplus = Path(args.ferplus) if args.ferplus else data.parent / "fer2013new.csv"
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ds = load_dataset(data)
+    print(ds.summary())
+    modes = ["none", "flip", "crops"] if args.tta == "all" else [args.tta]
+    command = "ferkit " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("ferkit") else "ferkit evaluate ..."
+    results: dict = {"command": command, "machine": machine_description()}
+    sets = {"fer2013_private" if args.split == "PrivateTest" else f"fer2013_{args.split.lower()}": fer2013_set(ds, args.split)}
+    if args.model_card:
+        sets["fer2013_public"] = fer2013_set(ds, "PublicTest")
+    votes = None
+    if ferplus.is_file():
+        votes = read_ferplus_votes(ferplus, len(ds))
+    rec = load_recognizer(args.model, detector="none")
+    if votes is not None:
+        sets["ferplus_private"] = ferplus_set(ds, votes, args.split, rec.labels)
+    figures = {}
+    for key, s in sets.items():
+        results[key] = {}
+        for mode in (modes if key != "fer2013_public" else ["none"]):
+            r = evaluate(load_recognizer(args.model, detector="none", tta=mode), s)
+            results[key][mode] = r
+            print(f"{s.name:<60} n={r['n']:<5} TTA {mode:<6} accuracy {r['accuracy']:.4f}  macro F1 {r['macro']['f1']:.4f}  ECE {r['ece']:.3f}")
+        first = results[key][next(iter(results[key]))]
+        png = out / f"confusion_{rec.name}_{key}.png"
+        plot_confusion(first, png)
+        figures[f"Confusion matrix: {s.name}"] = png
+    if args.robustness:
+        key = next(iter(sets))
+        results["robustness"] = robustness(rec, sets[key])
+        plot_robustness(results["robustness"], out / f"robustness_{rec.name}.png")
+        figures["Robustness"] = out / f"robustness_{rec.name}.png"
+        for name, v in results["robustness"]["corruptions"].items():
+            print(f"robustness {name:<13} " + "  ".join(f"{lvl}: {a:.3f}" for lvl, a in zip(v["levels"], v["accuracy"])))
+    (out / f"report_{rec.name}.json").write_text(json.dumps(results, indent=1, default=str))
+    print(f"wrote {out / f'report_{rec.name}.json'}")
+    if args.model_card:
+        card = Path(args.model_card)
+        card.parent.mkdir(parents=True, exist_ok=True)
+        rel = {t: str(Path(p).resolve().relative_to(card.parent.resolve(), walk_up=True)) if hasattr(Path, "walk_up") else
+               _relpath(p, card.parent) for t, p in figures.items()}
+        card.write_text(render_model_card(rec, results, rel))
+        write_metrics(rec, results, rec.model_path.with_suffix(".metrics.json"))
+        print(f"wrote {card} and {rec.model_path.with_suffix('.metrics.json')}")
+    return EXIT_OK
+
+
+def _relpath(path, start) -> str:
+    import os
+
+    return os.path.relpath(path, start)
+
+
 # ---------------------------------------------------------------- entry point
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
@@ -192,8 +275,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_data(sub)
     add_train(sub)
     add_export(sub)
+    add_evaluate(sub)
     # Subcommands of other areas: each module's add_parser(sub) registers itself (keep one line each).
     __import__("ferkit.server.cli", fromlist=["cli"]).add_parser(sub)  # ferkit serve (the web app)
+    __import__("ferkit.video", fromlist=["video"]).add_parser(sub)  # ferkit video (emotion timelines of video files)
     return parser
 
 

@@ -1,0 +1,317 @@
+"""Emotion timelines from video files: `ferkit video IN`.
+
+Reads every frame (or every `every`-th) with OpenCV, follows faces with `FaceTracker` (stable ids) and writes,
+into one output folder:
+
+    timeline.csv     one row per face per analysed frame: time, frame, face, x, y, w, h, emotion, one column per label
+    timeline.json    the same rows, plus the video's facts and the frames that could not be decoded
+    annotated.mp4    the video with a box, id and emotion per face (boxes of the last analysed frame on the others)
+    emotions.png     probability of each emotion over time, one panel per face
+    summary.json     per face: seconds on screen and the share of its time per dominant emotion
+    summary.txt      the same as a table (what the CLI prints)
+
+Timeline rows are written and flushed frame by frame, so an interruption keeps everything analysed so far.
+A frame that fails to decode is skipped and listed; a file that stops decoding before its announced end is
+reported as truncated, with the frames before the damage still analysed.
+"""
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from .annotate import EMOTION_COLORS_BGR, draw_faces
+from .recognizer import Recognizer
+from .track import FaceTracker, TrackedFace
+
+# Failed reads in a row after which the file is taken to end there (damaged or truncated), when the
+# container announced more frames: isolated bad frames are skipped, a damaged tail stops the loop.
+MAX_FAILED_READS = 25
+MAX_PLOTTED_FACES = 8
+
+
+class VideoError(ValueError):
+    """A video that cannot be opened or decoded: not a video, an unsupported codec, or a damaged file."""
+
+
+@dataclass
+class VideoInfo:
+    path: str
+    fps: float
+    frame_count: int          # as announced by the container (0 when unknown)
+    width: int
+    height: int
+
+    @property
+    def duration(self) -> float:
+        return self.frame_count / self.fps if self.fps else 0.0
+
+
+@dataclass
+class VideoReport:
+    """What analyze_video did: the video's facts, counts, problems met, the per-face summary and the files written."""
+    info: VideoInfo
+    frames_read: int = 0
+    frames_analysed: int = 0
+    rows: int = 0
+    skipped_frames: list[int] = field(default_factory=list)   # frames that failed to decode (then skipped)
+    truncated_at: int | None = None                           # first frame that was never read, if the file ends early
+    summary: dict = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def problems(self) -> list[str]:
+        out = [f"frame {i}: could not be decoded, skipped" for i in self.skipped_frames]
+        if self.truncated_at is not None:
+            out.append(f"{self.info.path}: video ends at frame {self.truncated_at} of the {self.info.frame_count} "
+                       f"it announces (truncated or damaged); frames before that were analysed")
+        return out
+
+
+def open_video(path: str | Path) -> tuple[cv2.VideoCapture, VideoInfo]:
+    """An opened capture and the video's facts; FileNotFoundError / VideoError with the reason otherwise."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    if not path.is_file():
+        raise VideoError(f"{path}: not a file")
+    if path.stat().st_size == 0:
+        raise VideoError(f"{path}: empty file")
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+        raise VideoError(f"{path}: not a video OpenCV can read (starts with {head!r}); "
+                         f"a damaged or truncated file, or an unsupported format")
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    info = VideoInfo(str(path), fps if fps and 0 < fps < 1000 else 30.0, max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT))),
+                     int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    return cap, info
+
+
+def read_frames(cap: cv2.VideoCapture, info: VideoInfo, report: VideoReport):
+    """Yield (index, frame) for each decodable frame; records skipped frames and an early end in `report`."""
+    index, failed = 0, []
+    while True:
+        ok, frame = cap.read()
+        if ok and frame is not None:
+            report.skipped_frames.extend(failed)   # bad frames followed by a good one: skipped, not the end
+            failed = []
+            report.frames_read += 1
+            yield index, frame
+        else:
+            if info.frame_count == 0 or index >= info.frame_count or len(failed) >= MAX_FAILED_READS:
+                break
+            failed.append(index)
+        index += 1
+    if failed:
+        report.truncated_at = failed[0]
+    elif report.frames_read == 0:
+        raise VideoError(f"{info.path}: no frame could be decoded")
+
+
+def analyze_video(path: str | Path, recognizer: Recognizer, out_dir: str | Path, *, every: int = 1,
+                  detect_every: int = 3, detect_side: int | None = None, smoothing: float = 0.0,
+                  annotate: bool = True, progress: Callable[[int], None] | None = None) -> VideoReport:
+    """Analyse a video file and write the timeline, annotated copy, chart and summary into `out_dir`.
+
+    `every`: analyse every n-th frame (the annotated copy keeps every frame). `detect_every`: run the face
+    detector on every n-th analysed frame and follow faces in between; `detect_side`: longest side of the copy
+    the detector sees (None: the detector's default). `progress(n)` is called after each frame read with n = 1.
+    Raises FileNotFoundError / VideoError before writing anything when the file cannot be opened.
+    """
+    if every < 1:
+        raise ValueError(f"every must be >= 1, got {every}")
+    cap, info = open_video(path)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    report = VideoReport(info)
+    labels = list(recognizer.labels)
+    tracker = FaceTracker(recognizer, detect_every=detect_every, detect_side=detect_side, smoothing=smoothing)
+    files = {"timeline_csv": out / "timeline.csv", "timeline_json": out / "timeline.json"}
+    if annotate:
+        files["annotated"] = out / "annotated.mp4"
+    report.files = {k: str(v) for k, v in files.items()}
+    rows_by_face: dict[int, list[tuple[float, np.ndarray]]] = {}
+
+    writer = None
+    with open(files["timeline_csv"], "w", newline="") as csv_fh, open(files["timeline_json"], "w") as json_fh:
+        table = csv.writer(csv_fh)
+        table.writerow(["time", "frame", "face", "x", "y", "w", "h", "emotion", *labels])
+        head = {"video": info.path, "fps": info.fps, "frame_count": info.frame_count, "width": info.width,
+                "height": info.height, "every": every, "labels": labels, "model": recognizer.name}
+        json_fh.write(json.dumps(head)[:-1] + ', "rows": [\n')
+        first_row, faces = True, []
+        try:
+            for index, frame in read_frames(cap, info, report):
+                if index % every == 0:
+                    faces = tracker.process(frame)
+                    report.frames_analysed += 1
+                    t = index / info.fps
+                    for f in faces:
+                        p = [f.probabilities[k] for k in labels]
+                        table.writerow([f"{t:.3f}", index, f.id, *f.box, f.emotion, *(f"{v:.4f}" for v in p)])
+                        row = {"time": round(t, 3), "frame": index, "face": f.id,
+                               "box": dict(zip("xywh", f.box)), "emotion": f.emotion,
+                               "probabilities": {k: round(v, 4) for k, v in zip(labels, p)}}
+                        json_fh.write(("" if first_row else ",\n") + json.dumps(row))
+                        first_row = False
+                        rows_by_face.setdefault(f.id, []).append((t, np.array(p)))
+                        report.rows += 1
+                    csv_fh.flush()
+                    json_fh.flush()
+                if annotate:
+                    if writer is None:
+                        writer = _open_writer(files["annotated"], info.fps, frame.shape)
+                    writer.write(_draw(frame, faces))
+                if progress:
+                    progress(1)
+        finally:
+            cap.release()
+            if writer is not None:
+                writer.release()
+            tail = {"frames_read": report.frames_read, "frames_analysed": report.frames_analysed,
+                    "skipped_frames": report.skipped_frames, "truncated_at": report.truncated_at}
+            json_fh.write("\n], " + json.dumps(tail)[1:] + "\n")
+
+    report.summary = summarize(rows_by_face, labels, every / info.fps)
+    files["summary_json"] = out / "summary.json"
+    files["summary_txt"] = out / "summary.txt"
+    files["chart"] = out / "emotions.png"
+    files["summary_json"].write_text(json.dumps({"video": asdict(info), "frames_read": report.frames_read,
+                                                 "frames_analysed": report.frames_analysed, "every": every,
+                                                 "problems": report.problems, "faces": report.summary}, indent=2))
+    files["summary_txt"].write_text(format_summary(report.summary, labels) + "\n")
+    plot_timeline(rows_by_face, labels, files["chart"], title=Path(info.path).name)
+    report.files = {k: str(v) for k, v in files.items()}
+    return report
+
+
+def _open_writer(path: Path, fps: float, shape) -> cv2.VideoWriter:
+    h, w = shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    if not writer.isOpened():
+        raise VideoError(f"{path}: OpenCV cannot write an mp4v video here")
+    return writer
+
+
+def _draw(frame: np.ndarray, faces: list[TrackedFace]) -> np.ndarray:
+    if not faces:
+        return frame
+    return draw_faces(frame, faces, [f"#{f.id} {f.emotion} {f.score:.0%}" for f in faces])
+
+
+def summarize(rows_by_face: dict[int, list[tuple[float, np.ndarray]]], labels: list[str], seconds_per_row: float) -> dict:
+    """Per face id: rows, seconds on screen, first/last time, the share of its rows per dominant emotion
+    (sums to 1), the mean probabilities and the dominant emotion overall."""
+    out = {}
+    for face_id, rows in sorted(rows_by_face.items()):
+        probs = np.stack([p for _, p in rows])                       # (T, K)
+        top = np.bincount(probs.argmax(1), minlength=len(labels)) / len(rows)
+        out[str(face_id)] = {
+            "rows": len(rows), "seconds": round(len(rows) * seconds_per_row, 3),
+            "first": round(rows[0][0], 3), "last": round(rows[-1][0], 3),
+            "share": {k: round(float(v), 4) for k, v in zip(labels, top)},
+            "mean_probabilities": {k: round(float(v), 4) for k, v in zip(labels, probs.mean(0))},
+            "dominant": labels[int(top.argmax())],
+        }
+    return out
+
+
+def format_summary(summary: dict, labels: list[str]) -> str:
+    """The summary as a table: one line per face, share of its time per emotion."""
+    if not summary:
+        return "no face found in the analysed frames"
+    short = [k[:8] for k in labels]
+    lines = [f"{'face':>5} {'seconds':>8} {'from-to (s)':>14} {'dominant':<9}" + "".join(f"{s:>9}" for s in short)]
+    for face_id, s in summary.items():
+        span = f"{s['first']:.1f}-{s['last']:.1f}"
+        lines.append(f"{'#' + face_id:>5} {s['seconds']:>8.1f} {span:>14} {s['dominant']:<9}"
+                     + "".join(f"{s['share'][k]:>9.1%}" for k in labels))
+    return "\n".join(lines)
+
+
+def plot_timeline(rows_by_face: dict, labels: list[str], path: str | Path, title: str = "") -> None:
+    """emotions.png: each emotion's probability over time, one panel per face (the longest-visible faces first)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    faces = sorted(rows_by_face.items(), key=lambda kv: -len(kv[1]))[:MAX_PLOTTED_FACES]
+    faces.sort()
+    n = max(1, len(faces))
+    fig = Figure(figsize=(10, 2.2 * n + 0.8), dpi=100)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(n, 1, squeeze=False, sharex=True)[:, 0]
+    if not faces:
+        axes[0].text(0.5, 0.5, "no face found", ha="center", va="center", transform=axes[0].transAxes)
+        axes[0].set_axis_off()
+    for ax, (face_id, rows) in zip(axes, faces):
+        t = np.array([r[0] for r in rows])
+        probs = np.stack([r[1] for r in rows])
+        for k, label in enumerate(labels):
+            b, g, r = EMOTION_COLORS_BGR.get(label, (128, 128, 128))
+            ax.plot(t, probs[:, k], ".-" if len(t) < 30 else "-", ms=3, lw=1.3, label=label, color=(r / 255, g / 255, b / 255))
+        ax.set_ylim(0, 1)
+        ax.set_ylabel(f"face #{face_id}\nprobability")
+        ax.grid(alpha=0.3)
+    axes[-1].set_xlabel("time (s)")
+    if faces:
+        axes[0].legend(ncol=len(labels), loc="lower left", bbox_to_anchor=(0, 1.02), fontsize=8, frameon=False)
+    if title:
+        fig.suptitle(title, y=0.995, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(str(path))
+
+
+# ---------------------------------------------------------------- CLI
+def add_parser(sub) -> None:
+    p = sub.add_parser("video", help="emotion timeline of a video file",
+                       description="Analyse a video: timeline CSV/JSON, annotated copy, emotion chart and summary.")
+    p.add_argument("input", help="a video file (mp4, avi, mkv, mov ... whatever OpenCV's FFmpeg reads)")
+    p.add_argument("--out", metavar="DIR", help="output folder (default: <input name>_ferkit beside the input)")
+    p.add_argument("--every", type=int, default=1, metavar="N", help="analyse every N-th frame (default: 1, all)")
+    p.add_argument("--detect-every", type=int, default=3, metavar="N",
+                   help="run the face detector on every N-th analysed frame, follow faces in between (default: 3)")
+    p.add_argument("--detect-side", type=int, default=None, metavar="PX",
+                   help="longest side of the copy the detector searches (default: the detector's, 640)")
+    p.add_argument("--smoothing", type=float, default=0.0, help="per-face probability smoothing over time, 0 (off) to <1")
+    p.add_argument("--model", default=None, help="shipped model name or path to an .onnx file (default: fer2013)")
+    p.add_argument("--detector", default="haar", help="face detector: haar, haar-alt2 (default: haar)")
+    p.add_argument("--no-annotate", action="store_true", help="skip the annotated copy of the video (faster)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(run=run_video)
+
+
+def run_video(args) -> int:
+    import sys
+
+    from tqdm import tqdm
+
+    from . import load_recognizer
+
+    src = Path(args.input)
+    out = Path(args.out) if args.out else src.with_name(f"{src.stem}_ferkit")
+    if args.every < 1 or args.detect_every < 1:
+        print("ferkit: --every and --detect-every must be >= 1", file=sys.stderr)
+        return 2
+    rec = load_recognizer(args.model, detector=args.detector)
+    _, info = open_video(src)  # fail before the progress bar appears
+    bar = tqdm(total=info.frame_count or None, unit="frame", desc=src.name, disable=args.no_progress, file=sys.stderr)
+    try:
+        report = analyze_video(src, rec, out, every=args.every, detect_every=args.detect_every,
+                               detect_side=args.detect_side, smoothing=args.smoothing,
+                               annotate=not args.no_annotate, progress=bar.update)
+    finally:
+        bar.close()
+    for problem in report.problems:
+        print(f"ferkit: {problem}", file=sys.stderr)
+    print(f"{info.path}: {report.frames_analysed} of {report.frames_read} frames analysed "
+          f"({info.width}x{info.height}, {info.fps:g} fps), {len(report.summary)} face(s)")
+    print(format_summary(report.summary, list(rec.labels)))
+    print(f"wrote {', '.join(Path(v).name for v in report.files.values())} to {out}")
+    return 1 if report.problems else (3 if not report.summary else 0)
