@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -216,6 +217,8 @@ def run_evaluate(args) -> int:
     ds = load_dataset(data)
     print(ds.summary())
     modes = ["none", "flip", "crops"] if args.tta == "all" else [args.tta]
+    if args.model_card and "none" not in modes:
+        modes.insert(0, "none")  # the card's per-class table is without TTA
     command = "ferkit " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("ferkit") else "ferkit evaluate ..."
     results: dict = {"command": command, "machine": machine_description()}
     sets = {"fer2013_private" if args.split == "PrivateTest" else f"fer2013_{args.split.lower()}": fer2013_set(ds, args.split)}
@@ -250,18 +253,11 @@ def run_evaluate(args) -> int:
     if args.model_card:
         card = Path(args.model_card)
         card.parent.mkdir(parents=True, exist_ok=True)
-        rel = {t: str(Path(p).resolve().relative_to(card.parent.resolve(), walk_up=True)) if hasattr(Path, "walk_up") else
-               _relpath(p, card.parent) for t, p in figures.items()}
+        rel = {t: os.path.relpath(p, card.parent) for t, p in figures.items()}
         card.write_text(render_model_card(rec, results, rel))
         write_metrics(rec, results, rec.model_path.with_suffix(".metrics.json"))
         print(f"wrote {card} and {rec.model_path.with_suffix('.metrics.json')}")
     return EXIT_OK
-
-
-def _relpath(path, start) -> str:
-    import os
-
-    return os.path.relpath(path, start)
 
 
 # ---------------------------------------------------------------- entry point
@@ -279,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Subcommands of other areas: each module's add_parser(sub) registers itself (keep one line each).
     __import__("ferkit.server.cli", fromlist=["cli"]).add_parser(sub)  # ferkit serve (the web app)
     __import__("ferkit.video", fromlist=["video"]).add_parser(sub)  # ferkit video (emotion timelines of video files)
+    __import__("ferkit.live", fromlist=["live"]).add_parser(sub)  # ferkit live (desktop real time)
     return parser
 
 

@@ -287,6 +287,15 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run_video)
 
 
+def quiet_opencv() -> None:
+    """For the CLI edges: OpenCV's and FFmpeg's own log lines (a missing camera, a damaged frame) repeat what
+    ferkit reports in its own words, so keep OpenCV's errors only and silence FFmpeg's."""
+    import os
+
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # read when FFmpeg is first used
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
 def run_video(args) -> int:
     import sys
 
@@ -299,6 +308,7 @@ def run_video(args) -> int:
     if args.every < 1 or args.detect_every < 1:
         print("ferkit: --every and --detect-every must be >= 1", file=sys.stderr)
         return 2
+    quiet_opencv()
     rec = load_recognizer(args.model, detector=args.detector)
     _, info = open_video(src)  # fail before the progress bar appears
     bar = tqdm(total=info.frame_count or None, unit="frame", desc=src.name, disable=args.no_progress, file=sys.stderr)

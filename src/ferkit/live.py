@@ -1,0 +1,318 @@
+"""Real time on the desktop: `ferkit live` over a camera or a video file.
+
+Each frame: `FaceTracker` (detection every few frames on a downscaled copy, faces followed in between, stable
+ids, optional smoothing) -> a box, `#id emotion %` and a small probability bar chart per face, FPS in the corner.
+The picture goes to a desktop window (`q` or Esc quits), or with `--no-window` one JSON line per frame goes to
+stdout instead.
+
+The window: OpenCV's own (cv2.imshow) where OpenCV was built with a GUI (the `opencv-python` wheel), else a
+Tk window (tkinter + Pillow) because ferkit depends on `opencv-python-headless`, which has no windows; the
+frames are drawn with OpenCV either way. The two OpenCV wheels must not be installed together (they share the
+`cv2` folder), so ferkit never asks for both.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from .annotate import EMOTION_COLORS_BGR, draw_faces
+from .track import FaceTracker, TrackedFace
+from .video import VideoError, open_video, quiet_opencv
+
+WINDOW_TITLE = "ferkit live"
+QUIT_KEYS = {ord("q"), ord("Q"), 27}   # q, Q, Esc
+GUI_HELP = ("use --no-window for JSON lines, or get a window: install tkinter (Debian/Ubuntu: "
+            "apt install python3-tk; it comes with the python.org installers), or replace OpenCV with its GUI build: "
+            "pip uninstall -y opencv-python-headless && pip install 'opencv-python>=4.8,<5' "
+            "(never keep both: they overwrite each other's files)")
+
+
+class SourceError(ValueError):
+    """A camera that cannot be opened or gives no frames, or a source that stops working."""
+
+
+class GuiUnavailableError(RuntimeError):
+    """No way to open a desktop window here (no display, or neither an OpenCV GUI build nor tkinter)."""
+
+
+# ---------------------------------------------------------------- sources
+@dataclass
+class Source:
+    cap: cv2.VideoCapture
+    name: str          # "camera 0" or the file's path
+    is_file: bool
+    fps: float         # the file's frame rate (for pacing); 0 for cameras
+    first: np.ndarray  # the first frame, read while opening to prove the source works
+
+
+def open_source(camera: int | None = 0, path: str | Path | None = None) -> Source:
+    """A camera by index or a video file, with its first frame read; SourceError / VideoError / FileNotFoundError
+    with the reason when it cannot give frames."""
+    if path is not None:
+        cap, info = open_video(path)
+        ok, frame = cap.read()
+        if not ok or frame is None:
+            cap.release()
+            raise VideoError(f"{path}: opened, but its first frame cannot be decoded")
+        return Source(cap, str(path), True, info.fps, frame)
+    if camera is None or camera < 0:
+        raise SourceError(f"camera index must be >= 0, got {camera}")
+    cap = cv2.VideoCapture(camera)
+    if not cap.isOpened():
+        raise SourceError(f"camera {camera}: cannot be opened: no camera with that index, no permission, or another "
+                          f"program is using it (try another --camera N, or --source FILE)")
+    ok, frame = cap.read()
+    if not ok or frame is None:
+        cap.release()
+        raise SourceError(f"camera {camera}: opened but gives no frames (busy with another program, or not a capture device)")
+    return Source(cap, f"camera {camera}", False, 0.0, frame)
+
+
+@dataclass
+class LiveFrame:
+    index: int
+    time: float                 # seconds: the position in a file, or since the start for a camera
+    image: np.ndarray           # the BGR frame as read
+    faces: list[TrackedFace]
+    fps: float                  # end-to-end frames per second over the last ~second
+
+
+def live_frames(source: Source, tracker: FaceTracker, *, loop: bool = False, pace: bool = True) -> Iterator[LiveFrame]:
+    """Frames with their tracked faces until the source ends. A file ends normally (or restarts with `loop`);
+    a camera that stops giving frames raises SourceError. `pace`: play a file at its own frame rate."""
+    stamps: deque[float] = deque(maxlen=31)
+    start = time.perf_counter()
+    frame, index, file_index = source.first, 0, 0
+    while True:
+        if source.is_file and pace and source.fps:
+            delay = start + index / source.fps - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+        faces = tracker.process(frame)
+        now = time.perf_counter()
+        stamps.append(now)
+        fps = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 and stamps[-1] > stamps[0] else 0.0
+        t = file_index / source.fps if source.is_file else now - start
+        yield LiveFrame(index, t, frame, faces, fps)
+        index += 1
+        file_index += 1
+        ok, frame = source.cap.read()
+        if not ok or frame is None:
+            if not source.is_file:
+                raise SourceError(f"{source.name}: stopped giving frames after {index} (disconnected?)")
+            if not loop:
+                return
+            source.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            ok, frame = source.cap.read()
+            if not ok:
+                return
+            file_index = 0
+            tracker.reset()
+
+
+def frame_record(lf: LiveFrame) -> dict:
+    """One frame as the JSON object `--no-window` prints."""
+    faces = []
+    for f in lf.faces:
+        d = f.to_dict()
+        d["probabilities"] = {k: round(v, 4) for k, v in d["probabilities"].items()}
+        faces.append(d)
+    return {"frame": lf.index, "time": round(lf.time, 3), "fps": round(lf.fps, 1), "faces": faces}
+
+
+# ---------------------------------------------------------------- drawing
+def draw_live(image: np.ndarray, faces: list[TrackedFace], fps: float, labels) -> np.ndarray:
+    """The frame with boxes, '#id emotion %' labels, a probability bar chart per face and the FPS."""
+    out = draw_faces(image, faces, [f"#{f.id} {f.emotion} {f.score:.0%}" for f in faces])
+    for f in faces:
+        draw_bars(out, f, labels)
+    text = f"{fps:4.1f} fps  {len(faces)} face{'' if len(faces) == 1 else 's'}  q/Esc: quit"
+    cv2.rectangle(out, (0, 0), (8 + 8 * len(text), 24), (0, 0, 0), -1)
+    cv2.putText(out, text, (5, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    return out
+
+
+def draw_bars(img: np.ndarray, face: TrackedFace, labels, bar_w: int = 70, row_h: int = 12) -> None:
+    """A small chart beside the face's box: one bar per emotion, in the emotion's box colour, in place."""
+    x, y, w, h = face.box
+    panel_w, panel_h = 34 + bar_w + 6, row_h * len(labels) + 6
+    H, W = img.shape[:2]
+    px = x + w + 4 if x + w + 4 + panel_w <= W else max(0, x - panel_w - 4)
+    py = min(max(0, y), max(0, H - panel_h))
+    roi = img[py:py + panel_h, px:px + panel_w]
+    roi[:] = (roi * 0.35).astype(np.uint8)   # darken the background so the bars read on any picture
+    for k, label in enumerate(labels):
+        p = face.probabilities.get(label, 0.0)
+        ry = py + 3 + k * row_h
+        cv2.putText(img, label[:3], (px + 3, ry + row_h - 3), cv2.FONT_HERSHEY_SIMPLEX, 0.33, (255, 255, 255), 1, cv2.LINE_AA)
+        x0 = px + 34
+        cv2.rectangle(img, (x0, ry + 2), (x0 + bar_w, ry + row_h - 2), (70, 70, 70), -1)
+        cv2.rectangle(img, (x0, ry + 2), (x0 + max(1, int(round(bar_w * p))), ry + row_h - 2),
+                      EMOTION_COLORS_BGR.get(label, (0, 255, 0)), -1)
+
+
+# ---------------------------------------------------------------- windows
+def opencv_has_gui() -> bool:
+    """Whether this OpenCV build can open windows (False for opencv-python-headless)."""
+    m = re.search(r"^\s*GUI:\s*(\S+)", cv2.getBuildInformation(), re.MULTILINE)
+    return bool(m) and m.group(1).upper() != "NONE"
+
+
+class OpenCVWindow:
+    def __init__(self, title: str):
+        self.title = title
+        try:
+            cv2.namedWindow(title, cv2.WINDOW_AUTOSIZE)
+        except cv2.error as e:
+            raise GuiUnavailableError(f"OpenCV cannot open a window ({str(e).strip().splitlines()[-1]}); {GUI_HELP}") from e
+
+    def show(self, image: np.ndarray) -> bool:
+        """Display a BGR image; False once the user pressed q / Esc or closed the window."""
+        cv2.imshow(self.title, image)
+        key = cv2.waitKey(1)
+        if key != -1 and (key & 0xFF) in QUIT_KEYS:
+            return False
+        return cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) >= 1
+
+    def close(self) -> None:
+        cv2.destroyWindow(self.title)
+        cv2.waitKey(1)
+
+
+class TkWindow:
+    def __init__(self, title: str):
+        try:
+            import tkinter as tk
+
+            from PIL import Image, ImageTk
+        except ImportError as e:
+            raise GuiUnavailableError(f"this OpenCV build has no windows and tkinter is missing ({e}); {GUI_HELP}") from e
+        self._image_cls, self._photo_cls = Image, ImageTk.PhotoImage
+        try:
+            self.root = tk.Tk()
+        except tk.TclError as e:
+            raise GuiUnavailableError(f"cannot open a window ({e}); use --no-window on machines without a display") from e
+        self.root.title(title)
+        self.label = tk.Label(self.root, borderwidth=0)
+        self.label.pack()
+        self.open = True
+        self.root.bind("<KeyPress>", self._key)
+        self.root.protocol("WM_DELETE_WINDOW", self._closed)
+
+    def _key(self, event) -> None:
+        if event.keysym in ("q", "Q", "Escape"):
+            self.open = False
+
+    def _closed(self) -> None:
+        self.open = False
+
+    def show(self, image: np.ndarray) -> bool:
+        photo = self._photo_cls(self._image_cls.fromarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB)))
+        self.label.configure(image=photo)
+        self.label.image = photo  # Tk keeps no reference of its own
+        self.root.update()
+        return self.open
+
+    def close(self) -> None:
+        try:
+            self.root.destroy()
+        except Exception:  # already destroyed by the window manager: nothing left to close
+            pass
+
+
+def open_window(title: str = WINDOW_TITLE, backend: str = "auto"):
+    """A window with show(image) -> still open? and close(). backend: "auto" (OpenCV if it has a GUI, else Tk),
+    "opencv" or "tk". Raises GuiUnavailableError saying what to install or do."""
+    if backend not in ("auto", "opencv", "tk"):
+        raise ValueError(f"unknown window backend {backend!r}; valid: auto, opencv, tk")
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise GuiUnavailableError("no display ($DISPLAY is not set): run on a desktop session, or use --no-window")
+    if backend == "opencv" or (backend == "auto" and opencv_has_gui()):
+        if not opencv_has_gui():
+            raise GuiUnavailableError(f"this OpenCV build ({cv2.__version__}, probably opencv-python-headless) has no windows; {GUI_HELP}")
+        return OpenCVWindow(title)
+    return TkWindow(title)
+
+
+# ---------------------------------------------------------------- CLI
+def add_parser(sub) -> None:
+    p = sub.add_parser("live", help="real-time emotions from a camera or video file in a desktop window",
+                       description="Faces and emotions in real time; q or Esc quits. --no-window prints JSON lines.")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--camera", type=int, default=0, metavar="N", help="camera index (default: 0)")
+    src.add_argument("--source", metavar="FILE", help="a video file instead of a camera")
+    p.add_argument("--no-window", action="store_true", help="print one JSON line per frame instead of showing a window")
+    p.add_argument("--gui", default="auto", choices=["auto", "opencv", "tk"],
+                   help="window toolkit (default: OpenCV's where it has one, else Tk)")
+    p.add_argument("--loop", action="store_true", help="restart a --source file when it ends")
+    p.add_argument("--max-speed", action="store_true", help="process a --source file as fast as possible, not at its frame rate")
+    p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
+    p.add_argument("--smoothing", type=float, default=0.5, help="per-face probability smoothing over time, 0 (off) to <1 (default: 0.5)")
+    p.add_argument("--detect-every", type=int, default=5, metavar="N", help="run the face detector every N frames, follow faces in between (default: 5)")
+    p.add_argument("--detect-side", type=int, default=320, metavar="PX", help="longest side of the copy the detector searches (default: 320)")
+    p.add_argument("--model", default=None, help="shipped model name or path to an .onnx file (default: fer2013)")
+    p.add_argument("--detector", default="haar", help="face detector: haar, haar-alt2 (default: haar)")
+    p.set_defaults(run=run_live)
+
+
+def _err(msg: str) -> None:
+    print(f"ferkit: {msg}", file=sys.stderr, flush=True)
+
+
+def run_live(args) -> int:
+    from . import load_recognizer
+
+    quiet_opencv()
+    rec = load_recognizer(args.model, detector=args.detector)
+    tracker = FaceTracker(rec, detect_every=args.detect_every, detect_side=args.detect_side, smoothing=args.smoothing)
+    try:
+        source = open_source(args.camera, args.source)
+    except (SourceError, VideoError, FileNotFoundError) as e:
+        _err(str(e))
+        return 1
+    window = None
+    if not args.no_window:
+        try:
+            window = open_window(WINDOW_TITLE, args.gui)
+        except GuiUnavailableError as e:
+            source.cap.release()
+            _err(str(e))
+            return 1
+    n, reason, code = 0, "", 0
+    try:
+        for lf in live_frames(source, tracker, loop=args.loop, pace=not args.max_speed):
+            n += 1
+            if window is not None:
+                if not window.show(draw_live(lf.image, lf.faces, lf.fps, rec.labels)):
+                    reason = "quit"
+                    break
+            else:
+                print(json.dumps(frame_record(lf)), flush=True)
+            if args.max_frames and n >= args.max_frames:
+                reason = f"stopped after {n} frames (--max-frames)"
+                break
+        else:
+            reason = f"{source.name}: source ended after {n} frames"
+    except SourceError as e:
+        reason, code = str(e), 1
+    except BrokenPipeError:  # `ferkit live --no-window | head`: the reader left; silence the final flush
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except KeyboardInterrupt:
+        reason = "interrupted"
+    finally:
+        source.cap.release()
+        if window is not None:
+            window.close()
+    _err(reason)
+    return code
