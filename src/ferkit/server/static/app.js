@@ -1,0 +1,589 @@
+// ferkit's page: photo upload, live camera over a WebSocket, and music for the detected mood.
+// No libraries, no CDN. Emotion labels come from GET /api/v1/info; none is typed here.
+
+const $ = (id) => document.getElementById(id);
+const state = {
+  labels: [],               // from /api/v1/info, in the model's order
+  live: null,               // the running live session (see startLive)
+  music: { emotion: null, lastFetch: 0, timer: null },
+};
+
+// One colour and one dash pattern per class index, so lines and boxes differ by more than colour.
+const PALETTE = ["#c0392b", "#6d8b1e", "#7d3c98", "#d68910", "#1f5fbf", "#0e8a7d", "#5d6d7e"];
+const DASHES = [[], [8, 4], [2, 3], [10, 3, 2, 3], [5, 5], [1, 2], [12, 6]];
+const colourOf = (label) => PALETTE[state.labels.indexOf(label) % PALETTE.length];
+const dashOf = (label) => DASHES[state.labels.indexOf(label) % DASHES.length];
+const pct = (p) => `${(p * 100).toFixed(1)} %`;
+
+function announce(text) {
+  // Re-setting the same text would not be re-read; clear first.
+  const el = $("announcer");
+  el.textContent = "";
+  setTimeout(() => { el.textContent = text; }, 30);
+}
+
+function setMessage(el, text, isError = false) {
+  el.textContent = text;
+  el.classList.toggle("error", isError);
+}
+
+async function errorDetail(response) {
+  try {
+    const body = await response.json();
+    return typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail);
+  } catch {
+    return `${response.status} ${response.statusText}`;
+  }
+}
+
+// ------------------------------------------------------------------ model card
+async function loadInfo() {
+  const response = await fetch("/api/v1/info");
+  if (!response.ok) throw new Error(await errorDetail(response));
+  const info = await response.json();
+  state.labels = info.labels;
+  const acc = info.test_accuracy == null ? "test accuracy not measured yet"
+    : `test accuracy ${(info.test_accuracy * 100).toFixed(1)} % on FER-2013 PrivateTest`;
+  $("model-info").textContent = `Model ${info.model.name} (ferkit ${info.model.version}), ` +
+    `${info.labels.length} emotions: ${info.labels.join(", ")}; detector ${info.detector}; ${acc}.`;
+  state.info = info;
+  buildLegend();
+}
+
+// ------------------------------------------------------------------ tabs
+function setupTabs() {
+  const tabs = [$("tab-photo"), $("tab-live")];
+  const select = (tab) => {
+    for (const t of tabs) {
+      const on = t === tab;
+      t.setAttribute("aria-selected", String(on));
+      t.tabIndex = on ? 0 : -1;
+      $(t.getAttribute("aria-controls")).hidden = !on;
+    }
+    tab.focus();
+  };
+  for (const t of tabs) {
+    t.addEventListener("click", () => select(t));
+    t.addEventListener("keydown", (e) => {
+      const i = tabs.indexOf(t);
+      if (e.key === "ArrowRight" || e.key === "ArrowLeft") {
+        e.preventDefault();
+        select(tabs[(i + (e.key === "ArrowRight" ? 1 : tabs.length - 1)) % tabs.length]);
+      }
+    });
+  }
+}
+
+// ------------------------------------------------------------------ faces: bars and boxes
+function sortedProbs(face) {
+  return Object.entries(face.probabilities).sort((a, b) => b[1] - a[1]);
+}
+
+function renderFaceCards(container, faces) {
+  container.replaceChildren(...faces.map((face, i) => {
+    const card = document.createElement("section");
+    card.className = "face";
+    card.style.borderLeftColor = colourOf(face.emotion);
+    card.dataset.emotion = face.emotion;
+    const h = document.createElement("h3");
+    h.textContent = `Face ${i + 1}: ${face.emotion} (${pct(face.probabilities[face.emotion])})`;
+    card.setAttribute("aria-label", `Face ${i + 1}`);
+    const list = document.createElement("ul");
+    list.className = "probs";
+    for (const [label, p] of sortedProbs(face)) {
+      const li = document.createElement("li");
+      li.dataset.label = label;
+      if (label === face.emotion) li.className = "top";
+      const name = document.createElement("span");
+      name.textContent = label === face.emotion ? `${label} ★` : label;
+      const bar = document.createElement("span");
+      bar.className = "bar";
+      bar.setAttribute("aria-hidden", "true");
+      const fill = document.createElement("span");
+      fill.style.width = `${(p * 100).toFixed(1)}%`;
+      fill.style.background = colourOf(label);
+      bar.append(fill);
+      const value = document.createElement("span");
+      value.className = "value";
+      value.textContent = pct(p);
+      li.append(name, bar, value);
+      list.append(li);
+    }
+    card.append(h, list);
+    return card;
+  }));
+}
+
+function describeFaces(faces) {
+  if (!faces.length) return "No face found.";
+  const parts = faces.map((f, i) => `Face ${i + 1}: ${f.emotion}, ${Math.round(f.probabilities[f.emotion] * 100)} percent`);
+  return `${faces.length} face${faces.length > 1 ? "s" : ""} found. ${parts.join(". ")}.`;
+}
+
+// ------------------------------------------------------------------ photo mode
+function setupPhoto() {
+  const input = $("file-input");
+  const zone = $("dropzone");
+  input.addEventListener("change", () => { if (input.files[0]) analyzePhoto(input.files[0]); });
+  zone.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" || e.key === " ") { e.preventDefault(); input.click(); }
+  });
+  zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("over"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    zone.classList.remove("over");
+    const file = [...(e.dataTransfer?.files || [])][0];
+    if (file) analyzePhoto(file);
+  });
+  document.addEventListener("paste", (e) => {
+    const item = [...(e.clipboardData?.items || [])].find((it) => it.kind === "file");
+    if (item) { e.preventDefault(); analyzePhoto(item.getAsFile()); }
+  });
+  $("heatmap-toggle").addEventListener("change", () => {
+    const show = $("heatmap-toggle").checked;
+    for (const img of document.querySelectorAll("#photo-boxes img.heat")) img.hidden = !show;
+  });
+}
+
+async function analyzePhoto(file) {
+  const message = $("photo-message");
+  setMessage(message, `Analysing ${file.name || "the pasted image"}…`);
+  const form = new FormData();
+  form.append("file", file, file.name || "pasted.png");
+  let response;
+  try {
+    response = await fetch("/api/v1/analyze?explain=true", { method: "POST", body: form });
+  } catch (err) {
+    setMessage(message, `The server could not be reached (${err.message}).`, true);
+    announce("Error: the server could not be reached.");
+    return;
+  }
+  if (!response.ok) {
+    const detail = await errorDetail(response);
+    setMessage(message, detail, true);
+    announce(`Error: ${detail}`);
+    return;
+  }
+  const result = await response.json();
+  await showPhoto(file, result);
+  setMessage(message, result.message || describeFaces(result.faces));
+  announce(describeFaces(result.faces));
+  if (result.faces.length) followMood(mainFace(result.faces).emotion, false);
+}
+
+async function showPhoto(file, result) {
+  const img = $("photo");
+  if (img.src) URL.revokeObjectURL(img.src);
+  img.src = URL.createObjectURL(file);   // shown from memory; never uploaded anywhere but our server
+  await img.decode().catch(() => {});
+  $("photo-figure").hidden = false;
+  const { width, height } = result.image;
+  const showHeat = $("heatmap-toggle").checked;
+  $("photo-boxes").replaceChildren(...result.faces.map((face, i) => {
+    const b = face.box;
+    const div = document.createElement("div");
+    div.className = "face-box";
+    div.dataset.emotion = face.emotion;
+    Object.assign(div.style, {
+      left: `${(b.x / width) * 100}%`, top: `${(b.y / height) * 100}%`,
+      width: `${(b.w / width) * 100}%`, height: `${(b.h / height) * 100}%`, borderColor: colourOf(face.emotion),
+    });
+    if (face.heatmap) {
+      const heat = document.createElement("img");
+      heat.className = "heat";
+      heat.alt = `Heat map for face ${i + 1}`;
+      heat.src = face.heatmap;
+      heat.hidden = !showHeat;
+      div.append(heat);
+    }
+    const tag = document.createElement("span");
+    tag.className = "tag";
+    tag.textContent = `${i + 1}: ${face.emotion}`;
+    div.append(tag);
+    return div;
+  }));
+  $("photo-caption").textContent = `${width} × ${height} pixels; ${result.faces.length} face(s); ` +
+    `analysed in ${result.elapsed_ms.toFixed(0)} ms on the server.`;
+  renderFaceCards($("photo-faces"), result.faces);
+}
+
+const area = (f) => f.box.w * f.box.h;
+const mainFace = (faces) => faces.reduce((a, b) => (area(b) > area(a) ? b : a));
+
+// ------------------------------------------------------------------ live mode
+const MAX_IN_FLIGHT = 2;       // frames sent but not answered; more only adds latency
+const MIN_INTERVAL_MS = 33;    // at most ~30 frames per second
+const SEND_WIDTH = 480;        // frames are downscaled before JPEG encoding: less bandwidth, faster detection
+const EMA = 0.35;              // weight of the newest frame when smoothing
+
+function setupLive() {
+  $("live-start").addEventListener("click", startLive);
+  $("live-stop").addEventListener("click", () => stopLive("Camera stopped."));
+  $("live-pause").addEventListener("click", () => {
+    const s = state.live;
+    if (!s) return;
+    s.paused = !s.paused;
+    $("live-pause").textContent = s.paused ? "Resume" : "Pause";
+    $("live-pause").setAttribute("aria-pressed", String(s.paused));
+    setMessage($("live-message"), s.paused ? "Paused: no frames are sent." : "Running.");
+    if (!s.paused) pump();
+  });
+}
+
+async function startLive() {
+  const message = $("live-message");
+  if (state.live) return;
+  if (!navigator.mediaDevices?.getUserMedia) {
+    setMessage(message, "This browser cannot open a camera here (it needs https or localhost).", true);
+    return;
+  }
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: false });
+  } catch (err) {
+    setMessage(message, `The camera could not be opened (${err.name}: ${err.message}).`, true);
+    announce("Error: the camera could not be opened.");
+    return;
+  }
+  const video = $("video");
+  video.srcObject = stream;
+  await video.play().catch(() => {});
+  const proto = location.protocol === "https:" ? "wss" : "ws";
+  const ws = new WebSocket(`${proto}://${location.host}/api/v1/live`);
+  ws.binaryType = "arraybuffer";
+  const s = state.live = {
+    ws, stream, paused: false, sent: 0, answered: 0, lastSend: 0, sendTimes: new Map(),
+    results: [], tracks: [], history: [], startedAt: performance.now(), lastSpoken: 0, spokenEmotion: null,
+    canvas: document.createElement("canvas"), lastResult: null, encoding: false,
+  };
+  ws.onopen = () => setMessage(message, "Running.");
+  ws.onmessage = (e) => onLiveMessage(s, JSON.parse(e.data));
+  ws.onclose = () => { if (state.live === s) stopLive("The connection to the server closed."); };
+  $("live-start").disabled = true;
+  $("live-pause").disabled = false;
+  $("live-stop").disabled = false;
+  announce("Camera started.");
+}
+
+function stopLive(text) {
+  const s = state.live;
+  if (!s) return;
+  state.live = null;
+  s.stream.getTracks().forEach((t) => t.stop());
+  if (s.ws.readyState <= 1) s.ws.close();
+  $("video").srcObject = null;
+  $("live-start").disabled = false;
+  $("live-pause").disabled = true;
+  $("live-pause").textContent = "Pause";
+  $("live-pause").setAttribute("aria-pressed", "false");
+  $("live-stop").disabled = true;
+  setMessage($("live-message"), text);
+  announce(text);
+}
+
+// Send the next frame if the server is keeping up; called on a timer and after each answer.
+function pump() {
+  const s = state.live;
+  if (!s || s.paused || s.encoding || s.ws.readyState !== 1) return;
+  const video = $("video");
+  const now = performance.now();
+  if (s.sent - s.answered >= MAX_IN_FLIGHT || now - s.lastSend < MIN_INTERVAL_MS || !video.videoWidth) return;
+  const scale = Math.min(1, SEND_WIDTH / video.videoWidth);
+  s.canvas.width = Math.round(video.videoWidth * scale);
+  s.canvas.height = Math.round(video.videoHeight * scale);
+  s.canvas.getContext("2d").drawImage(video, 0, 0, s.canvas.width, s.canvas.height);
+  s.encoding = true;
+  s.lastSend = now;
+  s.canvas.toBlob(async (blob) => {
+    s.encoding = false;
+    if (!blob || state.live !== s || s.ws.readyState !== 1) return;
+    const bytes = await blob.arrayBuffer();
+    s.sent += 1;                     // the server numbers binary frames the same way: 1, 2, 3 ...
+    s.sendTimes.set(s.sent, performance.now());
+    s.ws.send(bytes);
+  }, "image/jpeg", 0.75);
+}
+setInterval(pump, 10);
+
+function onLiveMessage(s, msg) {
+  if (msg.type === "hello") return;
+  if (msg.frame != null) {
+    // An answer for frame n also settles every earlier frame (the server drops stale ones).
+    s.answered = Math.max(s.answered, msg.frame);
+    const sentAt = s.sendTimes.get(msg.frame);
+    for (const id of s.sendTimes.keys()) if (id <= msg.frame) s.sendTimes.delete(id);
+    if (sentAt != null && msg.type === "result") s.results.push({ t: performance.now(), rtt: performance.now() - sentAt });
+  }
+  if (msg.type === "error") {
+    setMessage($("live-message"), msg.detail, true);
+  } else if (msg.type === "result") {
+    const faces = $("smooth-toggle").checked ? smooth(s, msg.faces) : (s.tracks = [], msg.faces);
+    s.lastResult = { ...msg, faces };
+    drawOverlay(msg.image, faces, msg.frame);
+    renderFaceCards($("live-faces"), faces);
+    updateStats(s, msg);
+    recordHistory(s, faces);
+    speakLive(s, faces);
+    if (faces.length) followMood(mainFace(faces).emotion, true);
+  }
+  pump();
+}
+
+// EMA over frames, per face: each face is matched to the nearest track of the previous frame.
+function smooth(s, faces) {
+  const centre = (f) => [f.box.x + f.box.w / 2, f.box.y + f.box.h / 2];
+  const out = faces.map((face) => {
+    const [cx, cy] = centre(face);
+    let best = null, bestDist = Infinity;
+    for (const t of s.tracks) {
+      const [tx, ty] = centre(t);
+      const d = Math.hypot(cx - tx, cy - ty);
+      if (d < bestDist && d < 0.6 * Math.max(face.box.w, t.box.w)) { best = t; bestDist = d; }
+    }
+    const probs = {};
+    for (const label of state.labels) {
+      const p = face.probabilities[label];
+      probs[label] = best ? EMA * p + (1 - EMA) * best.probabilities[label] : p;
+    }
+    const emotion = state.labels.reduce((a, b) => (probs[b] > probs[a] ? b : a));
+    return { ...face, probabilities: probs, emotion };
+  });
+  s.tracks = out;
+  return out;
+}
+
+function drawOverlay(image, faces, frame) {
+  const video = $("video");
+  const canvas = $("overlay");
+  canvas.width = video.clientWidth;
+  canvas.height = video.clientHeight;
+  const ctx = canvas.getContext("2d");
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  const sx = canvas.width / image.width, sy = canvas.height / image.height;
+  ctx.font = "bold 15px system-ui, sans-serif";
+  faces.forEach((face, i) => {
+    const { x, y, w, h } = face.box;
+    ctx.strokeStyle = colourOf(face.emotion);
+    ctx.lineWidth = 3;
+    ctx.setLineDash(dashOf(face.emotion));
+    ctx.strokeRect(x * sx, y * sy, w * sx, h * sy);
+    ctx.setLineDash([]);
+    const text = `${i + 1}: ${face.emotion} ${Math.round(face.probabilities[face.emotion] * 100)}%`;
+    const tw = ctx.measureText(text).width + 8;
+    const ty = Math.max(0, y * sy - 20);
+    ctx.fillStyle = "rgba(0,0,0,0.75)";
+    ctx.fillRect(x * sx, ty, tw, 20);
+    ctx.fillStyle = "#fff";
+    ctx.fillText(text, x * sx + 4, ty + 15);
+  });
+  canvas.dataset.frame = String(frame);
+  canvas.dataset.faces = String(faces.length);
+  canvas.dataset.emotions = faces.map((f) => f.emotion).join(",");
+}
+
+function updateStats(s, msg) {
+  const now = performance.now();
+  s.results = s.results.filter((r) => now - r.t < 2000);
+  const windowS = Math.min(2, (now - s.startedAt) / 1000);
+  const fps = windowS > 0.2 ? s.results.length / windowS : 0;
+  const rtts = s.results.map((r) => r.rtt).sort((a, b) => a - b);
+  $("live-fps").textContent = fps.toFixed(1);
+  $("live-latency").textContent = rtts.length ? `${rtts[Math.floor(rtts.length / 2)].toFixed(0)} ms` : "–";
+  $("live-server").textContent = `${msg.process_ms.toFixed(0)} ms`;
+  $("live-dropped").textContent = String(msg.dropped);
+}
+
+// Screen readers hear a change of the main face's emotion, at most every 3 seconds.
+function speakLive(s, faces) {
+  const now = performance.now();
+  const emotion = faces.length ? mainFace(faces).emotion : null;
+  if (emotion === s.spokenEmotion || now - s.lastSpoken < 3000) return;
+  s.spokenEmotion = emotion;
+  s.lastSpoken = now;
+  announce(emotion ? `Now ${emotion}. ${describeFaces(faces)}` : "No face in view.");
+}
+
+// ------------------------------------------------------------------ emotion-over-time chart
+const HISTORY_MAX = 900;   // points kept: about 3 minutes at 5 points per second, then the oldest go
+
+function recordHistory(s, faces) {
+  const t = (performance.now() - s.startedAt) / 1000;
+  const last = s.history[s.history.length - 1];
+  if (last && t - last.t < 0.2) return;              // at most 5 points per second
+  s.history.push({ t, probs: faces.length ? mainFace(faces).probabilities : null });
+  if (s.history.length > HISTORY_MAX) s.history.shift();
+  drawChart(s.history);
+}
+
+function buildLegend() {
+  $("chart-legend").replaceChildren(...state.labels.map((label) => {
+    const li = document.createElement("li");
+    const dash = dashOf(label).join(" ");
+    li.innerHTML = `<svg width="28" height="10" aria-hidden="true"><line x1="0" y1="5" x2="28" y2="5"
+      stroke="${colourOf(label)}" stroke-width="3" stroke-dasharray="${dash}"/></svg>`;
+    li.append(document.createTextNode(label));
+    return li;
+  }));
+}
+
+function drawChart(history) {
+  const canvas = $("chart");
+  const ctx = canvas.getContext("2d");
+  const W = canvas.width, H = canvas.height, left = 34, bottom = 18;
+  ctx.clearRect(0, 0, W, H);
+  ctx.fillStyle = "#5a5f6b";
+  ctx.font = "11px system-ui, sans-serif";
+  ctx.strokeStyle = "#ddd";
+  ctx.lineWidth = 1;
+  for (const v of [0, 0.5, 1]) {
+    const y = (H - bottom) * (1 - v);
+    ctx.beginPath(); ctx.moveTo(left, y); ctx.lineTo(W, y); ctx.stroke();
+    ctx.fillText(`${v * 100}%`, 2, Math.max(10, y + 4));
+  }
+  if (!history.length) return;
+  const t0 = history[0].t, t1 = Math.max(history[history.length - 1].t, t0 + 1);
+  const X = (t) => left + ((t - t0) / (t1 - t0)) * (W - left - 4);
+  ctx.fillText(`${t0.toFixed(0)} s`, left, H - 4);
+  ctx.fillText(`${t1.toFixed(0)} s`, W - 30, H - 4);
+  for (const label of state.labels) {
+    ctx.strokeStyle = colourOf(label);
+    ctx.setLineDash(dashOf(label));
+    ctx.lineWidth = 2;
+    ctx.beginPath();
+    let pen = false;
+    for (const point of history) {
+      if (!point.probs) { pen = false; continue; }
+      const y = (H - bottom) * (1 - point.probs[label]);
+      if (pen) ctx.lineTo(X(point.t), y); else ctx.moveTo(X(point.t), y);
+      pen = true;
+    }
+    ctx.stroke();
+  }
+  ctx.setLineDash([]);
+  // The same information as text, for people who cannot see the chart.
+  const counts = Object.fromEntries(state.labels.map((l) => [l, 0]));
+  let withFace = 0;
+  for (const point of history) {
+    if (!point.probs) continue;
+    withFace += 1;
+    counts[state.labels.reduce((a, b) => (point.probs[b] > point.probs[a] ? b : a))] += 1;
+  }
+  const ranked = Object.entries(counts).filter(([, n]) => n).sort((a, b) => b[1] - a[1]);
+  $("chart-summary").textContent = withFace
+    ? `Over ${t1.toFixed(0)} s (${withFace} samples with a face): ` +
+      ranked.map(([l, n]) => `${l} ${Math.round((n / withFace) * 100)} %`).join(", ") + " of the time."
+    : "No face seen yet.";
+}
+
+// ------------------------------------------------------------------ music panel
+const LIVE_MUSIC_INTERVAL_MS = 8000;   // in live mode the list changes at most this often
+
+function setupMusic() {
+  for (const radio of document.querySelectorAll("input[name=strategy]")) {
+    radio.addEventListener("change", () => { if (state.music.emotion) fetchMusic(state.music.emotion); });
+  }
+}
+
+function followMood(emotion, live) {
+  const m = state.music;
+  if (emotion === m.emotion) return;
+  const wait = live ? m.lastFetch + LIVE_MUSIC_INTERVAL_MS - Date.now() : 0;
+  clearTimeout(m.timer);
+  if (wait > 0) {
+    m.timer = setTimeout(() => followMood(emotion, false), wait);
+  } else {
+    fetchMusic(emotion);
+  }
+}
+
+async function fetchMusic(emotion) {
+  const m = state.music;
+  m.emotion = emotion;
+  m.lastFetch = Date.now();
+  const strategy = document.querySelector("input[name=strategy]:checked").value;
+  const status = $("music-status");
+  status.textContent = `Finding music for “${emotion}”…`;
+  let response;
+  try {
+    response = await fetch(`/api/v1/recommendations?emotion=${encodeURIComponent(emotion)}&strategy=${strategy}&n=10`);
+  } catch (err) {
+    status.textContent = `Music suggestions are unavailable (${err.message}).`;
+    return;
+  }
+  if (!response.ok) {
+    status.textContent = `Music suggestions are unavailable: ${await errorDetail(response)}`;
+    $("tracks").replaceChildren();
+    return;
+  }
+  const body = await response.json();
+  if (m.emotion !== emotion) return;     // a newer mood won the race
+  status.textContent = `${body.tracks.length} tracks to ${body.strategy === "lift" ? "lift" : "match"} ` +
+    `“${body.emotion}” (from the ${body.source} catalog).`;
+  const notice = $("music-notice");
+  notice.hidden = !body.notice;
+  notice.textContent = body.notice || "";
+  renderTracks(body);
+}
+
+function renderTracks(body) {
+  $("tracks").replaceChildren(...body.tracks.map((track) => {
+    const li = document.createElement("li");
+    li.dataset.trackId = track.id;
+    const title = document.createElement(track.url ? "a" : "span");
+    title.className = "title";
+    title.textContent = track.title;
+    if (track.url) { title.href = track.url; title.target = "_blank"; title.rel = "noopener noreferrer"; }
+    const meta = document.createElement("span");
+    meta.textContent = ` by ${track.artist}` + (track.genre ? ` · ${track.genre}` : "") + (track.year ? ` · ${track.year}` : "");
+    const reason = document.createElement("span");
+    reason.className = "reason";
+    reason.textContent = track.reason;
+    const actions = document.createElement("span");
+    actions.className = "actions";
+    const result = document.createElement("span");
+    result.className = "feedback-result";
+    result.setAttribute("role", "status");
+    for (const action of ["like", "skip"]) {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = "secondary";
+      b.textContent = action === "like" ? "👍 Like" : "Skip";
+      b.setAttribute("aria-label", `${action === "like" ? "Like" : "Skip"} ${track.title} by ${track.artist}`);
+      b.addEventListener("click", () => sendFeedback(track, action, body.emotion, li, result));
+      actions.append(b);
+    }
+    actions.append(result);
+    li.append(title, meta, reason, actions);
+    return li;
+  }));
+}
+
+async function sendFeedback(track, action, emotion, li, result) {
+  const response = await fetch("/api/v1/feedback", {
+    method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ track_id: track.id, action, emotion }),
+  }).catch((err) => ({ ok: false, statusText: err.message, json: async () => ({}) }));
+  if (!response.ok) {
+    result.textContent = `Not saved: ${await errorDetail(response)}`;
+    return;
+  }
+  result.textContent = action === "like" ? "Liked" : "Skipped";
+  li.classList.toggle("skipped", action === "skip");
+  for (const b of li.querySelectorAll("button")) b.disabled = true;
+}
+
+// ------------------------------------------------------------------ start
+async function main() {
+  setupTabs();
+  setupPhoto();
+  setupLive();
+  setupMusic();
+  try {
+    await loadInfo();
+    document.body.dataset.ready = "true";
+  } catch (err) {
+    $("model-info").textContent = `The server did not answer /api/v1/info (${err.message}).`;
+  }
+}
+main();

@@ -1,0 +1,131 @@
+"""A real ferkit server (uvicorn on a free loopback port, in a thread) and real FER-2013 face images for the tests."""
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import pytest
+from conftest import pad_face
+
+from ferkit import EMOTIONS
+
+# Small limits so the "too large" tests send little data; the defaults are tested in test_settings.py.
+TEST_LIMITS = dict(max_upload_bytes=1_500_000, max_pixels=4_000_000, max_frame_bytes=150_000,
+                   max_frame_pixels=1_000_000, ws_max_message_bytes=1_000_000)
+
+
+class _ErrorLog(logging.Handler):
+    """Collects ERROR records from uvicorn and the app: an unhandled exception in a request shows up here."""
+
+    def __init__(self):
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+@dataclass
+class RunningServer:
+    url: str
+    ws_url: str
+    settings: object
+    errors: _ErrorLog
+    server: object = field(repr=False)
+
+    def error_messages(self) -> list[str]:
+        return [r.getMessage() + (f" {r.exc_info[1]!r}" if r.exc_info else "") for r in self.errors.records]
+
+
+def start_server(**settings_overrides):
+    """Start create_app(Settings(...)) under uvicorn on 127.0.0.1:<free port>; -> (RunningServer, stop())."""
+    import uvicorn
+
+    from ferkit.server import Settings, create_app
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    settings = Settings(host="127.0.0.1", port=port, **settings_overrides)
+    config = uvicorn.Config(create_app(settings), log_level="warning", access_log=False,
+                            ws_max_size=settings.ws_max_message_bytes, timeout_graceful_shutdown=2)
+    server = uvicorn.Server(config)
+    errors = _ErrorLog()
+    for name in ("uvicorn.error", "uvicorn.asgi", "fastapi", "ferkit"):
+        logging.getLogger(name).addHandler(errors)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the ferkit server did not start")
+        time.sleep(0.02)
+
+    def stop():
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+        for name in ("uvicorn.error", "uvicorn.asgi", "fastapi", "ferkit"):
+            logging.getLogger(name).removeHandler(errors)
+
+    running = RunningServer(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", settings, errors, server)
+    return running, stop
+
+
+@pytest.fixture(scope="session")
+def server():
+    running, stop = start_server(**TEST_LIMITS)
+    yield running
+    stop()
+
+
+@pytest.fixture()
+def http(server):
+    import httpx
+
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        yield client
+
+
+# ---------------------------------------------------------------- real faces
+def encode(image: np.ndarray, ext: str = ".png", quality: int = 90) -> bytes:
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if ext == ".jpg" else []
+    ok, buf = cv2.imencode(ext, image, params)
+    assert ok
+    return buf.tobytes()
+
+
+@pytest.fixture(scope="session")
+def faces_by_emotion(detectable_faces):
+    """{label: [48x48 faces]} of PrivateTest faces the Haar cascade finds once padded."""
+    faces, labels = detectable_faces
+    return {name: faces[labels == i] for i, name in enumerate(EMOTIONS)}
+
+
+@pytest.fixture(scope="session")
+def face_image(detectable_faces) -> np.ndarray:
+    """One real FER-2013 face, padded so the detector finds it: (H, W) grey."""
+    return pad_face(detectable_faces[0][0])
+
+
+@pytest.fixture(scope="session")
+def face_png(face_image) -> bytes:
+    return encode(face_image)
+
+
+@pytest.fixture(scope="session")
+def face_jpeg(face_image) -> bytes:
+    return encode(cv2.cvtColor(face_image, cv2.COLOR_GRAY2BGR), ".jpg")
+
+
+@pytest.fixture(scope="session")
+def no_face_png() -> bytes:
+    """A smooth gradient: an image, but with nothing face-like in it."""
+    x = np.linspace(40, 200, 320, dtype=np.float32)
+    return encode(np.tile(x, (240, 1)).astype(np.uint8))
