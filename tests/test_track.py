@@ -1,0 +1,124 @@
+"""Face tracking: overlap matching, stable ids, smoothing, and detection every few frames on real FER-2013 faces."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _videos import pick_faces, render
+
+from ferkit.track import FaceTracker, IoUTracker, iou, match_boxes
+
+HAPPY, SURPRISE = 3, 5
+
+
+def test_iou_values():
+    assert iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert iou((0, 0, 10, 10), (20, 20, 5, 5)) == 0.0
+    assert iou((0, 0, 10, 10), (5, 0, 10, 10)) == pytest.approx(50 / 150)
+    assert iou((0, 0, 10, 10), (10, 0, 10, 10)) == 0.0  # touching edges do not overlap
+
+
+def test_match_boxes_is_one_to_one_and_prefers_the_largest_overlap():
+    old = [(0, 0, 10, 10), (100, 0, 10, 10)]
+    new = [(101, 0, 10, 10), (1, 0, 10, 10), (300, 300, 10, 10)]
+    assert sorted(match_boxes(old, new, 0.3)) == [(0, 1), (1, 0)]
+    # two new boxes over one old one: only the better one continues it
+    assert match_boxes([(0, 0, 10, 10)], [(3, 0, 10, 10), (1, 0, 10, 10)], 0.3) == [(0, 1)]
+
+
+def test_ids_follow_moving_boxes_and_are_never_reused():
+    t = IoUTracker(iou_threshold=0.3, max_missed=1)
+    a, b = t.update([(0, 0, 50, 50), (200, 0, 50, 50)])
+    assert (a.id, b.id) == (1, 2)
+    for step in range(1, 10):  # both move 8 px per frame; order of detections swapped on purpose
+        tracks = t.update([(200 - 8 * step, 0, 50, 50), (8 * step, 0, 50, 50)])
+        assert [tr.id for tr in tracks] == [2, 1]
+    assert [tr.id for tr in t.update([(72, 0, 50, 50)])] == [1]  # face 2 missed once: kept
+    assert {tr.id for tr in t.tracks} == {1, 2}
+    t.update([(72, 0, 50, 50)])                                    # missed twice: dropped
+    assert {tr.id for tr in t.tracks} == {1}
+    assert [tr.id for tr in t.update([(72, 0, 50, 50), (200, 0, 50, 50)])] == [1, 3]  # a new face: new id
+
+
+def test_smoothing_blends_with_the_past_and_zero_turns_it_off():
+    t = IoUTracker(smoothing=0.75)
+    track = t.update([(0, 0, 10, 10)])[0]
+    first = t.smooth(track, np.array([1.0, 0.0]))
+    np.testing.assert_allclose(first, [1.0, 0.0])
+    np.testing.assert_allclose(t.smooth(track, np.array([0.0, 1.0])), [0.75, 0.25])
+    off = IoUTracker(smoothing=0.0)
+    track = off.update([(0, 0, 10, 10)])[0]
+    off.smooth(track, np.array([1.0, 0.0]))
+    np.testing.assert_allclose(off.smooth(track, np.array([0.0, 1.0])), [0.0, 1.0])
+
+
+@pytest.mark.parametrize("kwargs", [{"iou_threshold": 0}, {"max_missed": -1}, {"smoothing": 1.0}, {"smoothing": -0.1}])
+def test_bad_tracker_options_raise(kwargs):
+    with pytest.raises(ValueError):
+        IoUTracker(**kwargs)
+
+
+def test_bad_face_tracker_options_raise(recognizer):
+    with pytest.raises(ValueError, match="detect_every"):
+        FaceTracker(recognizer, detect_every=0)
+    with pytest.raises(ValueError, match="detect_side"):
+        FaceTracker(recognizer, detect_side=10)
+
+
+class CountingDetector:
+    """The real Haar detector, counting its calls (to check the every-N strategy really skips detections)."""
+
+    def __init__(self, inner):
+        self.inner, self.name, self.calls, self.sizes = inner, inner.name, 0, []
+
+    def detect(self, image):
+        self.calls += 1
+        self.sizes.append(image.shape[:2])
+        return self.inner.detect(image)
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("detect_every", [1, 4])
+def test_face_tracker_keeps_ids_on_moving_real_faces(recognizer, detectable_faces, detect_every):
+    faces = pick_faces(detectable_faces, [HAPPY, SURPRISE])
+    counting = CountingDetector(recognizer.detector)
+    real = recognizer.detector
+    recognizer.detector = counting
+    try:
+        tracker = FaceTracker(recognizer, detect_every=detect_every, detect_side=320)
+        n = 24
+        seen = []
+        for i in range(n):
+            frame, truth = render(faces, i / (n - 1))
+            out = tracker.process(frame)
+            seen.append(out)
+            for f in out:  # every reported box lies on one of the pasted faces
+                err = min(abs(f.box[0] - b[0]) + abs(f.box[1] - b[1]) for b in truth)
+                assert err < 40, (i, f.box, truth)
+                assert abs(sum(f.probabilities.values()) - 1) < 1e-4
+    finally:
+        recognizer.detector = real
+    ids = {f.id for out in seen for f in out}
+    assert len(ids) == 2, f"ids {ids}: a face lost its id"
+    assert sum(len(out) == 2 for out in seen) >= n - 2
+    top = {f.id for out in seen for f in out if f.box[1] < 200}
+    assert len(top) == 1  # the face in the top row kept one id all the way across
+    assert counting.calls <= -(-n // detect_every) + 2
+    assert all(max(s) <= 320 for s in counting.sizes)  # the detector saw the downscaled copy only
+    assert sum(f.detected for out in seen for f in out) < sum(len(out) for out in seen) or detect_every == 1
+
+
+@pytest.mark.data
+def test_smoothing_in_the_face_tracker_damps_changes(recognizer, detectable_faces):
+    happy, surprise = pick_faces(detectable_faces, [HAPPY, SURPRISE])
+    frame_a, _ = render([happy], 0.5)
+    frame_b, _ = render([surprise], 0.5)   # the same place, another face: a sudden change of expression
+    raw = FaceTracker(recognizer, detect_every=1)
+    smooth = FaceTracker(recognizer, detect_every=1, smoothing=0.8)
+    first = [t.process(frame_a)[0] for t in (raw, smooth)]
+    a, b = raw.process(frame_b)[0], smooth.process(frame_b)[0]
+    assert a.id == b.id == 1
+    still_a = recognizer.analyze_boxes(frame_a, [first[1].box])[0].probabilities
+    still_b = recognizer.analyze_boxes(frame_b, [b.box])[0].probabilities
+    for label in recognizer.labels:  # smoothed = 0.8 * before + 0.2 * now (same boxes: Haar is deterministic)
+        assert b.probabilities[label] == pytest.approx(0.8 * still_a[label] + 0.2 * still_b[label], abs=0.02)
+    assert a.probabilities == pytest.approx(still_b, abs=1e-4)
