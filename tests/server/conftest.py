@@ -124,6 +124,33 @@ def face_jpeg(face_image) -> bytes:
     return encode(cv2.cvtColor(face_image, cv2.COLOR_GRAY2BGR), ".jpg")
 
 
+def scene(face48: np.ndarray, width: int = 320, height: int = 240, face_size: int = 110, x: int | None = None) -> np.ndarray:
+    """A width x height grey frame holding one FER face (padded by replicating its borders), left edge at x."""
+    patch = pad_face(face48, face_size, 0.4)
+    ph, pw = patch.shape
+    x = (width - pw) // 2 if x is None else x
+    y = (height - ph) // 2
+    return cv2.copyMakeBorder(patch, y, height - ph - y, x, width - pw - x, cv2.BORDER_REPLICATE)
+
+
+def detectable_scenes(faces48, detector, **scene_args):
+    """The scenes (and indices) of those faces that the detector finds exactly once, also after JPEG coding."""
+    for i, f in enumerate(faces48):
+        img = scene(f, **scene_args)
+        jpeg = cv2.imdecode(np.frombuffer(encode(img, ".jpg", 80), np.uint8), cv2.IMREAD_COLOR)
+        if len(detector.detect(img)[0]) == 1 and len(detector.detect(jpeg)[0]) == 1:
+            yield i, img
+
+
+@pytest.fixture(scope="session")
+def frame_jpeg(detectable_faces) -> bytes:
+    """A 320x240 camera-like JPEG frame with one real FER face the detector finds."""
+    from ferkit.detect import create_detector
+
+    _, img = next(detectable_scenes(detectable_faces[0], create_detector("haar")))
+    return encode(cv2.cvtColor(img, cv2.COLOR_GRAY2BGR), ".jpg", 80)
+
+
 @pytest.fixture(scope="session")
 def no_face_png() -> bytes:
     """A smooth gradient: an image, but with nothing face-like in it."""

@@ -1,0 +1,131 @@
+"""The live-mode WebSocket over a real socket: results, bad frames, floods, abrupt disconnects."""
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+import socket
+import time
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from ferkit import EMOTIONS
+
+from .conftest import encode
+
+
+@contextmanager
+def open_live(server):
+    """-> (socket, hello message); closed on exit, quietly if the test already broke the connection."""
+    with connect(f"{server.ws_url}/api/v1/live", max_size=None, open_timeout=10, close_timeout=2) as ws:
+        hello = json.loads(ws.recv(timeout=10))
+        assert hello["type"] == "hello"
+        yield ws, hello
+
+
+def recv_json(ws, timeout=20) -> dict:
+    return json.loads(ws.recv(timeout=timeout))
+
+
+def test_hello_and_one_frame(server, frame_jpeg):
+    with open_live(server) as (ws, hello):
+        assert hello["labels"] == list(EMOTIONS)
+        assert hello["max_frame_bytes"] == server.settings.max_frame_bytes
+        ws.send(frame_jpeg)
+        msg = recv_json(ws)
+        assert msg["type"] == "result" and msg["frame"] == 1
+        assert msg["image"] == {"width": 320, "height": 240}
+        assert len(msg["faces"]) == 1 and set(msg["faces"][0]["probabilities"]) == set(EMOTIONS)
+        assert msg["latency_ms"] >= msg["process_ms"] > 0
+        assert msg["dropped"] == 0
+
+
+def test_malformed_frames_get_an_error_and_the_socket_stays_open(server, frame_jpeg):
+    with open_live(server) as (ws, _):
+        ws.send(b"\x00\x01 definitely not a jpeg")
+        err = recv_json(ws)
+        assert err["type"] == "error" and err["frame"] == 1 and "frame 1" in err["detail"] and "not an image" in err["detail"]
+        ws.send(frame_jpeg[: len(frame_jpeg) // 2])
+        err = recv_json(ws)
+        assert err["type"] == "error" and err["frame"] == 2 and "truncated" in err["detail"]
+        ws.send(b"")
+        assert "empty" in recv_json(ws)["detail"]
+        ws.send("hello?")  # text that is not JSON
+        err = recv_json(ws)
+        assert err["type"] == "error" and "malformed" in err["detail"]
+        ws.send(json.dumps({"type": "reboot"}))
+        assert "unknown control message" in recv_json(ws)["detail"]
+        ws.send(json.dumps({"type": "ping"}))
+        assert recv_json(ws)["type"] == "pong"
+        ws.send(frame_jpeg)  # and the connection still works
+        msg = recv_json(ws)
+        assert msg["type"] == "result" and msg["frame"] == 4 and len(msg["faces"]) == 1
+
+
+def test_oversized_frame_gets_an_error_and_the_socket_stays_open(server, frame_jpeg):
+    limit = server.settings.max_frame_bytes
+    with open_live(server) as (ws, _):
+        ws.send(bytes(limit + 1))
+        err = recv_json(ws)
+        assert err["type"] == "error" and err["frame"] == 1 and f"{limit:,}" in err["detail"]
+        bomb = encode(np.zeros((1200, 1200), np.uint8))  # 1.44 Mpx in a few kB; the frame limit is 1 Mpx
+        ws.send(bomb)
+        assert "over the limit" in recv_json(ws)["detail"]
+        ws.send(frame_jpeg)
+        assert recv_json(ws)["type"] == "result"
+
+
+def test_message_over_the_websocket_limit_closes_only_that_socket(server, frame_jpeg):
+    with open_live(server) as (ws, _):
+        ws.send(bytes(server.settings.ws_max_message_bytes + 1))
+        with pytest.raises(ConnectionClosed) as e:
+            recv_json(ws)
+    assert e.value.rcvd is not None and e.value.rcvd.code == 1009  # "message too big"
+    with open_live(server) as (ws2, _):
+        ws2.send(frame_jpeg)
+        assert recv_json(ws2)["type"] == "result"
+
+
+def test_flood_of_frames_drops_stale_ones_and_answers_the_newest(server, frame_jpeg):
+    n = 60
+    with open_live(server) as (ws, _):
+        for _ in range(n):  # far faster than frames can be analysed
+            ws.send(frame_jpeg)
+        answered, last = [], None
+        while True:
+            msg = recv_json(ws)
+            assert msg["type"] == "result"
+            answered.append(msg["frame"])
+            last = msg
+            if msg["frame"] == n:
+                break
+    assert answered == sorted(answered) and len(set(answered)) == len(answered)
+    assert len(answered) < n / 2, f"{len(answered)} of {n} flooded frames were analysed: stale frames were queued"
+    assert last["dropped"] == n - len(answered)
+    assert last["latency_ms"] < 5000  # the newest frame did not wait behind the whole flood
+
+
+def test_abrupt_disconnects_are_handled_and_the_server_keeps_serving(server, frame_jpeg):
+    # 1. a client that floods, then vanishes without a close frame while frames are being analysed
+    with open_live(server) as (ws, _):
+        for _ in range(20):
+            ws.send(frame_jpeg)
+        ws.socket.shutdown(socket.SHUT_RDWR)
+        ws.socket.close()
+    # 2. a client that dies in the middle of sending a frame
+    with open_live(server) as (ws, _):
+        header = bytes([0x82, 0xFE]) + len(frame_jpeg).to_bytes(2, "big") + bytes(4)  # masked binary frame header
+        ws.socket.sendall(header + frame_jpeg[:100])
+        ws.socket.shutdown(socket.SHUT_RDWR)
+        ws.socket.close()
+    time.sleep(0.5)
+    # the server still serves, over HTTP and over new sockets, and logged no unhandled exception
+    assert httpx.get(f"{server.url}/healthz", timeout=10).status_code == 200
+    with open_live(server) as (ws, _):
+        ws.send(frame_jpeg)
+        assert recv_json(ws)["type"] == "result"
+    assert server.error_messages() == []
