@@ -5,7 +5,6 @@ import base64
 import io
 import re
 
-import cv2
 import numpy as np
 import pytest
 from PIL import Image

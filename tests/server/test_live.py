@@ -6,7 +6,6 @@ from contextlib import contextmanager
 import socket
 import time
 
-import cv2
 import httpx
 import numpy as np
 import pytest
