@@ -88,6 +88,9 @@ def open_video(path: str | Path) -> tuple[cv2.VideoCapture, VideoInfo]:
             head = fh.read(8)
         raise VideoError(f"{path}: not a video OpenCV can read (starts with {head!r}); "
                          f"a damaged or truncated file, or an unsupported format")
+    if cap.get(cv2.CAP_PROP_FRAME_COUNT) <= 1 and cv2.haveImageReader(str(path)):
+        cap.release()
+        raise VideoError(f"{path}: a still image, not a video (use `ferkit analyze` for photos)")
     fps = cap.get(cv2.CAP_PROP_FPS)
     info = VideoInfo(str(path), fps if fps and 0 < fps < 1000 else 30.0, max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT))),
                      int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))

@@ -1,0 +1,263 @@
+"""`ferkit video`: timelines from short videos of real FER-2013 faces moving across a 640x480 canvas."""
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from _videos import HEIGHT, WIDTH, make_video, pick_faces
+
+from ferkit import EMOTIONS
+from ferkit.video import VideoError, analyze_video, open_video
+
+pytestmark = pytest.mark.data
+
+HAPPY, SURPRISE = 3, 5
+N_FRAMES, FPS = 45, 15.0
+OUTPUTS = ["timeline.csv", "timeline.json", "annotated.mp4", "emotions.png", "summary.json", "summary.txt"]
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory, detectable_faces):
+    """A 3 s, 15 fps video: a happy face crossing the top row left to right, a surprised one the bottom row right to left."""
+    faces = pick_faces(detectable_faces, [HAPPY, SURPRISE])
+    return make_video(tmp_path_factory.mktemp("video") / "two_faces.mp4", faces, [HAPPY, SURPRISE],
+                      n_frames=N_FRAMES, fps=FPS)
+
+
+@pytest.fixture(scope="module")
+def analysed(scene, recognizer, tmp_path_factory):
+    out = tmp_path_factory.mktemp("out")
+    return analyze_video(scene.path, recognizer, out), out
+
+
+def _rows(out):
+    with open(out / "timeline.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _row_of_face(scene, box) -> int:
+    """Which pasted face (0 top, 1 bottom) a box lies on."""
+    return 0 if box[1] + box[3] / 2 < HEIGHT / 2 else 1
+
+
+def test_every_output_file_is_written(analysed):
+    report, out = analysed
+    for name in OUTPUTS:
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    assert sorted(report.files) == sorted(["timeline_csv", "timeline_json", "annotated", "chart", "summary_json", "summary_txt"])
+    png = cv2.imread(str(out / "emotions.png"))
+    assert png is not None and png.shape[0] > 300 and png.shape[1] > 600
+    assert report.problems == []
+
+
+def test_timeline_has_every_frame_and_both_faces_with_stable_ids(analysed, scene):
+    report, out = analysed
+    rows = _rows(out)
+    assert list(rows[0]) == ["time", "frame", "face", "x", "y", "w", "h", "emotion", *EMOTIONS]
+    assert report.frames_read == report.frames_analysed == N_FRAMES
+    frames = {int(r["frame"]) for r in rows}
+    assert len(frames) >= N_FRAMES - 2          # a face in (almost) every frame
+    ids_by_row = {0: set(), 1: set()}
+    for r in rows:
+        box = [int(r[k]) for k in "xywh"]
+        truth = scene.boxes[int(r["frame"])][_row_of_face(scene, box)]
+        assert abs(box[0] - truth[0]) < 40 and abs(box[1] - truth[1]) < 40, (r, truth)  # on the moving face
+        assert float(r["time"]) == pytest.approx(int(r["frame"]) / FPS, abs=1e-3)
+        p = np.array([float(r[k]) for k in EMOTIONS])
+        assert p.sum() == pytest.approx(1, abs=1e-3)
+        assert p[EMOTIONS.index(r["emotion"])] >= p.max() - 1e-4  # the most probable (to the CSV's 4 decimals)
+        ids_by_row[_row_of_face(scene, box)].add(int(r["face"]))
+    # one id per face for the whole crossing, and different ids for the two faces
+    assert len(ids_by_row[0]) == 1 and len(ids_by_row[1]) == 1 and ids_by_row[0] != ids_by_row[1]
+    per_face = {i: sum(int(r["face"]) == i for r in rows) for i in ids_by_row[0] | ids_by_row[1]}
+    assert min(per_face.values()) >= N_FRAMES - 5
+
+
+def test_json_timeline_matches_the_csv(analysed):
+    report, out = analysed
+    doc = json.loads((out / "timeline.json").read_text())
+    rows = _rows(out)
+    assert doc["labels"] == list(EMOTIONS) and doc["fps"] == FPS and doc["frame_count"] == N_FRAMES
+    assert (doc["width"], doc["height"]) == (WIDTH, HEIGHT)
+    assert doc["skipped_frames"] == [] and doc["truncated_at"] is None and doc["frames_read"] == N_FRAMES
+    assert len(doc["rows"]) == len(rows) == report.rows
+    for j, c in zip(doc["rows"], rows):
+        assert (j["frame"], j["face"], j["emotion"]) == (int(c["frame"]), int(c["face"]), c["emotion"])
+        assert j["box"] == {k: int(c[k]) for k in "xywh"}
+        assert j["probabilities"] == pytest.approx({k: float(c[k]) for k in EMOTIONS}, abs=2e-4)
+
+
+def test_emotions_match_the_faces_labels(analysed, scene):
+    """Conservative: each face's dominant emotion over the clip is its FER-2013 label (needs the trained model)."""
+    report, out = analysed
+    rows = _rows(out)
+    for face_id, s in report.summary.items():
+        face_rows = [r for r in rows if r["face"] == face_id]
+        label = scene.labels[_row_of_face(scene, [int(face_rows[0][k]) for k in "xywh"])]
+        assert s["dominant"] == EMOTIONS[label], (face_id, s["share"])
+        assert s["share"][EMOTIONS[label]] >= 0.5
+
+
+def test_summary_shares_and_files(analysed):
+    report, out = analysed
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved["faces"] == report.summary and saved["frames_read"] == N_FRAMES
+    assert len(report.summary) == 2
+    for face_id, s in report.summary.items():
+        assert sum(s["share"].values()) == pytest.approx(1, abs=1e-3)
+        assert s["seconds"] == pytest.approx(s["rows"] / FPS, abs=1e-3)
+        assert 2.5 <= s["seconds"] <= 3.0
+    text = (out / "summary.txt").read_text()
+    assert all(f"#{i}" in text for i in report.summary) and "dominant" in text
+
+
+def test_annotated_copy_keeps_every_frame_and_shows_the_boxes(analysed, scene):
+    report, out = analysed
+    cap = cv2.VideoCapture(str(out / "annotated.mp4"))
+    assert cap.get(cv2.CAP_PROP_FRAME_COUNT) == N_FRAMES
+    assert (cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (WIDTH, HEIGHT)
+    src = cv2.VideoCapture(str(scene.path))
+    diffs = []
+    for _ in range(N_FRAMES):
+        ok_a, a = cap.read()
+        ok_s, s = src.read()
+        assert ok_a and ok_s
+        diffs.append(float(np.abs(a.astype(int) - s.astype(int)).mean()))
+    # the drawn boxes and labels change the picture; mp4v re-encoding alone changes it much less
+    assert min(diffs) > 1.0
+    coloured = (np.ptp(a.astype(int), axis=2) > 60).sum()  # the source is grey: colour comes from the drawing
+    assert coloured > 200
+
+
+def test_every_nth_frame(scene, recognizer, tmp_path):
+    report = analyze_video(scene.path, recognizer, tmp_path, every=4)
+    rows = _rows(tmp_path)
+    assert report.frames_read == N_FRAMES and report.frames_analysed == len(range(0, N_FRAMES, 4))
+    assert {int(r["frame"]) for r in rows} <= set(range(0, N_FRAMES, 4))
+    assert len({r["face"] for r in rows}) == 2
+    assert cv2.VideoCapture(str(tmp_path / "annotated.mp4")).get(cv2.CAP_PROP_FRAME_COUNT) == N_FRAMES
+    for s in report.summary.values():
+        assert s["seconds"] == pytest.approx(s["rows"] * 4 / FPS, abs=1e-3)
+
+
+# ---------------------------------------------------------------- bad input
+def test_missing_file(recognizer, tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.mp4: no such file"):
+        analyze_video(tmp_path / "nope.mp4", recognizer, tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # nothing written for a file that cannot be read
+
+
+@pytest.mark.parametrize("name, content", [("notes.mp4", b"hello, not a video\n" * 50), ("empty.avi", b"")])
+def test_not_a_video(recognizer, tmp_path, name, content):
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(VideoError, match=name):
+        analyze_video(tmp_path / name, recognizer, tmp_path / "out")
+
+
+def test_a_still_image_is_not_a_video(recognizer, tmp_path):
+    cv2.imwrite(str(tmp_path / "photo.png"), np.zeros((64, 64, 3), np.uint8))
+    with pytest.raises(VideoError, match="still image"):
+        open_video(tmp_path / "photo.png")
+
+
+def test_truncated_mp4_is_a_clear_error(scene, recognizer, tmp_path):
+    data = scene.path.read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 2])  # mp4v puts its index (moov) at the end
+    with pytest.raises(VideoError, match="cut.mp4: .*truncated"):
+        analyze_video(tmp_path / "cut.mp4", recognizer, tmp_path / "out")
+
+
+@pytest.fixture(scope="module")
+def mjpeg(scene, tmp_path_factory):
+    """The scene as Motion-JPEG in AVI: every frame is its own JPEG, so damage stays within frames."""
+    path = tmp_path_factory.mktemp("mjpeg") / "scene.avi"
+    cap = cv2.VideoCapture(str(scene.path))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (WIDTH, HEIGHT))
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def _jpeg_starts(data: bytes) -> list[int]:
+    return [i for i in range(len(data) - 2) if data[i] == 0xFF and data[i + 1] == 0xD8 and data[i + 2] == 0xFF]
+
+
+def test_truncated_video_keeps_the_frames_before_the_cut(mjpeg, recognizer, tmp_path):
+    data = mjpeg.read_bytes()
+    starts = _jpeg_starts(data)
+    assert len(starts) == N_FRAMES
+    (tmp_path / "cut.avi").write_bytes(data[: starts[30] + 500])  # cut inside frame 30
+    report = analyze_video(tmp_path / "cut.avi", recognizer, tmp_path / "out")
+    assert report.truncated_at is not None and 29 <= report.truncated_at <= 31
+    assert any("truncated" in p for p in report.problems)
+    rows = _rows(tmp_path / "out")
+    frames = {int(r["frame"]) for r in rows}
+    assert max(frames) < 31 and len(frames) >= 27
+    doc = json.loads((tmp_path / "out" / "timeline.json").read_text())
+    assert doc["truncated_at"] == report.truncated_at
+    assert (tmp_path / "out" / "summary.json").is_file() and (tmp_path / "out" / "emotions.png").is_file()
+
+
+def test_a_frame_that_fails_to_decode_is_skipped_and_the_rest_analysed(mjpeg, recognizer, tmp_path):
+    data = bytearray(mjpeg.read_bytes())
+    s = _jpeg_starts(bytes(data))[12]
+    data[s:s + 3000] = bytes(3000)  # wipe the start of frame 12's JPEG
+    (tmp_path / "damaged.avi").write_bytes(bytes(data))
+    report = analyze_video(tmp_path / "damaged.avi", recognizer, tmp_path / "out")
+    assert report.skipped_frames == [12]
+    assert report.problems == ["frame 12: could not be decoded, skipped"]
+    assert report.frames_read == N_FRAMES - 1 and report.truncated_at is None
+    frames = {int(r["frame"]) for r in _rows(tmp_path / "out")}
+    assert 12 not in frames and {11, 13, N_FRAMES - 1} <= frames
+    assert json.loads((tmp_path / "out" / "timeline.json").read_text())["skipped_frames"] == [12]
+
+
+def test_an_interruption_keeps_the_rows_written_so_far(scene, recognizer, tmp_path):
+    calls = []
+
+    def stop_at_20(n):
+        calls.append(n)
+        if len(calls) == 20:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        analyze_video(scene.path, recognizer, tmp_path, progress=stop_at_20)
+    rows = _rows(tmp_path)
+    assert {int(r["frame"]) for r in rows} == set(range(20))
+    doc = json.loads((tmp_path / "timeline.json").read_text())  # closed properly: still valid JSON
+    assert len(doc["rows"]) == len(rows) and doc["frames_read"] == 20
+
+
+# ---------------------------------------------------------------- the command
+@pytest.mark.slow
+def test_cli_writes_everything_and_prints_the_summary(scene, tmp_path):
+    out = tmp_path / "result"
+    proc = subprocess.run([sys.executable, "-m", "ferkit", "video", str(scene.path), "--out", str(out), "--every", "2"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "23 of 45 frames analysed" in proc.stdout and "dominant" in proc.stdout
+    assert "frame/s" in proc.stderr or "frame" in proc.stderr  # tqdm's progress bar
+    assert "Traceback" not in proc.stderr
+    for name in OUTPUTS:
+        assert (out / name).is_file(), name
+    assert (out / "summary.txt").read_text().strip() in proc.stdout
+
+
+@pytest.mark.parametrize("content", [None, b"not a video at all"])
+def test_cli_bad_input_is_a_message_not_a_traceback(tmp_path, content):
+    path = tmp_path / "clip.mp4"
+    if content is not None:
+        path.write_bytes(content)
+    proc = subprocess.run([sys.executable, "-m", "ferkit", "video", str(path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "clip.mp4" in proc.stderr and "Traceback" not in proc.stderr
+    assert ("no such file" if content is None else "not a video") in proc.stderr
