@@ -1,0 +1,164 @@
+"""Likes and skips, kept in a local SQLite file, turned into per-artist and per-genre preferences for ranking.
+
+Each call opens its own short connection, so one store can be shared by a threaded server; the file survives
+restarts and `wipe()` (the `ferkit music wipe` command) empties it.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sqlite3
+import time
+from collections import defaultdict
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .catalog import Track
+
+__all__ = ["FeedbackStore", "Preferences", "ACTIONS", "default_db_path"]
+
+ACTIONS = ("like", "skip")
+OTHER_EMOTION_WEIGHT = 0.5  # feedback given under another emotion counts half
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS feedback (
+    id INTEGER PRIMARY KEY,
+    track_id TEXT NOT NULL,
+    action TEXT NOT NULL CHECK (action IN ('like', 'skip')),
+    emotion TEXT,
+    title TEXT NOT NULL,
+    artist TEXT NOT NULL,          -- every credited artist, '; '-separated
+    genre TEXT NOT NULL DEFAULT '',
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS seen_tracks (  -- tracks recommended from outside the catalog (Spotify), for feedback
+    id TEXT PRIMARY KEY,
+    title TEXT NOT NULL,
+    artist TEXT NOT NULL,
+    genre TEXT NOT NULL DEFAULT '',
+    year INTEGER,
+    valence REAL NOT NULL,
+    energy REAL NOT NULL,
+    url TEXT,
+    seen REAL NOT NULL
+);
+"""
+
+
+def default_db_path() -> Path:
+    """$FERKIT_MUSIC_DB, else $XDG_DATA_HOME/ferkit/music.sqlite (~/.local/share/ferkit/music.sqlite)."""
+    if os.environ.get("FERKIT_MUSIC_DB"):
+        return Path(os.environ["FERKIT_MUSIC_DB"])
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "ferkit" / "music.sqlite"
+
+
+@dataclass
+class Preferences:
+    """Net like-minus-skip weights per artist, genre and track (keys lower-cased)."""
+    artists: dict[str, float] = field(default_factory=dict)
+    genres: dict[str, float] = field(default_factory=dict)
+    tracks: dict[str, float] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.artists or self.genres or self.tracks)
+
+    @staticmethod
+    def affinity(weight: float) -> float:
+        """A net count squashed into (-1, 1): one like is 0.46, three likes 0.91."""
+        return math.tanh(weight / 2.0)
+
+
+class FeedbackStore:
+    """Likes and skips in SQLite at ``path`` (created with its folder on first use)."""
+
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path is not None else default_db_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as con:
+            con.executescript(_SCHEMA)
+
+    def _connect(self):
+        con = sqlite3.connect(self.path, timeout=10)
+        return _Closing(con)
+
+    def record(self, track: Track, action: str, emotion: str | None = None) -> None:
+        """Store one like or skip of ``track``."""
+        if action not in ACTIONS:
+            raise ValueError(f"unknown feedback action {action!r}; valid: {', '.join(ACTIONS)}")
+        with self._connect() as con:
+            con.execute("INSERT INTO feedback (track_id, action, emotion, title, artist, genre, created) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (track.id, action, emotion, track.title, "; ".join(track.artists), track.genre, time.time()))
+
+    def remember(self, tracks) -> None:
+        """Keep the metadata of recommended tracks that are not in the catalog, so that feedback can name them."""
+        rows = [(t.id, t.title, "; ".join(t.artists), t.genre, t.year, t.valence, t.energy, t.url, time.time())
+                for t in tracks]
+        if rows:
+            with self._connect() as con:
+                con.executemany("INSERT OR REPLACE INTO seen_tracks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def seen_track(self, track_id: str) -> Track | None:
+        with self._connect() as con:
+            row = con.execute("SELECT id, title, artist, genre, year, valence, energy, url FROM seen_tracks "
+                              "WHERE id = ?", (track_id,)).fetchone()
+        if row is None:
+            return None
+        return Track(id=row[0], title=row[1], artists=tuple(row[2].split("; ")), genre=row[3], year=row[4],
+                     valence=row[5], energy=row[6], url=row[7])
+
+    def events(self) -> list[dict]:
+        """Every like and skip, oldest first."""
+        with self._connect() as con:
+            rows = con.execute("SELECT track_id, action, emotion, title, artist, genre, created FROM feedback "
+                               "ORDER BY id").fetchall()
+        keys = ("track_id", "action", "emotion", "title", "artist", "genre", "created")
+        return [dict(zip(keys, r)) for r in rows]
+
+    def preferences(self, emotion: str | None = None) -> Preferences:
+        """Net weights (like +1, skip -1); events recorded under another emotion than ``emotion`` count half."""
+        prefs = Preferences(defaultdict(float), defaultdict(float), defaultdict(float))
+        for e in self.events():
+            w = (1.0 if e["action"] == "like" else -1.0)
+            if emotion is not None and e["emotion"] is not None and e["emotion"] != emotion:
+                w *= OTHER_EMOTION_WEIGHT
+            prefs.tracks[e["track_id"]] += w
+            for artist in e["artist"].split("; "):
+                prefs.artists[artist.lower()] += w
+            if e["genre"]:
+                prefs.genres[e["genre"].lower()] += w
+        return Preferences(dict(prefs.artists), dict(prefs.genres), dict(prefs.tracks))
+
+    def wipe(self) -> int:
+        """Delete every like, skip and remembered track; return how many likes and skips there were."""
+        with self._connect() as con:
+            n = con.execute("SELECT COUNT(*) FROM feedback").fetchone()[0]
+            con.execute("DELETE FROM feedback")
+            con.execute("DELETE FROM seen_tracks")
+        with closing(sqlite3.connect(self.path, timeout=10)) as con:
+            con.execute("VACUUM")  # so that deleted rows do not linger in the file
+        return n
+
+    def __repr__(self) -> str:
+        return f"FeedbackStore({str(self.path)!r})"
+
+
+class _Closing:
+    """`with` a connection: commit (or roll back) and then close, which sqlite3's own context manager does not."""
+
+    def __init__(self, con: sqlite3.Connection):
+        self.con = con
+
+    def __enter__(self) -> sqlite3.Connection:
+        return self.con
+
+    def __exit__(self, exc_type, *_):
+        try:
+            if exc_type is None:
+                self.con.commit()
+            else:
+                self.con.rollback()
+        finally:
+            self.con.close()
