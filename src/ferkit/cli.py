@@ -276,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     __import__("ferkit.server.cli", fromlist=["cli"]).add_parser(sub)  # ferkit serve (the web app)
     __import__("ferkit.video", fromlist=["video"]).add_parser(sub)  # ferkit video (emotion timelines of video files)
     __import__("ferkit.live", fromlist=["live"]).add_parser(sub)  # ferkit live (desktop real time)
+    __import__("ferkit.music.cli", fromlist=["cli"]).add_parser(sub)  # ferkit recommend, ferkit music (feedback)
     return parser
 
 
