@@ -1,0 +1,207 @@
+"""`ferkit live`: the loop over a video file in --no-window mode, and in a real window under Xvfb (screenshot checked)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+from _videos import HEIGHT, WIDTH, make_video, pick_faces
+
+from ferkit import EMOTIONS
+from ferkit.annotate import EMOTION_COLORS_BGR
+from ferkit.live import GuiUnavailableError, draw_live, open_window, opencv_has_gui
+from ferkit.track import TrackedFace
+
+HAPPY, SURPRISE = 3, 5
+N_FRAMES = 30
+FERKIT = [sys.executable, "-m", "ferkit", "live"]
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory, detectable_faces):
+    faces = pick_faces(detectable_faces, [HAPPY, SURPRISE])
+    return make_video(tmp_path_factory.mktemp("live") / "clip.mp4", faces, [HAPPY, SURPRISE], n_frames=N_FRAMES, fps=15.0)
+
+
+def _env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env.update(extra)
+    return env
+
+
+# ---------------------------------------------------------------- drawing
+def _face(box, top: str) -> TrackedFace:
+    probs = {k: (0.6 if k == top else 0.4 / (len(EMOTIONS) - 1)) for k in EMOTIONS}
+    return TrackedFace(box=box, probabilities=probs, emotion=top, confidence=1.0, id=7)
+
+
+def _has_colour(img: np.ndarray, bgr, min_pixels: int) -> bool:
+    return int(np.all(img == np.array(bgr, np.uint8), axis=2).sum()) >= min_pixels
+
+
+def test_draw_live_puts_box_label_bars_and_fps_on_the_frame():
+    frame = np.full((HEIGHT, WIDTH, 3), 128, np.uint8)
+    out = draw_live(frame, [_face((100, 150, 120, 120), "happy")], 29.7, EMOTIONS)
+    assert out.shape == frame.shape and (frame == 128).all()      # a new image; the frame is untouched
+    for label in EMOTIONS:                                          # one bar per emotion, in its colour
+        assert _has_colour(out[150:250, 220:340], EMOTION_COLORS_BGR[label], 8), label
+    happy = np.all(out[150:250, 220:340] == EMOTION_COLORS_BGR["happy"], axis=2).sum()
+    sad = np.all(out[150:250, 220:340] == EMOTION_COLORS_BGR["sad"], axis=2).sum()
+    assert happy > 4 * sad                                          # bar length follows the probability
+    band = out[0:24, 0:200]
+    assert (band == 0).mean() > 0.5 and (band.min(axis=2) > 200).sum() > 30  # the FPS band: white text on black
+    assert _has_colour(out[140:280, 90:230], EMOTION_COLORS_BGR["happy"], 100)       # the box
+
+
+def test_bars_move_left_of_a_face_at_the_right_edge():
+    frame = np.full((HEIGHT, WIDTH, 3), 128, np.uint8)
+    out = draw_live(frame, [_face((WIDTH - 100, 200, 90, 90), "sad")], 10, EMOTIONS)
+    assert _has_colour(out[200:300, WIDTH - 220:WIDTH - 100], EMOTION_COLORS_BGR["sad"], 50)
+
+
+# ---------------------------------------------------------------- --no-window
+@pytest.mark.data
+def test_no_window_prints_one_json_line_per_frame(clip):
+    proc = subprocess.run(FERKIT + ["--source", str(clip.path), "--no-window", "--max-speed", "--smoothing", "0.3"],
+                          capture_output=True, text=True, timeout=120, env=_env())
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [d["frame"] for d in lines] == list(range(N_FRAMES))
+    assert lines[-1]["time"] == pytest.approx((N_FRAMES - 1) / 15.0, abs=1e-3)
+    assert "source ended after 30 frames" in proc.stderr and "Traceback" not in proc.stderr
+    ids_by_row: dict[int, set] = {0: set(), 1: set()}
+    for d in lines:
+        for f in d["faces"]:
+            assert set(f) >= {"id", "box", "emotion", "probabilities", "detected"}
+            assert set(f["probabilities"]) == set(EMOTIONS)
+            ids_by_row[0 if f["box"]["y"] < HEIGHT / 2 else 1].add(f["id"])
+    assert sum(len(d["faces"]) == 2 for d in lines) >= N_FRAMES - 2
+    assert len(ids_by_row[0]) == 1 and len(ids_by_row[1]) == 1 and ids_by_row[0] != ids_by_row[1]
+    assert any(not f["detected"] for d in lines for f in d["faces"])  # followed between detections
+    assert lines[-1]["fps"] > 0
+
+
+@pytest.mark.data
+def test_no_window_stops_cleanly_when_the_reader_leaves(clip):
+    proc = subprocess.Popen(FERKIT + ["--source", str(clip.path), "--no-window", "--loop"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=_env())
+    first = proc.stdout.readline()
+    assert json.loads(first)["frame"] == 0
+    proc.stdout.close()  # like `| head -1`
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and b"Traceback" not in err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--camera", "9"], "camera 9: cannot be opened"),
+    (["--source", "missing.mp4"], "missing.mp4: no such file"),
+])
+def test_bad_sources_are_messages_not_tracebacks(args, message, tmp_path):
+    proc = subprocess.run(FERKIT + args + ["--no-window"], capture_output=True, text=True, timeout=60,
+                          env=_env(), cwd=tmp_path)
+    assert proc.returncode == 1
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_a_file_that_is_not_a_video(tmp_path):
+    (tmp_path / "clip.mp4").write_text("not a video")
+    proc = subprocess.run(FERKIT + ["--source", "clip.mp4", "--no-window"], capture_output=True, text=True,
+                          timeout=60, env=_env(), cwd=tmp_path)
+    assert proc.returncode == 1 and "clip.mp4: not a video" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.data
+def test_window_without_a_display_says_what_to_do(clip):
+    proc = subprocess.run(FERKIT + ["--source", str(clip.path)], capture_output=True, text=True, timeout=60, env=_env())
+    assert proc.returncode == 1
+    assert "no display" in proc.stderr and "--no-window" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_opencv_window_on_a_headless_build_says_how_to_get_one(monkeypatch):
+    if opencv_has_gui():
+        pytest.skip("this OpenCV has a GUI build: the headless message does not apply")
+    monkeypatch.setenv("DISPLAY", ":0")
+    with pytest.raises(GuiUnavailableError, match="pip uninstall -y opencv-python-headless"):
+        open_window("x", backend="opencv")
+
+
+# ---------------------------------------------------------------- a real window under Xvfb
+@pytest.fixture(scope="module")
+def xdisplay():
+    """A private X server on a free display (Xvfb picks the number and tells it through -displayfd)."""
+    missing = [tool for tool in ("Xvfb", "xdotool") if shutil.which(tool) is None]
+    if missing:
+        pytest.skip(f"needs {' and '.join(missing)}: apt-get install -y xvfb xdotool")
+    read_fd, write_fd = os.pipe()
+    server = subprocess.Popen(["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
+                              pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write_fd)
+    with os.fdopen(read_fd) as fh:
+        number = fh.readline().strip()
+    assert number, "Xvfb did not start"
+    yield f":{number}"
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def _window_id(display: str, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = subprocess.run(["xdotool", "search", "--name", "^ferkit live$"], capture_output=True, text=True,
+                               env=_env(DISPLAY=display))
+        if found.stdout.strip():
+            return found.stdout.split()[0]
+        time.sleep(0.3)
+    raise AssertionError("the ferkit live window did not appear")
+
+
+def _screenshot(display: str, window: str) -> np.ndarray:
+    """The window's pixels (BGR), grabbed from the X server."""
+    from PIL import ImageGrab
+
+    geo = subprocess.run(["xdotool", "getwindowgeometry", "--shell", window], capture_output=True, text=True,
+                         env=_env(DISPLAY=display), check=True).stdout
+    g = dict(line.split("=") for line in geo.split())
+    x, y, w, h = (int(g[k]) for k in ("X", "Y", "WIDTH", "HEIGHT"))
+    shot = np.asarray(ImageGrab.grab(xdisplay=display).convert("RGB"))[y:y + h, x:x + w, ::-1]
+    return np.ascontiguousarray(shot)
+
+
+@pytest.mark.slow
+@pytest.mark.data
+@pytest.mark.parametrize("key", ["q", "Escape"])
+def test_window_shows_faces_and_quits_on_key(clip, xdisplay, key, tmp_path):
+    proc = subprocess.Popen(FERKIT + ["--source", str(clip.path), "--loop"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=_env(DISPLAY=xdisplay))
+    try:
+        window = _window_id(xdisplay)
+        shot = None
+        for _ in range(40):   # wait until frames with both faces are on screen
+            time.sleep(0.25)
+            shot = _screenshot(xdisplay, window)
+            if shot.shape[:2] == (HEIGHT, WIDTH) and all(_has_colour(shot, EMOTION_COLORS_BGR[k], 8) for k in EMOTIONS):
+                break
+        assert shot is not None and shot.shape[:2] == (HEIGHT, WIDTH), f"window is {shot.shape}"
+        cv2.imwrite(str(tmp_path / "live.png"), shot)
+        # drawn content: every emotion's bar colour, the dark FPS band with white text, and the video itself
+        for label in EMOTIONS:
+            assert _has_colour(shot, EMOTION_COLORS_BGR[label], 8), f"no {label} bar in the window ({tmp_path / 'live.png'})"
+        band = shot[0:24, 0:150]
+        assert (band.max(axis=2) < 10).mean() > 0.5 and (band.min(axis=2) > 200).any()
+        assert 40 < shot[200:480, :].mean() < 220
+        subprocess.run(["xdotool", "windowfocus", "--sync", window, "key", key], env=_env(DISPLAY=xdisplay),
+                       check=True, timeout=20)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err.decode()
+    assert b"quit" in err and b"Traceback" not in err
