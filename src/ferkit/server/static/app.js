@@ -325,9 +325,24 @@ function onLiveMessage(s, msg) {
     updateStats(s, msg);
     recordHistory(s, faces);
     speakLive(s, faces);
-    if (faces.length) followMood(mainFace(faces).emotion, true);
+    const mood = recentMood(s);
+    if (mood) followMood(mood, true);
   }
   pump();
+}
+
+// The live mood for music: the main face's most frequent emotion over the last few seconds.
+function recentMood(s, seconds = 5) {
+  const now = (performance.now() - s.startedAt) / 1000;
+  const counts = new Map();
+  for (const point of s.history) {
+    if (!point.probs || now - point.t > seconds) continue;
+    const top = state.labels.reduce((a, b) => (point.probs[b] > point.probs[a] ? b : a));
+    counts.set(top, (counts.get(top) || 0) + 1);
+  }
+  let best = null;
+  for (const [label, n] of counts) if (!best || n > counts.get(best)) best = label;
+  return best;
 }
 
 // EMA over frames, per face: each face is matched to the nearest track of the previous frame.
@@ -478,6 +493,7 @@ function drawChart(history) {
 
 // ------------------------------------------------------------------ music panel
 const LIVE_MUSIC_INTERVAL_MS = 8000;   // in live mode the list changes at most this often
+const MUSIC_TRACKS = 6;
 
 function setupMusic() {
   for (const radio of document.querySelectorAll("input[name=strategy]")) {
@@ -506,7 +522,7 @@ async function fetchMusic(emotion) {
   status.textContent = `Finding music for “${emotion}”…`;
   let response;
   try {
-    response = await fetch(`/api/v1/recommendations?emotion=${encodeURIComponent(emotion)}&strategy=${strategy}&n=10`);
+    response = await fetch(`/api/v1/recommendations?emotion=${encodeURIComponent(emotion)}&strategy=${strategy}&n=${MUSIC_TRACKS}`);
   } catch (err) {
     status.textContent = `Music suggestions are unavailable (${err.message}).`;
     return;
@@ -548,7 +564,7 @@ function renderTracks(body) {
       const b = document.createElement("button");
       b.type = "button";
       b.className = "secondary";
-      b.textContent = action === "like" ? "👍 Like" : "Skip";
+      b.textContent = action === "like" ? "Like" : "Skip";
       b.setAttribute("aria-label", `${action === "like" ? "Like" : "Skip"} ${track.title} by ${track.artist}`);
       b.addEventListener("click", () => sendFeedback(track, action, body.emotion, li, result));
       actions.append(b);

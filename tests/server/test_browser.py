@@ -1,0 +1,279 @@
+"""End to end in Debian's Chromium, driven by Playwright: the page against a real ferkit server.
+
+Photo mode uploads a real FER-2013 face; live mode runs Chromium's fake camera on a video made here from
+real FER-2013 faces. FERKIT_SCREENSHOTS=docs/screenshots writes the README's screenshots there.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from ferkit import EMOTIONS
+
+from .conftest import detectable_scenes, encode, scene, start_server
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+CAMERA_ARGS = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
+
+
+def screenshot_path(tmp_path: Path, name: str) -> Path:
+    folder = os.environ.get("FERKIT_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        return Path(folder) / name
+    return tmp_path / name
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory):
+    """A server of its own, so the browser's requests do not mix with the API tests' error log.
+    The music panel's like/skip feedback goes to a temporary database, never the user's."""
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("FERKIT_MUSIC_DB", str(tmp_path_factory.mktemp("music") / "feedback.sqlite"))
+        env.setenv("FERKIT_MUSIC_PROVIDER", "local")
+        running, stop = start_server()
+        yield running
+        stop()
+
+
+@pytest.fixture(scope="module")
+def playwright_instance():
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is missing: apt-get install -y chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        yield p
+
+
+def launch(playwright_instance, *extra):
+    return playwright_instance.chromium.launch(executable_path=CHROMIUM, args=ARGS + list(extra))
+
+
+# ---------------------------------------------------------------- photo mode
+def probabilities_shown(card) -> list[tuple[str, float]]:
+    rows = card.locator("ul.probs li")
+    out = []
+    for i in range(rows.count()):
+        li = rows.nth(i)
+        out.append((li.get_attribute("data-label"), float(li.locator(".value").inner_text().split()[0])))
+    return out
+
+
+def test_upload_a_real_face(web, playwright_instance, detectable_faces, tmp_path, no_face_png):
+    from conftest import pad_face
+
+    photo = tmp_path / "face.png"
+    photo.write_bytes(encode(cv2.resize(pad_face(detectable_faces[0][0]), (400, 400))))
+    browser = launch(playwright_instance)
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(web.url)
+    page.wait_for_selector("body[data-ready=true]")
+    assert "labels" not in page.inner_text("#model-info")  # the model card line is filled from /api/v1/info
+    assert all(label in page.inner_text("#model-info") for label in EMOTIONS)
+
+    page.set_input_files("#file-input", str(photo))
+    page.wait_for_selector("#photo-boxes .face-box")
+    assert page.locator("#photo-boxes .face-box").count() == 1
+    card = page.locator("#photo-faces .face").first
+    shown = probabilities_shown(card)
+    assert sorted(label for label, _ in shown) == sorted(EMOTIONS)                 # all 7, as text
+    assert [p for _, p in shown] == sorted((p for _, p in shown), reverse=True)      # sorted
+    assert sum(p for _, p in shown) == pytest.approx(100, abs=0.5)
+    dominant = shown[0][0]
+    assert card.get_attribute("data-emotion") == dominant
+    assert re.match(rf"Face 1: {dominant} \(", card.locator("h3").inner_text())
+    assert dominant in page.inner_text("#photo-boxes .face-box .tag")
+    page.wait_for_function(f"document.querySelector('#announcer').textContent.includes('Face 1: {dominant}')")  # aria-live
+
+    # the heat map overlay, toggled from the keyboard
+    assert page.locator("#photo-boxes img.heat").is_hidden()
+    page.focus("#heatmap-toggle")
+    page.keyboard.press("Space")
+    assert page.locator("#photo-boxes img.heat").is_visible()
+    assert page.eval_on_selector("#photo-boxes img.heat", "img => img.naturalWidth") == 96
+    # the music panel follows the detected emotion; like/skip reach the server
+    page.wait_for_selector("#tracks li")
+    assert f"“{dominant}”" in page.inner_text("#music-status")
+    tracks = page.locator("#tracks li")
+    assert all(tracks.nth(i).locator(".reason").inner_text().strip() for i in range(tracks.count()))
+    page.screenshot(path=str(screenshot_path(tmp_path, "upload.png")), full_page=True)
+    tracks.nth(0).get_by_role("button", name=re.compile("^Like ")).click()
+    page.wait_for_function("document.querySelector('#tracks li .feedback-result').textContent === 'Liked'")
+    tracks.nth(1).get_by_role("button", name=re.compile("^Skip ")).click()
+    page.wait_for_function("document.querySelectorAll('#tracks li.skipped').length === 1")
+    page.check("#strategy-lift")
+    page.wait_for_function("document.querySelector('#music-status').textContent.includes('to lift')")
+
+    # no face: 200, the message is shown; not an image: the server's error is shown; the page keeps working
+    (tmp_path / "sky.png").write_bytes(no_face_png)
+    page.set_input_files("#file-input", str(tmp_path / "sky.png"))
+    page.wait_for_function("document.querySelector('#photo-message').textContent.startsWith('No face found')")
+    assert page.locator("#photo-boxes .face-box").count() == 0
+    (tmp_path / "notes.png").write_bytes(b"these are notes, not a picture")
+    page.set_input_files("#file-input", str(tmp_path / "notes.png"))
+    page.wait_for_function("document.querySelector('#photo-message').classList.contains('error')")
+    assert "not an image" in page.inner_text("#photo-message")
+    page.set_input_files("#file-input", str(photo))
+    page.wait_for_selector("#photo-boxes .face-box")
+    assert errors == []
+    browser.close()
+
+
+def test_drop_and_paste_upload(web, playwright_instance, detectable_faces, tmp_path):
+    from conftest import pad_face
+
+    png = encode(pad_face(detectable_faces[0][1]))
+    browser = launch(playwright_instance)
+    page = browser.new_page()
+    page.goto(web.url)
+    page.wait_for_selector("body[data-ready=true]")
+    as_js = list(png)
+    # drop: a DataTransfer holding the file, dispatched on the drop zone as a browser does
+    page.evaluate("""bytes => {
+        const dt = new DataTransfer();
+        dt.items.add(new File([new Uint8Array(bytes)], 'dropped.png', {type: 'image/png'}));
+        document.querySelector('#dropzone').dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true}));
+    }""", as_js)
+    page.wait_for_selector("#photo-boxes .face-box")
+    page.evaluate("() => document.querySelector('#photo-boxes').replaceChildren()")
+    # paste: a ClipboardEvent carrying the image
+    page.evaluate("""bytes => {
+        const dt = new DataTransfer();
+        dt.items.add(new File([new Uint8Array(bytes)], 'pasted.png', {type: 'image/png'}));
+        document.dispatchEvent(new ClipboardEvent('paste', {clipboardData: dt, bubbles: true, cancelable: true}));
+    }""", as_js)
+    page.wait_for_selector("#photo-boxes .face-box")
+    assert "1 face found" in page.inner_text("#photo-message")
+    browser.close()
+
+
+def test_keyboard_and_labels(web, playwright_instance):
+    browser = launch(playwright_instance)
+    page = browser.new_page()
+    page.goto(web.url)
+    page.wait_for_selector("body[data-ready=true]")
+    page.focus("#tab-photo")
+    page.keyboard.press("ArrowRight")
+    assert page.get_attribute("#tab-live", "aria-selected") == "true"
+    assert page.locator("#panel-live").is_visible() and page.locator("#panel-photo").is_hidden()
+    page.keyboard.press("ArrowLeft")
+    assert page.locator("#panel-photo").is_visible()
+    # every form control has a label, and there is an aria-live region
+    unlabelled = page.evaluate("""() => [...document.querySelectorAll('input, select, textarea')]
+        .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')).map(el => el.id)""")
+    assert unlabelled == []
+    assert page.get_attribute("#announcer", "aria-live") == "polite"
+    assert page.locator("#privacy-note").is_visible()
+    browser.close()
+
+
+# ---------------------------------------------------------------- live mode
+def write_y4m(path: Path, frames: list[np.ndarray], fps: int) -> None:
+    """Grey frames -> an uncompressed YUV 4:2:0 .y4m, the format Chromium's fake camera reads."""
+    h, w = frames[0].shape
+    with open(path, "wb") as f:
+        f.write(f"YUV4MPEG2 W{w} H{h} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        chroma = np.full((h // 2) * (w // 2) * 2, 128, np.uint8).tobytes()
+        for grey in frames:
+            f.write(b"FRAME\n" + grey.tobytes() + chroma)
+
+
+def browser_sees_it(img: np.ndarray, detector) -> bool:
+    """Will the server find the face in what the page sends: the frame scaled to 480 wide, JPEG-coded?"""
+    small = cv2.resize(img, (480, img.shape[0] * 480 // img.shape[1]), interpolation=cv2.INTER_AREA)
+    jpeg = cv2.imdecode(np.frombuffer(encode(small, ".jpg", 75), np.uint8), cv2.IMREAD_COLOR)
+    return len(detector.detect(jpeg)[0]) == 1
+
+
+@pytest.fixture(scope="module")
+def camera_video(detectable_faces, tmp_path_factory) -> Path:
+    """A 640x480 video of real FER faces: a different face every 10 frames, each drifting sideways."""
+    from ferkit.detect import create_detector
+
+    det = create_detector("haar")
+    faces, _ = detectable_faces
+    frames, chosen = [], []
+    for i, img in detectable_scenes(faces, det, width=640, height=480, face_size=170):
+        if browser_sees_it(img, det):
+            chosen.append(i)
+        if len(chosen) == 3:
+            break
+    assert len(chosen) == 3
+    for i in chosen:
+        for step in range(10):
+            img = scene(faces[i], 640, 480, 170, x=120 + 8 * step)
+            frames.append(img)
+    path = tmp_path_factory.mktemp("camera") / "faces.y4m"
+    write_y4m(path, frames, fps=10)
+    return path
+
+
+def overlay_state(page) -> dict:
+    return page.evaluate("""() => {
+        const c = document.querySelector('#overlay');
+        const px = c.width && c.height ? c.getContext('2d').getImageData(0, 0, c.width, c.height).data : [];
+        let drawn = 0;
+        for (let i = 3; i < px.length; i += 4) if (px[i] > 0) drawn++;
+        return {frame: Number(c.dataset.frame || 0), faces: Number(c.dataset.faces || 0),
+                emotions: c.dataset.emotions || '', drawn};
+    }""")
+
+
+def test_live_mode_with_a_fake_camera(web, playwright_instance, camera_video, tmp_path):
+    browser = launch(playwright_instance, *CAMERA_ARGS, f"--use-file-for-fake-video-capture={camera_video}")
+    page = browser.new_page(viewport={"width": 1200, "height": 1000})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(web.url)
+    page.wait_for_selector("body[data-ready=true]")
+    page.click("#tab-live")
+    page.click("#live-start")
+    page.wait_for_function("Number(document.querySelector('#overlay').dataset.faces || 0) >= 1", timeout=30_000)
+    first = overlay_state(page)
+    assert first["drawn"] > 200, "no box drawn on the overlay"
+    assert all(e in EMOTIONS for e in first["emotions"].split(","))
+    # overlays keep updating: newer frames, boxes still drawn
+    page.wait_for_function(f"Number(document.querySelector('#overlay').dataset.frame) >= {first['frame'] + 10}",
+                           timeout=30_000)
+    later = overlay_state(page)
+    assert later["faces"] >= 1 and later["drawn"] > 200
+    assert float(page.inner_text("#live-fps")) > 0
+    assert page.inner_text("#live-latency").endswith("ms")
+    assert page.locator("#live-faces .face ul.probs li").count() >= 7
+    page.wait_for_function("!document.querySelector('#chart-summary').textContent.startsWith('No')")
+    assert "%" in page.inner_text("#chart-summary")
+    page.wait_for_selector("#tracks li")  # the music panel follows the live emotion too
+    if os.environ.get("FERKIT_SCREENSHOTS"):
+        page.wait_for_timeout(8000)  # let the chart fill for the README's picture
+    page.screenshot(path=str(screenshot_path(tmp_path, "live.png")), full_page=True)
+
+    # pause stops the frames, resume starts them again
+    page.click("#live-pause")
+    assert page.get_attribute("#live-pause", "aria-pressed") == "true"
+    page.wait_for_timeout(600)
+    paused_at = overlay_state(page)["frame"]
+    page.wait_for_timeout(800)
+    assert overlay_state(page)["frame"] == paused_at
+    page.click("#live-pause")
+    page.wait_for_function(f"Number(document.querySelector('#overlay').dataset.frame) > {paused_at + 3}", timeout=20_000)
+    # smoothing off still draws; stop releases the camera
+    page.uncheck("#smooth-toggle")
+    frame = overlay_state(page)["frame"]
+    page.wait_for_function(f"Number(document.querySelector('#overlay').dataset.frame) > {frame + 3}", timeout=20_000)
+    page.click("#live-stop")
+    assert page.locator("#live-start").is_enabled()
+    assert errors == []
+    assert web.error_messages() == []
+    browser.close()
