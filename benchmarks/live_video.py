@@ -1,0 +1,174 @@
+"""Live and video throughput on this machine: prints figures, asserts nothing.
+
+    python benchmarks/live_video.py                 # full run (~2 minutes on a 2-core CPU)
+    python benchmarks/live_video.py --tiny          # a smoke run: checks the script works, figures meaningless
+
+Sources are 640x480 videos of real FER-2013 PrivateTest faces (padded so the Haar cascade finds them) moving
+across a canvas, written to a temporary folder with OpenCV (mp4v). Figures:
+  1. the detector alone on a 640x480 frame and on the 320-pixel copy the live loop uses;
+  2. `ferkit live` end to end (decode -> track/detect -> classify -> draw; no JSON, no window unless --window)
+     with 1 and 4 faces, for the detection strategy before (detect every frame at full size) and after
+     (detect every 5th frame on a 320-pixel copy, follow faces in between: the live defaults);
+  3. `ferkit video` on a 30 fps one-face video: seconds of video per second of analysis (x real time),
+     before (detect every frame) and after (the default, detect every 3rd frame), all outputs written.
+Needs FER-2013 (../shared/data/fer2013 or $FERKIT_DATA).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+import ferkit
+from ferkit.data import load_dataset
+from ferkit.live import draw_live, live_frames, open_source, open_window
+from ferkit.track import FaceTracker
+from ferkit.video import analyze_video
+
+W, H = 640, 480
+HAPPY, SURPRISE, NEUTRAL, SAD = 3, 5, 6, 4
+
+
+def data_file() -> Path:
+    for d in (os.environ.get("FERKIT_DATA"), Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fer2013"):
+        if d and (Path(d) / "fer2013-compact.npz.xz").is_file():
+            return Path(d) / "fer2013-compact.npz.xz"
+        if d and (Path(d) / "fer2013.csv.gz").is_file():
+            return Path(d) / "fer2013.csv.gz"
+    sys.exit("FER-2013 not found: set FERKIT_DATA or put it in ../shared/data/fer2013")
+
+
+def pad_face(face48: np.ndarray, size: int, pad: float = 0.4) -> np.ndarray:
+    f = cv2.resize(face48, (size, size), interpolation=cv2.INTER_CUBIC)
+    p = int(size * pad)
+    return cv2.copyMakeBorder(f, p, p, p, p, cv2.BORDER_REPLICATE)
+
+
+def pick_faces(detector, emotions) -> list[np.ndarray]:
+    ds = load_dataset(data_file()).split("PrivateTest")
+    out = []
+    for e in emotions:
+        for i in np.flatnonzero(ds.labels == e):
+            if len(detector.detect(pad_face(ds.pixels[i], 144))[0]) == 1:
+                out.append(ds.pixels[i])
+                break
+    return out
+
+
+def write_video(path: Path, faces: list[np.ndarray], n_frames: int, fps: float) -> Path:
+    """1 face: a 130 px face crossing the middle; 4 faces: a 2x2 grid of 100 px faces drifting sideways."""
+    face_size = 130 if len(faces) == 1 else 100
+    patches = [pad_face(f, face_size) for f in faces]
+    ph = patches[0].shape[0]
+    background = np.clip(np.linspace(60, 120, W)[None, :] + np.linspace(0, 40, H)[:, None], 0, 255).astype(np.uint8)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (W, H))
+    for i in range(n_frames):
+        t = 0.5 - 0.5 * np.cos(2 * np.pi * i / max(1, n_frames))  # back and forth
+        grey = background.copy()
+        for k, patch in enumerate(patches):
+            if len(patches) == 1:
+                x, y = int((W - ph) * t), (H - ph) // 2
+            else:
+                col, row = k % 2, k // 2
+                x = int(col * (W // 2) + (W // 2 - ph) * t)
+                y = row * (H // 2) + (H // 2 - ph) // 2
+            grey[y:y + ph, x:x + ph] = patch
+        writer.write(cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR))
+    writer.release()
+    return path
+
+
+def time_detector(rec, frame, repeats: int) -> tuple[float, float]:
+    full = FaceTracker(rec, detect_side=None)
+    small = FaceTracker(rec, detect_side=320)
+    out = []
+    for t in (full, small):
+        t.detect(frame)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            t.detect(frame)
+        out.append((time.perf_counter() - start) / repeats * 1000)
+    return out[0], out[1]
+
+
+def live_fps(rec, path: Path, *, detect_every: int, detect_side, window=None) -> tuple[float, float]:
+    """End-to-end frames per second over the whole file (as fast as it goes) and mean faces per frame."""
+    source = open_source(path=path)
+    tracker = FaceTracker(rec, detect_every=detect_every, detect_side=detect_side, smoothing=0.5)
+    n, faces = 0, 0
+    start = time.perf_counter()
+    for lf in live_frames(source, tracker, pace=False):
+        image = draw_live(lf.image, lf.faces, lf.fps, rec.labels)
+        if window is not None:
+            window.show(image)
+        n += 1
+        faces += len(lf.faces)
+    elapsed = time.perf_counter() - start
+    source.cap.release()
+    return n / elapsed, faces / max(1, n)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tiny", action="store_true", help="a few frames only: checks the script runs")
+    ap.add_argument("--live-frames", type=int, default=300, help="frames per live measurement (default 300)")
+    ap.add_argument("--video-seconds", type=float, default=20, help="length of the 30 fps video (default 20 s)")
+    ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores)")
+    ap.add_argument("--window", action="store_true", help="also show the live frames in a window (needs a display)")
+    args = ap.parse_args()
+    if args.tiny:
+        args.live_frames, args.video_seconds = 20, 1
+
+    rec = ferkit.load_recognizer(threads=args.threads)
+    print(f"ferkit {ferkit.__version__}, model {rec.name}, detector {rec.detector.name}, {os.cpu_count()} CPU cores, "
+          f"OpenCV {cv2.__version__}, {cv2.getNumThreads()} OpenCV threads")
+    faces = pick_faces(rec.detector, [HAPPY, SURPRISE, NEUTRAL, SAD])
+    window = open_window("ferkit live") if args.window else None
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        one = write_video(tmp / "one.mp4", faces[:1], args.live_frames, 30.0)
+        four = write_video(tmp / "four.mp4", faces[:4], args.live_frames, 30.0)
+
+        frame = cv2.VideoCapture(str(one)).read()[1]
+        full_ms, small_ms = time_detector(rec, frame, 5 if args.tiny else 50)
+        start = time.perf_counter()
+        for _ in range(5 if args.tiny else 100):
+            rec.analyze_boxes(frame, [[255, 175, 130, 130]])
+        classify_ms = (time.perf_counter() - start) / (5 if args.tiny else 100) * 1000
+        print(f"\n1. per call on a 640x480 frame: Haar detection {full_ms:.1f} ms at 640x480, {small_ms:.1f} ms on the "
+              f"320x240 copy; classifying one face {classify_ms:.1f} ms")
+
+        print(f"\n2. ferkit live end to end ({args.live_frames} frames of a 640x480 video, as fast as possible"
+              f"{', shown in a window' if window else ', drawn, not shown'}):")
+        print(f"   {'strategy':<52} {'1 face':>12} {'4 faces':>12}")
+        for name, every, side in [("before: detect every frame at 640x480", 1, None),
+                                  ("after:  detect every 5th frame on a 320 copy (default)", 5, 320)]:
+            fps1, n1 = live_fps(rec, one, detect_every=every, detect_side=side, window=window)
+            fps4, n4 = live_fps(rec, four, detect_every=every, detect_side=side, window=window)
+            print(f"   {name:<52} {fps1:>8.1f} fps {fps4:>8.1f} fps   (faces found per frame: {n1:.2f}, {n4:.2f})")
+
+        n = int(round(args.video_seconds * 30))
+        clip = write_video(tmp / "clip.mp4", faces[:1], n, 30.0)
+        import matplotlib.figure  # noqa: F401  (imported once here, not inside the first timed run)
+
+        print(f"\n3. ferkit video on a {args.video_seconds:g} s, 30 fps, 640x480 video with one face (all outputs written):")
+        for name, every in [("before: detect every frame", 1), ("after:  detect every 3rd frame (default)", 3)]:
+            start = time.perf_counter()
+            report = analyze_video(clip, rec, tmp / f"out{every}", detect_every=every)
+            elapsed = time.perf_counter() - start
+            print(f"   {name:<52} {elapsed:6.2f} s = {args.video_seconds / elapsed:5.2f}x real time "
+                  f"({report.frames_analysed / elapsed:.0f} frames/s, {report.rows} timeline rows)")
+    if window is not None:
+        window.close()
+    if args.tiny:
+        print("\n(--tiny: a smoke run; the figures above mean nothing)")
+
+
+if __name__ == "__main__":
+    main()
