@@ -153,7 +153,8 @@ class SpotifyProvider:
                     page = sp.playlist_items(pl["id"], limit=self.settings.playlist_tracks,
                                              market=self.settings.market, additional_types=("track",)) or {}
                 except SpotifyException as e:
-                    if e.http_status not in (403, 404):  # Spotify-owned playlists are closed to new apps: skip
+                    # Spotify-owned playlists are closed to new apps (403/404); 400: an id spotipy rejects. Skip.
+                    if e.http_status not in (400, 403, 404):
                         raise
                     page = {}
                 for it in page.get("items") or []:
