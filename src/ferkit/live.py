@@ -172,7 +172,7 @@ class OpenCVWindow:
     def __init__(self, title: str):
         self.title = title
         try:
-            cv2.namedWindow(title, cv2.WINDOW_AUTOSIZE)
+            cv2.namedWindow(title, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)  # no Qt toolbar: just the picture
         except cv2.error as e:
             raise GuiUnavailableError(f"OpenCV cannot open a window ({str(e).strip().splitlines()[-1]}); {GUI_HELP}") from e
 
