@@ -43,6 +43,20 @@ def test_hello_and_one_frame(server, frame_jpeg):
         assert msg["dropped"] == 0
 
 
+def test_faces_keep_their_id_and_the_detector_runs_every_few_frames(server, frame_jpeg):
+    every = server.settings.live_detect_every
+    assert every > 1
+    with open_live(server) as (ws, _):
+        answers = []
+        for _ in range(every + 1):  # one at a time, so none is dropped
+            ws.send(frame_jpeg)
+            answers.append(recv_json(ws))
+    faces = [a["faces"] for a in answers]
+    assert all(len(f) == 1 for f in faces)
+    assert len({f[0]["id"] for f in faces}) == 1
+    assert [f[0]["detected"] for f in faces] == [True] + [False] * (every - 1) + [True]
+
+
 def test_malformed_frames_get_an_error_and_the_socket_stays_open(server, frame_jpeg):
     with open_live(server) as (ws, _):
         ws.send(b"\x00\x01 definitely not a jpeg")

@@ -7,7 +7,13 @@ Protocol (one connection per camera):
 - server -> client: {"type": "hello", "labels": [...], "max_frame_bytes": N} once, then per processed frame
   {"type": "result", "frame": id, "image": {"width", "height"}, "faces": [...], "latency_ms": receipt to
   answer on the server, "process_ms": decode + inference, "dropped": frames skipped so far}.
+  Each face carries an "id", stable while the face stays in view, and "detected" (false where its box was
+  followed from the previous frame rather than found by the detector).
   A frame that cannot be used gets {"type": "error", "frame": id, "detail": "..."}; the connection stays open.
+
+Speed: each connection has its own `ferkit.track.FaceTracker`: the detector (the costly step) runs on every
+`live_detect_every`-th frame, on a copy no larger than `live_detect_side`; in between, faces are followed by
+template matching. Every frame's faces are classified afresh. Smoothing is left to the client (the page's toggle).
 
 Back-pressure: only the newest unprocessed frame is kept. A frame that arrives while another waits replaces
 it (counted in "dropped"), so a client that sends faster than the server can serve gets fresh results and
@@ -50,10 +56,13 @@ class _Session:
 
 @router.websocket("/api/v1/live")
 async def live(ws: WebSocket) -> None:
+    from ...track import FaceTracker
+
     settings, rec = get_settings(ws), get_recognizer(ws)
     await ws.accept()
     s = _Session(ws)
-    worker = asyncio.create_task(_serve_frames(s, rec, settings.max_frame_pixels))
+    tracker = FaceTracker(rec, detect_every=settings.live_detect_every, detect_side=settings.live_detect_side)
+    worker = asyncio.create_task(_serve_frames(s, tracker, settings.max_frame_pixels))
     try:
         await s.send({"type": "hello", "labels": list(rec.labels), "max_frame_bytes": settings.max_frame_bytes})
         while True:
@@ -99,7 +108,7 @@ async def _on_text(s: _Session, text: str) -> None:
         await s.error(f"unknown control message {text[:60]!r}; known: {{\"type\": \"ping\"}}")
 
 
-async def _serve_frames(s: _Session, rec, max_pixels: int) -> None:
+async def _serve_frames(s: _Session, tracker, max_pixels: int) -> None:
     """Process the newest waiting frame, answer, repeat. Returns when the client has gone."""
     while True:
         await s.ready.wait()
@@ -110,7 +119,7 @@ async def _serve_frames(s: _Session, rec, max_pixels: int) -> None:
         s.pending = None
         t0 = time.perf_counter()
         try:
-            result = await run_in_threadpool(_process, rec, data, frame, max_pixels)
+            result = await run_in_threadpool(_process, tracker, data, frame, max_pixels)
         except UnreadableImageError as e:
             result = {"type": "error", "frame": frame, "detail": str(e)}
         now = time.perf_counter()
@@ -122,9 +131,10 @@ async def _serve_frames(s: _Session, rec, max_pixels: int) -> None:
             return
 
 
-def _process(rec, data: bytes, frame: int, max_pixels: int) -> dict:
+def _process(tracker, data: bytes, frame: int, max_pixels: int) -> dict:
+    # One frame at a time per connection (the worker awaits each), so the tracker needs no lock.
     image = decode_image(data, f"frame {frame}", max_pixels)
-    faces = rec.analyze(image)
+    faces = tracker.process(image)
     h, w = image.shape[:2]
     return {"type": "result", "frame": frame, "image": {"width": w, "height": h},
             "faces": [f.to_dict() for f in faces]}

@@ -345,13 +345,14 @@ function recentMood(s, seconds = 5) {
   return best;
 }
 
-// EMA over frames, per face: each face is matched to the nearest track of the previous frame.
+// EMA over frames, per face (matched to the previous frame by the server's face id).
 function smooth(s, faces) {
   const centre = (f) => [f.box.x + f.box.w / 2, f.box.y + f.box.h / 2];
   const out = faces.map((face) => {
     const [cx, cy] = centre(face);
-    let best = null, bestDist = Infinity;
-    for (const t of s.tracks) {
+    // The server gives each face a stable id; without one, the nearest face of the previous frame is used.
+    let best = face.id != null ? s.tracks.find((t) => t.id === face.id) || null : null, bestDist = Infinity;
+    for (const t of face.id != null ? [] : s.tracks) {
       const [tx, ty] = centre(t);
       const d = Math.hypot(cx - tx, cy - ty);
       if (d < bestDist && d < 0.6 * Math.max(face.box.w, t.box.w)) { best = t; bestDist = d; }

@@ -1,0 +1,201 @@
+"""Load on the web app over loopback: POST /api/v1/analyze at 1, 4 and 16 concurrent clients, and live mode
+(WebSocket) frames per second for 4 camera clients. Starts `ferkit serve` itself on a free port.
+
+    python benchmarks/load_server.py                      # the figures for the README (about 2 minutes)
+    python benchmarks/load_server.py --requests 8 --live-seconds 2 --concurrency 1 4   # a quick check
+
+Images are real FER-2013 faces ($FERKIT_DATA or ../shared/data/fer2013) in a 640x480 JPEG (uploads) and a
+480x360 JPEG (live frames, the size the page sends). Every request must succeed: errors are counted,
+printed, and make the exit status 1. Live clients behave like the page: at most 2 frames in flight.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def face_frames(width: int, height: int, count: int = 8) -> list[bytes]:
+    """JPEGs of `count` real FER-2013 PrivateTest faces the Haar cascade finds, one per frame."""
+    from ferkit.data import load_dataset
+    from ferkit.detect import create_detector
+
+    data = Path(os.environ.get("FERKIT_DATA", ROOT.parent / "shared" / "data" / "fer2013"))
+    compact = data / "fer2013-compact.npz.xz"
+    ds = load_dataset(compact if compact.is_file() else data / "fer2013.csv.gz").split("PrivateTest")
+    det = create_detector("haar")
+    side = int(height * 0.45)
+    out = []
+    for face in ds.pixels[:400]:
+        patch = cv2.resize(face, (side, side), interpolation=cv2.INTER_CUBIC)
+        p = int(side * 0.4)
+        patch = cv2.copyMakeBorder(patch, p, p, p, p, cv2.BORDER_REPLICATE)
+        ph, pw = patch.shape
+        y, x = (height - ph) // 2, (width - pw) // 2
+        frame = cv2.copyMakeBorder(patch, y, height - ph - y, x, width - pw - x, cv2.BORDER_REPLICATE)
+        ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80])
+        if ok and len(det.detect(cv2.imdecode(jpeg, cv2.IMREAD_COLOR))[0]) == 1:
+            out.append(jpeg.tobytes())
+        if len(out) == count:
+            return out
+    raise SystemExit(f"only {len(out)} detectable faces found for {width}x{height} frames")
+
+
+def start_server(threads: int | None) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "ferkit", "serve", "--port", str(port)] + (["--threads", str(threads)] if threads else [])
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    import httpx
+
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise SystemExit(f"ferkit serve did not start:\n{proc.stdout.read() if proc.stdout else ''}")
+        time.sleep(0.2)
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(q / 100 * (len(s) - 1))))]
+
+
+# ---------------------------------------------------------------- POST /api/v1/analyze
+async def analyze_level(url: str, images: list[bytes], clients: int, requests: int, max_seconds: float) -> dict:
+    import httpx
+
+    latencies: list[float] = []
+    errors: list[str] = []
+    counter = iter(range(requests))
+    deadline = time.perf_counter() + max_seconds
+
+    async def client(http: httpx.AsyncClient) -> None:
+        for i in counter:
+            if time.perf_counter() > deadline:
+                return
+            t0 = time.perf_counter()
+            try:
+                r = await http.post("/api/v1/analyze", files={"file": ("face.jpg", images[i % len(images)], "image/jpeg")})
+                if r.status_code != 200 or len(r.json()["faces"]) != 1:
+                    errors.append(f"{r.status_code} {r.text[:80]}")
+                    continue
+            except Exception as e:  # a benchmark counts every failure, whatever its kind
+                errors.append(repr(e))
+                continue
+            latencies.append(time.perf_counter() - t0)
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
+        await http.post("/api/v1/analyze", files={"file": ("warm.jpg", images[0], "image/jpeg")})  # warm-up
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client(http) for _ in range(clients)))
+        wall = time.perf_counter() - t0
+    return {"clients": clients, "requests": len(latencies), "errors": errors, "throughput": len(latencies) / wall,
+            "p50_ms": pct(latencies, 50) * 1000, "p99_ms": pct(latencies, 99) * 1000}
+
+
+# ---------------------------------------------------------------- live mode (WebSocket)
+async def live_client(ws_url: str, frames: list[bytes], seconds: float, in_flight: int = 2) -> dict:
+    from websockets.asyncio.client import connect
+
+    results, errors, rtts = 0, [], []
+    sent_at: dict[int, float] = {}
+    async with connect(ws_url + "/api/v1/live", max_size=None) as ws:
+        hello = json.loads(await ws.recv())
+        assert hello["type"] == "hello"
+        sent = answered = 0
+        t0 = time.perf_counter()
+        end = t0 + seconds
+        while time.perf_counter() < end:
+            while sent - answered < in_flight:
+                sent += 1
+                sent_at[sent] = time.perf_counter()
+                await ws.send(frames[sent % len(frames)])
+            try:
+                msg = json.loads(await asyncio.wait_for(ws.recv(), timeout=max(0.01, end - time.perf_counter())))
+            except asyncio.TimeoutError:
+                break
+            answered = max(answered, msg.get("frame") or answered)
+            if msg["type"] == "result":
+                results += 1
+                rtts.append(time.perf_counter() - sent_at[msg["frame"]])
+            else:
+                errors.append(msg.get("detail", str(msg)))
+        wall = time.perf_counter() - t0
+    return {"fps": results / wall, "errors": errors, "rtt_p50_ms": pct(rtts, 50) * 1000, "rtt_p99_ms": pct(rtts, 99) * 1000,
+            "dropped": sent - results - len(errors)}
+
+
+async def live_level(url: str, frames: list[bytes], clients: int, seconds: float) -> list[dict]:
+    ws_url = url.replace("http://", "ws://")
+    return await asyncio.gather(*(live_client(ws_url, frames, seconds) for _ in range(clients)))
+
+
+# ---------------------------------------------------------------- main
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16], help="concurrent upload clients per level")
+    ap.add_argument("--requests", type=int, default=300, help="requests per level (at most)")
+    ap.add_argument("--max-seconds", type=float, default=30, help="time limit per level")
+    ap.add_argument("--live-clients", type=int, default=4)
+    ap.add_argument("--live-seconds", type=float, default=15)
+    ap.add_argument("--threads", type=int, default=None, help="passed to ferkit serve --threads")
+    args = ap.parse_args()
+
+    uploads = face_frames(640, 480)
+    live_frames = face_frames(480, 360)
+    proc, url = start_server(args.threads)
+    failed = False
+    try:
+        print(f"ferkit web app load test on {platform.node()} ({os.cpu_count()} CPUs, {platform.processor() or platform.machine()}), "
+              f"server {url}, threads={args.threads or 'default'}")
+        print("\nPOST /api/v1/analyze, 640x480 JPEG with one face")
+        print(f"{'clients':>8} {'requests':>9} {'errors':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
+        for c in args.concurrency:
+            r = asyncio.run(analyze_level(url, uploads, c, args.requests, args.max_seconds))
+            failed |= bool(r["errors"])
+            print(f"{c:>8} {r['requests']:>9} {len(r['errors']):>7} {r['throughput']:>8.1f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f}")
+            for e in r["errors"][:5]:
+                print(f"{'':>8} error: {e}")
+        print(f"\nLive mode: {args.live_clients} WebSocket clients, 480x360 JPEG frames, at most 2 in flight, {args.live_seconds:.0f} s")
+        print(f"{'client':>8} {'fps':>7} {'errors':>7} {'rtt p50 ms':>11} {'rtt p99 ms':>11}")
+        rows = asyncio.run(live_level(url, live_frames, args.live_clients, args.live_seconds))
+        for i, r in enumerate(rows, 1):
+            failed |= bool(r["errors"])
+            print(f"{i:>8} {r['fps']:>7.1f} {len(r['errors']):>7} {r['rtt_p50_ms']:>11.1f} {r['rtt_p99_ms']:>11.1f}")
+        fps = [r["fps"] for r in rows]
+        print(f"{'min':>8} {min(fps):>7.1f}   (mean {statistics.mean(fps):.1f} fps per client, "
+              f"{sum(fps):.1f} frames/s in all)")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    if failed:
+        print("\nFAILED: some requests had errors", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
