@@ -115,3 +115,13 @@ def test_db_path_configuration(monkeypatch, tmp_path):
     assert rec.store.path == tmp_path / "from_env.sqlite" and rec.provider == "local"
     with pytest.raises(ValueError, match="unknown provider 'deezer'; valid: local, spotify"):
         Recommender.from_env({"FERKIT_MUSIC_DB": str(tmp_path / "x.sqlite"), "FERKIT_MUSIC_PROVIDER": "deezer"})
+
+
+def test_recommending_alone_leaves_no_file(catalog, tmp_path):
+    db = tmp_path / "deep" / "music.sqlite"
+    rec = Recommender(catalog, FeedbackStore(db))
+    rec.recommend("sad")
+    assert rec.store.events() == [] and rec.store.wipe() == 0 and rec.find_track("nope") is None
+    assert not db.exists() and not db.parent.exists()
+    rec.feedback(catalog.tracks[0].id, "like")
+    assert db.is_file()

@@ -71,17 +71,23 @@ class Preferences:
 
 
 class FeedbackStore:
-    """Likes and skips in SQLite at ``path`` (created with its folder on first use)."""
+    """Likes and skips in SQLite at ``path`` (created with its folder on the first write)."""
 
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path) if path is not None else default_db_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as con:
-            con.executescript(_SCHEMA)
+        self._ready = False  # schema created in this process
 
-    def _connect(self):
-        con = sqlite3.connect(self.path, timeout=10)
-        return _Closing(con)
+    def _connect(self, write: bool = True):
+        """A connection that commits and closes on exit; None for a read when the file does not exist yet
+        (reading never creates the file, so a server that only recommends leaves no trace on disk)."""
+        if not write and not self.path.exists():
+            return None
+        if not self._ready:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with closing(sqlite3.connect(self.path, timeout=10)) as con:
+                con.executescript(_SCHEMA)
+            self._ready = True
+        return _Closing(sqlite3.connect(self.path, timeout=10))
 
     def record(self, track: Track, action: str, emotion: str | None = None) -> None:
         """Store one like or skip of ``track``."""
@@ -101,7 +107,10 @@ class FeedbackStore:
                 con.executemany("INSERT OR REPLACE INTO seen_tracks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     def seen_track(self, track_id: str) -> Track | None:
-        with self._connect() as con:
+        conn = self._connect(write=False)
+        if conn is None:
+            return None
+        with conn as con:
             row = con.execute("SELECT id, title, artist, genre, year, valence, energy, url FROM seen_tracks "
                               "WHERE id = ?", (track_id,)).fetchone()
         if row is None:
@@ -111,7 +120,10 @@ class FeedbackStore:
 
     def events(self) -> list[dict]:
         """Every like and skip, oldest first."""
-        with self._connect() as con:
+        conn = self._connect(write=False)
+        if conn is None:
+            return []
+        with conn as con:
             rows = con.execute("SELECT track_id, action, emotion, title, artist, genre, created FROM feedback "
                                "ORDER BY id").fetchall()
         keys = ("track_id", "action", "emotion", "title", "artist", "genre", "created")
@@ -133,7 +145,10 @@ class FeedbackStore:
 
     def wipe(self) -> int:
         """Delete every like, skip and remembered track; return how many likes and skips there were."""
-        with self._connect() as con:
+        conn = self._connect(write=False)
+        if conn is None:
+            return 0
+        with conn as con:
             n = con.execute("SELECT COUNT(*) FROM feedback").fetchone()[0]
             con.execute("DELETE FROM feedback")
             con.execute("DELETE FROM seen_tracks")
