@@ -221,6 +221,15 @@ def test_a_frame_that_fails_to_decode_is_skipped_and_the_rest_analysed(mjpeg, re
     assert json.loads((tmp_path / "out" / "timeline.json").read_text())["skipped_frames"] == [12]
 
 
+def test_a_video_whose_frames_all_fail_to_decode(mjpeg, recognizer, tmp_path):
+    data = bytearray(mjpeg.read_bytes())
+    for s in _jpeg_starts(bytes(data)):
+        data[s:s + 2000] = bytes(2000)
+    (tmp_path / "ruined.avi").write_bytes(bytes(data))
+    with pytest.raises(VideoError, match="ruined.avi: no frame could be decoded"):
+        analyze_video(tmp_path / "ruined.avi", recognizer, tmp_path / "out")
+
+
 def test_an_interruption_keeps_the_rows_written_so_far(scene, recognizer, tmp_path):
     calls = []
 

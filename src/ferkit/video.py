@@ -112,10 +112,11 @@ def read_frames(cap: cv2.VideoCapture, info: VideoInfo, report: VideoReport):
                 break
             failed.append(index)
         index += 1
-    if failed:
-        report.truncated_at = failed[0]
-    elif report.frames_read == 0:
+    if report.frames_read == 0:
         raise VideoError(f"{info.path}: no frame could be decoded")
+    # Containers sometimes estimate their frame count: failures in the last 1 % (at least 2 frames) are the end.
+    if failed and failed[0] < info.frame_count - max(2, info.frame_count // 100):
+        report.truncated_at = failed[0]
 
 
 def analyze_video(path: str | Path, recognizer: Recognizer, out_dir: str | Path, *, every: int = 1,
