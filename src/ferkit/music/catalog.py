@@ -11,9 +11,12 @@ import csv
 import hashlib
 import re
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from urllib.parse import quote
+
+import numpy as np
 
 __all__ = ["Track", "Catalog", "CatalogError", "load_catalog", "DEFAULT_CATALOG", "COLUMN_ALIASES"]
 
@@ -75,6 +78,31 @@ def search_url(artist: str, title: str) -> str:
     return "https://open.spotify.com/search/" + quote(f"{artist} {title}", safe="")
 
 
+@dataclass(frozen=True)
+class TrackIndex:
+    """What ranking needs, as arrays and look-ups: built once per Catalog (cached), or per call for a plain list."""
+    tracks: tuple[Track, ...]
+    valence: np.ndarray                  # (N,)
+    energy: np.ndarray                   # (N,)
+    by_id: dict[str, int]
+    by_artist: dict[str, np.ndarray]     # lower-cased artist -> indices of their tracks
+    by_genre: dict[str, np.ndarray]      # lower-cased genre -> indices
+
+    @classmethod
+    def build(cls, tracks) -> "TrackIndex":
+        tracks = tuple(tracks)
+        artists: dict[str, list[int]] = {}
+        genres: dict[str, list[int]] = {}
+        for i, t in enumerate(tracks):
+            for a in t.artists:
+                artists.setdefault(a.lower(), []).append(i)
+            if t.genre:
+                genres.setdefault(t.genre.lower(), []).append(i)
+        return cls(tracks, np.array([t.valence for t in tracks], float), np.array([t.energy for t in tracks], float),
+                   {t.id: i for i, t in enumerate(tracks)},
+                   {k: np.array(v) for k, v in artists.items()}, {k: np.array(v) for k, v in genres.items()})
+
+
 class Catalog:
     """An immutable list of tracks with look-up by id; duplicates (same artist and title) are kept once."""
 
@@ -93,6 +121,10 @@ class Catalog:
 
     def __len__(self) -> int:
         return len(self.tracks)
+
+    @cached_property
+    def index(self) -> TrackIndex:
+        return TrackIndex.build(self.tracks)
 
     def __iter__(self):
         return iter(self.tracks)

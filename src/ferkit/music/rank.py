@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .catalog import Track
+from .catalog import Catalog, Track, TrackIndex
 from .feedback import Preferences
 from .moods import LIFT_GOAL, MOODS, check_emotion, check_strategy, mood_path
 
@@ -43,31 +43,47 @@ class Recommendation:
         return d
 
 
-def _feedback_bonus(tracks: list[Track], prefs: Preferences | None) -> tuple[np.ndarray, list[str]]:
-    bonus = np.zeros(len(tracks))
-    notes = [""] * len(tracks)
+def _feedback_bonus(index: "TrackIndex", prefs: Preferences | None) -> np.ndarray:
+    """Per-track bonus (N,): TRACK_WEIGHT x the track's affinity + ARTIST_WEIGHT x its artists' summed affinity
+    (clipped to [-1, 1]) + GENRE_WEIGHT x its genre's affinity. Only tracks with feedback are touched."""
+    bonus = np.zeros(len(index.valence))
     if not prefs:
-        return bonus, notes
+        return bonus
     aff = Preferences.affinity
-    for i, t in enumerate(tracks):
-        parts, b = [], 0.0
-        w = prefs.tracks.get(t.id, 0.0)
-        if w:
-            b += TRACK_WEIGHT * aff(w)
-            parts.append("you liked this track" if w > 0 else "you skipped this track")
-        a = max(-1.0, min(1.0, sum(aff(prefs.artists.get(x.lower(), 0.0)) for x in t.artists)))
-        if a:
-            b += ARTIST_WEIGHT * a
-            if not w:
-                parts.append(f"you {'liked' if a > 0 else 'skipped'} {t.artist}")
-        if t.genre and prefs.genres.get(t.genre.lower()):
-            g = aff(prefs.genres[t.genre.lower()])
-            b += GENRE_WEIGHT * g
-            parts.append(f"you {'liked' if g > 0 else 'skipped'} {t.genre}")
-        bonus[i] = b
-        if parts:
-            notes[i] = "; " + " and ".join(parts) + (" (ranked higher)" if b > 0 else " (ranked lower)")
-    return bonus, notes
+    for tid, w in prefs.tracks.items():
+        i = index.by_id.get(tid)
+        if i is not None:
+            bonus[i] += TRACK_WEIGHT * aff(w)
+    artist = np.zeros_like(bonus)
+    for name, w in prefs.artists.items():
+        idx = index.by_artist.get(name)
+        if idx is not None:
+            artist[idx] += aff(w)
+    bonus += ARTIST_WEIGHT * np.clip(artist, -1.0, 1.0)
+    for genre, w in prefs.genres.items():
+        idx = index.by_genre.get(genre)
+        if idx is not None:
+            bonus[idx] += GENRE_WEIGHT * aff(w)
+    return bonus
+
+
+def _feedback_note(t: Track, prefs: Preferences | None, bonus: float) -> str:
+    """'; you liked Adele and you liked soul (ranked higher)', or '' when no feedback touched the track."""
+    if not prefs:
+        return ""
+    parts = []
+    w = prefs.tracks.get(t.id, 0.0)
+    if w:
+        parts.append("you liked this track" if w > 0 else "you skipped this track")
+    a = sum(prefs.artists.get(x.lower(), 0.0) for x in t.artists)
+    if a and not w:
+        parts.append(f"you {'liked' if a > 0 else 'skipped'} {t.artist}")
+    g = prefs.genres.get(t.genre.lower(), 0.0) if t.genre else 0.0
+    if g:
+        parts.append(f"you {'liked' if g > 0 else 'skipped'} {t.genre}")
+    if not parts:
+        return ""
+    return "; " + " and ".join(parts) + (" (ranked higher)" if bonus > 0 else " (ranked lower)")
 
 
 def _words(v: float, e: float) -> str:
@@ -92,27 +108,28 @@ def rank(tracks, emotion: str, strategy: str = "match", n: int = 10, preferences
     emotion, strategy = check_emotion(emotion), check_strategy(strategy)
     if not 1 <= n <= MAX_N:
         raise ValueError(f"n must be between 1 and {MAX_N}, got {n}")
-    tracks = list(tracks)
+    index = tracks.index if isinstance(tracks, Catalog) else TrackIndex.build(list(tracks))
+    tracks = index.tracks
     if not tracks:
         return []
     origins = origins or {}
-    v = np.array([t.valence for t in tracks])
-    e = np.array([t.energy for t in tracks])
-    bonus, notes = _feedback_bonus(tracks, preferences)
-    by_artist: dict[str, list[int]] = {}
-    for i, t in enumerate(tracks):
-        for a in t.artists:
-            by_artist.setdefault(a.lower(), []).append(i)
+    v, e = index.valence, index.energy
+    bonus = _feedback_bonus(index, preferences)
+    by_artist = index.by_artist
 
     available = np.ones(len(tracks), bool)
     fresh = np.ones(len(tracks), bool)  # no artist of the track is in the list yet
     targets = mood_path(emotion, strategy, min(n, len(tracks)))
     mood = MOODS[emotion]
     out: list[Recommendation] = []
+    dist = score = None
     for k, (tv, te) in enumerate(targets):
-        dist = np.hypot(v - tv, e - te)
-        score = 1.0 - dist / math.sqrt(2) + bonus
-        pool = available & fresh if (available & fresh).any() else available
+        if k == 0 or targets[k] != targets[k - 1]:  # "match" computes the distances once
+            dist = np.hypot(v - tv, e - te)
+            score = 1.0 - dist / math.sqrt(2) + bonus
+        pool = available & fresh
+        if not pool.any():  # every artist is in the list: repeats may fill it
+            pool = available
         i = int(np.argmax(np.where(pool, score, -np.inf)))
         t = tracks[i]
         available[i] = False
@@ -128,6 +145,7 @@ def rank(tracks, emotion: str, strategy: str = "match", n: int = 10, preferences
                    f"(valence {t.valence:.2f}, energy {t.energy:.2f}), {_closeness(d)} this step's target "
                    f"({tv:.2f}, {te:.2f})")
         origin = origins.get(t.id)
-        reason = (f"{origin}: {why}" if origin else why[0].upper() + why[1:]) + notes[i]
+        reason = (f"{origin}: {why}" if origin else why[0].upper() + why[1:]) + _feedback_note(t, preferences,
+                                                                                              float(bonus[i]))
         out.append(Recommendation(track=t, score=float(score[i]), target=(tv, te), reason=reason))
     return out
