@@ -5,6 +5,7 @@ import base64
 import io
 import re
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -209,3 +210,31 @@ def test_server_keeps_serving_after_every_bad_input(http, face_png, server):
     assert r.status_code == 200 and len(r.json()["faces"]) == 1
     assert http.get("/healthz").status_code == 200
     assert server.error_messages() == []
+
+
+def test_inference_runs_off_the_event_loop(server, face_image):
+    """/healthz is answered while several large analyses are in flight, before any of them ends.
+    (Were inference on the event loop, the first analysis would block the answer until it ended.)"""
+    import threading
+    import time
+
+    import httpx
+
+    big = encode(cv2.resize(face_image, (1900, 1900)), ".jpg")
+    done: list[tuple[str, float]] = []
+
+    def upload():
+        r = httpx.post(f"{server.url}/api/v1/analyze", files={"file": ("big.jpg", big, "image/jpeg")}, timeout=120)
+        done.append(("analyze", time.perf_counter()))
+        assert r.status_code == 200
+
+    threads = [threading.Thread(target=upload) for _ in range(6)]
+    for t in threads:
+        t.start()
+    time.sleep(0.05)  # let the uploads reach the server first
+    assert httpx.get(f"{server.url}/healthz", timeout=120).status_code == 200
+    done.append(("healthz", time.perf_counter()))
+    for t in threads:
+        t.join()
+    order = [name for name, _ in sorted(done, key=lambda d: d[1])]
+    assert order[0] == "healthz", f"healthz waited for an analysis: {order}"

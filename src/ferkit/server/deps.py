@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import anyio
+
 from fastapi import Depends, HTTPException, Request
 from starlette.requests import HTTPConnection
 
@@ -12,6 +14,11 @@ from .settings import Settings
 
 def get_settings(conn: HTTPConnection) -> Settings:
     return conn.app.state.settings
+
+
+async def run_inference(conn: HTTPConnection, fn, *args):
+    """fn(*args) in a worker thread, off the event loop, at most `inference_workers` at a time."""
+    return await anyio.to_thread.run_sync(fn, *args, limiter=conn.app.state.inference_limiter)
 
 
 def get_recognizer(conn: HTTPConnection) -> Recognizer:
@@ -24,4 +31,4 @@ def get_recognizer(conn: HTTPConnection) -> Recognizer:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RecognizerDep = Annotated[Recognizer, Depends(get_recognizer)]
 
-__all__ = ["SettingsDep", "RecognizerDep", "get_settings", "get_recognizer", "Request"]
+__all__ = ["SettingsDep", "RecognizerDep", "get_settings", "get_recognizer", "run_inference", "Request"]

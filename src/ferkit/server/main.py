@@ -4,6 +4,7 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import anyio
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
@@ -26,6 +27,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         app.state.recognizer = await run_in_threadpool(
             load_recognizer, settings.model, settings.detector, threads=settings.threads)
+        app.state.inference_limiter = anyio.CapacityLimiter(settings.inference_workers)
         yield
         app.state.recognizer = None
 

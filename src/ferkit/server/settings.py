@@ -21,5 +21,7 @@ class Settings(BaseSettings):
     max_frame_bytes: int = Field(2 * MB, ge=1)         # one live-mode frame on the WebSocket
     max_frame_pixels: int = Field(1920 * 1080, ge=1)   # decoded size of one live-mode frame
     ws_max_message_bytes: int = Field(16 * MB, ge=1)   # the WebSocket layer closes the socket (1009) above this
+    inference_workers: int = Field(4, ge=1)            # images decoded and analysed at once (uploads and live
+                                                       # frames together); more wait their turn, bounding memory
     live_detect_every: int = Field(3, ge=1)            # live mode runs the face detector on every n-th frame and
     live_detect_side: int | None = Field(320, ge=64)   # follows faces in between; detection on a copy this large

@@ -10,10 +10,9 @@ import time
 
 from fastapi import APIRouter, HTTPException, Query, Request
 from python_multipart.multipart import MultipartParser, parse_options_header
-from starlette.concurrency import run_in_threadpool
 
 from ...images import ImageTooLargeError, UnreadableImageError, decode_image
-from ..deps import RecognizerDep, SettingsDep
+from ..deps import RecognizerDep, SettingsDep, run_inference
 from .schemas import AnalyzeResult, Error
 
 router = APIRouter(prefix="/api/v1", tags=["analyze"])
@@ -117,7 +116,7 @@ async def analyze(request: Request, rec: RecognizerDep, settings: SettingsDep,
         data, name = body, "upload"
     if not data:
         raise HTTPException(400, f"empty upload: {name} has 0 bytes")
-    return await run_in_threadpool(_analyze, rec, data, name, settings.max_pixels, explain)
+    return await run_inference(request, _analyze, rec, data, name, settings.max_pixels, explain)
 
 
 def _analyze(rec, data: bytes, name: str, max_pixels: int, explain: bool) -> AnalyzeResult:

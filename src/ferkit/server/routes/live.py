@@ -27,10 +27,9 @@ import json
 import time
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
-from starlette.concurrency import run_in_threadpool
 
 from ...images import UnreadableImageError, decode_image
-from ..deps import get_recognizer, get_settings
+from ..deps import get_recognizer, get_settings, run_inference
 
 router = APIRouter()
 _GONE = (WebSocketDisconnect, RuntimeError, OSError)  # what sending to a vanished client raises
@@ -119,7 +118,7 @@ async def _serve_frames(s: _Session, tracker, max_pixels: int) -> None:
         s.pending = None
         t0 = time.perf_counter()
         try:
-            result = await run_in_threadpool(_process, tracker, data, frame, max_pixels)
+            result = await run_inference(s.ws, _process, tracker, data, frame, max_pixels)
         except UnreadableImageError as e:
             result = {"type": "error", "frame": frame, "detail": str(e)}
         now = time.perf_counter()
