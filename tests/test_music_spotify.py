@@ -303,6 +303,8 @@ def test_settings_from_env():
     assert s.token_url == "https://accounts.spotify.com/api/token"
     with pytest.raises(ValueError, match="FERKIT_SPOTIFY_TIMEOUT"):
         SpotifySettings.from_env({"FERKIT_SPOTIFY_TIMEOUT": "soon"})
+    with pytest.raises(ValueError, match="positive number of seconds"):
+        SpotifySettings.from_env({"FERKIT_SPOTIFY_TIMEOUT": "0"})
 
 
 def test_recommender_from_env_uses_spotify_settings(fake, tmp_path):

@@ -185,7 +185,7 @@ def _unit(value: str, field: str, percent: bool) -> float:
     if percent:
         x /= 100.0
     if not 0.0 <= x <= 1.0:  # also rejects nan
-        raise ValueError(f"{field} {value!r} is outside [0, 1]" if not percent else f"{field} {value!r} is outside 0..100")
+        raise ValueError(f"{field} {value!r} is outside " + ("0..100" if percent else "[0, 1]"))
     return x
 
 

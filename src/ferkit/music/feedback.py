@@ -85,6 +85,7 @@ class FeedbackStore:
         if not self._ready:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with closing(sqlite3.connect(self.path, timeout=10)) as con:
+                con.execute("PRAGMA journal_mode=WAL")  # readers and the writer do not block each other
                 con.executescript(_SCHEMA)
             self._ready = True
         return _Closing(sqlite3.connect(self.path, timeout=10))

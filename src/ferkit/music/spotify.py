@@ -55,6 +55,10 @@ class SpotifySettings:
     playlist_tracks: int = 30     # items read from each mood playlist
     search_tracks: int = 20       # tracks from each track search
 
+    def __post_init__(self):
+        if not self.timeout > 0:
+            raise ValueError(f"the Spotify timeout must be a positive number of seconds, got {self.timeout!r}")
+
     @classmethod
     def from_env(cls, environ=None) -> "SpotifySettings":
         """SPOTIPY_CLIENT_ID, SPOTIPY_CLIENT_SECRET (spotipy's names), FERKIT_SPOTIFY_API_URL, _TOKEN_URL,
@@ -65,7 +69,8 @@ class SpotifySettings:
             timeout_s = float(timeout)
         except ValueError:
             raise ValueError(f"FERKIT_SPOTIFY_TIMEOUT {timeout!r} is not a number of seconds") from None
-        return cls(client_id=env.get("SPOTIPY_CLIENT_ID") or None, client_secret=env.get("SPOTIPY_CLIENT_SECRET") or None,
+        return cls(client_id=env.get("SPOTIPY_CLIENT_ID") or None,
+                   client_secret=env.get("SPOTIPY_CLIENT_SECRET") or None,
                    api_url=env.get("FERKIT_SPOTIFY_API_URL") or API_URL,
                    token_url=env.get("FERKIT_SPOTIFY_TOKEN_URL") or TOKEN_URL,
                    timeout=timeout_s, market=env.get("FERKIT_SPOTIFY_MARKET") or None)
