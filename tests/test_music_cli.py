@@ -9,7 +9,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
-from conftest import pad_face
+from tests.conftest import pad_face
 
 from ferkit.cli import main
 

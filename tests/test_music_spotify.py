@@ -253,7 +253,7 @@ def test_429_honours_retry_after(fake, catalog, tmp_path):
     fake.mode = "ok"
     res2 = rec.recommend("happy")  # within Retry-After: Spotify is not asked again
     assert fake.count("GET") == n
-    assert res2.source == "local" and "trying again in" in res2.notice
+    assert res2.source == "local" and "asked us to wait (rate limit); trying again in" in res2.notice
 
 
 def test_429_without_retry_after_waits_a_default(fake, catalog, tmp_path):
@@ -272,6 +272,12 @@ def test_timeout_falls_back_quickly(fake, catalog, tmp_path):
     elapsed = time.monotonic() - t0
     assert res.source == "local" and "did not answer within 0.3 s" in res.notice
     assert elapsed < 2.5, "the client must give up after its timeout, not wait for the slow server"
+    # for a while after, the catalog answers at once instead of waiting on Spotify again
+    n = fake.count("GET")
+    t0 = time.monotonic()
+    res2 = rec.recommend("fear")
+    assert time.monotonic() - t0 < 0.3 and fake.count("GET") == n
+    assert "did not answer a moment ago; trying again in" in res2.notice
 
 
 def test_unreachable_server_falls_back(catalog, tmp_path):

@@ -149,7 +149,7 @@ def test_spotify_failure_is_a_notice_not_an_error(api, catalog):
 
 
 def test_spotify_success_through_the_api(api, catalog):
-    from test_music_spotify import CLIENT_ID, CLIENT_SECRET, FakeSpotify
+    from tests.test_music_spotify import CLIENT_ID, CLIENT_SECRET, FakeSpotify
 
     fake = FakeSpotify()
     try:

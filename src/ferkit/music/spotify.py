@@ -7,7 +7,8 @@ reads the first playlist's items, and gives every track found the valence and en
 
 Any failure (no credentials, 401, 429, a timeout, no network, an odd answer) raises `SpotifyUnavailable` with a
 sentence for the user; the Recommender then answers from the local catalog with that sentence as its notice.
-After a 429 the provider does not call Spotify again until the Retry-After time has passed.
+After a 429 the provider does not call Spotify again until the Retry-After time has passed, and after a timeout
+or a network failure not for NETWORK_BACKOFF_S seconds, so that a page does not wait on a dead service each time.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from .moods import mood_path
 
 __all__ = ["SpotifyProvider", "SpotifySettings", "SpotifyUnavailable", "SEARCH_MOODS"]
 
+NETWORK_BACKOFF_S = 30  # after a timeout or a network failure, answer from the catalog at once for this long
 API_URL = "https://api.spotify.com/v1/"
 TOKEN_URL = "https://accounts.spotify.com/api/token"
 
@@ -81,6 +83,7 @@ class SpotifyProvider:
     settings: SpotifySettings = field(default_factory=SpotifySettings.from_env)
     _client: object = field(default=None, init=False, repr=False)
     _retry_at: float = field(default=0.0, init=False, repr=False)  # time.monotonic() before which we do not call
+    _wait_reason: str = field(default="", init=False, repr=False)
 
     def _spotify(self):
         if self._client is not None:
@@ -112,7 +115,7 @@ class SpotifyProvider:
         """
         wait = self._retry_at - time.monotonic()
         if wait > 0:
-            raise SpotifyUnavailable(f"Spotify asked us to wait (rate limit); trying again in {math.ceil(wait)} s")
+            raise SpotifyUnavailable(f"{self._wait_reason}; trying again in {math.ceil(wait)} s")
         sp = self._spotify()
         try:
             return self._search(sp, emotion, strategy, n, catalog)
@@ -132,16 +135,22 @@ class SpotifyProvider:
                 return SpotifyUnavailable("Spotify refused the access token (HTTP 401)")
             if e.http_status == 429:
                 retry = _retry_after(getattr(e, "headers", None))
-                self._retry_at = time.monotonic() + retry
+                self._back_off(retry, "Spotify asked us to wait (rate limit)")
                 return SpotifyUnavailable(f"Spotify is rate-limiting requests (HTTP 429); retry after {retry} s")
             return SpotifyUnavailable(f"Spotify answered HTTP {e.http_status}")
         if isinstance(e, requests.Timeout):
+            self._back_off(NETWORK_BACKOFF_S, "Spotify did not answer a moment ago")
             return SpotifyUnavailable(f"Spotify did not answer within {self.settings.timeout:g} s")
         if isinstance(e, (requests.RequestException, OSError)):
+            self._back_off(NETWORK_BACKOFF_S, "Spotify could not be reached a moment ago")
             return SpotifyUnavailable(f"Spotify could not be reached ({type(e).__name__})")
         if isinstance(e, (KeyError, TypeError, ValueError, AttributeError)):
             return SpotifyUnavailable(f"Spotify sent an answer ferkit does not understand ({type(e).__name__}: {e})")
         return e
+
+    def _back_off(self, seconds: float, reason: str) -> None:
+        self._retry_at = time.monotonic() + seconds
+        self._wait_reason = reason
 
     def _search(self, sp, emotion, strategy, n, catalog):
         from spotipy.exceptions import SpotifyException
