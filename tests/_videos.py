@@ -6,7 +6,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from conftest import pad_face
+from tests.conftest import pad_face
 
 WIDTH, HEIGHT = 640, 480
 FACE_SIZE = 110      # side of the face itself; the replicated border around it makes the patch ~200 px

@@ -11,7 +11,7 @@ import time
 import cv2
 import numpy as np
 import pytest
-from _videos import HEIGHT, WIDTH, make_video, pick_faces
+from tests._videos import HEIGHT, WIDTH, make_video, pick_faces
 
 from ferkit import EMOTIONS
 from ferkit.annotate import EMOTION_COLORS_BGR

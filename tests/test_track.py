@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _videos import pick_faces, render
+from tests._videos import pick_faces, render
 
 from ferkit.track import FaceTracker, IoUTracker, iou, match_boxes
 

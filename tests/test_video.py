@@ -9,7 +9,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
-from _videos import HEIGHT, WIDTH, make_video, pick_faces
+from tests._videos import HEIGHT, WIDTH, make_video, pick_faces
 
 from ferkit import EMOTIONS
 from ferkit.video import VideoError, analyze_video, open_video

@@ -197,7 +197,7 @@ class TkWindow:
             from PIL import Image, ImageTk
         except ImportError as e:
             raise GuiUnavailableError(f"this OpenCV build has no windows and tkinter is missing ({e}); {GUI_HELP}") from e
-        self._image_cls, self._photo_cls = Image, ImageTk.PhotoImage
+        self._image_cls, self._photo_cls, self._tcl_error = Image, ImageTk.PhotoImage, tk.TclError
         try:
             self.root = tk.Tk()
         except tk.TclError as e:
@@ -217,10 +217,16 @@ class TkWindow:
         self.open = False
 
     def show(self, image: np.ndarray) -> bool:
-        photo = self._photo_cls(self._image_cls.fromarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB)))
-        self.label.configure(image=photo)
-        self.label.image = photo  # Tk keeps no reference of its own
-        self.root.update()
+        """Display a BGR image; False once the user pressed q / Esc or closed the window."""
+        if not self.open:
+            return False
+        try:
+            photo = self._photo_cls(self._image_cls.fromarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB)), master=self.root)
+            self.label.configure(image=photo)
+            self.label.image = photo  # Tk keeps no reference of its own
+            self.root.update()
+        except self._tcl_error:      # the window is gone (closed by the window manager or the display)
+            self.open = False
         return self.open
 
     def close(self) -> None:
