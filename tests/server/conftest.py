@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 import pytest
-from conftest import pad_face
+from tests.conftest import pad_face
 
 from ferkit import EMOTIONS
 

@@ -70,7 +70,7 @@ def probabilities_shown(card) -> list[tuple[str, float]]:
 
 
 def test_upload_a_real_face(web, playwright_instance, detectable_faces, tmp_path, no_face_png):
-    from conftest import pad_face
+    from tests.conftest import pad_face
 
     photo = tmp_path / "face.png"
     photo.write_bytes(encode(cv2.resize(pad_face(detectable_faces[0][0]), (400, 400))))
@@ -132,7 +132,7 @@ def test_upload_a_real_face(web, playwright_instance, detectable_faces, tmp_path
 
 
 def test_drop_and_paste_upload(web, playwright_instance, detectable_faces, tmp_path):
-    from conftest import pad_face
+    from tests.conftest import pad_face
 
     png = encode(pad_face(detectable_faces[0][1]))
     browser = launch(playwright_instance)

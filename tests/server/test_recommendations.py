@@ -135,6 +135,16 @@ def test_bad_feedback(api, body, status, detail):
     assert FeedbackStore(api.db).events() == []
 
 
+def test_unusable_feedback_file(api, catalog, tmp_path):
+    bad = tmp_path / "bad.sqlite"
+    bad.write_text("not a database " * 50)
+    api.holder["rec"] = Recommender(catalog, FeedbackStore(bad))
+    r = api.get("/api/v1/recommendations", params={"emotion": "sad"})
+    assert r.status_code == 200 and "likes and skips not used" in r.json()["notice"]
+    r = api.post("/api/v1/feedback", json={"track_id": catalog.tracks[0].id, "action": "like"})
+    assert r.status_code == 503 and r.json()["detail"].startswith(f"feedback not saved: {bad}: cannot write")
+
+
 def test_spotify_failure_is_a_notice_not_an_error(api, catalog):
     with socket.socket() as s:  # a loopback port nothing listens on
         s.bind(("127.0.0.1", 0))
