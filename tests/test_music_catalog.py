@@ -11,13 +11,14 @@ from ferkit.music import MOODS, CatalogError, load_catalog
 from ferkit.music.catalog import parse_catalog, track_id
 
 # The layout of the widely used "Spotify tracks dataset" (114k tracks, one genre each).
-SPOTIFY_HEADER = ("track_id,artists,album_name,track_name,popularity,duration_ms,explicit,danceability,energy,key,"
-                  "loudness,mode,speechiness,acousticness,instrumentalness,liveness,valence,tempo,time_signature,"
+SPOTIFY_HEADER = ("track_id,artists,album_name,track_name,popularity,duration_ms,explicit,danceability,energy,"
+                  "key,loudness,mode,speechiness,acousticness,instrumentalness,liveness,valence,tempo,time_signature,"
                   "track_genre")
 
 
 def _spotify_row(tid, artists, name, energy, valence, genre, tempo="120.0"):
-    return f"{tid},{artists},Album,{name},50,200000,False,0.5,{energy},5,-6.0,1,0.04,0.1,0.0,0.1,{valence},{tempo},4,{genre}"
+    return (f"{tid},{artists},Album,{name},50,200000,False,0.5,{energy},5,-6.0,1,0.04,0.1,0.0,0.1,{valence},{tempo},4,"
+            f"{genre}")
 
 
 @pytest.fixture(scope="module")
@@ -171,9 +172,11 @@ def test_unusable_files(tmp_path, content, problem):
     assert str(e.value).startswith(f"{f}: ") and problem in str(e.value)
 
 
-def test_missing_file(tmp_path):
+def test_missing_file_or_folder(tmp_path):
     with pytest.raises(FileNotFoundError):
         load_catalog(tmp_path / "nope.csv")
+    with pytest.raises(CatalogError, match=f"^{tmp_path}: is a folder, not a CSV file$"):
+        load_catalog(tmp_path)
 
 
 def test_parse_catalog_names_its_source():

@@ -62,7 +62,8 @@ def test_own_catalog_and_its_errors(capsys, db, tmp_path):
     good = tmp_path / "mine.csv"
     good.write_text("track_id,track_name,artists,valence,energy,tempo,track_genre\n"
                     "5SuOikwiRyPMVoIQDJUgSV,Comedy,Gen Hoshino,0.715,0.461,87.9,acoustic\n"
-                    "4qPNDBW1i3p13qLCt0Ki3A,Ghost - Acoustic,Ben Woodward,0.267,0.166,77.5,acoustic\n", encoding="utf-8")
+                    "4qPNDBW1i3p13qLCt0Ki3A,Ghost - Acoustic,Ben Woodward,0.267,0.166,77.5,acoustic\n",
+                    encoding="utf-8")
     code, out, _ = run(capsys, "recommend", "-e", "sad", "--catalog", str(good), "--json", "--db", db)
     d = json.loads(out)
     assert code == 0 and [t["title"] for t in d["tracks"]] == ["Ghost - Acoustic", "Comedy"]
@@ -111,6 +112,16 @@ def test_like_skip_list_wipe_across_invocations(capsys, db):
     assert out.startswith("no feedback yet")
     _, out, _ = run(capsys, "recommend", "-e", "sad", "--json", "--db", db)
     assert [t["id"] for t in json.loads(out)["tracks"]] == [t["id"] for t in tracks]
+
+
+def test_unusable_feedback_file(capsys, tmp_path):
+    bad = tmp_path / "bad.sqlite"
+    bad.write_text("not a database " * 50)
+    code, out, err = run(capsys, "recommend", "-e", "sad", "-n", "2", "--db", str(bad))
+    assert code == 0 and "2 tracks for sad" in out and "notice: likes and skips not used" in err
+    for argv in (["like", "8bd3c46f27"], ["feedback"], ["wipe"]):
+        code, out, err = run(capsys, "music", *argv, "--db", str(bad))
+        assert code == 1 and f"{bad}: cannot" in err and "Traceback" not in err
 
 
 def test_moods_table(capsys):

@@ -5,7 +5,8 @@ import threading
 
 import pytest
 
-from ferkit.music import FeedbackStore, Recommender, UnknownTrackError, default_db_path, load_catalog
+from ferkit.music import (FeedbackStore, FeedbackStoreError, Recommender, UnknownTrackError, default_db_path,
+                          load_catalog)
 
 
 @pytest.fixture(scope="module")
@@ -125,3 +126,21 @@ def test_recommending_alone_leaves_no_file(catalog, tmp_path):
     assert not db.exists() and not db.parent.exists()
     rec.feedback(catalog.tracks[0].id, "like")
     assert db.is_file()
+
+
+def test_unusable_feedback_file(catalog, tmp_path):
+    bad = tmp_path / "notes.sqlite"
+    bad.write_text("this is not a database, " * 100)
+    rec = Recommender(catalog, FeedbackStore(bad))
+    res = rec.recommend("sad")  # still answers, without feedback, and says why
+    assert len(res.tracks) == 10 and res.source == "local"
+    assert res.notice.startswith(f"likes and skips not used: {bad}: cannot read the feedback database")
+    with pytest.raises(FeedbackStoreError, match=f"{bad}: cannot write to the feedback database"):
+        rec.feedback(catalog.tracks[0].id, "like")
+    with pytest.raises(FeedbackStoreError, match="cannot wipe"):
+        FeedbackStore(bad).wipe()
+    assert bad.read_text().startswith("this is not a database")  # left as it was
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    with pytest.raises(FeedbackStoreError, match="a-folder: cannot write to"):
+        FeedbackStore(folder).record(catalog.tracks[0], "skip")

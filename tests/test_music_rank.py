@@ -133,7 +133,8 @@ def test_feedback_moves_artists_and_genres():
     assert pop_down[0] == "t1" and folk_rank(pop_down) < folk_rank(base) - 0.5
     folk_up = [r.track.id for r in rank(tracks, "sad", "match", 10, Preferences(genres={"folk": 3.0}))]
     assert folk_rank(folk_up) < folk_rank(base) - 0.5
-    assert "ranked lower" in " ".join(r.reason for r in rank(tracks, "sad", "match", 10, Preferences(genres={"pop": -3.0})))
+    reasons = " ".join(r.reason for r in rank(tracks, "sad", "match", 10, Preferences(genres={"pop": -3.0})))
+    assert "you skipped pop (ranked lower)" in reasons
 
 
 def test_bad_arguments_list_the_valid_values(catalog):

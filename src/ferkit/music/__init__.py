@@ -7,14 +7,14 @@ and likes / skips that re-rank.
         print(r.track.artist, "-", r.track.title, ":", r.reason)
 """
 from .catalog import COLUMN_ALIASES, Catalog, CatalogError, Track, load_catalog
-from .feedback import ACTIONS, FeedbackStore, Preferences, default_db_path
+from .feedback import ACTIONS, FeedbackStore, FeedbackStoreError, Preferences, default_db_path
 from .moods import LIFT_GOAL, MOODS, STRATEGIES, Mood, check_emotion, check_strategy, mood_path
 from .rank import Recommendation, rank
 from .recommender import PROVIDERS, Recommendations, Recommender, UnknownTrackError, check_provider
 from .spotify import SpotifyProvider, SpotifySettings, SpotifyUnavailable
 
-__all__ = ["Track", "Catalog", "CatalogError", "load_catalog", "COLUMN_ALIASES", "FeedbackStore", "Preferences",
-           "ACTIONS", "default_db_path", "Mood", "MOODS", "LIFT_GOAL", "STRATEGIES", "check_emotion",
+__all__ = ["Track", "Catalog", "CatalogError", "load_catalog", "COLUMN_ALIASES", "FeedbackStore", "FeedbackStoreError",
+           "Preferences", "ACTIONS", "default_db_path", "Mood", "MOODS", "LIFT_GOAL", "STRATEGIES", "check_emotion",
            "check_strategy", "mood_path", "Recommendation", "rank", "Recommender", "Recommendations",
            "UnknownTrackError", "PROVIDERS", "check_provider", "SpotifyProvider", "SpotifySettings",
            "SpotifyUnavailable"]

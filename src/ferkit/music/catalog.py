@@ -264,7 +264,12 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
         text = resources.files(__package__).joinpath(DEFAULT_CATALOG).read_text(encoding="utf-8")
         return parse_catalog(text, f"ferkit/music/{DEFAULT_CATALOG}")
     path = Path(path)
-    data = path.read_bytes()
+    if path.is_dir():
+        raise CatalogError(f"{path}: is a folder, not a CSV file")
+    try:
+        data = path.read_bytes()
+    except PermissionError as e:
+        raise CatalogError(f"{path}: cannot be read ({e.strerror})") from None
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:

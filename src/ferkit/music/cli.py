@@ -63,6 +63,23 @@ def add_parser(sub) -> None:
     c.set_defaults(run=run_check)
 
 
+def _feedback_errors(run):
+    """Turn an unusable feedback file into a one-line message and exit status 1."""
+    import functools
+
+    @functools.wraps(run)
+    def wrapper(args) -> int:
+        from .feedback import FeedbackStoreError
+
+        try:
+            return run(args)
+        except FeedbackStoreError as e:
+            _err(str(e))
+            return EXIT_ERROR
+
+    return wrapper
+
+
 def _quiet_spotipy() -> None:
     # spotipy logs every HTTP error at ERROR level; the CLI prints its own one-line notice instead.
     import logging
@@ -88,6 +105,7 @@ def _emotion_from_photo(args) -> tuple[str | None, int]:
     return face.emotion, EXIT_OK
 
 
+@_feedback_errors
 def run_recommend(args) -> int:
     from . import FeedbackStore, Recommender, check_emotion, check_provider, check_strategy, load_catalog
 
@@ -132,6 +150,7 @@ def run_recommend(args) -> int:
     return EXIT_OK
 
 
+@_feedback_errors
 def run_feedback(args) -> int:
     from . import FeedbackStore, Recommender, UnknownTrackError, check_emotion, load_catalog
 
@@ -154,6 +173,7 @@ def run_feedback(args) -> int:
     return EXIT_ERROR if failed else EXIT_OK
 
 
+@_feedback_errors
 def run_list(args) -> int:
     from . import FeedbackStore
 
@@ -170,6 +190,7 @@ def run_list(args) -> int:
     return EXIT_OK
 
 
+@_feedback_errors
 def run_wipe(args) -> int:
     from . import FeedbackStore
 

@@ -10,13 +10,13 @@ import os
 import sqlite3
 import time
 from collections import defaultdict
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .catalog import Track
 
-__all__ = ["FeedbackStore", "Preferences", "ACTIONS", "default_db_path"]
+__all__ = ["FeedbackStore", "FeedbackStoreError", "Preferences", "ACTIONS", "default_db_path"]
 
 ACTIONS = ("like", "skip")
 OTHER_EMOTION_WEIGHT = 0.5  # feedback given under another emotion counts half
@@ -70,12 +70,26 @@ class Preferences:
         return math.tanh(weight / 2.0)
 
 
+class FeedbackStoreError(RuntimeError):
+    """The feedback file cannot be read or written (not a database, no permission, disk full ...)."""
+
+
 class FeedbackStore:
-    """Likes and skips in SQLite at ``path`` (created with its folder on the first write)."""
+    """Likes and skips in SQLite at ``path`` (created with its folder on the first write).
+
+    Every method raises FeedbackStoreError, naming the file, when the database cannot be used.
+    """
 
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path) if path is not None else default_db_path()
         self._ready = False  # schema created in this process
+
+    @contextmanager
+    def _guard(self, doing: str):
+        try:
+            yield
+        except (sqlite3.Error, OSError) as e:
+            raise FeedbackStoreError(f"{self.path}: cannot {doing} the feedback database ({e})") from e
 
     def _connect(self, write: bool = True):
         """A connection that commits and closes on exit; None for a read when the file does not exist yet
@@ -94,41 +108,46 @@ class FeedbackStore:
         """Store one like or skip of ``track``."""
         if action not in ACTIONS:
             raise ValueError(f"unknown feedback action {action!r}; valid: {', '.join(ACTIONS)}")
-        with self._connect() as con:
-            con.execute("INSERT INTO feedback (track_id, action, emotion, title, artist, genre, created) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (track.id, action, emotion, track.title, "; ".join(track.artists), track.genre, time.time()))
+        with self._guard("write to"):
+            with self._connect() as con:
+                con.execute("INSERT INTO feedback (track_id, action, emotion, title, artist, genre, created) "
+                            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            (track.id, action, emotion, track.title, "; ".join(track.artists), track.genre,
+                             time.time()))
 
     def remember(self, tracks) -> None:
         """Keep the metadata of recommended tracks that are not in the catalog, so that feedback can name them."""
-        rows = [(t.id, t.title, "; ".join(t.artists), t.genre, t.year, t.valence, t.energy, t.url, time.time())
-                for t in tracks]
-        if rows:
-            with self._connect() as con:
-                con.executemany("INSERT OR REPLACE INTO seen_tracks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        with self._guard("write to"):
+            rows = [(t.id, t.title, "; ".join(t.artists), t.genre, t.year, t.valence, t.energy, t.url, time.time())
+                    for t in tracks]
+            if rows:
+                with self._connect() as con:
+                    con.executemany("INSERT OR REPLACE INTO seen_tracks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
     def seen_track(self, track_id: str) -> Track | None:
-        conn = self._connect(write=False)
-        if conn is None:
-            return None
-        with conn as con:
-            row = con.execute("SELECT id, title, artist, genre, year, valence, energy, url FROM seen_tracks "
-                              "WHERE id = ?", (track_id,)).fetchone()
-        if row is None:
-            return None
-        return Track(id=row[0], title=row[1], artists=tuple(row[2].split("; ")), genre=row[3], year=row[4],
-                     valence=row[5], energy=row[6], url=row[7])
+        with self._guard("read"):
+            conn = self._connect(write=False)
+            if conn is None:
+                return None
+            with conn as con:
+                row = con.execute("SELECT id, title, artist, genre, year, valence, energy, url FROM seen_tracks "
+                                  "WHERE id = ?", (track_id,)).fetchone()
+            if row is None:
+                return None
+            return Track(id=row[0], title=row[1], artists=tuple(row[2].split("; ")), genre=row[3], year=row[4],
+                         valence=row[5], energy=row[6], url=row[7])
 
     def events(self) -> list[dict]:
         """Every like and skip, oldest first."""
-        conn = self._connect(write=False)
-        if conn is None:
-            return []
-        with conn as con:
-            rows = con.execute("SELECT track_id, action, emotion, title, artist, genre, created FROM feedback "
-                               "ORDER BY id").fetchall()
-        keys = ("track_id", "action", "emotion", "title", "artist", "genre", "created")
-        return [dict(zip(keys, r)) for r in rows]
+        with self._guard("read"):
+            conn = self._connect(write=False)
+            if conn is None:
+                return []
+            with conn as con:
+                rows = con.execute("SELECT track_id, action, emotion, title, artist, genre, created FROM feedback "
+                                   "ORDER BY id").fetchall()
+            keys = ("track_id", "action", "emotion", "title", "artist", "genre", "created")
+            return [dict(zip(keys, r)) for r in rows]
 
     def preferences(self, emotion: str | None = None) -> Preferences:
         """Net weights (like +1, skip -1); events recorded under another emotion than ``emotion`` count half."""
@@ -146,16 +165,17 @@ class FeedbackStore:
 
     def wipe(self) -> int:
         """Delete every like, skip and remembered track; return how many likes and skips there were."""
-        conn = self._connect(write=False)
-        if conn is None:
-            return 0
-        with conn as con:
-            n = con.execute("SELECT COUNT(*) FROM feedback").fetchone()[0]
-            con.execute("DELETE FROM feedback")
-            con.execute("DELETE FROM seen_tracks")
-        with closing(sqlite3.connect(self.path, timeout=10)) as con:
-            con.execute("VACUUM")  # so that deleted rows do not linger in the file
-        return n
+        with self._guard("wipe"):
+            conn = self._connect(write=False)
+            if conn is None:
+                return 0
+            with conn as con:
+                n = con.execute("SELECT COUNT(*) FROM feedback").fetchone()[0]
+                con.execute("DELETE FROM feedback")
+                con.execute("DELETE FROM seen_tracks")
+            with closing(sqlite3.connect(self.path, timeout=10)) as con:
+                con.execute("VACUUM")  # so that deleted rows do not linger in the file
+            return n
 
     def __repr__(self) -> str:
         return f"FeedbackStore({str(self.path)!r})"

@@ -5,7 +5,7 @@ import os
 from dataclasses import dataclass, field
 
 from .catalog import Catalog, Track, load_catalog
-from .feedback import ACTIONS, FeedbackStore, default_db_path
+from .feedback import ACTIONS, FeedbackStore, FeedbackStoreError, default_db_path
 from .moods import check_emotion, check_strategy
 from .rank import Recommendation, rank
 from .spotify import SpotifyProvider, SpotifySettings, SpotifyUnavailable
@@ -71,21 +71,31 @@ class Recommender:
 
     def recommend(self, emotion: str, strategy: str = "match", n: int = 10) -> Recommendations:
         """The ``n`` best tracks for ``emotion``. Raises ValueError for an unknown emotion or strategy; never
-        raises for a Spotify failure (the answer then comes from the catalog, with ``notice`` saying why)."""
+        raises for a Spotify failure (the answer then comes from the catalog, with ``notice`` saying why) nor for an
+        unusable feedback file (the ranking then ignores feedback, and ``notice`` says so)."""
         emotion, strategy = check_emotion(emotion), check_strategy(strategy)
-        prefs = self.store.preferences(emotion) if self.store is not None else None
-        notice = None
+        notices: list[str] = []
+        prefs = None
+        if self.store is not None:
+            try:
+                prefs = self.store.preferences(emotion)
+            except FeedbackStoreError as e:  # rank without feedback rather than fail
+                notices.append(f"likes and skips not used: {e}")
         if self.provider == "spotify":
             try:
                 found, origins = self.spotify.candidates(emotion, strategy, n, self.catalog)
             except SpotifyUnavailable as e:
-                notice = f"{e}; showing the local catalog instead"
+                notices.insert(0, f"{e}; showing the local catalog instead")
             else:
                 tracks = rank(found, emotion, strategy, n, prefs, origins)
                 if self.store is not None:
-                    self.store.remember(r.track for r in tracks)
-                return Recommendations(emotion, strategy, "spotify", None, tracks)
-        return Recommendations(emotion, strategy, "local", notice, rank(self.catalog, emotion, strategy, n, prefs))
+                    try:
+                        self.store.remember(r.track for r in tracks)
+                    except FeedbackStoreError as e:
+                        notices.append(f"these tracks cannot be liked or skipped later: {e}")
+                return Recommendations(emotion, strategy, "spotify", "; ".join(notices) or None, tracks)
+        tracks = rank(self.catalog, emotion, strategy, n, prefs)
+        return Recommendations(emotion, strategy, "local", "; ".join(notices) or None, tracks)
 
     def find_track(self, track_id: str) -> Track | None:
         """A track of the catalog, or one recommended from Spotify before (kept by the store)."""
@@ -95,7 +105,8 @@ class Recommender:
         return track
 
     def feedback(self, track_id: str, action: str, emotion: str | None = None) -> Track:
-        """Record a like or skip; returns the track. Raises UnknownTrackError, ValueError (bad action/emotion)."""
+        """Record a like or skip; returns the track. Raises UnknownTrackError, ValueError (bad action/emotion),
+        FeedbackStoreError (the file cannot be written)."""
         if action not in ACTIONS:
             raise ValueError(f"unknown feedback action {action!r}; valid: {', '.join(ACTIONS)}")
         emotion = check_emotion(emotion) if emotion is not None else None

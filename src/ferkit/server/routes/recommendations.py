@@ -56,11 +56,13 @@ def recommendations(rec: RecommenderDep, emotion: str,
 @router.post("/feedback")
 def feedback(body: FeedbackIn, rec: RecommenderDep) -> dict:
     """Record a like or a skip; later rankings move that track's artist and genre up (like) or down (skip)."""
-    from ...music import UnknownTrackError
+    from ...music import FeedbackStoreError, UnknownTrackError
 
     emotion, _ = _check(body.emotion)
     try:
         rec.feedback(body.track_id, body.action, emotion)
     except UnknownTrackError as e:
         raise HTTPException(404, str(e)) from None
+    except FeedbackStoreError as e:
+        raise HTTPException(503, f"feedback not saved: {e}") from None
     return {"ok": True}
