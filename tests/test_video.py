@@ -145,6 +145,21 @@ def test_every_nth_frame(scene, recognizer, tmp_path):
         assert s["seconds"] == pytest.approx(s["rows"] * 4 / FPS, abs=1e-3)
 
 
+def test_a_video_without_faces(recognizer, tmp_path):
+    writer = cv2.VideoWriter(str(tmp_path / "empty_room.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10, (320, 240))
+    for i in range(10):
+        writer.write(np.full((240, 320, 3), 60 + 10 * i, np.uint8))
+    writer.release()
+    report = analyze_video(tmp_path / "empty_room.mp4", recognizer, tmp_path / "out")
+    assert report.frames_analysed == 10 and report.rows == 0 and report.summary == {}
+    assert len(_rows(tmp_path / "out")) == 0 and json.loads((tmp_path / "out" / "timeline.json").read_text())["rows"] == []
+    assert cv2.imread(str(tmp_path / "out" / "emotions.png")) is not None
+    assert "no face found" in (tmp_path / "out" / "summary.txt").read_text()
+    proc = subprocess.run([sys.executable, "-m", "ferkit", "video", str(tmp_path / "empty_room.mp4"), "--no-progress"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3 and "no face found" in proc.stdout
+
+
 # ---------------------------------------------------------------- bad input
 def test_missing_file(recognizer, tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.mp4: no such file"):
