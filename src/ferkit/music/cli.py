@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import sys
 
+from ..labels import EMOTIONS
+
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NO_FACE = 0, 1, 2, 3
 
 
@@ -21,8 +23,7 @@ def add_parser(sub) -> None:
         description="Recommend tracks for an emotion (--emotion sad) or for the emotion detected in a photo. "
                     "Strategy 'match' fits the mood; 'lift' starts there and moves toward higher valence.")
     p.add_argument("photo", nargs="?", help="a photo: its largest face's emotion is used")
-    p.add_argument("--emotion", "-e", help="an emotion instead of a photo: angry, disgust, fear, happy, sad, "
-                                           "surprise, neutral")
+    p.add_argument("--emotion", "-e", help=f"an emotion instead of a photo: {', '.join(EMOTIONS)}")
     p.add_argument("--strategy", "-s", default="match", help="match (default) or lift")
     p.add_argument("-n", type=int, default=10, help="how many tracks (default 10)")
     p.add_argument("--catalog", metavar="CSV", help="your own catalog in the Spotify audio-features CSV layout "
