@@ -69,3 +69,24 @@ def make_video(path: Path, faces48: list[np.ndarray], labels: list[int], *, n_fr
         all_boxes.append(boxes)
     writer.release()
     return Scene(path, fps, n_frames, list(labels), all_boxes)
+
+
+def to_mjpeg(src: Path, dst: Path) -> Path:
+    """The video re-encoded as Motion-JPEG in AVI: every frame is its own JPEG, so damage stays within a frame."""
+    cap = cv2.VideoCapture(str(src))
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    writer = None
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        if writer is None:
+            writer = cv2.VideoWriter(str(dst), cv2.VideoWriter_fourcc(*"MJPG"), fps, frame.shape[1::-1])
+        writer.write(frame)
+    writer.release()
+    return Path(dst)
+
+
+def jpeg_starts(data: bytes) -> list[int]:
+    """Offsets of the JPEG start markers (one per frame) in an MJPEG AVI."""
+    return [i for i in range(len(data) - 2) if data[i] == 0xFF and data[i + 1] == 0xD8 and data[i + 2] == 0xFF]

@@ -11,7 +11,7 @@ import time
 import cv2
 import numpy as np
 import pytest
-from tests._videos import HEIGHT, WIDTH, make_video, pick_faces
+from tests._videos import HEIGHT, WIDTH, jpeg_starts, make_video, pick_faces, to_mjpeg
 
 from ferkit import EMOTIONS
 from ferkit.annotate import EMOTION_COLORS_BGR
@@ -96,6 +96,20 @@ def test_no_window_stops_cleanly_when_the_reader_leaves(clip):
     proc.stdout.close()  # like `| head -1`
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0 and b"Traceback" not in err
+
+
+@pytest.mark.data
+def test_a_damaged_frame_in_a_file_is_skipped_not_the_end(clip, tmp_path):
+    data = bytearray(to_mjpeg(clip.path, tmp_path / "clip.avi").read_bytes())
+    s = jpeg_starts(bytes(data))[10]
+    data[s:s + 3000] = bytes(3000)
+    (tmp_path / "clip.avi").write_bytes(bytes(data))
+    proc = subprocess.run(FERKIT + ["--source", str(tmp_path / "clip.avi"), "--no-window", "--max-speed"],
+                          capture_output=True, text=True, timeout=120, env=_env())
+    assert proc.returncode == 0, proc.stderr
+    positions = [round(json.loads(line)["time"] * 15) for line in proc.stdout.splitlines()]
+    assert positions == [i for i in range(N_FRAMES) if i != 10]
+    assert f"source ended after {N_FRAMES - 1} frames" in proc.stderr
 
 
 @pytest.mark.parametrize("args, message", [

@@ -9,7 +9,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
-from tests._videos import HEIGHT, WIDTH, make_video, pick_faces
+from tests._videos import HEIGHT, WIDTH, jpeg_starts, make_video, pick_faces, to_mjpeg
 
 from ferkit import EMOTIONS
 from ferkit.video import VideoError, analyze_video, open_video
@@ -190,25 +190,12 @@ def test_truncated_mp4_is_a_clear_error(scene, recognizer, tmp_path):
 @pytest.fixture(scope="module")
 def mjpeg(scene, tmp_path_factory):
     """The scene as Motion-JPEG in AVI: every frame is its own JPEG, so damage stays within frames."""
-    path = tmp_path_factory.mktemp("mjpeg") / "scene.avi"
-    cap = cv2.VideoCapture(str(scene.path))
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (WIDTH, HEIGHT))
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        writer.write(frame)
-    writer.release()
-    return path
-
-
-def _jpeg_starts(data: bytes) -> list[int]:
-    return [i for i in range(len(data) - 2) if data[i] == 0xFF and data[i + 1] == 0xD8 and data[i + 2] == 0xFF]
+    return to_mjpeg(scene.path, tmp_path_factory.mktemp("mjpeg") / "scene.avi")
 
 
 def test_truncated_video_keeps_the_frames_before_the_cut(mjpeg, recognizer, tmp_path):
     data = mjpeg.read_bytes()
-    starts = _jpeg_starts(data)
+    starts = jpeg_starts(data)
     assert len(starts) == N_FRAMES
     (tmp_path / "cut.avi").write_bytes(data[: starts[30] + 500])  # cut inside frame 30
     report = analyze_video(tmp_path / "cut.avi", recognizer, tmp_path / "out")
@@ -224,7 +211,7 @@ def test_truncated_video_keeps_the_frames_before_the_cut(mjpeg, recognizer, tmp_
 
 def test_a_frame_that_fails_to_decode_is_skipped_and_the_rest_analysed(mjpeg, recognizer, tmp_path):
     data = bytearray(mjpeg.read_bytes())
-    s = _jpeg_starts(bytes(data))[12]
+    s = jpeg_starts(bytes(data))[12]
     data[s:s + 3000] = bytes(3000)  # wipe the start of frame 12's JPEG
     (tmp_path / "damaged.avi").write_bytes(bytes(data))
     report = analyze_video(tmp_path / "damaged.avi", recognizer, tmp_path / "out")
@@ -238,7 +225,7 @@ def test_a_frame_that_fails_to_decode_is_skipped_and_the_rest_analysed(mjpeg, re
 
 def test_a_video_whose_frames_all_fail_to_decode(mjpeg, recognizer, tmp_path):
     data = bytearray(mjpeg.read_bytes())
-    for s in _jpeg_starts(bytes(data)):
+    for s in jpeg_starts(bytes(data)):
         data[s:s + 2000] = bytes(2000)
     (tmp_path / "ruined.avi").write_bytes(bytes(data))
     with pytest.raises(VideoError, match="ruined.avi: no frame could be decoded"):

@@ -151,10 +151,30 @@ def run_export(args) -> int:
     from .train import load_checkpoint
 
     model, ckpt = load_checkpoint(args.checkpoint)
-    extra = {"trained": {k: ckpt.get(k) for k in ("epoch", "val_accuracy", "selected_on", "train_config")}}
+    extra = {"trained": {k: ckpt.get(k) for k in ("epoch", "val_accuracy", "selected_on", "train_config")},
+             "parameters": sum(p.numel() for p in model.parameters())}
+    history = Path(args.checkpoint).with_name("history.json")
+    if history.is_file():  # how the run went: hardware, epochs, wall time, the equivalent command
+        extra["training_run"] = training_run_facts(json.loads(history.read_text()))
     meta = export_onnx(model, args.out, name=args.name or Path(args.out).stem, labels=ckpt["labels"], extra=extra)
     print(f"wrote {args.out} ({Path(args.out).stat().st_size / 1e6:.1f} MB); ONNX Runtime vs torch max abs probability difference {meta['max_abs_diff']:.1e}")
     return EXIT_OK
+
+
+def training_run_facts(history: dict) -> dict:
+    """From a run's history.json: the `ferkit train` command equivalent to its config, hardware and wall time."""
+    from .train import TrainConfig
+
+    cfg, default = history["config"], dataclasses.asdict(TrainConfig())
+    flags = [f"--{k.replace('_', '-')} {v}" for k, v in cfg.items() if k not in ("model", "resume") and v != default.get(k)]
+    for k, v in cfg["model"].items():
+        if (list(v) if isinstance(v, (list, tuple)) else v) != (list(default["model"][k]) if isinstance(v, (list, tuple)) else default["model"][k]):
+            flags.append(f"--{k} {' '.join(map(str, v)) if isinstance(v, (list, tuple)) else v}")
+    runs = history["history"]
+    return {"command": " ".join(["ferkit train", *flags]), "hardware": f"{history.get('machine')} ({history.get('device')}, "
+            f"{history.get('threads')} threads, torch {history.get('torch')})", "epochs_run": len(runs),
+            "wall_minutes": round(runs[-1]["wall_s"] / 60, 1) if runs else None,
+            "resumed_from": cfg.get("resume") or None}
 
 
 def add_data(sub) -> None:

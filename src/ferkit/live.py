@@ -27,7 +27,7 @@ import numpy as np
 
 from .annotate import EMOTION_COLORS_BGR, draw_faces
 from .track import FaceTracker, TrackedFace
-from .video import VideoError, open_video, quiet_opencv
+from .video import MAX_FAILED_READS, VideoError, open_video, quiet_opencv
 
 WINDOW_TITLE = "ferkit live"
 QUIT_KEYS = {ord("q"), ord("Q"), 27}   # q, Q, Esc
@@ -53,6 +53,7 @@ class Source:
     is_file: bool
     fps: float         # the file's frame rate (for pacing); 0 for cameras
     first: np.ndarray  # the first frame, read while opening to prove the source works
+    frame_count: int = 0  # a file's announced frame count (0: unknown, or a camera)
 
 
 def open_source(camera: int | None = 0, path: str | Path | None = None) -> Source:
@@ -64,7 +65,7 @@ def open_source(camera: int | None = 0, path: str | Path | None = None) -> Sourc
         if not ok or frame is None:
             cap.release()
             raise VideoError(f"{path}: opened, but its first frame cannot be decoded")
-        return Source(cap, str(path), True, info.fps, frame)
+        return Source(cap, str(path), True, info.fps, frame, info.frame_count)
     if camera is None or camera < 0:
         raise SourceError(f"camera index must be >= 0, got {camera}")
     cap = cv2.VideoCapture(camera)
@@ -107,6 +108,12 @@ def live_frames(source: Source, tracker: FaceTracker, *, loop: bool = False, pac
         index += 1
         file_index += 1
         ok, frame = source.cap.read()
+        if source.is_file:  # a damaged frame inside a file: skip it (as `ferkit video` does), up to a limit
+            for _ in range(MAX_FAILED_READS):
+                if (ok and frame is not None) or file_index + 1 >= source.frame_count:
+                    break
+                file_index += 1
+                ok, frame = source.cap.read()
         if not ok or frame is None:
             if not source.is_file:
                 raise SourceError(f"{source.name}: stopped giving frames after {index} (disconnected?)")

@@ -77,7 +77,7 @@ class Recognizer:
     """
 
     def __init__(self, model_path: str | Path, detector: Detector | str = "haar", *, threads: int | None = None,
-                 tta: bool = False, margin: float = 0.0):
+                 tta: bool | str = False, margin: float = 0.0):
         if margin < 0 or margin > 1:
             raise ValueError(f"margin must be within 0-1 (a fraction of the box size), got {margin}")
         self.model_path = Path(model_path)
@@ -88,7 +88,10 @@ class Recognizer:
         self.labels: tuple[str, ...] = tuple(self.metadata["labels"])
         self.name: str = self.metadata.get("name", self.model_path.stem)
         self.detector = create_detector(detector) if isinstance(detector, str) else detector
-        self.tta, self.margin = tta, margin
+        self.tta = {False: "none", True: "flip", None: "none"}.get(tta, tta)
+        if self.tta not in TTA_MODES:
+            raise ValueError(f"unknown tta {tta!r}; valid: {', '.join(TTA_MODES)} (or True/False)")
+        self.margin = margin
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
@@ -110,12 +113,17 @@ class Recognizer:
         x = to_model_input(faces)                                     # (N, 1, 48, 48)
         if len(x) == 0:
             return np.zeros((0, len(self.labels)), np.float32), np.zeros((0, len(self.labels), 6, 6), np.float32)
-        if not self.tta:
+        if self.tta == "none":
             probs, cams = self._session.run(None, {"input": x})
             return probs, cams
-        n = len(x)  # horizontal-flip test-time augmentation: average the face and its mirror image
-        probs, cams = self._session.run(None, {"input": np.concatenate([x, x[:, :, :, ::-1]])})
-        return (probs[:n] + probs[n:]) / 2, (cams[:n] + cams[n:, :, :, ::-1]) / 2
+        # test-time augmentation: average over views; the maps come from the unshifted views only
+        views = [x, x[:, :, :, ::-1]]
+        if self.tta == "crops":
+            views += [v for s in _crop_views(x) for v in (s, s[:, :, :, ::-1])]
+        n = len(x)
+        probs, cams = self._session.run(None, {"input": np.ascontiguousarray(np.concatenate(views))})
+        probs = probs.reshape(len(views), n, -1).mean(0)
+        return probs, (cams[:n] + cams[n:2 * n, :, :, ::-1]) / 2
 
     # ------------------------------------------------------------ full images
     def crop(self, image: np.ndarray, box) -> np.ndarray:
@@ -161,6 +169,20 @@ class Recognizer:
         return faces
 
 
+TTA_MODES = ("none", "flip", "crops")
+TTA_CROP = 44  # crops of 44x44 (corners and centre) enlarged back to 48x48, like the training zoom
+
+
+def _crop_views(x: np.ndarray) -> list[np.ndarray]:
+    """(N, 1, 48, 48) -> five zoomed views (4 corners + centre) of the same shape."""
+    d = IMAGE_SIZE - TTA_CROP
+    views = []
+    for dy, dx in ((0, 0), (0, d), (d, 0), (d, d), (d // 2, d // 2)):
+        crop = x[:, 0, dy:dy + TTA_CROP, dx:dx + TTA_CROP]
+        views.append(np.stack([cv2.resize(c, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_LINEAR) for c in crop])[:, None])
+    return views
+
+
 def normalise_cam(cam: np.ndarray) -> np.ndarray:
     """(h, w) raw class map -> (48, 48) float32 in [0, 1], upsampled smoothly over the face."""
     cam = cv2.resize(cam.astype(np.float32), (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_CUBIC)
@@ -172,6 +194,6 @@ def normalise_cam(cam: np.ndarray) -> np.ndarray:
 def load_recognizer(model: str | os.PathLike | None = None, detector: Detector | str = "haar", **options) -> Recognizer:
     """The front door. `model`: a shipped name (see available_models(); default "fer2013") or an .onnx path.
     `detector`: "haar" (default), "haar-alt2", "none" (pre-cropped faces), or a Detector object.
-    Options: threads (ONNX Runtime threads), tta (flip test-time augmentation), margin.
+    Options: threads (ONNX Runtime threads), tta ("none", "flip" or "crops": test-time augmentation), margin.
     """
     return Recognizer(resolve_model(model), detector, **options)

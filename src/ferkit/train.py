@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -279,7 +278,9 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = lambda s: None, progres
 
 
 def write_history(out: Path, cfg: TrainConfig, history: list[dict], device: torch.device) -> None:
-    info = {"config": asdict(cfg), "device": str(device), "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
+    from .evaluate import machine_description
+
+    info = {"config": asdict(cfg), "device": str(device), "torch": torch.__version__, "machine": machine_description(),
             "threads": torch.get_num_threads(), "history": history}
     (out / "history.json").write_text(json.dumps(info, indent=1))
     plot_curves(history, out / "curves.png")

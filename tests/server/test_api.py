@@ -62,6 +62,17 @@ def test_page_and_assets_are_served_with_no_third_party_url(http):
     assert "memory" in note and "nothing is stored" in note
 
 
+def test_api_docs_are_served_offline(http):
+    page = http.get("/docs")
+    assert page.status_code == 200
+    assets = re.findall(r"""['"](/docs-assets/[^'"]+)['"]""", page.text)
+    assert {"/docs-assets/swagger-ui-bundle.js", "/docs-assets/swagger-ui.css"} <= set(assets)
+    assert not re.search(r"https?://", page.text.replace("http://www.w3.org", ""))  # no CDN
+    for asset in assets:
+        assert http.get(asset).status_code == 200
+    assert "default-src 'self'" in http.get("/").headers["content-security-policy"]
+
+
 def test_analyze_a_real_face(http, face_png):
     r = analyze(http, face_png)
     assert r.status_code == 200, r.text

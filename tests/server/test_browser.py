@@ -55,6 +55,18 @@ def playwright_instance():
         yield p
 
 
+def wait_until(page, expression: str, timeout: float = 15_000) -> None:
+    """Poll a JavaScript expression until it is truthy. (Playwright's wait_for_function evaluates strings
+    with eval inside the page, which the page's Content-Security-Policy rightly forbids.)"""
+    import time
+
+    deadline = time.monotonic() + timeout / 1000
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {expression}")
+        page.wait_for_timeout(50)
+
+
 def launch(playwright_instance, *extra):
     return playwright_instance.chromium.launch(executable_path=CHROMIUM, args=ARGS + list(extra))
 
@@ -78,6 +90,7 @@ def test_upload_a_real_face(web, playwright_instance, detectable_faces, tmp_path
     page = browser.new_page(viewport={"width": 1200, "height": 900})
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
     page.goto(web.url)
     page.wait_for_selector("body[data-ready=true]")
     assert "labels" not in page.inner_text("#model-info")  # the model card line is filled from /api/v1/info
@@ -95,7 +108,7 @@ def test_upload_a_real_face(web, playwright_instance, detectable_faces, tmp_path
     assert card.get_attribute("data-emotion") == dominant
     assert re.match(rf"Face 1: {dominant} \(", card.locator("h3").inner_text())
     assert dominant in page.inner_text("#photo-boxes .face-box .tag")
-    page.wait_for_function(f"document.querySelector('#announcer').textContent.includes('Face 1: {dominant}')")  # aria-live
+    wait_until(page, f"document.querySelector('#announcer').textContent.includes('Face 1: {dominant}')")  # aria-live
 
     # the heat map overlay, toggled from the keyboard
     assert page.locator("#photo-boxes img.heat").is_hidden()
@@ -110,24 +123,40 @@ def test_upload_a_real_face(web, playwright_instance, detectable_faces, tmp_path
     assert all(tracks.nth(i).locator(".reason").inner_text().strip() for i in range(tracks.count()))
     page.screenshot(path=str(screenshot_path(tmp_path, "upload.png")), full_page=True)
     tracks.nth(0).get_by_role("button", name=re.compile("^Like ")).click()
-    page.wait_for_function("document.querySelector('#tracks li .feedback-result').textContent === 'Liked'")
+    wait_until(page, "document.querySelector('#tracks li .feedback-result').textContent === 'Liked'")
     tracks.nth(1).get_by_role("button", name=re.compile("^Skip ")).click()
-    page.wait_for_function("document.querySelectorAll('#tracks li.skipped').length === 1")
+    wait_until(page, "document.querySelectorAll('#tracks li.skipped').length === 1")
     page.check("#strategy-lift")
-    page.wait_for_function("document.querySelector('#music-status').textContent.includes('to lift')")
+    wait_until(page, "document.querySelector('#music-status').textContent.includes('to lift')")
 
     # no face: 200, the message is shown; not an image: the server's error is shown; the page keeps working
     (tmp_path / "sky.png").write_bytes(no_face_png)
     page.set_input_files("#file-input", str(tmp_path / "sky.png"))
-    page.wait_for_function("document.querySelector('#photo-message').textContent.startsWith('No face found')")
+    wait_until(page, "document.querySelector('#photo-message').textContent.startsWith('No face found')")
     assert page.locator("#photo-boxes .face-box").count() == 0
     (tmp_path / "notes.png").write_bytes(b"these are notes, not a picture")
     page.set_input_files("#file-input", str(tmp_path / "notes.png"))
-    page.wait_for_function("document.querySelector('#photo-message').classList.contains('error')")
+    wait_until(page, "document.querySelector('#photo-message').classList.contains('error')")
     assert "not an image" in page.inner_text("#photo-message")
+    (tmp_path / "huge.jpg").write_bytes(bytes(web.settings.max_upload_bytes + 1))
+    page.set_input_files("#file-input", str(tmp_path / "huge.jpg"))
+    wait_until(page, "document.querySelector('#photo-message').textContent.includes('over the server')")
     page.set_input_files("#file-input", str(photo))
     page.wait_for_selector("#photo-boxes .face-box")
     assert errors == []
+    browser.close()
+
+
+def test_api_docs_render_without_a_cdn(web, playwright_instance):
+    browser = launch(playwright_instance)
+    page = browser.new_page()
+    outside = []
+    page.on("request", lambda r: outside.append(r.url) if not r.url.startswith((web.url, "data:", "blob:")) else None)
+    page.goto(web.url + "/docs")
+    page.wait_for_selector("text=/api/v1/analyze", timeout=20_000)
+    page.goto(web.url)
+    page.wait_for_selector("body[data-ready=true]")
+    assert outside == []
     browser.close()
 
 
@@ -236,23 +265,24 @@ def test_live_mode_with_a_fake_camera(web, playwright_instance, camera_video, tm
     page = browser.new_page(viewport={"width": 1200, "height": 1000})
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
     page.goto(web.url)
     page.wait_for_selector("body[data-ready=true]")
     page.click("#tab-live")
     page.click("#live-start")
-    page.wait_for_function("Number(document.querySelector('#overlay').dataset.faces || 0) >= 1", timeout=30_000)
+    wait_until(page, "Number(document.querySelector('#overlay').dataset.faces || 0) >= 1", timeout=30_000)
     first = overlay_state(page)
     assert first["drawn"] > 200, "no box drawn on the overlay"
     assert all(e in EMOTIONS for e in first["emotions"].split(","))
     # overlays keep updating: newer frames, boxes still drawn
-    page.wait_for_function(f"Number(document.querySelector('#overlay').dataset.frame) >= {first['frame'] + 10}",
+    wait_until(page, f"Number(document.querySelector('#overlay').dataset.frame) >= {first['frame'] + 10}",
                            timeout=30_000)
     later = overlay_state(page)
     assert later["faces"] >= 1 and later["drawn"] > 200
     assert float(page.inner_text("#live-fps")) > 0
     assert page.inner_text("#live-latency").endswith("ms")
     assert page.locator("#live-faces .face ul.probs li").count() >= 7
-    page.wait_for_function("!document.querySelector('#chart-summary').textContent.startsWith('No')")
+    wait_until(page, "!document.querySelector('#chart-summary').textContent.startsWith('No')")
     assert "%" in page.inner_text("#chart-summary")
     page.wait_for_selector("#tracks li")  # the music panel follows the live emotion too
     if os.environ.get("FERKIT_SCREENSHOTS"):
@@ -267,11 +297,11 @@ def test_live_mode_with_a_fake_camera(web, playwright_instance, camera_video, tm
     page.wait_for_timeout(800)
     assert overlay_state(page)["frame"] == paused_at
     page.click("#live-pause")
-    page.wait_for_function(f"Number(document.querySelector('#overlay').dataset.frame) > {paused_at + 3}", timeout=20_000)
+    wait_until(page, f"Number(document.querySelector('#overlay').dataset.frame) > {paused_at + 3}", timeout=20_000)
     # smoothing off still draws; stop releases the camera
     page.uncheck("#smooth-toggle")
     frame = overlay_state(page)["frame"]
-    page.wait_for_function(f"Number(document.querySelector('#overlay').dataset.frame) > {frame + 3}", timeout=20_000)
+    wait_until(page, f"Number(document.querySelector('#overlay').dataset.frame) > {frame + 3}", timeout=20_000)
     page.click("#live-stop")
     assert page.locator("#live-start").is_enabled()
     assert errors == []

@@ -31,7 +31,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         app.state.recognizer = None
 
-    app = FastAPI(title="ferkit", version=__version__, lifespan=lifespan,
+    app = FastAPI(title="ferkit", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Facial emotion recognition: upload a photo or stream a camera. "
                               "Images are processed in memory and never stored.")
     app.state.settings = settings
@@ -46,7 +46,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
-        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache", "Content-Security-Policy": CSP})
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    _add_offline_docs(app)
     return app
+
+
+# The page may load and connect only to this server; images may also be data: (heat maps) and blob: (the photo).
+CSP = ("default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; "
+       "object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+
+
+def _add_offline_docs(app: FastAPI) -> None:
+    """/docs with Swagger UI served from the installed swagger-ui-bundle package, not FastAPI's default CDN."""
+    try:
+        from swagger_ui_bundle import swagger_ui_path
+    except ImportError:  # without the package the schema is still at /openapi.json
+        return
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs():
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title="ferkit API",
+                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs-assets/favicon-32x32.png")

@@ -148,6 +148,13 @@ function setupPhoto() {
 
 async function analyzePhoto(file) {
   const message = $("photo-message");
+  const limit = state.info?.limits?.max_upload_bytes;
+  if (limit && file.size > limit) {  // the server refuses it too (413); saying so here saves the upload
+    const detail = `${file.name || "The image"} is ${(file.size / 1e6).toFixed(1)} MB, over the server's limit of ${(limit / 1e6).toFixed(1)} MB.`;
+    setMessage(message, detail, true);
+    announce(`Error: ${detail}`);
+    return;
+  }
   setMessage(message, `Analysing ${file.name || "the pasted image"}…`);
   const form = new FormData();
   form.append("file", file, file.name || "pasted.png");

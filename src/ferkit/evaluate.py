@@ -1,0 +1,354 @@
+"""Evaluation through the inference path users get (Recognizer.classify on the ONNX model).
+
+Metrics, per-class report and confusion matrix on any split; test-time augmentation variants;
+the FER+ majority-filtered PrivateTest; robustness under corruptions; the generated model card.
+"""
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .data import FaceDataset, read_ferplus_votes, with_ferplus
+from .labels import EMOTIONS, FERPLUS_EMOTIONS
+from .recognizer import Recognizer
+
+
+# ---------------------------------------------------------------- metrics
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> np.ndarray:
+    """(k, k) counts; rows are true classes, columns predictions."""
+    return np.bincount(y_true * k + y_pred, minlength=k * k).reshape(k, k)
+
+
+def classification_report(y_true: np.ndarray, probs: np.ndarray, labels: tuple[str, ...]) -> dict:
+    """Accuracy, macro/weighted precision-recall-F1, per-class figures, the confusion matrix, and the ECE."""
+    k = len(labels)
+    y_pred = probs.argmax(1)
+    cm = confusion_matrix(y_true, y_pred, k)
+    tp = np.diag(cm).astype(float)
+    support = cm.sum(1)
+    predicted = cm.sum(0)
+    precision = np.divide(tp, predicted, out=np.zeros(k), where=predicted > 0)
+    recall = np.divide(tp, support, out=np.zeros(k), where=support > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(k), where=(precision + recall) > 0)
+    present = support > 0
+    w = support / support.sum()
+    return {
+        "n": int(len(y_true)),
+        "accuracy": float((y_pred == y_true).mean()),
+        "macro": {"precision": float(precision[present].mean()), "recall": float(recall[present].mean()),
+                  "f1": float(f1[present].mean())},
+        "weighted": {"precision": float((precision * w).sum()), "recall": float((recall * w).sum()),
+                     "f1": float((f1 * w).sum())},
+        "per_class": {lab: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
+                            "support": int(support[i])} for i, lab in enumerate(labels)},
+        "confusion_matrix": cm.tolist(),
+        "labels": list(labels),
+        "ece": expected_calibration_error(y_true, probs),
+    }
+
+
+def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, bins: int = 15) -> float:
+    """ECE over equal-width confidence bins: how far the shown confidence is from the accuracy."""
+    conf = probs.max(1)
+    correct = probs.argmax(1) == y_true
+    edges = np.linspace(0, 1, bins + 1)
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        m = (conf > lo) & (conf <= hi)
+        if m.any():
+            ece += m.mean() * abs(correct[m].mean() - conf[m].mean())
+    return float(ece)
+
+
+# ---------------------------------------------------------------- evaluation runs
+@dataclass
+class EvalSet:
+    name: str            # e.g. "FER-2013 PrivateTest"
+    pixels: np.ndarray   # (N, 48, 48) uint8
+    labels: np.ndarray   # (N,) indices into `classes`
+    classes: tuple[str, ...]
+
+
+def fer2013_set(ds: FaceDataset, split: str) -> EvalSet:
+    part = ds.split(split)
+    return EvalSet(f"FER-2013 {split}", part.pixels, part.labels, part.classes)
+
+
+def ferplus_set(ds: FaceDataset, votes: np.ndarray, split: str, model_labels: tuple[str, ...]) -> EvalSet:
+    """FER+ majority-filtered faces of a split, labelled in the model's classes.
+
+    For a 7-class FER-2013 model, faces whose FER+ majority is contempt (no FER-2013 class) are left out.
+    """
+    fp = with_ferplus(ds, votes, "majority").split(split)
+    names = np.array(FERPLUS_EMOTIONS)[fp.labels]
+    keep = np.isin(names, model_labels)
+    labels = np.array([model_labels.index(n) for n in names[keep]], np.int64)
+    dropped = int((~keep).sum())
+    suffix = f", {dropped} contempt faces left out" if dropped else ""
+    return EvalSet(f"FER+ {split} (majority-filtered{suffix})", fp.pixels[keep], labels, tuple(model_labels))
+
+
+def evaluate(rec: Recognizer, s: EvalSet, batch: int = 256) -> dict:
+    """Classify the set's faces through `rec` (its ONNX model, preprocessing and TTA) and report."""
+    if tuple(s.classes) != tuple(rec.labels):
+        raise ValueError(f"the set's classes {s.classes} differ from the model's {rec.labels}")
+    probs = np.concatenate([rec.classify(s.pixels[i:i + batch]) for i in range(0, len(s.pixels), batch)])
+    report = classification_report(s.labels, probs, rec.labels)
+    report.update({"set": s.name, "model": rec.name, "tta": rec.tta})
+    return report
+
+
+# ---------------------------------------------------------------- figures
+def plot_confusion(report: dict, path: str | Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = np.array(report["confusion_matrix"], float)
+    norm = cm / cm.sum(1, keepdims=True).clip(min=1)
+    labels = report["labels"]
+    fig, ax = plt.subplots(figsize=(6.4, 5.4))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            ax.text(j, i, f"{norm[i, j]:.2f}\n({int(cm[i, j])})", ha="center", va="center", fontsize=7,
+                    color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("predicted"); ax.set_ylabel("true")
+    ax.set_title(f"{report['set']}\naccuracy {report['accuracy']:.1%} (TTA: {report['tta']})", fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_class_distribution(ds: FaceDataset, path: str | Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = ds.counts()
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    width = 0.8 / max(1, len(counts))
+    x = np.arange(len(ds.classes))
+    for i, (split, row) in enumerate(counts.items()):
+        vals = [row[c] for c in ds.classes]
+        bars = ax.bar(x + i * width, vals, width, label=split)
+        ax.bar_label(bars, fontsize=6)
+    ax.set_xticks(x + width * (len(counts) - 1) / 2, ds.classes)
+    ax.set_ylabel("faces"); ax.legend(); ax.set_title("Class distribution per split")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------- model card
+def write_metrics(rec: Recognizer, results: dict, path: Path) -> dict:
+    """The short summary the server and the Recognizer read (weights/<name>.metrics.json)."""
+    main = results["fer2013_private"]["none"]
+    summary = {
+        "model": rec.name,
+        "test_set": main["set"],
+        "test_accuracy": round(main["accuracy"], 4),
+        "test_macro_f1": round(main["macro"]["f1"], 4),
+        "test_accuracy_tta": {k: round(v["accuracy"], 4) for k, v in results["fer2013_private"].items()},
+        "n": main["n"],
+        "command": results["command"],
+    }
+    if "ferplus_private" in results:
+        fp = results["ferplus_private"]["none"]
+        summary["ferplus_test_set"], summary["ferplus_test_accuracy"], summary["ferplus_n"] = fp["set"], round(fp["accuracy"], 4), fp["n"]
+    path.write_text(json.dumps(summary, indent=1) + "\n")
+    return summary
+
+
+def _pct(v: float) -> str:
+    return f"{v * 100:.2f} %"
+
+
+def render_model_card(rec: Recognizer, results: dict, figures: dict[str, str]) -> str:
+    """Markdown generated from the evaluation results: nothing in it is typed by hand."""
+    meta = rec.metadata
+    trained = meta.get("trained", {}) or {}
+    tc = trained.get("train_config") or {}
+    lines = [
+        f"# Model card: `{rec.name}`",
+        "",
+        f"Generated by `{results['command']}` on {results['machine']}. Do not edit by hand.",
+        "",
+        "## Model",
+        f"- Architecture: VGG-style CNN for 48x48 grey faces, stages {meta['config']['channels']} channels x "
+        f"{meta['config']['depths']} conv layers, global average pooling + linear head "
+        f"({meta.get('parameters', 'n/a')} parameters); ONNX file `{rec.model_path.name}` "
+        f"({rec.model_path.stat().st_size / 1e6:.1f} MB).",
+        f"- Classes (in output order): {', '.join(rec.labels)}.",
+        f"- Input: {meta['preprocess']}.",
+        f"- Training data: FER-2013 `Training` split only ({tc.get('labels', 'fer2013')} labels); model selected on "
+        f"`{trained.get('selected_on', 'PublicTest')}` (best epoch {trained.get('epoch')}, PublicTest accuracy "
+        f"{_pct(trained['val_accuracy']) if trained.get('val_accuracy') is not None else 'n/a'}); `PrivateTest` used only for the figures below.",
+    ]
+    if meta.get("training_run"):
+        run = meta["training_run"]
+        lines.append(f"- Training run: `{run.get('command')}` on {run.get('hardware')}, {run.get('epochs_run')} epochs, "
+                     f"{run.get('wall_minutes')} minutes wall time.")
+    if tc:
+        keys = ("epochs", "batch_size", "lr", "weight_decay", "schedule", "label_smoothing", "class_weight_power", "ema_decay", "seed")
+        lines.append("- Recipe: " + ", ".join(f"{k}={tc[k]}" for k in keys if k in tc) +
+                     "; augmentation: rotation, zoom, shear, shift, horizontal flip, brightness/contrast, random erasing (training batches only).")
+    lines += ["", "## Results", "",
+              "| set | faces | test-time augmentation | accuracy | macro F1 | weighted F1 | ECE |",
+              "|---|---|---|---|---|---|---|"]
+    for key in ("fer2013_private", "fer2013_public", "ferplus_private"):
+        for mode, r in results.get(key, {}).items():
+            lines.append(f"| {r['set']} | {r['n']} | {mode} | {_pct(r['accuracy'])} | {_pct(r['macro']['f1'])} | "
+                         f"{_pct(r['weighted']['f1'])} | {r['ece']:.3f} |")
+    lines += ["", "PublicTest was used to select the checkpoint, so its figure is optimistic; PrivateTest is the honest one.", "",
+              "### Per class on FER-2013 PrivateTest (no test-time augmentation)", "",
+              "| class | precision | recall | F1 | faces |", "|---|---|---|---|---|"]
+    for lab, r in results["fer2013_private"]["none"]["per_class"].items():
+        lines.append(f"| {lab} | {_pct(r['precision'])} | {_pct(r['recall'])} | {_pct(r['f1'])} | {r['support']} |")
+    for title, fig in figures.items():
+        lines += ["", f"### {title}", "", f"![{title}]({fig})"]
+    if "robustness" in results:
+        lines += ["", render_robustness(results["robustness"])]
+    lines += ["", "## Limits", "",
+              "- FER-2013 faces are web images of posed and spontaneous expressions, mostly adults with lighter skin; "
+              "accuracy on other populations, ages, poses and lighting is not measured here and is likely lower.",
+              "- Labels are single annotations and disagree with the 10-annotator FER+ labels on about a third of test faces: "
+              "treat the output as a probability over expression categories, not a reading of anyone's feelings.",
+              "- Not for decisions about people (hiring, policing, health, education)."]
+    return "\n".join(lines) + "\n"
+
+
+def render_robustness(rob: dict) -> str:
+    lines = ["## Robustness (FER-2013 PrivateTest, no test-time augmentation)", "",
+             f"Clean accuracy {_pct(rob['clean'])}. Each corruption at increasing strength:", "",
+             "| corruption | " + " | ".join(f"level {i + 1}" for i in range(max(len(v['levels']) for v in rob['corruptions'].values()))) + " |",
+             "|---|" + "---|" * max(len(v['levels']) for v in rob['corruptions'].values())]
+    for name, v in rob["corruptions"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{a * 100:.1f} % ({lvl})" for lvl, a in zip(v["levels"], v["accuracy"])) + " |")
+    return "\n".join(lines)
+
+
+def machine_description() -> str:
+    import os
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} CPUs, {platform.system()}"
+
+
+# ---------------------------------------------------------------- robustness
+def _affine(img: np.ndarray, angle: float = 0.0, shift: float = 0.0, zoom: float = 1.0) -> np.ndarray:
+    import cv2
+
+    s = img.shape[0]
+    m = cv2.getRotationMatrix2D((s / 2, s / 2), angle, zoom)
+    m[:, 2] += shift * s
+    return cv2.warpAffine(img, m, (s, s), borderMode=cv2.BORDER_REPLICATE)
+
+
+def corrupt(pixels: np.ndarray, kind: str, level: float, seed: int = 0) -> np.ndarray:
+    """(N, 48, 48) uint8 -> corrupted copy. Deterministic for a seed."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    x = pixels.astype(np.float32)
+    if kind == "brightness":          # add a constant (negative: darker)
+        out = x + level
+    elif kind == "contrast":          # scale around the mean by `level` (< 1 flattens)
+        m = x.mean(axis=(1, 2), keepdims=True)
+        out = (x - m) * level + m
+    elif kind == "gamma":             # > 1 darkens mid-tones, < 1 over-exposes
+        out = 255.0 * (x / 255.0) ** level
+    elif kind == "noise":             # Gaussian noise, sigma in grey levels
+        out = x + rng.normal(0, level, x.shape)
+    elif kind == "blur":              # Gaussian blur, sigma in pixels
+        out = np.stack([cv2.GaussianBlur(p, (0, 0), level) for p in pixels]).astype(np.float32)
+    elif kind == "jpeg":              # JPEG quality
+        out = np.stack([cv2.imdecode(cv2.imencode(".jpg", p, [cv2.IMWRITE_JPEG_QUALITY, int(level)])[1], cv2.IMREAD_GRAYSCALE)
+                        for p in pixels]).astype(np.float32)
+    elif kind == "occlusion":         # a grey square covering `level` of the face area, at a random place
+        out = x.copy()
+        s = pixels.shape[1]
+        side = int(round(s * level ** 0.5))
+        for i in range(len(out)):
+            y0, x0 = rng.integers(0, s - side + 1, 2)
+            out[i, y0:y0 + side, x0:x0 + side] = 128
+    elif kind == "rotation":          # degrees, sign alternating per face
+        out = np.stack([_affine(p, angle=level * (1 if i % 2 else -1)) for i, p in enumerate(pixels)]).astype(np.float32)
+    elif kind == "misalignment":      # detector box shifted by `level` of the face size, in a random direction
+        dirs = rng.uniform(0, 2 * np.pi, len(pixels))
+        out = np.stack([_affine(p) if level == 0 else _shift(p, level * np.cos(a), level * np.sin(a))
+                        for p, a in zip(pixels, dirs)]).astype(np.float32)
+    elif kind == "scale":             # detector box too tight (> 1) or too loose (< 1)
+        out = np.stack([_affine(p, zoom=level) for p in pixels]).astype(np.float32)
+    else:
+        raise ValueError(f"unknown corruption {kind!r}; valid: {', '.join(CORRUPTIONS)}")
+    return np.clip(out, 0, 255).round().astype(np.uint8)
+
+
+def _shift(img: np.ndarray, dx: float, dy: float) -> np.ndarray:
+    import cv2
+
+    s = img.shape[0]
+    m = np.float32([[1, 0, dx * s], [0, 1, dy * s]])
+    return cv2.warpAffine(img, m, (s, s), borderMode=cv2.BORDER_REPLICATE)
+
+
+# Three strengths each, mild to severe.
+CORRUPTIONS: dict[str, tuple] = {
+    "brightness": (-60, 60, -100),
+    "contrast": (0.6, 0.4, 0.25),
+    "gamma": (2.0, 0.5, 3.0),
+    "noise": (8, 16, 32),
+    "blur": (0.8, 1.5, 2.5),
+    "jpeg": (50, 20, 8),
+    "occlusion": (0.1, 0.2, 0.35),
+    "rotation": (10, 20, 30),
+    "misalignment": (0.05, 0.1, 0.2),
+    "scale": (1.15, 0.85, 0.7),
+}
+
+
+def robustness(rec: Recognizer, s: EvalSet) -> dict:
+    """Accuracy under each corruption at each strength (same faces, same model)."""
+    clean = evaluate(rec, s)["accuracy"]
+    out = {"set": s.name, "clean": clean, "corruptions": {}}
+    for kind, levels in CORRUPTIONS.items():
+        accs = []
+        for level in levels:
+            corrupted = EvalSet(s.name, corrupt(s.pixels, kind, level), s.labels, s.classes)
+            accs.append(evaluate(rec, corrupted)["accuracy"])
+        out["corruptions"][kind] = {"levels": list(levels), "accuracy": accs}
+    return out
+
+
+def plot_robustness(rob: dict, path: str | Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(rob["corruptions"])
+    fig, ax = plt.subplots(figsize=(9, 3.6))
+    for lvl in range(3):
+        ax.bar(np.arange(len(names)) + lvl * 0.27, [rob["corruptions"][n]["accuracy"][lvl] for n in names], 0.27,
+               label=f"level {lvl + 1}")
+    ax.axhline(rob["clean"], color="k", ls="--", lw=1, label=f"clean {rob['clean']:.1%}")
+    ax.set_xticks(np.arange(len(names)) + 0.27, names, rotation=30, ha="right")
+    ax.set_ylabel("accuracy"); ax.set_ylim(0, 1); ax.legend(fontsize=7, ncol=4)
+    ax.set_title(f"Robustness on {rob['set']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,80 @@
+import json
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.conftest import pad_face
+
+
+def ferkit(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "ferkit", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory, detectable_faces):
+    d = tmp_path_factory.mktemp("photos")
+    face = d / "face.png"
+    cv2.imwrite(str(face), cv2.cvtColor(pad_face(detectable_faces[0][0]), cv2.COLOR_GRAY2BGR))
+    blank = d / "blank.png"
+    cv2.imwrite(str(blank), np.full((200, 200, 3), 127, np.uint8))
+    bad = d / "bad.jpg"
+    bad.write_bytes(b"GIF89a-but-truncated")
+    return {"face": face, "blank": blank, "bad": bad, "dir": d}
+
+
+@pytest.mark.data
+def test_analyze_table_json_and_annotate(photos, tmp_path):
+    r = ferkit("analyze", photos["face"], "--annotate", tmp_path / "ann.png", "--explain", tmp_path / "exp.png")
+    assert r.returncode == 0, r.stderr
+    assert "1 face" in r.stdout and "emotion" in r.stdout and "happy" in r.stdout  # the header names every class
+    ann, exp = cv2.imread(str(tmp_path / "ann.png")), cv2.imread(str(tmp_path / "exp.png"))
+    src = cv2.imread(str(photos["face"]))
+    assert ann.shape == src.shape and np.abs(ann.astype(int) - src).sum() > 0  # a box and label were drawn
+    assert exp.shape == src.shape and np.abs(exp.astype(int) - ann).sum() > 0  # and a heatmap
+    r = ferkit("analyze", photos["face"], "--json")
+    out = json.loads(r.stdout)
+    face = out["faces"][0]
+    assert set(face["probabilities"]) == {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"}
+    assert abs(sum(face["probabilities"].values()) - 1) < 1e-3
+
+
+@pytest.mark.data
+def test_no_face_has_its_own_exit_code(photos):
+    r = ferkit("analyze", photos["blank"])
+    assert r.returncode == 3 and "no face found" in r.stdout
+
+
+@pytest.mark.data
+def test_bad_file_fails_but_others_are_processed(photos):
+    r = ferkit("analyze", photos["bad"], photos["face"], "--json")
+    assert r.returncode == 1
+    assert "bad.jpg" in r.stderr and ("not an image" in r.stderr or "corrupt" in r.stderr)
+    out = json.loads(r.stdout)
+    assert "error" in out[0] and len(out[1]["faces"]) == 1
+    r = ferkit("analyze", photos["dir"] / "missing.jpg")
+    assert r.returncode == 1 and "no such file" in r.stderr
+
+
+def test_unknown_model_lists_valid_ones(tmp_path):
+    r = ferkit("analyze", "--model", "nope", tmp_path / "x.png")
+    assert r.returncode == 1 and "valid: " in r.stderr and "fer2013" in r.stderr
+
+
+def test_data_command_and_errors(tmp_path):
+    p = tmp_path / "fer.csv"
+    p.write_text("emotion,pixels,Usage\n" + "3," + " ".join(["1"] * 2304) + ",Training\n" + "9," + " ".join(["1"] * 2304) + ",Training\n")
+    r = ferkit("data", p)
+    assert r.returncode == 1 and "row 3: unknown label '9'" in r.stderr
+    p.write_text("emotion,pixels,Usage\n" + "3," + " ".join(["1"] * 2304) + ",Training\n")
+    r = ferkit("data", p, "--chart", tmp_path / "dist.png")
+    assert r.returncode == 0 and "Training" in r.stdout and (tmp_path / "dist.png").stat().st_size > 1000
+
+
+def test_version_and_help():
+    assert ferkit("--version").stdout.startswith("ferkit ")
+    r = ferkit("--help")
+    for cmd in ("analyze", "train", "evaluate", "export", "data"):
+        assert cmd in r.stdout

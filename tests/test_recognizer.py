@@ -1,0 +1,113 @@
+import io
+
+import cv2
+import numpy as np
+import pytest
+
+import ferkit
+from ferkit import EMOTIONS, UnreadableImageError, load_recognizer
+from tests.conftest import pad_face
+
+
+def test_front_door_and_errors():
+    assert "fer2013" in ferkit.available_models()
+    with pytest.raises(ValueError, match="unknown model 'nope'; valid: .*fer2013"):
+        load_recognizer("nope")
+    with pytest.raises(ValueError, match="unknown detector 'yolo'; valid: haar"):
+        load_recognizer(detector="yolo")
+    with pytest.raises(ValueError, match="unknown tta"):
+        load_recognizer(tta="rotate")
+    with pytest.raises(FileNotFoundError):
+        load_recognizer("missing.onnx")
+
+
+def test_labels_and_classify(recognizer):
+    assert recognizer.labels == EMOTIONS
+    faces = [np.zeros((30, 30), np.uint8), np.full((100, 120, 3), 128, np.uint8)]
+    p = recognizer.classify(faces)
+    assert p.shape == (2, 7) and np.allclose(p.sum(1), 1, atol=1e-5)
+    assert recognizer.classify(np.zeros((0, 48, 48), np.uint8)).shape == (0, 7)
+    stacked = recognizer.classify(np.zeros((3, 60, 60), np.uint8))
+    assert stacked.shape == (3, 7)
+
+
+@pytest.mark.parametrize("tta", ["flip", "crops"])
+def test_tta_changes_little_and_keeps_shape(tta):
+    faces = np.random.default_rng(0).integers(0, 256, (4, 48, 48), dtype=np.uint8)
+    plain = load_recognizer(detector="none").classify(faces)
+    aug = load_recognizer(detector="none", tta=tta).classify(faces)
+    assert aug.shape == plain.shape and np.allclose(aug.sum(1), 1, atol=1e-5)
+
+
+@pytest.mark.data
+def test_analyze_every_input_kind(recognizer, detectable_faces, tmp_path):
+    from PIL import Image
+
+    face = pad_face(detectable_faces[0][0])                      # grey
+    bgr = cv2.cvtColor(face, cv2.COLOR_GRAY2BGR)
+    path = tmp_path / "face.png"
+    cv2.imwrite(str(path), bgr)
+    results = {
+        "path": recognizer.analyze(path),
+        "str": recognizer.analyze(str(path)),
+        "bytes": recognizer.analyze(path.read_bytes()),
+        "grey": recognizer.analyze(face),
+        "bgr": recognizer.analyze(bgr),
+        "rgb": recognizer.analyze(bgr[:, :, ::-1].copy(), color="rgb"),
+        "pil": recognizer.analyze(Image.fromarray(face)),
+    }
+    first = results["path"]
+    assert len(first) == 1
+    for kind, faces in results.items():
+        assert len(faces) == 1, kind
+        f = faces[0]
+        assert f.box == first[0].box, kind
+        assert abs(sum(f.probabilities.values()) - 1) < 1e-4
+        assert f.emotion == max(f.probabilities, key=f.probabilities.get)
+        assert 0 <= f.confidence <= 1
+        assert np.allclose(list(f.probabilities.values()), list(first[0].probabilities.values()), atol=1e-3), kind
+    d = first[0].to_dict()
+    assert set(d) == {"box", "emotion", "probabilities", "detector_confidence"}
+
+
+def test_no_face_gives_empty_list(recognizer):
+    assert recognizer.analyze(np.full((240, 320, 3), 127, np.uint8)) == []
+
+
+def test_detect_false_uses_whole_image(recognizer):
+    faces = recognizer.analyze(np.full((60, 50), 127, np.uint8), detect=False, explain=True)
+    assert len(faces) == 1 and faces[0].box == (0, 0, 50, 60)
+    assert faces[0].cam.shape == (48, 48) and 0 <= faces[0].cam.min() and faces[0].cam.max() <= 1
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"", "empty"),
+    (b"%PDF-1.4 not an image", "not an image (starts with b'%PDF-1.4'"),
+])
+def test_unreadable_bytes(recognizer, data, message):
+    with pytest.raises(UnreadableImageError, match=message.replace("(", r"\(")):
+        recognizer.analyze(data)
+
+
+def test_truncated_image(recognizer):
+    ok, buf = cv2.imencode(".png", np.random.default_rng(0).integers(0, 256, (200, 200, 3), dtype=np.uint8))
+    with pytest.raises(UnreadableImageError, match="corrupt or truncated|not an image"):
+        recognizer.analyze(buf.tobytes()[:500])
+
+
+def test_decompression_bomb_is_refused():
+    from PIL import Image
+
+    from ferkit.images import ImageTooLargeError, decode_image
+
+    buf = io.BytesIO()
+    Image.new("L", (5000, 5000)).save(buf, format="PNG")  # compresses to a few KB
+    with pytest.raises(ImageTooLargeError, match="25,000,000 pixels, over the limit of 1,000,000"):
+        decode_image(buf.getvalue(), "bomb.png", max_pixels=1_000_000)
+
+
+def test_wrong_input_type(recognizer):
+    with pytest.raises(TypeError, match="expected a path, bytes"):
+        recognizer.analyze(12345)
+    with pytest.raises(UnreadableImageError, match="no such file"):
+        recognizer.analyze("/nonexistent/photo.jpg")

@@ -1,0 +1,59 @@
+"""The shipped model, measured through the inference path users get (ONNX Runtime + the shared preprocessing)."""
+import json
+
+import numpy as np
+import pytest
+
+from ferkit import load_recognizer
+from ferkit.evaluate import evaluate, fer2013_set
+from ferkit.recognizer import WEIGHTS_DIR
+
+BAR = 0.70  # the accuracy the shipped FER-2013 model must keep on PrivateTest (3,589 faces)
+
+pytestmark = pytest.mark.data
+
+
+@pytest.fixture(scope="module")
+def private_report(fer_dataset):
+    return evaluate(load_recognizer("fer2013", detector="none"), fer2013_set(fer_dataset, "PrivateTest"))
+
+
+def test_accuracy_bar_on_private_test(private_report):
+    assert private_report["n"] == 3589
+    assert private_report["accuracy"] >= BAR, f"PrivateTest accuracy {private_report['accuracy']:.4f} is under the bar {BAR}"
+
+
+def test_published_figure_is_what_the_model_scores(private_report):
+    """The metrics file the server and README quote must be what the shipped model really scores."""
+    metrics = json.loads((WEIGHTS_DIR / "fer2013.metrics.json").read_text())
+    assert metrics["test_accuracy"] == pytest.approx(private_report["accuracy"], abs=1e-4)
+    assert metrics["n"] == 3589
+
+
+def test_every_class_is_recognised(private_report):
+    """No class collapses to zero recall, disgust (1.5 % of faces) included."""
+    recalls = {k: v["recall"] for k, v in private_report["per_class"].items()}
+    assert min(recalls.values()) > 0.2, recalls
+
+
+def test_class_activation_maps_point_at_what_matters(fer_dataset):
+    """Masking the most activated region lowers the predicted class's probability more than masking a random
+    region of the same size, on average over real test faces."""
+    rec = load_recognizer("fer2013", detector="none")
+    faces = fer_dataset.split("PrivateTest").pixels[:400]
+    probs, cams = rec.classify_with_cams(faces)
+    top = probs.argmax(1)
+    rng = np.random.default_rng(0)
+    side = 16  # a 16x16 patch: a ninth of the face
+    hot, rand = faces.copy(), faces.copy()
+    for i, (face, c) in enumerate(zip(faces, top)):
+        cam = cams[i, c]                                                  # (6, 6), 8 pixels per cell
+        cy, cx = np.unravel_index(cam.argmax(), cam.shape)
+        y0, x0 = np.clip([cy * 8 + 4 - side // 2, cx * 8 + 4 - side // 2], 0, 48 - side)
+        hot[i, y0:y0 + side, x0:x0 + side] = 128
+        ry, rx = rng.integers(0, 48 - side + 1, 2)
+        rand[i, ry:ry + side, rx:rx + side] = 128
+    idx = np.arange(len(faces))
+    drop_hot = probs[idx, top] - rec.classify(hot)[idx, top]
+    drop_rand = probs[idx, top] - rec.classify(rand)[idx, top]
+    assert drop_hot.mean() > drop_rand.mean() + 0.02, (drop_hot.mean(), drop_rand.mean())

@@ -1,0 +1,98 @@
+"""Training, resume and ONNX export on a tiny random model and generated data (needs torch: the [train] extra)."""
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from ferkit import load_recognizer  # noqa: E402
+from ferkit.export import check_against_torch, export_onnx  # noqa: E402
+from ferkit.model import ModelConfig, build_model  # noqa: E402
+from ferkit.train import TrainConfig, augment, class_weights, load_checkpoint, train  # noqa: E402
+
+TINY = ModelConfig(channels=(8, 16), depths=(1, 1), dropout=0.0)
+
+
+@pytest.fixture
+def tiny_data(tmp_path):
+    """An .npz in the compact layout: two easy classes (bright vs dark faces) per split."""
+    rng = np.random.default_rng(0)
+    n = 96
+    labels = np.tile([3, 4], n // 2).astype(np.uint8)  # happy, sad
+    pixels = np.where(labels[:, None, None] == 3, 200, 50) + rng.integers(-30, 30, (n, 48, 48))
+    usage = np.array([0] * 64 + [1] * 16 + [2] * 16, np.uint8)
+    path = tmp_path / "tiny.npz"
+    np.savez(path, pixels=pixels.clip(0, 255).astype(np.uint8), emotion=labels, usage=usage)
+    return path
+
+
+def tiny_config(data, out, **kw):
+    return TrainConfig(data=str(data), out=str(out), model=TINY, epochs=2, batch_size=16, lr=0.05, warmup_epochs=0.5,
+                       ema_decay=0.5, bf16=False, erase_prob=0.5, **kw)
+
+
+def test_train_writes_outputs_and_learns(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    result = train(tiny_config(tiny_data, out, patience=5), progress=False)
+    for name in ("best.pt", "last.pt", "history.json", "curves.png"):
+        assert (out / name).is_file(), name
+    hist = json.loads((out / "history.json").read_text())
+    assert len(hist["history"]) == 2 and hist["config"]["epochs"] == 2
+    assert result["best_val_accuracy"] >= 0.9  # bright vs dark is easy
+    model, ckpt = load_checkpoint(out / "best.pt")
+    assert ckpt["labels"][3] == "happy" and ckpt["preprocess"]["image_size"] == 48
+    assert ckpt["selected_on"] == "PublicTest"
+
+
+def test_resume_continues_from_last_epoch(tiny_data, tmp_path):
+    out = tmp_path / "run"
+    train(tiny_config(tiny_data, out), progress=False)
+    logs = []
+    cfg = tiny_config(tiny_data, out, resume=str(out / "last.pt"))
+    cfg.epochs = 3
+    train(cfg, log=logs.append, progress=False)
+    assert any("resumed" in line and "epoch 2" in line for line in logs)
+    hist = json.loads((out / "history.json").read_text())["history"]
+    assert [h["epoch"] for h in hist] == [1, 2, 3]
+
+
+def test_class_weights_use_training_counts():
+    labels = np.array([0] * 90 + [1] * 10)
+    w = class_weights(labels, 2, 0.5).numpy()
+    assert w[1] / w[0] == pytest.approx(3.0)  # (90/10) ** 0.5
+    assert (w[labels]).mean() == pytest.approx(1.0)
+    assert np.allclose(class_weights(labels, 2, 0.0).numpy(), 1.0)
+
+
+def test_augment_keeps_shape_and_range():
+    x = torch.rand(16, 1, 48, 48) * 2 - 1
+    y = augment(x, TrainConfig(), torch.Generator().manual_seed(0))
+    assert y.shape == x.shape and y.min() >= -1 and y.max() <= 1
+    assert not torch.allclose(x, y)
+
+
+def test_export_matches_torch_and_is_self_describing(tmp_path):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(channels=(8, 16, 16, 32), depths=(1, 1, 1, 1))).eval()
+    path = tmp_path / "m.onnx"
+    meta = export_onnx(model, path, name="tiny", labels=("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"))
+    assert meta["max_abs_diff"] < 1e-4
+    assert check_against_torch(model, path) < 1e-4
+    rec = load_recognizer(path, detector="none")
+    assert rec.name == "tiny" and rec.labels[0] == "angry"
+    faces = np.random.default_rng(1).integers(0, 256, (5, 48, 48), dtype=np.uint8)
+    with torch.no_grad():
+        from ferkit.preprocess import to_model_input
+        expected = model(torch.from_numpy(to_model_input(faces))).softmax(1).numpy()
+    assert np.abs(rec.classify(faces) - expected).max() < 1e-4
+
+
+def test_export_detects_a_mismatch(tmp_path):
+    model = build_model(ModelConfig(channels=(8, 16), depths=(1, 1))).eval()
+    path = tmp_path / "m.onnx"
+    export_onnx(model, path, name="tiny", labels=tuple("abcdefg"))
+    with torch.no_grad():
+        model.head.bias.add_(5 * torch.arange(7.0))  # the file no longer matches these weights
+    with pytest.raises(RuntimeError, match="disagree"):
+        check_against_torch(model, path)
