@@ -279,8 +279,9 @@ def add_parser(sub) -> None:
     p.add_argument("input", help="a video file (mp4, avi, mkv, mov ... whatever OpenCV's FFmpeg reads)")
     p.add_argument("--out", metavar="DIR", help="output folder (default: <input name>_ferkit beside the input)")
     p.add_argument("--every", type=int, default=1, metavar="N", help="analyse every N-th frame (default: 1, all)")
-    p.add_argument("--detect-every", type=int, default=3, metavar="N",
-                   help="run the face detector on every N-th analysed frame, follow faces in between (default: 3)")
+    p.add_argument("--detect-every", type=int, default=None, metavar="N",
+                   help="run the face detector on every N-th analysed frame, follow faces in between "
+                        "(default: 3 with --every 1; 1 otherwise, as faces move further between analysed frames)")
     p.add_argument("--detect-side", type=int, default=None, metavar="PX",
                    help="longest side of the copy the detector searches (default: the detector's, 640)")
     p.add_argument("--smoothing", type=float, default=0.0, help="per-face probability smoothing over time, 0 (off) to <1")
@@ -301,6 +302,7 @@ def quiet_opencv() -> None:
 
 
 def run_video(args) -> int:
+    import os
     import sys
 
     from tqdm import tqdm
@@ -309,12 +311,15 @@ def run_video(args) -> int:
 
     src = Path(args.input)
     out = Path(args.out) if args.out else src.with_name(f"{src.stem}_ferkit")
+    if args.detect_every is None:
+        args.detect_every = 3 if args.every == 1 else 1
     if args.every < 1 or args.detect_every < 1:
         print("ferkit: --every and --detect-every must be >= 1", file=sys.stderr)
         return 2
     quiet_opencv()
     rec = load_recognizer(args.model, detector=args.detector)
-    _, info = open_video(src)  # fail before the progress bar appears
+    cap, info = open_video(src)  # fail before the progress bar appears
+    cap.release()
     bar = tqdm(total=info.frame_count or None, unit="frame", desc=src.name, disable=args.no_progress, file=sys.stderr)
     try:
         report = analyze_video(src, rec, out, every=args.every, detect_every=args.detect_every,
@@ -324,8 +329,11 @@ def run_video(args) -> int:
         bar.close()
     for problem in report.problems:
         print(f"ferkit: {problem}", file=sys.stderr)
-    print(f"{info.path}: {report.frames_analysed} of {report.frames_read} frames analysed "
-          f"({info.width}x{info.height}, {info.fps:g} fps), {len(report.summary)} face(s)")
-    print(format_summary(report.summary, list(rec.labels)))
-    print(f"wrote {', '.join(Path(v).name for v in report.files.values())} to {out}")
+    try:
+        print(f"{info.path}: {report.frames_analysed} of {report.frames_read} frames analysed "
+              f"({info.width}x{info.height}, {info.fps:g} fps), {len(report.summary)} face(s)")
+        print(format_summary(report.summary, list(rec.labels)))
+        print(f"wrote {', '.join(Path(v).name for v in report.files.values())} to {out}", flush=True)
+    except BrokenPipeError:  # `ferkit video x.mp4 | head`: the files are written; silence the final flush
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 1 if report.problems else (3 if not report.summary else 0)
