@@ -153,7 +153,7 @@ def test_api_docs_render_without_a_cdn(web, playwright_instance):
     outside = []
     page.on("request", lambda r: outside.append(r.url) if not r.url.startswith((web.url, "data:", "blob:")) else None)
     page.goto(web.url + "/docs")
-    page.wait_for_selector("text=/api/v1/analyze", timeout=20_000)
+    page.get_by_text("/api/v1/analyze", exact=True).first.wait_for(timeout=20_000)
     page.goto(web.url)
     page.wait_for_selector("body[data-ready=true]")
     assert outside == []
