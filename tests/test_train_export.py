@@ -96,3 +96,54 @@ def test_export_detects_a_mismatch(tmp_path):
         model.head.bias.add_(5 * torch.arange(7.0))  # the file no longer matches these weights
     with pytest.raises(RuntimeError, match="disagree"):
         check_against_torch(model, path)
+
+
+def test_temperature_scaling_keeps_predictions_and_fixes_confidence(tmp_path):
+    from ferkit.export import fit_temperature
+    from ferkit.preprocess import to_model_input
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(channels=(8, 16), depths=(1, 1))).eval()
+    rng = np.random.default_rng(0)
+    faces = rng.integers(0, 256, (200, 48, 48), dtype=np.uint8)
+    labels = rng.integers(0, 7, 200)  # random labels: the best calibrated model is close to uniform
+    with torch.no_grad():
+        model.head.weight.mul_(50)  # make the random model very over-confident
+    t = fit_temperature(model, faces, labels)
+    assert t > 2
+    path = tmp_path / "cal.onnx"
+    meta = export_onnx(model, path, name="cal", labels=tuple("abcdefg"), temperature=t)
+    assert meta["temperature"] == t and meta["max_abs_diff"] < 1e-4
+    rec = load_recognizer(path, detector="none")
+    with torch.no_grad():
+        raw = model(torch.from_numpy(to_model_input(faces))).softmax(1).numpy()
+    shipped = rec.classify(faces)
+    assert (shipped.argmax(1) == raw.argmax(1)).all()
+    assert shipped.max(1).mean() < raw.max(1).mean()
+
+
+def test_cli_train_export_evaluate_round_trip(tiny_data, tmp_path):
+    """The documented reproduce path end to end on tiny data: train -> export --calibrate -> evaluate --model-card."""
+    import subprocess
+    import sys
+
+    def ferkit(*args):
+        r = subprocess.run([sys.executable, "-m", "ferkit", *map(str, args)], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr[-2000:]
+        return r.stdout
+
+    out = ferkit("train", "--data", tiny_data, "--out", tmp_path / "run", "--epochs", 1, "--batch-size", 16,
+                 "--channels", 8, 16, "--depths", 1, 1, "--no-bf16", "--warmup-epochs", 0.5)
+    assert "PublicTest" in out and (tmp_path / "run" / "best.pt").is_file()
+    model = tmp_path / "tiny.onnx"
+    out = ferkit("export", tmp_path / "run" / "best.pt", model, "--calibrate", tiny_data)
+    assert "temperature" in out and "max abs probability difference" in out
+    out = ferkit("evaluate", "--model", model, "--data", tiny_data, "--tta", "flip", "--robustness",
+                 "--out", tmp_path / "eval", "--model-card", tmp_path / "card.md")
+    card = (tmp_path / "card.md").read_text()
+    for text in ("FER-2013 PrivateTest", "| 16 | none |", "| 16 | flip |", "Calibration", "Robustness", "ferkit train --data",
+                 "confusion_tiny_fer2013_private.png"):
+        assert text in card, text
+    metrics = json.loads((tmp_path / "tiny.metrics.json").read_text())
+    assert metrics["n"] == 16 and 0 <= metrics["test_accuracy"] <= 1
+    assert (tmp_path / "eval" / "robustness_tiny.png").is_file()

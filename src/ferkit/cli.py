@@ -143,20 +143,43 @@ def add_export(sub) -> None:
     p.add_argument("checkpoint", help="a best.pt written by ferkit train")
     p.add_argument("out", help="the .onnx file to write")
     p.add_argument("--name", default=None, help="model name stored in the file (default: the file's stem)")
+    p.add_argument("--calibrate", metavar="DATA", default=None,
+                   help="fit a softmax temperature on PublicTest of this FER-2013 data (calibrated probabilities)")
     p.set_defaults(run=run_export)
 
 
 def run_export(args) -> int:
+    import numpy as np
+
     from .export import export_onnx
     from .train import load_checkpoint
 
     model, ckpt = load_checkpoint(args.checkpoint)
     extra = {"trained": {k: ckpt.get(k) for k in ("epoch", "val_accuracy", "selected_on", "train_config")},
              "parameters": sum(p.numel() for p in model.parameters())}
+    temperature = 1.0
+    if args.calibrate:
+        from .data import load_dataset
+        from .evaluate import expected_calibration_error
+        from .export import fit_temperature
+        from .train import predict_proba
+
+        val = load_dataset(args.calibrate).split("PublicTest")
+        temperature = fit_temperature(model, val.pixels, val.labels)
+        before = predict_proba(model, val.pixels, "cpu")
+        logp = np.log(before.clip(1e-12)) / temperature
+        after = np.exp(logp - logp.max(1, keepdims=True))
+        after /= after.sum(1, keepdims=True)
+        extra["calibration"] = {"fitted_on": "PublicTest", "temperature": round(temperature, 4),
+                                "ece_before": round(expected_calibration_error(val.labels, before), 4),
+                                "ece_after": round(expected_calibration_error(val.labels, after), 4)}
+        print(f"temperature {temperature:.3f} fitted on PublicTest: ECE {extra['calibration']['ece_before']:.3f} -> "
+              f"{extra['calibration']['ece_after']:.3f}; accuracy unchanged")
     history = Path(args.checkpoint).with_name("history.json")
     if history.is_file():  # how the run went: hardware, epochs, wall time, the equivalent command
         extra["training_run"] = training_run_facts(json.loads(history.read_text()))
-    meta = export_onnx(model, args.out, name=args.name or Path(args.out).stem, labels=ckpt["labels"], extra=extra)
+    meta = export_onnx(model, args.out, name=args.name or Path(args.out).stem, labels=ckpt["labels"], extra=extra,
+                       temperature=temperature)
     print(f"wrote {args.out} ({Path(args.out).stat().st_size / 1e6:.1f} MB); ONNX Runtime vs torch max abs probability difference {meta['max_abs_diff']:.1e}")
     return EXIT_OK
 

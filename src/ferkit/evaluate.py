@@ -99,6 +99,12 @@ def evaluate(rec: Recognizer, s: EvalSet, batch: int = 256) -> dict:
     probs = np.concatenate([rec.classify(s.pixels[i:i + batch]) for i in range(0, len(s.pixels), batch)])
     report = classification_report(s.labels, probs, rec.labels)
     report.update({"set": s.name, "model": rec.name, "tta": rec.tta})
+    t = float(rec.metadata.get("temperature", 1.0))
+    if t != 1.0:  # the shipped probabilities are softmax(logits / T); undo T for the uncalibrated ECE
+        logp = t * np.log(probs.clip(1e-12))
+        raw = np.exp(logp - logp.max(1, keepdims=True))
+        report["ece_uncalibrated"] = expected_calibration_error(s.labels, raw / raw.sum(1, keepdims=True))
+        report["temperature"] = t
     return report
 
 
@@ -187,7 +193,8 @@ def render_model_card(rec: Recognizer, results: dict, figures: dict[str, str]) -
         f"({meta.get('parameters', 'n/a')} parameters); ONNX file `{rec.model_path.name}` "
         f"({rec.model_path.stat().st_size / 1e6:.1f} MB).",
         f"- Classes (in output order): {', '.join(rec.labels)}.",
-        f"- Input: {meta['preprocess']}.",
+        f"- Input: one face crop, grey, resized to {meta['preprocess']['image_size']}x{meta['preprocess']['image_size']} "
+        f"({meta['preprocess']['resize']}), scaled to [-1, 1] (`ferkit.preprocess.to_model_input`, shared with training).",
         f"- Training data: FER-2013 `Training` split only ({tc.get('labels', 'fer2013')} labels); model selected on "
         f"`{trained.get('selected_on', 'PublicTest')}` (best epoch {trained.get('epoch')}, PublicTest accuracy "
         f"{_pct(trained['val_accuracy']) if trained.get('val_accuracy') is not None else 'n/a'}); `PrivateTest` used only for the figures below.",
@@ -201,13 +208,19 @@ def render_model_card(rec: Recognizer, results: dict, figures: dict[str, str]) -
         lines.append("- Recipe: " + ", ".join(f"{k}={tc[k]}" for k in keys if k in tc) +
                      "; augmentation: rotation, zoom, shear, shift, horizontal flip, brightness/contrast, random erasing (training batches only).")
     lines += ["", "## Results", "",
-              "| set | faces | test-time augmentation | accuracy | macro F1 | weighted F1 | ECE |",
-              "|---|---|---|---|---|---|---|"]
+              "| set | faces | test-time augmentation | accuracy | macro F1 | weighted F1 | ECE uncalibrated | ECE as shipped |",
+              "|---|---|---|---|---|---|---|---|"]
     for key in ("fer2013_private", "fer2013_public", "ferplus_private"):
         for mode, r in results.get(key, {}).items():
             lines.append(f"| {r['set']} | {r['n']} | {mode} | {_pct(r['accuracy'])} | {_pct(r['macro']['f1'])} | "
-                         f"{_pct(r['weighted']['f1'])} | {r['ece']:.3f} |")
-    lines += ["", "PublicTest was used to select the checkpoint, so its figure is optimistic; PrivateTest is the honest one.", "",
+                         f"{_pct(r['weighted']['f1'])} | {r.get('ece_uncalibrated', r['ece']):.3f} | {r['ece']:.3f} |")
+    cal = meta.get("calibration")
+    lines += ["", "PublicTest was used to select the checkpoint, so its figure is optimistic; PrivateTest is the honest one."]
+    if cal:
+        lines += ["", f"Calibration: the shipped probabilities are softmax(logits / T) with T = {cal['temperature']} fitted on "
+                  f"{cal['fitted_on']} (ECE there {cal['ece_before']:.3f} -> {cal['ece_after']:.3f}); T does not change "
+                  "any prediction, only how confident the probabilities are. ECE: expected calibration error, 15 bins."]
+    lines += ["",
               "### Per class on FER-2013 PrivateTest (no test-time augmentation)", "",
               "| class | precision | recall | F1 | faces |", "|---|---|---|---|---|"]
     for lab, r in results["fer2013_private"]["none"]["per_class"].items():

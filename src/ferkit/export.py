@@ -20,16 +20,51 @@ METADATA_KEY = "ferkit"  # one JSON blob in the ONNX metadata_props
 
 
 class _ExportWrapper(torch.nn.Module):
-    def __init__(self, model: FERNet):
+    def __init__(self, model: FERNet, temperature: float = 1.0):
         super().__init__()
-        self.model = model
+        self.model, self.temperature = model, temperature
 
     def forward(self, x):
-        return self.model.forward_with_cams(x)
+        return calibrated_forward(self.model, x, self.temperature)
+
+
+def calibrated_forward(model: FERNet, x: torch.Tensor, temperature: float = 1.0):
+    """(N, 1, 48, 48) -> probabilities softmax(logits / T) (N, K) and the raw class maps (N, K, h, w)."""
+    probs, cams = model.forward_with_cams(x)
+    if temperature == 1.0:
+        return probs, cams
+    logits = cams.mean(dim=(2, 3)) + model.head.bias
+    return (logits / temperature).softmax(dim=1), cams
+
+
+@torch.no_grad()
+def fit_temperature(model: FERNet, pixels, labels) -> float:
+    """Temperature T minimising the negative log-likelihood of softmax(logits / T) on held-out faces.
+
+    Fit on PublicTest (the selection split), never on PrivateTest: it only rescales confidence, the argmax
+    (and so the accuracy) does not change.
+    """
+    from .preprocess import to_model_input
+
+    model.eval()
+    logits = torch.cat([model(torch.from_numpy(to_model_input(pixels[i:i + 512]))) for i in range(0, len(pixels), 512)])
+    y = torch.as_tensor(labels)
+    log_t = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200)
+
+    def closure():
+        opt.zero_grad()
+        with torch.enable_grad():
+            loss = torch.nn.functional.cross_entropy(logits / log_t.exp(), y)
+            loss.backward()
+        return loss
+
+    opt.step(closure)
+    return float(log_t.exp())
 
 
 def export_onnx(model: FERNet, path: str | Path, *, name: str, labels, extra: dict | None = None,
-                check: bool = True, tolerance: float = 1e-4) -> dict:
+                check: bool = True, tolerance: float = 1e-4, temperature: float = 1.0) -> dict:
     """Write `model` to `path` as ONNX; with `check`, verify ONNX Runtime matches torch.
 
     Returns the metadata written, plus `max_abs_diff` when checked. Raises RuntimeError when the
@@ -41,7 +76,7 @@ def export_onnx(model: FERNet, path: str | Path, *, name: str, labels, extra: di
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.float().eval()
     dummy = torch.zeros(1, 1, PREPROCESS_SPEC["image_size"], PREPROCESS_SPEC["image_size"])
-    wrapper = _ExportWrapper(model).eval()  # a new Module starts in training mode; export restores it after
+    wrapper = _ExportWrapper(model, temperature).eval()  # a new Module starts in training mode; export restores it after
     torch.onnx.export(
         wrapper, (dummy,), str(path), input_names=["input"], output_names=["probs", "cams"],
         dynamic_axes={"input": {0: "batch"}, "probs": {0: "batch"}, "cams": {0: "batch"}},
@@ -53,6 +88,7 @@ def export_onnx(model: FERNet, path: str | Path, *, name: str, labels, extra: di
         "labels": list(labels),
         "preprocess": PREPROCESS_SPEC,
         "config": model.config.to_dict(),
+        "temperature": temperature,
         "ferkit_version": __version__,
         **(extra or {}),
     }
@@ -64,11 +100,12 @@ def export_onnx(model: FERNet, path: str | Path, *, name: str, labels, extra: di
     onnx.checker.check_model(proto)
     onnx.save(proto, str(path))
     if check:
-        meta["max_abs_diff"] = check_against_torch(model, path, tolerance)
+        meta["max_abs_diff"] = check_against_torch(model, path, tolerance, temperature=temperature)
     return meta
 
 
-def check_against_torch(model: FERNet, path: str | Path, tolerance: float = 1e-4, n: int = 64, seed: int = 0) -> float:
+def check_against_torch(model: FERNet, path: str | Path, tolerance: float = 1e-4, n: int = 64, seed: int = 0,
+                        temperature: float = 1.0) -> float:
     """Max |p_onnx - p_torch| over random and structured inputs; raises if >= tolerance."""
     import onnxruntime as ort
 
@@ -79,7 +116,7 @@ def check_against_torch(model: FERNet, path: str | Path, tolerance: float = 1e-4
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     p_onnx, cams_onnx = sess.run(None, {"input": x})
     with torch.no_grad():
-        p_torch, cams_torch = model.forward_with_cams(torch.from_numpy(x))
+        p_torch, cams_torch = calibrated_forward(model, torch.from_numpy(x), temperature)
     diff = float(np.abs(p_onnx - p_torch.numpy()).max())
     if diff >= tolerance or not np.allclose(cams_onnx, cams_torch.numpy(), atol=1e-3):
         raise RuntimeError(f"{path}: ONNX Runtime and torch disagree (max abs probability difference {diff:.2e})")
