@@ -120,17 +120,20 @@ def read_frames(cap: cv2.VideoCapture, info: VideoInfo, report: VideoReport):
 
 
 def analyze_video(path: str | Path, recognizer: Recognizer, out_dir: str | Path, *, every: int = 1,
-                  detect_every: int = 3, detect_side: int | None = None, smoothing: float = 0.0,
+                  detect_every: int | None = None, detect_side: int | None = None, smoothing: float = 0.0,
                   annotate: bool = True, progress: Callable[[int], None] | None = None) -> VideoReport:
     """Analyse a video file and write the timeline, annotated copy, chart and summary into `out_dir`.
 
     `every`: analyse every n-th frame (the annotated copy keeps every frame). `detect_every`: run the face
-    detector on every n-th analysed frame and follow faces in between; `detect_side`: longest side of the copy
+    detector on every n-th analysed frame and follow faces in between (None: 3 when every frame is analysed,
+    else 1, since faces move further between analysed frames); `detect_side`: longest side of the copy
     the detector sees (None: the detector's default). `progress(n)` is called after each frame read with n = 1.
     Raises FileNotFoundError / VideoError before writing anything when the file cannot be opened.
     """
     if every < 1:
         raise ValueError(f"every must be >= 1, got {every}")
+    if detect_every is None:
+        detect_every = 3 if every == 1 else 1
     cap, info = open_video(path)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -311,9 +314,7 @@ def run_video(args) -> int:
 
     src = Path(args.input)
     out = Path(args.out) if args.out else src.with_name(f"{src.stem}_ferkit")
-    if args.detect_every is None:
-        args.detect_every = 3 if args.every == 1 else 1
-    if args.every < 1 or args.detect_every < 1:
+    if args.every < 1 or (args.detect_every is not None and args.detect_every < 1):
         print("ferkit: --every and --detect-every must be >= 1", file=sys.stderr)
         return 2
     quiet_opencv()
