@@ -248,7 +248,7 @@ def add_evaluate(sub) -> None:
 
 
 def run_evaluate(args) -> int:
-    from . import load_recognizer
+    from . import EMOTIONS, load_recognizer
     from .data import load_dataset, read_ferplus_votes
     from .evaluate import (evaluate, fer2013_set, ferplus_set, machine_description, plot_confusion,
                            plot_robustness, render_model_card, robustness, write_metrics)
@@ -264,29 +264,37 @@ def run_evaluate(args) -> int:
         modes.insert(0, "none")  # the card's per-class table is without TTA
     command = "ferkit " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("ferkit") else "ferkit evaluate ..."
     results: dict = {"command": command, "machine": machine_description()}
-    sets = {"fer2013_private" if args.split == "PrivateTest" else f"fer2013_{args.split.lower()}": fer2013_set(ds, args.split)}
-    if args.model_card:
-        sets["fer2013_public"] = fer2013_set(ds, "PublicTest")
-    votes = None
-    if ferplus.is_file():
-        votes = read_ferplus_votes(ferplus, len(ds))
     rec = load_recognizer(args.model, detector="none")
-    if votes is not None:
-        sets["ferplus_private"] = ferplus_set(ds, votes, args.split, rec.labels)
+    votes = read_ferplus_votes(ferplus, len(ds)) if ferplus.is_file() else None
+    part = {"PrivateTest": "private", "PublicTest": "public", "Training": "training"}[args.split]
+    sets = {}  # the first one is the headline set; a FER+ model is scored on FER+ labels only
+    if tuple(rec.labels) == tuple(EMOTIONS):
+        sets[f"fer2013_{part}"] = fer2013_set(ds, args.split)
+        if args.model_card and args.split != "PublicTest":
+            sets["fer2013_public"] = fer2013_set(ds, "PublicTest")
+        if votes is not None:
+            sets[f"ferplus_{part}"] = ferplus_set(ds, votes, args.split, rec.labels)
+    else:
+        if votes is None:
+            raise FileNotFoundError(f"{ferplus}: the FER+ votes are needed to evaluate a model with classes {', '.join(rec.labels)}")
+        sets[f"ferplus_{part}"] = ferplus_set(ds, votes, args.split, rec.labels)
+        if args.model_card and args.split != "PublicTest":
+            sets["ferplus_public"] = ferplus_set(ds, votes, "PublicTest", rec.labels)
+    results["main"] = next(iter(sets))
+    results["sets"] = {}
     figures = {}
     for key, s in sets.items():
-        results[key] = {}
-        for mode in (modes if key != "fer2013_public" else ["none"]):
+        results["sets"][key] = {}
+        for mode in (modes if not key.endswith("_public") or args.split == "PublicTest" else ["none"]):
             r = evaluate(load_recognizer(args.model, detector="none", tta=mode), s)
-            results[key][mode] = r
+            results["sets"][key][mode] = r
             print(f"{s.name:<60} n={r['n']:<5} TTA {mode:<6} accuracy {r['accuracy']:.4f}  macro F1 {r['macro']['f1']:.4f}  ECE {r['ece']:.3f}")
-        first = results[key][next(iter(results[key]))]
+        first = results["sets"][key][next(iter(results["sets"][key]))]
         png = out / f"confusion_{rec.name}_{key}.png"
         plot_confusion(first, png)
         figures[f"Confusion matrix: {s.name}"] = png
     if args.robustness:
-        key = next(iter(sets))
-        results["robustness"] = robustness(rec, sets[key])
+        results["robustness"] = robustness(rec, sets[results["main"]])
         plot_robustness(results["robustness"], out / f"robustness_{rec.name}.png")
         figures["Robustness"] = out / f"robustness_{rec.name}.png"
         for name, v in results["robustness"]["corruptions"].items():

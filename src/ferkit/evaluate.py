@@ -156,19 +156,21 @@ def plot_class_distribution(ds: FaceDataset, path: str | Path) -> None:
 # ---------------------------------------------------------------- model card
 def write_metrics(rec: Recognizer, results: dict, path: Path) -> dict:
     """The short summary the server and the Recognizer read (weights/<name>.metrics.json)."""
-    main = results["fer2013_private"]["none"]
+    headline = results["sets"][results["main"]]
+    main = headline["none"]
     summary = {
         "model": rec.name,
         "test_set": main["set"],
         "test_accuracy": round(main["accuracy"], 4),
         "test_macro_f1": round(main["macro"]["f1"], 4),
-        "test_accuracy_tta": {k: round(v["accuracy"], 4) for k, v in results["fer2013_private"].items()},
+        "test_accuracy_tta": {k: round(v["accuracy"], 4) for k, v in headline.items()},
         "n": main["n"],
         "command": results["command"],
     }
-    if "ferplus_private" in results:
-        fp = results["ferplus_private"]["none"]
-        summary["ferplus_test_set"], summary["ferplus_test_accuracy"], summary["ferplus_n"] = fp["set"], round(fp["accuracy"], 4), fp["n"]
+    for key, reports in results["sets"].items():  # the other sets' plain accuracy, e.g. FER+ for a FER-2013 model
+        if key != results["main"] and not key.endswith("_public"):
+            summary.setdefault("other_sets", {})[reports["none"]["set"]] = {"accuracy": round(reports["none"]["accuracy"], 4),
+                                                                            "n": reports["none"]["n"]}
     path.write_text(json.dumps(summary, indent=1) + "\n")
     return summary
 
@@ -210,8 +212,8 @@ def render_model_card(rec: Recognizer, results: dict, figures: dict[str, str]) -
     lines += ["", "## Results", "",
               "| set | faces | test-time augmentation | accuracy | macro F1 | weighted F1 | ECE uncalibrated | ECE as shipped |",
               "|---|---|---|---|---|---|---|---|"]
-    for key in ("fer2013_private", "fer2013_public", "ferplus_private"):
-        for mode, r in results.get(key, {}).items():
+    for key, reports in results["sets"].items():
+        for mode, r in reports.items():
             lines.append(f"| {r['set']} | {r['n']} | {mode} | {_pct(r['accuracy'])} | {_pct(r['macro']['f1'])} | "
                          f"{_pct(r['weighted']['f1'])} | {r.get('ece_uncalibrated', r['ece']):.3f} | {r['ece']:.3f} |")
     cal = meta.get("calibration")
@@ -221,9 +223,9 @@ def render_model_card(rec: Recognizer, results: dict, figures: dict[str, str]) -
                   f"{cal['fitted_on']} (ECE there {cal['ece_before']:.3f} -> {cal['ece_after']:.3f}); T does not change "
                   "any prediction, only how confident the probabilities are. ECE: expected calibration error, 15 bins."]
     lines += ["",
-              "### Per class on FER-2013 PrivateTest (no test-time augmentation)", "",
+              f"### Per class on {results['sets'][results['main']]['none']['set']} (no test-time augmentation)", "",
               "| class | precision | recall | F1 | faces |", "|---|---|---|---|---|"]
-    for lab, r in results["fer2013_private"]["none"]["per_class"].items():
+    for lab, r in results["sets"][results["main"]]["none"]["per_class"].items():
         lines.append(f"| {lab} | {_pct(r['precision'])} | {_pct(r['recall'])} | {_pct(r['f1'])} | {r['support']} |")
     for title, fig in figures.items():
         lines += ["", f"### {title}", "", f"![{title}]({fig})"]
@@ -239,7 +241,7 @@ def render_model_card(rec: Recognizer, results: dict, figures: dict[str, str]) -
 
 
 def render_robustness(rob: dict) -> str:
-    lines = ["## Robustness (FER-2013 PrivateTest, no test-time augmentation)", "",
+    lines = [f"## Robustness ({rob['set']}, no test-time augmentation)", "",
              f"Clean accuracy {_pct(rob['clean'])}. Each corruption at increasing strength:", "",
              "| corruption | " + " | ".join(f"level {i + 1}" for i in range(max(len(v['levels']) for v in rob['corruptions'].values()))) + " |",
              "|---|" + "---|" * max(len(v['levels']) for v in rob['corruptions'].values())]
