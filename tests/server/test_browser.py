@@ -256,7 +256,7 @@ def overlay_state(page) -> dict:
         let drawn = 0;
         for (let i = 3; i < px.length; i += 4) if (px[i] > 0) drawn++;
         return {frame: Number(c.dataset.frame || 0), faces: Number(c.dataset.faces || 0),
-                emotions: c.dataset.emotions || '', drawn};
+                emotions: c.dataset.emotions || '', boxes: c.dataset.boxes || '', drawn};
     }""")
 
 
@@ -279,6 +279,11 @@ def test_live_mode_with_a_fake_camera(web, playwright_instance, camera_video, tm
                            timeout=30_000)
     later = overlay_state(page)
     assert later["faces"] >= 1 and later["drawn"] > 200
+    boxes = {first["boxes"], later["boxes"]}
+    for _ in range(20):  # the faces drift sideways in the video: the boxes follow them
+        page.wait_for_timeout(100)
+        boxes.add(overlay_state(page)["boxes"])
+    assert len(boxes - {""}) >= 3, f"the overlay boxes did not move: {boxes}"
     assert float(page.inner_text("#live-fps")) > 0
     assert page.inner_text("#live-latency").endswith("ms")
     assert page.locator("#live-faces .face ul.probs li").count() >= 7

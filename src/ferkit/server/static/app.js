@@ -403,6 +403,7 @@ function drawOverlay(image, faces, frame) {
   canvas.dataset.frame = String(frame);
   canvas.dataset.faces = String(faces.length);
   canvas.dataset.emotions = faces.map((f) => f.emotion).join(",");
+  canvas.dataset.boxes = faces.map((f) => `${f.box.x},${f.box.y},${f.box.w},${f.box.h}`).join(";");
 }
 
 function updateStats(s, msg) {
