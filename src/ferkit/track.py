@@ -166,7 +166,7 @@ class FaceTracker:
         self.frame_index += 1
         grey = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
         if self.frame_index % self.detect_every == 0 or not self._live:
-            live = self._detect_step(grey)
+            live = self._detect_step(frame, grey)
         else:
             live = self._follow_step(grey)
         self._live = live
@@ -185,8 +185,8 @@ class FaceTracker:
         out.sort(key=lambda f: f.box[0])
         return out
 
-    def _detect_step(self, grey) -> list[tuple[Track, bool]]:
-        boxes, scores = self.detect(grey)  # the cascade works on grey anyway: convert once
+    def _detect_step(self, frame, grey) -> list[tuple[Track, bool]]:
+        boxes, scores = self.detect(frame)  # the frame as given: other detectors may want colour
         found = self.tracker.update(boxes, scores)
         ids = {t.id for t in found}
         live = [(t, True) for t in found]
