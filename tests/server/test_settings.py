@@ -58,6 +58,38 @@ def test_ferkit_serve_prints_the_url_and_serves():
         proc.wait(10)
 
 
-def test_ferkit_serve_rejects_a_bad_port():
-    r = subprocess.run([sys.executable, "-m", "ferkit", "serve", "--port", "70000"], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 1 and "port" in r.stderr
+@pytest.mark.parametrize("args, code, words", [
+    (["--port", "70000"], 2, ["port=70000", "65535"]),
+    (["--max-upload-bytes", "0"], 2, ["max_upload_bytes=0"]),
+    (["--model", "nope"], 1, ["unknown model 'nope'", "fer2013"]),
+    (["--model", "missing.onnx"], 1, ["missing.onnx"]),
+    (["--detector", "eyes"], 1, ["unknown detector 'eyes'", "haar"]),
+])
+def test_ferkit_serve_rejects_bad_settings(args, code, words):
+    r = subprocess.run([sys.executable, "-m", "ferkit", "serve", *args], capture_output=True, text=True, timeout=60)
+    assert r.returncode == code, r.stderr
+    for w in words:
+        assert w in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_info_reports_the_model_card_accuracy(tmp_path):
+    """A model with a metrics file beside it: /api/v1/info passes its test accuracy on."""
+    import json
+    import shutil
+
+    from ferkit.recognizer import resolve_model
+
+    from .conftest import start_server
+
+    model = tmp_path / "card.onnx"
+    shutil.copy(resolve_model(None), model)
+    (tmp_path / "card.metrics.json").write_text(json.dumps({"test_accuracy": 0.7123, "test_set": "FER-2013 PrivateTest"}))
+    running, stop = start_server(model=str(model))
+    try:
+        info = httpx.get(f"{running.url}/api/v1/info", timeout=10).json()
+    finally:
+        stop()
+    assert info["test_accuracy"] == pytest.approx(0.7123)
+    assert info["metrics"]["test_set"] == "FER-2013 PrivateTest"
+    assert info["model"]["file"] == "card.onnx"

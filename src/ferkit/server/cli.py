@@ -27,9 +27,23 @@ def run_serve(args) -> int:
     except ImportError as e:
         print(f"ferkit: the web app needs the [serve] extra: pip install 'ferkit[serve]' ({e})", file=sys.stderr)
         return 2
+    from pydantic import ValidationError
+
+    from ..detect import available_detectors
+    from ..recognizer import resolve_model
+
     given = {k: getattr(args, k) for k in ("host", "port", "model", "detector", "threads", "max_upload_bytes", "max_pixels")
              if getattr(args, k) is not None}
-    settings = Settings(**given)
+    try:
+        settings = Settings(**given)
+    except ValidationError as e:
+        for err in e.errors():
+            where = ".".join(map(str, err["loc"]))
+            print(f"ferkit serve: {where}={err.get('input')!r}: {err['msg']}", file=sys.stderr)
+        return 2
+    resolve_model(settings.model)  # an unknown model or a missing file fails here, with its message, not in the server
+    if settings.detector not in available_detectors():
+        raise ValueError(f"unknown detector {settings.detector!r}; valid: {', '.join(available_detectors())}")
     app = create_app(settings)
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     shown = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else host
