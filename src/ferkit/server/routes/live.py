@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -32,6 +33,7 @@ from ...images import UnreadableImageError, decode_image
 from ..deps import get_recognizer, get_settings, run_inference
 
 router = APIRouter()
+log = logging.getLogger(__name__)
 _GONE = (WebSocketDisconnect, RuntimeError, OSError)  # what sending to a vanished client raises
 
 
@@ -73,6 +75,7 @@ async def live(ws: WebSocket) -> None:
             else:
                 await _on_text(s, message.get("text") or "")
             if worker.done():  # the worker only stops when the client is gone
+                worker.result()  # (or re-raises what stopped it, for the server's log)
                 break
     except _GONE:
         pass  # abrupt disconnect: nothing to answer, nothing to keep
@@ -121,6 +124,9 @@ async def _serve_frames(s: _Session, tracker, max_pixels: int) -> None:
             result = await run_inference(s.ws, _process, tracker, data, frame, max_pixels)
         except UnreadableImageError as e:
             result = {"type": "error", "frame": frame, "detail": str(e)}
+        except Exception:  # a bug must not end the session: report it, log it (never the image), go on
+            log.exception("live mode: frame %d could not be analysed", frame)
+            result = {"type": "error", "frame": frame, "detail": f"frame {frame} could not be analysed (a server error)"}
         now = time.perf_counter()
         result.update(latency_ms=round((now - arrived) * 1000, 2), process_ms=round((now - t0) * 1000, 2),
                       dropped=s.dropped)
