@@ -81,11 +81,23 @@ def probabilities_shown(card) -> list[tuple[str, float]]:
     return out
 
 
-def test_upload_a_real_face(web, playwright_instance, detectable_faces, tmp_path, no_face_png):
+def two_face_photo(faces_by_emotion) -> np.ndarray:
+    """Two real FER-2013 faces side by side (a happy one, a surprised one) that the detector finds as two."""
+    from ferkit.detect import create_detector
     from tests.conftest import pad_face
 
-    photo = tmp_path / "face.png"
-    photo.write_bytes(encode(cv2.resize(pad_face(detectable_faces[0][0]), (400, 400))))
+    det = create_detector("haar")
+    for a in faces_by_emotion["happy"][:10]:
+        for b in faces_by_emotion["surprise"][:10]:
+            photo = np.hstack([pad_face(a, 200), pad_face(b, 200)])
+            if len(det.detect(photo)[0]) == 2:
+                return photo
+    raise AssertionError("no pair of FER faces detected as two faces")
+
+
+def test_upload_real_faces(web, playwright_instance, faces_by_emotion, tmp_path, no_face_png):
+    photo = tmp_path / "faces.png"
+    photo.write_bytes(encode(two_face_photo(faces_by_emotion)))
     browser = launch(playwright_instance)
     page = browser.new_page(viewport={"width": 1200, "height": 900})
     errors = []
@@ -98,23 +110,28 @@ def test_upload_a_real_face(web, playwright_instance, detectable_faces, tmp_path
 
     page.set_input_files("#file-input", str(photo))
     page.wait_for_selector("#photo-boxes .face-box")
-    assert page.locator("#photo-boxes .face-box").count() == 1
-    card = page.locator("#photo-faces .face").first
-    shown = probabilities_shown(card)
-    assert sorted(label for label, _ in shown) == sorted(EMOTIONS)                 # all 7, as text
-    assert [p for _, p in shown] == sorted((p for _, p in shown), reverse=True)      # sorted
-    assert sum(p for _, p in shown) == pytest.approx(100, abs=0.5)
-    dominant = shown[0][0]
-    assert card.get_attribute("data-emotion") == dominant
-    assert re.match(rf"Face 1: {dominant} \(", card.locator("h3").inner_text())
-    assert dominant in page.inner_text("#photo-boxes .face-box .tag")
+    assert page.locator("#photo-boxes .face-box").count() == 2
+    assert page.locator("#photo-faces .face").count() == 2
+    for i in range(2):
+        card = page.locator("#photo-faces .face").nth(i)
+        shown = probabilities_shown(card)
+        assert sorted(label for label, _ in shown) == sorted(EMOTIONS)                 # all 7, as text
+        assert [p for _, p in shown] == sorted((p for _, p in shown), reverse=True)      # sorted
+        assert sum(p for _, p in shown) == pytest.approx(100, abs=0.5)
+        dominant = shown[0][0]
+        assert card.get_attribute("data-emotion") == dominant
+        assert re.match(rf"Face {i + 1}: {dominant} \(", card.locator("h3").inner_text())
+        assert page.locator("#photo-boxes .face-box .tag").nth(i).inner_text() == f"{i + 1}: {dominant}"
+    dominant = page.locator("#photo-faces .face").first.get_attribute("data-emotion")
+    assert page.inner_text("#photo-message").startswith("2 faces found")
     wait_until(page, f"document.querySelector('#announcer').textContent.includes('Face 1: {dominant}')")  # aria-live
 
     # the heat map overlay, toggled from the keyboard
-    assert page.locator("#photo-boxes img.heat").is_hidden()
+    heat = page.locator("#photo-boxes img.heat")
+    assert heat.count() == 2 and heat.first.is_hidden() and heat.last.is_hidden()
     page.focus("#heatmap-toggle")
     page.keyboard.press("Space")
-    assert page.locator("#photo-boxes img.heat").is_visible()
+    assert heat.first.is_visible() and heat.last.is_visible()
     assert page.eval_on_selector("#photo-boxes img.heat", "img => img.naturalWidth") == 96
     # the music panel follows the detected emotion; like/skip reach the server
     page.wait_for_selector("#tracks li")
