@@ -30,7 +30,7 @@ class TrainConfig:
     labels: str = "fer2013"                   # fer2013 | ferplus-majority | ferplus-soft
     ferplus: str = ""                         # fer2013new.csv, for the ferplus label sets
     model: ModelConfig = field(default_factory=ModelConfig)
-    epochs: int = 70
+    epochs: int = 50
     batch_size: int = 128
     lr: float = 0.1                           # peak SGD learning rate (Nesterov momentum 0.9)
     weight_decay: float = 5e-4
