@@ -45,7 +45,8 @@ async function loadInfo() {
   const acc = info.test_accuracy == null ? "test accuracy not measured yet"
     : `test accuracy ${(info.test_accuracy * 100).toFixed(1)} % on FER-2013 PrivateTest`;
   $("model-info").textContent = `Model ${info.model.name} (ferkit ${info.model.version}), ` +
-    `${info.labels.length} emotions: ${info.labels.join(", ")}; detector ${info.detector}; ${acc}.`;
+    `${info.labels.length} emotions: ${info.labels.join(", ")}; detector ${info.detector}; ${acc}.` +
+    (info.model.note ? ` (${info.model.note})` : "");
   state.info = info;
   buildLegend();
 }
