@@ -147,3 +147,20 @@ def test_cli_train_export_evaluate_round_trip(tiny_data, tmp_path):
     metrics = json.loads((tmp_path / "tiny.metrics.json").read_text())
     assert metrics["n"] == 16 and 0 <= metrics["test_accuracy"] <= 1
     assert (tmp_path / "eval" / "robustness_tiny.png").is_file()
+
+
+def test_quantize_keeps_metadata_and_predictions(tiny_data, tmp_path):
+    from ferkit.export import quantize_int8
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(channels=(8, 16, 16, 32), depths=(1, 1, 1, 1))).eval()
+    fp32 = tmp_path / "m.onnx"
+    export_onnx(model, fp32, name="m", labels=("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"))
+    faces = np.load(tiny_data)["pixels"]
+    meta = quantize_int8(fp32, tmp_path / "m-int8.onnx", faces[:64])
+    assert meta["name"] == "m-int8" and meta["quantized"]["calibration_faces"] == 64
+    a = load_recognizer(fp32, detector="none").classify(faces)
+    q = load_recognizer(tmp_path / "m-int8.onnx", detector="none")
+    b = q.classify(faces)
+    assert q.labels == ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+    assert np.allclose(b.sum(1), 1, atol=1e-4) and np.abs(a - b).max() < 0.1

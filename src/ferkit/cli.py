@@ -184,6 +184,29 @@ def run_export(args) -> int:
     return EXIT_OK
 
 
+def add_quantize(sub) -> None:
+    p = sub.add_parser("quantize", help="an exported ONNX model -> a faster INT8 model (static quantization)")
+    p.add_argument("model", help="the float32 .onnx written by ferkit export")
+    p.add_argument("out", help="the INT8 .onnx to write")
+    p.add_argument("--data", required=True, help="FER-2013 data; calibration uses faces of its Training split only")
+    p.add_argument("--faces", type=int, default=1024, help="how many Training faces calibrate the activation ranges")
+    p.add_argument("--name", default=None, help="model name stored in the file (default: the file's stem)")
+    p.set_defaults(run=run_quantize)
+
+
+def run_quantize(args) -> int:
+    import numpy as np
+
+    from .data import load_dataset
+    from .export import quantize_int8
+
+    train = load_dataset(args.data).split("Training")
+    faces = train.pixels[np.random.default_rng(0).permutation(len(train))[:args.faces]]
+    quantize_int8(args.model, args.out, faces, name=args.name)
+    print(f"wrote {args.out} ({Path(args.out).stat().st_size / 1e6:.1f} MB), calibrated on {len(faces)} Training faces")
+    return EXIT_OK
+
+
 def training_run_facts(history: dict) -> dict:
     """From a run's history.json: the `ferkit train` command equivalent to its config, hardware and wall time."""
     from .train import TrainConfig
@@ -322,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_data(sub)
     add_train(sub)
     add_export(sub)
+    add_quantize(sub)
     add_evaluate(sub)
     # Subcommands of other areas: each module's add_parser(sub) registers itself (keep one line each).
     __import__("ferkit.server.cli", fromlist=["cli"]).add_parser(sub)  # ferkit serve (the web app)
