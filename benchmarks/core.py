@@ -17,9 +17,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ferkit import load_recognizer
+import onnxruntime as ort
+
+from ferkit import available_models, load_recognizer
 from ferkit.data import load_dataset
-from ferkit.evaluate import evaluate, fer2013_set
+from ferkit.evaluate import evaluate, fer2013_set, machine_description
 
 
 def timed(fn, repeat: int) -> list[float]:
@@ -33,10 +35,10 @@ def timed(fn, repeat: int) -> list[float]:
 
 
 def scene(faces48: np.ndarray, n: int) -> np.ndarray:
-    """A 640x480 BGR frame with n FER faces (enlarged, border-padded so the cascade can find them)."""
+    """A 640x480 BGR frame with n FER faces (enlarged, border-padded so the detectors can find them)."""
     frame = np.full((480, 640, 3), 110, np.uint8)
-    size = 100 if n > 1 else 160
-    spots = [(40, 40), (360, 40), (40, 260), (360, 260)] if n > 1 else [(200, 120)]
+    size = 120 if n > 1 else 160
+    spots = [(20, 10), (340, 10), (20, 250), (340, 250)] if n > 1 else [(200, 120)]
     for face, (x, y) in zip(faces48, spots[:n]):
         f = cv2.resize(face, (size, size), interpolation=cv2.INTER_CUBIC)
         p = size // 3
@@ -80,25 +82,31 @@ def main() -> None:
     data = Path(args.data)
     ds = load_dataset(data / "fer2013-compact.npz.xz" if (data / "fer2013-compact.npz.xz").is_file() else data / "fer2013.csv.gz")
     test = fer2013_set(ds, "PrivateTest")
-    rec = load_recognizer(args.model, threads=args.threads)
-    print(f"ferkit {rec!r}, ONNX Runtime threads={args.threads}")
+    models = [args.model] if args.model else [m for m in ("fer2013", "fer2013-fp32") if m in available_models()]
+    print(f"ONNX Runtime {ort.__version__}, threads={args.threads}; {machine_description()}")
     rows = []
-    for tta in ("none", "flip"):
-        r = evaluate(load_recognizer(args.model, detector="none", threads=args.threads, tta=tta), test)
-        rows.append(f"accuracy, PrivateTest ({r['n']} faces), TTA {tta:<5}: {r['accuracy']:.4f}  macro F1 {r['macro']['f1']:.4f}")
+    for model in models:
+        for tta in ("none", "flip"):
+            r = evaluate(load_recognizer(model, detector="none", threads=args.threads, tta=tta), test)
+            rows.append(f"{model:<13} accuracy, PrivateTest ({r['n']} faces), TTA {tta:<5}: {r['accuracy']:.4f}  macro F1 {r['macro']['f1']:.4f}")
     faces = test.pixels
-    for batch in (1, 64):
-        x = faces[:batch]
-        ms = timed(lambda: rec.classify(x), max(10, args.repeat // (1 if batch == 1 else 4)))
-        rows.append(f"classifier latency, batch {batch:<2}: {statistics.median(ms) / batch:.3f} ms per face (median; p90 {np.percentile(ms, 90) / batch:.3f})")
-    # faces the cascade finds, to build realistic frames
-    found = [f for f in faces[:200] if len(rec.detector.detect(scene(f[None], 1))[0]) == 1]
-    for n in (1, 4):
-        frame = scene(np.array(found[:n]), n)
-        detected = len(rec.analyze(frame))
-        ms = timed(lambda: rec.analyze(frame), max(10, args.repeat // 4))
-        rows.append(f"end to end, 640x480 frame, {n} face{'s' if n > 1 else ' '} ({detected} found): {statistics.median(ms):.2f} ms "
-                    f"(median; p90 {np.percentile(ms, 90):.2f}); detection alone {statistics.median(timed(lambda: rec.detector.detect(frame), 20)):.2f} ms")
+    for model in models:
+        rec = load_recognizer(model, detector="none", threads=args.threads)
+        for batch in (1, 64):
+            x = faces[:batch]
+            ms = timed(lambda: rec.classify(x), max(10, args.repeat // (1 if batch == 1 else 4)))
+            rows.append(f"{model:<13} classifier latency, batch {batch:<2}: {statistics.median(ms) / batch:.3f} ms per face "
+                        f"(median; p90 {np.percentile(ms, 90) / batch:.3f})")
+    for detector in ("haar", "blazeface"):
+        rec = load_recognizer(models[0], detector=detector, threads=args.threads)
+        found = [f for f in faces[:300] if len(rec.detector.detect(scene(f[None], 1))[0]) == 1]
+        for n in (1, 4):
+            frame = scene(np.array(found[:n]), n)
+            detected = len(rec.analyze(frame))
+            ms = timed(lambda: rec.analyze(frame), max(10, args.repeat // 4))
+            det_ms = statistics.median(timed(lambda: rec.detector.detect(frame), 20))
+            rows.append(f"{models[0]:<13} end to end, {detector:<9} 640x480 frame, {n} face{'s' if n > 1 else ' '} ({detected} found): "
+                        f"{statistics.median(ms):.2f} ms (median; p90 {np.percentile(ms, 90):.2f}); detection alone {det_ms:.2f} ms")
     rows.append(fer_package_row(faces, test.labels, args.repeat))
     print("\n".join(rows))
 
