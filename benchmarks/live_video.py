@@ -8,7 +8,8 @@ across a canvas, written to a temporary folder with OpenCV (mp4v). Figures:
   1. the detector alone on a 640x480 frame and on the 320-pixel copy the live loop uses;
   2. `ferkit live` end to end (decode -> track/detect -> classify -> draw; no JSON, no window unless --window)
      with 1 and 4 faces, for the detection strategy before (detect every frame at full size) and after
-     (detect every 5th frame on a 320-pixel copy, follow faces in between: the live defaults);
+     (detect every 5th frame on a 320-pixel copy, follow faces in between: the live defaults), and with the
+     BlazeFace detector (`--detector blazeface`) for comparison;
   3. `ferkit video` on a 30 fps one-face video: seconds of video per second of analysis (x real time),
      before (detect every frame) and after (the default, detect every 3rd frame), all outputs written.
 Needs FER-2013 (../shared/data/fer2013 or $FERKIT_DATA).
@@ -147,10 +148,13 @@ def main() -> None:
         print(f"\n2. ferkit live end to end ({args.live_frames} frames of a 640x480 video, as fast as possible"
               f"{', shown in a window' if window else ', drawn, not shown'}):")
         print(f"   {'strategy':<52} {'1 face':>12} {'4 faces':>12}")
-        for name, every, side in [("before: detect every frame at 640x480", 1, None),
-                                  ("after:  detect every 5th frame on a 320 copy (default)", 5, 320)]:
-            fps1, n1 = live_fps(rec, one, detect_every=every, detect_side=side, window=window)
-            fps4, n4 = live_fps(rec, four, detect_every=every, detect_side=side, window=window)
+        blaze = ferkit.load_recognizer(detector="blazeface", threads=args.threads)
+        for name, r, every, side in [("before: detect every frame at 640x480", rec, 1, None),
+                                     ("after:  detect every 5th frame on a 320 copy (default)", rec, 5, 320),
+                                     ("--detector blazeface, every frame", blaze, 1, None),
+                                     ("--detector blazeface, every 5th frame", blaze, 5, None)]:
+            fps1, n1 = live_fps(r, one, detect_every=every, detect_side=side, window=window)
+            fps4, n4 = live_fps(r, four, detect_every=every, detect_side=side, window=window)
             print(f"   {name:<52} {fps1:>8.1f} fps {fps4:>8.1f} fps   (faces found per frame: {n1:.2f}, {n4:.2f})")
 
         n = int(round(args.video_seconds * 30))

@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from .annotate import EMOTION_COLORS_BGR, draw_faces
+from .detect import available_detectors
 from .track import FaceTracker, TrackedFace
 from .video import MAX_FAILED_READS, VideoError, open_video, quiet_opencv
 
@@ -274,7 +275,8 @@ def add_parser(sub) -> None:
     p.add_argument("--detect-every", type=int, default=5, metavar="N", help="run the face detector every N frames, follow faces in between (default: 5)")
     p.add_argument("--detect-side", type=int, default=320, metavar="PX", help="longest side of the copy the detector searches (default: 320)")
     p.add_argument("--model", default=None, help="shipped model name or path to an .onnx file (default: fer2013)")
-    p.add_argument("--detector", default="haar", help="face detector: haar, haar-alt2 (default: haar)")
+    p.add_argument("--detector", default="haar", choices=[d for d in available_detectors() if d != "none"],
+                   help="face detector (default: haar; blazeface is much faster for webcam-sized faces)")
     p.set_defaults(run=run_live)
 
 
