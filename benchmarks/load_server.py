@@ -27,15 +27,15 @@ import cv2
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def face_frames(width: int, height: int, count: int = 8) -> list[bytes]:
-    """JPEGs of `count` real FER-2013 PrivateTest faces the Haar cascade finds, one per frame."""
+def face_frames(width: int, height: int, detector: str, count: int = 8) -> list[bytes]:
+    """JPEGs of `count` real FER-2013 PrivateTest faces that `detector` finds, one per frame."""
     from ferkit.data import load_dataset
     from ferkit.detect import create_detector
 
     data = Path(os.environ.get("FERKIT_DATA", ROOT.parent / "shared" / "data" / "fer2013"))
     compact = data / "fer2013-compact.npz.xz"
     ds = load_dataset(compact if compact.is_file() else data / "fer2013.csv.gz").split("PrivateTest")
-    det = create_detector("haar")
+    det = create_detector(detector)
     side = int(height * 0.45)
     out = []
     for face in ds.pixels[:400]:
@@ -53,11 +53,12 @@ def face_frames(width: int, height: int, count: int = 8) -> list[bytes]:
     raise SystemExit(f"only {len(out)} detectable faces found for {width}x{height} frames")
 
 
-def start_server(threads: int | None) -> tuple[subprocess.Popen, str]:
+def start_server(threads: int | None, detector: str | None, live_detector: str | None) -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "ferkit", "serve", "--port", str(port)] + (["--threads", str(threads)] if threads else [])
+    cmd = [sys.executable, "-m", "ferkit", "serve", "--port", str(port)] + (["--threads", str(threads)] if threads else []) \
+        + (["--detector", detector] if detector else []) + (["--live-detector", live_detector] if live_detector else [])
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     import httpx
@@ -162,15 +163,17 @@ def main() -> int:
     ap.add_argument("--live-clients", type=int, default=4)
     ap.add_argument("--live-seconds", type=float, default=15)
     ap.add_argument("--threads", type=int, default=None, help="passed to ferkit serve --threads")
+    ap.add_argument("--detector", default=None, help="passed to ferkit serve --detector (default: the server's, haar)")
+    ap.add_argument("--live-detector", default=None, help="passed to ferkit serve --live-detector (default: the server's, blazeface)")
     args = ap.parse_args()
 
-    uploads = face_frames(640, 480)
-    live_frames = face_frames(480, 360)
-    proc, url = start_server(args.threads)
+    uploads = face_frames(640, 480, args.detector or "haar")
+    live_frames = face_frames(480, 360, args.live_detector or "blazeface")
+    proc, url = start_server(args.threads, args.detector, args.live_detector)
     failed = False
     try:
         print(f"ferkit web app load test on {platform.node()} ({os.cpu_count()} CPUs, {platform.processor() or platform.machine()}), "
-              f"server {url}, threads={args.threads or 'default'}")
+              f"server {url}, threads={args.threads or 'default'}, detector={args.detector or 'default'}, live detector={args.live_detector or 'default'}")
         print("\nPOST /api/v1/analyze, 640x480 JPEG with one face")
         print(f"{'clients':>8} {'requests':>9} {'errors':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
         for c in args.concurrency:

@@ -144,10 +144,11 @@ def detectable_scenes(faces48, detector, **scene_args):
 
 @pytest.fixture(scope="session")
 def frame_jpeg(detectable_faces) -> bytes:
-    """A 320x240 camera-like JPEG frame with one real FER face the detector finds."""
+    """A 320x240 camera-like JPEG frame with one real FER face that live mode's detector finds."""
     from ferkit.detect import create_detector
+    from ferkit.server import Settings
 
-    _, img = next(detectable_scenes(detectable_faces[0], create_detector("haar")))
+    _, img = next(detectable_scenes(detectable_faces[0], create_detector(Settings().live_detector)))
     return encode(cv2.cvtColor(img, cv2.COLOR_GRAY2BGR), ".jpg", 80)
 
 

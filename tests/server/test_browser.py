@@ -247,8 +247,9 @@ def browser_sees_it(img: np.ndarray, detector) -> bool:
 def camera_video(detectable_faces, tmp_path_factory) -> Path:
     """A 640x480 video of real FER faces: a different face every 10 frames, each drifting sideways."""
     from ferkit.detect import create_detector
+    from ferkit.server import Settings
 
-    det = create_detector("haar")
+    det = create_detector(Settings().live_detector)
     faces, _ = detectable_faces
     frames, chosen = [], []
     for i, img in detectable_scenes(faces, det, width=640, height=480, face_size=170):

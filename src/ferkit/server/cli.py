@@ -11,7 +11,8 @@ def add_parser(sub) -> None:
     p.add_argument("--host", default=None, help="address to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=None, help="port (default: 8000)")
     p.add_argument("--model", default=None, help="shipped model name or path to an .onnx file (default: fer2013)")
-    p.add_argument("--detector", default=None, help="face detector: haar, haar-alt2 (default: haar)")
+    p.add_argument("--detector", default=None, help="face detector for uploads: haar, haar-alt2, blazeface (default: haar)")
+    p.add_argument("--live-detector", default=None, help="face detector for live mode (default: blazeface)")
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per inference (default: its own)")
     p.add_argument("--max-upload-bytes", type=int, default=None, help="largest accepted upload (default: 10000000)")
     p.add_argument("--max-pixels", type=int, default=None, help="largest decoded upload, width x height (default: 40000000)")
@@ -32,7 +33,8 @@ def run_serve(args) -> int:
     from ..detect import available_detectors
     from ..recognizer import resolve_model
 
-    given = {k: getattr(args, k) for k in ("host", "port", "model", "detector", "threads", "max_upload_bytes", "max_pixels")
+    given = {k: getattr(args, k) for k in ("host", "port", "model", "detector", "live_detector", "threads",
+                                           "max_upload_bytes", "max_pixels")
              if getattr(args, k) is not None}
     try:
         settings = Settings(**given)
@@ -42,8 +44,9 @@ def run_serve(args) -> int:
             print(f"ferkit serve: {where}={err.get('input')!r}: {err['msg']}", file=sys.stderr)
         return 2
     resolve_model(settings.model)  # an unknown model or a missing file fails here, with its message, not in the server
-    if settings.detector not in available_detectors():
-        raise ValueError(f"unknown detector {settings.detector!r}; valid: {', '.join(available_detectors())}")
+    for name in (settings.detector, settings.live_detector):
+        if name is not None and name not in available_detectors():
+            raise ValueError(f"unknown detector {name!r}; valid: {', '.join(available_detectors())}")
     app = create_app(settings)
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     shown = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else host

@@ -23,11 +23,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         from starlette.concurrency import run_in_threadpool
 
+        from ..detect import create_detector
         from ..recognizer import load_recognizer
 
         app.state.recognizer = await run_in_threadpool(
             load_recognizer, settings.model, settings.detector, threads=settings.threads)
         app.state.inference_limiter = anyio.CapacityLimiter(settings.inference_workers)
+        app.state.live_detector = None if settings.live_detector in (None, settings.detector) else \
+            await run_in_threadpool(create_detector, settings.live_detector)
         yield
         app.state.recognizer = None
 

@@ -11,9 +11,9 @@ Protocol (one connection per camera):
   followed from the previous frame rather than found by the detector).
   A frame that cannot be used gets {"type": "error", "frame": id, "detail": "..."}; the connection stays open.
 
-Speed: each connection has its own `ferkit.track.FaceTracker`: the detector (the costly step) runs on every
-`live_detect_every`-th frame, on a copy no larger than `live_detect_side`; in between, faces are followed by
-template matching. Every frame's faces are classified afresh. Smoothing is left to the client (the page's toggle).
+Speed: each connection has its own `ferkit.track.FaceTracker`: the detector (the costly step; `live_detector`,
+BlazeFace by default) runs on every `live_detect_every`-th frame, on a copy no larger than `live_detect_side`;
+in between, faces are followed by template matching. Every frame's faces are classified afresh. Smoothing is left to the client (the page's toggle).
 
 Back-pressure: only the newest unprocessed frame is kept. A frame that arrives while another waits replaces
 it (counted in "dropped"), so a client that sends faster than the server can serve gets fresh results and
@@ -35,6 +35,16 @@ from ..deps import get_recognizer, get_settings, run_inference
 router = APIRouter()
 log = logging.getLogger(__name__)
 _GONE = (WebSocketDisconnect, RuntimeError, OSError)  # what sending to a vanished client raises
+
+
+class _WithDetector:
+    """The shared Recognizer seen through another face detector (live mode's), for FaceTracker. No second model."""
+
+    def __init__(self, recognizer, detector):
+        self._recognizer, self.detector = recognizer, detector
+
+    def __getattr__(self, name):
+        return getattr(self._recognizer, name)
 
 
 class _Session:
@@ -62,7 +72,9 @@ async def live(ws: WebSocket) -> None:
     settings, rec = get_settings(ws), get_recognizer(ws)
     await ws.accept()
     s = _Session(ws)
-    tracker = FaceTracker(rec, detect_every=settings.live_detect_every, detect_side=settings.live_detect_side)
+    detector = getattr(ws.app.state, "live_detector", None)
+    tracker = FaceTracker(_WithDetector(rec, detector) if detector is not None else rec,
+                          detect_every=settings.live_detect_every, detect_side=settings.live_detect_side)
     worker = asyncio.create_task(_serve_frames(s, tracker, settings.max_frame_pixels))
     try:
         await s.send({"type": "hello", "labels": list(rec.labels), "max_frame_bytes": settings.max_frame_bytes})

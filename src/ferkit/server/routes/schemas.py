@@ -46,7 +46,8 @@ class ModelInfo(BaseModel):
 class Info(BaseModel):
     model: ModelInfo
     labels: list[str] = Field(description="the emotions, in the model's order")
-    detector: str
+    detector: str = Field(description="the face detector for uploads")
+    live_detector: str = Field(description="the face detector for live mode")
     test_accuracy: float | None = Field(description="accuracy on FER-2013 PrivateTest from the model card; "
                                         "null until the model has been evaluated")
     metrics: dict = Field(description="the model card's metrics as written by `ferkit evaluate` (may be empty)")
