@@ -144,7 +144,8 @@ def add_export(sub) -> None:
     p.add_argument("out", help="the .onnx file to write")
     p.add_argument("--name", default=None, help="model name stored in the file (default: the file's stem)")
     p.add_argument("--calibrate", metavar="DATA", default=None,
-                   help="fit a softmax temperature on PublicTest of this FER-2013 data (calibrated probabilities)")
+                   help="fit a softmax temperature on PublicTest of this FER-2013 data (calibrated probabilities); "
+                        "a FER+ model uses fer2013new.csv beside it")
     p.set_defaults(run=run_export)
 
 
@@ -164,7 +165,13 @@ def run_export(args) -> int:
         from .export import fit_temperature
         from .train import predict_proba
 
-        val = load_dataset(args.calibrate).split("PublicTest")
+        data = load_dataset(args.calibrate)
+        if tuple(ckpt["labels"]) != tuple(data.classes):  # a FER+ model: calibrate on FER+ majority labels
+            from .data import read_ferplus_votes, with_ferplus
+
+            votes = Path(args.calibrate).parent / "fer2013new.csv"
+            data = with_ferplus(data, read_ferplus_votes(votes, len(data)), "majority")
+        val = data.split("PublicTest")
         temperature = fit_temperature(model, val.pixels, val.labels)
         before = predict_proba(model, val.pixels, "cpu")
         logp = np.log(before.clip(1e-12)) / temperature
