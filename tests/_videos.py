@@ -22,14 +22,17 @@ class Scene:
 
 
 def pick_faces(detectable_faces, emotions: list[int]) -> list[np.ndarray]:
-    """The first detectable PrivateTest face of each wanted label (FER-2013 label numbers)."""
+    """Detectable PrivateTest faces in PrivateTest order, one per wanted label (FER-2013 label numbers); a label
+    asked for again gets the next face with that label."""
     faces, labels = detectable_faces
-    out = []
+    out, used = [], {}
     for e in emotions:
         idx = np.flatnonzero(labels == e)
-        if len(idx) == 0:
-            raise AssertionError(f"no detectable face with label {e}")
-        out.append(faces[idx[0]])
+        k = used.get(e, 0)
+        if len(idx) <= k:
+            raise AssertionError(f"not enough detectable faces with label {e}")
+        out.append(faces[idx[k]])
+        used[e] = k + 1
     return out
 
 
@@ -66,6 +69,32 @@ def make_video(path: Path, faces48: list[np.ndarray], labels: list[int], *, n_fr
     for i in range(n_frames):
         frame, boxes = render(faces48, i / max(1, n_frames - 1))
         writer.write(frame)
+        all_boxes.append(boxes)
+    writer.release()
+    return Scene(path, fps, n_frames, list(labels), all_boxes)
+
+
+def make_grid_video(path: Path, faces48: list[np.ndarray], labels: list[int], *, n_frames: int = 20, fps: float = 15.0,
+                    face_size: int = 80) -> Scene:
+    """Up to 6 faces in a 3x2 grid (row by row), drifting 16 px sideways and back: many faces in one clip."""
+    path = Path(path)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (WIDTH, HEIGHT))
+    assert writer.isOpened()
+    patches = [pad_face(f, face_size, 0.4) for f in faces48]
+    ph = patches[0].shape[0]
+    pad = (ph - face_size) // 2
+    all_boxes = []
+    for i in range(n_frames):
+        grey = canvas()
+        drift = int(round(8 * np.sin(2 * np.pi * i / max(1, n_frames))))
+        boxes = []
+        for k, patch in enumerate(patches):
+            col, row = k % 3, k // 3
+            x = col * (WIDTH // 3) + (WIDTH // 3 - ph) // 2 + drift
+            y = row * (HEIGHT // 2) + (HEIGHT // 2 - ph) // 2
+            grey[y:y + ph, x:x + ph] = patch
+            boxes.append((x + pad, y + pad, face_size, face_size))
+        writer.write(cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR))
         all_boxes.append(boxes)
     writer.release()
     return Scene(path, fps, n_frames, list(labels), all_boxes)

@@ -9,14 +9,14 @@ import sys
 import cv2
 import numpy as np
 import pytest
-from tests._videos import HEIGHT, WIDTH, jpeg_starts, make_video, pick_faces, to_mjpeg
+from tests._videos import HEIGHT, WIDTH, jpeg_starts, make_grid_video, make_video, pick_faces, to_mjpeg
 
 from ferkit import EMOTIONS
 from ferkit.video import VideoError, analyze_video, open_video
 
 pytestmark = pytest.mark.data
 
-HAPPY, SURPRISE = 3, 5
+HAPPY, SURPRISE, NEUTRAL = 3, 5, 6
 N_FRAMES, FPS = 45, 15.0
 OUTPUTS = ["timeline.csv", "timeline.json", "annotated.mp4", "emotions.png", "summary.json", "summary.txt"]
 
@@ -92,15 +92,27 @@ def test_json_timeline_matches_the_csv(analysed):
         assert j["probabilities"] == pytest.approx({k: float(c[k]) for k in EMOTIONS}, abs=2e-4)
 
 
-def test_emotions_match_the_faces_labels(analysed, scene):
-    """Conservative: each face's dominant emotion over the clip is its FER-2013 label (needs the trained model)."""
-    report, out = analysed
-    rows = _rows(out)
-    for face_id, s in report.summary.items():
-        face_rows = [r for r in rows if r["face"] == face_id]
-        label = scene.labels[_row_of_face(scene, [int(face_rows[0][k]) for k in "xywh"])]
-        assert s["dominant"] == EMOTIONS[label], (face_id, s["share"])
-        assert s["share"][EMOTIONS[label]] >= 0.5
+def test_emotions_match_the_faces_labels(recognizer, detectable_faces, tmp_path):
+    """Six real faces (two each of happy, surprise, neutral, in PrivateTest order) in a 3x2 grid: at least 4 of
+    the 6 faces' dominant emotion over the clip is their FER-2013 label, and at least 60 % of all timeline rows
+    agree with the label. A model that always says the same thing gets 2 of 6. Needs the trained model."""
+    labels = [HAPPY, SURPRISE, NEUTRAL, HAPPY, SURPRISE, NEUTRAL]
+    grid = make_grid_video(tmp_path / "grid.mp4", pick_faces(detectable_faces, labels), labels)
+    report = analyze_video(grid.path, recognizer, tmp_path / "out")
+    rows = _rows(tmp_path / "out")
+    assert len(report.summary) == 6, report.summary.keys()
+    label_of = {}
+    for face_id in report.summary:
+        first = next(r for r in rows if r["face"] == face_id)
+        box = [int(first[k]) for k in "xywh"]
+        truth = grid.boxes[int(first["frame"])]
+        cell = min(range(6), key=lambda k: abs(truth[k][0] - box[0]) + abs(truth[k][1] - box[1]))
+        label_of[face_id] = EMOTIONS[labels[cell]]
+    assert sorted(label_of.values()) == sorted(EMOTIONS[k] for k in labels)  # one id per face
+    right = {i: s["dominant"] == label_of[i] for i, s in report.summary.items()}
+    assert sum(right.values()) >= 4, {i: (label_of[i], s["dominant"], s["share"]) for i, s in report.summary.items()}
+    agree = sum(r["emotion"] == label_of[r["face"]] for r in rows) / len(rows)
+    assert agree >= 0.6, agree
 
 
 def test_summary_shares_and_files(analysed):
