@@ -100,6 +100,8 @@ def live_frames(source: Source, tracker: FaceTracker, *, loop: bool = False, pac
             delay = start + index / source.fps - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
+            elif delay < -1 / source.fps:  # running late: carry on from here rather than rush to catch up
+                start -= delay
         faces = tracker.process(frame)
         now = time.perf_counter()
         stamps.append(now)
@@ -141,12 +143,13 @@ def frame_record(lf: LiveFrame) -> dict:
 # ---------------------------------------------------------------- drawing
 def draw_live(image: np.ndarray, faces: list[TrackedFace], fps: float, labels) -> np.ndarray:
     """The frame with boxes, '#id emotion %' labels, a probability bar chart per face and the FPS."""
-    out = draw_faces(image, faces, [f"#{f.id} {f.emotion} {f.score:.0%}" for f in faces])
+    out = image.copy() if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    text = f"{fps:4.1f} fps  {len(faces)} face{'' if len(faces) == 1 else 's'}  q/Esc: quit"
+    cv2.rectangle(out, (0, 0), (8 + 8 * len(text), 24), (0, 0, 0), -1)   # first: face labels go over it
+    cv2.putText(out, text, (5, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+    out = draw_faces(out, faces, [f"#{f.id} {f.emotion} {f.score:.0%}" for f in faces])
     for f in faces:
         draw_bars(out, f, labels)
-    text = f"{fps:4.1f} fps  {len(faces)} face{'' if len(faces) == 1 else 's'}  q/Esc: quit"
-    cv2.rectangle(out, (0, 0), (8 + 8 * len(text), 24), (0, 0, 0), -1)
-    cv2.putText(out, text, (5, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
     return out
 
 
