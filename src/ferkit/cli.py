@@ -323,6 +323,9 @@ def run_evaluate(args) -> int:
         png = out / f"confusion_{rec.name}_{key}.png"
         plot_confusion(first, png)
         figures[f"Confusion matrix: {s.name}"] = png
+    curves = out / f"curves_{rec.name}.png"
+    if curves.is_file():  # copied from the training run's folder (see the README's reproduce steps)
+        figures["Training curves (Training augmented, PublicTest)"] = curves
     if args.robustness:
         results["robustness"] = robustness(rec, sets[results["main"]])
         plot_robustness(results["robustness"], out / f"robustness_{rec.name}.png")

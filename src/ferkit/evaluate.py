@@ -203,8 +203,9 @@ def render_model_card(rec: Recognizer, results: dict, figures: dict[str, str]) -
     ]
     if meta.get("training_run"):
         run = meta["training_run"]
-        lines.append(f"- Training run: `{run.get('command')}` on {run.get('hardware')}, {run.get('epochs_run')} epochs, "
-                     f"{run.get('wall_minutes')} minutes wall time.")
+        resumed = f" (resumed once from `{Path(run['resumed_from']).name}`)" if run.get("resumed_from") else ""
+        lines.append(f"- Training run: `{run.get('command')}`{resumed} on {run.get('hardware')}, {run.get('epochs_run')} epochs, "
+                     f"{run.get('wall_minutes')} minutes wall time in all.")
     if tc:
         keys = ("epochs", "batch_size", "lr", "weight_decay", "schedule", "label_smoothing", "class_weight_power", "ema_decay", "seed")
         lines.append("- Recipe: " + ", ".join(f"{k}={tc[k]}" for k in keys if k in tc) +
