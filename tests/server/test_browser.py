@@ -170,7 +170,7 @@ def test_api_docs_render_without_a_cdn(web, playwright_instance):
     outside = []
     page.on("request", lambda r: outside.append(r.url) if not r.url.startswith((web.url, "data:", "blob:")) else None)
     page.goto(web.url + "/docs")
-    page.get_by_text("/api/v1/analyze", exact=True).first.wait_for(timeout=20_000)
+    page.get_by_text("/api/v1/analyze", exact=True).first.wait_for(timeout=60_000)  # a 1.5 MB script; slow under load
     page.goto(web.url)
     page.wait_for_selector("body[data-ready=true]")
     assert outside == []
