@@ -111,3 +111,11 @@ def test_wrong_input_type(recognizer):
         recognizer.analyze(12345)
     with pytest.raises(UnreadableImageError, match="no such file"):
         recognizer.analyze("/nonexistent/photo.jpg")
+
+
+def test_available_models_are_classifiers_only():
+    names = ferkit.available_models()
+    assert {"fer2013", "fer2013-fp32"} <= set(names)
+    assert not [n for n in names if "blazeface" in n]
+    for name in names:
+        assert load_recognizer(name, detector="none").labels  # every listed name loads as a classifier

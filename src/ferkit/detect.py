@@ -83,7 +83,7 @@ class BlazeFaceDetector:
 
     name = "blazeface"
     INPUT = 128
-    MODEL = Path(__file__).parent / "weights" / "blazeface_short_range.onnx"
+    MODEL = Path(__file__).parent / "weights" / "detectors" / "blazeface_short_range.onnx"
 
     def __init__(self, score_threshold: float = 0.5, nms_threshold: float = 0.3, threads: int = 1,
                  frame: tuple[float, float] = (1.20, -0.043)):
