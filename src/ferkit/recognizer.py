@@ -93,6 +93,9 @@ class Recognizer:
             raise ValueError(f"unknown tta {tta!r}; valid: {', '.join(TTA_MODES)} (or True/False)")
         self.margin = margin
         opts = ort.SessionOptions()
+        # Worker threads that spin-wait after a run steal the CPU from the detector that runs next (measured:
+        # +11 ms per 640x480 frame on 2 cores); sleeping costs nothing measurable at these sizes.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
