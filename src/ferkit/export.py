@@ -70,8 +70,6 @@ def export_onnx(model: FERNet, path: str | Path, *, name: str, labels, extra: di
     Returns the metadata written, plus `max_abs_diff` when checked. Raises RuntimeError when the
     probabilities differ by `tolerance` or more.
     """
-    import onnx
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.float().eval()
@@ -92,6 +90,16 @@ def export_onnx(model: FERNet, path: str | Path, *, name: str, labels, extra: di
         "ferkit_version": __version__,
         **(extra or {}),
     }
+    write_metadata(path, meta)
+    if check:
+        meta["max_abs_diff"] = check_against_torch(model, path, tolerance, temperature=temperature)
+    return meta
+
+
+def write_metadata(path: str | Path, meta: dict) -> None:
+    """Store `meta` as the file's one ferkit metadata entry (what Recognizer reads), then check the model."""
+    import onnx
+
     proto = onnx.load(str(path))
     del proto.metadata_props[:]
     entry = proto.metadata_props.add()
@@ -99,9 +107,6 @@ def export_onnx(model: FERNet, path: str | Path, *, name: str, labels, extra: di
     proto.producer_name = "ferkit"
     onnx.checker.check_model(proto)
     onnx.save(proto, str(path))
-    if check:
-        meta["max_abs_diff"] = check_against_torch(model, path, tolerance, temperature=temperature)
-    return meta
 
 
 def check_against_torch(model: FERNet, path: str | Path, tolerance: float = 1e-4, n: int = 64, seed: int = 0,
@@ -132,7 +137,6 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, calibration_faces
     """
     import tempfile
 
-    import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -158,11 +162,5 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, calibration_faces
     meta.update(name=name or Path(out_path).stem, quantized={
         "from": Path(fp32_path).name, "method": "ONNX Runtime static quantization, QDQ, int8 per-channel weights, "
                                                 "uint8 activations", "calibration_faces": int(len(faces))})
-    proto = onnx.load(str(out_path))
-    del proto.metadata_props[:]
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps(meta)
-    proto.producer_name = "ferkit"
-    onnx.checker.check_model(proto)
-    onnx.save(proto, str(out_path))
+    write_metadata(out_path, meta)
     return meta
