@@ -102,8 +102,6 @@ def _add_dataclass_flags(p, cls, skip=()) -> None:
 
 
 def add_train(sub) -> None:
-    from .train import TrainConfig  # noqa: F401  (torch is imported lazily in run_train)
-
     p = sub.add_parser("train", help="train a model (needs the [train] extra)",
                        description="Train on Training, select on PublicTest; PrivateTest is never read.")
     _add_train_flags(p)
@@ -111,23 +109,19 @@ def add_train(sub) -> None:
 
 
 def _add_train_flags(p) -> None:
-    # The config classes live in modules that import torch; their fields are mirrored here lazily.
-    try:
-        from .model import ModelConfig
-        from .train import TrainConfig
-    except ImportError:
-        p.set_defaults(missing_torch=True)
-        return
+    from .config import ModelConfig, TrainConfig
+
     _add_dataclass_flags(p, TrainConfig, skip=("model",))
     _add_dataclass_flags(p, ModelConfig)
 
 
 def run_train(args) -> int:
-    if getattr(args, "missing_torch", False):
+    try:
+        from .train import train
+    except ImportError:
         _err("training needs torch: pip install torch==2.13.0 && pip install -e '.[train]'")
         return EXIT_USAGE
-    from .model import ModelConfig
-    from .train import TrainConfig, train
+    from .config import ModelConfig, TrainConfig
 
     mfields = {f.name for f in dataclasses.fields(ModelConfig)}
     model = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in vars(args).items() if k in mfields})
@@ -216,7 +210,7 @@ def run_quantize(args) -> int:
 
 def training_run_facts(history: dict) -> dict:
     """From a run's history.json: the `ferkit train` command equivalent to its config, hardware and wall time."""
-    from .train import TrainConfig
+    from .config import TrainConfig
 
     cfg, default = history["config"], dataclasses.asdict(TrainConfig())
     flags = [f"--{k.replace('_', '-')} {v}" for k, v in cfg.items() if k not in ("model", "resume") and v != default.get(k)]

@@ -161,7 +161,7 @@ def read_image_folders(root: str | Path) -> FaceDataset:
     split_dirs = [d for d in sorted(root.iterdir()) if d.is_dir() and d.name.lower() in FOLDER_SPLITS] if root.is_dir() else []
     if not split_dirs:
         raise DataError(f"{root}: expected sub-folders train/ and test/ (or validation/), each with one folder per emotion")
-    pixels, labels, usage, index = [], [], [], []
+    pixels, labels, usage = [], [], []
     for split_dir in split_dirs:
         for class_dir in sorted(d for d in split_dir.iterdir() if d.is_dir()):
             name = class_dir.name.lower()

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import FaceDataset, read_ferplus_votes, with_ferplus
-from .labels import EMOTIONS, FERPLUS_EMOTIONS
+from .data import FaceDataset, with_ferplus
+from .labels import FERPLUS_EMOTIONS
 from .recognizer import Recognizer
 
 

@@ -6,29 +6,13 @@ Needs torch (the [train] extra); inference uses the exported ONNX file instead.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
 from torch import nn
 import torch.nn.functional as F
 
+from .config import ModelConfig
 
-@dataclass
-class ModelConfig:
-    num_classes: int = 7
-    channels: tuple[int, ...] = (32, 64, 128, 256)  # width of each stage; 48 -> 24 -> 12 -> 6 pixels
-    depths: tuple[int, ...] = (2, 2, 3, 3)          # 3x3 conv + BN + ReLU layers per stage
-    dropout: float = 0.3                            # before the linear head
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
-        d = dict(d)
-        for key in ("channels", "depths"):
-            d[key] = tuple(d[key])
-        return cls(**d)
+__all__ = ["FERNet", "ModelConfig", "build_model"]
 
 
 def conv_bn_relu(c_in: int, c_out: int) -> nn.Sequential:

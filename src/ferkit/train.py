@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
@@ -19,41 +19,9 @@ from tqdm import tqdm
 
 from . import __version__
 from .data import FaceDataset, load_dataset, read_ferplus_votes, with_ferplus
-from .model import FERNet, ModelConfig, build_model
+from .config import ModelConfig, TrainConfig
+from .model import FERNet, build_model
 from .preprocess import PREPROCESS_SPEC, to_model_input
-
-
-@dataclass
-class TrainConfig:
-    data: str = "../shared/data/fer2013/fer2013.csv.gz"  # any layout data.load_dataset reads
-    out: str = "runs/fer2013"                 # checkpoints, history.json, curves.png
-    labels: str = "fer2013"                   # fer2013 | ferplus-majority | ferplus-soft
-    ferplus: str = ""                         # fer2013new.csv, for the ferplus label sets
-    model: ModelConfig = field(default_factory=ModelConfig)
-    epochs: int = 50
-    batch_size: int = 128
-    lr: float = 0.1                           # peak SGD learning rate (Nesterov momentum 0.9)
-    weight_decay: float = 5e-4
-    warmup_epochs: float = 2.0                # linear warm-up, then the schedule below
-    schedule: str = "cosine"                  # cosine (to 0 at `epochs`) | plateau (x0.5 after 5 flat epochs)
-    label_smoothing: float = 0.1
-    class_weight_power: float = 0.3           # loss weight per class = (count / mean count) ** -power; 0 = off
-    ema_decay: float = 0.999                  # weights averaged over steps; the EMA model is evaluated and saved
-    patience: int = 15                        # early stop after this many epochs without a better PublicTest accuracy
-    seed: int = 0
-    device: str = "auto"                      # auto | cpu | cuda
-    bf16: bool = True                         # bfloat16 autocast (AMX on recent Xeons, tensor cores on GPUs)
-    threads: int = 0                          # torch CPU threads; 0 = torch's default
-    # augmentation (training batches only, after the split)
-    rotate_deg: float = 15.0
-    scale: float = 0.15                       # zoom in or out by up to 15 %
-    shear_deg: float = 8.0
-    shift: float = 0.1                        # fraction of the image size
-    flip: bool = True
-    brightness: float = 0.25                  # in [-1, 1] units
-    contrast: float = 0.25
-    erase_prob: float = 0.5                   # random erasing: one rectangle of 2-20 % of the face
-    resume: str = ""                          # path to a last.pt to continue from
 
 
 # ---------------------------------------------------------------- data
