@@ -315,8 +315,10 @@ def test_live_mode_with_a_fake_camera(web, playwright_instance, camera_video, tm
     # pause stops the frames, resume starts them again
     page.click("#live-pause")
     assert page.get_attribute("#live-pause", "aria-pressed") == "true"
-    page.wait_for_timeout(600)
+    clicked_at = overlay_state(page)["frame"]
+    page.wait_for_timeout(2000)  # frames already in flight (at most 2) may still be answered, however slow the server
     paused_at = overlay_state(page)["frame"]
+    assert paused_at <= clicked_at + 2, "frames kept being sent after Pause"
     page.wait_for_timeout(800)
     assert overlay_state(page)["frame"] == paused_at
     page.click("#live-pause")
