@@ -71,6 +71,17 @@ def launch(playwright_instance, *extra):
     return playwright_instance.chromium.launch(executable_path=CHROMIUM, args=ARGS + list(extra))
 
 
+def open_page(browser, url: str, height: int):
+    """A ready page and the list that collects its JavaScript errors and CSP violations."""
+    page = browser.new_page(viewport={"width": 1200, "height": height})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
+    page.goto(url)
+    page.wait_for_selector("body[data-ready=true]")
+    return page, errors
+
+
 # ---------------------------------------------------------------- photo mode
 def probabilities_shown(card) -> list[tuple[str, float]]:
     rows = card.locator("ul.probs li")
@@ -99,12 +110,7 @@ def test_upload_real_faces(web, playwright_instance, faces_by_emotion, tmp_path,
     photo = tmp_path / "faces.png"
     photo.write_bytes(encode(two_face_photo(faces_by_emotion)))
     browser = launch(playwright_instance)
-    page = browser.new_page(viewport={"width": 1200, "height": 900})
-    errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
-    page.goto(web.url)
-    page.wait_for_selector("body[data-ready=true]")
+    page, errors = open_page(browser, web.url, 900)
     assert "labels" not in page.inner_text("#model-info")  # the model card line is filled from /api/v1/info
     assert all(label in page.inner_text("#model-info") for label in EMOTIONS)
 
@@ -280,12 +286,7 @@ def overlay_state(page) -> dict:
 
 def test_live_mode_with_a_fake_camera(web, playwright_instance, camera_video, tmp_path):
     browser = launch(playwright_instance, *CAMERA_ARGS, f"--use-file-for-fake-video-capture={camera_video}")
-    page = browser.new_page(viewport={"width": 1200, "height": 1000})
-    errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
-    page.goto(web.url)
-    page.wait_for_selector("body[data-ready=true]")
+    page, errors = open_page(browser, web.url, 1000)
     page.click("#tab-live")
     page.click("#live-start")
     wait_until(page, "Number(document.querySelector('#overlay').dataset.faces || 0) >= 1", timeout=30_000)
