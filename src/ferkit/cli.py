@@ -144,8 +144,6 @@ def add_export(sub) -> None:
 
 
 def run_export(args) -> int:
-    import numpy as np
-
     from .export import export_onnx
     from .train import load_checkpoint
 
@@ -155,7 +153,7 @@ def run_export(args) -> int:
     temperature = 1.0
     if args.calibrate:
         from .data import load_dataset
-        from .evaluate import expected_calibration_error
+        from .evaluate import expected_calibration_error, rescale_temperature
         from .export import fit_temperature
         from .train import predict_proba
 
@@ -168,9 +166,7 @@ def run_export(args) -> int:
         val = data.split("PublicTest")
         temperature = fit_temperature(model, val.pixels, val.labels)
         before = predict_proba(model, val.pixels, "cpu")
-        logp = np.log(before.clip(1e-12)) / temperature
-        after = np.exp(logp - logp.max(1, keepdims=True))
-        after /= after.sum(1, keepdims=True)
+        after = rescale_temperature(before, temperature)
         extra["calibration"] = {"fitted_on": "PublicTest", "temperature": round(temperature, 4),
                                 "ece_before": round(expected_calibration_error(val.labels, before), 4),
                                 "ece_after": round(expected_calibration_error(val.labels, after), 4)}

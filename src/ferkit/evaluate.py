@@ -64,6 +64,13 @@ def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, bins: int 
     return float(ece)
 
 
+def rescale_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """softmax(logits) -> softmax(logits / temperature), from the probabilities alone (log p = logits + const)."""
+    logp = np.log(probs.clip(1e-12)) / temperature
+    out = np.exp(logp - logp.max(1, keepdims=True))
+    return out / out.sum(1, keepdims=True)
+
+
 # ---------------------------------------------------------------- evaluation runs
 @dataclass
 class EvalSet:
@@ -101,9 +108,7 @@ def evaluate(rec: Recognizer, s: EvalSet, batch: int = 256) -> dict:
     report.update({"set": s.name, "model": rec.name, "tta": rec.tta})
     t = float(rec.metadata.get("temperature", 1.0))
     if t != 1.0:  # the shipped probabilities are softmax(logits / T); undo T for the uncalibrated ECE
-        logp = t * np.log(probs.clip(1e-12))
-        raw = np.exp(logp - logp.max(1, keepdims=True))
-        report["ece_uncalibrated"] = expected_calibration_error(s.labels, raw / raw.sum(1, keepdims=True))
+        report["ece_uncalibrated"] = expected_calibration_error(s.labels, rescale_temperature(probs, 1 / t))
         report["temperature"] = t
     return report
 

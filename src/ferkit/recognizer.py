@@ -60,13 +60,21 @@ def read_metadata(path: str | Path) -> dict:
     """The facts ferkit's export writes into the ONNX file (labels, preprocessing, config, metrics)."""
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return _metadata(_open_session(path, opts), path)
+
+
+def _open_session(path: str | Path, opts: ort.SessionOptions) -> ort.InferenceSession:
     try:
-        meta = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"]).get_modelmeta()
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except Exception as e:  # ORT raises its own exception types for files that are not ONNX
         raise ValueError(f"{path}: not a readable ONNX model ({e})") from e
-    if METADATA_KEY in meta.custom_metadata_map:
-        return json.loads(meta.custom_metadata_map[METADATA_KEY])
-    raise ValueError(f"{path}: no ferkit metadata; export the model with `ferkit export`")
+
+
+def _metadata(session: ort.InferenceSession, path: str | Path) -> dict:
+    meta = session.get_modelmeta().custom_metadata_map
+    if METADATA_KEY not in meta:
+        raise ValueError(f"{path}: no ferkit metadata; export the model with `ferkit export`")
+    return json.loads(meta[METADATA_KEY])
 
 
 class Recognizer:
@@ -81,7 +89,15 @@ class Recognizer:
         if margin < 0 or margin > 1:
             raise ValueError(f"margin must be within 0-1 (a fraction of the box size), got {margin}")
         self.model_path = Path(model_path)
-        self.metadata = read_metadata(self.model_path)
+        opts = ort.SessionOptions()
+        # Worker threads that spin-wait after a run steal the CPU from the detector that runs next (measured:
+        # +11 ms per 640x480 frame on 2 cores); sleeping costs nothing measurable at these sizes.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if threads:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        self._session = _open_session(self.model_path, opts)  # loaded once: the metadata comes from it too
+        self.metadata = _metadata(self._session, self.model_path)
         if self.metadata.get("preprocess", {}).get("image_size") != PREPROCESS_SPEC["image_size"] or \
                 self.metadata["preprocess"].get("scale") != PREPROCESS_SPEC["scale"]:
             raise ValueError(f"{self.model_path}: preprocessing {self.metadata.get('preprocess')} differs from this ferkit's")
@@ -92,14 +108,6 @@ class Recognizer:
         if self.tta not in TTA_MODES:
             raise ValueError(f"unknown tta {tta!r}; valid: {', '.join(TTA_MODES)} (or True/False)")
         self.margin = margin
-        opts = ort.SessionOptions()
-        # Worker threads that spin-wait after a run steal the CPU from the detector that runs next (measured:
-        # +11 ms per 640x480 frame on 2 cores); sleeping costs nothing measurable at these sizes.
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        if threads:
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
-        self._session = ort.InferenceSession(str(self.model_path), opts, providers=["CPUExecutionProvider"])
         metrics_path = self.model_path.with_suffix(".metrics.json")
         self.metrics: dict = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
 
