@@ -6,6 +6,8 @@ linear head applied at each of the 6x6 positions: no gradients, no second model,
 """
 from __future__ import annotations
 
+import base64
+
 import cv2
 import numpy as np
 
@@ -20,14 +22,19 @@ def colorize(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def cam_to_png(cam: np.ndarray, size: int = 96, alpha: bool = True) -> bytes:
     """A face's map as PNG bytes, size x size; with `alpha`, low values fade out so it can be laid over the face."""
-    bgr = colorize(cam, (size, size))
+    resized = cv2.resize(cam.astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC).clip(0, 1)
+    bgr = cv2.applyColorMap((resized * 255).astype(np.uint8), cv2.COLORMAP_JET)
     if alpha:
-        a = (cv2.resize(cam.astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC).clip(0, 1) * 200).astype(np.uint8)
-        bgr = np.dstack([bgr, a])
+        bgr = np.dstack([bgr, (resized * 200).astype(np.uint8)])
     ok, buf = cv2.imencode(".png", bgr)
     if not ok:
         raise RuntimeError("PNG encoding failed")
     return buf.tobytes()
+
+
+def cam_to_data_url(cam: np.ndarray, size: int = 96) -> str:
+    """The map as a `data:image/png;base64,...` URL, for JSON answers and <img> tags."""
+    return "data:image/png;base64," + base64.b64encode(cam_to_png(cam, size)).decode("ascii")
 
 
 def overlay(image: np.ndarray, faces: list[Face], strength: float = 0.45) -> np.ndarray:

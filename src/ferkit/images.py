@@ -19,7 +19,7 @@ class ImageTooLargeError(UnreadableImageError):
 
 
 def _describe(data: bytes) -> str:
-    return f"starts with {data[:8]!r}" if data else "is empty"
+    return f"starts with {bytes(data[:8])!r}" if data else "is empty"
 
 
 def decode_image(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS) -> np.ndarray:
@@ -69,7 +69,7 @@ def load_image(source, *, color: str = "bgr", max_pixels: int = MAX_PIXELS) -> n
             raise UnreadableImageError(f"{path}: no such file")
         return decode_image(path.read_bytes(), str(path), max_pixels)
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return decode_image(bytes(source), "image bytes", max_pixels)
+        return decode_image(source, "image bytes", max_pixels)
     if isinstance(source, np.ndarray):
         return _from_array(source, color)
     if type(source).__module__.startswith("PIL."):

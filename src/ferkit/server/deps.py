@@ -5,7 +5,7 @@ from typing import Annotated
 
 import anyio
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException
 from starlette.requests import HTTPConnection
 
 from ..recognizer import Recognizer
@@ -31,4 +31,4 @@ def get_recognizer(conn: HTTPConnection) -> Recognizer:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RecognizerDep = Annotated[Recognizer, Depends(get_recognizer)]
 
-__all__ = ["SettingsDep", "RecognizerDep", "get_settings", "get_recognizer", "run_inference", "Request"]
+__all__ = ["SettingsDep", "RecognizerDep", "get_settings", "get_recognizer", "run_inference"]

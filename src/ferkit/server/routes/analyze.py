@@ -5,7 +5,6 @@ The body is read in memory with a running byte count, so an oversized upload is 
 """
 from __future__ import annotations
 
-import base64
 import time
 
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -45,7 +44,7 @@ async def read_limited(request: Request, limit: int) -> bytes:
         body += chunk
         if len(body) > limit:
             raise HTTPException(413, f"request body is over the limit of {limit:,} bytes")
-    return bytes(body)
+    return body  # a bytearray: decoding reads it in place, no copy of up to max_upload_bytes
 
 
 def file_from_multipart(body: bytes, content_type: str) -> tuple[bytes, str, str | None]:
@@ -85,7 +84,7 @@ def file_from_multipart(body: bytes, content_type: str) -> tuple[bytes, str, str
         _, disp = parse_options_header(part["headers"].get("content-disposition", ""))
         if disp.get(b"name") == b"file":
             name = disp.get(b"filename", b"upload").decode("utf-8", "replace") or "upload"
-            return bytes(part["data"]), name, part["headers"].get("content-type")
+            return part["data"], name, part["headers"].get("content-type")
     names = [parse_options_header(p["headers"].get("content-disposition", ""))[1].get(b"name", b"?").decode("utf-8", "replace")
              for p in parts]
     raise HTTPException(422, f"the multipart body has no 'file' field (fields: {', '.join(names) or 'none'})")
@@ -120,7 +119,7 @@ async def analyze(request: Request, rec: RecognizerDep, settings: SettingsDep,
 
 
 def _analyze(rec, data: bytes, name: str, max_pixels: int, explain: bool) -> AnalyzeResult:
-    from ...explain import cam_to_png
+    from ...explain import cam_to_data_url
 
     t0 = time.perf_counter()
     try:
@@ -134,7 +133,7 @@ def _analyze(rec, data: bytes, name: str, max_pixels: int, explain: bool) -> Ana
     for face in faces:
         d = face.to_dict()
         if explain:
-            d["heatmap"] = "data:image/png;base64," + base64.b64encode(cam_to_png(face.cam)).decode("ascii")
+            d["heatmap"] = cam_to_data_url(face.cam)
         results.append(d)
     h, w = image.shape[:2]
     return AnalyzeResult(image={"width": w, "height": h}, faces=results, message=None if faces else NO_FACE,

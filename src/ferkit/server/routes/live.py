@@ -62,7 +62,11 @@ class _Session:
             await self.ws.send_text(json.dumps(message))
 
     async def error(self, detail: str, frame: int | None = None) -> None:
-        await self.send({"type": "error", "frame": frame, "detail": detail})
+        await self.send(_error_message(detail, frame))
+
+
+def _error_message(detail: str, frame: int | None) -> dict:
+    return {"type": "error", "frame": frame, "detail": detail}
 
 
 @router.websocket("/api/v1/live")
@@ -93,7 +97,6 @@ async def live(ws: WebSocket) -> None:
         pass  # abrupt disconnect: nothing to answer, nothing to keep
     finally:
         worker.cancel()
-        s.pending = None
 
 
 async def _on_frame(s: _Session, data: bytes, max_bytes: int) -> None:
@@ -135,10 +138,10 @@ async def _serve_frames(s: _Session, tracker, max_pixels: int) -> None:
         try:
             result = await run_inference(s.ws, _process, tracker, data, frame, max_pixels)
         except UnreadableImageError as e:
-            result = {"type": "error", "frame": frame, "detail": str(e)}
+            result = _error_message(str(e), frame)
         except Exception:  # a bug must not end the session: report it, log it (never the image), go on
             log.exception("live mode: frame %d could not be analysed", frame)
-            result = {"type": "error", "frame": frame, "detail": f"frame {frame} could not be analysed (a server error)"}
+            result = _error_message(f"frame {frame} could not be analysed (a server error)", frame)
         now = time.perf_counter()
         result.update(latency_ms=round((now - arrived) * 1000, 2), process_ms=round((now - t0) * 1000, 2),
                       dropped=s.dropped)

@@ -355,16 +355,8 @@ function recentMood(s, seconds = 5) {
 
 // EMA over frames, per face (matched to the previous frame by the server's face id).
 function smooth(s, faces) {
-  const centre = (f) => [f.box.x + f.box.w / 2, f.box.y + f.box.h / 2];
   const out = faces.map((face) => {
-    const [cx, cy] = centre(face);
-    // The server gives each face a stable id; without one, the nearest face of the previous frame is used.
-    let best = face.id != null ? s.tracks.find((t) => t.id === face.id) || null : null, bestDist = Infinity;
-    for (const t of face.id != null ? [] : s.tracks) {
-      const [tx, ty] = centre(t);
-      const d = Math.hypot(cx - tx, cy - ty);
-      if (d < bestDist && d < 0.6 * Math.max(face.box.w, t.box.w)) { best = t; bestDist = d; }
-    }
+    const best = s.tracks.find((t) => t.id === face.id);  // the server's tracker gives each face a stable id
     const probs = {};
     for (const label of state.labels) {
       const p = face.probabilities[label];
