@@ -17,9 +17,15 @@ FERPLUS_TO_FER2013: dict[int, int | None] = {
 }
 
 
+def check_choice(kind: str, name: str, valid: tuple[str, ...]) -> str:
+    """Return ``name`` stripped and lower-cased if it is one of ``valid``, else raise
+    ValueError("unknown <kind> '<name>'; valid: a, b, ...")."""
+    key = str(name).strip().lower()
+    if key not in valid:
+        raise ValueError(f"unknown {kind} {name!r}; valid: {', '.join(valid)}")
+    return key
+
+
 def check_emotion(name: str, labels: tuple[str, ...] = EMOTIONS) -> str:
     """Return ``name`` normalised to lower case, or raise ValueError listing the valid names."""
-    key = name.strip().lower()
-    if key not in labels:
-        raise ValueError(f"unknown emotion {name!r}; valid: {', '.join(labels)}")
-    return key
+    return check_choice("emotion", name, labels)

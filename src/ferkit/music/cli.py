@@ -109,6 +109,7 @@ def _emotion_from_photo(args) -> tuple[str | None, int]:
 @_feedback_errors
 def run_recommend(args) -> int:
     from . import FeedbackStore, Recommender, check_emotion, check_provider, check_strategy, load_catalog
+    from .rank import MAX_N
 
     if (args.photo is None) == (args.emotion is None):
         _err("recommend: give either a PHOTO or --emotion (one of them)")
@@ -119,8 +120,8 @@ def run_recommend(args) -> int:
     except ValueError as e:
         _err(str(e))
         return EXIT_USAGE
-    if not 1 <= args.n <= 500:
-        _err(f"-n must be between 1 and 500, got {args.n}")
+    if not 1 <= args.n <= MAX_N:
+        _err(f"-n must be between 1 and {MAX_N}, got {args.n}")
         return EXIT_USAGE
     catalog = load_catalog(args.catalog)  # CatalogError / FileNotFoundError -> main prints it, exit 1
     if emotion is None:
@@ -128,13 +129,8 @@ def run_recommend(args) -> int:
         if emotion is None:
             return code
     _quiet_spotipy()
-    store = FeedbackStore(args.db)
-    rec = Recommender(catalog, store, provider)
-    if args.no_feedback:
-        rec.store = None
-    result = rec.recommend(emotion, strategy, args.n)
-    if args.no_feedback and provider == "spotify":
-        store.remember(r.track for r in result.tracks)  # so that `ferkit music like ID` still finds them
+    rec = Recommender(catalog, FeedbackStore(args.db), provider)
+    result = rec.recommend(emotion, strategy, args.n, use_feedback=not args.no_feedback)
     if result.notice:
         _err(f"notice: {result.notice}")
     if args.json:

@@ -14,12 +14,18 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..labels import check_choice
 from .catalog import Track
 
-__all__ = ["FeedbackStore", "FeedbackStoreError", "Preferences", "ACTIONS", "default_db_path"]
+__all__ = ["FeedbackStore", "FeedbackStoreError", "Preferences", "ACTIONS", "check_action", "default_db_path"]
 
 ACTIONS = ("like", "skip")
 OTHER_EMOTION_WEIGHT = 0.5  # feedback given under another emotion counts half
+
+
+def check_action(name: str) -> str:
+    """Return ``name`` normalised to lower case, or raise ValueError listing the valid feedback actions."""
+    return check_choice("feedback action", name, ACTIONS)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS feedback (
@@ -106,8 +112,7 @@ class FeedbackStore:
 
     def record(self, track: Track, action: str, emotion: str | None = None) -> None:
         """Store one like or skip of ``track``."""
-        if action not in ACTIONS:
-            raise ValueError(f"unknown feedback action {action!r}; valid: {', '.join(ACTIONS)}")
+        action = check_action(action)
         with self._guard("write to"):
             with self._connect() as con:
                 con.execute("INSERT INTO feedback (track_id, action, emotion, title, artist, genre, created) "

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..labels import check_emotion
+from ..labels import check_choice, check_emotion
 
 __all__ = ["Mood", "MOODS", "LIFT_GOAL", "STRATEGIES", "check_emotion", "check_strategy", "mood_path"]
 
@@ -41,10 +41,7 @@ STRATEGIES: tuple[str, ...] = ("match", "lift")
 
 def check_strategy(name: str) -> str:
     """Return ``name`` normalised to lower case, or raise ValueError listing the valid strategies."""
-    key = str(name).strip().lower()
-    if key not in STRATEGIES:
-        raise ValueError(f"unknown strategy {name!r}; valid: {', '.join(STRATEGIES)}")
-    return key
+    return check_choice("strategy", name, STRATEGIES)
 
 
 def mood_path(emotion: str, strategy: str, n: int) -> list[tuple[float, float]]:

@@ -108,7 +108,7 @@ def rank(tracks, emotion: str, strategy: str = "match", n: int = 10, preferences
     emotion, strategy = check_emotion(emotion), check_strategy(strategy)
     if not 1 <= n <= MAX_N:
         raise ValueError(f"n must be between 1 and {MAX_N}, got {n}")
-    index = tracks.index if isinstance(tracks, Catalog) else TrackIndex.build(list(tracks))
+    index = tracks.index if isinstance(tracks, Catalog) else TrackIndex.build(tracks)
     tracks = index.tracks
     if not tracks:
         return []

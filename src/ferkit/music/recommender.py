@@ -4,8 +4,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from ..labels import check_choice
 from .catalog import Catalog, Track, load_catalog
-from .feedback import ACTIONS, FeedbackStore, FeedbackStoreError, default_db_path
+from .feedback import FeedbackStore, FeedbackStoreError, check_action, default_db_path
 from .moods import check_emotion, check_strategy
 from .rank import Recommendation, rank
 from .spotify import SpotifyProvider, SpotifySettings, SpotifyUnavailable
@@ -16,10 +17,7 @@ PROVIDERS: tuple[str, ...] = ("local", "spotify")
 
 
 def check_provider(name: str) -> str:
-    key = str(name).strip().lower()
-    if key not in PROVIDERS:
-        raise ValueError(f"unknown provider {name!r}; valid: {', '.join(PROVIDERS)}")
-    return key
+    return check_choice("provider", name, PROVIDERS)
 
 
 class UnknownTrackError(LookupError):
@@ -69,14 +67,17 @@ class Recommender:
         spotify = SpotifyProvider(SpotifySettings.from_env(env)) if provider == "spotify" else None
         return cls(catalog, FeedbackStore(db), provider, spotify)
 
-    def recommend(self, emotion: str, strategy: str = "match", n: int = 10) -> Recommendations:
-        """The ``n`` best tracks for ``emotion``. Raises ValueError for an unknown emotion or strategy; never
-        raises for a Spotify failure (the answer then comes from the catalog, with ``notice`` saying why) nor for an
-        unusable feedback file (the ranking then ignores feedback, and ``notice`` says so)."""
+    def recommend(self, emotion: str, strategy: str = "match", n: int = 10,
+                  use_feedback: bool = True) -> Recommendations:
+        """The ``n`` best tracks for ``emotion``. ``use_feedback=False`` ranks without likes and skips (tracks
+        recommended from Spotify are still remembered, so that they can be liked or skipped later).
+        Raises ValueError for an unknown emotion or strategy; never raises for a Spotify failure (the answer then
+        comes from the catalog, with ``notice`` saying why) nor for an unusable feedback file (the ranking then
+        ignores feedback, and ``notice`` says so)."""
         emotion, strategy = check_emotion(emotion), check_strategy(strategy)
         notices: list[str] = []
         prefs = None
-        if self.store is not None:
+        if self.store is not None and use_feedback:
             try:
                 prefs = self.store.preferences(emotion)
             except FeedbackStoreError as e:  # rank without feedback rather than fail
@@ -107,8 +108,7 @@ class Recommender:
     def feedback(self, track_id: str, action: str, emotion: str | None = None) -> Track:
         """Record a like or skip; returns the track. Raises UnknownTrackError, ValueError (bad action/emotion),
         FeedbackStoreError (the file cannot be written)."""
-        if action not in ACTIONS:
-            raise ValueError(f"unknown feedback action {action!r}; valid: {', '.join(ACTIONS)}")
+        action = check_action(action)
         emotion = check_emotion(emotion) if emotion is not None else None
         if self.store is None:
             raise ValueError("this recommender has no feedback store")

@@ -177,12 +177,11 @@ class SpotifyProvider:
             for t in ((found.get("tracks") or {}).get("items") or [])[: self.settings.search_tracks]:
                 items.append((t, f"Spotify search '{words}'"))
             for t, where in items:
-                track = _to_track(t, valence, energy, catalog)
+                track, in_catalog = _to_track(t, valence, energy, catalog)
                 if track is None or track.id in origins:
                     continue
-                estimated = catalog is None or catalog.find(track.artists[0], track.title) is None
-                origins[track.id] = f"Found via {where}" + (", mood estimated from the search words" if estimated
-                                                            else ", mood from the local catalog")
+                origins[track.id] = f"Found via {where}" + (", mood from the local catalog" if in_catalog
+                                                            else ", mood estimated from the search words")
                 tracks.append(track)
         if not tracks:
             raise SpotifyUnavailable("Spotify found no tracks for this mood")
@@ -209,16 +208,19 @@ def _retry_after(headers) -> int:
         return 30
 
 
-def _to_track(t: dict | None, valence: float, energy: float, catalog: Catalog | None) -> Track | None:
-    """A Spotify track object -> Track; None for episodes, local files and unplayable entries."""
+def _to_track(t: dict | None, valence: float, energy: float,
+              catalog: Catalog | None) -> tuple[Track | None, bool]:
+    """A Spotify track object -> (Track, whether its mood came from the catalog); (None, False) for episodes,
+    local files and unplayable entries."""
     if not t or t.get("type", "track") != "track" or not t.get("id") or t.get("is_local"):
-        return None
+        return None, False
     artists = tuple(a["name"] for a in t.get("artists") or [] if a and a.get("name"))
     if not artists or not t.get("name"):
-        return None
+        return None, False
     known = catalog.find(artists[0], t["name"]) if catalog is not None else None
     date = ((t.get("album") or {}).get("release_date") or "")[:4]
-    return Track(id=f"spotify:track:{t['id']}", title=t["name"], artists=artists,
-                 valence=known.valence if known else valence, energy=known.energy if known else energy,
-                 genre=known.genre if known else "", year=int(date) if date.isdigit() else None,
-                 url=(t.get("external_urls") or {}).get("spotify") or search_url(artists[0], t["name"]))
+    track = Track(id=f"spotify:track:{t['id']}", title=t["name"], artists=artists,
+                  valence=known.valence if known else valence, energy=known.energy if known else energy,
+                  genre=known.genre if known else "", year=int(date) if date.isdigit() else None,
+                  url=(t.get("external_urls") or {}).get("spotify") or search_url(artists[0], t["name"]))
+    return track, known is not None

@@ -34,12 +34,11 @@ class FeedbackIn(BaseModel):
     emotion: str | None = Field(None, max_length=40)
 
 
-def _check(emotion: str | None, strategy: str | None = None) -> tuple[str | None, str | None]:
-    from ...music import check_emotion, check_strategy
+def _check_emotion(emotion: str | None) -> str | None:
+    from ...music import check_emotion
 
     try:
-        return (check_emotion(emotion) if emotion is not None else None,
-                check_strategy(strategy) if strategy is not None else None)
+        return check_emotion(emotion) if emotion is not None else None
     except ValueError as e:
         raise HTTPException(422, str(e)) from None
 
@@ -49,8 +48,11 @@ def recommendations(rec: RecommenderDep, emotion: str,
                     strategy: str = "match", n: Annotated[int, Query(ge=1, le=50)] = 10) -> dict:
     """Tracks for a mood: `match` fits the emotion, `lift` starts there and climbs toward higher valence.
     A Spotify failure never fails the request: the local catalog answers, with a `notice` saying why."""
-    emotion, strategy = _check(emotion, strategy)
-    return rec.recommend(emotion, strategy, n).to_dict()
+    try:
+        result = rec.recommend(emotion, strategy, n)
+    except ValueError as e:  # unknown emotion or strategy (n is bounded by the query's own limits)
+        raise HTTPException(422, str(e)) from None
+    return result.to_dict()
 
 
 @router.post("/feedback")
@@ -58,7 +60,8 @@ def feedback(body: FeedbackIn, rec: RecommenderDep) -> dict:
     """Record a like or a skip; later rankings move that track's artist and genre up (like) or down (skip)."""
     from ...music import FeedbackStoreError, UnknownTrackError
 
-    emotion, _ = _check(body.emotion)
+    # Checked here rather than by catching rec.feedback's ValueError, which also means "no feedback store" (not a 422).
+    emotion = _check_emotion(body.emotion)
     try:
         rec.feedback(body.track_id, body.action, emotion)
     except UnknownTrackError as e:
