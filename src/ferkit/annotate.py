@@ -16,6 +16,22 @@ EMOTION_COLORS_BGR = {
 def draw_faces(image: np.ndarray, faces: list[Face], labels: list[str] | None = None) -> np.ndarray:
     """A copy of the BGR image with a box and 'emotion 87%' (or a given label per face) for each face."""
     out = image.copy() if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    _draw_boxes(out, faces, labels)
+    return out
+
+
+def draw_tracked(image: np.ndarray, faces, *, inplace: bool = False) -> np.ndarray:
+    """Tracked faces (with `.id`) drawn with '#id emotion 87%' labels: a copy of the image, or with `inplace=True`
+    the BGR image itself, drawn on and returned."""
+    labels = [f"#{f.id} {f.emotion} {f.score:.0%}" for f in faces]
+    if inplace and image.ndim == 3:
+        _draw_boxes(image, faces, labels)
+        return image
+    return draw_faces(image, faces, labels)
+
+
+def _draw_boxes(out: np.ndarray, faces: list[Face], labels: list[str] | None) -> None:
+    """Boxes and labels drawn into the BGR image `out`, in place."""
     scale = max(0.4, min(out.shape[:2]) / 900)
     thick = max(1, int(round(scale * 2)))
     for i, face in enumerate(faces):
@@ -27,4 +43,3 @@ def draw_faces(image: np.ndarray, faces: list[Face], labels: list[str] | None = 
         ty = y - 4 if y - th - base - 4 >= 0 else y + h + th + 4
         cv2.rectangle(out, (x, ty - th - base), (x + tw + 4, ty + base), (0, 0, 0), -1)
         cv2.putText(out, text, (x + 2, ty), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
-    return out

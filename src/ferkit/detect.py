@@ -15,7 +15,12 @@ import numpy as np
 
 
 class Detector(Protocol):
+    """`name`: the detector's short name. `needs_color`: True when `detect` uses colour; False when it works on
+    grey anyway, so callers holding a grey copy may pass that instead (optional: callers treat a detector
+    without it as True)."""
+
     name: str
+    needs_color: bool
 
     def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
 
@@ -35,6 +40,8 @@ class CascadeDetector:
     cost per frame; `min_face` is the smallest face side in pixels of the original image.
     The score is the cascade's last-stage weight squashed by a logistic: a relative score, not a probability.
     """
+
+    needs_color = False  # works on grey: a grey image skips the conversion
 
     def __init__(self, cascade: str = "haarcascade_frontalface_default.xml", *, name: str = "haar",
                  scale_factor: float = 1.1, min_neighbors: int = 5, min_face: int = 30, max_side: int = 640):
@@ -82,6 +89,7 @@ class BlazeFaceDetector:
     """
 
     name = "blazeface"
+    needs_color = True
     INPUT = 128
     MODEL = Path(__file__).parent / "weights" / "detectors" / "blazeface_short_range.onnx"
 
@@ -158,6 +166,7 @@ class WholeImageDetector:
     """For pre-cropped faces: the whole image is one face, score 1."""
 
     name = "none"
+    needs_color = False
 
     def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         h, w = image.shape[:2]

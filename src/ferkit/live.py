@@ -25,7 +25,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from .annotate import EMOTION_COLORS_BGR, draw_faces
+from .annotate import EMOTION_COLORS_BGR, draw_tracked
 from .detect import available_detectors
 from .track import FaceTracker, TrackedFace
 from .video import MAX_FAILED_READS, VideoError, open_video, quiet_opencv
@@ -147,7 +147,7 @@ def draw_live(image: np.ndarray, faces: list[TrackedFace], fps: float, labels) -
     text = f"{fps:4.1f} fps  {len(faces)} face{'' if len(faces) == 1 else 's'}  q/Esc: quit"
     cv2.rectangle(out, (0, 0), (8 + 8 * len(text), 24), (0, 0, 0), -1)   # first: face labels go over it
     cv2.putText(out, text, (5, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
-    out = draw_faces(out, faces, [f"#{f.id} {f.emotion} {f.score:.0%}" for f in faces])
+    draw_tracked(out, faces, inplace=True)   # `out` is already this function's own copy
     for f in faces:
         draw_bars(out, f, labels)
     return out

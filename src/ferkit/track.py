@@ -3,7 +3,7 @@
 Detecting faces is the expensive step on a CPU (the Haar cascade costs several times the classifier on a
 640x480 frame), so `FaceTracker` runs the detector on a downscaled copy of every `detect_every`-th frame and,
 in between, follows each face with template matching in a small window around its last box. Every frame's
-faces are still classified with `Recognizer.analyze_boxes`, so probabilities are fresh on every frame.
+faces are still classified (`Recognizer.classify` on the grey crops), so probabilities are fresh on every frame.
 
     tracker = FaceTracker(load_recognizer(), detect_every=5, smoothing=0.5)
     for frame in frames:
@@ -141,7 +141,7 @@ class FaceTracker:
         self.detect_every, self.detect_side, self.follow_min_score = detect_every, detect_side, follow_min_score
         self.tracker = IoUTracker(iou_threshold, max_missed, smoothing)
         self.frame_index = -1
-        self._templates: dict[int, np.ndarray] = {}  # track id -> the face's grey patch at its last box
+        self._templates: dict[int, np.ndarray] = {}  # track id -> the face's grey patch at its last box, at follow scale
         self._live: list[tuple[Track, bool]] = []      # (track, detected this frame) reported last frame
 
     def reset(self) -> None:
@@ -172,21 +172,23 @@ class FaceTracker:
         self._live = live
         if not live:
             return []
-        boxes = np.array([t.box for t, _ in live], np.int32)
-        faces = self.recognizer.analyze_boxes(grey, boxes, [t.score for t, _ in live])
+        labels = self.recognizer.labels
+        probs = self.recognizer.classify([self.recognizer.crop(grey, t.box) for t, _ in live])  # (N, K)
         out = []
-        for (track, detected), face in zip(live, faces):
-            p = self.tracker.smooth(track, np.array([face.probabilities[k] for k in self.recognizer.labels]))
-            probs = {label: float(v) for label, v in zip(self.recognizer.labels, p)}
+        for (track, detected), row in zip(live, probs):
+            p = self.tracker.smooth(track, row)
+            probabilities = {label: float(v) for label, v in zip(labels, p)}
             track.frames += 1
-            out.append(TrackedFace(box=face.box, probabilities=probs, emotion=max(probs, key=probs.get),
-                                   confidence=face.confidence, id=track.id, detected=detected))
-            self._templates[track.id] = _patch(grey, track.box)
+            out.append(TrackedFace(box=tuple(int(v) for v in track.box), probabilities=probabilities,
+                                   emotion=max(probabilities, key=probabilities.get),
+                                   confidence=float(np.float32(track.score)), id=track.id, detected=detected))
+            self._templates[track.id] = self._template(grey, track.box)
         out.sort(key=lambda f: f.box[0])
         return out
 
     def _detect_step(self, frame, grey) -> list[tuple[Track, bool]]:
-        boxes, scores = self.detect(frame)  # the frame as given: other detectors may want colour
+        # Grey where the detector works on grey anyway (cascades): cheaper to downscale, no second conversion.
+        boxes, scores = self.detect(frame if getattr(self.recognizer.detector, "needs_color", True) else grey)
         found = self.tracker.update(boxes, scores)
         ids = {t.id for t in found}
         live = [(t, True) for t in found]
@@ -216,8 +218,7 @@ class FaceTracker:
         if template is None:
             return None
         x, y, w, h = track.box
-        # Match at a reduced scale (faces ~32 px across): cheap, and robust to small changes of expression.
-        s = min(1.0, 32.0 / max(w, h))
+        s = _follow_scale(w, h)
         H, W = grey.shape
         x0, y0 = max(0, x - w // 2), max(0, y - h // 2)
         x1, y1 = min(W, x + w + w // 2), min(H, y + h + h // 2)
@@ -227,7 +228,7 @@ class FaceTracker:
         if s < 1.0:
             region = cv2.resize(region, (max(1, round(region.shape[1] * s)), max(1, round(region.shape[0] * s))),
                                 interpolation=cv2.INTER_AREA)
-        tmpl = cv2.resize(template, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+        tmpl = template  # stored at this box's size and scale by _template
         if tmpl.shape[0] > region.shape[0] or tmpl.shape[1] > region.shape[1] or tmpl.std() < 1e-3:
             return None
         result = cv2.matchTemplate(region, tmpl, cv2.TM_CCOEFF_NORMED)
@@ -235,6 +236,18 @@ class FaceTracker:
         if best < self.follow_min_score:
             return None
         return (int(round(x0 + bx / s)), int(round(y0 + by / s)), w, h)
+
+    @staticmethod
+    def _template(grey: np.ndarray, box) -> np.ndarray:
+        """The face's patch at `box`, resized once to the scale `_follow` matches at."""
+        _, _, w, h = box
+        s = _follow_scale(w, h)
+        return cv2.resize(_patch(grey, box), (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+
+
+def _follow_scale(w: int, h: int) -> float:
+    """Faces are matched at a reduced scale (~32 px across): cheap, and robust to small changes of expression."""
+    return min(1.0, 32.0 / max(w, h))
 
 
 def _patch(grey: np.ndarray, box) -> np.ndarray:

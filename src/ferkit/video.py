@@ -25,7 +25,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from .annotate import EMOTION_COLORS_BGR, draw_faces
+from .annotate import EMOTION_COLORS_BGR, draw_tracked
 from .detect import available_detectors
 from .recognizer import Recognizer
 from .track import FaceTracker, TrackedFace
@@ -209,9 +209,7 @@ def _open_writer(path: Path, fps: float, shape) -> cv2.VideoWriter:
 
 
 def _draw(frame: np.ndarray, faces: list[TrackedFace]) -> np.ndarray:
-    if not faces:
-        return frame
-    return draw_faces(frame, faces, [f"#{f.id} {f.emotion} {f.score:.0%}" for f in faces])
+    return draw_tracked(frame, faces) if faces else frame
 
 
 def summarize(rows_by_face: dict[int, list[tuple[float, np.ndarray]]], labels: list[str], seconds_per_row: float) -> dict:
