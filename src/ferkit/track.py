@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from .detect import Detector
 from .recognizer import Face, Recognizer
 
 
@@ -132,12 +133,13 @@ class FaceTracker:
 
     def __init__(self, recognizer: Recognizer, *, detect_every: int = 5, detect_side: int | None = 320,
                  smoothing: float = 0.0, iou_threshold: float = 0.3, max_missed: int = 2,
-                 follow_min_score: float = 0.5):
+                 follow_min_score: float = 0.5, detector: Detector | None = None):
         if detect_every < 1:
             raise ValueError(f"detect_every must be >= 1, got {detect_every}")
         if detect_side is not None and detect_side < 64:
             raise ValueError(f"detect_side must be >= 64 pixels (or None for the detector's own scaling), got {detect_side}")
         self.recognizer = recognizer
+        self.detector = detector or recognizer.detector  # e.g. a faster detector for live video than for photos
         self.detect_every, self.detect_side, self.follow_min_score = detect_every, detect_side, follow_min_score
         self.tracker = IoUTracker(iou_threshold, max_missed, smoothing)
         self.frame_index = -1
@@ -156,9 +158,9 @@ class FaceTracker:
         h, w = frame.shape[:2]
         scale = min(1.0, self.detect_side / max(h, w)) if self.detect_side else 1.0
         if scale >= 1.0:
-            return self.recognizer.detector.detect(frame)
+            return self.detector.detect(frame)
         small = cv2.resize(frame, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
-        boxes, scores = self.recognizer.detector.detect(small)
+        boxes, scores = self.detector.detect(small)
         return np.round(boxes / scale).astype(np.int32), scores
 
     def process(self, frame: np.ndarray) -> list[TrackedFace]:
@@ -188,7 +190,7 @@ class FaceTracker:
 
     def _detect_step(self, frame, grey) -> list[tuple[Track, bool]]:
         # Grey where the detector works on grey anyway (cascades): cheaper to downscale, no second conversion.
-        boxes, scores = self.detect(frame if getattr(self.recognizer.detector, "needs_color", True) else grey)
+        boxes, scores = self.detect(frame if getattr(self.detector, "needs_color", True) else grey)
         found = self.tracker.update(boxes, scores)
         ids = {t.id for t in found}
         live = [(t, True) for t in found]

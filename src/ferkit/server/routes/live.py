@@ -37,16 +37,6 @@ log = logging.getLogger(__name__)
 _GONE = (WebSocketDisconnect, RuntimeError, OSError)  # what sending to a vanished client raises
 
 
-class _WithDetector:
-    """The shared Recognizer seen through another face detector (live mode's), for FaceTracker. No second model."""
-
-    def __init__(self, recognizer, detector):
-        self._recognizer, self.detector = recognizer, detector
-
-    def __getattr__(self, name):
-        return getattr(self._recognizer, name)
-
-
 class _Session:
     """One socket's state: the waiting frame (at most one), counters, and a lock so sends never interleave."""
 
@@ -77,7 +67,7 @@ async def live(ws: WebSocket) -> None:
     await ws.accept()
     s = _Session(ws)
     detector = getattr(ws.app.state, "live_detector", None)
-    tracker = FaceTracker(_WithDetector(rec, detector) if detector is not None else rec,
+    tracker = FaceTracker(rec, detector=detector,
                           detect_every=settings.live_detect_every, detect_side=settings.live_detect_side)
     worker = asyncio.create_task(_serve_frames(s, tracker, settings.max_frame_pixels))
     try:
