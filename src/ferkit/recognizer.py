@@ -155,11 +155,12 @@ class Recognizer:
         Returns one Face per face found, left to right; an empty list when there is none.
         """
         img = load_image(image, color=color)
+        grey = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)  # once: grey detectors and the classifier share it
         if detect:
-            boxes, scores = self.detector.detect(img)
+            boxes, scores = self.detector.detect(img if getattr(self.detector, "needs_color", True) else grey)
         else:
             boxes, scores = np.array([[0, 0, img.shape[1], img.shape[0]]], np.int32), np.ones(1, np.float32)
-        return self.analyze_boxes(img, boxes, scores, explain=explain)
+        return self.analyze_boxes(grey, boxes, scores, explain=explain)
 
     def analyze_boxes(self, image: np.ndarray, boxes, scores=None, *, explain: bool = False) -> list[Face]:
         """Classify given boxes (N, 4) x, y, w, h in a BGR or grey image: for callers that track faces."""
