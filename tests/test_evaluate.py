@@ -33,3 +33,20 @@ def test_corruptions_change_faces_deterministically(kind):
     assert np.array_equal(a, b) and not np.array_equal(a, faces)
     with pytest.raises(ValueError, match="valid: brightness"):
         corrupt(faces, "sepia", 1)
+
+
+@pytest.mark.data
+def test_ensemble_weights_are_fitted_on_publictest_and_beat_each_member(fer_dir):
+    from ferkit import load_recognizer
+    from ferkit.evaluate import evaluate, fit_ensemble_weights, selection_set
+
+    data = fer_dir / "fer2013-compact.npz.xz"
+    data = data if data.is_file() else fer_dir / "fer2013.csv.gz"
+    members = ["fer2013", "fer2013-fp32"]
+    weights, acc = fit_ensemble_weights(members, data, step=0.25)
+    assert len(weights) == 2 and sum(weights) == pytest.approx(1.0)
+    public = selection_set(data, load_recognizer("fer2013", detector="none").labels)
+    assert public.name == "FER-2013 PublicTest" and len(public.labels) == 3589
+    # the grid holds each member alone, so the chosen mix is at least as good as the better member
+    singles = [evaluate(load_recognizer(m, detector="none"), public)["accuracy"] for m in members]
+    assert acc >= max(singles) - 1e-9

@@ -8,8 +8,9 @@ torch = pytest.importorskip("torch")
 
 from ferkit import load_recognizer  # noqa: E402
 from ferkit.export import check_against_torch, export_onnx  # noqa: E402
+from ferkit.labels import EMOTIONS  # noqa: E402
 from ferkit.model import ModelConfig, build_model  # noqa: E402
-from ferkit.train import TrainConfig, augment, class_weights, load_checkpoint, train  # noqa: E402
+from ferkit.train import TrainConfig, augment, class_weights, corrupt_batch, distill_loss, load_checkpoint, train  # noqa: E402
 
 TINY = ModelConfig(channels=(8, 16), depths=(1, 1), dropout=0.0)
 
@@ -70,6 +71,77 @@ def test_augment_keeps_shape_and_range():
     y = augment(x, TrainConfig(), torch.Generator().manual_seed(0))
     assert y.shape == x.shape and y.min() >= -1 and y.max() <= 1
     assert not torch.allclose(x, y)
+
+
+def test_corruptions_damage_only_chosen_images_and_off_by_default():
+    x = torch.rand(64, 1, 48, 48) * 2 - 1
+    gen = torch.Generator().manual_seed(0)
+    assert torch.equal(corrupt_batch(x, TrainConfig(), gen), x)  # all probabilities default to 0
+    for kind in ("gamma", "blur", "noise", "jpeg"):
+        y = corrupt_batch(x, TrainConfig(**{f"{kind}_prob": 0.5}), torch.Generator().manual_seed(1))
+        changed = (y - x).abs().amax(dim=(1, 2, 3)) > 1e-3
+        assert y.shape == x.shape and y.min() >= -1 and y.max() <= 1, kind
+        assert 10 < changed.sum() < 54, f"{kind}: {int(changed.sum())} of 64 changed at p=0.5"
+    # blur smooths: neighbouring pixels of a noise image grow alike
+    y = corrupt_batch(x, TrainConfig(blur_prob=1.0), gen)
+    assert (y[..., 1:] - y[..., :-1]).abs().mean() < 0.5 * (x[..., 1:] - x[..., :-1]).abs().mean()
+
+
+def test_distill_loss_is_zero_only_when_student_matches_teacher():
+    t = torch.randn(8, 7)
+    assert distill_loss(t, t, 2.0).item() == pytest.approx(0.0, abs=1e-6)
+    assert distill_loss(torch.zeros(8, 7), t, 2.0).item() > 0.01
+
+
+def test_training_with_a_teacher_and_corruptions(tiny_data, tmp_path):
+    train(tiny_config(tiny_data, tmp_path / "teacher"), progress=False)
+    logs = []
+    cfg = tiny_config(tiny_data, tmp_path / "student", teacher=str(tmp_path / "teacher" / "best.pt"), distill_weight=0.7,
+                      gamma_prob=0.3, blur_prob=0.3, noise_prob=0.3, jpeg_prob=0.3)
+    result = train(cfg, log=logs.append, progress=False)
+    assert any("distilling from" in line for line in logs)
+    assert result["best_val_accuracy"] >= 0.9
+    _, ckpt = load_checkpoint(tmp_path / "student" / "best.pt")
+    assert ckpt["train_config"]["teacher"].endswith("best.pt") and ckpt["train_config"]["jpeg_prob"] == 0.3
+
+
+def test_a_teacher_with_other_labels_is_refused(tiny_data, tmp_path):
+    model = build_model(ModelConfig(num_classes=8, channels=(8, 16), depths=(1, 1)))
+    torch.save({"config": model.config.to_dict(), "state_dict": model.state_dict(), "labels": list("abcdefgh")},
+               tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="teacher .*other.pt has labels"):
+        train(tiny_config(tiny_data, tmp_path / "student", teacher=str(tmp_path / "other.pt")), progress=False)
+
+
+def test_ensemble_is_the_weighted_mean_of_its_members(tmp_path):
+    from ferkit.export import ensemble_onnx
+
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        paths.append(tmp_path / f"m{seed}.onnx")
+        export_onnx(build_model(TINY).eval(), paths[-1], name=f"m{seed}", labels=EMOTIONS)
+    meta = ensemble_onnx(paths, tmp_path / "ens.onnx", weights=[1, 3])
+    assert [m["weight"] for m in meta["ensemble"]] == [0.25, 0.75] and meta["name"] == "ens"
+    faces = np.random.default_rng(0).integers(0, 256, (10, 48, 48), dtype=np.uint8)
+    (p0, c0), (p1, c1) = (load_recognizer(p, detector="none").classify_with_cams(faces) for p in paths)
+    ens = load_recognizer(tmp_path / "ens.onnx", detector="none")
+    pe, ce = ens.classify_with_cams(faces)
+    assert np.allclose(pe, 0.25 * p0 + 0.75 * p1, atol=1e-6) and np.allclose(ce, 0.25 * c0 + 0.75 * c1, atol=1e-5)
+    assert ens.labels == EMOTIONS and ens.metadata["ensemble"][1]["name"] == "m1"
+
+
+def test_ensemble_refuses_members_with_other_labels(tmp_path):
+    from ferkit.export import ensemble_onnx
+
+    a, b = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    export_onnx(build_model(TINY).eval(), a, name="a", labels=EMOTIONS)
+    export_onnx(build_model(ModelConfig(num_classes=8, channels=(8, 16), depths=(1, 1))).eval(), b, name="b",
+                labels=EMOTIONS + ("contempt",))
+    with pytest.raises(ValueError, match="b.onnx: its labels"):
+        ensemble_onnx([a, b], tmp_path / "ens.onnx")
+    with pytest.raises(ValueError, match="at least 2"):
+        ensemble_onnx([a], tmp_path / "ens.onnx")
 
 
 def test_export_matches_torch_and_is_self_describing(tmp_path):

@@ -204,6 +204,37 @@ def run_quantize(args) -> int:
     return EXIT_OK
 
 
+def add_ensemble(sub) -> None:
+    p = sub.add_parser("ensemble", help="several exported models -> one ONNX file averaging their probabilities",
+                       description="Merge models with the same labels into one ONNX graph whose output is the weighted "
+                                   "mean of the members' probabilities (and class maps).")
+    p.add_argument("members", nargs="+", help="two or more .onnx files (or shipped model names)")
+    p.add_argument("--out", required=True, help="the ensemble .onnx to write")
+    p.add_argument("--name", default=None, help="model name stored in the file (default: the file's stem)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--weights", type=float, nargs="+", metavar="W", help="one weight per member (default: equal)")
+    g.add_argument("--fit-weights", metavar="DATA", help="choose the weights (grid of 0.1 steps) by accuracy on "
+                                                        "DATA's PublicTest split; never PrivateTest")
+    p.set_defaults(run=run_ensemble)
+
+
+def run_ensemble(args) -> int:
+    from .export import ensemble_onnx
+    from .recognizer import resolve_model
+
+    members = [resolve_model(m) for m in args.members]
+    weights = args.weights
+    if args.fit_weights:
+        from .evaluate import fit_ensemble_weights
+
+        weights, acc = fit_ensemble_weights(members, args.fit_weights)
+        print(f"weights {weights} chosen on PublicTest (accuracy there {acc:.4f})")
+    meta = ensemble_onnx(members, args.out, name=args.name, weights=weights)
+    print(f"wrote {args.out} ({Path(args.out).stat().st_size / 1e6:.1f} MB): " +
+          ", ".join(f"{m['name']} x {m['weight']}" for m in meta["ensemble"]))
+    return EXIT_OK
+
+
 def training_run_facts(history: dict) -> dict:
     """From a run's history.json: the `ferkit train` command equivalent to its config, hardware and wall time."""
     from .config import TrainConfig
@@ -346,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train(sub)
     add_export(sub)
     add_quantize(sub)
+    add_ensemble(sub)
     add_evaluate(sub)
     # Subcommands of other areas: each module's add_parser(sub) registers itself (keep one line each).
     __import__("ferkit.server.cli", fromlist=["cli"]).add_parser(sub)  # ferkit serve (the web app)

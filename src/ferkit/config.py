@@ -56,4 +56,16 @@ class TrainConfig:
     brightness: float = 0.25                  # in [-1, 1] units
     contrast: float = 0.25
     erase_prob: float = 0.5                   # random erasing: one rectangle of 2-20 % of the face
+    # corruptions the camera and the network add (student only when distilling; each drawn independently)
+    gamma_prob: float = 0.0                   # gamma in [1/2.5, 2.5], log-uniform (dark or over-exposed)
+    noise_prob: float = 0.0                   # Gaussian noise, sigma uniform in [0, noise_max] grey levels
+    noise_max: float = 20.0
+    blur_prob: float = 0.0                    # Gaussian blur, sigma uniform in [0.3, blur_max] pixels
+    blur_max: float = 2.0
+    jpeg_prob: float = 0.0                    # JPEG re-encoding at a quality uniform in [jpeg_min, 75]
+    jpeg_min: int = 10
+    # distillation from a trained checkpoint (same label set), evaluated online on the uncorrupted batch
+    teacher: str = ""                         # path to a best.pt; empty = no teacher
+    distill_weight: float = 0.5               # loss = (1 - w) * label loss + w * T^2 * KL(teacher || student)
+    distill_temperature: float = 2.0
     resume: str = ""                          # path to a last.pt to continue from

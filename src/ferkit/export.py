@@ -164,3 +164,62 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, calibration_faces
                                                 "uint8 activations", "calibration_faces": int(len(faces))})
     write_metadata(out_path, meta)
     return meta
+
+
+def ensemble_onnx(member_paths, out_path: str | Path, *, name: str | None = None, weights=None) -> dict:
+    """Several exported models (same labels and preprocessing) -> one ONNX file whose `probs` and `cams` are
+    the weighted means of the members'. The members' graphs are copied side by side under prefixes `m0/`,
+    `m1/`, ... and share the one `input`, so the Recognizer runs an ensemble like any other model.
+    `weights` default to equal; they are normalised to sum to 1. Returns the metadata written.
+    """
+    import onnx
+    from onnx import compose, helper
+
+    from .recognizer import read_metadata
+
+    paths = [Path(p) for p in member_paths]
+    if len(paths) < 2:
+        raise ValueError(f"an ensemble needs at least 2 member models, got {len(paths)}")
+    metas = [read_metadata(p) for p in paths]
+    for p, m in zip(paths[1:], metas[1:]):
+        for key in ("labels", "preprocess"):
+            if m[key] != metas[0][key]:
+                raise ValueError(f"{p}: its {key} {m[key]} differ from {paths[0]}'s {metas[0][key]}")
+    w = np.ones(len(paths)) if weights is None else np.asarray(weights, np.float64)
+    if len(w) != len(paths) or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"need one non-negative weight per member ({len(paths)}), got {list(w)}")
+    w = w / w.sum()
+
+    models = [onnx.load(str(p)) for p in paths]
+    first = models[0].graph
+    nodes, inits, outs = [], [], {"probs": [], "cams": []}
+    for i, model in enumerate(models):
+        g = compose.add_prefix(model, f"m{i}/").graph
+        for node in g.node:  # the members read the shared input
+            for j, name_in in enumerate(node.input):
+                if name_in == f"m{i}/input":
+                    node.input[j] = "input"
+        nodes += g.node
+        inits += g.initializer
+        inits.append(onnx.numpy_helper.from_array(np.array(w[i], np.float32), f"m{i}/weight"))
+        for key in outs:
+            nodes.append(helper.make_node("Mul", [f"m{i}/{key}", f"m{i}/weight"], [f"m{i}/{key}_weighted"]))
+            outs[key].append(f"m{i}/{key}_weighted")
+    nodes += [helper.make_node("Sum", outs[key], [key]) for key in outs]
+    graph = helper.make_graph(nodes, "ferkit_ensemble", list(first.input), list(first.output), inits)
+    opsets = {o.domain: o.version for m in models for o in m.opset_import}
+    merged = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()])
+    merged.ir_version = max(m.ir_version for m in models)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(merged, str(out_path))
+    # the top level describes the ensemble; how each member was trained and calibrated stays with the member
+    member_keys = ("trained", "training_run", "calibration", "quantized", "temperature")
+    meta = {k: v for k, v in metas[0].items() if k not in member_keys}
+    meta.update(name=name or out_path.stem, ferkit_version=__version__, ensemble=[
+        {"name": m.get("name", p.stem), "file": p.name, "weight": round(float(wi), 4),
+         **{k: m[k] for k in member_keys if k in m}} for p, m, wi in zip(paths, metas, w)])
+    if all("parameters" in m for m in metas):
+        meta["parameters"] = sum(m["parameters"] for m in metas)
+    write_metadata(out_path, meta)
+    return meta

@@ -89,6 +89,55 @@ def augment(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Te
     return x.clamp(-1, 1)
 
 
+def corrupt_batch(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
+    """(B, 1, H, W) in [-1, 1] -> the same, with camera and network damage on random images: gamma, blur,
+    Gaussian noise, JPEG. These are the families where the plain recipe lost most (`ferkit evaluate --robustness`);
+    the strongest test levels (noise 32, blur 2.5, JPEG 8) stay outside the ranges drawn here."""
+    b, _, h, w = x.shape
+    dev = x.device
+
+    def pick(prob):  # (B,) bool on x's device
+        return (torch.rand(b, generator=gen) < prob).to(dev)
+
+    def u(lo, hi):
+        return (torch.rand(b, generator=gen) * (hi - lo) + lo).to(dev)
+
+    if cfg.gamma_prob > 0:
+        g = torch.exp(u(-math.log(2.5), math.log(2.5)))
+        g = torch.where(pick(cfg.gamma_prob), g, torch.ones_like(g))[:, None, None, None]
+        x = ((x + 1) / 2).clamp(0, 1).pow(g) * 2 - 1
+    if cfg.blur_prob > 0:  # one depthwise 9x9 Gaussian per image (sigma <= 2 fits in radius 4)
+        sigma = u(0.3, cfg.blur_max)
+        r = torch.arange(-4, 5, device=dev, dtype=x.dtype)
+        k1 = torch.exp(-r[None] ** 2 / (2 * sigma[:, None] ** 2))
+        k1 = k1 / k1.sum(1, keepdim=True)                                  # (B, 9)
+        k2 = (k1[:, :, None] * k1[:, None, :])[:, None]                    # (B, 1, 9, 9)
+        blurred = F.conv2d(F.pad(x.transpose(0, 1), (4, 4, 4, 4), mode="replicate"), k2, groups=b).transpose(0, 1)
+        x = torch.where(pick(cfg.blur_prob)[:, None, None, None], blurred, x)
+    if cfg.noise_prob > 0:
+        sigma = u(0, cfg.noise_max) / 127.5 * pick(cfg.noise_prob)
+        x = x + torch.randn(x.shape, generator=gen).to(dev) * sigma[:, None, None, None]
+    if cfg.jpeg_prob > 0:  # OpenCV's codec, the same one the robustness test uses
+        import cv2
+
+        chosen = pick(cfg.jpeg_prob).nonzero().flatten().tolist()
+        quality = torch.randint(cfg.jpeg_min, 76, (b,), generator=gen).tolist()
+        if chosen:
+            x = x.clone()
+            grey = ((x[chosen, 0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
+            for j, i in enumerate(chosen):
+                ok, buf = cv2.imencode(".jpg", grey[j], [cv2.IMWRITE_JPEG_QUALITY, quality[i]])
+                x[i, 0] = torch.from_numpy(cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)).to(dev, x.dtype) / 127.5 - 1
+    return x.clamp(-1, 1)
+
+
+def distill_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL(teacher || student) at a temperature, scaled by T^2 so its gradients match the label loss's."""
+    t = temperature
+    return F.kl_div(student.div(t).log_softmax(1), teacher.div(t).log_softmax(1), log_target=True,
+                    reduction="batchmean") * t * t
+
+
 # ---------------------------------------------------------------- evaluation helper
 @torch.no_grad()
 def predict_proba(model: FERNet, pixels: np.ndarray, device: torch.device, batch: int = 512) -> np.ndarray:
@@ -149,6 +198,13 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = lambda s: None, progres
     soft_train = None if train_set.soft is None or cfg.labels != "ferplus-soft" else torch.from_numpy(train_set.soft)
 
     model = build_model(cfg.model).to(device).to(memory_format=torch.channels_last)
+    teacher = None
+    if cfg.teacher:  # frozen, eval mode; it must speak the same label set
+        teacher, tck = load_checkpoint(cfg.teacher)
+        if list(tck["labels"]) != list(ds.classes):
+            raise ValueError(f"teacher {cfg.teacher} has labels {tck['labels']}, the data has {list(ds.classes)}")
+        teacher = teacher.to(device).to(memory_format=torch.channels_last)
+        log(f"distilling from {cfg.teacher} (weight {cfg.distill_weight}, temperature {cfg.distill_temperature})")
     ema = build_model(cfg.model).to(device)
     ema.load_state_dict(model.state_dict())
     for p in ema.parameters():
@@ -190,18 +246,25 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = lambda s: None, progres
         bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False)
         for i in bar:
             idx = perm[i * cfg.batch_size:(i + 1) * cfg.batch_size]
-            x = augment(x_train[idx].to(device), cfg, gen).contiguous(memory_format=torch.channels_last)
+            clean = augment(x_train[idx].to(device), cfg, gen)      # geometry, lighting, erasing
+            x = corrupt_batch(clean, cfg, gen).contiguous(memory_format=torch.channels_last)
             y = y_train[idx].to(device)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step)
             with torch.autocast(**amp):
                 logits = model(x)
+                if teacher is not None:  # the teacher sees the undamaged face: the student learns to ignore damage
+                    with torch.no_grad():
+                        t_logits = teacher(clean.contiguous(memory_format=torch.channels_last)).float()
             logits = logits.float()
             if soft_train is not None:  # soft targets: cross-entropy with the vote distribution
                 t = soft_train[idx].to(device)
                 loss = -(t * logits.log_softmax(1)).sum(1).mul(weights[y]).mean()
             else:
                 loss = F.cross_entropy(logits, y, weight=weights, label_smoothing=cfg.label_smoothing)
+            if teacher is not None:
+                loss = (1 - cfg.distill_weight) * loss + \
+                    cfg.distill_weight * distill_loss(logits, t_logits, cfg.distill_temperature)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
