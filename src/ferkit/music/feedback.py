@@ -155,17 +155,27 @@ class FeedbackStore:
             return [dict(zip(keys, r)) for r in rows]
 
     def preferences(self, emotion: str | None = None) -> Preferences:
-        """Net weights (like +1, skip -1); events recorded under another emotion than ``emotion`` count half."""
+        """Net weights (like +1, skip -1); events recorded under another emotion than ``emotion`` count half.
+
+        SQLite sums the events per track (one row per track liked or skipped, however many events), so the
+        cost of a recommendation grows with the tracks rated, not with the clicks."""
         prefs = Preferences(defaultdict(float), defaultdict(float), defaultdict(float))
-        for e in self.events():
-            w = (1.0 if e["action"] == "like" else -1.0)
-            if emotion is not None and e["emotion"] is not None and e["emotion"] != emotion:
-                w *= OTHER_EMOTION_WEIGHT
-            prefs.tracks[e["track_id"]] += w
-            for artist in e["artist"].split("; "):
+        with self._guard("read"):
+            conn = self._connect(write=False)
+            if conn is None:
+                return Preferences()
+            with conn as con:
+                rows = con.execute(
+                    "SELECT track_id, artist, genre, SUM(CASE action WHEN 'like' THEN 1.0 ELSE -1.0 END * "
+                    "CASE WHEN ? IS NOT NULL AND emotion IS NOT NULL AND emotion != ? THEN ? ELSE 1.0 END) "
+                    "FROM feedback GROUP BY track_id, artist, genre",
+                    (emotion, emotion, OTHER_EMOTION_WEIGHT)).fetchall()
+        for track_id, artists, genre, w in rows:
+            prefs.tracks[track_id] += w
+            for artist in artists.split("; "):
                 prefs.artists[artist.lower()] += w
-            if e["genre"]:
-                prefs.genres[e["genre"].lower()] += w
+            if genre:
+                prefs.genres[genre.lower()] += w
         return Preferences(dict(prefs.artists), dict(prefs.genres), dict(prefs.tracks))
 
     def wipe(self) -> int:
