@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from tests._videos import HEIGHT, WIDTH, jpeg_starts, make_video, pick_faces, to_mjpeg
 
-from ferkit import EMOTIONS
+from ferkit import EMOTIONS, load_recognizer
 from ferkit.annotate import EMOTION_COLORS_BGR
 from ferkit.live import GuiUnavailableError, draw_live, open_window, opencv_has_gui
 from ferkit.track import TrackedFace
@@ -110,6 +110,25 @@ def test_a_damaged_frame_in_a_file_is_skipped_not_the_end(clip, tmp_path):
     positions = [round(json.loads(line)["time"] * 15) for line in proc.stdout.splitlines()]
     assert positions == [i for i in range(N_FRAMES) if i != 10]
     assert f"source ended after {N_FRAMES - 1} frames" in proc.stderr
+
+
+@pytest.mark.data
+def test_a_looped_file_restarts_its_clock_and_forgets_its_faces(clip):
+    from ferkit.detect import create_detector
+    from ferkit.live import live_frames, open_source
+    from ferkit.track import FaceTracker
+
+    tracker = FaceTracker(load_recognizer(detector="none"), detector=create_detector("haar"))
+    frames = []
+    for lf in live_frames(open_source(path=clip.path), tracker, loop=True, pace=False):
+        frames.append(lf)
+        if len(frames) == N_FRAMES + 3:
+            break
+    assert [f.index for f in frames] == list(range(N_FRAMES + 3))
+    assert [round(f.time * 15) for f in frames] == list(range(N_FRAMES)) + [0, 1, 2]
+    ids_before = {face.id for f in frames[:N_FRAMES] for face in f.faces}
+    ids_after = {face.id for face in frames[N_FRAMES].faces}
+    assert ids_after and not ids_after & ids_before  # the tracker was reset: new ids after the restart
 
 
 @pytest.mark.parametrize("args, message", [

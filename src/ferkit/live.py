@@ -28,7 +28,7 @@ import numpy as np
 from .annotate import EMOTION_COLORS_BGR, draw_tracked
 from .detect import available_detectors
 from .track import FaceTracker, TrackedFace
-from .video import MAX_FAILED_READS, VideoError, open_video, quiet_opencv
+from .video import VideoError, VideoInfo, VideoReport, open_video, quiet_opencv, read_frames
 
 WINDOW_TITLE = "ferkit live"
 QUIT_KEYS = {ord("q"), ord("Q"), 27}   # q, Q, Esc
@@ -54,7 +54,7 @@ class Source:
     is_file: bool
     fps: float         # the file's frame rate (for pacing); 0 for cameras
     first: np.ndarray  # the first frame, read while opening to prove the source works
-    frame_count: int = 0  # a file's announced frame count (0: unknown, or a camera)
+    info: VideoInfo | None = None  # a file's facts (frame count, size); None for a camera
 
 
 def open_source(camera: int | None = 0, path: str | Path | None = None) -> Source:
@@ -66,7 +66,7 @@ def open_source(camera: int | None = 0, path: str | Path | None = None) -> Sourc
         if not ok or frame is None:
             cap.release()
             raise VideoError(f"{path}: opened, but its first frame cannot be decoded")
-        return Source(cap, str(path), True, info.fps, frame, info.frame_count)
+        return Source(cap, str(path), True, info.fps, frame, info)
     if camera is None or camera < 0:
         raise SourceError(f"camera index must be >= 0, got {camera}")
     cap = cv2.VideoCapture(camera)
@@ -89,13 +89,36 @@ class LiveFrame:
     fps: float                  # end-to-end frames per second over the last ~second
 
 
+def source_frames(source: Source, loop: bool = False) -> Iterator[tuple[int, np.ndarray]]:
+    """(index in the source, BGR frame) from the first frame on. A file's damaged frames are skipped as
+    `ferkit video` skips them (`video.read_frames`), and it ends normally or, with `loop`, restarts at index 0;
+    a camera that stops giving frames raises SourceError."""
+    yield 0, source.first
+    if not source.is_file:
+        n = 1
+        while True:
+            ok, frame = source.cap.read()
+            if not ok or frame is None:
+                raise SourceError(f"{source.name}: stopped giving frames after {n} (disconnected?)")
+            yield n, frame
+            n += 1
+    start = 1
+    while True:
+        yield from read_frames(source.cap, source.info, VideoReport(source.info), start=start)
+        if not loop:
+            return
+        source.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+        start = 0
+
+
 def live_frames(source: Source, tracker: FaceTracker, *, loop: bool = False, pace: bool = True) -> Iterator[LiveFrame]:
     """Frames with their tracked faces until the source ends. A file ends normally (or restarts with `loop`);
     a camera that stops giving frames raises SourceError. `pace`: play a file at its own frame rate."""
     stamps: deque[float] = deque(maxlen=31)
     start = time.perf_counter()
-    frame, index, file_index = source.first, 0, 0
-    while True:
+    for index, (file_index, frame) in enumerate(source_frames(source, loop)):
+        if index and file_index == 0:  # a looped file starts again: faces from its end are not these faces
+            tracker.reset()
         if source.is_file and pace and source.fps:
             delay = start + index / source.fps - time.perf_counter()
             if delay > 0:
@@ -108,26 +131,6 @@ def live_frames(source: Source, tracker: FaceTracker, *, loop: bool = False, pac
         fps = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 and stamps[-1] > stamps[0] else 0.0
         t = file_index / source.fps if source.is_file else now - start
         yield LiveFrame(index, t, frame, faces, fps)
-        index += 1
-        file_index += 1
-        ok, frame = source.cap.read()
-        if source.is_file:  # a damaged frame inside a file: skip it (as `ferkit video` does), up to a limit
-            for _ in range(MAX_FAILED_READS):
-                if (ok and frame is not None) or file_index + 1 >= source.frame_count:
-                    break
-                file_index += 1
-                ok, frame = source.cap.read()
-        if not ok or frame is None:
-            if not source.is_file:
-                raise SourceError(f"{source.name}: stopped giving frames after {index} (disconnected?)")
-            if not loop:
-                return
-            source.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-            ok, frame = source.cap.read()
-            if not ok:
-                return
-            file_index = 0
-            tracker.reset()
 
 
 def frame_record(lf: LiveFrame) -> dict:
