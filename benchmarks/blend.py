@@ -8,21 +8,18 @@ PrivateTest) for weights 0 (FER-2013 model alone) to 1 (FER+ model alone, contem
 from __future__ import annotations
 
 import argparse
-import os
-from pathlib import Path
 
 import numpy as np
 
 from ferkit import EMOTIONS, load_recognizer
-from ferkit.data import load_dataset
+from ferkit.data import fer2013_file, load_dataset
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=os.environ.get("FERKIT_DATA", "../shared/data/fer2013"))
+    ap.add_argument("--data", default=None, help="the FER-2013 folder (default: $FERKIT_DATA or ../shared/data/fer2013)")
     args = ap.parse_args()
-    data = Path(args.data)
-    ds = load_dataset(data / "fer2013-compact.npz.xz" if (data / "fer2013-compact.npz.xz").is_file() else data / "fer2013.csv.gz")
+    ds = load_dataset(fer2013_file(args.data))
     val = ds.split("PublicTest")
     a = load_recognizer("fer2013", detector="none").classify(val.pixels)
     fp = load_recognizer("ferplus", detector="none")

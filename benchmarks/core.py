@@ -9,7 +9,6 @@ Targets (core issue): <= 1 ms per face for the classifier, <= 15 ms for a 640x48
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
 from pathlib import Path
@@ -20,7 +19,8 @@ import numpy as np
 import onnxruntime as ort
 
 from ferkit import available_models, load_recognizer
-from ferkit.data import load_dataset
+from ferkit.data import fer2013_file, load_dataset
+from ferkit.scenes import pad_face
 from ferkit.evaluate import evaluate, fer2013_set, machine_description
 
 
@@ -40,9 +40,7 @@ def scene(faces48: np.ndarray, n: int) -> np.ndarray:
     size = 120 if n > 1 else 160
     spots = [(20, 10), (340, 10), (20, 250), (340, 250)] if n > 1 else [(200, 120)]
     for face, (x, y) in zip(faces48, spots[:n]):
-        f = cv2.resize(face, (size, size), interpolation=cv2.INTER_CUBIC)
-        p = size // 3
-        f = cv2.copyMakeBorder(f, p, p, p, p, cv2.BORDER_REPLICATE)
+        f = pad_face(face, size, pad=1 / 3)
         frame[y:y + f.shape[0], x:x + f.shape[1]] = f[:, :, None]
     return frame
 
@@ -73,14 +71,13 @@ def fer_package_row(faces: np.ndarray, labels: np.ndarray, repeat: int) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=os.environ.get("FERKIT_DATA", "../shared/data/fer2013"))
+    ap.add_argument("--data", default=None, help="the FER-2013 folder (default: $FERKIT_DATA or ../shared/data/fer2013)")
     ap.add_argument("--model", default=None)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=200)
     args = ap.parse_args()
 
-    data = Path(args.data)
-    ds = load_dataset(data / "fer2013-compact.npz.xz" if (data / "fer2013-compact.npz.xz").is_file() else data / "fer2013.csv.gz")
+    ds = load_dataset(fer2013_file(args.data))
     test = fer2013_set(ds, "PrivateTest")
     models = [args.model] if args.model else [m for m in ("fer2013", "fer2013-fp32") if m in available_models()]
     print(f"ONNX Runtime {ort.__version__}, threads={args.threads}; {machine_description()}")

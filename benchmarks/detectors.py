@@ -9,24 +9,21 @@ the emotion accuracy end to end (detect, crop, classify) on the faces it found a
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import time
-from pathlib import Path
 
-import cv2
 import numpy as np
 
 from ferkit import load_recognizer
-from ferkit.data import load_dataset
+from ferkit.data import fer2013_file, load_dataset
+from ferkit.scenes import pad_face
 
 
 def frame_with_face(face48: np.ndarray, size: int, rng) -> tuple[np.ndarray, np.ndarray]:
     """A 640x480 BGR frame with the face enlarged to `size` px, border-replicated around it (context the
     detectors need), at a random place; returns the frame and the face's true box (x, y, w, h)."""
-    f = cv2.resize(face48, (size, size), interpolation=cv2.INTER_CUBIC)
+    f = pad_face(face48, size, pad=1 / 3)
     p = size // 3
-    f = cv2.copyMakeBorder(f, p, p, p, p, cv2.BORDER_REPLICATE)
     frame = np.full((480, 640, 3), 110, np.uint8)
     y, x = rng.integers(0, 480 - f.shape[0] + 1), rng.integers(0, 640 - f.shape[1] + 1)
     frame[y:y + f.shape[0], x:x + f.shape[1]] = f[:, :, None]
@@ -35,12 +32,11 @@ def frame_with_face(face48: np.ndarray, size: int, rng) -> tuple[np.ndarray, np.
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=os.environ.get("FERKIT_DATA", "../shared/data/fer2013"))
+    ap.add_argument("--data", default=None, help="the FER-2013 folder (default: $FERKIT_DATA or ../shared/data/fer2013)")
     ap.add_argument("--faces", type=int, default=300)
     ap.add_argument("--sizes", type=int, nargs="+", default=[80, 160])
     args = ap.parse_args()
-    data = Path(args.data)
-    ds = load_dataset(data / "fer2013-compact.npz.xz" if (data / "fer2013-compact.npz.xz").is_file() else data / "fer2013.csv.gz")
+    ds = load_dataset(fer2013_file(args.data))
     test = ds.split("PrivateTest")
     n = min(args.faces, len(test))
     crop_acc = float((load_recognizer(detector="none").classify(test.pixels[:n]).argmax(1) == test.labels[:n]).mean())

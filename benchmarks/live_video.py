@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,7 +26,8 @@ import cv2
 import numpy as np
 
 import ferkit
-from ferkit.data import load_dataset
+from ferkit.data import fer2013_file, load_dataset
+from ferkit.scenes import pad_face
 from ferkit.live import draw_live, live_frames, open_source, open_window
 from ferkit.track import FaceTracker
 from ferkit.video import analyze_video
@@ -36,23 +36,8 @@ W, H = 640, 480
 HAPPY, SURPRISE, NEUTRAL, SAD = 3, 5, 6, 4
 
 
-def data_file() -> Path:
-    for d in (os.environ.get("FERKIT_DATA"), Path(__file__).resolve().parents[1].parent / "shared" / "data" / "fer2013"):
-        if d and (Path(d) / "fer2013-compact.npz.xz").is_file():
-            return Path(d) / "fer2013-compact.npz.xz"
-        if d and (Path(d) / "fer2013.csv.gz").is_file():
-            return Path(d) / "fer2013.csv.gz"
-    sys.exit("FER-2013 not found: set FERKIT_DATA or put it in ../shared/data/fer2013")
-
-
-def pad_face(face48: np.ndarray, size: int, pad: float = 0.4) -> np.ndarray:
-    f = cv2.resize(face48, (size, size), interpolation=cv2.INTER_CUBIC)
-    p = int(size * pad)
-    return cv2.copyMakeBorder(f, p, p, p, p, cv2.BORDER_REPLICATE)
-
-
 def pick_faces(detector, emotions) -> list[np.ndarray]:
-    ds = load_dataset(data_file()).split("PrivateTest")
+    ds = load_dataset(fer2013_file()).split("PrivateTest")
     out = []
     for e in emotions:
         for i in np.flatnonzero(ds.labels == e):

@@ -29,22 +29,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def face_frames(width: int, height: int, detector: str, count: int = 8) -> list[bytes]:
     """JPEGs of `count` real FER-2013 PrivateTest faces that `detector` finds, one per frame."""
-    from ferkit.data import load_dataset
+    from ferkit.data import fer2013_file, load_dataset
     from ferkit.detect import create_detector
+    from ferkit.scenes import scene
 
-    data = Path(os.environ.get("FERKIT_DATA", ROOT.parent / "shared" / "data" / "fer2013"))
-    compact = data / "fer2013-compact.npz.xz"
-    ds = load_dataset(compact if compact.is_file() else data / "fer2013.csv.gz").split("PrivateTest")
+    ds = load_dataset(fer2013_file()).split("PrivateTest")
     det = create_detector(detector)
-    side = int(height * 0.45)
     out = []
     for face in ds.pixels[:400]:
-        patch = cv2.resize(face, (side, side), interpolation=cv2.INTER_CUBIC)
-        p = int(side * 0.4)
-        patch = cv2.copyMakeBorder(patch, p, p, p, p, cv2.BORDER_REPLICATE)
-        ph, pw = patch.shape
-        y, x = (height - ph) // 2, (width - pw) // 2
-        frame = cv2.copyMakeBorder(patch, y, height - ph - y, x, width - pw - x, cv2.BORDER_REPLICATE)
+        frame = scene(face, width, height, int(height * 0.45))
         ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80])
         if ok and len(det.detect(cv2.imdecode(jpeg, cv2.IMREAD_COLOR))[0]) == 1:
             out.append(jpeg.tobytes())

@@ -1,23 +1,21 @@
 """Shared fixtures: real FER-2013 faces from ../shared/data (or $FERKIT_DATA), small generated data otherwise."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 
+from ferkit.scenes import pad_face  # noqa: F401  (re-exported: the tests import it from here)
+
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data" / "fer2013"
 
 
 def data_dir() -> Path | None:
-    """Where FER-2013 lives: $FERKIT_DATA, else ../shared/data/fer2013 beside the repo."""
-    for cand in (os.environ.get("FERKIT_DATA"), SHARED):
-        if cand and (Path(cand) / "fer2013.csv.gz").is_file():
-            return Path(cand)
-    return None
+    """Where FER-2013 lives: $FERKIT_DATA, else ../shared/data/fer2013 beside the repo (ferkit.data.default_data_dir)."""
+    from ferkit.data import default_data_dir
+
+    d = default_data_dir()
+    return d if (d / "fer2013.csv.gz").is_file() else None
 
 
 @pytest.fixture(scope="session")
@@ -31,10 +29,9 @@ def fer_dir() -> Path:
 @pytest.fixture(scope="session")
 def fer_dataset(fer_dir):
     """The whole FER-2013 (35,887 faces), read once per session from the compact copy (fast) or the CSV."""
-    from ferkit.data import load_dataset
+    from ferkit.data import fer2013_file, load_dataset
 
-    compact = fer_dir / "fer2013-compact.npz.xz"
-    return load_dataset(compact if compact.is_file() else fer_dir / "fer2013.csv.gz")
+    return load_dataset(fer2013_file(fer_dir))
 
 
 @pytest.fixture(scope="session")
@@ -42,11 +39,6 @@ def private_test(fer_dataset):
     return fer_dataset.split("PrivateTest")
 
 
-def pad_face(face48: np.ndarray, size: int = 144, pad: float = 0.4) -> np.ndarray:
-    """A 48x48 FER face enlarged to `size` with replicated borders: the Haar cascade needs context around a face."""
-    f = cv2.resize(face48, (size, size), interpolation=cv2.INTER_CUBIC)
-    p = int(size * pad)
-    return cv2.copyMakeBorder(f, p, p, p, p, cv2.BORDER_REPLICATE)
 
 
 @pytest.fixture(scope="session")

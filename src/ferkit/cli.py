@@ -277,13 +277,6 @@ def run_data(args) -> int:
 
 
 # ---------------------------------------------------------------- evaluate
-def default_data_dir() -> Path:
-    """$FERKIT_DATA, else ../shared/data/fer2013 (the layout the repo is developed in)."""
-    import os
-
-    return Path(os.environ.get("FERKIT_DATA", "../shared/data/fer2013"))
-
-
 def add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="accuracy, F1, confusion matrix on a split; writes the model card",
                        description="Evaluate a model through the same ONNX inference path users get.")
@@ -300,7 +293,7 @@ def add_evaluate(sub) -> None:
 
 def run_evaluate(args) -> int:
     from . import EMOTIONS, load_recognizer
-    from .data import load_dataset, read_ferplus_votes
+    from .data import default_data_dir, load_dataset, read_ferplus_votes
     from .evaluate import (evaluate, fer2013_set, ferplus_set, machine_description, plot_confusion,
                            plot_robustness, render_model_card, robustness, write_metrics)
 

@@ -254,3 +254,26 @@ def load_dataset(path: str | Path) -> FaceDataset:
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
     raise DataError(f"{path}: unsupported data file; expected fer2013.csv(.gz), an .npz(.xz) or an image folder")
+
+
+def default_data_dir() -> Path:
+    """Where FER-2013 is looked for: $FERKIT_DATA, else ../shared/data/fer2013 (the layout ferkit is developed in:
+    the data beside the repository), from the working directory or else from this source checkout."""
+    import os
+
+    if os.environ.get("FERKIT_DATA"):
+        return Path(os.environ["FERKIT_DATA"])
+    here = Path("../shared/data/fer2013")
+    beside_checkout = Path(__file__).resolve().parents[3] / "shared" / "data" / "fer2013"
+    return here if here.is_dir() or not beside_checkout.is_dir() else beside_checkout
+
+
+def fer2013_file(directory: str | Path | None = None) -> Path:
+    """The fastest FER-2013 file in `directory` (default: default_data_dir()): the compact .npz.xz copy when there,
+    else fer2013.csv.gz or fer2013.csv. FileNotFoundError names the folder otherwise."""
+    d = Path(directory) if directory is not None else default_data_dir()
+    for name in ("fer2013-compact.npz.xz", "fer2013-compact.npz", "fer2013.csv.gz", "fer2013.csv"):
+        if (d / name).is_file():
+            return d / name
+    raise FileNotFoundError(f"{d}: no FER-2013 here (fer2013.csv(.gz) or fer2013-compact.npz.xz); "
+                            "set FERKIT_DATA to the folder that holds it")

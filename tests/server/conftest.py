@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 import pytest
+from ferkit.scenes import scene  # noqa: F401  (re-exported: the server tests import it from here)
 from tests.conftest import pad_face
 
 from ferkit import EMOTIONS
@@ -124,13 +125,6 @@ def face_jpeg(face_image) -> bytes:
     return encode(cv2.cvtColor(face_image, cv2.COLOR_GRAY2BGR), ".jpg")
 
 
-def scene(face48: np.ndarray, width: int = 320, height: int = 240, face_size: int = 110, x: int | None = None) -> np.ndarray:
-    """A width x height grey frame holding one FER face (padded by replicating its borders), left edge at x."""
-    patch = pad_face(face48, face_size, 0.4)
-    ph, pw = patch.shape
-    x = (width - pw) // 2 if x is None else x
-    y = (height - ph) // 2
-    return cv2.copyMakeBorder(patch, y, height - ph - y, x, width - pw - x, cv2.BORDER_REPLICATE)
 
 
 def detectable_scenes(faces48, detector, **scene_args):
