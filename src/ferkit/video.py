@@ -10,7 +10,8 @@ into one output folder:
     summary.json     per face: seconds on screen and the share of its time per dominant emotion
     summary.txt      the same as a table (what the CLI prints)
 
-Timeline rows are written and flushed frame by frame, so an interruption keeps everything analysed so far.
+Timeline rows are written frame by frame: an interruption (Ctrl-C, an error) closes the files with every row
+analysed so far, and the files are flushed every second, so even a killed process loses at most the last second.
 A frame that fails to decode is skipped and listed; a file that stops decoding before its announced end is
 reported as truncated, with the frames before the damage still analysed.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -34,6 +36,7 @@ from .track import FaceTracker, TrackedFace
 # container announced more frames: isolated bad frames are skipped, a damaged tail stops the loop.
 MAX_FAILED_READS = 25
 MAX_PLOTTED_FACES = 8
+FLUSH_EVERY_S = 1.0  # wall-clock seconds between flushes of the timeline files
 
 
 class VideoError(ValueError):
@@ -155,7 +158,7 @@ def analyze_video(path: str | Path, recognizer: Recognizer, out_dir: str | Path,
         head = {"video": info.path, "fps": info.fps, "frame_count": info.frame_count, "width": info.width,
                 "height": info.height, "every": every, "labels": labels, "model": recognizer.name}
         json_fh.write(json.dumps(head)[:-1] + ', "rows": [\n')
-        first_row, faces = True, []
+        first_row, faces, flushed = True, [], time.monotonic()
         try:
             for index, frame in read_frames(cap, info, report):
                 if index % every == 0:
@@ -172,8 +175,10 @@ def analyze_video(path: str | Path, recognizer: Recognizer, out_dir: str | Path,
                         first_row = False
                         rows_by_face.setdefault(f.id, []).append((t, np.array(p)))
                         report.rows += 1
-                    csv_fh.flush()
-                    json_fh.flush()
+                    if time.monotonic() - flushed >= FLUSH_EVERY_S:
+                        csv_fh.flush()
+                        json_fh.flush()
+                        flushed = time.monotonic()
                 if annotate:
                     if writer is None:
                         writer = _open_writer(files["annotated"], info.fps, frame.shape)
