@@ -30,6 +30,28 @@ def test_published_figure_is_what_the_model_scores(private_report):
     assert metrics["n"] == 3589
 
 
+SHIPPED_WITH_METRICS = sorted(p.name[:-len(".metrics.json")] for p in WEIGHTS_DIR.glob("*.metrics.json"))
+
+
+@pytest.mark.parametrize("name", SHIPPED_WITH_METRICS)
+def test_every_published_figure_is_what_its_model_scores(name, fer_dataset, fer_dir):
+    """Each shipped model's metrics file (quoted by the README, the model cards and the server) against a fresh
+    evaluation on the test set it names: FER-2013 PrivateTest, or FER+ PrivateTest for 8-class models."""
+    from ferkit.data import read_ferplus_votes
+    from ferkit.evaluate import ferplus_set
+
+    metrics = json.loads((WEIGHTS_DIR / f"{name}.metrics.json").read_text())
+    rec = load_recognizer(name, detector="none")
+    if metrics["test_set"].startswith("FER+"):
+        assert rec.labels[-1] == "contempt" and len(rec.labels) == 8
+        s = ferplus_set(fer_dataset, read_ferplus_votes(fer_dir / "fer2013new.csv", len(fer_dataset)), "PrivateTest", rec.labels)
+    else:
+        s = fer2013_set(fer_dataset, "PrivateTest")
+    report = evaluate(rec, s)
+    assert report["set"] == metrics["test_set"] and report["n"] == metrics["n"]
+    assert report["accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-4)
+
+
 def test_every_class_is_recognised(private_report):
     """No class collapses to zero recall, disgust (1.5 % of faces) included."""
     recalls = {k: v["recall"] for k, v in private_report["per_class"].items()}
