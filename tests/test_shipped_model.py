@@ -50,6 +50,11 @@ def test_every_published_figure_is_what_its_model_scores(name, fer_dataset, fer_
     report = evaluate(rec, s)
     assert report["set"] == metrics["test_set"] and report["n"] == metrics["n"]
     assert report["accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-4)
+    if "robustness" in metrics:  # one corrupted copy as a spot check of the published robustness table
+        from ferkit.evaluate import EvalSet, corrupt
+
+        noisy = EvalSet(s.name, corrupt(s.pixels, "noise", 16), s.labels, s.classes)
+        assert evaluate(rec, noisy)["accuracy"] == pytest.approx(metrics["robustness"]["noise"]["16"], abs=1e-4)
 
 
 def test_every_class_is_recognised(private_report):

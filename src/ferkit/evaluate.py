@@ -213,6 +213,10 @@ def write_metrics(rec: Recognizer, results: dict, path: Path) -> dict:
         if key != results["main"] and not key.endswith("_public"):
             summary.setdefault("other_sets", {})[reports["none"]["set"]] = {"accuracy": round(reports["none"]["accuracy"], 4),
                                                                             "n": reports["none"]["n"]}
+    if "robustness" in results:  # accuracy per corruption and level, and the mean over all of them
+        rob = results["robustness"]["corruptions"]
+        summary["robustness"] = {k: dict(zip(map(str, v["levels"]), (round(a, 4) for a in v["accuracy"]))) for k, v in rob.items()}
+        summary["robustness_mean"] = round(float(np.mean([a for v in rob.values() for a in v["accuracy"]])), 4)
     path.write_text(json.dumps(summary, indent=1) + "\n")
     return summary
 
