@@ -91,12 +91,19 @@ def test_distill_loss_is_zero_only_when_student_matches_teacher():
     t = torch.randn(8, 7)
     assert distill_loss(t, t, 2.0).item() == pytest.approx(0.0, abs=1e-6)
     assert distill_loss(torch.zeros(8, 7), t, 2.0).item() > 0.01
+    # two teachers: the target is their mean softened probability
+    a, b = torch.randn(8, 7), torch.randn(8, 7)
+    mean = ((a / 2).softmax(1) + (b / 2).softmax(1)) / 2
+    student = torch.log(mean) * 2  # softmax(student / 2) == mean
+    assert distill_loss(student, torch.stack([a, b]), 2.0).item() == pytest.approx(0.0, abs=1e-5)
+    assert distill_loss(a, torch.stack([a, b]), 2.0).item() > 0.01
 
 
 def test_training_with_a_teacher_and_corruptions(tiny_data, tmp_path):
     train(tiny_config(tiny_data, tmp_path / "teacher"), progress=False)
     logs = []
-    cfg = tiny_config(tiny_data, tmp_path / "student", teacher=str(tmp_path / "teacher" / "best.pt"), distill_weight=0.7,
+    teacher = str(tmp_path / "teacher" / "best.pt")
+    cfg = tiny_config(tiny_data, tmp_path / "student", teacher=f"{teacher},{teacher}", distill_weight=0.7,
                       gamma_prob=0.3, blur_prob=0.3, noise_prob=0.3, jpeg_prob=0.3)
     result = train(cfg, log=logs.append, progress=False)
     assert any("distilling from" in line for line in logs)

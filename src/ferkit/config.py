@@ -65,7 +65,7 @@ class TrainConfig:
     jpeg_prob: float = 0.0                    # JPEG re-encoding at a quality uniform in [jpeg_min, 75]
     jpeg_min: int = 10
     # distillation from a trained checkpoint (same label set), evaluated online on the uncorrupted batch
-    teacher: str = ""                         # path to a best.pt; empty = no teacher
+    teacher: str = ""                         # a best.pt, or several comma-separated (an ensemble); empty = none
     distill_weight: float = 0.5               # loss = (1 - w) * label loss + w * T^2 * KL(teacher || student)
     distill_temperature: float = 2.0
     resume: str = ""                          # path to a last.pt to continue from

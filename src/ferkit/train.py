@@ -132,10 +132,15 @@ def corrupt_batch(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> to
 
 
 def distill_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
-    """KL(teacher || student) at a temperature, scaled by T^2 so its gradients match the label loss's."""
+    """KL(teacher || student) at a temperature, scaled by T^2 so its gradients match the label loss's.
+
+    student (B, K) logits; teacher (B, K) logits, or (M, B, K) for an ensemble of M teachers, whose target is
+    the mean of their softened probabilities."""
     t = temperature
-    return F.kl_div(student.div(t).log_softmax(1), teacher.div(t).log_softmax(1), log_target=True,
-                    reduction="batchmean") * t * t
+    target = teacher.div(t).log_softmax(-1)
+    if target.ndim == 3:  # log of the mean probability over the members
+        target = target.logsumexp(0) - math.log(target.shape[0])
+    return F.kl_div(student.div(t).log_softmax(1), target, log_target=True, reduction="batchmean") * t * t
 
 
 # ---------------------------------------------------------------- evaluation helper
@@ -198,12 +203,13 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = lambda s: None, progres
     soft_train = None if train_set.soft is None or cfg.labels != "ferplus-soft" else torch.from_numpy(train_set.soft)
 
     model = build_model(cfg.model).to(device).to(memory_format=torch.channels_last)
-    teacher = None
-    if cfg.teacher:  # frozen, eval mode; it must speak the same label set
-        teacher, tck = load_checkpoint(cfg.teacher)
+    teachers = []
+    for path in filter(None, cfg.teacher.split(",")):  # frozen, eval mode; each must speak the data's label set
+        teacher, tck = load_checkpoint(path)
         if list(tck["labels"]) != list(ds.classes):
-            raise ValueError(f"teacher {cfg.teacher} has labels {tck['labels']}, the data has {list(ds.classes)}")
-        teacher = teacher.to(device).to(memory_format=torch.channels_last)
+            raise ValueError(f"teacher {path} has labels {tck['labels']}, the data has {list(ds.classes)}")
+        teachers.append(teacher.to(device).to(memory_format=torch.channels_last))
+    if teachers:
         log(f"distilling from {cfg.teacher} (weight {cfg.distill_weight}, temperature {cfg.distill_temperature})")
     ema = build_model(cfg.model).to(device)
     ema.load_state_dict(model.state_dict())
@@ -253,16 +259,17 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = lambda s: None, progres
                 g["lr"] = lr_at(step)
             with torch.autocast(**amp):
                 logits = model(x)
-                if teacher is not None:  # the teacher sees the undamaged face: the student learns to ignore damage
+                if teachers:  # the teachers see the undamaged face: the student learns to ignore damage
                     with torch.no_grad():
-                        t_logits = teacher(clean.contiguous(memory_format=torch.channels_last)).float()
+                        c = clean.contiguous(memory_format=torch.channels_last)
+                        t_logits = torch.stack([t(c).float() for t in teachers])   # (M, B, K)
             logits = logits.float()
             if soft_train is not None:  # soft targets: cross-entropy with the vote distribution
                 t = soft_train[idx].to(device)
                 loss = -(t * logits.log_softmax(1)).sum(1).mul(weights[y]).mean()
             else:
                 loss = F.cross_entropy(logits, y, weight=weights, label_smoothing=cfg.label_smoothing)
-            if teacher is not None:
+            if teachers:
                 loss = (1 - cfg.distill_weight) * loss + \
                     cfg.distill_weight * distill_loss(logits, t_logits, cfg.distill_temperature)
             opt.zero_grad(set_to_none=True)
