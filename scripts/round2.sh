@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Round 2 of docs/quality.md, after the student runs (runs/<set>-student) beside the first models (runs/<set>):
+#   bash scripts/round2.sh candidates SET     # v1 (first model) and v2 (student) as INT8 candidates, then the PublicTest rule
+#   bash scripts/round2.sh ship SET v1|v2     # the winner under the default name, and the v1+v2 ensemble SET-accurate
+# SET: fer2013 or ferplus. Then: ferkit evaluate ... --model-card (see the README's reproduce steps).
+set -euo pipefail
+D=${FERKIT_DATA:-../shared/data/fer2013}
+W=src/ferkit/weights
+C=runs/candidates
+mkdir -p $C docs/eval/selection
+
+export_pair() {  # RUN NAME OUTDIR: best.pt -> NAME-fp32.onnx (temperature fitted on PublicTest) and NAME.onnx (INT8)
+  ferkit export "$1/best.pt" "$3/$2-fp32.onnx" --name "$2-fp32" --calibrate $D/fer2013.csv.gz
+  ferkit quantize "$3/$2-fp32.onnx" "$3/$2.onnx" --data $D/fer2013.csv.gz --name "$2"
+}
+run_of() { [ "$2" = v2 ] && echo runs/$1-student || echo runs/$1; }
+
+case "$1" in
+candidates)
+  export_pair runs/$2 $2-v1 $C
+  export_pair runs/$2-student $2-v2 $C
+  python benchmarks/select_default.py $C/$2-v1.onnx $C/$2-v2.onnx --out docs/eval/selection | tee docs/eval/selection/verdict_$2.txt ;;
+ship)
+  export_pair $(run_of $2 $3) $2 $W
+  ferkit ensemble $C/$2-v1.onnx $C/$2-v2.onnx --out $W/$2-accurate.onnx --name $2-accurate \
+    --fit-weights $D/fer2013.csv.gz | tee docs/eval/selection/ensemble_$2.txt
+  cp $(run_of $2 $3)/curves.png docs/eval/curves_$2.png ;;
+*) echo "usage: $0 candidates SET | ship SET v1|v2" >&2; exit 2 ;;
+esac
