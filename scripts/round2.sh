@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Round 2 of docs/quality.md, after the student runs (runs/<set>-student) beside the first models (runs/<set>):
 #   bash scripts/round2.sh candidates SET     # v1 (first model) and v2 (student) as INT8 candidates, then the PublicTest rule
-#   bash scripts/round2.sh ship SET v1|v2     # the winner under the default name, and the v1+v2 ensemble SET-accurate
+#   bash scripts/round2.sh ship SET v1|v2     # the winner under the default name, the v1+v2 ensemble SET-accurate,
+#                                             # and v2 (the student) as the option SET-robust
 # SET: fer2013 or ferplus. Then: ferkit evaluate ... --model-card (see the README's reproduce steps).
 set -euo pipefail
 D=${FERKIT_DATA:-../shared/data/fer2013}
@@ -24,6 +25,7 @@ ship)
   export_pair $(run_of $2 $3) $2 $W
   ferkit ensemble $C/$2-v1.onnx $C/$2-v2.onnx --out $W/$2-accurate.onnx --name $2-accurate \
     --fit-weights $D/fer2013.csv.gz | tee docs/eval/selection/ensemble_$2.txt
+  ferkit quantize $C/$2-v2-fp32.onnx $W/$2-robust.onnx --data $D/fer2013.csv.gz --name $2-robust
   cp $(run_of $2 $3)/curves.png docs/eval/curves_$2.png ;;
 *) echo "usage: $0 candidates SET | ship SET v1|v2" >&2; exit 2 ;;
 esac

@@ -242,8 +242,10 @@ def training_run_facts(history: dict) -> dict:
     cfg, default = history["config"], dataclasses.asdict(TrainConfig())
     flags = [f"--{k.replace('_', '-')} {v}" for k, v in cfg.items() if k not in ("model", "resume") and v != default.get(k)]
     for k, v in cfg["model"].items():
+        if k == "num_classes":  # set by the label set, not a choice
+            continue
         if (list(v) if isinstance(v, (list, tuple)) else v) != (list(default["model"][k]) if isinstance(v, (list, tuple)) else default["model"][k]):
-            flags.append(f"--{k} {' '.join(map(str, v)) if isinstance(v, (list, tuple)) else v}")
+            flags.append(f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, (list, tuple)) else v}")
     runs = history["history"]
     return {"command": " ".join(["ferkit train", *flags]), "hardware": f"{history.get('machine')} ({history.get('device')}, "
             f"{history.get('threads')} threads, torch {history.get('torch')})", "epochs_run": len(runs),
