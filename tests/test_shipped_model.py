@@ -84,3 +84,25 @@ def test_class_activation_maps_point_at_what_matters(fer_dataset):
     drop_hot = probs[idx, top] - rec.classify(hot)[idx, top]
     drop_rand = probs[idx, top] - rec.classify(rand)[idx, top]
     assert drop_hot.mean() > drop_rand.mean() + 0.02, (drop_hot.mean(), drop_rand.mean())
+
+
+@pytest.mark.parametrize("label_set", ["fer2013", "ferplus"])
+def test_accurate_is_the_ensemble_of_the_default_and_the_robust_model(label_set, private_test):
+    """`X-accurate` holds the same two networks that ship alone as `X` and `X-robust`, mixed by its weights."""
+    acc = load_recognizer(f"{label_set}-accurate", detector="none")
+    w = [m["weight"] for m in acc.metadata["ensemble"]]
+    assert [m["name"] for m in acc.metadata["ensemble"]] == [f"{label_set}-v1", f"{label_set}-v2"]
+    faces = private_test.pixels[:200]
+    expected = w[0] * load_recognizer(label_set, detector="none").classify(faces) + \
+        w[1] * load_recognizer(f"{label_set}-robust", detector="none").classify(faces)
+    assert np.allclose(acc.classify(faces), expected, atol=1e-5)
+
+
+def test_the_robust_model_holds_up_under_noise_where_the_default_breaks(private_test):
+    from ferkit.evaluate import corrupt
+
+    faces, labels = private_test.pixels[:1000], private_test.labels[:1000]
+    noisy = corrupt(faces, "noise", 16)
+    acc = {m: float((load_recognizer(m, detector="none").classify(noisy).argmax(1) == labels).mean())
+           for m in ("fer2013", "fer2013-robust")}
+    assert acc["fer2013-robust"] > acc["fer2013"] + 0.15, acc
