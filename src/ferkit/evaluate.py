@@ -265,7 +265,7 @@ def render_model_card(rec: Recognizer, results: dict, figures: dict[str, str]) -
         "## Model",
         (f"- Architecture: an ensemble of {len(members)} models (the weighted mean of their probabilities), each a {arch}"
          if members else f"- Architecture: {arch}") +
-        f" ({meta.get('parameters', 'n/a')} parameters in all); ONNX file `{rec.model_path.name}` "
+        f" ({meta.get('parameters', 'n/a')} parameters{' in all' if members else ''}); ONNX file `{rec.model_path.name}` "
         f"({rec.model_path.stat().st_size / 1e6:.1f} MB).",
         f"- Classes (in output order): {', '.join(rec.labels)}.",
         f"- Input: one face crop, grey, resized to {meta['preprocess']['image_size']}x{meta['preprocess']['image_size']} "
