@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 
-import numpy as np
+from ferkit.evaluate import mean_corrupted
 
 
 def main(paths: list[str]) -> None:
@@ -26,7 +26,7 @@ def main(paths: list[str]) -> None:
             " / ".join(f"{a * 100:.1f}" for a in r["corruptions"][kind]["accuracy"]) for r in robs) + " |")
     print("| **clean** | " + " | ".join(f"**{r['clean'] * 100:.2f} %**" for r in robs) + " |")
     print("| **mean of the 30 corrupted** | " + " | ".join(
-        f"**{np.mean([a for v in r['corruptions'].values() for a in v['accuracy']]) * 100:.2f} %**" for r in robs) + " |")
+        f"**{mean_corrupted(r) * 100:.2f} %**" for r in robs) + " |")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ case "$1" in
 candidates)
   export_pair runs/$2 $2-v1 $C
   export_pair runs/$2-student $2-v2 $C
-  python benchmarks/select_default.py $C/$2-v1.onnx $C/$2-v2.onnx --out docs/eval/selection | tee docs/eval/selection/verdict_$2.txt ;;
+  python benchmarks/select_default.py $C/$2-v1.onnx $C/$2-v2.onnx | tee docs/eval/selection/verdict_$2.txt ;;
 ship)
   export_pair $(run_of $2 $3) $2 $W
   ferkit ensemble $C/$2-v1.onnx $C/$2-v2.onnx --out $W/$2-accurate.onnx --name $2-accurate \

@@ -152,18 +152,11 @@ def run_export(args) -> int:
              "parameters": sum(p.numel() for p in model.parameters())}
     temperature = 1.0
     if args.calibrate:
-        from .data import load_dataset
-        from .evaluate import expected_calibration_error, rescale_temperature
+        from .evaluate import expected_calibration_error, rescale_temperature, selection_set
         from .export import fit_temperature
         from .train import predict_proba
 
-        data = load_dataset(args.calibrate)
-        if tuple(ckpt["labels"]) != tuple(data.classes):  # a FER+ model: calibrate on FER+ majority labels
-            from .data import read_ferplus_votes, with_ferplus
-
-            votes = Path(args.calibrate).parent / "fer2013new.csv"
-            data = with_ferplus(data, read_ferplus_votes(votes, len(data)), "majority")
-        val = data.split("PublicTest")
+        val = selection_set(args.calibrate, tuple(ckpt["labels"]))  # FER+ majority labels for a FER+ model
         temperature = fit_temperature(model, val.pixels, val.labels)
         before = predict_proba(model, val.pixels, "cpu")
         after = rescale_temperature(before, temperature)
@@ -283,7 +276,7 @@ def add_evaluate(sub) -> None:
     p = sub.add_parser("evaluate", help="accuracy, F1, confusion matrix on a split; writes the model card",
                        description="Evaluate a model through the same ONNX inference path users get.")
     p.add_argument("--model", default=None, help="shipped model name or .onnx path (default: fer2013)")
-    p.add_argument("--data", default=None, help="FER-2013 data (default: $FERKIT_DATA/fer2013.csv.gz or ../shared/data/fer2013/fer2013.csv.gz)")
+    p.add_argument("--data", default=None, help="FER-2013 data (default: the fastest FER-2013 file in $FERKIT_DATA or ../shared/data/fer2013)")
     p.add_argument("--ferplus", default=None, help="fer2013new.csv for the FER+ set (default: beside --data)")
     p.add_argument("--split", default="PrivateTest", choices=["PrivateTest", "PublicTest", "Training"])
     p.add_argument("--tta", default="all", choices=["none", "flip", "crops", "all"], help="test-time augmentation (default: all three)")
@@ -295,11 +288,11 @@ def add_evaluate(sub) -> None:
 
 def run_evaluate(args) -> int:
     from . import EMOTIONS, load_recognizer
-    from .data import default_data_dir, load_dataset, read_ferplus_votes
+    from .data import fer2013_file, load_dataset, read_ferplus_votes
     from .evaluate import (evaluate, fer2013_set, ferplus_set, machine_description, plot_confusion,
                            plot_robustness, render_model_card, robustness, write_metrics)
 
-    data = Path(args.data) if args.data else default_data_dir() / "fer2013.csv.gz"
+    data = Path(args.data) if args.data else fer2013_file()
     ferplus = Path(args.ferplus) if args.ferplus else data.parent / "fer2013new.csv"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -329,10 +322,11 @@ def run_evaluate(args) -> int:
     results["main"] = next(iter(sets))
     results["sets"] = {}
     figures = {}
+    recs = {mode: load_recognizer(args.model, detector="none", tta=mode) for mode in modes}  # one session per mode
     for key, s in sets.items():
         results["sets"][key] = {}
         for mode in (modes if not key.endswith("_public") or args.split == "PublicTest" else ["none"]):
-            r = evaluate(load_recognizer(args.model, detector="none", tta=mode), s)
+            r = evaluate(recs[mode], s)
             results["sets"][key][mode] = r
             print(f"{s.name:<60} n={r['n']:<5} TTA {mode:<6} accuracy {r['accuracy']:.4f}  macro F1 {r['macro']['f1']:.4f}  ECE {r['ece']:.3f}")
         first = results["sets"][key][next(iter(results["sets"][key]))]

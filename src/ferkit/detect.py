@@ -105,11 +105,14 @@ class BlazeFaceDetector:
 
     def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         h, w = image.shape[:2]
-        side = max(h, w)
-        top, left = (side - h) // 2, (side - w) // 2  # letterbox to a square, as MediaPipe does
-        rgb = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-        square = cv2.copyMakeBorder(rgb, top, side - h - top, left, side - w - left, cv2.BORDER_CONSTANT, value=0)
-        x = cv2.resize(square, (self.INPUT, self.INPUT), interpolation=cv2.INTER_AREA).astype(np.float32) / 127.5 - 1
+        n = self.INPUT
+        s = n / max(h, w)  # shrink first, then letterbox to an n x n square as MediaPipe does: no full-size copies
+        sw, sh = max(1, round(w * s)), max(1, round(h * s))
+        small = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+        rgb = cv2.cvtColor(small, cv2.COLOR_GRAY2RGB) if small.ndim == 2 else cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
+        top, left = (n - sh) // 2, (n - sw) // 2
+        square = cv2.copyMakeBorder(rgb, top, n - sh - top, left, n - sw - left, cv2.BORDER_CONSTANT, value=0)
+        x = square.astype(np.float32) / 127.5 - 1
         reg, cls = self._session.run(None, {"input": x.transpose(2, 0, 1)[None]})  # (1, 896, 16), (1, 896, 1)
         scores = 1 / (1 + np.exp(-np.clip(cls[0, :, 0].astype(np.float64), -100, 100)))
         keep = scores >= self.score_threshold
@@ -117,7 +120,7 @@ class BlazeFaceDetector:
             return _empty()
         r, a, scores = reg[0, keep, :4] / self.INPUT, self._anchors[keep], scores[keep]
         cx, cy, bw, bh = r[:, 0] + a[:, 0], r[:, 1] + a[:, 1], r[:, 2], r[:, 3]
-        boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], 1) * side - [left, top, left, top]
+        boxes = (np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], 1) * n - [left, top, left, top]) / s
         boxes, scores = _weighted_nms(boxes, scores, self.nms_threshold)
         scale, shift = self.frame
         cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2

@@ -52,9 +52,13 @@ class Source:
     cap: cv2.VideoCapture
     name: str          # "camera 0" or the file's path
     is_file: bool
-    fps: float         # the file's frame rate (for pacing); 0 for cameras
     first: np.ndarray  # the first frame, read while opening to prove the source works
-    info: VideoInfo | None = None  # a file's facts (frame count, size); None for a camera
+    info: VideoInfo | None = None  # a file's facts (frame rate, frame count, size); None for a camera
+
+    @property
+    def fps(self) -> float:
+        """The file's frame rate (for pacing); 0 for cameras."""
+        return self.info.fps if self.info else 0.0
 
 
 def open_source(camera: int | None = 0, path: str | Path | None = None) -> Source:
@@ -66,7 +70,7 @@ def open_source(camera: int | None = 0, path: str | Path | None = None) -> Sourc
         if not ok or frame is None:
             cap.release()
             raise VideoError(f"{path}: opened, but its first frame cannot be decoded")
-        return Source(cap, str(path), True, info.fps, frame, info)
+        return Source(cap, str(path), True, frame, info)
     if camera is None or camera < 0:
         raise SourceError(f"camera index must be >= 0, got {camera}")
     cap = cv2.VideoCapture(camera)
@@ -77,7 +81,7 @@ def open_source(camera: int | None = 0, path: str | Path | None = None) -> Sourc
     if not ok or frame is None:
         cap.release()
         raise SourceError(f"camera {camera}: opened but gives no frames (busy with another program, or not a capture device)")
-    return Source(cap, f"camera {camera}", False, 0.0, frame)
+    return Source(cap, f"camera {camera}", False, frame)
 
 
 @dataclass

@@ -12,6 +12,7 @@ import onnxruntime as ort
 
 from .detect import Detector, create_detector
 from .images import load_image
+from .labels import check_choice
 from .preprocess import IMAGE_SIZE, PREPROCESS_SPEC, to_model_input
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -104,9 +105,7 @@ class Recognizer:
         self.labels: tuple[str, ...] = tuple(self.metadata["labels"])
         self.name: str = self.metadata.get("name", self.model_path.stem)
         self.detector = create_detector(detector) if isinstance(detector, str) else detector
-        self.tta = {False: "none", True: "flip", None: "none"}.get(tta, tta)
-        if self.tta not in TTA_MODES:
-            raise ValueError(f"unknown tta {tta!r}; valid: {', '.join(TTA_MODES)} (or True/False)")
+        self.tta = check_choice("tta", {False: "none", True: "flip", None: "none"}.get(tta, tta), TTA_MODES)
         self.margin = margin
         metrics_path = self.model_path.with_suffix(".metrics.json")
         self.metrics: dict = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}

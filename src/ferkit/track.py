@@ -154,11 +154,7 @@ class FaceTracker:
         self.frame_index = -1
 
     def detect(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The detector on a copy no larger than `detect_side`; boxes come back in frame pixels.
-
-        BlazeFace letterboxes and resizes to 128 px itself, yet the small copy still pays: letterboxing 320x240
-        instead of 640x480 made a BlazeFace call 3.4 instead of 3.8 ms per 640x480 frame (measured on this repo's
-        2-core machine), so every detector gets the copy."""
+        """The detector on a copy no larger than `detect_side`; boxes come back in frame pixels."""
         h, w = frame.shape[:2]
         scale = min(1.0, self.detect_side / max(h, w)) if self.detect_side else 1.0
         if scale >= 1.0:
@@ -234,10 +230,9 @@ class FaceTracker:
         if s < 1.0:
             region = cv2.resize(region, (max(1, round(region.shape[1] * s)), max(1, round(region.shape[0] * s))),
                                 interpolation=cv2.INTER_AREA)
-        tmpl = template  # stored at this box's size and scale by _template
-        if tmpl.shape[0] > region.shape[0] or tmpl.shape[1] > region.shape[1] or tmpl.std() < 1e-3:
+        if template.shape[0] > region.shape[0] or template.shape[1] > region.shape[1] or template.std() < 1e-3:
             return None
-        result = cv2.matchTemplate(region, tmpl, cv2.TM_CCOEFF_NORMED)
+        result = cv2.matchTemplate(region, template, cv2.TM_CCOEFF_NORMED)
         _, best, _, (bx, by) = cv2.minMaxLoc(result)
         if best < self.follow_min_score:
             return None

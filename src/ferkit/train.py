@@ -125,9 +125,9 @@ def corrupt_batch(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> to
         if chosen:
             x = x.clone()
             grey = ((x[chosen, 0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
-            for j, i in enumerate(chosen):
-                ok, buf = cv2.imencode(".jpg", grey[j], [cv2.IMWRITE_JPEG_QUALITY, quality[i]])
-                x[i, 0] = torch.from_numpy(cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)).to(dev, x.dtype) / 127.5 - 1
+            decoded = np.stack([cv2.imdecode(cv2.imencode(".jpg", g, [cv2.IMWRITE_JPEG_QUALITY, quality[i]])[1],
+                                             cv2.IMREAD_GRAYSCALE) for g, i in zip(grey, chosen)])
+            x[chosen, 0] = torch.from_numpy(decoded).to(dev, x.dtype) / 127.5 - 1  # one copy back to the device
     return x.clamp(-1, 1)
 
 

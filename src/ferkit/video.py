@@ -215,7 +215,7 @@ def _open_writer(path: Path, fps: float, shape) -> cv2.VideoWriter:
 
 
 def _draw(frame: np.ndarray, faces: list[TrackedFace]) -> np.ndarray:
-    return draw_tracked(frame, faces) if faces else frame
+    return draw_tracked(frame, faces, inplace=True) if faces else frame  # the frame is not used after writing
 
 
 def summarize(rows_by_face: dict[int, list[tuple[float, np.ndarray]]], labels: list[str], seconds_per_row: float) -> dict:
