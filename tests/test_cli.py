@@ -78,3 +78,30 @@ def test_version_and_help():
     r = ferkit("--help")
     for cmd in ("analyze", "train", "evaluate", "export", "data"):
         assert cmd in r.stdout
+
+
+@pytest.mark.data
+def test_ensemble_fit_leaves_out_members_the_fit_gives_no_weight(fer_dir, tmp_path):
+    """A member that only hurts on PublicTest gets weight 0 and is not copied into the ensemble file."""
+    import torch
+
+    from ferkit import load_recognizer
+    from ferkit.export import export_onnx
+    from ferkit.labels import EMOTIONS
+    from ferkit.model import ModelConfig, build_model
+
+    bad_model = build_model(ModelConfig(channels=(8, 16), depths=(1, 1))).eval()
+    with torch.no_grad():  # always says "disgust", the rarest class, with certainty
+        bad_model.head.bias.fill_(0.0)
+        bad_model.head.bias[EMOTIONS.index("disgust")] = 50.0
+    bad = tmp_path / "bad.onnx"
+    export_onnx(bad_model, bad, name="bad", labels=EMOTIONS)
+    data = fer_dir / "fer2013-compact.npz.xz"
+    r = ferkit("ensemble", "fer2013", "fer2013-fp32", bad, "--out", tmp_path / "ens.onnx", "--fit-weights", data)
+    assert r.returncode == 0, r.stderr
+    assert "left out (weight 0): bad.onnx" in r.stdout
+    members = load_recognizer(tmp_path / "ens.onnx", detector="none").metadata["ensemble"]
+    assert [m["name"] for m in members] == ["fer2013", "fer2013-fp32"]
+    r = ferkit("ensemble", "fer2013", bad, "--out", tmp_path / "one.onnx", "--fit-weights", data)
+    assert r.returncode == 1 and "put everything on" in r.stderr and "fer2013.onnx" in r.stderr
+    assert not (tmp_path / "one.onnx").exists()

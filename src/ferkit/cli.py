@@ -222,6 +222,13 @@ def run_ensemble(args) -> int:
 
         weights, acc = fit_ensemble_weights(members, args.fit_weights)
         print(f"weights {weights} chosen on PublicTest (accuracy there {acc:.4f})")
+        dropped = [m.name for m, w in zip(members, weights) if w == 0]
+        members, weights = [m for m, w in zip(members, weights) if w > 0], [w for w in weights if w > 0]
+        if dropped:
+            print(f"left out (weight 0): {', '.join(dropped)}")
+        if len(members) < 2:
+            raise ValueError(f"the weights fitted on PublicTest put everything on {members[0]}: "
+                             "use that model itself; no ensemble written")
     meta = ensemble_onnx(members, args.out, name=args.name, weights=weights)
     print(f"wrote {args.out} ({Path(args.out).stat().st_size / 1e6:.1f} MB): " +
           ", ".join(f"{m['name']} x {m['weight']}" for m in meta["ensemble"]))

@@ -101,6 +101,12 @@ def write_metadata(path: str | Path, meta: dict) -> None:
     import onnx
 
     proto = onnx.load(str(path))
+    _save_with_metadata(proto, meta, path)
+
+
+def _save_with_metadata(proto, meta: dict, path: str | Path) -> None:
+    import onnx
+
     del proto.metadata_props[:]
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(meta)
@@ -175,12 +181,11 @@ def ensemble_onnx(member_paths, out_path: str | Path, *, name: str | None = None
     import onnx
     from onnx import compose, helper
 
-    from .recognizer import read_metadata
-
     paths = [Path(p) for p in member_paths]
     if len(paths) < 2:
         raise ValueError(f"an ensemble needs at least 2 member models, got {len(paths)}")
-    metas = [read_metadata(p) for p in paths]
+    models = [_load_onnx(p) for p in paths]  # each member file is read once: graph and metadata
+    metas = [_proto_metadata(m, p) for m, p in zip(models, paths)]
     for p, m in zip(paths[1:], metas[1:]):
         for key in ("labels", "preprocess"):
             if m[key] != metas[0][key]:
@@ -190,7 +195,6 @@ def ensemble_onnx(member_paths, out_path: str | Path, *, name: str | None = None
         raise ValueError(f"need one non-negative weight per member ({len(paths)}), got {list(w)}")
     w = w / w.sum()
 
-    models = [onnx.load(str(p)) for p in paths]
     first = models[0].graph
     nodes, inits, outs = [], [], {"probs": [], "cams": []}
     for i, model in enumerate(models):
@@ -212,7 +216,6 @@ def ensemble_onnx(member_paths, out_path: str | Path, *, name: str | None = None
     merged.ir_version = max(m.ir_version for m in models)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(merged, str(out_path))
     # the top level describes the ensemble; how each member was trained and calibrated stays with the member
     member_keys = ("trained", "training_run", "calibration", "quantized", "temperature")
     meta = {k: v for k, v in metas[0].items() if k not in member_keys}
@@ -221,5 +224,22 @@ def ensemble_onnx(member_paths, out_path: str | Path, *, name: str | None = None
          **{k: m[k] for k in member_keys if k in m}} for p, m, wi in zip(paths, metas, w)])
     if all("parameters" in m for m in metas):
         meta["parameters"] = sum(m["parameters"] for m in metas)
-    write_metadata(out_path, meta)
+    _save_with_metadata(merged, meta, out_path)
     return meta
+
+
+def _load_onnx(path: Path):
+    import onnx
+
+    try:
+        return onnx.load(str(path))
+    except Exception as e:  # protobuf raises DecodeError and friends for files that are not ONNX
+        raise ValueError(f"{path}: not a readable ONNX model ({e})") from e
+
+
+def _proto_metadata(proto, path: Path) -> dict:
+    """What `recognizer.read_metadata` returns, from an already loaded model."""
+    for entry in proto.metadata_props:
+        if entry.key == METADATA_KEY:
+            return json.loads(entry.value)
+    raise ValueError(f"{path}: no ferkit metadata; export the model with `ferkit export`")
