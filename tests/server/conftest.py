@@ -142,7 +142,7 @@ def frame_jpeg(detectable_faces) -> bytes:
     from ferkit.detect import create_detector
     from ferkit.server import Settings
 
-    _, img = next(detectable_scenes(detectable_faces[0], create_detector(Settings().live_detector)))
+    _, img = next(detectable_scenes(detectable_faces[0], create_detector(Settings().live_detector_name)))
     return encode(cv2.cvtColor(img, cv2.COLOR_GRAY2BGR), ".jpg", 80)
 
 

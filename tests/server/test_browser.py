@@ -255,7 +255,7 @@ def camera_video(detectable_faces, tmp_path_factory) -> Path:
     from ferkit.detect import create_detector
     from ferkit.server import Settings
 
-    det = create_detector(Settings().live_detector)
+    det = create_detector(Settings().live_detector_name)
     faces, _ = detectable_faces
     frames, chosen = [], []
     for i, img in detectable_scenes(faces, det, width=640, height=480, face_size=170):

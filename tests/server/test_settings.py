@@ -29,6 +29,18 @@ def test_settings_from_the_environment(monkeypatch):
         Settings(port=70000)
 
 
+def test_detectors_are_checked_where_the_settings_are_built(monkeypatch):
+    from ferkit.server import Settings
+
+    assert Settings().live_detector_name == "blazeface"
+    assert Settings(detector="haar-alt2", live_detector=None).live_detector_name == "haar-alt2"
+    with pytest.raises(ValueError, match="unknown detector 'eyes'; valid: haar"):
+        Settings(detector="eyes")
+    monkeypatch.setenv("FERKIT_LIVE_DETECTOR", "yolo")
+    with pytest.raises(ValueError, match="unknown detector 'yolo'"):
+        Settings()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -63,7 +75,8 @@ def test_ferkit_serve_prints_the_url_and_serves():
     (["--max-upload-bytes", "0"], 2, ["max_upload_bytes=0"]),
     (["--model", "nope"], 1, ["unknown model 'nope'", "fer2013"]),
     (["--model", "missing.onnx"], 1, ["missing.onnx"]),
-    (["--detector", "eyes"], 1, ["unknown detector 'eyes'", "haar"]),
+    (["--detector", "eyes"], 2, ["detector='eyes'", "unknown detector 'eyes'", "haar"]),
+    (["--live-detector", "yolo"], 2, ["live_detector='yolo'", "unknown detector 'yolo'", "blazeface"]),
 ])
 def test_ferkit_serve_rejects_bad_settings(args, code, words):
     r = subprocess.run([sys.executable, "-m", "ferkit", "serve", *args], capture_output=True, text=True, timeout=60)

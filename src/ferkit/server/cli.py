@@ -30,7 +30,6 @@ def run_serve(args) -> int:
         return 2
     from pydantic import ValidationError
 
-    from ..detect import available_detectors
     from ..recognizer import resolve_model
 
     given = {k: v for k, v in vars(args).items() if k in Settings.model_fields and v is not None}
@@ -42,10 +41,6 @@ def run_serve(args) -> int:
             print(f"ferkit serve: {where}={err.get('input')!r}: {err['msg']}", file=sys.stderr)
         return 2
     resolve_model(settings.model)  # an unknown model or a missing file fails here, with its message, not in the server
-    valid = available_detectors()
-    for name in (settings.detector, settings.live_detector):
-        if name is not None and name not in valid:
-            raise ValueError(f"unknown detector {name!r}; valid: {', '.join(valid)}")
     app = create_app(settings)
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     shown = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else host

@@ -29,8 +29,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.recognizer = await run_in_threadpool(
             load_recognizer, settings.model, settings.detector, threads=settings.threads)
         app.state.inference_limiter = anyio.CapacityLimiter(settings.inference_workers)
-        app.state.live_detector = None if settings.live_detector in (None, settings.detector) else \
-            await run_in_threadpool(create_detector, settings.live_detector)
+        if settings.live_detector_name != settings.detector:  # else live mode shares the recognizer's detector
+            app.state.live_detector = await run_in_threadpool(create_detector, settings.live_detector_name)
         yield
         app.state.recognizer = None
 
@@ -39,6 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                               "Images are processed in memory and never stored.")
     app.state.settings = settings
     app.state.recognizer = None
+    app.state.live_detector = None  # None: live mode uses the recognizer's own detector
 
     from .routes import analyze, info, live, recommendations
 

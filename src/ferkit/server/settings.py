@@ -1,7 +1,7 @@
 """The server's settings: one typed class, read from FERKIT_* environment variables or passed to create_app()."""
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MB = 1_000_000
@@ -27,3 +27,17 @@ class Settings(BaseSettings):
                                                        # faces near a camera, ~15x faster than Haar); None = `detector`
     live_detect_every: int = Field(3, ge=1)            # live mode runs the face detector on every n-th frame and
     live_detect_side: int | None = Field(320, ge=64)   # follows faces in between; detection on a copy this large
+
+    @field_validator("detector", "live_detector")
+    @classmethod
+    def _known_detector(cls, name: str | None) -> str | None:
+        from ..detect import available_detectors  # cv2 loads only when settings are built
+
+        if name is not None and name not in available_detectors():
+            raise ValueError(f"unknown detector {name!r}; valid: {', '.join(available_detectors())}")
+        return name
+
+    @property
+    def live_detector_name(self) -> str:
+        """The detector live mode runs: `live_detector`, or the upload `detector` when that is None."""
+        return self.live_detector or self.detector

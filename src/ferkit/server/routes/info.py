@@ -16,7 +16,7 @@ async def info(rec: RecognizerDep, settings: SettingsDep) -> Info:
     return Info(
         model={"name": rec.name, "version": str(rec.metadata.get("ferkit_version", "unknown")),
                "file": rec.model_path.name, "note": rec.metadata.get("note")},
-        labels=list(rec.labels), detector=rec.detector.name, live_detector=settings.live_detector or rec.detector.name,
+        labels=list(rec.labels), detector=rec.detector.name, live_detector=settings.live_detector_name,
         test_accuracy=float(accuracy) if accuracy is not None else None, metrics=rec.metrics,
         limits={"max_upload_bytes": settings.max_upload_bytes, "max_pixels": settings.max_pixels,
                 "max_frame_bytes": settings.max_frame_bytes, "max_frame_pixels": settings.max_frame_pixels},

@@ -66,8 +66,7 @@ async def live(ws: WebSocket) -> None:
     settings, rec = get_settings(ws), get_recognizer(ws)
     await ws.accept()
     s = _Session(ws)
-    detector = getattr(ws.app.state, "live_detector", None)
-    tracker = FaceTracker(rec, detector=detector,
+    tracker = FaceTracker(rec, detector=ws.app.state.live_detector,
                           detect_every=settings.live_detect_every, detect_side=settings.live_detect_side)
     worker = asyncio.create_task(_serve_frames(s, tracker, settings.max_frame_pixels))
     try:
