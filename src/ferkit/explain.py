@@ -16,14 +16,18 @@ from .recognizer import Face
 
 def colorize(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """(h, w) map in [0, 1] -> (H, W, 3) BGR heat colours (blue = low, red = high), size = (W, H)."""
+    return _heat(cam, size)[0]
+
+
+def _heat(cam: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """-> the (H, W, 3) BGR colours and the (H, W) map resized to `size`, in [0, 1]."""
     resized = cv2.resize(cam.astype(np.float32), size, interpolation=cv2.INTER_CUBIC).clip(0, 1)
-    return cv2.applyColorMap((resized * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    return cv2.applyColorMap((resized * 255).astype(np.uint8), cv2.COLORMAP_JET), resized
 
 
 def cam_to_png(cam: np.ndarray, size: int = 96, alpha: bool = True) -> bytes:
     """A face's map as PNG bytes, size x size; with `alpha`, low values fade out so it can be laid over the face."""
-    resized = cv2.resize(cam.astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC).clip(0, 1)
-    bgr = cv2.applyColorMap((resized * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    bgr, resized = _heat(cam, (size, size))
     if alpha:
         bgr = np.dstack([bgr, (resized * 200).astype(np.uint8)])
     ok, buf = cv2.imencode(".png", bgr)
