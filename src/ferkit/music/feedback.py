@@ -129,30 +129,28 @@ class FeedbackStore:
                 with self._connect() as con:
                     con.executemany("INSERT OR REPLACE INTO seen_tracks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
 
-    def seen_track(self, track_id: str) -> Track | None:
-        with self._guard("read"):
-            conn = self._connect(write=False)
-            if conn is None:
-                return None
-            with conn as con:
-                row = con.execute("SELECT id, title, artist, genre, year, valence, energy, url FROM seen_tracks "
-                                  "WHERE id = ?", (track_id,)).fetchone()
-            if row is None:
-                return None
-            return Track(id=row[0], title=row[1], artists=tuple(row[2].split("; ")), genre=row[3], year=row[4],
-                         valence=row[5], energy=row[6], url=row[7])
-
-    def events(self) -> list[dict]:
-        """Every like and skip, oldest first."""
+    def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
+        """The rows of one SELECT; none while the file does not exist (reading never creates it)."""
         with self._guard("read"):
             conn = self._connect(write=False)
             if conn is None:
                 return []
             with conn as con:
-                rows = con.execute("SELECT track_id, action, emotion, title, artist, genre, created FROM feedback "
-                                   "ORDER BY id").fetchall()
-            keys = ("track_id", "action", "emotion", "title", "artist", "genre", "created")
-            return [dict(zip(keys, r)) for r in rows]
+                return con.execute(sql, params).fetchall()
+
+    def seen_track(self, track_id: str) -> Track | None:
+        rows = self._read("SELECT id, title, artist, genre, year, valence, energy, url FROM seen_tracks WHERE id = ?",
+                          (track_id,))
+        if not rows:
+            return None
+        row = rows[0]
+        return Track(id=row[0], title=row[1], artists=tuple(row[2].split("; ")), genre=row[3], year=row[4],
+                     valence=row[5], energy=row[6], url=row[7])
+
+    def events(self) -> list[dict]:
+        """Every like and skip, oldest first."""
+        keys = ("track_id", "action", "emotion", "title", "artist", "genre", "created")
+        return [dict(zip(keys, r)) for r in self._read(f"SELECT {', '.join(keys)} FROM feedback ORDER BY id")]
 
     def preferences(self, emotion: str | None = None) -> Preferences:
         """Net weights (like +1, skip -1); events recorded under another emotion than ``emotion`` count half.
@@ -160,16 +158,10 @@ class FeedbackStore:
         SQLite sums the events per track (one row per track liked or skipped, however many events), so the
         cost of a recommendation grows with the tracks rated, not with the clicks."""
         prefs = Preferences(defaultdict(float), defaultdict(float), defaultdict(float))
-        with self._guard("read"):
-            conn = self._connect(write=False)
-            if conn is None:
-                return Preferences()
-            with conn as con:
-                rows = con.execute(
-                    "SELECT track_id, artist, genre, SUM(CASE action WHEN 'like' THEN 1.0 ELSE -1.0 END * "
-                    "CASE WHEN ? IS NOT NULL AND emotion IS NOT NULL AND emotion != ? THEN ? ELSE 1.0 END) "
-                    "FROM feedback GROUP BY track_id, artist, genre",
-                    (emotion, emotion, OTHER_EMOTION_WEIGHT)).fetchall()
+        rows = self._read(
+            "SELECT track_id, artist, genre, SUM(CASE action WHEN 'like' THEN 1.0 ELSE -1.0 END * "
+            "CASE WHEN ? IS NOT NULL AND emotion IS NOT NULL AND emotion != ? THEN ? ELSE 1.0 END) "
+            "FROM feedback GROUP BY track_id, artist, genre", (emotion, emotion, OTHER_EMOTION_WEIGHT))
         for track_id, artists, genre, w in rows:
             prefs.tracks[track_id] += w
             for artist in artists.split("; "):
