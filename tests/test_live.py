@@ -98,18 +98,66 @@ def test_no_window_stops_cleanly_when_the_reader_leaves(clip):
     assert proc.returncode == 0 and b"Traceback" not in err
 
 
-@pytest.mark.data
-def test_a_damaged_frame_in_a_file_is_skipped_not_the_end(clip, tmp_path):
+def _damaged(clip, tmp_path, frame: int = 10):
+    """The clip as MJPEG with the start of one frame's JPEG wiped: that frame fails to decode."""
     data = bytearray(to_mjpeg(clip.path, tmp_path / "clip.avi").read_bytes())
-    s = jpeg_starts(bytes(data))[10]
+    s = jpeg_starts(bytes(data))[frame]
     data[s:s + 3000] = bytes(3000)
     (tmp_path / "clip.avi").write_bytes(bytes(data))
-    proc = subprocess.run(FERKIT + ["--source", str(tmp_path / "clip.avi"), "--no-window", "--max-speed"],
+    return tmp_path / "clip.avi"
+
+
+@pytest.mark.data
+def test_a_damaged_frame_in_a_file_is_skipped_not_the_end(clip, tmp_path):
+    proc = subprocess.run(FERKIT + ["--source", str(_damaged(clip, tmp_path)), "--no-window", "--max-speed"],
                           capture_output=True, text=True, timeout=120, env=_env())
     assert proc.returncode == 0, proc.stderr
     positions = [round(json.loads(line)["time"] * 15) for line in proc.stdout.splitlines()]
     assert positions == [i for i in range(N_FRAMES) if i != 10]
     assert f"source ended after {N_FRAMES - 1} frames" in proc.stderr
+    # reported as `ferkit video` reports it
+    assert proc.stderr.count("ferkit: frame 10: could not be decoded, skipped\n") == 1, proc.stderr
+
+
+@pytest.mark.data
+def test_a_looped_damaged_file_reports_its_damage_once_as_it_is_met(clip, tmp_path):
+    from ferkit.live import open_source, source_frames
+
+    problems, told_by = [], {}
+    frames = source_frames(open_source(path=_damaged(clip, tmp_path)), loop=True, on_problem=problems.append)
+    indices = []
+    for index, _ in frames:
+        indices.append(index)
+        told_by.setdefault(index, len(problems))
+        if len(indices) == 2 * (N_FRAMES - 1):
+            break
+    assert indices == 2 * [i for i in range(N_FRAMES) if i != 10]   # skipped on both passes, numbered alike
+    assert problems == ["frame 10: could not be decoded, skipped"]  # said once, not once per pass
+    assert told_by[9] == 0 and told_by[11] == 1                     # told when met, not when the file ends
+
+
+@pytest.mark.data
+def test_a_truncated_file_in_live_mode_is_reported(clip, tmp_path):
+    from ferkit.live import open_source, source_frames
+
+    data = to_mjpeg(clip.path, tmp_path / "clip.avi").read_bytes()
+    (tmp_path / "cut.avi").write_bytes(data[: jpeg_starts(data)[20] + 500])  # cut inside frame 20
+    problems = []
+    indices = [i for i, _ in source_frames(open_source(path=tmp_path / "cut.avi"), on_problem=problems.append)]
+    assert indices[0] == 0 and 19 <= indices[-1] <= 21 and len(indices) == indices[-1] + 1
+    assert len(problems) == 1 and "truncated" in problems[0] and f"ends at frame {indices[-1] + 1}" in problems[0]
+
+
+def test_a_one_frame_file_plays_its_frame_and_ends(tmp_path):
+    from ferkit.live import open_source, source_frames
+
+    writer = cv2.VideoWriter(str(tmp_path / "one.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    writer.write(np.full((48, 64, 3), 90, np.uint8))
+    writer.release()
+    problems = []
+    # frame 0 comes from open_source: the rest of the file is empty, which is no error (read_frames counts it)
+    assert [i for i, _ in source_frames(open_source(path=tmp_path / "one.avi"), on_problem=problems.append)] == [0]
+    assert problems == []
 
 
 @pytest.mark.data

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 from tests._videos import pick_faces, render
 
-from ferkit.track import FaceTracker, IoUTracker, iou, match_boxes
+from ferkit import load_recognizer
+from ferkit.detect import detector_input
+from ferkit.track import FaceTracker, IoUTracker, TrackedFace, iou, match_boxes
 
 HAPPY, SURPRISE = 3, 5
 
@@ -62,6 +64,64 @@ def test_bad_face_tracker_options_raise(recognizer):
         FaceTracker(recognizer, detect_every=0)
     with pytest.raises(ValueError, match="detect_side"):
         FaceTracker(recognizer, detect_side=10)
+
+
+class FixedDetector:
+    """Returns the same boxes for every image; records what it was given (its shape says colour or grey)."""
+
+    name = "fixed"
+
+    def __init__(self, boxes, scores, needs_color=None):
+        self.boxes, self.scores, self.seen = np.array(boxes, np.int32), np.array(scores, np.float32), []
+        if needs_color is not None:
+            self.needs_color = needs_color
+
+    def detect(self, image):
+        self.seen.append(image.shape)
+        return self.boxes.copy(), self.scores.copy()
+
+
+def _noise_frame(seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+
+
+def test_tracked_faces_come_from_the_recognizers_own_crop_and_classify(monkeypatch):
+    """The tracker classifies through Recognizer.classify_boxes and builds its faces as analyze_boxes does: with
+    a margin and flip TTA (both the Recognizer's business), a tracked face equals analyze_boxes' face."""
+    rec = load_recognizer(margin=0.2, tta="flip")
+    boxes, scores = [(20, 30, 80, 80), (180, 60, 100, 100)], [0.9, 0.61]
+    calls = []
+    classify_boxes = rec.classify_boxes
+
+    def spy(image, b):
+        calls.append((image.ndim, [tuple(int(v) for v in box) for box in b]))
+        return classify_boxes(image, b)
+
+    monkeypatch.setattr(rec, "classify_boxes", spy)
+    frame = _noise_frame()
+    tracked = FaceTracker(rec, detect_every=1, detect_side=None, detector=FixedDetector(boxes, scores)).process(frame)
+    assert calls == [(2, boxes)]   # one call per frame, on the grey copy the tracker holds
+    expected = rec.analyze_boxes(frame, boxes, scores)
+    assert [type(f) for f in tracked] == [TrackedFace, TrackedFace]
+    for t, e in zip(tracked, expected):
+        assert (t.box, t.probabilities, t.emotion, t.confidence, t.cam) == (e.box, e.probabilities, e.emotion, e.confidence, None)
+    assert [(t.id, t.detected) for t in tracked] == [(1, True), (2, True)]
+
+
+@pytest.mark.parametrize("needs_color, ndim", [(False, 2), (True, 3), (None, 3)])  # None: a detector that does not say
+def test_tracker_and_recognizer_give_the_detector_the_same_copy(recognizer, needs_color, ndim):
+    frame = _noise_frame()
+    grey = frame[:, :, 0].copy()
+    det = FixedDetector([(20, 30, 80, 80)], [0.9], needs_color)
+    assert detector_input(det, frame, grey) is (grey if ndim == 2 else frame)
+    FaceTracker(recognizer, detect_side=None, detector=det).process(frame)
+    real = recognizer.detector
+    recognizer.detector = det
+    try:
+        recognizer.analyze(frame)
+    finally:
+        recognizer.detector = real
+    assert [len(shape) for shape in det.seen] == [ndim, ndim]
 
 
 class CountingDetector:

@@ -12,7 +12,7 @@ import pytest
 from tests._videos import HEIGHT, WIDTH, jpeg_starts, make_grid_video, make_video, pick_faces, to_mjpeg
 
 from ferkit import EMOTIONS
-from ferkit.video import VideoError, analyze_video, open_video
+from ferkit.video import VideoError, VideoReport, analyze_video, open_video, read_frames
 
 pytestmark = pytest.mark.data
 
@@ -242,6 +242,34 @@ def test_a_video_whose_frames_all_fail_to_decode(mjpeg, recognizer, tmp_path):
     (tmp_path / "ruined.avi").write_bytes(bytes(data))
     with pytest.raises(VideoError, match="ruined.avi: no frame could be decoded"):
         analyze_video(tmp_path / "ruined.avi", recognizer, tmp_path / "out")
+
+
+def test_read_frames_numbers_from_start_and_its_report_counts_what_the_caller_read(mjpeg, tmp_path):
+    """How `ferkit live` reads a file: frame 0 read by hand, the rest by read_frames(start=1); indices and skipped
+    frames are the file's own positions, as for analyze_video."""
+    data = bytearray(mjpeg.read_bytes())
+    s = jpeg_starts(bytes(data))[12]
+    data[s:s + 3000] = bytes(3000)
+    (tmp_path / "damaged.avi").write_bytes(bytes(data))
+    cap, info = open_video(tmp_path / "damaged.avi")
+    assert cap.read()[0]
+    report = VideoReport(info, frames_read=1)
+    indices = [i for i, _ in read_frames(cap, info, report, start=1)]
+    cap.release()
+    assert indices == [i for i in range(1, N_FRAMES) if i != 12]
+    assert report.skipped_frames == [12] and report.frames_read == N_FRAMES - 1 and report.truncated_at is None
+
+
+@pytest.mark.parametrize("start", [0, 1])
+def test_read_frames_raises_when_its_report_ends_with_no_frame_whatever_the_start(mjpeg, tmp_path, start):
+    data = bytearray(mjpeg.read_bytes())
+    for s in jpeg_starts(bytes(data)):
+        data[s:s + 2000] = bytes(2000)
+    (tmp_path / "ruined.avi").write_bytes(bytes(data))
+    cap, info = open_video(tmp_path / "ruined.avi")
+    with pytest.raises(VideoError, match="ruined.avi: no frame could be decoded"):
+        list(read_frames(cap, info, VideoReport(info), start=start))
+    cap.release()
 
 
 def test_an_interruption_keeps_the_rows_written_so_far(scene, recognizer, tmp_path):

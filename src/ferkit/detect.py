@@ -16,13 +16,19 @@ import numpy as np
 
 class Detector(Protocol):
     """`name`: the detector's short name. `needs_color`: True when `detect` uses colour; False when it works on
-    grey anyway, so callers holding a grey copy may pass that instead (optional: callers treat a detector
-    without it as True)."""
+    grey anyway, so callers holding a grey copy may pass that instead (optional: see `detector_input`)."""
 
     name: str
     needs_color: bool
 
     def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def detector_input(detector: Detector, image: np.ndarray, grey: np.ndarray) -> np.ndarray:
+    """What to pass to `detector.detect` for a caller holding both copies of a frame: `grey` where the detector
+    works on grey anyway (cheaper to scale, no second conversion), else `image`. A detector that does not say
+    (no `needs_color`) gets `image`."""
+    return image if getattr(detector, "needs_color", True) else grey
 
 
 def _empty() -> tuple[np.ndarray, np.ndarray]:

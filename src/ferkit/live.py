@@ -20,7 +20,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import cv2
 import numpy as np
@@ -93,10 +93,12 @@ class LiveFrame:
     fps: float                  # end-to-end frames per second over the last ~second
 
 
-def source_frames(source: Source, loop: bool = False) -> Iterator[tuple[int, np.ndarray]]:
+def source_frames(source: Source, loop: bool = False,
+                  on_problem: Callable[[str], None] | None = None) -> Iterator[tuple[int, np.ndarray]]:
     """(index in the source, BGR frame) from the first frame on. A file's damaged frames are skipped as
     `ferkit video` skips them (`video.read_frames`), and it ends normally or, with `loop`, restarts at index 0;
-    a camera that stops giving frames raises SourceError."""
+    a camera that stops giving frames raises SourceError. `on_problem(message)` is told each skipped frame and an
+    early end, in `ferkit video`'s words (`VideoReport.problems`), as they are met and once each, even when looping."""
     yield 0, source.first
     if not source.is_file:
         n = 1
@@ -106,21 +108,38 @@ def source_frames(source: Source, loop: bool = False) -> Iterator[tuple[int, np.
                 raise SourceError(f"{source.name}: stopped giving frames after {n} (disconnected?)")
             yield n, frame
             n += 1
-    start = 1
+    told: set[str] = set()
+
+    def tell(report: VideoReport) -> None:
+        for problem in report.problems:
+            if problem not in told:  # a looped file meets the same damage on every pass
+                told.add(problem)
+                on_problem(problem)
+
+    start, report = 1, VideoReport(source.info, frames_read=1)  # frame 0 was read by open_source
     while True:
-        yield from read_frames(source.cap, source.info, VideoReport(source.info), start=start)
+        skipped = 0
+        for item in read_frames(source.cap, source.info, report, start=start):
+            if on_problem and len(report.skipped_frames) > skipped:  # known once the next good frame is read
+                skipped = len(report.skipped_frames)
+                tell(report)
+            yield item
+        if on_problem:
+            tell(report)  # an early end is known once the pass is over
         if not loop:
             return
         source.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-        start = 0
+        start, report = 0, VideoReport(source.info)
 
 
-def live_frames(source: Source, tracker: FaceTracker, *, loop: bool = False, pace: bool = True) -> Iterator[LiveFrame]:
+def live_frames(source: Source, tracker: FaceTracker, *, loop: bool = False, pace: bool = True,
+                on_problem: Callable[[str], None] | None = None) -> Iterator[LiveFrame]:
     """Frames with their tracked faces until the source ends. A file ends normally (or restarts with `loop`);
-    a camera that stops giving frames raises SourceError. `pace`: play a file at its own frame rate."""
+    a camera that stops giving frames raises SourceError. `pace`: play a file at its own frame rate.
+    `on_problem(message)`: told of a file's skipped frames and early end (see `source_frames`)."""
     stamps: deque[float] = deque(maxlen=31)
     start = time.perf_counter()
-    for index, (file_index, frame) in enumerate(source_frames(source, loop)):
+    for index, (file_index, frame) in enumerate(source_frames(source, loop, on_problem)):
         if index and file_index == 0:  # a looped file starts again: faces from its end are not these faces
             tracker.reset()
         if source.is_file and pace and source.fps:
@@ -315,7 +334,7 @@ def run_live(args) -> int:
             return 1
     n, reason, code = 0, "", 0
     try:
-        for lf in live_frames(source, tracker, loop=args.loop, pace=not args.max_speed):
+        for lf in live_frames(source, tracker, loop=args.loop, pace=not args.max_speed, on_problem=_err):
             n += 1
             if window is not None:
                 if not window.show(draw_live(lf.image, lf.faces, lf.fps, rec.labels)):

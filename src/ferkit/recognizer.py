@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-from .detect import Detector, create_detector
+from .detect import Detector, create_detector, detector_input
 from .images import load_image
 from .labels import check_choice
 from .preprocess import IMAGE_SIZE, PREPROCESS_SPEC, to_model_input
@@ -156,7 +156,7 @@ class Recognizer:
         img = load_image(image, color=color)
         grey = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)  # once: grey detectors and the classifier share it
         if detect:
-            boxes, scores = self.detector.detect(img if getattr(self.detector, "needs_color", True) else grey)
+            boxes, scores = self.detector.detect(detector_input(self.detector, img, grey))
         else:
             boxes, scores = np.array([[0, 0, img.shape[1], img.shape[0]]], np.int32), np.ones(1, np.float32)
         return self.analyze_boxes(grey, boxes, scores, explain=explain)
@@ -167,17 +167,25 @@ class Recognizer:
         scores = np.ones(len(boxes), np.float32) if scores is None else np.asarray(scores, np.float32)
         if len(boxes) == 0:
             return []
+        probs, cams = self.classify_boxes(image, boxes)
+        return [self.make_face(box, p, score, cam if explain else None)
+                for box, score, p, cam in zip(boxes, scores, probs, cams)]
+
+    def classify_boxes(self, image: np.ndarray, boxes) -> tuple[np.ndarray, np.ndarray]:
+        """The crops of boxes (N, 4) x, y, w, h in a BGR or grey image -> probabilities (N, K) and raw maps (N, K, 6, 6)."""
         grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-        probs, cams = self.classify_with_cams([self.crop(grey, b) for b in boxes])
-        faces = []
-        for box, score, p, cam in zip(boxes, scores, probs, cams):
-            top = int(p.argmax())
-            faces.append(Face(
-                box=tuple(int(v) for v in box),
-                probabilities={label: float(v) for label, v in zip(self.labels, p)},
-                emotion=self.labels[top], confidence=float(score),
-                cam=normalise_cam(cam[top]) if explain else None))
-        return faces
+        return self.classify_with_cams([self.crop(grey, b) for b in boxes])
+
+    def make_face(self, box, probabilities: np.ndarray, confidence: float, cam: np.ndarray | None = None, *,
+                  face_type: type[Face] = Face, **fields) -> Face:
+        """A Face for a box from its (K,) probabilities; `cam`: its raw (K, 6, 6) maps, or None for no map.
+        `face_type` and `fields`: a Face subclass and its extra fields (the tracker's TrackedFace and id)."""
+        top = int(np.argmax(probabilities))
+        return face_type(box=tuple(int(v) for v in box),
+                         probabilities={label: float(v) for label, v in zip(self.labels, probabilities)},
+                         emotion=self.labels[top],
+                         confidence=float(np.float32(confidence)),  # the detectors' float32, whichever caller
+                         cam=None if cam is None else normalise_cam(cam[top]), **fields)
 
 
 TTA_MODES = ("none", "flip", "crops")

@@ -3,7 +3,7 @@
 Detecting faces is the expensive step on a CPU (the Haar cascade costs several times the classifier on a
 640x480 frame), so `FaceTracker` runs the detector on a downscaled copy of every `detect_every`-th frame and,
 in between, follows each face with template matching in a small window around its last box. Every frame's
-faces are still classified (`Recognizer.classify` on the grey crops), so probabilities are fresh on every frame.
+faces are still classified (`Recognizer.classify_boxes`, as `analyze` does), so probabilities are fresh on every frame.
 
     tracker = FaceTracker(load_recognizer(), detect_every=5, smoothing=0.5)
     for frame in frames:
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from .detect import Detector
+from .detect import Detector, detector_input
 from .recognizer import Face, Recognizer
 
 
@@ -174,23 +174,19 @@ class FaceTracker:
         self._live = live
         if not live:
             return []
-        labels = self.recognizer.labels
-        probs = self.recognizer.classify([self.recognizer.crop(grey, t.box) for t, _ in live])  # (N, K)
+        probs, _ = self.recognizer.classify_boxes(grey, [t.box for t, _ in live])  # (N, K)
         out = []
         for (track, detected), row in zip(live, probs):
             p = self.tracker.smooth(track, row)
-            probabilities = {label: float(v) for label, v in zip(labels, p)}
             track.frames += 1
-            out.append(TrackedFace(box=tuple(int(v) for v in track.box), probabilities=probabilities,
-                                   emotion=max(probabilities, key=probabilities.get),
-                                   confidence=float(np.float32(track.score)), id=track.id, detected=detected))
+            out.append(self.recognizer.make_face(track.box, p, track.score, face_type=TrackedFace,
+                                                 id=track.id, detected=detected))
             self._templates[track.id] = self._template(grey, track.box)
         out.sort(key=lambda f: f.box[0])
         return out
 
     def _detect_step(self, frame, grey) -> list[tuple[Track, bool]]:
-        # Grey where the detector works on grey anyway (cascades): cheaper to downscale, no second conversion.
-        boxes, scores = self.detect(frame if getattr(self.detector, "needs_color", True) else grey)
+        boxes, scores = self.detect(detector_input(self.detector, frame, grey))
         found = self.tracker.update(boxes, scores)
         ids = {t.id for t in found}
         live = [(t, True) for t in found]

@@ -103,7 +103,8 @@ def open_video(path: str | Path) -> tuple[cv2.VideoCapture, VideoInfo]:
 
 def read_frames(cap: cv2.VideoCapture, info: VideoInfo, report: VideoReport, start: int = 0):
     """Yield (index, frame) for each decodable frame; records skipped frames and an early end in `report`.
-    `start`: the index of the capture's next frame (frames before it were read by the caller)."""
+    `start`: the index of the capture's next frame (frames before it were read by the caller, who counts them
+    in `report.frames_read`). Raises VideoError when the report ends with no frame read."""
     index, failed = start, []
     while True:
         ok, frame = cap.read()
@@ -117,7 +118,7 @@ def read_frames(cap: cv2.VideoCapture, info: VideoInfo, report: VideoReport, sta
                 break
             failed.append(index)
         index += 1
-    if report.frames_read == 0 and start == 0:
+    if report.frames_read == 0:
         raise VideoError(f"{info.path}: no frame could be decoded")
     # Containers sometimes estimate their frame count: failures in the last 1 % (at least 2 frames) are the end.
     if failed and failed[0] < info.frame_count - max(2, info.frame_count // 100):
