@@ -313,19 +313,20 @@ def run_evaluate(args) -> int:
     rec = load_recognizer(args.model, detector="none")
     votes = read_ferplus_votes(ferplus, len(ds)) if ferplus.is_file() else None
     part = {"PrivateTest": "private", "PublicTest": "public", "Training": "training"}[args.split]
-    sets = {}  # the first one is the headline set; a FER+ model is scored on FER+ labels only
-    if tuple(rec.labels) == tuple(EMOTIONS):
-        sets[f"fer2013_{part}"] = fer2013_set(ds, args.split)
-        if args.model_card and args.split != "PublicTest":
-            sets["fer2013_public"] = fer2013_set(ds, "PublicTest")
-        if votes is not None:
-            sets[f"ferplus_{part}"] = ferplus_set(ds, votes, args.split, rec.labels)
-    else:
-        if votes is None:
-            raise FileNotFoundError(f"{ferplus}: the FER+ votes are needed to evaluate a model with classes {', '.join(rec.labels)}")
-        sets[f"ferplus_{part}"] = ferplus_set(ds, votes, args.split, rec.labels)
-        if args.model_card and args.split != "PublicTest":
-            sets["ferplus_public"] = ferplus_set(ds, votes, "PublicTest", rec.labels)
+    # The model's own label set gives the headline set (and PublicTest beside it for a card); a FER-2013 model
+    # is also scored on the FER+ majority labels, a FER+ model on FER+ labels only.
+    native = "fer2013" if tuple(rec.labels) == tuple(EMOTIONS) else "ferplus"
+    if native == "ferplus" and votes is None:
+        raise FileNotFoundError(f"{ferplus}: the FER+ votes are needed to evaluate a model with classes {', '.join(rec.labels)}")
+
+    def labelled(kind: str, split: str):
+        return fer2013_set(ds, split) if kind == "fer2013" else ferplus_set(ds, votes, split, rec.labels)
+
+    sets = {f"{native}_{part}": labelled(native, args.split)}
+    if args.model_card and args.split != "PublicTest":
+        sets[f"{native}_public"] = labelled(native, "PublicTest")
+    if native == "fer2013" and votes is not None:
+        sets[f"ferplus_{part}"] = labelled("ferplus", args.split)
     results["main"] = next(iter(sets))
     results["sets"] = {}
     figures = {}
