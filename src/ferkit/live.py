@@ -347,7 +347,7 @@ def run_live(args) -> int:
                 break
         else:
             reason = f"{source.name}: source ended after {n} frames"
-    except SourceError as e:
+    except (SourceError, VideoError) as e:  # VideoError: a looped file that no longer decodes when rewound
         reason, code = str(e), 1
     except BrokenPipeError:  # `ferkit live --no-window | head`: the reader left; silence the final flush
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
