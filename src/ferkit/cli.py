@@ -157,8 +157,8 @@ def run_export(args) -> int:
         from .train import predict_proba
 
         val = selection_set(args.calibrate, tuple(ckpt["labels"]))  # FER+ majority labels for a FER+ model
-        temperature = fit_temperature(model, val.pixels, val.labels)
-        before = predict_proba(model, val.pixels, "cpu")
+        before = predict_proba(model, val.pixels, "cpu")  # one pass: the fit and both ECEs use these
+        temperature = fit_temperature(before, val.labels)
         after = rescale_temperature(before, temperature)
         extra["calibration"] = {"fitted_on": "PublicTest", "temperature": round(temperature, 4),
                                 "ece_before": round(expected_calibration_error(val.labels, before), 4),

@@ -25,31 +25,20 @@ class _ExportWrapper(torch.nn.Module):
         self.model, self.temperature = model, temperature
 
     def forward(self, x):
-        return calibrated_forward(self.model, x, self.temperature)
-
-
-def calibrated_forward(model: FERNet, x: torch.Tensor, temperature: float = 1.0):
-    """(N, 1, 48, 48) -> probabilities softmax(logits / T) (N, K) and the raw class maps (N, K, h, w)."""
-    probs, cams = model.forward_with_cams(x)
-    if temperature == 1.0:
-        return probs, cams
-    logits = cams.mean(dim=(2, 3)) + model.head.bias
-    return (logits / temperature).softmax(dim=1), cams
+        return self.model.forward_with_cams(x, self.temperature)
 
 
 @torch.no_grad()
-def fit_temperature(model: FERNet, pixels, labels) -> float:
-    """Temperature T minimising the negative log-likelihood of softmax(logits / T) on held-out faces.
+def fit_temperature(probs: np.ndarray, labels) -> float:
+    """Temperature T minimising the negative log-likelihood of softmax(logits / T) on held-out faces, from the
+    model's (N, K) probabilities there (log p is the logits up to a per-face constant, which T does not change).
 
     Fit on PublicTest (the selection split), never on PrivateTest: it only rescales confidence, the argmax
-    (and so the accuracy) does not change.
+    (and so the accuracy) does not change. `evaluate.rescale_temperature(probs, T)` gives the result.
     """
-    from .preprocess import to_model_input
-
-    model.eval()
-    logits = torch.cat([model(torch.from_numpy(to_model_input(pixels[i:i + 512]))) for i in range(0, len(pixels), 512)])
+    logits = torch.from_numpy(np.log(np.asarray(probs, np.float64).clip(1e-12)))  # as rescale_temperature does
     y = torch.as_tensor(labels)
-    log_t = torch.zeros(1, requires_grad=True)
+    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200)
 
     def closure():
@@ -127,7 +116,7 @@ def check_against_torch(model: FERNet, path: str | Path, tolerance: float = 1e-4
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     p_onnx, cams_onnx = sess.run(None, {"input": x})
     with torch.no_grad():
-        p_torch, cams_torch = calibrated_forward(model, torch.from_numpy(x), temperature)
+        p_torch, cams_torch = model.forward_with_cams(torch.from_numpy(x), temperature)
     diff = float(np.abs(p_onnx - p_torch.numpy()).max())
     if diff >= tolerance or not np.allclose(cams_onnx, cams_torch.numpy(), atol=1e-3):
         raise RuntimeError(f"{path}: ONNX Runtime and torch disagree (max abs probability difference {diff:.2e})")

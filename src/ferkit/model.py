@@ -47,16 +47,17 @@ class FERNet(nn.Module):
         f = self.features(x).mean(dim=(2, 3))  # (N, C)
         return self.head(self.dropout(f))
 
-    def forward_with_cams(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(N, 1, H, W) -> probabilities (N, K) and class activation maps (N, K, h, w), h = H / 8.
+    def forward_with_cams(self, x: torch.Tensor, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, 1, H, W) -> probabilities softmax(logits / temperature) (N, K) and class activation maps
+        (N, K, h, w), h = H / 8.
 
         The maps are the head applied at each position, so their spatial mean plus the bias is
-        exactly the logits: what the export ships.
+        exactly the logits: what the export ships (with the temperature fitted at export).
         """
         f = self.features(x)                                                  # (N, C, h, w)
         cams = F.conv2d(f, self.head.weight[:, :, None, None])                # (N, K, h, w)
         logits = cams.mean(dim=(2, 3)) + self.head.bias
-        return logits.softmax(dim=1), cams
+        return (logits / temperature).softmax(dim=1), cams
 
 
 def build_model(config: ModelConfig | None = None) -> FERNet:
