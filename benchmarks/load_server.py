@@ -23,20 +23,19 @@ import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def face_frames(width: int, height: int, detector: str, count: int = 8) -> list[bytes]:
-    """JPEGs of `count` real FER-2013 PrivateTest faces that `detector` finds, one per frame."""
-    from ferkit.data import fer2013_file, load_dataset
+def face_frames(faces: np.ndarray, width: int, height: int, detector: str, count: int = 8) -> list[bytes]:
+    """JPEGs of the first `count` of `faces` (real FER-2013 faces) that `detector` finds, one per frame."""
     from ferkit.detect import create_detector
     from ferkit.scenes import scene
 
-    ds = load_dataset(fer2013_file()).split("PrivateTest")
     det = create_detector(detector)
     out = []
-    for face in ds.pixels[:400]:
+    for face in faces[:400]:
         frame = scene(face, width, height, int(height * 0.45))
         ok, jpeg = cv2.imencode(".jpg", cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR), [cv2.IMWRITE_JPEG_QUALITY, 80])
         if ok and len(det.detect(cv2.imdecode(jpeg, cv2.IMREAD_COLOR))[0]) == 1:
@@ -160,8 +159,11 @@ def main() -> int:
     ap.add_argument("--live-detector", default=None, help="passed to ferkit serve --live-detector (default: the server's, blazeface)")
     args = ap.parse_args()
 
-    uploads = face_frames(640, 480, args.detector or "haar")
-    live_frames = face_frames(480, 360, args.live_detector or "blazeface")
+    from ferkit.data import fer2013_file, load_dataset
+
+    faces = load_dataset(fer2013_file()).split("PrivateTest").pixels  # read once, framed twice
+    uploads = face_frames(faces, 640, 480, args.detector or "haar")
+    live_frames = face_frames(faces, 480, 360, args.live_detector or "blazeface")
     proc, url = start_server(args.threads, args.detector, args.live_detector)
     failed = False
     try:

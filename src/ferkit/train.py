@@ -244,6 +244,10 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = lambda s: None, progres
         return cfg.lr * plateau_scale
 
     amp = dict(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.bf16)
+    from .evaluate import machine_description
+
+    run_facts = {"config": asdict(cfg), "device": str(device), "torch": torch.__version__,
+                 "machine": machine_description(), "threads": torch.get_num_threads()}  # history.json's header
     t0 = time.time()
     for epoch in range(start_epoch, cfg.epochs):
         model.train()
@@ -307,7 +311,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = lambda s: None, progres
         torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
                     "generator": gen.get_state(), "history": history, "epoch": epoch, "best_acc": best_acc,
                     "best_epoch": best_epoch, "plateau_scale": plateau_scale, "wall_s": wall}, out / "last.pt")
-        write_history(out, cfg, history, device)
+        write_history(out, run_facts, history)
         if epoch + 1 - best_epoch >= cfg.patience:
             log(f"early stop: no better PublicTest accuracy for {cfg.patience} epochs")
             break
@@ -315,12 +319,9 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = lambda s: None, progres
     return {"history": history, "best_val_accuracy": best_acc, "best_epoch": best_epoch}
 
 
-def write_history(out: Path, cfg: TrainConfig, history: list[dict], device: torch.device) -> None:
-    from .evaluate import machine_description
-
-    info = {"config": asdict(cfg), "device": str(device), "torch": torch.__version__, "machine": machine_description(),
-            "threads": torch.get_num_threads(), "history": history}
-    (out / "history.json").write_text(json.dumps(info, indent=1))
+def write_history(out: Path, run_facts: dict, history: list[dict]) -> None:
+    """history.json (the run's config, hardware and every epoch so far) and curves.png, rewritten each epoch."""
+    (out / "history.json").write_text(json.dumps({**run_facts, "history": history}, indent=1))
     plot_curves(history, out / "curves.png")
 
 
