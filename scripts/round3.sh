@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Round 3 of docs/quality.md, after the distilled runs (runs/<set>-distilled) beside rounds 1 and 2:
+#   bash scripts/round3.sh candidates SET        # v3 (the student) as an INT8 candidate; the PublicTest rule against
+#                                                # the default (v1); the v1+v2+v3 ensemble with weights fitted on PublicTest
+#   bash scripts/round3.sh ship SET DEFAULT ACC  # DEFAULT: v1 (keep) or v3; ACC: 2 (keep SET-accurate) or 3
+# SET: fer2013 or ferplus. Then: ferkit evaluate ... --model-card (see the README's reproduce steps).
+set -euo pipefail
+usage() { echo "usage: $0 candidates fer2013|ferplus | ship fer2013|ferplus v1|v3 2|3" >&2; exit 2; }
+case "${1:-}:${2:-}:${3:-}:${4:-}:$#" in
+  candidates:fer2013:::2|candidates:ferplus:::2) ;;
+  ship:fer2013:v[13]:[23]:4|ship:ferplus:v[13]:[23]:4) ;;
+  *) usage ;;
+esac
+D=${FERKIT_DATA:-../shared/data/fer2013}
+W=src/ferkit/weights
+C=runs/candidates
+mkdir -p $C docs/eval/selection
+
+export_pair() {  # RUN NAME OUTDIR: best.pt -> NAME-fp32.onnx (temperature fitted on PublicTest) and NAME.onnx (INT8)
+  ferkit export "$1/best.pt" "$3/$2-fp32.onnx" --name "$2-fp32" --calibrate $D/fer2013.csv.gz
+  ferkit quantize "$3/$2-fp32.onnx" "$3/$2.onnx" --data $D/fer2013.csv.gz --name "$2"
+}
+
+case "$1" in
+candidates)
+  [ -f $C/$2-v1.onnx ] || export_pair runs/$2 $2-v1 $C           # rounds 1 and 2, if round2.sh has not run here
+  [ -f $C/$2-v2.onnx ] || export_pair runs/$2-student $2-v2 $C
+  export_pair runs/$2-distilled $2-v3 $C
+  python benchmarks/select_default.py $C/$2-v1.onnx $C/$2-v3.onnx --clean-margin 0.001 --robust-margin -0.005 \
+    | tee docs/eval/selection/verdict3_$2.txt
+  ferkit ensemble $C/$2-v1.onnx $C/$2-v2.onnx $C/$2-v3.onnx --out $C/$2-accurate3.onnx --name $2-accurate \
+    --fit-weights $D/fer2013.csv.gz | tee docs/eval/selection/ensemble3_$2.txt ;;
+ship)  # a replaced model's old PrivateTest figures go with it: rerun `ferkit evaluate --model-card` for the new ones
+  if [ "$3" = v3 ]; then
+    export_pair runs/$2-distilled $2 $W
+    rm -f $W/$2.metrics.json $W/$2-fp32.metrics.json
+    cp runs/$2-distilled/curves.png docs/eval/curves_$2.png
+  fi
+  if [ "$4" = 3 ]; then
+    cp $C/$2-accurate3.onnx $W/$2-accurate.onnx
+    rm -f $W/$2-accurate.metrics.json
+  fi ;;
+esac
