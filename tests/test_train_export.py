@@ -177,6 +177,16 @@ def test_export_detects_a_mismatch(tmp_path):
         check_against_torch(model, path)
 
 
+def test_fitted_temperature_recovers_the_one_that_made_the_labels():
+    from ferkit.export import fit_temperature
+    from ferkit.train import softmax
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, (20000, 7))
+    labels = [rng.choice(7, p=p) for p in softmax(logits / 2.5)]  # a model over-confident by T = 2.5
+    assert fit_temperature(logits, labels) == pytest.approx(2.5, rel=0.05)
+
+
 def test_temperature_scaling_keeps_predictions_and_fixes_confidence(tmp_path):
     from ferkit.export import fit_temperature
     from ferkit.preprocess import to_model_input
@@ -189,7 +199,7 @@ def test_temperature_scaling_keeps_predictions_and_fixes_confidence(tmp_path):
     with torch.no_grad():
         model.head.weight.mul_(50)  # make the random model very over-confident
     with torch.no_grad():
-        t = fit_temperature(model(torch.from_numpy(to_model_input(faces))).softmax(1).numpy(), labels)
+        t = fit_temperature(model(torch.from_numpy(to_model_input(faces))).numpy(), labels)
     assert t > 2
     path = tmp_path / "cal.onnx"
     meta = export_onnx(model, path, name="cal", labels=tuple("abcdefg"), temperature=t)

@@ -152,14 +152,14 @@ def run_export(args) -> int:
              "parameters": sum(p.numel() for p in model.parameters())}
     temperature = 1.0
     if args.calibrate:
-        from .evaluate import expected_calibration_error, rescale_temperature, selection_set
+        from .evaluate import expected_calibration_error, selection_set
         from .export import fit_temperature
-        from .train import predict_proba
+        from .train import predict_logits, softmax
 
         val = selection_set(args.calibrate, tuple(ckpt["labels"]))  # FER+ majority labels for a FER+ model
-        before = predict_proba(model, val.pixels, "cpu")  # one pass: the fit and both ECEs use these
-        temperature = fit_temperature(before, val.labels)
-        after = rescale_temperature(before, temperature)
+        logits = predict_logits(model, val.pixels, "cpu")  # one pass: the fit and both ECEs use these
+        temperature = fit_temperature(logits, val.labels)
+        before, after = softmax(logits), softmax(logits / temperature)
         extra["calibration"] = {"fitted_on": "PublicTest", "temperature": round(temperature, 4),
                                 "ece_before": round(expected_calibration_error(val.labels, before), 4),
                                 "ece_after": round(expected_calibration_error(val.labels, after), 4)}
@@ -222,12 +222,12 @@ def run_ensemble(args) -> int:
 
         weights, acc = fit_ensemble_weights(members, args.fit_weights)
         print(f"weights {weights} chosen on PublicTest (accuracy there {acc:.4f})")
+    if weights is not None and len(weights) == len(members) and any(w == 0 for w in weights):
         dropped = [m.name for m, w in zip(members, weights) if w == 0]
-        members, weights = [m for m, w in zip(members, weights) if w > 0], [w for w in weights if w > 0]
-        if dropped:
-            print(f"left out (weight 0): {', '.join(dropped)}")
+        members, weights = [m for m, w in zip(members, weights) if w != 0], [w for w in weights if w != 0]
+        print(f"left out (weight 0): {', '.join(dropped)}")
         if len(members) < 2:
-            raise ValueError(f"the weights fitted on PublicTest put everything on {members[0]}: "
+            raise ValueError(f"the weights put everything on {members[0] if members else 'no member'}: "
                              "use that model itself; no ensemble written")
     meta = ensemble_onnx(members, args.out, name=args.name, weights=weights)
     print(f"wrote {args.out} ({Path(args.out).stat().st_size / 1e6:.1f} MB): " +

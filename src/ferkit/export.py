@@ -29,14 +29,13 @@ class _ExportWrapper(torch.nn.Module):
 
 
 @torch.no_grad()
-def fit_temperature(probs: np.ndarray, labels) -> float:
-    """Temperature T minimising the negative log-likelihood of softmax(logits / T) on held-out faces, from the
-    model's (N, K) probabilities there (log p is the logits up to a per-face constant, which T does not change).
+def fit_temperature(logits: np.ndarray, labels) -> float:
+    """Temperature T minimising the negative log-likelihood of softmax(logits / T) on held-out faces' (N, K) logits.
 
     Fit on PublicTest (the selection split), never on PrivateTest: it only rescales confidence, the argmax
-    (and so the accuracy) does not change. `evaluate.rescale_temperature(probs, T)` gives the result.
+    (and so the accuracy) does not change.
     """
-    logits = torch.from_numpy(np.log(np.asarray(probs, np.float64).clip(1e-12)))  # as rescale_temperature does
+    logits = torch.from_numpy(np.asarray(logits, np.float64))
     y = torch.as_tensor(labels)
     log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=200)

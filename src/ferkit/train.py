@@ -145,14 +145,25 @@ def distill_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: floa
 
 # ---------------------------------------------------------------- evaluation helper
 @torch.no_grad()
-def predict_proba(model: FERNet, pixels: np.ndarray, device: torch.device, batch: int = 512) -> np.ndarray:
-    """(N, 48, 48) uint8 -> (N, K) probabilities, fp32, eval mode."""
+def predict_logits(model: FERNet, pixels: np.ndarray, device: torch.device, batch: int = 512) -> np.ndarray:
+    """(N, 48, 48) uint8 -> (N, K) logits, fp32, eval mode."""
     model.eval()
     out = []
-    for i in range(0, len(pixels), batch):
-        x = torch.from_numpy(to_model_input(pixels[i:i + batch])).to(device)
-        out.append(model(x).float().softmax(1).cpu().numpy())
+    with torch.no_grad():
+        for i in range(0, len(pixels), batch):
+            x = torch.from_numpy(to_model_input(pixels[i:i + batch])).to(device)
+            out.append(model(x).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, model.config.num_classes), np.float32)
+
+
+def predict_proba(model: FERNet, pixels: np.ndarray, device: torch.device, batch: int = 512) -> np.ndarray:
+    """(N, 48, 48) uint8 -> (N, K) probabilities, fp32, eval mode."""
+    return softmax(predict_logits(model, pixels, device, batch))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
 
 
 # ---------------------------------------------------------------- checkpoints
