@@ -15,8 +15,8 @@ import torch
 from . import __version__
 from .model import FERNet
 from .preprocess import PREPROCESS_SPEC
+from .recognizer import METADATA_KEY, metadata_from_map  # one JSON blob in the ONNX metadata_props
 
-METADATA_KEY = "ferkit"  # one JSON blob in the ONNX metadata_props
 
 
 class _ExportWrapper(torch.nn.Module):
@@ -227,7 +227,4 @@ def _load_onnx(path: Path):
 
 def _proto_metadata(proto, path: Path) -> dict:
     """What `recognizer.read_metadata` returns, from an already loaded model."""
-    for entry in proto.metadata_props:
-        if entry.key == METADATA_KEY:
-            return json.loads(entry.value)
-    raise ValueError(f"{path}: no ferkit metadata; export the model with `ferkit export`")
+    return metadata_from_map({e.key: e.value for e in proto.metadata_props}, path)

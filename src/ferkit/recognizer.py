@@ -72,7 +72,11 @@ def _open_session(path: str | Path, opts: ort.SessionOptions) -> ort.InferenceSe
 
 
 def _metadata(session: ort.InferenceSession, path: str | Path) -> dict:
-    meta = session.get_modelmeta().custom_metadata_map
+    return metadata_from_map(session.get_modelmeta().custom_metadata_map, path)
+
+
+def metadata_from_map(meta: dict[str, str], path: str | Path) -> dict:
+    """The ferkit entry of an ONNX file's metadata_props (as a key -> value dict)."""
     if METADATA_KEY not in meta:
         raise ValueError(f"{path}: no ferkit metadata; export the model with `ferkit export`")
     return json.loads(meta[METADATA_KEY])
