@@ -246,8 +246,11 @@ def _training_lines(meta: dict) -> list[str]:
                      "; augmentation: rotation, zoom, shear, shift, horizontal flip, brightness/contrast, random erasing" +
                      (f", then corruptions ({', '.join(damage)})" if damage else "") + " (training batches only).")
         if tc.get("teacher"):
-            lines.append(f"- Distilled from `{tc['teacher']}` (weight {tc.get('distill_weight')}, temperature "
-                         f"{tc.get('distill_temperature')}); the teacher sees each augmented face before the corruptions.")
+            teachers = tc["teacher"].split(",")
+            lines.append(f"- Distilled from `{'` + `'.join(teachers)}` ({'the mean of their softened outputs, ' if len(teachers) > 1 else ''}"
+                         f"weight {tc.get('distill_weight')}, temperature {tc.get('distill_temperature')}); "
+                         + ("the teacher sees each augmented face before the corruptions." if damage else
+                            "teacher and student see the same augmented face."))
     return lines
 
 
