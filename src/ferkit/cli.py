@@ -220,8 +220,9 @@ def run_ensemble(args) -> int:
     if args.fit_weights:
         from .evaluate import fit_ensemble_weights
 
-        weights, acc = fit_ensemble_weights(members, args.fit_weights)
-        print(f"weights {weights} chosen on PublicTest (accuracy there {acc:.4f})")
+        weights, acc, held_out = fit_ensemble_weights(members, args.fit_weights)
+        print(f"weights {weights} chosen on PublicTest (accuracy there {acc:.4f}, optimistic; "
+              f"fitted on each half and scored on the other: {held_out:.4f})")
     if weights is not None and len(weights) == len(members) and any(w == 0 for w in weights):
         dropped = [m.name for m, w in zip(members, weights) if w == 0]
         members, weights = [m for m, w in zip(members, weights) if w != 0], [w for w in weights if w != 0]
