@@ -5,15 +5,7 @@
 #                                             # and v2 (the student) as the option SET-robust
 # SET: fer2013 or ferplus. Then: ferkit evaluate ... --model-card (see the README's reproduce steps).
 set -euo pipefail
-D=${FERKIT_DATA:-../shared/data/fer2013}
-W=src/ferkit/weights
-C=runs/candidates
-mkdir -p $C docs/eval/selection
-
-export_pair() {  # RUN NAME OUTDIR: best.pt -> NAME-fp32.onnx (temperature fitted on PublicTest) and NAME.onnx (INT8)
-  ferkit export "$1/best.pt" "$3/$2-fp32.onnx" --name "$2-fp32" --calibrate $D/fer2013.csv.gz
-  ferkit quantize "$3/$2-fp32.onnx" "$3/$2.onnx" --data $D/fer2013.csv.gz --name "$2"
-}
+. "$(dirname "$0")/rounds.sh"  # D (data), W (weights), C (candidates), export_pair
 run_of() { [ "$2" = v2 ] && echo runs/$1-student || echo runs/$1; }
 
 case "$1" in

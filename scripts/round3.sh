@@ -11,15 +11,7 @@ case "${1:-}:${2:-}:${3:-}:${4:-}:$#" in
   ship:fer2013:v[13]:[23]:4|ship:ferplus:v[13]:[23]:4) ;;
   *) usage ;;
 esac
-D=${FERKIT_DATA:-../shared/data/fer2013}
-W=src/ferkit/weights
-C=runs/candidates
-mkdir -p $C docs/eval/selection
-
-export_pair() {  # RUN NAME OUTDIR: best.pt -> NAME-fp32.onnx (temperature fitted on PublicTest) and NAME.onnx (INT8)
-  ferkit export "$1/best.pt" "$3/$2-fp32.onnx" --name "$2-fp32" --calibrate $D/fer2013.csv.gz
-  ferkit quantize "$3/$2-fp32.onnx" "$3/$2.onnx" --data $D/fer2013.csv.gz --name "$2"
-}
+. "$(dirname "$0")/rounds.sh"  # D (data), W (weights), C (candidates), export_pair
 
 case "$1" in
 candidates)

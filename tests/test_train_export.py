@@ -179,7 +179,7 @@ def test_export_detects_a_mismatch(tmp_path):
 
 def test_fitted_temperature_recovers_the_one_that_made_the_labels():
     from ferkit.export import fit_temperature
-    from ferkit.train import softmax
+    from ferkit.evaluate import softmax
 
     rng = np.random.default_rng(0)
     logits = rng.normal(0, 3, (20000, 7))

@@ -152,9 +152,9 @@ def run_export(args) -> int:
              "parameters": sum(p.numel() for p in model.parameters())}
     temperature = 1.0
     if args.calibrate:
-        from .evaluate import expected_calibration_error, selection_set
+        from .evaluate import expected_calibration_error, selection_set, softmax
         from .export import fit_temperature
-        from .train import predict_logits, softmax
+        from .train import predict_logits
 
         val = selection_set(args.calibrate, tuple(ckpt["labels"]))  # FER+ majority labels for a FER+ model
         logits = predict_logits(model, val.pixels, "cpu")  # one pass: the fit and both ECEs use these

@@ -64,11 +64,15 @@ def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, bins: int 
     return float(ece)
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """(N, K) logits -> (N, K) probabilities."""
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
 def rescale_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
     """softmax(logits) -> softmax(logits / temperature), from the probabilities alone (log p = logits + const)."""
-    logp = np.log(probs.clip(1e-12)) / temperature
-    out = np.exp(logp - logp.max(1, keepdims=True))
-    return out / out.sum(1, keepdims=True)
+    return softmax(np.log(probs.clip(1e-12)) / temperature)
 
 
 # ---------------------------------------------------------------- evaluation runs

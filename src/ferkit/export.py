@@ -18,7 +18,6 @@ from .preprocess import PREPROCESS_SPEC
 from .recognizer import METADATA_KEY, metadata_from_map  # one JSON blob in the ONNX metadata_props
 
 
-
 class _ExportWrapper(torch.nn.Module):
     def __init__(self, model: FERNet, temperature: float = 1.0):
         super().__init__()

@@ -149,21 +149,15 @@ def predict_logits(model: FERNet, pixels: np.ndarray, device: torch.device, batc
     """(N, 48, 48) uint8 -> (N, K) logits, fp32, eval mode."""
     model.eval()
     out = []
-    with torch.no_grad():
-        for i in range(0, len(pixels), batch):
-            x = torch.from_numpy(to_model_input(pixels[i:i + batch])).to(device)
-            out.append(model(x).float().cpu().numpy())
+    for i in range(0, len(pixels), batch):
+        x = torch.from_numpy(to_model_input(pixels[i:i + batch])).to(device)
+        out.append(model(x).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, model.config.num_classes), np.float32)
 
 
 def predict_proba(model: FERNet, pixels: np.ndarray, device: torch.device, batch: int = 512) -> np.ndarray:
     """(N, 48, 48) uint8 -> (N, K) probabilities, fp32, eval mode."""
-    return softmax(predict_logits(model, pixels, device, batch))
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    e = np.exp(logits - logits.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
+    return torch.from_numpy(predict_logits(model, pixels, device, batch)).softmax(1).numpy()
 
 
 # ---------------------------------------------------------------- checkpoints
