@@ -10,7 +10,8 @@ from ferkit import load_recognizer  # noqa: E402
 from ferkit.export import check_against_torch, export_onnx  # noqa: E402
 from ferkit.labels import EMOTIONS  # noqa: E402
 from ferkit.model import ModelConfig, build_model  # noqa: E402
-from ferkit.train import TrainConfig, augment, class_weights, corrupt_batch, distill_loss, load_checkpoint, train  # noqa: E402
+from ferkit.train import (TrainConfig, augment, auxiliary_targets, class_weights, corrupt_batch, distill_loss,  # noqa: E402
+                          load_checkpoint, train)
 
 TINY = ModelConfig(channels=(8, 16), depths=(1, 1), dropout=0.0)
 
@@ -118,6 +119,68 @@ def test_a_teacher_with_other_labels_is_refused(tiny_data, tmp_path):
                tmp_path / "other.pt")
     with pytest.raises(ValueError, match="teacher .*other.pt has labels"):
         train(tiny_config(tiny_data, tmp_path / "student", teacher=str(tmp_path / "other.pt")), progress=False)
+
+
+@pytest.fixture
+def tiny_votes(tiny_data, tmp_path):
+    """FER+ votes row-aligned with tiny_data: happy faces voted happiness, sad ones sadness; every 8th face is
+    voted not-a-face (NF), which FER+ drops."""
+    labels = np.load(tiny_data)["emotion"]
+    rows = ["Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF"]
+    for i, y in enumerate(labels):
+        v = [0] * 10
+        v[9 if i % 8 == 0 else (1 if y == 3 else 3)] = 8
+        v[0] += 2  # two neutral votes beside the majority
+        rows.append(f"Training,x{i}.png," + ",".join(map(str, v)))
+    path = tmp_path / "fer2013new.csv"
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_auxiliary_targets_align_rows_and_mask_faces_the_other_set_drops(tiny_data, tiny_votes):
+    from ferkit.data import load_dataset
+
+    base = load_dataset(tiny_data)
+    rows = np.array([0, 1, 2, 9])  # row 0 is an NF face; row 1 is sad, row 2 happy
+    cfg = TrainConfig(data=str(tiny_data), aux_labels="ferplus-soft", ferplus=str(tiny_votes))
+    target, mask = auxiliary_targets(cfg, base, rows)
+    assert target.shape == (4, 8) and mask.tolist() == [False, True, True, True]
+    assert target[1].argmax() == 3 and target[2].argmax() == 1 and target[1, 0] == pytest.approx(0.2)  # votes 8:2
+    cfg = TrainConfig(data=str(tiny_data), labels="ferplus-soft", ferplus=str(tiny_votes), aux_labels="fer2013",
+                      label_smoothing=0.1)
+    target, mask = auxiliary_targets(cfg, base, rows)
+    assert mask.all() and target.shape == (4, 7) and np.allclose(target.sum(1), 1)
+    assert target.argmax(1).tolist() == base.labels[rows].tolist() and target.max() == pytest.approx(0.9 + 0.1 / 7)
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(aux_labels="ferplus-majority"), "unknown auxiliary label set"),
+    (dict(aux_labels="fer2013"), "must be the other family"),
+    (dict(aux_labels="ferplus-soft"), "need --ferplus"),
+])
+def test_bad_auxiliary_settings_are_named(tiny_data, tmp_path, kw, message):
+    with pytest.raises(ValueError, match=message):
+        train(tiny_config(tiny_data, tmp_path / "run", **kw), progress=False)
+
+
+def test_multitask_training_keeps_the_exported_network_plain_and_resumes(tiny_data, tiny_votes, tmp_path):
+    out = tmp_path / "multi"
+    logs = []
+    cfg = tiny_config(tiny_data, out, aux_labels="ferplus-soft", ferplus=str(tiny_votes), aux_weight=1.0)
+    assert train(cfg, log=logs.append, progress=False)["best_val_accuracy"] >= 0.9
+    assert any("auxiliary label set ferplus-soft (weight 1.0) on 56 of 64 training faces" in line for line in logs)
+    model, ckpt = load_checkpoint(out / "best.pt")  # a plain FERNet: no auxiliary weights in the shipped file
+    assert not any(k.startswith("aux") for k in ckpt["state_dict"]) and ckpt["train_config"]["aux_labels"] == "ferplus-soft"
+    last = torch.load(out / "last.pt", weights_only=False)
+    assert last["aux_head"]["weight"].shape == (8, 16)
+    cfg.resume, cfg.epochs = str(out / "last.pt"), 3
+    train(cfg, progress=False)
+    assert [h["epoch"] for h in json.loads((out / "history.json").read_text())["history"]] == [1, 2, 3]
+    plain = tmp_path / "plain"
+    train(tiny_config(tiny_data, plain), progress=False)
+    with pytest.raises(ValueError, match="drop --aux-labels"):
+        train(tiny_config(tiny_data, plain, resume=str(plain / "last.pt"), aux_labels="ferplus-soft",
+                          ferplus=str(tiny_votes)), progress=False)
 
 
 def test_ensemble_is_the_weighted_mean_of_its_members(tmp_path):

@@ -68,4 +68,8 @@ class TrainConfig:
     teacher: str = ""                         # a best.pt, or several comma-separated (an ensemble); empty = none
     distill_weight: float = 0.5               # loss = (1 - w) * label loss + w * T^2 * KL(teacher || student)
     distill_temperature: float = 2.0
+    # a second label set for the same faces, learnt by a throw-away head on the shared features (multi-task):
+    # FER-2013 and FER+ label the same 35,887 images, so each can regularise the other. Not exported.
+    aux_labels: str = ""                      # "" = none | fer2013 | ferplus-soft (needs --ferplus)
+    aux_weight: float = 0.5                   # loss = main loss + aux_weight * auxiliary loss
     resume: str = ""                          # path to a last.pt to continue from

@@ -42,10 +42,13 @@ class FERNet(nn.Module):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 1, H, W) in [-1, 1] -> (N, C) pooled features, before dropout and the head."""
+        return self.features(x).mean(dim=(2, 3))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 1, H, W) in [-1, 1] -> (N, num_classes) logits."""
-        f = self.features(x).mean(dim=(2, 3))  # (N, C)
-        return self.head(self.dropout(f))
+        return self.head(self.dropout(self.embed(x)))
 
     def forward_with_cams(self, x: torch.Tensor, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, 1, H, W) -> probabilities softmax(logits / temperature) (N, K) and class activation maps

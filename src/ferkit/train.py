@@ -18,15 +18,17 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import __version__
-from .data import FaceDataset, load_dataset, read_ferplus_votes, with_ferplus
+from .data import FaceDataset, ferplus_targets, load_dataset, read_ferplus_votes, with_ferplus
 from .config import ModelConfig, TrainConfig
+from .labels import EMOTIONS
 from .model import FERNet, build_model
 from .preprocess import PREPROCESS_SPEC, to_model_input
 
 
 # ---------------------------------------------------------------- data
-def load_training_data(cfg: TrainConfig) -> FaceDataset:
-    ds = load_dataset(cfg.data)
+def load_training_data(cfg: TrainConfig, base: FaceDataset | None = None) -> FaceDataset:
+    """The faces with cfg.labels; `base` is the already-read cfg.data (FER-2013 labels), to save a second read."""
+    ds = base if base is not None else load_dataset(cfg.data)
     if cfg.labels == "fer2013":
         return ds
     if cfg.labels in ("ferplus-majority", "ferplus-soft"):
@@ -35,6 +37,30 @@ def load_training_data(cfg: TrainConfig) -> FaceDataset:
         votes = read_ferplus_votes(cfg.ferplus, len(ds))
         return with_ferplus(ds, votes, cfg.labels.split("-")[1])
     raise ValueError(f"unknown label set {cfg.labels!r}; valid: fer2013, ferplus-majority, ferplus-soft")
+
+
+AUX_LABELS = ("fer2013", "ferplus-soft")
+
+
+def auxiliary_targets(cfg: TrainConfig, base: FaceDataset, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The second label set for the faces at source rows `rows` (FaceDataset.index): (N, K_aux) float32 target
+    distributions and an (N,) bool mask of the faces that label set keeps (FER+ drops non-faces and faces whose
+    votes are mostly `unknown`; FER-2013 labels every face). `base` is cfg.data with its FER-2013 labels."""
+    if cfg.aux_labels not in AUX_LABELS:
+        raise ValueError(f"unknown auxiliary label set {cfg.aux_labels!r}; valid: {', '.join(AUX_LABELS)}")
+    if cfg.aux_labels.split("-")[0] == cfg.labels.split("-")[0]:
+        raise ValueError(f"the auxiliary label set {cfg.aux_labels!r} must be the other family than --labels {cfg.labels!r}")
+    if cfg.aux_labels == "fer2013":
+        if tuple(base.classes) != EMOTIONS:
+            raise ValueError(f"auxiliary fer2013 labels need FER-2013 data; {cfg.data} has classes {base.classes}")
+        k = len(EMOTIONS)  # one-hot with the main loss's label smoothing
+        target = np.full((len(rows), k), cfg.label_smoothing / k, np.float32)
+        target[np.arange(len(rows)), base.labels[rows]] += 1 - cfg.label_smoothing
+        return target, np.ones(len(rows), bool)
+    if not cfg.ferplus:
+        raise ValueError("auxiliary FER+ labels need --ferplus PATH/fer2013new.csv")
+    keep, _, soft = ferplus_targets(read_ferplus_votes(cfg.ferplus, len(base)), "soft")
+    return soft[rows], keep[rows]
 
 
 def class_weights(labels: np.ndarray, k: int, power: float) -> torch.Tensor:
@@ -196,7 +222,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = lambda s: None, progres
     device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if cfg.device == "auto" else cfg.device))
 
-    ds = load_training_data(cfg)
+    base = load_dataset(cfg.data)
+    ds = load_training_data(cfg, base)
     log(ds.summary())
     train_set, val_set = ds.split("Training"), ds.split("PublicTest")  # PrivateTest is never touched here
     k = len(ds.classes)
@@ -206,8 +233,17 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = lambda s: None, progres
     x_train = torch.from_numpy(to_model_input(train_set.pixels))      # (N, 1, 48, 48) in [-1, 1]
     y_train = torch.from_numpy(train_set.labels)
     soft_train = None if train_set.soft is None or cfg.labels != "ferplus-soft" else torch.from_numpy(train_set.soft)
+    aux_train = aux_mask = None
+    if cfg.aux_labels:  # (N, K_aux) targets and (N,) mask, row-aligned with x_train
+        aux_np, mask_np = auxiliary_targets(cfg, base, train_set.index)
+        aux_train, aux_mask = torch.from_numpy(aux_np), torch.from_numpy(mask_np).float()
+        log(f"auxiliary label set {cfg.aux_labels} (weight {cfg.aux_weight}) on {int(mask_np.sum())} of "
+            f"{len(mask_np)} training faces")
+    del base
 
     model = build_model(cfg.model).to(device).to(memory_format=torch.channels_last)
+    # the auxiliary head lives only here (and in last.pt): best.pt and the export hold the plain network
+    aux_head = None if aux_train is None else torch.nn.Linear(model.head.in_features, aux_train.shape[1]).to(device)
     teachers = []
     for path in filter(None, cfg.teacher.split(",")):  # frozen, eval mode; each must speak the data's label set
         teacher, tck = load_checkpoint(path)
@@ -221,7 +257,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = lambda s: None, progres
     for p in ema.parameters():
         p.requires_grad_(False)
     decay, no_decay = [], []
-    for name, p in model.named_parameters():
+    extra_params = [] if aux_head is None else list(aux_head.parameters())
+    for p in [*model.parameters(), *extra_params]:
         (no_decay if p.ndim == 1 else decay).append(p)  # no weight decay on BN and biases
     opt = torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0}],
                           lr=cfg.lr, momentum=0.9, nesterov=True)
@@ -235,6 +272,11 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = lambda s: None, progres
     wall_before = 0.0
     if cfg.resume:
         ck = torch.load(cfg.resume, map_location="cpu", weights_only=False)
+        if (aux_head is None) != ("aux_head" not in ck):
+            raise ValueError(f"{cfg.resume} was trained {'with' if 'aux_head' in ck else 'without'} an auxiliary head; "
+                             f"{'give the same --aux-labels' if 'aux_head' in ck else 'drop --aux-labels'} to resume it")
+        if aux_head is not None:
+            aux_head.load_state_dict(ck["aux_head"])
         model.load_state_dict(ck["model"]); ema.load_state_dict(ck["ema"]); opt.load_state_dict(ck["optimizer"])
         gen.set_state(ck["generator"]); history = ck["history"]
         start_epoch, best_acc, best_epoch, plateau_scale = ck["epoch"] + 1, ck["best_acc"], ck["best_epoch"], ck["plateau_scale"]
@@ -267,7 +309,11 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = lambda s: None, progres
             for g in opt.param_groups:
                 g["lr"] = lr_at(step)
             with torch.autocast(**amp):
-                logits = model(x)
+                if aux_head is None:
+                    logits = model(x)
+                else:  # one pass through the shared features, two heads on the same dropout mask
+                    f = model.dropout(model.embed(x))
+                    logits, aux_logits = model.head(f), aux_head(f)
                 if teachers:  # the teachers see the undamaged face: the student learns to ignore damage
                     with torch.no_grad():
                         c = clean.contiguous(memory_format=torch.channels_last)
@@ -281,6 +327,10 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = lambda s: None, progres
             if teachers:
                 loss = (1 - cfg.distill_weight) * loss + \
                     cfg.distill_weight * distill_loss(logits, t_logits, cfg.distill_temperature)
+            if aux_head is not None:  # soft cross-entropy, averaged over the faces the auxiliary set labels
+                m = aux_mask[idx].to(device)
+                aux_ce = -(aux_train[idx].to(device) * aux_logits.float().log_softmax(1)).sum(1)
+                loss = loss + cfg.aux_weight * (aux_ce * m).sum() / m.sum().clamp(min=1)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -315,7 +365,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = lambda s: None, progres
             f"PublicTest loss {val_loss:.4f} acc {val_acc:.4f}{' *' if improved else ''}  lr {lr_at(step - 1):.4f}  {wall / 60:.1f} min")
         torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
                     "generator": gen.get_state(), "history": history, "epoch": epoch, "best_acc": best_acc,
-                    "best_epoch": best_epoch, "plateau_scale": plateau_scale, "wall_s": wall}, out / "last.pt")
+                    "best_epoch": best_epoch, "plateau_scale": plateau_scale, "wall_s": wall,
+                    **({} if aux_head is None else {"aux_head": aux_head.state_dict()})}, out / "last.pt")
         write_history(out, run_facts, history)
         if epoch + 1 - best_epoch >= cfg.patience:
             log(f"early stop: no better PublicTest accuracy for {cfg.patience} epochs")
