@@ -51,3 +51,16 @@ def test_ensemble_weights_are_fitted_on_publictest_and_beat_each_member(fer_dir)
     # the grid holds each member alone, so the chosen mix is at least as good as the better member
     singles = [evaluate(load_recognizer(m, detector="none"), public)["accuracy"] for m in members]
     assert acc >= max(singles) - 1e-9
+
+
+def test_model_card_training_lines_name_teachers_and_the_auxiliary_task():
+    from ferkit.evaluate import _training_lines
+
+    tc = {"labels": "ferplus-soft", "teacher": "a/best.pt,b/best.pt", "distill_weight": 0.5, "distill_temperature": 2.0,
+          "aux_labels": "fer2013", "aux_weight": 0.5, "epochs": 30}
+    text = "\n".join(_training_lines({"trained": {"train_config": tc, "epoch": 28, "val_accuracy": 0.84}}))
+    assert "Distilled from `a/best.pt` + `b/best.pt` (the mean of their softened outputs" in text
+    assert "teacher and student see the same augmented face" in text
+    assert "second head learnt the `fer2013` labels" in text and "weight 0.5" in text
+    plain = "\n".join(_training_lines({"trained": {"train_config": {"labels": "fer2013", "epochs": 50}}}))
+    assert "Distilled" not in plain and "Multi-task" not in plain

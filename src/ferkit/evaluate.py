@@ -268,6 +268,10 @@ def _training_lines(meta: dict) -> list[str]:
                          f"weight {tc.get('distill_weight')}, temperature {tc.get('distill_temperature')}); "
                          + ("the teacher sees each augmented face before the corruptions." if damage else
                             "teacher and student see the same augmented face."))
+        if tc.get("aux_labels"):
+            lines.append(f"- Multi-task: a second head learnt the `{tc['aux_labels']}` labels of the same Training faces "
+                         f"(loss weight {tc.get('aux_weight')}) and was dropped after training; the shipped network is "
+                         "the shared features and the main head only.")
     return lines
 
 
