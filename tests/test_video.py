@@ -210,9 +210,10 @@ def test_truncated_video_keeps_the_frames_before_the_cut(mjpeg, recognizer, tmp_
     starts = jpeg_starts(data)
     assert len(starts) == N_FRAMES
     (tmp_path / "cut.avi").write_bytes(data[: starts[30] + 500])  # cut inside frame 30
-    report = analyze_video(tmp_path / "cut.avi", recognizer, tmp_path / "out")
+    told = []
+    report = analyze_video(tmp_path / "cut.avi", recognizer, tmp_path / "out", on_problem=told.append)
     assert report.truncated_at is not None and 29 <= report.truncated_at <= 31
-    assert any("truncated" in p for p in report.problems)
+    assert any("truncated" in p for p in report.problems) and told == report.problems
     rows = _rows(tmp_path / "out")
     frames = {int(r["frame"]) for r in rows}
     assert max(frames) < 31 and len(frames) >= 27
@@ -226,7 +227,10 @@ def test_a_frame_that_fails_to_decode_is_skipped_and_the_rest_analysed(mjpeg, re
     s = jpeg_starts(bytes(data))[12]
     data[s:s + 3000] = bytes(3000)  # wipe the start of frame 12's JPEG
     (tmp_path / "damaged.avi").write_bytes(bytes(data))
-    report = analyze_video(tmp_path / "damaged.avi", recognizer, tmp_path / "out")
+    told, read = [], []  # each problem is heard as it is met: when frame 13 is read, not after the last frame
+    report = analyze_video(tmp_path / "damaged.avi", recognizer, tmp_path / "out", progress=read.append,
+                           on_problem=lambda p: told.append((p, len(read))))
+    assert told == [("frame 12: could not be decoded, skipped", 12)]
     assert report.skipped_frames == [12]
     assert report.problems == ["frame 12: could not be decoded, skipped"]
     assert report.frames_read == N_FRAMES - 1 and report.truncated_at is None

@@ -110,22 +110,14 @@ def source_frames(source: Source, loop: bool = False,
             n += 1
     told: set[str] = set()
 
-    def tell(report: VideoReport) -> None:
-        for problem in report.problems:
-            if problem not in told:  # a looped file meets the same damage on every pass
-                told.add(problem)
-                on_problem(problem)
+    def tell(problem: str) -> None:
+        if problem not in told:  # a looped file meets the same damage on every pass
+            told.add(problem)
+            on_problem(problem)
 
     start, report = 1, VideoReport(source.info, frames_read=1)  # frame 0 was read by open_source
     while True:
-        skipped = 0
-        for item in read_frames(source.cap, source.info, report, start=start):
-            if on_problem and len(report.skipped_frames) > skipped:  # known once the next good frame is read
-                skipped = len(report.skipped_frames)
-                tell(report)
-            yield item
-        if on_problem:
-            tell(report)  # an early end is known once the pass is over
+        yield from read_frames(source.cap, source.info, report, start=start, on_problem=tell if on_problem else None)
         if not loop:
             return
         source.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)

@@ -70,11 +70,18 @@ class VideoReport:
 
     @property
     def problems(self) -> list[str]:
-        out = [f"frame {i}: could not be decoded, skipped" for i in self.skipped_frames]
+        out = [self.skip_message(i) for i in self.skipped_frames]
         if self.truncated_at is not None:
-            out.append(f"{self.info.path}: video ends at frame {self.truncated_at} of the {self.info.frame_count} "
-                       f"it announces (truncated or damaged); frames before that were analysed")
+            out.append(self.truncation_message())
         return out
+
+    @staticmethod
+    def skip_message(index: int) -> str:
+        return f"frame {index}: could not be decoded, skipped"
+
+    def truncation_message(self) -> str:
+        return (f"{self.info.path}: video ends at frame {self.truncated_at} of the {self.info.frame_count} "
+                f"it announces (truncated or damaged); frames before that were analysed")
 
 
 def open_video(path: str | Path) -> tuple[cv2.VideoCapture, VideoInfo]:
@@ -101,15 +108,20 @@ def open_video(path: str | Path) -> tuple[cv2.VideoCapture, VideoInfo]:
     return cap, info
 
 
-def read_frames(cap: cv2.VideoCapture, info: VideoInfo, report: VideoReport, start: int = 0):
+def read_frames(cap: cv2.VideoCapture, info: VideoInfo, report: VideoReport, start: int = 0,
+                on_problem: Callable[[str], None] | None = None):
     """Yield (index, frame) for each decodable frame; records skipped frames and an early end in `report`.
     `start`: the index of the capture's next frame (frames before it were read by the caller, who counts them
-    in `report.frames_read`). Raises VideoError when the report ends with no frame read."""
+    in `report.frames_read`). `on_problem(message)` hears each entry of `report.problems` as soon as it is known:
+    a skipped frame when the next good one is read, an early end when reading stops. Raises VideoError when the
+    report ends with no frame read."""
     index, failed = start, []
     while True:
         ok, frame = cap.read()
         if ok and frame is not None:
             report.skipped_frames.extend(failed)   # bad frames followed by a good one: skipped, not the end
+            for i in failed if on_problem else ():
+                on_problem(report.skip_message(i))
             failed = []
             report.frames_read += 1
             yield index, frame
@@ -123,17 +135,22 @@ def read_frames(cap: cv2.VideoCapture, info: VideoInfo, report: VideoReport, sta
     # Containers sometimes estimate their frame count: failures in the last 1 % (at least 2 frames) are the end.
     if failed and failed[0] < info.frame_count - max(2, info.frame_count // 100):
         report.truncated_at = failed[0]
+        if on_problem:
+            on_problem(report.truncation_message())
 
 
 def analyze_video(path: str | Path, recognizer: Recognizer, out_dir: str | Path, *, every: int = 1,
                   detect_every: int | None = None, detect_side: int | None = None, smoothing: float = 0.0,
-                  annotate: bool = True, progress: Callable[[int], None] | None = None) -> VideoReport:
+                  annotate: bool = True, progress: Callable[[int], None] | None = None,
+                  on_problem: Callable[[str], None] | None = None) -> VideoReport:
     """Analyse a video file and write the timeline, annotated copy, chart and summary into `out_dir`.
 
     `every`: analyse every n-th frame (the annotated copy keeps every frame). `detect_every`: run the face
     detector on every n-th analysed frame and follow faces in between (None: 3 when every frame is analysed,
     else 1, since faces move further between analysed frames); `detect_side`: longest side of the copy
-    the detector sees (None: the detector's default). `progress(n)` is called after each frame read with n = 1.
+    the detector sees (None: the detector's default). `progress(n)` is called after each frame read with n = 1;
+    `on_problem(message)` hears each skipped frame and an early end as it is met (`read_frames`), and the report
+    lists them all at the end.
     Raises FileNotFoundError / VideoError before writing anything when the file cannot be opened.
     """
     if every < 1:
@@ -161,7 +178,7 @@ def analyze_video(path: str | Path, recognizer: Recognizer, out_dir: str | Path,
         json_fh.write(json.dumps(head)[:-1] + ', "rows": [\n')
         first_row, faces, flushed = True, [], time.monotonic()
         try:
-            for index, frame in read_frames(cap, info, report):
+            for index, frame in read_frames(cap, info, report, on_problem=on_problem):
                 if index % every == 0:
                     faces = tracker.process(frame)
                     report.frames_analysed += 1
@@ -332,11 +349,10 @@ def run_video(args) -> int:
     try:
         report = analyze_video(src, rec, out, every=args.every, detect_every=args.detect_every,
                                detect_side=args.detect_side, smoothing=args.smoothing,
-                               annotate=not args.no_annotate, progress=bar.update)
+                               annotate=not args.no_annotate, progress=bar.update,
+                               on_problem=lambda p: bar.write(f"ferkit: {p}", file=sys.stderr))  # above the bar
     finally:
         bar.close()
-    for problem in report.problems:
-        print(f"ferkit: {problem}", file=sys.stderr)
     try:
         print(f"{info.path}: {report.frames_analysed} of {report.frames_read} frames analysed "
               f"({info.width}x{info.height}, {info.fps:g} fps), {len(report.summary)} face(s)")
