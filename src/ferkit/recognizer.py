@@ -180,16 +180,14 @@ class Recognizer:
         grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         return self.classify_with_cams([self.crop(grey, b) for b in boxes])
 
-    def make_face(self, box, probabilities: np.ndarray, confidence: float, cam: np.ndarray | None = None, *,
-                  face_type: type[Face] = Face, **fields) -> Face:
-        """A Face for a box from its (K,) probabilities; `cam`: its raw (K, 6, 6) maps, or None for no map.
-        `face_type` and `fields`: a Face subclass and its extra fields (the tracker's TrackedFace and id)."""
+    def make_face(self, box, probabilities: np.ndarray, confidence: float, cam: np.ndarray | None = None) -> Face:
+        """A Face for a box from its (K,) probabilities; `cam`: its raw (K, 6, 6) maps, or None for no map."""
         top = int(np.argmax(probabilities))
-        return face_type(box=tuple(int(v) for v in box),
-                         probabilities={label: float(v) for label, v in zip(self.labels, probabilities)},
-                         emotion=self.labels[top],
-                         confidence=float(np.float32(confidence)),  # the detectors' float32, whichever caller
-                         cam=None if cam is None else normalise_cam(cam[top]), **fields)
+        return Face(box=tuple(int(v) for v in box),
+                    probabilities={label: float(v) for label, v in zip(self.labels, probabilities)},
+                    emotion=self.labels[top],
+                    confidence=float(np.float32(confidence)),  # the detectors' float32, whichever caller
+                    cam=None if cam is None else normalise_cam(cam[top]))
 
 
 TTA_MODES = ("none", "flip", "crops")

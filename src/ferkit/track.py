@@ -12,7 +12,7 @@ faces are still classified (`Recognizer.classify_boxes`, as `analyze` does), so 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import cv2
 import numpy as np
@@ -118,6 +118,10 @@ class TrackedFace(Face):
     id: int = 0
     detected: bool = True
 
+    @classmethod
+    def of(cls, face: Face, id: int, detected: bool) -> "TrackedFace":
+        return cls(**{f.name: getattr(face, f.name) for f in fields(Face)}, id=id, detected=detected)
+
     def to_dict(self) -> dict:
         return {"id": self.id, **super().to_dict(), "detected": self.detected}
 
@@ -179,8 +183,7 @@ class FaceTracker:
         for (track, detected), row in zip(live, probs):
             p = self.tracker.smooth(track, row)
             track.frames += 1
-            out.append(self.recognizer.make_face(track.box, p, track.score, face_type=TrackedFace,
-                                                 id=track.id, detected=detected))
+            out.append(TrackedFace.of(self.recognizer.make_face(track.box, p, track.score), track.id, detected))
             self._templates[track.id] = self._template(grey, track.box)
         out.sort(key=lambda f: f.box[0])
         return out
