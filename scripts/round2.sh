@@ -5,7 +5,7 @@
 #                                             # and v2 (the student) as the option SET-robust
 # SET: fer2013 or ferplus. Then: ferkit evaluate ... --model-card (see the README's reproduce steps).
 set -euo pipefail
-. "$(dirname "$0")/rounds.sh"  # D (data), W (weights), C (candidates), export_pair
+. "$(dirname "$0")/rounds.sh"  # D (data), W (weights), C (candidates), export_pair, ship_default
 run_of() { [ "$2" = v2 ] && echo runs/$1-student || echo runs/$1; }
 
 case "$1" in
@@ -14,10 +14,10 @@ candidates)
   export_pair runs/$2-student $2-v2 $C
   python benchmarks/select_default.py $C/$2-v1.onnx $C/$2-v2.onnx | tee docs/eval/selection/verdict_$2.txt ;;
 ship)
-  export_pair $(run_of $2 $3) $2 $W
+  ship_default $(run_of $2 $3) $2
   ferkit ensemble $C/$2-v1.onnx $C/$2-v2.onnx --out $W/$2-accurate.onnx --name $2-accurate \
     --fit-weights $D/fer2013.csv.gz | tee docs/eval/selection/ensemble_$2.txt
-  ferkit quantize $C/$2-v2-fp32.onnx $W/$2-robust.onnx --data $D/fer2013.csv.gz --name $2-robust
-  cp $(run_of $2 $3)/curves.png docs/eval/curves_$2.png ;;
+  rm -f $W/$2-accurate.metrics.json $W/$2-robust.metrics.json
+  ferkit quantize $C/$2-v2-fp32.onnx $W/$2-robust.onnx --data $D/fer2013.csv.gz --name $2-robust ;;
 *) echo "usage: $0 candidates SET | ship SET v1|v2" >&2; exit 2 ;;
 esac

@@ -11,7 +11,7 @@ case "${1:-}:${2:-}:${3:-}:${4:-}:$#" in
   ship:fer2013:v[13]:[23]:4|ship:ferplus:v[13]:[23]:4) ;;
   *) usage ;;
 esac
-. "$(dirname "$0")/rounds.sh"  # D (data), W (weights), C (candidates), export_pair
+. "$(dirname "$0")/rounds.sh"  # D (data), W (weights), C (candidates), export_pair, ship_default, ship_accurate
 
 case "$1" in
 candidates)
@@ -22,14 +22,7 @@ candidates)
     | tee docs/eval/selection/verdict3_$2.txt
   ferkit ensemble $C/$2-v1.onnx $C/$2-v2.onnx $C/$2-v3.onnx --out $C/$2-accurate3.onnx --name $2-accurate \
     --fit-weights $D/fer2013.csv.gz | tee docs/eval/selection/ensemble3_$2.txt ;;
-ship)  # a replaced model's old PrivateTest figures go with it: rerun `ferkit evaluate --model-card` for the new ones
-  if [ "$3" = v3 ]; then
-    export_pair runs/$2-distilled $2 $W
-    rm -f $W/$2.metrics.json $W/$2-fp32.metrics.json
-    cp runs/$2-distilled/curves.png docs/eval/curves_$2.png
-  fi
-  if [ "$4" = 3 ]; then
-    cp $C/$2-accurate3.onnx $W/$2-accurate.onnx
-    rm -f $W/$2-accurate.metrics.json
-  fi ;;
+ship)
+  if [ "$3" = v3 ]; then ship_default runs/$2-distilled $2; fi
+  if [ "$4" = 3 ]; then ship_accurate $C/$2-accurate3.onnx $2; fi ;;
 esac

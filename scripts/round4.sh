@@ -13,7 +13,7 @@ case "${1:-}:${2:-}:${3:-}:${4:-}:$#" in
   ship:ferplus:keep:keep:4|ship:ferplus:keep:4:4|ship:ferplus:v4:keep:4|ship:ferplus:v4:4:4) ;;
   *) usage ;;
 esac
-. "$(dirname "$0")/rounds.sh"  # D (data), W (weights), C (candidates), export_pair
+. "$(dirname "$0")/rounds.sh"  # D (data), W (weights), C (candidates), export_pair, challenge, ship_default, ship_accurate
 
 case "$1" in
 candidates)
@@ -22,19 +22,8 @@ candidates)
   [ -f $C/$2-v2.onnx ] || export_pair runs/$2-student $2-v2 $C
   [ -f $C/$2-v3.onnx ] || export_pair runs/$2-distilled $2-v3 $C
   export_pair runs/$2-multi $2-v4 $C
-  python benchmarks/select_default.py $C/$2-$default.onnx $C/$2-v4.onnx --clean-margin 0.001 --robust-margin -0.005 \
-    | tee docs/eval/selection/verdict4_$2.txt
-  # a fit that puts all the weight on one model is refused (exit 1): that is a verdict too, so it is kept
-  { ferkit ensemble $C/$2-v1.onnx $C/$2-v2.onnx $C/$2-v3.onnx $C/$2-v4.onnx --out $C/$2-accurate4.onnx \
-      --name $2-accurate --fit-weights $D/fer2013.csv.gz 2>&1 || true; } | tee docs/eval/selection/ensemble4_$2.txt ;;
-ship)  # a replaced model's old PrivateTest figures go with it: rerun `ferkit evaluate --model-card` for the new ones
-  if [ "$3" = v4 ]; then
-    export_pair runs/$2-multi $2 $W
-    rm -f $W/$2.metrics.json $W/$2-fp32.metrics.json
-    cp runs/$2-multi/curves.png docs/eval/curves_$2.png
-  fi
-  if [ "$4" = 4 ]; then
-    cp $C/$2-accurate4.onnx $W/$2-accurate.onnx
-    rm -f $W/$2-accurate.metrics.json
-  fi ;;
+  challenge $2 4 $default v4 ;;
+ship)
+  if [ "$3" = v4 ]; then ship_default runs/$2-multi $2; fi
+  if [ "$4" = 4 ]; then ship_accurate $C/$2-accurate4.onnx $2; fi ;;
 esac

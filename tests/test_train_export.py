@@ -11,7 +11,8 @@ from ferkit.export import check_against_torch, export_onnx  # noqa: E402
 from ferkit.labels import EMOTIONS  # noqa: E402
 from ferkit.model import ModelConfig, build_model  # noqa: E402
 from ferkit.train import (TrainConfig, augment, auxiliary_targets, class_weights, corrupt_batch, distill_loss,  # noqa: E402
-                          load_checkpoint, train)
+                          load_checkpoint, soft_cross_entropy, train)
+import torch.nn.functional as F  # noqa: E402
 
 TINY = ModelConfig(channels=(8, 16), depths=(1, 1), dropout=0.0)
 
@@ -98,6 +99,15 @@ def test_distill_loss_is_zero_only_when_student_matches_teacher():
     student = torch.log(mean) * 2  # softmax(student / 2) == mean
     assert distill_loss(student, torch.stack([a, b]), 2.0).item() == pytest.approx(0.0, abs=1e-5)
     assert distill_loss(a, torch.stack([a, b]), 2.0).item() > 0.01
+
+
+def test_soft_cross_entropy_is_cross_entropy_for_one_hot_and_smoothed_targets():
+    logits = torch.randn(5, 7, generator=torch.Generator().manual_seed(0))
+    y = torch.tensor([0, 3, 6, 2, 2])
+    one_hot = F.one_hot(y, 7).float()
+    assert torch.allclose(soft_cross_entropy(logits, one_hot).mean(), F.cross_entropy(logits, y))
+    smoothed = one_hot * 0.9 + 0.1 / 7
+    assert torch.allclose(soft_cross_entropy(logits, smoothed).mean(), F.cross_entropy(logits, y, label_smoothing=0.1))
 
 
 def test_training_with_a_teacher_and_corruptions(tiny_data, tmp_path):

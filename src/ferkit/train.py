@@ -157,6 +157,11 @@ def corrupt_batch(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> to
     return x.clamp(-1, 1)
 
 
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(B, K) logits and (B, K) target distributions -> (B,) cross-entropy per face."""
+    return -(target * logits.log_softmax(1)).sum(1)
+
+
 def distill_loss(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
     """KL(teacher || student) at a temperature, scaled by T^2 so its gradients match the label loss's.
 
@@ -309,11 +314,9 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = lambda s: None, progres
             for g in opt.param_groups:
                 g["lr"] = lr_at(step)
             with torch.autocast(**amp):
-                if aux_head is None:
-                    logits = model(x)
-                else:  # one pass through the shared features, two heads on the same dropout mask
-                    f = model.dropout(model.embed(x))
-                    logits, aux_logits = model.head(f), aux_head(f)
+                f = model.dropout(model.embed(x))  # (B, C): model(x) spelt out, so a second head shares the pass
+                logits = model.head(f)
+                aux_logits = None if aux_head is None else aux_head(f)
                 if teachers:  # the teachers see the undamaged face: the student learns to ignore damage
                     with torch.no_grad():
                         c = clean.contiguous(memory_format=torch.channels_last)
@@ -321,15 +324,15 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = lambda s: None, progres
             logits = logits.float()
             if soft_train is not None:  # soft targets: cross-entropy with the vote distribution
                 t = soft_train[idx].to(device)
-                loss = -(t * logits.log_softmax(1)).sum(1).mul(weights[y]).mean()
+                loss = soft_cross_entropy(logits, t).mul(weights[y]).mean()
             else:
                 loss = F.cross_entropy(logits, y, weight=weights, label_smoothing=cfg.label_smoothing)
             if teachers:
                 loss = (1 - cfg.distill_weight) * loss + \
                     cfg.distill_weight * distill_loss(logits, t_logits, cfg.distill_temperature)
-            if aux_head is not None:  # soft cross-entropy, averaged over the faces the auxiliary set labels
+            if aux_logits is not None:  # averaged over the faces the auxiliary set labels
                 m = aux_mask[idx].to(device)
-                aux_ce = -(aux_train[idx].to(device) * aux_logits.float().log_softmax(1)).sum(1)
+                aux_ce = soft_cross_entropy(aux_logits.float(), aux_train[idx].to(device))
                 loss = loss + cfg.aux_weight * (aux_ce * m).sum() / m.sum().clamp(min=1)
             opt.zero_grad(set_to_none=True)
             loss.backward()
