@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Round 5 of docs/quality.md (FER-2013 only), after the run runs/fer2013-multi-w1 beside rounds 1-4:
+#   bash scripts/round5.sh candidates          # v5 (auxiliary weight 1.0) as an INT8 candidate; the PublicTest rule
+#                                              # against the default (v4); the v1-v5 ensemble and its two-fold estimate
+#   bash scripts/round5.sh ship DEFAULT ACC    # DEFAULT: keep or v5; ACC: keep or 5 (the v1-v5 ensemble)
+# Then: ferkit evaluate ... --model-card (see the README's reproduce steps).
+set -euo pipefail
+usage() { echo "usage: $0 candidates | ship keep|v5 keep|5" >&2; exit 2; }
+case "${1:-}:${2:-}:${3:-}:$#" in
+  candidates:::1|ship:keep:5:3|ship:v5:keep:3|ship:v5:5:3) ;;
+  *) usage ;;
+esac
+. "$(dirname "$0")/rounds.sh"  # D (data), W (weights), C (candidates), export_pair, challenge, ship_default, ship_accurate
+
+case "$1" in
+candidates)
+  [ -f $C/fer2013-v1.onnx ] || export_pair runs/fer2013 fer2013-v1 $C   # earlier rounds, if their scripts have not run here
+  [ -f $C/fer2013-v2.onnx ] || export_pair runs/fer2013-student fer2013-v2 $C
+  [ -f $C/fer2013-v3.onnx ] || export_pair runs/fer2013-distilled fer2013-v3 $C
+  [ -f $C/fer2013-v4.onnx ] || export_pair runs/fer2013-multi fer2013-v4 $C
+  export_pair runs/fer2013-multi-w1 fer2013-v5 $C
+  challenge fer2013 5 v4 v5 ;;
+ship)
+  if [ "$2" = v5 ]; then ship_default runs/fer2013-multi-w1 fer2013; fi
+  if [ "$3" = 5 ]; then ship_accurate $C/fer2013-accurate5.onnx fer2013; fi ;;
+esac
