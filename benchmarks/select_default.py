@@ -6,7 +6,8 @@ OLD and NEW: shipped names or .onnx paths with the same labels. NEW replaces OLD
 accuracy is at least OLD's plus `--clean-margin` and its mean accuracy over the 30 corrupted copies of
 `ferkit evaluate --robustness` is above OLD's plus `--robust-margin`. The defaults are round 2's rule (at most
 0.3 points lower clean, higher corrupted); round 3 ran `--clean-margin 0.001 --robust-margin -0.005`. Prints both
-models' figures and the verdict.
+models' figures, the verdict and, for information, a paired McNemar test on the clean faces (how many faces only
+one of the two gets right, and how likely a split that uneven is if the two models were equally good).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import numpy as np
 
 from ferkit import load_recognizer
 from ferkit.data import fer2013_file
-from ferkit.evaluate import mean_corrupted, robustness, selection_set
+from ferkit.evaluate import mcnemar, mean_corrupted, robustness, selection_set
 
 
 def public_report(rec, public) -> dict:
@@ -43,6 +44,9 @@ def main() -> None:
         r = reports[role] = public_report(rec, public)
         print(f"{role} {r['model']:<24} PublicTest clean {r['clean']:.4f}  mean of 30 corrupted {r['mean_corrupted']:.4f}  "
               + "  ".join(f"{k} {np.mean(v['accuracy']):.3f}" for k, v in r["corruptions"].items()))
+    correct = {role: rec.classify(public.pixels).argmax(1) == public.labels for role, rec in recs.items()}
+    gained, lost, p = mcnemar(correct["old"], correct["new"])
+    print(f"paired on clean PublicTest: {gained} faces only NEW gets right, {lost} only OLD; McNemar p = {p:.3f}")
     old, new = reports["old"], reports["new"]
     ok_clean = new["clean"] >= old["clean"] + args.clean_margin
     ok_robust = new["mean_corrupted"] > old["mean_corrupted"] + args.robust_margin

@@ -1,7 +1,9 @@
+import math
+
 import numpy as np
 import pytest
 
-from ferkit.evaluate import CORRUPTIONS, classification_report, confusion_matrix, corrupt, expected_calibration_error
+from ferkit.evaluate import CORRUPTIONS, mcnemar, classification_report, confusion_matrix, corrupt, expected_calibration_error
 
 
 def test_metrics_by_hand():
@@ -64,3 +66,17 @@ def test_model_card_training_lines_name_teachers_and_the_auxiliary_task():
     assert "second head learnt the `fer2013` labels" in text and "weight 0.5" in text
     plain = "\n".join(_training_lines({"trained": {"train_config": {"labels": "fer2013", "epochs": 50}}}))
     assert "Distilled" not in plain and "Multi-task" not in plain
+
+
+def test_mcnemar_counts_only_the_faces_the_models_disagree_on():
+    old = np.array([True] * 50 + [False] * 50)
+    assert mcnemar(old, old) == (0, 0, 1.0)
+    new = old.copy()
+    new[50:60] = True                                     # 10 faces only NEW gets right, none the other way
+    gained, lost, p = mcnemar(old, new)
+    assert (gained, lost) == (10, 0) and p == pytest.approx(2 / 2 ** 10)
+    new[:5] = False                                       # 10 against 5: far from significant
+    gained, lost, p = mcnemar(old, new)
+    assert (gained, lost) == (10, 5) and p == pytest.approx(2 * sum(math.comb(15, i) for i in range(6)) / 2 ** 15)
+    assert 0.2 < p < 0.4
+

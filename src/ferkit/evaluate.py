@@ -64,6 +64,19 @@ def expected_calibration_error(y_true: np.ndarray, probs: np.ndarray, bins: int 
     return float(ece)
 
 
+def mcnemar(correct_old: np.ndarray, correct_new: np.ndarray) -> tuple[int, int, float]:
+    """Paired comparison of two models on the same faces: (N,) bool correctness each -> (faces only NEW gets
+    right, faces only OLD gets right, exact two-sided McNemar p-value). Faces both get right or wrong say
+    nothing about which is better, so only the discordant ones count (a binomial test at 1/2)."""
+    from math import comb
+
+    gained = int((correct_new & ~correct_old).sum())
+    lost = int((correct_old & ~correct_new).sum())
+    n, k = gained + lost, min(gained, lost)
+    p = min(1.0, 2 * sum(comb(n, i) for i in range(k + 1)) / 2 ** n) if n else 1.0
+    return gained, lost, p
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     """(N, K) logits -> (N, K) probabilities."""
     e = np.exp(logits - logits.max(1, keepdims=True))
