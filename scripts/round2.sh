@@ -5,16 +5,15 @@
 #                                             # and v2 (the student) as the option SET-robust
 # SET: fer2013 or ferplus. Then: ferkit evaluate ... --model-card (see the README's reproduce steps).
 set -euo pipefail
-. "$(dirname "$0")/rounds.sh"  # D (data), W (weights), C (candidates), export_pair, ship_default
-run_of() { [ "$2" = v2 ] && echo runs/$1-student || echo runs/$1; }
+. "$(dirname "$0")/rounds.sh"  # D (data), W (weights), C (candidates) and the shared steps
 
 case "$1" in
 candidates)
-  export_pair runs/$2 $2-v1 $C
-  export_pair runs/$2-student $2-v2 $C
+  export_pair $(run_of $2 v1) $2-v1 $C
+  export_pair $(run_of $2 v2) $2-v2 $C
   python benchmarks/select_default.py $C/$2-v1.onnx $C/$2-v2.onnx | tee docs/eval/selection/verdict_$2.txt ;;
 ship)
-  ship_default $(run_of $2 $3) $2
+  ship_default $2 $3
   ferkit ensemble $C/$2-v1.onnx $C/$2-v2.onnx --out $W/$2-accurate.onnx --name $2-accurate \
     --fit-weights $D/fer2013.csv.gz | tee docs/eval/selection/ensemble_$2.txt
   rm -f $W/$2-accurate.metrics.json $W/$2-robust.metrics.json

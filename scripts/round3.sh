@@ -11,15 +11,12 @@ case "${1:-}:${2:-}:${3:-}:${4:-}:$#" in
   ship:fer2013:v[13]:[23]:4|ship:ferplus:v[13]:[23]:4) ;;
   *) usage ;;
 esac
-. "$(dirname "$0")/rounds.sh"  # D (data), W (weights), C (candidates), export_pair, challenge, ship_default, ship_accurate
+. "$(dirname "$0")/rounds.sh"  # D (data), W (weights), C (candidates) and the shared steps
 
 case "$1" in
 candidates)
-  [ -f $C/$2-v1.onnx ] || export_pair runs/$2 $2-v1 $C           # rounds 1 and 2, if round2.sh has not run here
-  [ -f $C/$2-v2.onnx ] || export_pair runs/$2-student $2-v2 $C
-  export_pair runs/$2-distilled $2-v3 $C
   challenge $2 3 v1 v3 ;;
 ship)
-  if [ "$3" = v3 ]; then ship_default runs/$2-distilled $2; fi
+  if [ "$3" = v3 ]; then ship_default $2 v3; fi
   if [ "$4" = 3 ]; then ship_accurate $C/$2-accurate3.onnx $2; fi ;;
 esac

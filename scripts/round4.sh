@@ -13,17 +13,13 @@ case "${1:-}:${2:-}:${3:-}:${4:-}:$#" in
   ship:ferplus:keep:keep:4|ship:ferplus:keep:4:4|ship:ferplus:v4:keep:4|ship:ferplus:v4:4:4) ;;
   *) usage ;;
 esac
-. "$(dirname "$0")/rounds.sh"  # D (data), W (weights), C (candidates), export_pair, challenge, ship_default, ship_accurate
+. "$(dirname "$0")/rounds.sh"  # D (data), W (weights), C (candidates) and the shared steps
 
 case "$1" in
 candidates)
   default=$([ "$2" = fer2013 ] && echo v1 || echo v3)           # the model shipped as SET today
-  [ -f $C/$2-v1.onnx ] || export_pair runs/$2 $2-v1 $C           # earlier rounds, if their scripts have not run here
-  [ -f $C/$2-v2.onnx ] || export_pair runs/$2-student $2-v2 $C
-  [ -f $C/$2-v3.onnx ] || export_pair runs/$2-distilled $2-v3 $C
-  export_pair runs/$2-multi $2-v4 $C
   challenge $2 4 $default v4 ;;
 ship)
-  if [ "$3" = v4 ]; then ship_default runs/$2-multi $2; fi
+  if [ "$3" = v4 ]; then ship_default $2 v4; fi
   if [ "$4" = 4 ]; then ship_accurate $C/$2-accurate4.onnx $2; fi ;;
 esac

@@ -10,17 +10,12 @@ case "${1:-}:${2:-}:${3:-}:$#" in
   candidates:::1|ship:keep:5:3|ship:v5:keep:3|ship:v5:5:3) ;;
   *) usage ;;
 esac
-. "$(dirname "$0")/rounds.sh"  # D (data), W (weights), C (candidates), export_pair, challenge, ship_default, ship_accurate
+. "$(dirname "$0")/rounds.sh"  # D (data), W (weights), C (candidates) and the shared steps
 
 case "$1" in
 candidates)
-  [ -f $C/fer2013-v1.onnx ] || export_pair runs/fer2013 fer2013-v1 $C   # earlier rounds, if their scripts have not run here
-  [ -f $C/fer2013-v2.onnx ] || export_pair runs/fer2013-student fer2013-v2 $C
-  [ -f $C/fer2013-v3.onnx ] || export_pair runs/fer2013-distilled fer2013-v3 $C
-  [ -f $C/fer2013-v4.onnx ] || export_pair runs/fer2013-multi fer2013-v4 $C
-  export_pair runs/fer2013-multi-w1 fer2013-v5 $C
   challenge fer2013 5 v4 v5 ;;
 ship)
-  if [ "$2" = v5 ]; then ship_default runs/fer2013-multi-w1 fer2013; fi
+  if [ "$2" = v5 ]; then ship_default fer2013 v5; fi
   if [ "$3" = 5 ]; then ship_accurate $C/fer2013-accurate5.onnx fer2013; fi ;;
 esac

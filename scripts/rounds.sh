@@ -10,22 +10,36 @@ export_pair() {  # RUN NAME OUTDIR: best.pt -> NAME-fp32.onnx (temperature fitte
   ferkit quantize "$3/$2-fp32.onnx" "$3/$2.onnx" --data $D/fer2013.csv.gz --name "$2"
 }
 
-challenge() {  # SET ROUND OLD NEW: the candidate SET-NEW (exported) against the shipped SET-OLD on PublicTest, then
-               # the ensemble of candidates v1..NEW with weights fitted on PublicTest and its two-fold estimate
+run_of() {  # SET vN: the training run behind candidate vN, one per round of docs/quality.md
+  case "$2" in
+    v1) echo runs/$1 ;; v2) echo runs/$1-student ;; v3) echo runs/$1-distilled ;; v4) echo runs/$1-multi ;;
+    v5) echo runs/$1-multi-w1 ;;
+    *) echo "no training run is known for candidate $2" >&2; return 2 ;;
+  esac
+}
+
+challenge() {  # SET ROUND OLD NEW: export NEW (and earlier candidates missing here), judge it against the shipped
+               # OLD on PublicTest, then fit the ensemble of candidates v1..NEW and print its two-fold estimate
+  local n=${4#v} members=() i run
+  for i in $(seq 1 $n); do
+    if [ v$i = "$4" ] || [ ! -f $C/$1-v$i.onnx ]; then run=$(run_of $1 v$i); export_pair $run $1-v$i $C; fi
+    members+=($C/$1-v$i.onnx)
+  done
   python benchmarks/select_default.py $C/$1-$3.onnx $C/$1-$4.onnx --clean-margin 0.001 --robust-margin -0.005 \
     | tee docs/eval/selection/verdict$2_$1.txt
-  local n=${4#v} members=() i
-  for i in $(seq 1 $n); do members+=($C/$1-v$i.onnx); done
   # a fit that puts all the weight on one model is refused (exit 1): that is a verdict too, so it is kept
   { ferkit ensemble "${members[@]}" --out $C/$1-accurate$n.onnx --name $1-accurate --fit-weights $D/fer2013.csv.gz \
       2>&1 || true; } | tee docs/eval/selection/ensemble$2_$1.txt
 }
 
 # A replaced model's old PrivateTest figures go with it: rerun `ferkit evaluate --model-card` for the new ones.
-ship_default() {  # RUN SET: RUN's best.pt becomes SET and SET-fp32, its curves the set's
-  export_pair "$1" "$2" $W
-  rm -f $W/$2.metrics.json $W/$2-fp32.metrics.json
-  cp "$1/curves.png" docs/eval/curves_$2.png
+ship_default() {  # SET vN: candidate vN's run becomes SET and SET-fp32 (exported again under that name),
+                  # and its curves the set's
+  local run
+  run=$(run_of $1 $2)
+  export_pair $run $1 $W
+  rm -f $W/$1.metrics.json $W/$1-fp32.metrics.json
+  cp $run/curves.png docs/eval/curves_$1.png
 }
 ship_accurate() {  # ONNX SET: an ensemble file becomes SET-accurate
   cp "$1" $W/$2-accurate.onnx

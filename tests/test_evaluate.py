@@ -3,7 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from ferkit.evaluate import CORRUPTIONS, mcnemar, classification_report, confusion_matrix, corrupt, expected_calibration_error
+from ferkit.evaluate import (CORRUPTIONS, classification_report, confusion_matrix, corrupt, expected_calibration_error,
+                             mcnemar)
 
 
 def test_metrics_by_hand():
@@ -79,4 +80,3 @@ def test_mcnemar_counts_only_the_faces_the_models_disagree_on():
     gained, lost, p = mcnemar(old, new)
     assert (gained, lost) == (10, 5) and p == pytest.approx(2 * sum(math.comb(15, i) for i in range(6)) / 2 ** 15)
     assert 0.2 < p < 0.4
-

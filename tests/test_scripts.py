@@ -28,3 +28,34 @@ def test_ship_accurate_replaces_the_ensemble_and_drops_its_old_figures(tmp_path)
     assert (weights / "fer2013-accurate.onnx").read_bytes() == b"new"
     assert not (weights / "fer2013-accurate.metrics.json").exists()
     assert (weights / "fer2013.metrics.json").exists()
+
+
+def test_run_of_maps_each_candidate_to_its_round_and_refuses_unknown_ones(tmp_path):
+    def run_of(candidate):
+        return subprocess.run(["bash", "-c", f". {SCRIPTS / 'rounds.sh'} && run_of ferplus {candidate}"], cwd=tmp_path,
+                              capture_output=True, text=True)
+
+    assert [run_of(f"v{i}").stdout.strip() for i in range(1, 6)] == [
+        "runs/ferplus", "runs/ferplus-student", "runs/ferplus-distilled", "runs/ferplus-multi", "runs/ferplus-multi-w1"]
+    r = run_of("v9")
+    assert r.returncode == 2 and "no training run is known for candidate v9" in r.stderr
+
+
+
+def test_challenge_exports_the_new_candidate_and_only_the_missing_earlier_ones(tmp_path):
+    """challenge's own steps, with the heavy commands replaced by shell functions that log their arguments."""
+    (tmp_path / "runs/candidates").mkdir(parents=True)
+    for present in ("fer2013-v1", "fer2013-v3", "fer2013-v4"):  # v4 exists but is the candidate: exported afresh
+        (tmp_path / f"runs/candidates/{present}.onnx").write_bytes(b"")
+    script = (f". {SCRIPTS / 'rounds.sh'}; export_pair() {{ echo \"export $*\" >> log; }}; "
+              "python() { echo \"select $*\" >> log; echo verdict; }; ferkit() { echo \"$1 $*\" >> log; echo fit; }; "
+              "challenge fer2013 4 v1 v4")
+    subprocess.run(["bash", "-c", script], cwd=tmp_path, check=True, capture_output=True)
+    log = (tmp_path / "log").read_text().splitlines()
+    assert log[:2] == ["export runs/fer2013-student fer2013-v2 runs/candidates",
+                       "export runs/fer2013-multi fer2013-v4 runs/candidates"]
+    assert log[2].startswith("select benchmarks/select_default.py runs/candidates/fer2013-v1.onnx "
+                             "runs/candidates/fer2013-v4.onnx")
+    assert log[3].startswith("ensemble ensemble " + " ".join(f"runs/candidates/fer2013-v{i}.onnx" for i in range(1, 5)))
+    assert (tmp_path / "docs/eval/selection/verdict4_fer2013.txt").read_text() == "verdict\n"
+    assert (tmp_path / "docs/eval/selection/ensemble4_fer2013.txt").read_text() == "fit\n"
