@@ -6,8 +6,9 @@ OLD and NEW: shipped names or .onnx paths with the same labels. NEW replaces OLD
 accuracy is at least OLD's plus `--clean-margin` and its mean accuracy over the 30 corrupted copies of
 `ferkit evaluate --robustness` is above OLD's plus `--robust-margin`. The defaults are round 2's rule (at most
 0.3 points lower clean, higher corrupted); round 3 ran `--clean-margin 0.001 --robust-margin -0.005`. Prints both
-models' figures, the verdict and, for information, a paired McNemar test on the clean faces (how many faces only
-one of the two gets right, and how likely a split that uneven is if the two models were equally good).
+models' figures, a paired McNemar test on the clean faces (how many faces only one of the two gets right, and how
+likely a split that uneven is if the two models were equally good) and the verdict. With `--max-p P` (round 6 on)
+the paired test is part of the rule: NEW must also win that split with p < P; without it the line is information.
 """
 from __future__ import annotations
 
@@ -34,6 +35,8 @@ def main() -> None:
     ap.add_argument("--data", default=None, help="the FER-2013 folder (default: $FERKIT_DATA or ../shared/data/fer2013)")
     ap.add_argument("--clean-margin", type=float, default=-0.003, help="NEW clean >= OLD clean + this")
     ap.add_argument("--robust-margin", type=float, default=0.0, help="NEW corrupted mean > OLD's + this")
+    ap.add_argument("--max-p", type=float, default=None,
+                    help="also require NEW to win the paired test on the clean faces with p below this")
     args = ap.parse_args()
     recs = {"old": load_recognizer(args.old, detector="none"), "new": load_recognizer(args.new, detector="none")}
     if recs["old"].labels != recs["new"].labels:
@@ -47,12 +50,22 @@ def main() -> None:
     correct = {role: rec.classify(public.pixels).argmax(1) == public.labels for role, rec in recs.items()}
     gained, lost, p = mcnemar(correct["old"], correct["new"])
     print(f"paired on clean PublicTest: {gained} faces only NEW gets right, {lost} only OLD; McNemar p = {p:.3f}")
-    old, new = reports["old"], reports["new"]
-    ok_clean = new["clean"] >= old["clean"] + args.clean_margin
-    ok_robust = new["mean_corrupted"] > old["mean_corrupted"] + args.robust_margin
-    verdict = "NEW becomes the default" if ok_clean and ok_robust else "OLD stays the default"
-    print(f"clean: {new['clean'] - old['clean']:+.4f} (needs >= {args.clean_margin:+}) {'ok' if ok_clean else 'fails'}; "
-          f"corrupted mean: {new['mean_corrupted'] - old['mean_corrupted']:+.4f} (needs > {args.robust_margin:+}) {'ok' if ok_robust else 'fails'} -> {verdict}")
+    print(judge(reports["old"], reports["new"], gained, lost, p, args.clean_margin, args.robust_margin, args.max_p))
+
+
+def judge(old: dict, new: dict, gained: int, lost: int, p: float, clean_margin: float, robust_margin: float,
+          max_p: float | None = None) -> str:
+    """The verdict line: each condition's figure, its threshold, ok or fails, then which model is the default."""
+    checks = [
+        ("clean", new["clean"] - old["clean"] >= clean_margin,
+         f"{new['clean'] - old['clean']:+.4f} (needs >= {clean_margin:+})"),
+        ("corrupted mean", new["mean_corrupted"] - old["mean_corrupted"] > robust_margin,
+         f"{new['mean_corrupted'] - old['mean_corrupted']:+.4f} (needs > {robust_margin:+})"),
+    ]
+    if max_p is not None:  # NEW must win the split, not merely make it uneven
+        checks.append(("paired", gained > lost and p < max_p, f"{gained}/{lost}, p = {p:.3f} (needs more won, p < {max_p})"))
+    verdict = "NEW becomes the default" if all(ok for _, ok, _ in checks) else "OLD stays the default"
+    return "; ".join(f"{name}: {text} {'ok' if ok else 'fails'}" for name, ok, text in checks) + f" -> {verdict}"
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-# Shared by scripts/round2.sh to round5.sh (sourced, not run): where things are, the export step, one round's
+# Shared by scripts/round2.sh to round6.sh (sourced, not run): where things are, the export step, one round's
 # PublicTest verdicts and the two ship steps.
 D=${FERKIT_DATA:-../shared/data/fer2013}
 W=src/ferkit/weights
@@ -13,20 +13,21 @@ export_pair() {  # RUN NAME OUTDIR: best.pt -> NAME-fp32.onnx (temperature fitte
 run_of() {  # SET vN: the training run behind candidate vN, one per round of docs/quality.md
   case "$2" in
     v1) echo runs/$1 ;; v2) echo runs/$1-student ;; v3) echo runs/$1-distilled ;; v4) echo runs/$1-multi ;;
-    v5) echo runs/$1-multi-w1 ;;
+    v5) if [ "$1" = ferplus ]; then echo runs/$1-distilled50; else echo runs/$1-multi-w1; fi ;;
     *) echo "no training run is known for candidate $2" >&2; return 2 ;;
   esac
 }
 
-challenge() {  # SET ROUND OLD NEW: export NEW (and earlier candidates missing here), judge it against the shipped
-               # OLD on PublicTest, then fit the ensemble of candidates v1..NEW and print its two-fold estimate
+challenge() {  # SET ROUND OLD NEW [RULE...]: export NEW (and earlier candidates missing here), judge it against the
+               # shipped OLD on PublicTest (RULE: more select_default.py options), then fit the ensemble of
+               # candidates v1..NEW and print its two-fold estimate
   local n=${4#v} members=() i run
   for i in $(seq 1 $n); do
     if [ v$i = "$4" ] || [ ! -f $C/$1-v$i.onnx ]; then run=$(run_of $1 v$i); export_pair $run $1-v$i $C; fi
     members+=($C/$1-v$i.onnx)
   done
   python benchmarks/select_default.py $C/$1-$3.onnx $C/$1-$4.onnx --clean-margin 0.001 --robust-margin -0.005 \
-    | tee docs/eval/selection/verdict$2_$1.txt
+    "${@:5}" | tee docs/eval/selection/verdict$2_$1.txt
   # a fit that puts all the weight on one model is refused (exit 1): that is a verdict too, so it is kept
   { ferkit ensemble "${members[@]}" --out $C/$1-accurate$n.onnx --name $1-accurate --fit-weights $D/fer2013.csv.gz \
       2>&1 || true; } | tee docs/eval/selection/ensemble$2_$1.txt

@@ -8,7 +8,7 @@ SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
 @pytest.mark.parametrize("args", [[], ["ship", "fer2013"], ["ship", "fer2013", "v2", "4"], ["candidates", "affectnet"]])
-@pytest.mark.parametrize("script", ["round3.sh", "round4.sh", "round5.sh"])
+@pytest.mark.parametrize("script", ["round3.sh", "round4.sh", "round5.sh", "round6.sh"])
 def test_round_scripts_refuse_bad_arguments_with_usage(tmp_path, script, args):
     r = subprocess.run(["bash", str(SCRIPTS / script), *args], cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 2
@@ -31,16 +31,15 @@ def test_ship_accurate_replaces_the_ensemble_and_drops_its_old_figures(tmp_path)
 
 
 def test_run_of_maps_each_candidate_to_its_round_and_refuses_unknown_ones(tmp_path):
-    def run_of(candidate):
-        return subprocess.run(["bash", "-c", f". {SCRIPTS / 'rounds.sh'} && run_of ferplus {candidate}"], cwd=tmp_path,
+    def run_of(candidate, set_="ferplus"):
+        return subprocess.run(["bash", "-c", f". {SCRIPTS / 'rounds.sh'} && run_of {set_} {candidate}"], cwd=tmp_path,
                               capture_output=True, text=True)
 
     assert [run_of(f"v{i}").stdout.strip() for i in range(1, 6)] == [
-        "runs/ferplus", "runs/ferplus-student", "runs/ferplus-distilled", "runs/ferplus-multi", "runs/ferplus-multi-w1"]
+        "runs/ferplus", "runs/ferplus-student", "runs/ferplus-distilled", "runs/ferplus-multi", "runs/ferplus-distilled50"]
+    assert run_of("v5", "fer2013").stdout.strip() == "runs/fer2013-multi-w1"  # each set's round 5/6 run differs
     r = run_of("v9")
     assert r.returncode == 2 and "no training run is known for candidate v9" in r.stderr
-
-
 
 def test_challenge_exports_the_new_candidate_and_only_the_missing_earlier_ones(tmp_path):
     """challenge's own steps, with the heavy commands replaced by shell functions that log their arguments."""
@@ -59,3 +58,15 @@ def test_challenge_exports_the_new_candidate_and_only_the_missing_earlier_ones(t
     assert log[3].startswith("ensemble ensemble " + " ".join(f"runs/candidates/fer2013-v{i}.onnx" for i in range(1, 5)))
     assert (tmp_path / "docs/eval/selection/verdict4_fer2013.txt").read_text() == "verdict\n"
     assert (tmp_path / "docs/eval/selection/ensemble4_fer2013.txt").read_text() == "fit\n"
+
+
+def test_challenge_passes_a_rounds_extra_rule_to_select_default(tmp_path):
+    (tmp_path / "runs/candidates").mkdir(parents=True)
+    for i in range(1, 6):
+        (tmp_path / f"runs/candidates/ferplus-v{i}.onnx").write_bytes(b"")
+    script = (f". {SCRIPTS / 'rounds.sh'}; export_pair() {{ :; }}; python() {{ echo \"select $*\" >> log; }}; "
+              "ferkit() { :; }; challenge ferplus 6 v3 v5 --max-p 0.05")
+    subprocess.run(["bash", "-c", script], cwd=tmp_path, check=True, capture_output=True)
+    assert (tmp_path / "log").read_text().strip().endswith(
+        "runs/candidates/ferplus-v3.onnx runs/candidates/ferplus-v5.onnx --clean-margin 0.001 --robust-margin -0.005 "
+        "--max-p 0.05")
