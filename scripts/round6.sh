@@ -6,12 +6,8 @@
 #   bash scripts/round6.sh ship DEFAULT ACC    # DEFAULT: keep or v5; ACC: keep or 5 (the v1-v5 ensemble)
 # Then: ferkit evaluate ... --model-card (see the README's reproduce steps).
 set -euo pipefail
-usage() { echo "usage: $0 candidates | ship keep|v5 keep|5" >&2; exit 2; }
-case "${1:-}:${2:-}:${3:-}:$#" in
-  candidates:::1|ship:keep:5:3|ship:v5:keep:3|ship:v5:5:3) ;;
-  *) usage ;;
-esac
 . "$(dirname "$0")/rounds.sh"  # D (data), W (weights), C (candidates) and the shared steps
+round_args v5 5 "$@"
 
 case "$1" in
 candidates)

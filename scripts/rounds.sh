@@ -3,9 +3,19 @@
 D=${FERKIT_DATA:-../shared/data/fer2013}
 W=src/ferkit/weights
 C=runs/candidates
-mkdir -p $C docs/eval/selection
+# Sourcing writes nothing: a script can refuse its arguments (round_args) before anything is touched.
+
+round_args() {  # vN N ARGS...: a one-set round's arguments, `candidates` or `ship keep|vN keep|N`; else usage, exit 2
+  local v=$1 n=$2
+  shift 2
+  case "${1:-}:${2:-}:${3:-}:$#" in
+    candidates:::1|ship:keep:$n:3|ship:$v:keep:3|ship:$v:$n:3) ;;
+    *) echo "usage: $0 candidates | ship keep|$v keep|$n" >&2; exit 2 ;;
+  esac
+}
 
 export_pair() {  # RUN NAME OUTDIR: best.pt -> NAME-fp32.onnx (temperature fitted on PublicTest) and NAME.onnx (INT8)
+  mkdir -p "$3"
   ferkit export "$1/best.pt" "$3/$2-fp32.onnx" --name "$2-fp32" --calibrate $D/fer2013.csv.gz
   ferkit quantize "$3/$2-fp32.onnx" "$3/$2.onnx" --data $D/fer2013.csv.gz --name "$2"
 }
@@ -22,6 +32,7 @@ challenge() {  # SET ROUND OLD NEW [RULE...]: export NEW (and earlier candidates
                # shipped OLD on PublicTest (RULE: more select_default.py options), then fit the ensemble of
                # candidates v1..NEW and print its two-fold estimate
   local n=${4#v} members=() i run
+  mkdir -p docs/eval/selection
   for i in $(seq 1 $n); do
     if [ v$i = "$4" ] || [ ! -f $C/$1-v$i.onnx ]; then run=$(run_of $1 v$i); export_pair $run $1-v$i $C; fi
     members+=($C/$1-v$i.onnx)

@@ -70,3 +70,13 @@ def test_challenge_passes_a_rounds_extra_rule_to_select_default(tmp_path):
     assert (tmp_path / "log").read_text().strip().endswith(
         "runs/candidates/ferplus-v3.onnx runs/candidates/ferplus-v5.onnx --clean-margin 0.001 --robust-margin -0.005 "
         "--max-p 0.05")
+
+
+@pytest.mark.parametrize("args, ok", [("candidates", True), ("ship keep 5", True), ("ship v5 keep", True),
+                                      ("ship v5 5", True), ("ship keep keep", False), ("ship v4 5", False),
+                                      ("candidates ferplus", False)])
+def test_round_args_takes_a_one_set_rounds_commands(tmp_path, args, ok):
+    r = subprocess.run(["bash", "-c", f". {SCRIPTS / 'rounds.sh'} && round_args v5 5 {args} && echo taken"],
+                       cwd=tmp_path, capture_output=True, text=True)
+    assert (r.returncode, r.stdout.strip()) == ((0, "taken") if ok else (2, ""))
+    assert list(tmp_path.iterdir()) == []  # sourcing rounds.sh and checking write nothing
