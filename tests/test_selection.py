@@ -1,11 +1,15 @@
-"""benchmarks/select_default.py's verdict: the rule of docs/quality.md, as a pure function of the figures."""
+"""benchmarks/select_default.py's verdict (the rule of docs/quality.md, a pure function of the figures) and
+benchmarks/paired.py's report."""
 import importlib.util
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-_spec = importlib.util.spec_from_file_location(
-    "select_default", Path(__file__).resolve().parents[1] / "benchmarks" / "select_default.py")
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+_spec = importlib.util.spec_from_file_location("select_default", BENCHMARKS / "select_default.py")
 select_default = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(select_default)
 
@@ -40,3 +44,23 @@ def test_each_margin_can_fail_the_new_model_on_its_own(clean, corrupted, failing
     assert line.endswith("-> OLD stays the default")
     failed = [part.split(":")[0] for part in line.split(" -> ")[0].split("; ") if part.endswith("fails")]
     assert failed == [failing]
+
+
+def test_paired_report_counts_agree_with_the_two_accuracies(fer_dir):
+    """benchmarks/paired.py on real FER+ PrivateTest faces: the accuracy gap is exactly (won - lost) / faces."""
+    out = subprocess.run([sys.executable, str(BENCHMARKS / "paired.py"),
+                          "ferplus-robust", "ferplus", "--data", str(fer_dir)], capture_output=True, text=True,
+                         check=True).stdout
+    (n_old, acc_old), (n_new, acc_new) = [(int(n), float(a)) for n, a in
+                                          re.findall(r"PrivateTest .*\((\d+) faces\) accuracy ([\d.]+)", out)]
+    gained, lost, p = re.search(r"paired: (\d+) faces only NEW gets right, (\d+) only OLD; McNemar p = ([\d.]+)",
+                                out).groups()
+    assert n_old == n_new == 3153  # FER+ PrivateTest, majority-filtered
+    assert abs((acc_new - acc_old) - (int(gained) - int(lost)) / n_new) < 1e-4
+    assert int(gained) + int(lost) > 0 and 0 <= float(p) <= 1
+
+
+def test_paired_report_refuses_models_with_different_labels(fer_dir):
+    r = subprocess.run([sys.executable, str(BENCHMARKS / "paired.py"),
+                        "fer2013", "ferplus", "--data", str(fer_dir)], capture_output=True, text=True)
+    assert r.returncode == 1 and "have different labels" in r.stderr

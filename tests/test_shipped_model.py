@@ -87,11 +87,12 @@ def test_class_activation_maps_point_at_what_matters(fer_dataset):
 
 
 # The `-accurate` ensembles' members (candidate names from scripts/round2.sh to round5.sh) and the name each
-# ships under on its own; the first models (v1) were replaced as `ferplus` by round 3's v3 and as `fer2013` by
-# round 4's v4; fer2013-v3 and -v5 ship only inside the ensemble.
+# ships under on its own; the first models (v1) were replaced as `ferplus` by round 3's v3 (itself replaced by
+# round 6's v5, which is in no ensemble) and as `fer2013` by round 4's v4; fer2013-v3 and -v5 and ferplus-v3 ship
+# only inside the ensemble.
 ACCURATE_MEMBERS = {"fer2013": {"fer2013-v1": None, "fer2013-v2": "fer2013-robust", "fer2013-v3": None,
                                 "fer2013-v4": "fer2013", "fer2013-v5": None},
-                    "ferplus": {"ferplus-v1": None, "ferplus-v2": "ferplus-robust", "ferplus-v3": "ferplus"}}
+                    "ferplus": {"ferplus-v1": None, "ferplus-v2": "ferplus-robust", "ferplus-v3": None}}
 
 
 def member_probs(path, faces) -> np.ndarray:

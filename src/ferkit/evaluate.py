@@ -131,16 +131,21 @@ def evaluate(rec: Recognizer, s: EvalSet, batch: int = 256) -> dict:
 
 
 def selection_set(data: str | Path, labels: tuple[str, ...], ferplus: str | Path | None = None) -> EvalSet:
-    """PublicTest in a model's classes (FER-2013 labels, or FER+ majority labels from fer2013new.csv beside
-    `data`): the split that choices about a model (checkpoints, temperatures, ensemble weights) are made on."""
+    """PublicTest in a model's classes: the split that choices about a model (checkpoints, temperatures, ensemble
+    weights) are made on."""
+    return split_set(data, labels, "PublicTest", ferplus)
+
+
+def split_set(data: str | Path, labels: tuple[str, ...], split: str, ferplus: str | Path | None = None) -> EvalSet:
+    """One split in a model's classes: FER-2013 labels, or FER+ majority labels from fer2013new.csv beside `data`."""
     from .data import load_dataset, read_ferplus_votes
     from .labels import EMOTIONS
 
     ds = load_dataset(data)
     if tuple(labels) == tuple(EMOTIONS):
-        return fer2013_set(ds, "PublicTest")
+        return fer2013_set(ds, split)
     ferplus = Path(ferplus) if ferplus else Path(data).parent / "fer2013new.csv"
-    return ferplus_set(ds, read_ferplus_votes(ferplus, len(ds)), "PublicTest", tuple(labels))
+    return ferplus_set(ds, read_ferplus_votes(ferplus, len(ds)), split, tuple(labels))
 
 
 def fit_ensemble_weights(members, data: str | Path, step: float = 0.1) -> tuple[list[float], float, float]:

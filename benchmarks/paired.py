@@ -1,0 +1,40 @@
+"""Two models of one label set, face by face: a report after the choices, never a way to make them.
+
+    python benchmarks/paired.py OLD NEW [--split PrivateTest] [--data ../shared/data/fer2013]
+
+Prints each model's accuracy on the split (INT8 files as shipped, no test-time augmentation) and the paired
+McNemar test on its faces: how many only NEW gets right, how many only OLD, and how likely a split that uneven
+is if the two were equally good. select_default.py runs the same test on PublicTest as part of a round's rule;
+this one tells whether a gain seen on PrivateTest afterwards is beyond that split's noise.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ferkit import load_recognizer
+from ferkit.data import fer2013_file
+from ferkit.evaluate import mcnemar, split_set
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("old")
+    ap.add_argument("new")
+    ap.add_argument("--split", default="PrivateTest", choices=("PublicTest", "PrivateTest"))
+    ap.add_argument("--data", default=None, help="the FER-2013 folder (default: $FERKIT_DATA or ../shared/data/fer2013)")
+    args = ap.parse_args()
+    recs = {"old": load_recognizer(args.old, detector="none"), "new": load_recognizer(args.new, detector="none")}
+    if recs["old"].labels != recs["new"].labels:
+        sys.exit(f"{args.old} and {args.new} have different labels: {recs['old'].labels} vs {recs['new'].labels}")
+    s = split_set(fer2013_file(args.data), recs["old"].labels, args.split)
+    correct = {}
+    for role, rec in recs.items():
+        correct[role] = rec.classify(s.pixels).argmax(1) == s.labels
+        print(f"{role} {rec.name:<24} {s.name} ({len(s.labels)} faces) accuracy {correct[role].mean():.4f}")
+    gained, lost, p = mcnemar(correct["old"], correct["new"])
+    print(f"paired: {gained} faces only NEW gets right, {lost} only OLD; McNemar p = {p:.4f}")
+
+
+if __name__ == "__main__":
+    main()
