@@ -1,6 +1,7 @@
 """Core figures in one run: PrivateTest accuracy, classifier latency per face, end-to-end frame latency.
 
-    python benchmarks/core.py [--data ../shared/data/fer2013] [--threads 2] [--repeat 200]
+    python benchmarks/core.py [--data ../shared/data/fer2013] [--threads 2] [--repeat 200] [--model NAME|FILE]
+                              [--latency-only]
 
 Runs on the CPU with ONNX Runtime limited to --threads. Where the `fer` package (mini-Xception, TensorFlow) is
 installed, its classifier runs on the same faces for a side-by-side figure; otherwise that row is skipped.
@@ -75,6 +76,9 @@ def main() -> None:
     ap.add_argument("--model", default=None)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=200)
+    ap.add_argument("--latency-only", action="store_true",
+                    help="only the classifier's latency: no accuracy (a candidate's cost, timed before the choice "
+                         "without showing its PrivateTest figure), no detectors")
     args = ap.parse_args()
 
     ds = load_dataset(fer2013_file(args.data))
@@ -82,7 +86,7 @@ def main() -> None:
     models = [args.model] if args.model else [m for m in ("fer2013", "fer2013-fp32") if m in available_models()]
     print(f"ONNX Runtime {ort.__version__}, threads={args.threads}; {machine_description()}")
     rows = []
-    for model in models:
+    for model in [] if args.latency_only else models:
         if load_recognizer(model, detector="none").labels != EMOTIONS:
             continue  # a FER+ model: its accuracy is in its model card (`ferkit evaluate`); timed below
         for tta in ("none", "flip"):
@@ -96,6 +100,9 @@ def main() -> None:
             ms = timed(lambda: rec.classify(x), max(10, args.repeat // (1 if batch == 1 else 4)))
             rows.append(f"{model:<13} classifier latency, batch {batch:<2}: {statistics.median(ms) / batch:.3f} ms per face "
                         f"(median; p90 {np.percentile(ms, 90) / batch:.3f})")
+    if args.latency_only:
+        print("\n".join(rows))
+        return
     for detector in ("haar", "blazeface"):
         rec = load_recognizer(models[0], detector=detector, threads=args.threads)
         found = [f for f in faces[:300] if len(rec.detector.detect(scene(f[None], 1))[0]) == 1]

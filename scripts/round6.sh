@@ -7,17 +7,4 @@
 # Then: ferkit evaluate ... --model-card (see the README's reproduce steps).
 set -euo pipefail
 . "$(dirname "$0")/rounds.sh"  # D (data), W (weights), C (candidates) and the shared steps
-round_args v5 5 "$@"
-
-case "$1" in
-candidates)
-  rm -f $C/ferplus-accurate5.onnx  # so a refused fit leaves no old ensemble to time
-  challenge ferplus 6 v3 v5 --max-p 0.05
-  # step 2's ceiling: 5 ms per face at batch 1 (the "classifier latency, batch 1" line)
-  if [ -f $C/ferplus-accurate5.onnx ]; then
-    python benchmarks/core.py --model $C/ferplus-accurate5.onnx | tee docs/eval/selection/cost6_ferplus.txt
-  fi ;;
-ship)
-  if [ "$2" = v5 ]; then ship_default ferplus v5; fi
-  if [ "$3" = 5 ]; then ship_accurate $C/ferplus-accurate5.onnx ferplus; fi ;;
-esac
+one_set_round ferplus 6 v3 v5 "$@"

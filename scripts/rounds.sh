@@ -1,4 +1,4 @@
-# Shared by scripts/round2.sh to round6.sh (sourced, not run): where things are, the export step, one round's
+# Shared by scripts/round2.sh to round7.sh (sourced, not run): where things are, the export step, one round's
 # PublicTest verdicts and the two ship steps.
 D=${FERKIT_DATA:-../shared/data/fer2013}
 W=src/ferkit/weights
@@ -24,6 +24,7 @@ run_of() {  # SET vN: the training run behind candidate vN, one per round of doc
   case "$2" in
     v1) echo runs/$1 ;; v2) echo runs/$1-student ;; v3) echo runs/$1-distilled ;; v4) echo runs/$1-multi ;;
     v5) if [ "$1" = ferplus ]; then echo runs/$1-distilled50; else echo runs/$1-multi-w1; fi ;;
+    v6) if [ "$1" = fer2013 ]; then echo runs/$1-multi80; else echo "no FER+ candidate v6 yet" >&2; return 2; fi ;;
     *) echo "no training run is known for candidate $2" >&2; return 2 ;;
   esac
 }
@@ -33,6 +34,7 @@ challenge() {  # SET ROUND OLD NEW [RULE...]: export NEW (and earlier candidates
                # candidates v1..NEW and print its two-fold estimate
   local n=${4#v} members=() i run
   mkdir -p docs/eval/selection
+  rm -f $C/$1-accurate$n.onnx  # so a refused fit leaves no older ensemble behind for ensemble_cost to time
   for i in $(seq 1 $n); do
     if [ v$i = "$4" ] || [ ! -f $C/$1-v$i.onnx ]; then run=$(run_of $1 v$i); export_pair $run $1-v$i $C; fi
     members+=($C/$1-v$i.onnx)
@@ -42,6 +44,28 @@ challenge() {  # SET ROUND OLD NEW [RULE...]: export NEW (and earlier candidates
   # a fit that puts all the weight on one model is refused (exit 1): that is a verdict too, so it is kept
   { ferkit ensemble "${members[@]}" --out $C/$1-accurate$n.onnx --name $1-accurate --fit-weights $D/fer2013.csv.gz \
       2>&1 || true; } | tee docs/eval/selection/ensemble$2_$1.txt
+}
+
+ensemble_cost() {  # SET ROUND N: the classifier latency of the ensemble challenge SET ROUND OLD vN just fitted
+                   # (none if the fit was refused), against a round's ceiling; no accuracy is shown
+  if [ -f $C/$1-accurate$3.onnx ]; then
+    python benchmarks/core.py --model $C/$1-accurate$3.onnx --latency-only | tee docs/eval/selection/cost$2_$1.txt
+  fi
+}
+
+one_set_round() {  # SET ROUND OLD vN ARGS...: rounds 6 on, for one label set. ARGS `candidates`: challenge vN
+                   # against the shipped OLD (paired test included) and time the ensemble; `ship keep|vN keep|N`
+  local set=$1 round=$2 old=$3 new=$4 n=${4#v}
+  shift 4
+  round_args $new $n "$@"
+  case "$1" in
+  candidates)
+    challenge $set $round $old $new --max-p 0.05
+    ensemble_cost $set $round $n ;;
+  ship)
+    if [ "$2" = $new ]; then ship_default $set $new; fi
+    if [ "$3" = $n ]; then ship_accurate $C/$set-accurate$n.onnx $set; fi ;;
+  esac
 }
 
 # A replaced model's old PrivateTest figures go with it: rerun `ferkit evaluate --model-card` for the new ones.

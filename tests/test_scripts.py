@@ -8,7 +8,7 @@ SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
 @pytest.mark.parametrize("args", [[], ["ship", "fer2013"], ["ship", "fer2013", "v2", "4"], ["candidates", "affectnet"]])
-@pytest.mark.parametrize("script", ["round3.sh", "round4.sh", "round5.sh", "round6.sh"])
+@pytest.mark.parametrize("script", ["round3.sh", "round4.sh", "round5.sh", "round6.sh", "round7.sh"])
 def test_round_scripts_refuse_bad_arguments_with_usage(tmp_path, script, args):
     r = subprocess.run(["bash", str(SCRIPTS / script), *args], cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 2
@@ -38,6 +38,8 @@ def test_run_of_maps_each_candidate_to_its_round_and_refuses_unknown_ones(tmp_pa
     assert [run_of(f"v{i}").stdout.strip() for i in range(1, 6)] == [
         "runs/ferplus", "runs/ferplus-student", "runs/ferplus-distilled", "runs/ferplus-multi", "runs/ferplus-distilled50"]
     assert run_of("v5", "fer2013").stdout.strip() == "runs/fer2013-multi-w1"  # each set's round 5/6 run differs
+    assert run_of("v6", "fer2013").stdout.strip() == "runs/fer2013-multi80"
+    assert run_of("v6").returncode == 2  # FER+ has no sixth candidate
     r = run_of("v9")
     assert r.returncode == 2 and "no training run is known for candidate v9" in r.stderr
 
@@ -80,3 +82,21 @@ def test_round_args_takes_a_one_set_rounds_commands(tmp_path, args, ok):
                        cwd=tmp_path, capture_output=True, text=True)
     assert (r.returncode, r.stdout.strip()) == ((0, "taken") if ok else (2, ""))
     assert list(tmp_path.iterdir()) == []  # sourcing rounds.sh and checking write nothing
+
+
+def test_ensemble_cost_times_only_an_ensemble_that_was_fitted_and_shows_no_accuracy(tmp_path):
+    (tmp_path / "runs/candidates").mkdir(parents=True)
+    (tmp_path / "docs/eval/selection").mkdir(parents=True)
+    script = (f". {SCRIPTS / 'rounds.sh'}; python() {{ echo \"$*\" >> log; echo timed; }}; "
+              "ensemble_cost fer2013 7 6; touch runs/candidates/fer2013-accurate6.onnx; ensemble_cost fer2013 7 6")
+    subprocess.run(["bash", "-c", script], cwd=tmp_path, check=True, capture_output=True)
+    assert (tmp_path / "log").read_text().splitlines() == [
+        "benchmarks/core.py --model runs/candidates/fer2013-accurate6.onnx --latency-only"]  # once: after the touch
+    assert (tmp_path / "docs/eval/selection/cost7_fer2013.txt").read_text() == "timed\n"
+
+
+def test_a_one_set_rounds_candidates_step_uses_the_paired_rule_and_times_the_ensemble(tmp_path):
+    script = (f". {SCRIPTS / 'rounds.sh'}; challenge() {{ echo \"challenge $*\" >> log; }}; "
+              "ensemble_cost() { echo \"cost $*\" >> log; }; one_set_round fer2013 7 v4 v6 candidates")
+    subprocess.run(["bash", "-c", script], cwd=tmp_path, check=True, capture_output=True)
+    assert (tmp_path / "log").read_text().splitlines() == ["challenge fer2013 7 v4 v6 --max-p 0.05", "cost fer2013 7 6"]
