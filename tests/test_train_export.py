@@ -11,7 +11,7 @@ from ferkit.export import check_against_torch, export_onnx  # noqa: E402
 from ferkit.labels import EMOTIONS  # noqa: E402
 from ferkit.model import ModelConfig, build_model  # noqa: E402
 from ferkit.train import (TrainConfig, augment, auxiliary_targets, class_weights, corrupt_batch, distill_loss,  # noqa: E402
-                          load_checkpoint, soft_cross_entropy, train)
+                          load_checkpoint, save_atomic, soft_cross_entropy, train)
 import torch.nn.functional as F  # noqa: E402
 
 TINY = ModelConfig(channels=(8, 16), depths=(1, 1), dropout=0.0)
@@ -58,6 +58,18 @@ def test_resume_continues_from_last_epoch(tiny_data, tmp_path):
     assert any("resumed" in line and "epoch 2" in line for line in logs)
     hist = json.loads((out / "history.json").read_text())["history"]
     assert [h["epoch"] for h in hist] == [1, 2, 3]
+
+
+def test_a_checkpoint_save_that_fails_midway_leaves_the_previous_one_whole(tmp_path):
+    """A save interrupted while writing (here: an object pickle cannot write, after part of the file is out) must
+    not cost the checkpoint already on disk: `--resume` reads it after a killed run."""
+    path = tmp_path / "last.pt"
+    save_atomic({"epoch": 7, "weights": torch.ones(1000)}, path)
+    with pytest.raises(Exception):
+        save_atomic({"epoch": 8, "weights": torch.zeros(1000), "broken": lambda: None}, path)
+    kept = torch.load(path, weights_only=False)
+    assert kept["epoch"] == 7 and torch.equal(kept["weights"], torch.ones(1000))
+    assert [f.name for f in tmp_path.iterdir()] == ["last.pt"]  # no temporary file left behind
 
 
 def test_class_weights_use_training_counts():

@@ -359,23 +359,34 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = lambda s: None, progres
         improved = val_acc > best_acc
         if improved:
             best_acc, best_epoch = val_acc, epoch + 1
-            torch.save(checkpoint_payload(ema, ds.classes, cfg, {"epoch": epoch + 1, "val_accuracy": val_acc,
-                                                                   "selected_on": "PublicTest"}), out / "best.pt")
+            save_atomic(checkpoint_payload(ema, ds.classes, cfg, {"epoch": epoch + 1, "val_accuracy": val_acc,
+                                                                    "selected_on": "PublicTest"}), out / "best.pt")
         elif cfg.schedule == "plateau" and len(history) > 5 and \
                 max(h["val_accuracy"] for h in history[-5:]) <= max(h["val_accuracy"] for h in history[:-5]):
             plateau_scale *= 0.5
         log(f"epoch {epoch + 1:3d}/{cfg.epochs}  train loss {loss_sum / seen:.4f} acc {correct / seen:.4f}  "
             f"PublicTest loss {val_loss:.4f} acc {val_acc:.4f}{' *' if improved else ''}  lr {lr_at(step - 1):.4f}  {wall / 60:.1f} min")
-        torch.save({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
-                    "generator": gen.get_state(), "history": history, "epoch": epoch, "best_acc": best_acc,
-                    "best_epoch": best_epoch, "plateau_scale": plateau_scale, "wall_s": wall,
-                    **({} if aux_head is None else {"aux_head": aux_head.state_dict()})}, out / "last.pt")
+        save_atomic({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
+                     "generator": gen.get_state(), "history": history, "epoch": epoch, "best_acc": best_acc,
+                     "best_epoch": best_epoch, "plateau_scale": plateau_scale, "wall_s": wall,
+                     **({} if aux_head is None else {"aux_head": aux_head.state_dict()})}, out / "last.pt")
         write_history(out, run_facts, history)
         if epoch + 1 - best_epoch >= cfg.patience:
             log(f"early stop: no better PublicTest accuracy for {cfg.patience} epochs")
             break
     log(f"best PublicTest accuracy {best_acc:.4f} at epoch {best_epoch}; checkpoint {out / 'best.pt'}")
     return {"history": history, "best_val_accuracy": best_acc, "best_epoch": best_epoch}
+
+
+def save_atomic(obj, path: Path) -> None:
+    """torch.save into a temporary file beside `path`, then rename it over `path`: a run killed mid-save (a session's
+    end, a full disk) leaves the previous checkpoint whole, so `--resume` still works and nothing done is lost."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        torch.save(obj, tmp)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_history(out: Path, run_facts: dict, history: list[dict]) -> None:
