@@ -14,7 +14,7 @@ import sys
 
 from ferkit import load_recognizer
 from ferkit.data import fer2013_file
-from ferkit.evaluate import mcnemar, split_set
+from ferkit.evaluate import paired, split_set
 
 
 def main() -> None:
@@ -24,16 +24,15 @@ def main() -> None:
     ap.add_argument("--split", default="PrivateTest", choices=("PublicTest", "PrivateTest"))
     ap.add_argument("--data", default=None, help="the FER-2013 folder (default: $FERKIT_DATA or ../shared/data/fer2013)")
     args = ap.parse_args()
-    recs = {"old": load_recognizer(args.old, detector="none"), "new": load_recognizer(args.new, detector="none")}
-    if recs["old"].labels != recs["new"].labels:
-        sys.exit(f"{args.old} and {args.new} have different labels: {recs['old'].labels} vs {recs['new'].labels}")
-    s = split_set(fer2013_file(args.data), recs["old"].labels, args.split)
-    correct = {}
-    for role, rec in recs.items():
-        correct[role] = rec.classify(s.pixels).argmax(1) == s.labels
-        print(f"{role} {rec.name:<24} {s.name} ({len(s.labels)} faces) accuracy {correct[role].mean():.4f}")
-    gained, lost, p = mcnemar(correct["old"], correct["new"])
-    print(f"paired: {gained} faces only NEW gets right, {lost} only OLD; McNemar p = {p:.4f}")
+    old, new = load_recognizer(args.old, detector="none"), load_recognizer(args.new, detector="none")
+    s = split_set(fer2013_file(args.data), old.labels, args.split)
+    try:
+        r = paired(old, new, s)
+    except ValueError as e:  # different labels: say which, without a traceback
+        sys.exit(str(e))
+    for role, rec in (("old", old), ("new", new)):
+        print(f"{role} {rec.name:<24} {s.name} ({len(s.labels)} faces) accuracy {r[role]:.4f}")
+    print(f"paired: {r['gained']} faces only NEW gets right, {r['lost']} only OLD; McNemar p = {r['p']:.4f}")
 
 
 if __name__ == "__main__":

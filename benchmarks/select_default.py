@@ -18,7 +18,7 @@ import numpy as np
 
 from ferkit import load_recognizer
 from ferkit.data import fer2013_file
-from ferkit.evaluate import mcnemar, mean_corrupted, robustness, selection_set
+from ferkit.evaluate import mean_corrupted, paired, robustness, selection_set
 
 
 def public_report(rec, public) -> dict:
@@ -47,10 +47,11 @@ def main() -> None:
         r = reports[role] = public_report(rec, public)
         print(f"{role} {r['model']:<24} PublicTest clean {r['clean']:.4f}  mean of 30 corrupted {r['mean_corrupted']:.4f}  "
               + "  ".join(f"{k} {np.mean(v['accuracy']):.3f}" for k, v in r["corruptions"].items()))
-    correct = {role: rec.classify(public.pixels).argmax(1) == public.labels for role, rec in recs.items()}
-    gained, lost, p = mcnemar(correct["old"], correct["new"])
-    print(f"paired on clean PublicTest: {gained} faces only NEW gets right, {lost} only OLD; McNemar p = {p:.3f}")
-    print(judge(reports["old"], reports["new"], gained, lost, p, args.clean_margin, args.robust_margin, args.max_p))
+    pair = paired(recs["old"], recs["new"], public)
+    print(f"paired on clean PublicTest: {pair['gained']} faces only NEW gets right, {pair['lost']} only OLD; "
+          f"McNemar p = {pair['p']:.3f}")
+    print(judge(reports["old"], reports["new"], pair["gained"], pair["lost"], pair["p"], args.clean_margin,
+                args.robust_margin, args.max_p))
 
 
 def judge(old: dict, new: dict, gained: int, lost: int, p: float, clean_margin: float, robust_margin: float,

@@ -43,6 +43,7 @@ def test_run_of_maps_each_candidate_to_its_round_and_refuses_unknown_ones(tmp_pa
     r = run_of("v9")
     assert r.returncode == 2 and "no training run is known for candidate v9" in r.stderr
 
+
 def test_challenge_exports_the_new_candidate_and_only_the_missing_earlier_ones(tmp_path):
     """challenge's own steps, with the heavy commands replaced by shell functions that log their arguments."""
     (tmp_path / "runs/candidates").mkdir(parents=True)

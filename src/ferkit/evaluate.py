@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import platform
+from math import comb
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,13 +69,26 @@ def mcnemar(correct_old: np.ndarray, correct_new: np.ndarray) -> tuple[int, int,
     """Paired comparison of two models on the same faces: (N,) bool correctness each -> (faces only NEW gets
     right, faces only OLD gets right, exact two-sided McNemar p-value). Faces both get right or wrong say
     nothing about which is better, so only the discordant ones count (a binomial test at 1/2)."""
-    from math import comb
-
     gained = int((correct_new & ~correct_old).sum())
     lost = int((correct_old & ~correct_new).sum())
     n, k = gained + lost, min(gained, lost)
     p = min(1.0, 2 * sum(comb(n, i) for i in range(k + 1)) / 2 ** n) if n else 1.0
     return gained, lost, p
+
+
+def paired(old: Recognizer, new: Recognizer, s: EvalSet) -> dict:
+    """Two models on the same faces of `s`: each one's accuracy and `mcnemar`'s (gained, lost, p) for NEW
+    against OLD. Raises ValueError, naming both, when their labels differ."""
+    if tuple(old.labels) != tuple(new.labels):
+        raise ValueError(f"{old.name} and {new.name} have different labels: {old.labels} vs {new.labels}")
+    correct = {}
+    for role, rec in (("old", old), ("new", new)):
+        if tuple(s.classes) != tuple(rec.labels):
+            raise ValueError(f"the set's classes {s.classes} differ from the model's {rec.labels}")
+        correct[role] = rec.classify(s.pixels).argmax(1) == s.labels
+    gained, lost, p = mcnemar(correct["old"], correct["new"])
+    return {"old": float(correct["old"].mean()), "new": float(correct["new"].mean()), "gained": gained, "lost": lost,
+            "p": p}
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
