@@ -87,18 +87,25 @@ def _print_table(name: str, faces, labels) -> None:
 
 # ---------------------------------------------------------------- train / export / data
 def _add_dataclass_flags(p, cls, skip=()) -> None:
-    """One flag per dataclass field: --field-name, typed from the default."""
+    """One flag per dataclass field: --field-name, typed from the default, explained by the field's comment."""
+    from .config import field_help
+
+    docs = field_help(cls)
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
         flag = "--" + f.name.replace("_", "-")
+        # argparse %-formats help strings: a literal % in a comment must be doubled
+        shown = " ".join(map(str, default)) if isinstance(default, tuple) else repr(default) if default == "" else default
+        text = docs.get(f.name, "").replace("%", "%%")
+        text = f"{text} (default: {shown})" if text else f"default: {shown}"
         if isinstance(default, bool):
-            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=text)
         elif isinstance(default, tuple):
-            p.add_argument(flag, type=int, nargs="+", default=list(default), metavar="N")
+            p.add_argument(flag, type=int, nargs="+", default=list(default), metavar="N", help=text)
         else:
-            p.add_argument(flag, type=type(default), default=default, metavar=f.name.upper())
+            p.add_argument(flag, type=type(default), default=default, metavar=f.name.upper(), help=text)
 
 
 def add_train(sub) -> None:
@@ -286,7 +293,8 @@ def add_evaluate(sub) -> None:
     p.add_argument("--model", default=None, help="shipped model name or .onnx path (default: fer2013)")
     p.add_argument("--data", default=None, help="FER-2013 data (default: the fastest FER-2013 file in $FERKIT_DATA or ../shared/data/fer2013)")
     p.add_argument("--ferplus", default=None, help="fer2013new.csv for the FER+ set (default: beside --data)")
-    p.add_argument("--split", default="PrivateTest", choices=["PrivateTest", "PublicTest", "Training"])
+    p.add_argument("--split", default="PrivateTest", choices=["PrivateTest", "PublicTest", "Training"],
+                   help="the split to score (default: PrivateTest, the held-out report split; models are chosen on PublicTest)")
     p.add_argument("--tta", default="all", choices=["none", "flip", "crops", "all"], help="test-time augmentation (default: all three)")
     p.add_argument("--robustness", action="store_true", help="also measure accuracy under corruptions")
     p.add_argument("--out", default="docs/eval", help="folder for the JSON report and PNG figures")
