@@ -81,6 +81,14 @@ def test_version_and_help():
         assert cmd in r.stdout
 
 
+def test_a_retired_model_name_still_runs_and_says_so(tmp_path):
+    img = tmp_path / "face.png"
+    cv2.imwrite(str(img), np.full((96, 96), 128, np.uint8))
+    r = ferkit("analyze", img, "--no-detect", "--model", "ferplus-accurate")
+    assert r.returncode == 0 and "contempt" in r.stdout   # ferplus's 8 classes
+    assert r.stderr.startswith("ferkit: FutureWarning: model 'ferplus-accurate' is retired: 'ferplus'"), r.stderr
+
+
 def test_train_help_explains_each_flag_from_the_config_comments():
     """`ferkit train --help` shows each config field's comment and default, so the comments are the one doc."""
     from ferkit.config import ModelConfig, TrainConfig, field_help

@@ -21,6 +21,17 @@ def test_front_door_and_errors():
         load_recognizer("missing.onnx")
 
 
+def test_a_retired_name_loads_its_replacement_with_a_warning():
+    """`ferplus-accurate` was retired (`ferplus` beats it on both splits): old code keeps working, and is told."""
+    from ferkit.recognizer import RETIRED_MODELS
+
+    assert "ferplus-accurate" not in ferkit.available_models()
+    with pytest.warns(FutureWarning, match="'ferplus-accurate' is retired: 'ferplus'.* is loaded instead"):
+        rec = load_recognizer("ferplus-accurate", detector="none")
+    assert rec.model_path == load_recognizer("ferplus", detector="none").model_path
+    assert all(new in ferkit.available_models() for new in RETIRED_MODELS.values())
+
+
 def test_labels_and_classify(recognizer):
     assert recognizer.labels == EMOTIONS
     faces = [np.zeros((30, 30), np.uint8), np.full((100, 120, 3), 128, np.uint8)]

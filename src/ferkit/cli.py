@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NO_FACE = 0, 1, 2, 3
@@ -398,6 +399,8 @@ def main(argv: list[str] | None = None) -> None:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    # the library's warnings (a retired model name, say) read as the CLI's own messages, without a source line
+    warnings.formatwarning = lambda message, category, *_, **__: f"ferkit: {category.__name__}: {message}\n"
     try:
         code = args.run(args)
     except (DataError, ValueError, FileNotFoundError) as e:
