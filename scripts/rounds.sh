@@ -1,4 +1,4 @@
-# Shared by scripts/round2.sh to round7.sh (sourced, not run): where things are, the export step, one round's
+# Shared by scripts/round2.sh to round8.sh (sourced, not run): where things are, the export step, one round's
 # PublicTest verdicts and the two ship steps.
 D=${FERKIT_DATA:-../shared/data/fer2013}
 W=src/ferkit/weights
@@ -25,6 +25,7 @@ run_of() {  # SET vN: the training run behind candidate vN, one per round of doc
     v1) echo runs/$1 ;; v2) echo runs/$1-student ;; v3) echo runs/$1-distilled ;; v4) echo runs/$1-multi ;;
     v5) if [ "$1" = ferplus ]; then echo runs/$1-distilled50; else echo runs/$1-multi-w1; fi ;;
     v6) if [ "$1" = fer2013 ]; then echo runs/$1-multi80; else echo "no FER+ candidate v6 yet" >&2; return 2; fi ;;
+    v7) if [ "$1" = fer2013 ]; then echo runs/$1-distilled80; else echo "no FER+ candidate v7 yet" >&2; return 2; fi ;;
     *) echo "no training run is known for candidate $2" >&2; return 2 ;;
   esac
 }

@@ -8,7 +8,7 @@ SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
 @pytest.mark.parametrize("args", [[], ["ship", "fer2013"], ["ship", "fer2013", "v2", "4"], ["candidates", "affectnet"]])
-@pytest.mark.parametrize("script", ["round3.sh", "round4.sh", "round5.sh", "round6.sh", "round7.sh"])
+@pytest.mark.parametrize("script", ["round3.sh", "round4.sh", "round5.sh", "round6.sh", "round7.sh", "round8.sh"])
 def test_round_scripts_refuse_bad_arguments_with_usage(tmp_path, script, args):
     r = subprocess.run(["bash", str(SCRIPTS / script), *args], cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 2
@@ -40,6 +40,8 @@ def test_run_of_maps_each_candidate_to_its_round_and_refuses_unknown_ones(tmp_pa
     assert run_of("v5", "fer2013").stdout.strip() == "runs/fer2013-multi-w1"  # each set's round 5/6 run differs
     assert run_of("v6", "fer2013").stdout.strip() == "runs/fer2013-multi80"
     assert run_of("v6").returncode == 2  # FER+ has no sixth candidate
+    assert run_of("v7", "fer2013").stdout.strip() == "runs/fer2013-distilled80"
+    assert run_of("v7").returncode == 2
     r = run_of("v9")
     assert r.returncode == 2 and "no training run is known for candidate v9" in r.stderr
 
