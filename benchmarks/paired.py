@@ -31,7 +31,8 @@ def main() -> None:
     except ValueError as e:  # different labels: say which, without a traceback
         sys.exit(str(e))
     for role, rec in (("old", old), ("new", new)):
-        print(f"{role} {rec.name:<24} {s.name} ({len(s.labels)} faces) accuracy {r[role]:.4f}")
+        # the stored name alone can be ambiguous (every candidate ensemble is named SET-accurate): the file says which
+        print(f"{role} {rec.name:<24} {s.name} ({len(s.labels)} faces) accuracy {r[role]:.4f}  [{rec.model_path}]")
     print(f"paired: {r['gained']} faces only NEW gets right, {r['lost']} only OLD; McNemar p = {r['p']:.4f}")
 
 

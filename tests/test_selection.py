@@ -56,6 +56,7 @@ def test_paired_report_counts_agree_with_the_two_accuracies(fer_dir):
     gained, lost, p = re.search(r"paired: (\d+) faces only NEW gets right, (\d+) only OLD; McNemar p = ([\d.]+)",
                                 out).groups()
     assert n_old == n_new == 3153  # FER+ PrivateTest, majority-filtered
+    assert "weights/ferplus.onnx]" in out  # each line names its file: candidate ensembles share one stored name
     assert abs((acc_new - acc_old) - (int(gained) - int(lost)) / n_new) < 1e-4
     assert int(gained) + int(lost) > 0 and 0 <= float(p) <= 1
 
