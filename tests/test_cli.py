@@ -89,6 +89,17 @@ def test_a_retired_model_name_still_runs_and_says_so(tmp_path):
     assert r.stderr.startswith("ferkit: FutureWarning: model 'ferplus-accurate' is retired: 'ferplus'"), r.stderr
 
 
+def test_only_ferkits_own_warnings_are_shown_as_its_messages(capsys):
+    from ferkit import cli
+
+    seen = []
+    show = cli._show_warning(lambda *a: seen.append(a[2]))
+    show(FutureWarning("retired"), FutureWarning, cli.__file__, 1)
+    show(DeprecationWarning("old api"), DeprecationWarning, "/usr/lib/python3/dist-packages/other.py", 1)
+    assert capsys.readouterr().err == "ferkit: FutureWarning: retired\n"
+    assert seen == ["/usr/lib/python3/dist-packages/other.py"]   # left in its usual form
+
+
 def test_train_help_explains_each_flag_from_the_config_comments():
     """`ferkit train --help` shows each config field's comment and default, so the comments are the one doc."""
     from ferkit.config import ModelConfig, TrainConfig, field_help

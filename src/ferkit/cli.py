@@ -394,15 +394,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(show):
+    """ferkit's own warnings (a retired model name, say) read as the CLI's messages, without a source line; other
+    libraries' warnings keep their usual form, so none is passed off as ferkit's."""
+    package = Path(__file__).parent
+
+    def show_warning(message, category, filename, lineno, file=None, line=None):
+        if Path(filename).resolve().is_relative_to(package.resolve()):
+            _err(f"{category.__name__}: {message}")
+        else:
+            show(message, category, filename, lineno, file, line)
+    return show_warning
+
+
 def main(argv: list[str] | None = None) -> None:
     from .data import DataError
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    # the library's warnings (a retired model name, say) read as the CLI's own messages, without a source line
-    warnings.formatwarning = lambda message, category, *_, **__: f"ferkit: {category.__name__}: {message}\n"
     try:
-        code = args.run(args)
+        with warnings.catch_warnings():  # restores the warning hooks afterwards, for callers of main() in-process
+            warnings.showwarning = _show_warning(warnings.showwarning)
+            code = args.run(args)
     except (DataError, ValueError, FileNotFoundError) as e:
         _err(str(e))
         code = EXIT_ERROR
