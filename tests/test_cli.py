@@ -77,7 +77,7 @@ def test_data_command_and_errors(tmp_path):
 def test_version_and_help():
     assert ferkit("--version").stdout.startswith("ferkit ")
     r = ferkit("--help")
-    for cmd in ("analyze", "train", "evaluate", "export", "data"):
+    for cmd in ("analyze", "models", "train", "evaluate", "export", "data"):
         assert cmd in r.stdout
 
 
@@ -87,6 +87,22 @@ def test_a_retired_model_name_still_runs_and_says_so(tmp_path):
     r = ferkit("analyze", img, "--no-detect", "--model", "ferplus-accurate")
     assert r.returncode == 0 and "contempt" in r.stdout   # ferplus's 8 classes
     assert r.stderr.startswith("ferkit: FutureWarning: model 'ferplus-accurate' is retired: 'ferplus'"), r.stderr
+
+
+def test_models_lists_each_shipped_model_with_its_published_figures():
+    from ferkit import available_models
+    from ferkit.recognizer import WEIGHTS_DIR
+
+    r = ferkit("models")
+    assert r.returncode == 0
+    lines = {line.split()[0]: line for line in r.stdout.splitlines()[1:] if line.split()[0] in available_models()}
+    assert set(lines) == set(available_models())
+    assert "fer2013 *" in r.stdout and "retired: ferplus-accurate (loads ferplus)" in r.stdout
+    published = json.loads((WEIGHTS_DIR / "fer2013.metrics.json").read_text())["test_accuracy"]
+    assert f"{published:.2%}" in lines["fer2013"]
+    data = json.loads(ferkit("models", "--json").stdout)
+    acc = {m["name"]: m for m in data["models"]}["fer2013-accurate"]
+    assert acc["networks"] > 1 and len(acc["labels"]) == 7 and data["retired"] == {"ferplus-accurate": "ferplus"}
 
 
 def test_only_ferkits_own_warnings_are_shown_as_its_messages(capsys):

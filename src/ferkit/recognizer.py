@@ -48,6 +48,24 @@ def available_models() -> list[str]:
     return sorted(p.stem for p in WEIGHTS_DIR.glob("*.onnx"))
 
 
+def describe_models() -> list[dict]:
+    """One summary per shipped model, from its file's metadata and its published metrics (weights/NAME.metrics.json,
+    written by `ferkit evaluate --model-card`): what `ferkit models` prints. Figures are PrivateTest, no TTA."""
+    rows = []
+    for name in available_models():
+        path = WEIGHTS_DIR / f"{name}.onnx"
+        meta = read_metadata(path)
+        metrics_path = path.with_suffix(".metrics.json")
+        metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+        members = meta.get("ensemble")
+        rows.append({"name": name, "default": name == DEFAULT_MODEL, "labels": list(meta["labels"]),
+                     "size_mb": round(path.stat().st_size / 1e6, 1),
+                     "networks": len(members) if isinstance(members, list) else 1,
+                     "test_set": metrics.get("test_set"), "test_accuracy": metrics.get("test_accuracy"),
+                     "robustness_mean": metrics.get("robustness_mean")})
+    return rows
+
+
 def resolve_model(model: str | os.PathLike | None) -> Path:
     if model is None:
         model = DEFAULT_MODEL
