@@ -37,7 +37,10 @@ def tiny_config(data, out, **kw):
 
 def test_train_writes_outputs_and_learns(tiny_data, tmp_path):
     out = tmp_path / "run"
-    result = train(tiny_config(tiny_data, out, patience=5), progress=False)
+    logs = []
+    result = train(tiny_config(tiny_data, out, patience=5), log=logs.append, progress=False)
+    epochs = [line for line in logs if line.startswith("epoch")]
+    assert "min left" in epochs[0] and "min left" not in epochs[-1]  # an estimate while epochs remain
     for name in ("best.pt", "last.pt", "history.json", "curves.png"):
         assert (out / name).is_file(), name
     hist = json.loads((out / "history.json").read_text())

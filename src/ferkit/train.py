@@ -364,8 +364,11 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = lambda s: None, progres
         elif cfg.schedule == "plateau" and len(history) > 5 and \
                 max(h["val_accuracy"] for h in history[-5:]) <= max(h["val_accuracy"] for h in history[:-5]):
             plateau_scale *= 0.5
+        # the time left, from this process's epochs so far (a resumed run or a shared machine changes the pace)
+        left = (time.time() - t0) / (epoch + 1 - start_epoch) * (cfg.epochs - epoch - 1)
         log(f"epoch {epoch + 1:3d}/{cfg.epochs}  train loss {loss_sum / seen:.4f} acc {correct / seen:.4f}  "
-            f"PublicTest loss {val_loss:.4f} acc {val_acc:.4f}{' *' if improved else ''}  lr {lr_at(step - 1):.4f}  {wall / 60:.1f} min")
+            f"PublicTest loss {val_loss:.4f} acc {val_acc:.4f}{' *' if improved else ''}  lr {lr_at(step - 1):.4f}  "
+            f"{wall / 60:.1f} min" + (f", at most {left / 60:.0f} min left" if epoch + 1 < cfg.epochs else ""))
         save_atomic({"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
                      "generator": gen.get_state(), "history": history, "epoch": epoch, "best_acc": best_acc,
                      "best_epoch": best_epoch, "plateau_scale": plateau_scale, "wall_s": wall,
