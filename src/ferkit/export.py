@@ -62,6 +62,7 @@ def export_onnx(model: FERNet, path: str | Path, *, name: str, labels, extra: di
     model = model.float().eval()
     dummy = torch.zeros(1, 1, PREPROCESS_SPEC["image_size"], PREPROCESS_SPEC["image_size"])
     wrapper = _ExportWrapper(model, temperature).eval()  # a new Module starts in training mode; export restores it after
+    # dynamo=False: the TorchScript exporter, which made every shipped file; the check below guards either way
     torch.onnx.export(
         wrapper, (dummy,), str(path), input_names=["input"], output_names=["probs", "cams"],
         dynamic_axes={"input": {0: "batch"}, "probs": {0: "batch"}, "cams": {0: "batch"}},
