@@ -21,12 +21,11 @@ export_pair() {  # RUN NAME OUTDIR: best.pt -> NAME-fp32.onnx (temperature fitte
 }
 
 run_of() {  # SET vN: the training run behind candidate vN, one per round of docs/quality.md
-  case "$2" in
-    v1) echo runs/$1 ;; v2) echo runs/$1-student ;; v3) echo runs/$1-distilled ;; v4) echo runs/$1-multi ;;
-    v5) if [ "$1" = ferplus ]; then echo runs/$1-distilled50; else echo runs/$1-multi-w1; fi ;;
-    v6) if [ "$1" = fer2013 ]; then echo runs/$1-multi80; else echo "no FER+ candidate v6 yet" >&2; return 2; fi ;;
-    v7) if [ "$1" = fer2013 ]; then echo runs/$1-distilled80; else echo "no FER+ candidate v7 yet" >&2; return 2; fi ;;
-    *) echo "no training run is known for candidate $2" >&2; return 2 ;;
+  case "$1:$2" in  # rounds 1-4 trained both sets alike; from round 5 on each round trained one set
+    *:v1) echo runs/$1 ;; *:v2) echo runs/$1-student ;; *:v3) echo runs/$1-distilled ;; *:v4) echo runs/$1-multi ;;
+    ferplus:v5) echo runs/ferplus-distilled50 ;;
+    fer2013:v5) echo runs/fer2013-multi-w1 ;; fer2013:v6) echo runs/fer2013-multi80 ;; fer2013:v7) echo runs/fer2013-distilled80 ;;
+    *) echo "no training run is known for candidate $2 of $1" >&2; return 2 ;;
   esac
 }
 

@@ -102,6 +102,7 @@ def run_models(args) -> int:
     if args.json:
         print(json.dumps({"models": rows, "retired": RETIRED_MODELS}, indent=1))
         return EXIT_OK
+
     def pct(v):
         return f"{v:.2%}" if v is not None else "-"
 

@@ -54,9 +54,7 @@ def describe_models() -> list[dict]:
     rows = []
     for name in available_models():
         path = WEIGHTS_DIR / f"{name}.onnx"
-        meta = read_metadata(path)
-        metrics_path = path.with_suffix(".metrics.json")
-        metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+        meta, metrics = read_metadata(path), read_metrics(path)
         members = meta.get("ensemble")
         rows.append({"name": name, "default": name == DEFAULT_MODEL, "labels": list(meta["labels"]),
                      "size_mb": round(path.stat().st_size / 1e6, 1),
@@ -64,6 +62,13 @@ def describe_models() -> list[dict]:
                      "test_set": metrics.get("test_set"), "test_accuracy": metrics.get("test_accuracy"),
                      "robustness_mean": metrics.get("robustness_mean")})
     return rows
+
+
+def read_metrics(model_path: str | Path) -> dict:
+    """A model's published figures (weights/NAME.metrics.json beside the .onnx, written by `ferkit evaluate
+    --model-card`), or {} where none were published."""
+    path = Path(model_path).with_suffix(".metrics.json")
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def resolve_model(model: str | os.PathLike | None) -> Path:
@@ -74,13 +79,14 @@ def resolve_model(model: str | os.PathLike | None) -> Path:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such model file")
         return path
-    if str(model) in RETIRED_MODELS and str(model) not in available_models():
-        warnings.warn(f"model {str(model)!r} is retired: {RETIRED_MODELS[str(model)]!r}, which beats it on both test "
-                      f"splits, is loaded instead (see docs/quality.md)", FutureWarning, stacklevel=3)
-        model = RETIRED_MODELS[str(model)]
-    if str(model) in available_models():
-        return WEIGHTS_DIR / f"{model}.onnx"
-    raise ValueError(f"unknown model {str(model)!r}; valid: {', '.join(available_models()) or '(none shipped)'}, or a path to an .onnx file")
+    name, shipped = str(model), available_models()
+    if name in RETIRED_MODELS and name not in shipped:  # a file shipped again under the name wins over the alias
+        warnings.warn(f"model {name!r} is retired: {RETIRED_MODELS[name]!r}, which beats it on both test splits, is "
+                      f"loaded instead (see docs/quality.md)", FutureWarning, stacklevel=3)
+        name = RETIRED_MODELS[name]
+    if name in shipped:
+        return WEIGHTS_DIR / f"{name}.onnx"
+    raise ValueError(f"unknown model {name!r}; valid: {', '.join(shipped) or '(none shipped)'}, or a path to an .onnx file")
 
 
 def read_metadata(path: str | Path) -> dict:
@@ -137,8 +143,7 @@ class Recognizer:
         self.detector = create_detector(detector) if isinstance(detector, str) else detector
         self.tta = check_choice("tta", {False: "none", True: "flip", None: "none"}.get(tta, tta), TTA_MODES)
         self.margin = margin
-        metrics_path = self.model_path.with_suffix(".metrics.json")
-        self.metrics: dict = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+        self.metrics: dict = read_metrics(self.model_path)
 
     def __repr__(self) -> str:
         return f"Recognizer(model={self.name!r}, labels={len(self.labels)}, detector={self.detector.name!r}, tta={self.tta})"
