@@ -9,6 +9,7 @@ accuracy is at least OLD's plus `--clean-margin` and its mean accuracy over the 
 models' figures, a paired McNemar test on the clean faces (how many faces only one of the two gets right, and how
 likely a split that uneven is if the two models were equally good) and the verdict. With `--max-p P` (round 6 on)
 the paired test is part of the rule: NEW must also win that split with p < P; without it the line is information.
+`--role` names what is at stake in the verdict line (round 9 judged a candidate for `fer2013-accurate`).
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ def main() -> None:
     ap.add_argument("--robust-margin", type=float, default=0.0, help="NEW corrupted mean > OLD's + this")
     ap.add_argument("--max-p", type=float, default=None,
                     help="also require NEW to win the paired test on the clean faces with p below this")
+    ap.add_argument("--role", default="the default", help="what NEW would become, for the verdict line")
     args = ap.parse_args()
     recs = {"old": load_recognizer(args.old, detector="none"), "new": load_recognizer(args.new, detector="none")}
     if recs["old"].labels != recs["new"].labels:
@@ -51,11 +53,11 @@ def main() -> None:
     print(f"paired on clean PublicTest: {pair['gained']} faces only NEW gets right, {pair['lost']} only OLD; "
           f"McNemar p = {pair['p']:.3f}")
     print(judge(reports["old"], reports["new"], pair["gained"], pair["lost"], pair["p"], args.clean_margin,
-                args.robust_margin, args.max_p))
+                args.robust_margin, args.max_p, args.role))
 
 
 def judge(old: dict, new: dict, gained: int, lost: int, p: float, clean_margin: float, robust_margin: float,
-          max_p: float | None = None) -> str:
+          max_p: float | None = None, role: str = "the default") -> str:
     """The verdict line: each condition's figure, its threshold, ok or fails, then which model is the default."""
     checks = [
         ("clean", new["clean"] - old["clean"] >= clean_margin,
@@ -65,7 +67,7 @@ def judge(old: dict, new: dict, gained: int, lost: int, p: float, clean_margin: 
     ]
     if max_p is not None:  # NEW must win the split, not merely make it uneven
         checks.append(("paired", gained > lost and p < max_p, f"{gained}/{lost}, p = {p:.3f} (needs more won, p < {max_p})"))
-    verdict = "NEW becomes the default" if all(ok for _, ok, _ in checks) else "OLD stays the default"
+    verdict = f"NEW becomes {role}" if all(ok for _, ok, _ in checks) else f"OLD stays {role}"
     return "; ".join(f"{name}: {text} {'ok' if ok else 'fails'}" for name, ok, text in checks) + f" -> {verdict}"
 
 

@@ -25,25 +25,39 @@ run_of() {  # SET vN: the training run behind candidate vN, one per round of doc
     *:v1) echo runs/$1 ;; *:v2) echo runs/$1-student ;; *:v3) echo runs/$1-distilled ;; *:v4) echo runs/$1-multi ;;
     ferplus:v5) echo runs/ferplus-distilled50 ;;
     fer2013:v5) echo runs/fer2013-multi-w1 ;; fer2013:v6) echo runs/fer2013-multi80 ;; fer2013:v7) echo runs/fer2013-distilled80 ;;
+    fer2013:v8) echo runs/fer2013-wide80 ;;
     *) echo "no training run is known for candidate $2 of $1" >&2; return 2 ;;
   esac
+}
+
+export_candidates() {  # SET vN: export vN afresh and any earlier candidate missing here; sets members=(v1..vN files)
+  local n=${2#v} i
+  members=()
+  for i in $(seq 1 $n); do
+    if [ v$i = "$2" ] || [ ! -f $C/$1-v$i.onnx ]; then export_pair $(run_of $1 v$i) $1-v$i $C; fi
+    members+=($C/$1-v$i.onnx)
+  done
 }
 
 challenge() {  # SET ROUND OLD NEW [RULE...]: export NEW (and earlier candidates missing here), judge it against the
                # shipped OLD on PublicTest (RULE: more select_default.py options), then fit the ensemble of
                # candidates v1..NEW and print its two-fold estimate
-  local n=${4#v} members=() i run
+  local n=${4#v} members
   mkdir -p docs/eval/selection
   rm -f $C/$1-accurate$n.onnx  # so a refused fit leaves no older ensemble behind for ensemble_cost to time
-  for i in $(seq 1 $n); do
-    if [ v$i = "$4" ] || [ ! -f $C/$1-v$i.onnx ]; then run=$(run_of $1 v$i); export_pair $run $1-v$i $C; fi
-    members+=($C/$1-v$i.onnx)
-  done
+  export_candidates $1 $4
   python benchmarks/select_default.py $C/$1-$3.onnx $C/$1-$4.onnx --clean-margin 0.001 --robust-margin -0.005 \
     "${@:5}" | tee docs/eval/selection/verdict$2_$1.txt
-  # a fit that puts all the weight on one model is refused (exit 1): that is a verdict too, so it is kept
-  { ferkit ensemble "${members[@]}" --out $C/$1-accurate$n.onnx --name $1-accurate --fit-weights $D/fer2013.csv.gz \
-      2>&1 || true; } | tee docs/eval/selection/ensemble$2_$1.txt
+  fit_ensemble $1 $2 $n - "${members[@]}"
+}
+
+fit_ensemble() {  # SET ROUND N BUDGET MEMBER.onnx...: weights fitted on PublicTest -> $C/SET-accurateN.onnx, with
+                  # the two-fold estimate; BUDGET: ms per face the members may add up to (round 9 on), - for none.
+                  # A fit that puts all the weight on one model is refused (exit 1): that is a verdict too, so kept
+  local budget=()
+  if [ "$4" != - ]; then budget=(--budget-ms $4); fi
+  { ferkit ensemble "${@:5}" --out $C/$1-accurate$3.onnx --name $1-accurate --fit-weights $D/fer2013.csv.gz \
+      "${budget[@]}" 2>&1 || true; } | tee docs/eval/selection/ensemble$2_$1.txt
 }
 
 ensemble_cost() {  # SET ROUND N: the classifier latency of the ensemble challenge SET ROUND OLD vN just fitted

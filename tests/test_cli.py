@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 
@@ -154,6 +155,16 @@ def test_ensemble_fit_leaves_out_members_the_fit_gives_no_weight(fer_dir, tmp_pa
     assert "left out (weight 0): bad.onnx" in r.stdout
     members = load_recognizer(tmp_path / "ens.onnx", detector="none").metadata["ensemble"]
     assert [m["name"] for m in members] == ["fer2013", "fer2013-robust"]
+    r = ferkit("ensemble", "fer2013", "fer2013-robust", "--out", tmp_path / "budget.onnx", "--fit-weights", data,
+               "--budget-ms", "100")  # each member is timed and printed; a roomy budget keeps the free fit
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"each member alone, batch 1: fer2013\.onnx [0-9.]+ ms, fer2013-robust\.onnx [0-9.]+ ms; "
+                     r"budget 100\.0 ms", r.stdout), r.stdout
+    for flags, message in [(["--fit-weights", data, "--budget-ms", "0.0001"], "no member fits the budget of 0.0001 ms"),
+                           (["--budget-ms", "5"], "give --fit-weights DATA too")]:
+        r = ferkit("ensemble", "fer2013", "fer2013-robust", "--out", tmp_path / "refused.onnx", *flags)
+        assert r.returncode == 1 and message in r.stderr, r.stderr
+    assert not (tmp_path / "refused.onnx").exists()
     r = ferkit("ensemble", "fer2013", bad, "--out", tmp_path / "one.onnx", "--weights", "1", "0")  # the same check as a fit
     assert r.returncode == 1 and "put everything on" in r.stderr and "fer2013.onnx" in r.stderr
     assert not (tmp_path / "one.onnx").exists()

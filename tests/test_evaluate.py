@@ -56,6 +56,30 @@ def test_ensemble_weights_are_fitted_on_publictest_and_beat_each_member(fer_dir)
     assert acc >= max(singles) - 1e-9
 
 
+def test_the_weight_fit_keeps_to_a_latency_budget():
+    """A costly member that the free fit relies on is left out when the members may add up to 2 ms only."""
+    from ferkit.evaluate import _grid_fit, fit_ensemble_weights
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 600)
+
+    def member(p_right):  # one-hot guesses, right with probability p_right
+        guess = np.where(rng.random(600) < p_right, labels, rng.integers(0, 3, 600))
+        return np.eye(3)[guess]
+
+    probs = np.stack([member(0.6), member(0.6), member(0.9)])
+    free, free_acc = _grid_fit(probs, labels, 0.1)
+    assert free[2] > 0
+    costs = np.array([1.0, 1.0, 3.0])
+    w, acc = _grid_fit(probs, labels, 0.1, costs, 2.0)
+    assert w[2] == 0 and w.sum() == pytest.approx(1.0) and acc <= free_acc
+    assert costs[w > 0].sum() <= 2.0
+    with pytest.raises(ValueError, match="no member fits the budget of 0.5 ms"):  # before any data is read
+        fit_ensemble_weights(["a.onnx", "b.onnx", "c.onnx"], "missing.csv", costs_ms=costs, budget_ms=0.5)
+    with pytest.raises(ValueError, match="2 member costs for 3 members"):
+        fit_ensemble_weights(["a.onnx", "b.onnx", "c.onnx"], "missing.csv", costs_ms=[1, 1], budget_ms=5)
+
+
 def test_model_card_training_lines_name_teachers_and_the_auxiliary_task():
     from ferkit.evaluate import _training_lines
 

@@ -8,7 +8,8 @@ SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
 @pytest.mark.parametrize("args", [[], ["ship", "fer2013"], ["ship", "fer2013", "v2", "4"], ["candidates", "affectnet"]])
-@pytest.mark.parametrize("script", ["round3.sh", "round4.sh", "round5.sh", "round6.sh", "round7.sh", "round8.sh"])
+@pytest.mark.parametrize("script", ["round3.sh", "round4.sh", "round5.sh", "round6.sh", "round7.sh", "round8.sh",
+                                    "round9.sh"])
 def test_round_scripts_refuse_bad_arguments_with_usage(tmp_path, script, args):
     r = subprocess.run(["bash", str(SCRIPTS / script), *args], cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 2
@@ -42,6 +43,7 @@ def test_run_of_maps_each_candidate_to_its_round_and_refuses_unknown_ones(tmp_pa
     assert run_of("v6").returncode == 2  # FER+ has no sixth candidate
     assert run_of("v7", "fer2013").stdout.strip() == "runs/fer2013-distilled80"
     assert run_of("v7").returncode == 2
+    assert run_of("v8", "fer2013").stdout.strip() == "runs/fer2013-wide80"
     r = run_of("v9")
     assert r.returncode == 2 and "no training run is known for candidate v9" in r.stderr
 
@@ -103,3 +105,42 @@ def test_a_one_set_rounds_candidates_step_uses_the_paired_rule_and_times_the_ens
               "ensemble_cost() { echo \"cost $*\" >> log; }; one_set_round fer2013 7 v4 v6 candidates")
     subprocess.run(["bash", "-c", script], cwd=tmp_path, check=True, capture_output=True)
     assert (tmp_path / "log").read_text().splitlines() == ["challenge fer2013 7 v4 v6 --max-p 0.05", "cost fer2013 7 6"]
+
+
+@pytest.mark.parametrize("choice, shipped", [("keep", b"old"), ("v8", b"v8"), ("8", b"ensemble")])
+def test_round9_ships_v8_alone_or_the_ensemble_as_the_accurate_model(tmp_path, choice, shipped):
+    """Round 9 judges a network too slow to be a default: what it ships is only ever `fer2013-accurate`."""
+    weights, candidates = tmp_path / "src/ferkit/weights", tmp_path / "runs/candidates"
+    weights.mkdir(parents=True)
+    candidates.mkdir(parents=True)
+    for name, data in [("fer2013-accurate", b"old"), ("fer2013", b"default")]:
+        (weights / f"{name}.onnx").write_bytes(data)
+        (weights / f"{name}.metrics.json").write_text("{}")
+    (candidates / "fer2013-v8.onnx").write_bytes(b"v8")
+    (candidates / "fer2013-accurate8.onnx").write_bytes(b"ensemble")
+    subprocess.run(["bash", str(SCRIPTS / "round9.sh"), "ship", choice], cwd=tmp_path, check=True)
+    assert (weights / "fer2013-accurate.onnx").read_bytes() == shipped
+    assert (weights / "fer2013-accurate.metrics.json").exists() == (choice == "keep")
+    assert (weights / "fer2013.onnx").read_bytes() == b"default"  # the default is not at stake
+    assert (weights / "fer2013.metrics.json").exists()
+
+
+def test_round9_judges_v8_against_the_shipped_accurate_model_then_fits_v1_to_v8(tmp_path):
+    (tmp_path / "runs/candidates").mkdir(parents=True)
+    for i in range(1, 8):
+        (tmp_path / f"runs/candidates/fer2013-v{i}.onnx").write_bytes(b"")
+    # the heavy commands as shell functions that log their arguments (round9.sh runs in a child bash: exported)
+    script = ("python() { echo \"python $*\" >> log; }; ferkit() { echo \"ferkit $*\" >> log; }; "
+              f"export -f python ferkit; bash {SCRIPTS / 'round9.sh'} candidates")
+    subprocess.run(["bash", "-c", script], cwd=tmp_path, check=True, capture_output=True)
+    log = (tmp_path / "log").read_text().splitlines()
+    # only the new candidate is exported (v1-v7 are here), from round 9's run
+    assert log[0].startswith("ferkit export runs/fer2013-wide80/best.pt runs/candidates/fer2013-v8-fp32.onnx ")
+    assert log[1].startswith("ferkit quantize runs/candidates/fer2013-v8-fp32.onnx runs/candidates/fer2013-v8.onnx ")
+    assert log[2].startswith("python benchmarks/select_default.py fer2013-accurate runs/candidates/fer2013-v8.onnx ")
+    assert log[2].endswith("--max-p 0.05 --role fer2013-accurate")
+    assert log[3] == "python benchmarks/core.py --model runs/candidates/fer2013-v8.onnx --latency-only"
+    assert log[4].startswith("ferkit ensemble " + " ".join(f"runs/candidates/fer2013-v{i}.onnx" for i in range(1, 9))
+                             + " --out runs/candidates/fer2013-accurate8.onnx ")
+    assert log[4].endswith(" --budget-ms 5")
+    assert len(log) == 5  # the fit was faked, so no ensemble file exists to time

@@ -38,6 +38,14 @@ def test_max_p_asks_new_to_win_the_paired_split(gained, lost, p, wins):
     assert f"paired: {gained}/{lost}, p = {p:.3f} (needs more won, p < 0.05) {'ok' if wins else 'fails'}" in line
 
 
+def test_role_names_what_is_at_stake_in_the_verdict():
+    """Round 9 judged a candidate for `fer2013-accurate`, not for the default."""
+    args = (OLD, {"clean": 0.8800, "mean_corrupted": 0.7900}, 150, 100, 0.002, 0.001, -0.005, 0.05)
+    assert select_default.judge(*args, role="fer2013-accurate").endswith("-> NEW becomes fer2013-accurate")
+    assert select_default.judge(*args[:1], {"clean": 0.8700, "mean_corrupted": 0.7900}, *args[2:],
+                                role="fer2013-accurate").endswith("-> OLD stays fer2013-accurate")
+
+
 @pytest.mark.parametrize("clean, corrupted, failing", [(0.8770, 0.7900, "clean"), (0.8800, 0.7870, "corrupted mean")])
 def test_each_margin_can_fail_the_new_model_on_its_own(clean, corrupted, failing):
     line = verdict(clean, corrupted, 150, 100, 0.002, max_p=0.05)

@@ -247,6 +247,8 @@ def add_ensemble(sub) -> None:
     g.add_argument("--weights", type=float, nargs="+", metavar="W", help="one weight per member (default: equal)")
     g.add_argument("--fit-weights", metavar="DATA", help="choose the weights (grid of 0.1 steps) by accuracy on "
                                                         "DATA's PublicTest split; never PrivateTest")
+    p.add_argument("--budget-ms", type=float, metavar="MS", help="with --fit-weights: time each member alone (batch 1) "
+                   "and try only the mixes whose members add up to at most MS milliseconds per face")
     p.set_defaults(run=run_ensemble)
 
 
@@ -256,10 +258,19 @@ def run_ensemble(args) -> int:
 
     members = [resolve_model(m) for m in args.members]
     weights = args.weights
+    if args.budget_ms is not None and not args.fit_weights:
+        raise ValueError("--budget-ms limits the weight fit: give --fit-weights DATA too")
     if args.fit_weights:
-        from .evaluate import fit_ensemble_weights
+        from .evaluate import fit_ensemble_weights, latency_ms
+        from .recognizer import load_recognizer
 
-        weights, acc, held_out = fit_ensemble_weights(members, args.fit_weights)
+        costs = None
+        if args.budget_ms is not None:
+            costs = [latency_ms(load_recognizer(m, detector="none")) for m in members]
+            print("each member alone, batch 1: " + ", ".join(f"{m.name} {c:.3f} ms" for m, c in zip(members, costs))
+                  + f"; budget {args.budget_ms} ms per face")
+        weights, acc, held_out = fit_ensemble_weights(members, args.fit_weights, costs_ms=costs,
+                                                      budget_ms=args.budget_ms)
         print(f"weights {weights} chosen on PublicTest (accuracy there {acc:.4f}, optimistic; "
               f"fitted on each half and scored on the other: {held_out:.4f})")
     if weights is not None and len(weights) == len(members) and any(w == 0 for w in weights):

@@ -162,28 +162,38 @@ def split_set(data: str | Path, labels: tuple[str, ...], split: str, ferplus: st
     return ferplus_set(ds, read_ferplus_votes(ferplus, len(ds)), split, tuple(labels))
 
 
-def fit_ensemble_weights(members, data: str | Path, step: float = 0.1) -> tuple[list[float], float, float]:
+def fit_ensemble_weights(members, data: str | Path, step: float = 0.1, costs_ms=None,
+                         budget_ms: float | None = None) -> tuple[list[float], float, float]:
     """Member weights (a grid of `step` on the simplex) with the best PublicTest accuracy; ties go to the most
     even weights. Returns the weights, their accuracy there (optimistic: chosen on those very faces) and a
     two-fold estimate free of that bias (weights fitted on each half of PublicTest, scored on the other half).
-    PrivateTest is never read."""
+    With `budget_ms`, only weightings whose members' `costs_ms` (one per member, e.g. from `latency_ms`) add up
+    to at most the budget are tried, in both fits. PrivateTest is never read."""
     from .recognizer import load_recognizer
 
+    costs = None if budget_ms is None else np.asarray(costs_ms, np.float64)
+    if costs is not None and costs.shape != (len(members),):
+        raise ValueError(f"{costs.size} member costs for {len(members)} members")
+    if costs is not None and costs.min() > budget_ms:
+        raise ValueError(f"no member fits the budget of {budget_ms} ms per face "
+                         f"(the members cost {', '.join(f'{c:.3f}' for c in costs)} ms)")
     recs = [load_recognizer(m, detector="none") for m in members]
     s = selection_set(data, recs[0].labels)
     probs = np.stack([np.concatenate([r.classify(s.pixels[i:i + 512]) for i in range(0, len(s.pixels), 512)])
                       for r in recs])                                     # (M, N, K)
-    weights, acc = _grid_fit(probs, s.labels, step)
+    weights, acc = _grid_fit(probs, s.labels, step, costs, budget_ms)
     halves = np.arange(len(s.labels)) % 2 == 0
     held_out = 0
     for fit, score in ((halves, ~halves), (~halves, halves)):
-        w, _ = _grid_fit(probs[:, fit], s.labels[fit], step)
+        w, _ = _grid_fit(probs[:, fit], s.labels[fit], step, costs, budget_ms)
         held_out += int(((w[:, None, None] * probs[:, score]).sum(0).argmax(1) == s.labels[score]).sum())
     return [round(float(v), 4) for v in weights], acc, held_out / len(s.labels)
 
 
-def _grid_fit(probs: np.ndarray, labels: np.ndarray, step: float) -> tuple[np.ndarray, float]:
-    """(M, N, K) member probabilities -> the grid weights (M,) with the best accuracy, and that accuracy."""
+def _grid_fit(probs: np.ndarray, labels: np.ndarray, step: float, costs: np.ndarray | None = None,
+              budget: float | None = None) -> tuple[np.ndarray, float]:
+    """(M, N, K) member probabilities -> the grid weights (M,) with the best accuracy, and that accuracy; with
+    `costs` (M,), only weightings whose members with a weight above 0 cost at most `budget` in all."""
     from itertools import product
 
     n = round(1 / step)
@@ -192,11 +202,28 @@ def _grid_fit(probs: np.ndarray, labels: np.ndarray, step: float) -> tuple[np.nd
         if sum(grid) > n:
             continue
         w = np.array([*grid, n - sum(grid)], np.float64) / n
+        if costs is not None and costs[w > 0].sum() > budget + 1e-9:
+            continue
         acc = float(((w[:, None, None] * probs).sum(0).argmax(1) == labels).mean())
         key = (acc, -float(np.abs(w - 1 / len(w)).sum()))
         if key > best[:2]:
             best = (*key, w)
     return best[2], best[0]
+
+
+def latency_ms(rec, repeat: int = 200) -> float:
+    """Median milliseconds of `rec.classify` on one face (batch 1, after a warm-up call): what the model adds to
+    an ensemble per face, as `benchmarks/core.py` times it."""
+    import time
+
+    face = np.full((1, 48, 48), 128, np.uint8)
+    rec.classify(face)
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        rec.classify(face)
+        times.append((time.perf_counter() - t) * 1000)
+    return float(np.median(times))
 
 
 # ---------------------------------------------------------------- figures
