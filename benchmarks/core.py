@@ -5,7 +5,8 @@
 
 Runs on the CPU with ONNX Runtime limited to --threads. Where the `fer` package (mini-Xception, TensorFlow) is
 installed, its classifier runs on the same faces for a side-by-side figure; otherwise that row is skipped.
-Targets (core issue): <= 1 ms per face for the classifier, <= 15 ms for a 640x480 frame with one face.
+Targets (core issue): <= 1 ms per face for the classifier, <= 15 ms for a 640x480 frame with one face. Without
+--latency-only it also times test-time augmentation (flip: 2 views per face, crops: 12) at batch 1.
 """
 from __future__ import annotations
 
@@ -100,6 +101,11 @@ def main() -> None:
             ms = timed(lambda: rec.classify(x), max(10, args.repeat // (1 if batch == 1 else 4)))
             rows.append(f"{model:<13} classifier latency, batch {batch:<2}: {statistics.median(ms) / batch:.3f} ms per face "
                         f"(median; p90 {np.percentile(ms, 90) / batch:.3f})")
+        for tta in [] if args.latency_only else ("flip", "crops"):  # what test-time augmentation costs (2, 12 views)
+            rec_tta = load_recognizer(model, detector="none", threads=args.threads, tta=tta)
+            ms = timed(lambda: rec_tta.classify(faces[:1]), max(10, args.repeat // 2))
+            rows.append(f"{model:<13} classifier latency, batch 1 , TTA {tta:<5}: {statistics.median(ms):.3f} ms per face "
+                        f"(median; p90 {np.percentile(ms, 90):.3f})")
     if args.latency_only:
         print("\n".join(rows))
         return
