@@ -78,6 +78,8 @@ def test_the_weight_fit_keeps_to_a_latency_budget():
         fit_ensemble_weights(["a.onnx", "b.onnx", "c.onnx"], "missing.csv", costs_ms=costs, budget_ms=0.5)
     with pytest.raises(ValueError, match="2 member costs for 3 members"):
         fit_ensemble_weights(["a.onnx", "b.onnx", "c.onnx"], "missing.csv", costs_ms=[1, 1], budget_ms=5)
+    with pytest.raises(ValueError, match="0 member costs for 3 members"):
+        fit_ensemble_weights(["a.onnx", "b.onnx", "c.onnx"], "missing.csv", budget_ms=5)
 
 
 def test_model_card_training_lines_name_teachers_and_the_auxiliary_task():

@@ -171,9 +171,9 @@ def fit_ensemble_weights(members, data: str | Path, step: float = 0.1, costs_ms=
     to at most the budget are tried, in both fits. PrivateTest is never read."""
     from .recognizer import load_recognizer
 
-    costs = None if budget_ms is None else np.asarray(costs_ms, np.float64)
+    costs = None if budget_ms is None else np.asarray(costs_ms if costs_ms is not None else [], np.float64)
     if costs is not None and costs.shape != (len(members),):
-        raise ValueError(f"{costs.size} member costs for {len(members)} members")
+        raise ValueError(f"{costs.size} member costs for {len(members)} members: a budget needs one per member")
     if costs is not None and costs.min() > budget_ms:
         raise ValueError(f"no member fits the budget of {budget_ms} ms per face "
                          f"(the members cost {', '.join(f'{c:.3f}' for c in costs)} ms)")
