@@ -58,7 +58,7 @@ def main() -> None:
 
 def judge(old: dict, new: dict, gained: int, lost: int, p: float, clean_margin: float, robust_margin: float,
           max_p: float | None = None, role: str = "the default") -> str:
-    """The verdict line: each condition's figure, its threshold, ok or fails, then which model is the default."""
+    """The verdict line: each condition's figure, its threshold, ok or fails, then which model takes `role`."""
     checks = [
         ("clean", new["clean"] - old["clean"] >= clean_margin,
          f"{new['clean'] - old['clean']:+.4f} (needs >= {clean_margin:+})"),

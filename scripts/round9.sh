@@ -16,8 +16,7 @@ candidates)
   mkdir -p docs/eval/selection
   rm -f $C/fer2013-accurate8.onnx  # so a refused fit leaves no older ensemble behind for ensemble_cost to time
   export_candidates fer2013 v8
-  python benchmarks/select_default.py fer2013-accurate $C/fer2013-v8.onnx --clean-margin 0.001 --robust-margin -0.005 \
-    --max-p 0.05 --role fer2013-accurate | tee docs/eval/selection/verdict9_fer2013.txt
+  judge fer2013 9 fer2013-accurate $C/fer2013-v8.onnx --max-p 0.05 --role fer2013-accurate
   python benchmarks/core.py --model $C/fer2013-v8.onnx --latency-only | tee docs/eval/selection/cost9_fer2013-v8.txt
   fit_ensemble fer2013 9 8 5 "${members[@]}"  # under a 5 ms budget
   ensemble_cost fer2013 9 8 ;;

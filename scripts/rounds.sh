@@ -46,9 +46,14 @@ challenge() {  # SET ROUND OLD NEW [RULE...]: export NEW (and earlier candidates
   mkdir -p docs/eval/selection
   rm -f $C/$1-accurate$n.onnx  # so a refused fit leaves no older ensemble behind for ensemble_cost to time
   export_candidates $1 $4
-  python benchmarks/select_default.py $C/$1-$3.onnx $C/$1-$4.onnx --clean-margin 0.001 --robust-margin -0.005 \
-    "${@:5}" | tee docs/eval/selection/verdict$2_$1.txt
+  judge $1 $2 $C/$1-$3.onnx $C/$1-$4.onnx "${@:5}"
   fit_ensemble $1 $2 $n - "${members[@]}"
+}
+
+judge() {  # SET ROUND OLD NEW [RULE...]: the PublicTest rule (rounds 3 on: +0.1 clean, at most -0.5 corrupted; RULE:
+           # more select_default.py options) for the model files or names OLD and NEW, kept as verdictROUND_SET.txt
+  python benchmarks/select_default.py $3 $4 --clean-margin 0.001 --robust-margin -0.005 "${@:5}" \
+    | tee docs/eval/selection/verdict$2_$1.txt
 }
 
 fit_ensemble() {  # SET ROUND N BUDGET MEMBER.onnx...: weights fitted on PublicTest -> $C/SET-accurateN.onnx, with
