@@ -86,11 +86,11 @@ def test_class_activation_maps_point_at_what_matters(fer_dataset):
     assert drop_hot.mean() > drop_rand.mean() + 0.02, (drop_hot.mean(), drop_rand.mean())
 
 
-# The `-accurate` ensemble's members (candidate names from scripts/round2.sh to round8.sh) and the name each
-# ships under on its own: round 8's v7 is `fer2013`; v1, v4 (`fer2013` before round 8), v5 and v6 ship only
-# inside the ensemble. (`ferplus-accurate` was retired: `ferplus` beats it on both splits, docs/quality.md.)
-ACCURATE_MEMBERS = {"fer2013": {"fer2013-v1": None, "fer2013-v4": None, "fer2013-v5": None, "fer2013-v6": None,
-                                "fer2013-v7": "fer2013"}}
+# The `-accurate` ensemble's members (candidate names from scripts/round2.sh to round9.sh) and the name each
+# ships under on its own: round 8's v7 is `fer2013`, round 2's v2 is `fer2013-robust`; v1 and round 9's wider v8
+# ship only inside the ensemble. (`ferplus-accurate` was retired: `ferplus` beats it on both splits, docs/quality.md.)
+ACCURATE_MEMBERS = {"fer2013": {"fer2013-v1": None, "fer2013-v2": "fer2013-robust", "fer2013-v7": "fer2013",
+                                "fer2013-v8": None}}
 
 
 def member_probs(path, faces) -> np.ndarray:
