@@ -130,3 +130,53 @@ def test_available_models_are_classifiers_only():
     assert not [n for n in names if "blazeface" in n]
     for name in names:
         assert load_recognizer(name, detector="none").labels  # every listed name loads as a classifier
+
+
+@pytest.mark.parametrize("name", ["fer2013", "fer2013-accurate"])
+def test_int8_weights_as_uint8_are_the_same_numbers(name):
+    """On x86 CPUs without VNNI, ONNX Runtime's uint8 x int8 convolutions saturate (the shipped `fer2013` lost a
+    point on PublicTest there), so the Recognizer stores the weights as uint8 for its exact u8u8 kernels: every
+    dequantized weight must stay what it was, and nothing but those weights may change."""
+    import onnx
+    from onnx import numpy_helper
+
+    from ferkit.recognizer import WEIGHTS_DIR, uint8_weights
+
+    def dequantized(model):
+        inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+        out = {}
+        for node in model.graph.node:
+            if node.op_type == "DequantizeLinear" and node.input[0] in inits:
+                w, scale = inits[node.input[0]], inits[node.input[1]]
+                zp = inits[node.input[2]] if len(node.input) > 2 else np.zeros_like(scale, w.dtype)
+                axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+                shape = [1] * w.ndim
+                shape[axis] = -1
+                if scale.ndim:
+                    scale, zp = scale.reshape(shape), zp.reshape(shape)
+                out[node.input[0]] = (w.dtype, (w.astype(np.int32) - zp.astype(np.int32)) * scale)
+        return out
+
+    path = WEIGHTS_DIR / f"{name}.onnx"
+    before, after = onnx.load(str(path)), onnx.ModelProto.FromString(uint8_weights(path))
+    old, new = dequantized(before), dequantized(after)
+    assert old.keys() == new.keys() and any(dtype == np.int8 for dtype, _ in old.values())
+    for key, (dtype, values) in old.items():
+        assert new[key][0] == (np.uint8 if dtype == np.int8 else dtype), key
+        np.testing.assert_array_equal(new[key][1], values, err_msg=key)
+    assert [n.op_type for n in after.graph.node] == [n.op_type for n in before.graph.node]
+    assert uint8_weights(WEIGHTS_DIR / "fer2013-fp32.onnx") is None  # float32 models are left alone
+
+
+def test_int8_saturation_is_judged_from_the_cpu():
+    """The check the Recognizer runs: x86 without VNNI saturates; whatever this machine is, the answer must agree
+    with its CPU flags where Linux lists them."""
+    import platform
+    from pathlib import Path
+
+    from ferkit.recognizer import int8_saturates
+
+    flags = set(Path("/proc/cpuinfo").read_text().split()) if Path("/proc/cpuinfo").is_file() else None
+    if flags is None or platform.machine() != "x86_64":
+        pytest.skip("needs Linux on x86_64 to read the CPU flags")
+    assert int8_saturates() is not bool(flags & {"avx_vnni", "avx512_vnni", "amx_int8"})

@@ -99,8 +99,10 @@ def member_probs(path, faces) -> np.ndarray:
     import onnxruntime as ort
 
     from ferkit.preprocess import to_model_input
+    from ferkit.recognizer import int8_saturates, uint8_weights
 
-    model = onnx.load(str(path))
+    # the weights as the Recognizer runs them on this CPU (exact kernels where ONNX Runtime's own saturate)
+    model = onnx.ModelProto.FromString(uint8_weights(path)) if int8_saturates() else onnx.load(str(path))
     names = sorted({o for n in model.graph.node for o in n.output if o.startswith("m") and o.endswith("/probs")})
     model.graph.output.extend(onnx.ValueInfoProto(name=n) for n in names)
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])

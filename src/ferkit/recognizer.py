@@ -1,8 +1,10 @@
 """Recognizer: detect faces -> preprocess -> ONNX Runtime -> `Face` results. No torch needed."""
 from __future__ import annotations
 
+import functools
 import json
 import os
+import platform
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,14 +95,78 @@ def read_metadata(path: str | Path) -> dict:
     """The facts ferkit's export writes into the ONNX file (labels, preprocessing, config, metrics)."""
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return _metadata(_open_session(path, opts), path)
+    return _metadata(_open_session(path, opts, run=False), path)
 
 
-def _open_session(path: str | Path, opts: ort.SessionOptions) -> ort.InferenceSession:
+def _open_session(path: str | Path, opts: ort.SessionOptions, run: bool = True) -> ort.InferenceSession:
+    """An ONNX Runtime session on the CPU; `run`: one that will compute, so an INT8 model gets exact kernels on CPUs
+    whose own would saturate (see int8_saturates)."""
     try:
-        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    except Exception as e:  # ORT raises its own exception types for files that are not ONNX
+        model = uint8_weights(path) if run and int8_saturates() else None
+        return ort.InferenceSession(model or str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # ORT and protobuf raise their own exception types for files that are not ONNX
         raise ValueError(f"{path}: not a readable ONNX model ({e})") from e
+
+
+@functools.lru_cache(maxsize=1)
+def int8_saturates() -> bool:
+    """Whether ONNX Runtime's INT8 convolutions lose accuracy on this CPU. On x86 without VNNI (AVX512-VNNI, AVX-VNNI,
+    AMX) they multiply uint8 activations by int8 weights with an instruction that adds pairs of products into 16 bits
+    and clips them: on an AVX2 EPYC the shipped `fer2013` scored 69.88 % on PublicTest instead of the 70.91 % it
+    scores where the products are exact, `fer2013-accurate` 70.94 % instead of 72.39 %. ARM and VNNI CPUs are exact."""
+    if platform.machine().lower() not in ("x86_64", "amd64", "x86", "i386", "i686"):
+        return False
+    try:  # numpy's own CPUID probe, on every OS
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+    except ImportError:
+        try:
+            from numpy.core._multiarray_umath import __cpu_features__ as features  # numpy < 2
+        except ImportError:
+            features = {}
+    if features.get("AVX512VNNI"):
+        return False
+    try:  # AVX-VNNI (no AVX-512) and AMX are not in numpy's list; Linux names them
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        flags = set()
+    return not flags & {"avx_vnni", "avx512_vnni", "amx_int8"}
+
+
+def uint8_weights(path: str | Path) -> bytes | None:
+    """The model with each int8 weight tensor stored as uint8 (w + 128, its zero point + 128): the same numbers
+    exactly, which ONNX Runtime multiplies with its u8u8 kernels, widening to 32 bits, so nothing saturates (and,
+    measured on the AVX2 EPYC, faster than running the weights in float). None for a model without int8 weights."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    users: dict[str, set[str]] = {}
+    for node in graph.node:
+        for name in node.input:
+            users.setdefault(name, set()).add(node.op_type)
+    done: set[str] = set()
+    for node in graph.node:
+        w = inits.get(node.input[0]) if node.op_type == "DequantizeLinear" else None
+        if w is None or w.data_type != onnx.TensorProto.INT8 or users[w.name] != {"DequantizeLinear"}:
+            continue  # only weights, and only where every reader dequantizes them
+        zp_name = node.input[2] if len(node.input) > 2 else ""
+        if not zp_name:  # zero point omitted means 0: give it an explicit one to shift
+            zp_name = f"{w.name}/zero_point_u8"
+            scale = numpy_helper.to_array(inits[node.input[1]])
+            graph.initializer.append(numpy_helper.from_array(np.zeros(scale.shape, np.int8), zp_name))
+            inits[zp_name] = graph.initializer[-1]
+            if len(node.input) == 2:
+                node.input.append(zp_name)
+            else:
+                node.input[2] = zp_name
+        for name in (w.name, zp_name):
+            if name not in done:
+                t = inits[name]
+                t.CopyFrom(numpy_helper.from_array((numpy_helper.to_array(t).astype(np.int16) + 128).astype(np.uint8), name))
+                done.add(name)
+    return model.SerializeToString() if done else None
 
 
 def _metadata(session: ort.InferenceSession, path: str | Path) -> dict:
