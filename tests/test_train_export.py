@@ -10,8 +10,9 @@ from ferkit import load_recognizer  # noqa: E402
 from ferkit.export import check_against_torch, export_onnx  # noqa: E402
 from ferkit.labels import EMOTIONS  # noqa: E402
 from ferkit.model import ModelConfig, build_model  # noqa: E402
-from ferkit.train import (TrainConfig, augment, auxiliary_targets, class_weights, corrupt_batch, distill_loss,  # noqa: E402
-                          load_checkpoint, save_atomic, soft_cross_entropy, train)
+from ferkit.train import (OnnxTeacher, TrainConfig, augment, auxiliary_targets, bf16_runs_natively,  # noqa: E402
+                          class_weights, corrupt_batch, distill_loss, load_checkpoint, save_atomic,
+                          soft_cross_entropy, train)
 import torch.nn.functional as F  # noqa: E402
 
 TINY = ModelConfig(channels=(8, 16), depths=(1, 1), dropout=0.0)
@@ -138,6 +139,66 @@ def test_training_with_a_teacher_and_corruptions(tiny_data, tmp_path):
     assert ckpt["train_config"]["teacher"].endswith("best.pt") and ckpt["train_config"]["jpeg_prob"] == 0.3
 
 
+def test_an_exported_model_teaches_as_its_checkpoint_does(tiny_data, tmp_path):
+    """An .onnx teacher gives the distillation target its torch network gives, though the file holds softmax(z / T)
+    with a fitted T: the loss must not depend on which of the two the teacher was read from."""
+    train(tiny_config(tiny_data, tmp_path / "teacher"), progress=False)
+    net, _ = load_checkpoint(tmp_path / "teacher" / "best.pt")
+    export_onnx(net, tmp_path / "t.onnx", name="t", labels=EMOTIONS, temperature=1.7)
+    x = torch.rand(16, 1, 48, 48) * 2 - 1
+    with torch.no_grad():
+        z = net(x)
+    onnx_logits = OnnxTeacher(str(tmp_path / "t.onnx"))(x)
+    assert onnx_logits.shape == (16, 7)
+    torch.testing.assert_close(onnx_logits.softmax(1), z.softmax(1), atol=1e-4, rtol=0)
+    student = torch.randn(16, 7)
+    for t in (1.0, 2.0):
+        torch.testing.assert_close(distill_loss(student, onnx_logits, t), distill_loss(student, z, t), atol=1e-4, rtol=0)
+
+
+def test_training_with_exported_teachers(tiny_data, tmp_path):
+    """--teacher takes .onnx files (here an ensemble of two) beside best.pt files: the run needs no checkpoint."""
+    from ferkit.export import ensemble_onnx
+
+    train(tiny_config(tiny_data, tmp_path / "teacher"), progress=False)
+    net, _ = load_checkpoint(tmp_path / "teacher" / "best.pt")
+    export_onnx(net, tmp_path / "a.onnx", name="a", labels=EMOTIONS, temperature=1.3)
+    ensemble_onnx([tmp_path / "a.onnx", tmp_path / "a.onnx"], tmp_path / "ens.onnx", weights=[0.3, 0.7])
+    logs = []
+    teachers = f"{tmp_path / 'ens.onnx'},{tmp_path / 'teacher' / 'best.pt'}"
+    result = train(tiny_config(tiny_data, tmp_path / "student", teacher=teachers), log=logs.append, progress=False)
+    assert any(line.startswith("distilling from") and "ens.onnx" in line for line in logs)
+    assert result["best_val_accuracy"] >= 0.9
+
+
+@pytest.mark.parametrize("teacher, message", [
+    ("missing.onnx", "missing.onnx: no such model file"),
+    ("no-such-model", "unknown model 'no-such-model'"),
+])
+def test_a_teacher_that_cannot_be_found_is_named(tiny_data, tmp_path, teacher, message):
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        train(tiny_config(tiny_data, tmp_path / "student", teacher=teacher), progress=False)
+
+
+def test_an_exported_teacher_with_other_labels_is_refused(tiny_data, tmp_path):
+    export_onnx(build_model(TINY).eval(), tmp_path / "other.onnx", name="other", labels=EMOTIONS[::-1])
+    with pytest.raises(ValueError, match="teacher .*other.onnx has labels"):
+        train(tiny_config(tiny_data, tmp_path / "student", teacher=str(tmp_path / "other.onnx")), progress=False)
+
+
+def test_bf16_is_used_only_where_the_hardware_computes_in_it(tiny_data, tmp_path):
+    """On a CPU without AMX or AVX512-BF16, autocast emulates bfloat16 at a dozen times float32's cost: --bf16 (the
+    default) then trains in float32, says so, and history.json records which one ran."""
+    cfg = tiny_config(tiny_data, tmp_path / "run")
+    cfg.bf16, cfg.epochs = True, 1
+    logs = []
+    train(cfg, log=logs.append, progress=False)
+    native = bf16_runs_natively(torch.device("cpu"))
+    assert json.loads((tmp_path / "run" / "history.json").read_text())["bf16"] is native
+    assert any("training in float32" in line for line in logs) is (not native)
+    assert bf16_runs_natively(torch.device("meta")) is False
+
+
 def test_a_teacher_with_other_labels_is_refused(tiny_data, tmp_path):
     model = build_model(ModelConfig(num_classes=8, channels=(8, 16), depths=(1, 1)))
     torch.save({"config": model.config.to_dict(), "state_dict": model.state_dict(), "labels": list("abcdefgh")},
@@ -224,6 +285,21 @@ def test_ensemble_is_the_weighted_mean_of_its_members(tmp_path):
     pe, ce = ens.classify_with_cams(faces)
     assert np.allclose(pe, 0.25 * p0 + 0.75 * p1, atol=1e-6) and np.allclose(ce, 0.25 * c0 + 0.75 * c1, atol=1e-5)
     assert ens.labels == EMOTIONS and ens.metadata["ensemble"][1]["name"] == "m1"
+
+
+def test_ensemble_keeps_each_members_architecture(tmp_path):
+    """Members may differ in width (round 9's v8 beside the 32-channel networks): each keeps its own config and
+    the top level claims none, so the model card can state each member's stages."""
+    from ferkit.export import ensemble_onnx
+
+    wide = ModelConfig(channels=(12, 24), depths=(1, 1), dropout=0.0)
+    paths = [tmp_path / "narrow.onnx", tmp_path / "wide.onnx"]
+    for cfg, path in zip((TINY, wide), paths):
+        export_onnx(build_model(cfg).eval(), path, name=path.stem, labels=EMOTIONS)
+    ensemble_onnx(paths, tmp_path / "ens.onnx")
+    meta = load_recognizer(tmp_path / "ens.onnx", detector="none").metadata
+    assert [m["config"]["channels"] for m in meta["ensemble"]] == [[8, 16], [12, 24]]
+    assert "config" not in meta
 
 
 def test_ensemble_refuses_members_with_other_labels(tmp_path):
@@ -325,6 +401,29 @@ def test_cli_train_export_evaluate_round_trip(tiny_data, tmp_path):
     metrics = json.loads((tmp_path / "tiny.metrics.json").read_text())
     assert metrics["n"] == 16 and 0 <= metrics["test_accuracy"] <= 1
     assert (tmp_path / "eval" / "robustness_tiny.png").is_file()
+    # the card again from the saved report, scoring nothing: the same text, figures included
+    (tmp_path / "tiny.metrics.json").unlink()
+    ferkit("evaluate", "--model", model, "--from-report", tmp_path / "eval" / "report_tiny.json",
+           "--out", tmp_path / "eval", "--model-card", tmp_path / "card.md")
+    assert (tmp_path / "card.md").read_text() == card
+    assert json.loads((tmp_path / "tiny.metrics.json").read_text()) == metrics
+
+
+def test_a_card_from_a_report_of_another_model_is_refused(tmp_path):
+    import subprocess
+    import sys
+
+    export_onnx(build_model(TINY).eval(), tmp_path / "other.onnx", name="other", labels=EMOTIONS)
+    report = tmp_path / "report_tiny.json"
+    report.write_text(json.dumps({"command": "ferkit evaluate", "machine": "m", "main": "fer2013_private",
+                                  "sets": {"fer2013_private": {"none": {"model": "tiny", "set": "FER-2013 PrivateTest"}}}}))
+    for extra, message in (([], "the report scores tiny, not the model 'other'"),
+                           (["--from-report", tmp_path / "missing.json"], "missing.json: not a readable ferkit evaluate report")):
+        args = ["--from-report", report, *extra] if not extra else extra
+        r = subprocess.run([sys.executable, "-m", "ferkit", "evaluate", "--model", tmp_path / "other.onnx",
+                            "--model-card", tmp_path / "card.md", *map(str, args)], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 1 and message in r.stderr, r.stderr
+    assert not (tmp_path / "card.md").exists()
 
 
 def test_quantize_keeps_metadata_and_predictions(tiny_data, tmp_path):

@@ -342,6 +342,9 @@ def add_evaluate(sub) -> None:
     p.add_argument("--robustness", action="store_true", help="also measure accuracy under corruptions")
     p.add_argument("--out", default="docs/eval", help="folder for the JSON report and PNG figures")
     p.add_argument("--model-card", default=None, metavar="MD", help="write the model card here (and weights/<name>.metrics.json)")
+    p.add_argument("--from-report", default=None, metavar="JSON",
+                   help="render --model-card from a report an earlier run wrote into --out, scoring nothing again "
+                        "(after a change to the card's wording or to the model file's metadata)")
     p.set_defaults(run=run_evaluate)
 
 
@@ -349,11 +352,14 @@ def run_evaluate(args) -> int:
     from . import EMOTIONS, load_recognizer
     from .data import fer2013_file, load_dataset, read_ferplus_votes
     from .evaluate import (evaluate, fer2013_set, ferplus_set, machine_description, plot_confusion,
-                           plot_robustness, render_model_card, robustness, write_metrics)
+                           plot_robustness, robustness)
 
+    out = Path(args.out)
+    if args.from_report:
+        return write_model_card(load_recognizer(args.model, detector="none"), read_report(args.from_report), out,
+                                args.model_card)
     data = Path(args.data) if args.data else fer2013_file()
     ferplus = Path(args.ferplus) if args.ferplus else data.parent / "fer2013new.csv"
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     ds = load_dataset(data)
     print(ds.summary())
@@ -381,7 +387,6 @@ def run_evaluate(args) -> int:
         sets[f"ferplus_{part}"] = labelled("ferplus", args.split)
     results["main"] = next(iter(sets))
     results["sets"] = {}
-    figures = {}
     recs = {mode: load_recognizer(args.model, detector="none", tta=mode) for mode in modes}  # one session per mode
     for key, s in sets.items():
         results["sets"][key] = {}
@@ -389,28 +394,50 @@ def run_evaluate(args) -> int:
             r = evaluate(recs[mode], s)
             results["sets"][key][mode] = r
             print(f"{s.name:<60} n={r['n']:<5} TTA {mode:<6} accuracy {r['accuracy']:.4f}  macro F1 {r['macro']['f1']:.4f}  ECE {r['ece']:.3f}")
-        first = results["sets"][key][next(iter(results["sets"][key]))]
-        png = out / f"confusion_{rec.name}_{key}.png"
-        plot_confusion(first, png)
-        figures[f"Confusion matrix: {s.name}"] = png
-    curves = out / f"curves_{rec.name}.png"
-    if curves.is_file():  # copied from the training run's folder (see the README's reproduce steps)
-        figures["Training curves (Training augmented, PublicTest)"] = curves
+        plot_confusion(results["sets"][key][next(iter(results["sets"][key]))], out / f"confusion_{rec.name}_{key}.png")
     if args.robustness:
         results["robustness"] = robustness(rec, sets[results["main"]])
         plot_robustness(results["robustness"], out / f"robustness_{rec.name}.png")
-        figures["Robustness"] = out / f"robustness_{rec.name}.png"
         for name, v in results["robustness"]["corruptions"].items():
             print(f"robustness {name:<13} " + "  ".join(f"{lvl}: {a:.3f}" for lvl, a in zip(v["levels"], v["accuracy"])))
     (out / f"report_{rec.name}.json").write_text(json.dumps(results, indent=1, default=str))
     print(f"wrote {out / f'report_{rec.name}.json'}")
-    if args.model_card:
-        card = Path(args.model_card)
-        card.parent.mkdir(parents=True, exist_ok=True)
-        rel = {t: os.path.relpath(p, card.parent) for t, p in figures.items()}
-        card.write_text(render_model_card(rec, results, rel))
-        write_metrics(rec, results, rec.model_path.with_suffix(".metrics.json"))
-        print(f"wrote {card} and {rec.model_path.with_suffix('.metrics.json')}")
+    return write_model_card(rec, results, out, args.model_card) if args.model_card else EXIT_OK
+
+
+def read_report(path: str | Path) -> dict:
+    """A report `ferkit evaluate` wrote (report_NAME.json), checked for what a model card needs."""
+    try:
+        results = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable ferkit evaluate report ({e})") from e
+    missing = [k for k in ("command", "machine", "main", "sets") if k not in results]
+    if missing:
+        raise ValueError(f"{path}: not a ferkit evaluate report (no {', '.join(missing)})")
+    return results
+
+
+def write_model_card(rec, results: dict, out: Path, card: str | None) -> int:
+    """The model card and weights/NAME.metrics.json from a report; its figures are the PNGs the same run wrote
+    into `out` (names derived from the report, so a card rendered again from a saved report shows the same)."""
+    from .evaluate import render_model_card, write_metrics
+
+    if not card:
+        raise ValueError("--from-report renders a model card: give --model-card MD")
+    scored = {r["model"] for per_mode in results["sets"].values() for r in per_mode.values()}
+    if scored != {rec.name}:
+        raise ValueError(f"the report scores {', '.join(sorted(scored))}, not the model {rec.name!r} given by --model")
+    figures = {f"Confusion matrix: {next(iter(per_mode.values()))['set']}": out / f"confusion_{rec.name}_{key}.png"
+               for key, per_mode in results["sets"].items()}
+    if (out / f"curves_{rec.name}.png").is_file():  # copied from the training run's folder (the README's steps)
+        figures["Training curves (Training augmented, PublicTest)"] = out / f"curves_{rec.name}.png"
+    if "robustness" in results:
+        figures["Robustness"] = out / f"robustness_{rec.name}.png"
+    card = Path(card)
+    card.parent.mkdir(parents=True, exist_ok=True)
+    card.write_text(render_model_card(rec, results, {t: os.path.relpath(p, card.parent) for t, p in figures.items()}))
+    write_metrics(rec, results, rec.model_path.with_suffix(".metrics.json"))
+    print(f"wrote {card} and {rec.model_path.with_suffix('.metrics.json')}")
     return EXIT_OK
 
 

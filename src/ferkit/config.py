@@ -48,7 +48,7 @@ class TrainConfig:
     patience: int = 15                        # early stop after this many epochs without a better PublicTest accuracy
     seed: int = 0                             # weights, data order and augmentation draws
     device: str = "auto"                      # auto | cpu | cuda
-    bf16: bool = True                         # bfloat16 autocast (AMX on recent Xeons, tensor cores on GPUs)
+    bf16: bool = True                         # bfloat16 autocast where the hardware computes in it (GPUs; CPUs with AMX or AVX512-BF16); float32 elsewhere
     threads: int = 0                          # torch CPU threads; 0 = torch's default
     # augmentation (training batches only, after the split)
     rotate_deg: float = 15.0                  # rotate by up to this many degrees either way
@@ -67,8 +67,8 @@ class TrainConfig:
     blur_max: float = 2.0                     # largest blur sigma, pixels
     jpeg_prob: float = 0.0                    # JPEG re-encoding at a quality uniform in [jpeg_min, 75]
     jpeg_min: int = 10                        # lowest JPEG quality drawn
-    # distillation from a trained checkpoint (same label set), evaluated online on the uncorrupted batch
-    teacher: str = ""                         # a best.pt, or several comma-separated (an ensemble); empty = none
+    # distillation from trained models (same label set), evaluated online on the uncorrupted batch
+    teacher: str = ""                         # a best.pt, an exported .onnx or a shipped model name (fer2013-accurate); several comma-separated = their mean; empty = none
     distill_weight: float = 0.5               # loss = (1 - w) * label loss + w * T^2 * KL(teacher || student)
     distill_temperature: float = 2.0          # T: softens both distributions
     # a second label set for the same faces, learnt by a throw-away head on the shared features (multi-task):

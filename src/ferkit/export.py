@@ -204,8 +204,9 @@ def ensemble_onnx(member_paths, out_path: str | Path, *, name: str | None = None
     merged.ir_version = max(m.ir_version for m in models)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    # the top level describes the ensemble; how each member was trained and calibrated stays with the member
-    member_keys = ("trained", "training_run", "calibration", "quantized", "temperature")
+    # the top level describes the ensemble; each member's architecture (members may differ in width), size,
+    # training and calibration stay with the member
+    member_keys = ("config", "parameters", "trained", "training_run", "calibration", "quantized", "temperature")
     meta = {k: v for k, v in metas[0].items() if k not in member_keys}
     meta.update(name=name or out_path.stem, ferkit_version=__version__, ensemble=[
         {"name": m.get("name", p.stem), "file": p.name, "weight": round(float(wi), 4),
