@@ -168,3 +168,22 @@ def test_ensemble_fit_leaves_out_members_the_fit_gives_no_weight(fer_dir, tmp_pa
     r = ferkit("ensemble", "fer2013", bad, "--out", tmp_path / "one.onnx", "--weights", "1", "0")  # the same check as a fit
     assert r.returncode == 1 and "put everything on" in r.stderr and "fer2013.onnx" in r.stderr
     assert not (tmp_path / "one.onnx").exists()
+
+
+def test_members_lists_and_writes_the_networks_inside_the_shipped_ensemble(tmp_path):
+    """`ferkit members fer2013-accurate --out DIR`: the four networks with their weights and stages, each written as
+    a model of its own; the one that also ships alone as `fer2013` (v7) answers exactly as `fer2013` does."""
+    from ferkit import load_recognizer
+
+    r = ferkit("members", "fer2013-accurate", "--out", tmp_path)
+    assert r.returncode == 0, r.stderr
+    rows = [line.split() for line in r.stdout.splitlines() if line.startswith("fer2013-v")]
+    assert [(row[0], row[2]) for row in rows] == [("fer2013-v1", "0.1"), ("fer2013-v2", "0.2"), ("fer2013-v7", "0.2"),
+                                                  ("fer2013-v8", "0.5")]
+    assert "48x96x192x384" in rows[3] and "ferkit train" in r.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"fer2013-v{i}.onnx" for i in (1, 2, 7, 8)]
+    faces = np.random.default_rng(0).integers(0, 256, (16, 48, 48), dtype=np.uint8)
+    v7 = load_recognizer(tmp_path / "fer2013-v7.onnx", detector="none")
+    np.testing.assert_allclose(v7.classify(faces), load_recognizer("fer2013", detector="none").classify(faces), atol=1e-6)
+    r = ferkit("members", "fer2013")
+    assert r.returncode == 1 and "fer2013: not an ensemble" in r.stderr

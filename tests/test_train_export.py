@@ -302,6 +302,32 @@ def test_ensemble_keeps_each_members_architecture(tmp_path):
     assert "config" not in meta
 
 
+def test_an_ensemble_splits_back_into_its_members(tmp_path):
+    """`ferkit members --out`: each member comes back as the model it was (same outputs, same facts), the weighting
+    left out, so a round can use the networks inside a shipped ensemble without the files it was made from."""
+    from ferkit.export import ensemble_onnx, split_ensemble
+    from ferkit.recognizer import read_metadata
+
+    wide = ModelConfig(channels=(12, 24), depths=(1, 1), dropout=0.0)
+    paths = [tmp_path / "narrow.onnx", tmp_path / "wide.onnx"]
+    for cfg, path, t in zip((TINY, wide), paths, (1.0, 1.6)):
+        export_onnx(build_model(cfg).eval(), path, name=path.stem, labels=EMOTIONS, temperature=t)
+    ensemble_onnx(paths, tmp_path / "ens.onnx", weights=[0.3, 0.7])
+    written = split_ensemble(tmp_path / "ens.onnx", tmp_path / "out")
+    assert [p.name for p in written] == ["narrow.onnx", "wide.onnx"]
+    faces = np.random.default_rng(0).integers(0, 256, (8, 48, 48), dtype=np.uint8)
+    for original, split in zip(paths, written):
+        a, b = load_recognizer(original, detector="none"), load_recognizer(split, detector="none")
+        for x, y in zip(a.classify_with_cams(faces), b.classify_with_cams(faces)):
+            np.testing.assert_allclose(y, x, atol=1e-6)
+        before, after = read_metadata(original), read_metadata(split)
+        for key in ("name", "labels", "preprocess", "config", "temperature"):
+            assert after[key] == before[key], key
+        assert after["split_from"] == {"file": "ens.onnx", "weight": {"narrow": 0.3, "wide": 0.7}[before["name"]]}
+    with pytest.raises(ValueError, match="narrow.onnx: not an ensemble"):
+        split_ensemble(paths[0], tmp_path / "none")
+
+
 def test_ensemble_refuses_members_with_other_labels(tmp_path):
     from ferkit.export import ensemble_onnx
 

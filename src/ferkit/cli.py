@@ -286,6 +286,38 @@ def run_ensemble(args) -> int:
     return EXIT_OK
 
 
+def add_members(sub) -> None:
+    p = sub.add_parser("members", help="an ensemble's members: list them, or write each as its own .onnx",
+                       description="List the networks inside an ensemble file (name, weight, stages, size, how it was "
+                                   "trained); with --out, write each one back as a model file of its own.")
+    p.add_argument("model", help="an ensemble: shipped name (fer2013-accurate) or .onnx path")
+    p.add_argument("--out", metavar="DIR", help="write DIR/<member name>.onnx for each member")
+    p.set_defaults(run=run_members)
+
+
+def run_members(args) -> int:
+    from .recognizer import read_metadata, resolve_model
+
+    path = resolve_model(args.model)
+    members = read_metadata(path).get("ensemble")
+    if not members:
+        raise ValueError(f"{args.model}: not an ensemble (one network); `ferkit models` describes it")
+    for m in members:
+        cfg = m.get("config")
+        stages = "x".join(map(str, cfg["channels"])) if cfg else "not recorded"
+        trained, run = m.get("trained") or {}, (m.get("training_run") or {}).get("command")
+        chosen = (f", chosen at epoch {trained['epoch']} (PublicTest {trained['val_accuracy']:.2%})"
+                  if "val_accuracy" in trained else "")
+        print(f"{m['name']:<14} weight {m['weight']:<5} channels {stages:<16} {m.get('parameters', 'n/a')} weights"
+              f"{', INT8' if m.get('quantized') else ''}{chosen}" + (f"\n    {run}" if run else ""))
+    if args.out:
+        from .export import split_ensemble
+
+        for out in split_ensemble(path, args.out):
+            print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return EXIT_OK
+
+
 def training_run_facts(history: dict) -> dict:
     """From a run's history.json: the `ferkit train` command equivalent to its config, hardware and wall time."""
     from .config import TrainConfig
@@ -455,6 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_export(sub)
     add_quantize(sub)
     add_ensemble(sub)
+    add_members(sub)
     add_evaluate(sub)
     # Subcommands of other areas: each module's add_parser(sub) registers itself (keep one line each).
     __import__("ferkit.server.cli", fromlist=["cli"]).add_parser(sub)  # ferkit serve (the web app)

@@ -340,6 +340,10 @@ def _architecture(cfg: dict) -> str:
             "global average pooling + linear head")
 
 
+# a member split out of an ensemble written before the members kept their own config (ferkit members --out)
+_UNRECORDED = "VGG-style CNN for 48x48 grey faces, global average pooling + linear head (stages not recorded in the file)"
+
+
 def render_model_card(rec: Recognizer, results: dict, figures: dict[str, str]) -> str:
     """Markdown generated from the evaluation results: nothing in it is typed by hand."""
     meta = rec.metadata
@@ -352,7 +356,7 @@ def render_model_card(rec: Recognizer, results: dict, figures: dict[str, str]) -
         "## Model",
         (f"- Architecture: an ensemble of {len(members)} models (the weighted mean of their probabilities), each a "
          "VGG-style CNN for 48x48 grey faces with global average pooling + linear head, its stages given below"
-         if members else f"- Architecture: {_architecture(meta['config'])}") +
+         if members else f"- Architecture: {_architecture(meta['config']) if 'config' in meta else _UNRECORDED}") +
         f" ({meta.get('parameters', 'n/a')} parameters{' in all' if members else ''}); ONNX file `{rec.model_path.name}` "
         f"({rec.model_path.stat().st_size / 1e6:.1f} MB).",
         f"- Classes (in output order): {', '.join(rec.labels)}.",

@@ -217,6 +217,60 @@ def ensemble_onnx(member_paths, out_path: str | Path, *, name: str | None = None
     return meta
 
 
+def split_ensemble(path: str | Path, out_dir: str | Path) -> list[Path]:
+    """An ensemble file (ensemble_onnx) -> one .onnx file per member in `out_dir`, named after the member: its graph
+    as it was before the merge (the `m<i>/` prefix taken off, the weighting left out) and its metadata (labels and
+    preprocessing from the ensemble, its own name, training and calibration; where the ensemble recorded them, its
+    config and size). Lets each member be evaluated, timed or put in a new ensemble without the files it was made
+    from. Returns the paths written."""
+    from onnx import helper
+
+    path = Path(path)
+    proto = _load_onnx(path)
+    meta = _proto_metadata(proto, path)
+    members = meta.get("ensemble")
+    if not members:
+        raise ValueError(f"{path}: not an ensemble (its metadata lists no members)")
+    g = proto.graph
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shared = {k: v for k, v in meta.items() if k not in ("ensemble", "parameters", "name")}
+    written = []
+    for i, member in enumerate(members):
+        prefix = f"m{i}/"
+        weighting = {f"{prefix}probs_weighted", f"{prefix}cams_weighted", f"{prefix}weight"}
+
+        def own(name: str) -> str:  # this member's tensor names without the prefix; the shared input as it is
+            return name[len(prefix):] if name.startswith(prefix) else name
+
+        nodes = []
+        for node in g.node:
+            if not any(o.startswith(prefix) for o in node.output) or set(node.output) & weighting:
+                continue
+            copy = helper.make_node(node.op_type, [own(n) for n in node.input], [own(n) for n in node.output],
+                                    name=own(node.name), domain=node.domain)
+            copy.attribute.extend(node.attribute)
+            nodes.append(copy)
+        inits = []
+        for t in g.initializer:
+            if t.name.startswith(prefix) and t.name not in weighting:
+                inits.append(type(t)())
+                inits[-1].CopyFrom(t)
+                inits[-1].name = own(t.name)
+        if not nodes:
+            raise ValueError(f"{path}: no graph found for member {i} ({member.get('name')})")
+        graph = helper.make_graph(nodes, "ferkit", list(g.input), list(g.output), inits)
+        model = helper.make_model(graph, opset_imports=list(proto.opset_import))
+        model.ir_version = proto.ir_version
+        name = member.get("name", f"member{i}")
+        own_meta = {**shared, **{k: v for k, v in member.items() if k not in ("weight", "file")}, "name": name,
+                    "split_from": {"file": path.name, "weight": member.get("weight")}}
+        out = out_dir / f"{name}.onnx"
+        _save_with_metadata(model, own_meta, out)
+        written.append(out)
+    return written
+
+
 def _load_onnx(path: Path):
     import onnx
 
