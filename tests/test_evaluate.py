@@ -106,3 +106,34 @@ def test_mcnemar_counts_only_the_faces_the_models_disagree_on():
     gained, lost, p = mcnemar(old, new)
     assert (gained, lost) == (10, 5) and p == pytest.approx(2 * sum(math.comb(15, i) for i in range(6)) / 2 ** 15)
     assert 0.2 < p < 0.4
+
+
+def test_class_offsets_recover_a_known_prior_shift():
+    """Labels drawn from softmax(z + b) while the model says softmax(z): the fit must find b (up to a common
+    shift), and the fitted offsets must zero the log-likelihood's gradient."""
+    from ferkit.evaluate import apply_offsets, fit_class_offsets, softmax
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 2, (40000, 7))
+    b_true = np.array([0.5, -1.5, 0.2, 0.8, 0.0, -0.3, 0.3])
+    q = softmax(z + b_true)
+    labels = (q.cumsum(1) > rng.uniform(size=(len(q), 1))).argmax(1)
+    b = fit_class_offsets(softmax(z), labels)
+    np.testing.assert_allclose(b, b_true - b_true.mean(), atol=0.06)
+    assert abs(b.sum()) < 1e-9
+    np.testing.assert_allclose(apply_offsets(softmax(z), b).mean(0), np.eye(7)[labels].mean(0), atol=1e-8)
+
+
+def test_judge_offsets_names_each_condition():
+    from ferkit.evaluate import judge_offsets
+
+    r = {"model": "m", "accuracy": 0.70, "two_fold": 0.705, "gained": 60, "lost": 30, "p": 0.002, "macro_f1": 0.68,
+         "two_fold_macro_f1": 0.675, "corrupted_mean": 0.60, "corrupted_mean_with_offsets": 0.598}
+    ok, line = judge_offsets(r)
+    assert ok and line.endswith("the offsets become part of m") and line.count(" ok") == 4
+    for key, value, name in (("two_fold", 0.701, "two-fold accuracy"), ("p", 0.2, "paired"),
+                             ("two_fold_macro_f1", 0.66, "two-fold macro F1"), ("corrupted_mean_with_offsets", 0.59,
+                                                                                "corrupted mean")):
+        ok, line = judge_offsets({**r, key: value})
+        assert not ok and f"{name}: " in line and line.endswith("no offsets for m")
+        assert [part.split(":")[0] for part in line.split("; ") if part.split(" -> ")[0].endswith("fails")] == [name]

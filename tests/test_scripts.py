@@ -144,3 +144,30 @@ def test_round9_judges_v8_against_the_shipped_accurate_model_then_fits_v1_to_v8(
                              + " --out runs/candidates/fer2013-accurate8.onnx ")
     assert log[4].endswith(" --budget-ms 5")
     assert len(log) == 5  # the fit was faked, so no ensemble file exists to time
+
+
+@pytest.mark.parametrize("args", [[], ["ship"], ["ship", "ferplus"], ["candidates", "fer2013"], ["keep"]])
+def test_round11_refuses_bad_arguments_with_usage(tmp_path, args):
+    r = subprocess.run(["bash", str(SCRIPTS / "round11.sh"), *args], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.startswith("usage:"), r.stderr
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "docs").exists()
+
+
+def test_round11_fits_each_model_at_stake_and_ships_only_the_named_ones(tmp_path):
+    script = ("ferkit() { echo \"ferkit $*\" >> log; }; export -f ferkit; "
+              f"bash {SCRIPTS / 'round11.sh'} candidates")
+    subprocess.run(["bash", "-c", script], cwd=tmp_path, check=True, capture_output=True)
+    log = (tmp_path / "log").read_text().splitlines()
+    assert [line.split()[:3] for line in log] == [["ferkit", "offsets", m] for m in
+                                                   ("fer2013", "fer2013-fp32", "fer2013-accurate")]
+    assert all("--out runs/candidates/" in line and "--fit " in line for line in log)
+    weights, candidates = tmp_path / "src/ferkit/weights", tmp_path / "runs/candidates"
+    weights.mkdir(parents=True)
+    for m in ("fer2013", "fer2013-fp32", "fer2013-accurate"):
+        (weights / f"{m}.onnx").write_bytes(b"old")
+        (weights / f"{m}.metrics.json").write_text("{}")
+        (candidates / f"{m}-offsets.onnx").write_bytes(b"new")
+    subprocess.run(["bash", str(SCRIPTS / "round11.sh"), "ship", "fer2013-accurate"], cwd=tmp_path, check=True)
+    assert (weights / "fer2013-accurate.onnx").read_bytes() == b"new"
+    assert not (weights / "fer2013-accurate.metrics.json").exists()
+    assert (weights / "fer2013.onnx").read_bytes() == b"old" and (weights / "fer2013.metrics.json").exists()

@@ -328,6 +328,37 @@ def test_an_ensemble_splits_back_into_its_members(tmp_path):
         split_ensemble(paths[0], tmp_path / "none")
 
 
+def test_class_offsets_in_the_graph_are_the_offsets_on_the_probabilities(tiny_data, tmp_path):
+    """`ferkit offsets`: the file it writes outputs softmax(log p + b) for the b it printed, keeps the class maps,
+    records how b was fitted, and a second set of offsets on the same file is refused."""
+    import subprocess
+    import sys
+
+    from ferkit.evaluate import apply_offsets
+    from ferkit.export import add_class_offsets
+
+    train(tiny_config(tiny_data, tmp_path / "run"), progress=False)
+    net, _ = load_checkpoint(tmp_path / "run" / "best.pt")
+    export_onnx(net, tmp_path / "m.onnx", name="m", labels=EMOTIONS)
+    r = subprocess.run([sys.executable, "-m", "ferkit", "offsets", str(tmp_path / "m.onnx"), "--fit", str(tiny_data),
+                        "--out", str(tmp_path / "m-off.onnx"), "--report", str(tmp_path / "r.json")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "two-fold" in r.stdout and "McNemar" in r.stdout and ("become part of m" in r.stdout or "no offsets for m" in r.stdout)
+    report = json.loads((tmp_path / "r.json").read_text())
+    before, after = load_recognizer(tmp_path / "m.onnx", detector="none"), load_recognizer(tmp_path / "m-off.onnx", detector="none")
+    faces = np.random.default_rng(0).integers(0, 256, (12, 48, 48), dtype=np.uint8)
+    (p0, c0), (p1, c1) = before.classify_with_cams(faces), after.classify_with_cams(faces)
+    np.testing.assert_allclose(p1, apply_offsets(p0, report["offsets"]), atol=1e-5)
+    np.testing.assert_allclose(c1, c0, atol=1e-6)
+    assert after.name == "m" and after.metadata["class_offsets"]["fitted_on"] == "PublicTest"
+    assert after.metadata["class_offsets"]["values"] == pytest.approx(report["offsets"], abs=1e-5)
+    with pytest.raises(ValueError, match="already has class offsets"):
+        add_class_offsets(tmp_path / "m-off.onnx", tmp_path / "twice.onnx", report["offsets"])
+    with pytest.raises(ValueError, match="need one offset per class"):
+        add_class_offsets(tmp_path / "m.onnx", tmp_path / "short.onnx", [0.1, -0.1])
+
+
 def test_ensemble_refuses_members_with_other_labels(tmp_path):
     from ferkit.export import ensemble_onnx
 

@@ -211,6 +211,81 @@ def _grid_fit(probs: np.ndarray, labels: np.ndarray, step: float, costs: np.ndar
     return best[2], best[0]
 
 
+# ---------------------------------------------------------------- class offsets (docs/quality.md, round 11)
+def fit_class_offsets(probs: np.ndarray, labels: np.ndarray, iters: int = 100) -> np.ndarray:
+    """(N, K) probabilities and (N,) labels -> offsets b (K,), summing to 0, that minimise the mean negative
+    log-likelihood of softmax(log p + b). Convex in b, so Newton's method finds the one minimum (the Hessian is
+    singular only along adding the same number to every class, which changes nothing; hence the sum of 0)."""
+    logp = np.log(np.clip(probs, 1e-12, 1)).astype(np.float64)
+    n, k = logp.shape
+    target = np.eye(k)[labels].mean(0)                     # (K,) how often each class is the label
+    b = np.zeros(k)
+    for _ in range(iters):
+        q = softmax(logp + b)
+        grad = q.mean(0) - target
+        if np.abs(grad).max() < 1e-10:
+            break
+        hess = np.diag(q.mean(0)) - q.T @ q / n
+        b -= np.linalg.lstsq(hess + 1e-9 * np.eye(k), grad, rcond=None)[0]
+        b -= b.mean()
+    return b
+
+
+def apply_offsets(probs: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """softmax(log p + b): what a model file with class offsets outputs, from the probabilities before them."""
+    return softmax(np.log(np.clip(probs, 1e-12, 1)) + np.asarray(offsets)[None])
+
+
+def offsets_report(rec: Recognizer, data: str | Path, batch: int = 512) -> dict:
+    """Round 11's figures for `rec` on PublicTest (never PrivateTest): offsets fitted on all its faces; the model's
+    accuracy and macro F1, and the two-fold ones with offsets (fitted on the even-numbered faces and scored on the
+    odd ones, then the other way round, the halves of fit_ensemble_weights); the paired McNemar split of those
+    two-fold predictions against the model's; and the mean accuracy over the 30 corrupted copies of
+    `robustness`, without and with the offsets fitted on all clean faces."""
+    s = selection_set(data, rec.labels)
+
+    def classify(pixels):
+        return np.concatenate([rec.classify(pixels[i:i + batch]) for i in range(0, len(pixels), batch)])
+
+    probs, y = classify(s.pixels), s.labels
+    offsets = fit_class_offsets(probs, y)
+    halves = np.arange(len(y)) % 2 == 0
+    two_fold = np.empty_like(probs)
+    for fit, score in ((halves, ~halves), (~halves, halves)):
+        two_fold[score] = apply_offsets(probs[score], fit_class_offsets(probs[fit], y[fit]))
+    before, after = classification_report(y, probs, rec.labels), classification_report(y, two_fold, rec.labels)
+    gained, lost, p = mcnemar(probs.argmax(1) == y, two_fold.argmax(1) == y)
+    corrupted = [classify(corrupt(s.pixels, kind, level)) for kind, levels in CORRUPTIONS.items() for level in levels]
+    return {
+        "model": rec.name, "set": s.name, "faces": int(len(y)), "labels": list(rec.labels),
+        "offsets": [float(v) for v in offsets],
+        "accuracy": before["accuracy"], "in_sample": float((apply_offsets(probs, offsets).argmax(1) == y).mean()),
+        "two_fold": after["accuracy"], "macro_f1": before["macro"]["f1"], "two_fold_macro_f1": after["macro"]["f1"],
+        "gained": gained, "lost": lost, "p": p,
+        "corrupted_mean": float(np.mean([(c.argmax(1) == y).mean() for c in corrupted])),
+        "corrupted_mean_with_offsets": float(np.mean([(apply_offsets(c, offsets).argmax(1) == y).mean()
+                                                      for c in corrupted])),
+    }
+
+
+def judge_offsets(r: dict, min_gain: float = 0.002, max_p: float = 0.05, max_f1_drop: float = 0.01,
+                  max_corrupted_drop: float = 0.005) -> tuple[bool, str]:
+    """Round 11's rule on an `offsets_report`: (passes, the verdict line naming each figure and its threshold)."""
+    checks = [
+        ("two-fold accuracy", r["two_fold"] - r["accuracy"] >= min_gain,
+         f"{r['two_fold'] - r['accuracy']:+.4f} (needs >= +{min_gain})"),
+        ("paired", r["gained"] > r["lost"] and r["p"] < max_p,
+         f"{r['gained']}/{r['lost']}, p = {r['p']:.3f} (needs more won, p < {max_p})"),
+        ("two-fold macro F1", r["two_fold_macro_f1"] - r["macro_f1"] >= -max_f1_drop,
+         f"{r['two_fold_macro_f1'] - r['macro_f1']:+.4f} (needs >= -{max_f1_drop})"),
+        ("corrupted mean", r["corrupted_mean_with_offsets"] - r["corrupted_mean"] >= -max_corrupted_drop,
+         f"{r['corrupted_mean_with_offsets'] - r['corrupted_mean']:+.4f} (needs >= -{max_corrupted_drop})"),
+    ]
+    ok = all(passed for _, passed, _ in checks)
+    line = "; ".join(f"{name}: {text} {'ok' if passed else 'fails'}" for name, passed, text in checks)
+    return ok, line + f" -> {'the offsets become part of ' if ok else 'no offsets for '}{r['model']}"
+
+
 def latency_ms(rec, repeat: int = 200) -> float:
     """Median milliseconds of `rec.classify` on one face (batch 1, after a warm-up call): what the model adds to
     an ensemble per face, as `benchmarks/core.py` times it."""

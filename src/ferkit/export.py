@@ -217,6 +217,36 @@ def ensemble_onnx(member_paths, out_path: str | Path, *, name: str | None = None
     return meta
 
 
+def add_class_offsets(in_path: str | Path, out_path: str | Path, offsets, *, fitted: dict | None = None,
+                      name: str | None = None) -> dict:
+    """A model file whose `probs` become softmax(log probs + offsets) (Log, Add, Softmax appended to the graph; the
+    class maps are untouched), with the offsets and how they were `fitted` in its metadata (`class_offsets`).
+    Docs/quality.md, round 11. Returns the metadata written."""
+    from onnx import helper, numpy_helper
+
+    in_path = Path(in_path)
+    proto = _load_onnx(in_path)
+    meta = _proto_metadata(proto, in_path)
+    if "class_offsets" in meta:
+        raise ValueError(f"{in_path}: already has class offsets {meta['class_offsets']['values']}")
+    b = np.asarray(offsets, np.float32)
+    if b.shape != (len(meta["labels"]),):
+        raise ValueError(f"need one offset per class ({len(meta['labels'])}: {', '.join(meta['labels'])}), got {list(b)}")
+    g = proto.graph
+    for node in g.node:  # what computed `probs` now feeds the offsets
+        node.input[:] = ["offsets/input" if n == "probs" else n for n in node.input]
+        node.output[:] = ["offsets/input" if n == "probs" else n for n in node.output]
+    g.initializer.append(numpy_helper.from_array(b, "offsets/values"))
+    g.node.extend([helper.make_node("Log", ["offsets/input"], ["offsets/log"]),
+                   helper.make_node("Add", ["offsets/log", "offsets/values"], ["offsets/logits"]),
+                   helper.make_node("Softmax", ["offsets/logits"], ["probs"], axis=-1)])
+    meta = {**meta, "name": name or Path(out_path).stem, "ferkit_version": __version__,
+            "class_offsets": {"values": [round(float(v), 6) for v in b], **(fitted or {})}}
+    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+    _save_with_metadata(proto, meta, out_path)
+    return meta
+
+
 def split_ensemble(path: str | Path, out_dir: str | Path) -> list[Path]:
     """An ensemble file (ensemble_onnx) -> one .onnx file per member in `out_dir`, named after the member: its graph
     as it was before the merge (the `m<i>/` prefix taken off, the weighting left out) and its metadata (labels and
@@ -234,7 +264,7 @@ def split_ensemble(path: str | Path, out_dir: str | Path) -> list[Path]:
     g = proto.graph
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    shared = {k: v for k, v in meta.items() if k not in ("ensemble", "parameters", "name")}
+    shared = {k: v for k, v in meta.items() if k not in ("ensemble", "parameters", "name", "class_offsets")}
     written = []
     for i, member in enumerate(members):
         prefix = f"m{i}/"
