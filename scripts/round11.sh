@@ -8,9 +8,9 @@ set -euo pipefail
 . "$(dirname "$0")/rounds.sh"  # D (data), W (weights), C (candidates)
 MODELS="fer2013 fer2013-fp32 fer2013-accurate"
 usage() { echo "usage: $0 candidates | ship NAME... (NAME: ${MODELS// /, })" >&2; exit 2; }
-case "${1:-}:$#" in
-  candidates:1) ;;
-  ship:1|candidates:*|ship:*) [ "$1" = ship ] && [ $# -gt 1 ] || usage
+case "${1:-}" in
+  candidates) [ $# -eq 1 ] || usage ;;
+  ship) [ $# -gt 1 ] || usage
     for m in "${@:2}"; do case " $MODELS " in *" $m "*) ;; *) usage ;; esac; done ;;
   *) usage ;;
 esac

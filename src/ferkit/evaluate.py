@@ -130,11 +130,18 @@ def ferplus_set(ds: FaceDataset, votes: np.ndarray, split: str, model_labels: tu
     return EvalSet(f"FER+ {split} (majority-filtered{suffix})", fp.pixels[keep], labels, tuple(model_labels))
 
 
+def classify_all(rec: Recognizer, pixels: np.ndarray, batch: int = 512) -> np.ndarray:
+    """(N, 48, 48) faces -> (N, K) probabilities through `rec`, `batch` faces per call (bounded memory, crops TTA
+    included)."""
+    return np.concatenate([rec.classify(pixels[i:i + batch]) for i in range(0, len(pixels), batch)]) if len(pixels) \
+        else np.zeros((0, len(rec.labels)), np.float32)
+
+
 def evaluate(rec: Recognizer, s: EvalSet, batch: int = 256) -> dict:
     """Classify the set's faces through `rec` (its ONNX model, preprocessing and TTA) and report."""
     if tuple(s.classes) != tuple(rec.labels):
         raise ValueError(f"the set's classes {s.classes} differ from the model's {rec.labels}")
-    probs = np.concatenate([rec.classify(s.pixels[i:i + batch]) for i in range(0, len(s.pixels), batch)])
+    probs = classify_all(rec, s.pixels, batch)
     report = classification_report(s.labels, probs, rec.labels)
     report.update({"set": s.name, "model": rec.name, "tta": rec.tta})
     t = float(rec.metadata.get("temperature", 1.0))
@@ -179,8 +186,7 @@ def fit_ensemble_weights(members, data: str | Path, step: float = 0.1, costs_ms=
                          f"(the members cost {', '.join(f'{c:.3f}' for c in costs)} ms)")
     recs = [load_recognizer(m, detector="none") for m in members]
     s = selection_set(data, recs[0].labels)
-    probs = np.stack([np.concatenate([r.classify(s.pixels[i:i + 512]) for i in range(0, len(s.pixels), 512)])
-                      for r in recs])                                     # (M, N, K)
+    probs = np.stack([classify_all(r, s.pixels) for r in recs])           # (M, N, K)
     weights, acc = _grid_fit(probs, s.labels, step, costs, budget_ms)
     halves = np.arange(len(s.labels)) % 2 == 0
     held_out = 0
@@ -243,11 +249,7 @@ def offsets_report(rec: Recognizer, data: str | Path, batch: int = 512) -> dict:
     two-fold predictions against the model's; and the mean accuracy over the 30 corrupted copies of
     `robustness`, without and with the offsets fitted on all clean faces."""
     s = selection_set(data, rec.labels)
-
-    def classify(pixels):
-        return np.concatenate([rec.classify(pixels[i:i + batch]) for i in range(0, len(pixels), batch)])
-
-    probs, y = classify(s.pixels), s.labels
+    probs, y = classify_all(rec, s.pixels, batch), s.labels
     offsets = fit_class_offsets(probs, y)
     halves = np.arange(len(y)) % 2 == 0
     two_fold = np.empty_like(probs)
@@ -255,7 +257,8 @@ def offsets_report(rec: Recognizer, data: str | Path, batch: int = 512) -> dict:
         two_fold[score] = apply_offsets(probs[score], fit_class_offsets(probs[fit], y[fit]))
     before, after = classification_report(y, probs, rec.labels), classification_report(y, two_fold, rec.labels)
     gained, lost, p = mcnemar(probs.argmax(1) == y, two_fold.argmax(1) == y)
-    corrupted = [classify(corrupt(s.pixels, kind, level)) for kind, levels in CORRUPTIONS.items() for level in levels]
+    corrupted = [classify_all(rec, corrupt(s.pixels, kind, level), batch)
+                 for kind, levels in CORRUPTIONS.items() for level in levels]
     return {
         "model": rec.name, "set": s.name, "faces": int(len(y)), "labels": list(rec.labels),
         "offsets": [float(v) for v in offsets],
@@ -409,14 +412,16 @@ def _training_lines(meta: dict) -> list[str]:
     return lines
 
 
-def _architecture(cfg: dict) -> str:
-    """One network, from the `config` in its metadata."""
+_NETWORK = "VGG-style CNN for 48x48 grey faces with global average pooling + linear head"
+
+
+def _architecture(cfg: dict | None) -> str:
+    """One network, from the `config` in its metadata; None for a member split out of an ensemble written before
+    the members kept their own config (ferkit members --out)."""
+    if not cfg:
+        return f"{_NETWORK} (stages not recorded in the file)"
     return (f"VGG-style CNN for 48x48 grey faces, stages {cfg['channels']} channels x {cfg['depths']} conv layers, "
-            "global average pooling + linear head")
-
-
-# a member split out of an ensemble written before the members kept their own config (ferkit members --out)
-_UNRECORDED = "VGG-style CNN for 48x48 grey faces, global average pooling + linear head (stages not recorded in the file)"
+            "global average pooling + linear head")  # the wording of every card generated so far
 
 
 def render_model_card(rec: Recognizer, results: dict, figures: dict[str, str]) -> str:
@@ -430,8 +435,7 @@ def render_model_card(rec: Recognizer, results: dict, figures: dict[str, str]) -
         "",
         "## Model",
         (f"- Architecture: an ensemble of {len(members)} models (the weighted mean of their probabilities), each a "
-         "VGG-style CNN for 48x48 grey faces with global average pooling + linear head, its stages given below"
-         if members else f"- Architecture: {_architecture(meta['config']) if 'config' in meta else _UNRECORDED}") +
+         f"{_NETWORK}, its stages given below" if members else f"- Architecture: {_architecture(meta.get('config'))}") +
         f" ({meta.get('parameters', 'n/a')} parameters{' in all' if members else ''}); ONNX file `{rec.model_path.name}` "
         f"({rec.model_path.stat().st_size / 1e6:.1f} MB).",
         f"- Classes (in output order): {', '.join(rec.labels)}.",

@@ -225,8 +225,7 @@ class Recognizer:
         if len(x) == 0:
             return np.zeros((0, len(self.labels)), np.float32), np.zeros((0, len(self.labels), 6, 6), np.float32)
         if self.tta == "none":
-            probs, cams = self._session.run(None, {"input": x})
-            return probs, cams
+            return self.run_model_input(x)
         # test-time augmentation: average over views; the maps come from the unshifted views only
         views = [x, x[:, :, :, ::-1]]
         if self.tta == "crops":
@@ -235,6 +234,12 @@ class Recognizer:
         probs, cams = self._session.run(None, {"input": np.ascontiguousarray(np.concatenate(views))})
         probs = probs.reshape(len(views), n, -1).mean(0)
         return probs, (cams[:n] + cams[n:2 * n, :, :, ::-1]) / 2
+
+    def run_model_input(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The network alone on already preprocessed input, (N, 1, 48, 48) float32 in [-1, 1] (what
+        preprocess.to_model_input returns, or a training batch) -> probabilities (N, K) and maps (N, K, 6, 6); no TTA."""
+        probs, cams = self._session.run(None, {"input": np.ascontiguousarray(x, np.float32)})
+        return probs, cams
 
     # ------------------------------------------------------------ full images
     def crop(self, image: np.ndarray, box) -> np.ndarray:

@@ -207,29 +207,20 @@ def checkpoint_payload(model: FERNet, classes, cfg: TrainConfig, extra: dict) ->
 
 class OnnxTeacher:
     """An exported model (a shipped name such as `fer2013-accurate`, or an .onnx file) as a frozen teacher, run by ONNX
-    Runtime: distillation then needs no training checkpoint, so it reruns from a clean clone (the runs/ behind the
-    shipped models stay on the machine that trained them). Called like a torch teacher: (B, 1, 48, 48) in [-1, 1] ->
-    (B, K) logits, T * log p for the exported softmax(z / T) (one network: its own logits up to a constant per face;
-    an ensemble: the log of its weighted mean probability)."""
+    Runtime through the Recognizer: distillation then needs no training checkpoint, so it reruns from a clean clone
+    (the runs/ behind the shipped models stay on the machine that trained them). Called like a torch teacher:
+    (B, 1, 48, 48) in [-1, 1] -> (B, K) logits, T * log p for the exported softmax(z / T) (one network: its own logits
+    up to a constant per face; an ensemble: the log of its weighted mean probability)."""
 
     def __init__(self, model: str, threads: int = 0):
-        import onnxruntime as ort
+        from .recognizer import load_recognizer
 
-        from .recognizer import _metadata, _open_session, resolve_model
-
-        self.path = resolve_model(model)
-        opts = ort.SessionOptions()
-        if threads:  # the teacher runs between the student's steps, on the same threads
-            opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-        self.session = _open_session(self.path, opts)
-        meta = _metadata(self.session, self.path)
-        if meta.get("preprocess", {}).get("image_size") != PREPROCESS_SPEC["image_size"] or \
-                meta["preprocess"].get("scale") != PREPROCESS_SPEC["scale"]:
-            raise ValueError(f"teacher {model}: preprocessing {meta.get('preprocess')} differs from this ferkit's")
-        self.labels, self.temperature = list(meta["labels"]), float(meta.get("temperature", 1.0))
+        # the teacher runs between the student's steps, on the same threads
+        self.rec = load_recognizer(model, detector="none", threads=threads or None)
+        self.labels, self.temperature = list(self.rec.labels), float(self.rec.metadata.get("temperature", 1.0))
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        probs = self.session.run(["probs"], {"input": np.ascontiguousarray(x.float().cpu().numpy())})[0]
+        probs, _ = self.rec.run_model_input(x.float().cpu().numpy())
         return torch.from_numpy(np.log(probs.clip(1e-12)) * self.temperature).to(x.device)
 
 
@@ -423,8 +414,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = lambda s: None, progres
 
 def bf16_runs_natively(device: torch.device) -> bool:
     """Whether bfloat16 autocast pays on `device`: CUDA GPUs that support it, and CPUs with AMX or AVX512-BF16.
-    Elsewhere (AVX2-only CPUs) torch emulates it: one step of the default network, batch 128, 2 threads, took 18.4 s
-    under autocast against 1.5 s in float32 on an AVX2 EPYC, so `--bf16` (the default) falls back to float32 there."""
+    Elsewhere (AVX2-only CPUs) torch emulates it: one step of the default network, batch 128, 2 threads, took 19.8 s
+    under autocast against 1.4 s in float32 on an AVX2 EPYC (benchmarks/train_step.py), so `--bf16` (the default) falls back to float32 there."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type != "cpu":
