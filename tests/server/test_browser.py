@@ -1,6 +1,6 @@
 """End to end in Debian's Chromium, driven by Playwright: the page against a real ferkit server.
 
-Photo mode uploads a real FER-2013 face; live mode runs Chromium's fake camera on a video made here from
+Photo mode uploads real FER-2013 faces and the public-domain astronaut photo in ../shared/samples; live mode runs Chromium's fake camera on a video made here from
 real FER-2013 faces. FERKIT_SCREENSHOTS=docs/screenshots writes the README's screenshots there.
 """
 from __future__ import annotations
@@ -23,6 +23,8 @@ pytestmark = pytest.mark.browser
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 CAMERA_ARGS = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
+ASTRONAUT = Path(__file__).resolve().parents[2].parent / "shared" / "samples" / "astronaut.png"  # one smiling face
+PHONE_WIDTH = 390   # px, a phone's viewport
 
 
 def screenshot_path(tmp_path: Path, name: str) -> Path:
@@ -130,6 +132,7 @@ def test_upload_real_faces(web, playwright_instance, faces_by_emotion, tmp_path,
         assert page.locator("#photo-boxes .face-box .tag").nth(i).inner_text() == f"{i + 1}: {dominant}"
     dominant = page.locator("#photo-faces .face").first.get_attribute("data-emotion")
     assert page.inner_text("#photo-message").startswith("2 faces found")
+    assert "; 2 faces;" in page.inner_text("#photo-caption")
     wait_until(page, f"document.querySelector('#announcer').textContent.includes('Face 1: {dominant}')")  # aria-live
 
     # the heat map overlay, toggled from the keyboard
@@ -228,6 +231,110 @@ def test_keyboard_and_labels(web, playwright_instance):
     assert unlabelled == []
     assert page.get_attribute("#announcer", "aria-live") == "polite"
     assert page.locator("#privacy-note").is_visible()
+    browser.close()
+
+
+def test_hidden_file_input_is_no_tab_stop(web, playwright_instance):
+    """Tab reaches the drop zone, which opens the file chooser from the keyboard; the hidden input is skipped."""
+    browser = launch(playwright_instance)
+    page, errors = open_page(browser, web.url, 900)
+    stops = []
+    for _ in range(12):
+        page.keyboard.press("Tab")
+        stops.append(page.evaluate("document.activeElement.id"))
+    assert "dropzone" in stops and "file-input" not in stops, stops
+    page.focus("#dropzone")
+    with page.expect_file_chooser() as chooser:
+        page.keyboard.press("Enter")
+    assert chooser.value.element.get_attribute("id") == "file-input"
+    assert errors == []
+    browser.close()
+
+
+def test_labels_come_from_the_api(web):
+    """No emotion label is typed into the page's code: they come from /api/v1/info (STYLE.md, lesson 5)."""
+    import httpx
+
+    for name in ("app.js", "index.html"):
+        text = httpx.get(f"{web.url}/static/{name}").text
+        typed = [label for label in EMOTIONS if re.search(rf"\b{label}\b", text, re.IGNORECASE)]
+        assert typed == [], f"{name} spells out {typed}"
+
+
+# ---------------------------------------------------------------- where the overlay is drawn
+@pytest.fixture(scope="module")
+def sample_photos(tmp_path_factory) -> dict[str, Path]:
+    """The astronaut photo as a 640x480 photo (face about 92 px) and as a 350x350 close-up (face about 190 px)."""
+    image = cv2.imread(str(ASTRONAUT))
+    assert image is not None, f"the sample photo is missing: {ASTRONAUT}"
+    folder = tmp_path_factory.mktemp("samples")
+    landscape = np.full((480, 640, 3), 128, np.uint8)
+    landscape[:, 80:560] = cv2.resize(image, (480, 480), interpolation=cv2.INTER_AREA)
+    closeup = cv2.resize(image[40:220, 130:310], (350, 350), interpolation=cv2.INTER_CUBIC)
+    paths = {"640x480": folder / "astronaut-640x480.png", "350": folder / "astronaut-350.png"}
+    cv2.imwrite(str(paths["640x480"]), landscape)
+    cv2.imwrite(str(paths["350"]), closeup)
+    return paths
+
+
+def upload(page, path: Path) -> dict:
+    """Upload through the file input; -> the API's JSON answer, once the page has drawn it."""
+    with page.expect_response(lambda r: "/api/v1/analyze" in r.url) as answer:
+        page.set_input_files("#file-input", str(path))
+    wait_until(page, "!document.querySelector('#photo-message').textContent.startsWith('Analysing')")
+    return answer.value.json()
+
+
+def drawn(page) -> dict:
+    """Rectangles of what is drawn over the photo, in CSS px relative to the displayed image's top left."""
+    return page.evaluate("""() => {
+        const img = document.querySelector('#photo').getBoundingClientRect();
+        const rect = (el) => { const b = el.getBoundingClientRect(); return [b.left - img.left, b.top - img.top, b.width, b.height]; };
+        const all = (sel) => [...document.querySelectorAll(sel)];
+        return {image: [img.width, img.height],
+                boxes: all('#photo-boxes .face-box').map(rect),
+                heats: all('#photo-boxes img.heat').map(rect),
+                dots: all('#photo-boxes .landmark').map(rect).map(([x, y, w, h]) => [x + w / 2, y + h / 2, w, h])};
+    }""")
+
+
+def expected_boxes(result: dict, shown: dict) -> tuple[float, list[list[float]]]:
+    sx = shown["image"][0] / result["image"]["width"]
+    sy = shown["image"][1] / result["image"]["height"]
+    assert sx == pytest.approx(sy, abs=0.01), "the photo is displayed stretched"
+    return sx, [[f["box"]["x"] * sx, f["box"]["y"] * sy, f["box"]["w"] * sx, f["box"]["h"] * sy] for f in result["faces"]]
+
+
+def assert_close(got: list[float], want: list[float], what: str, tol: float = 1.5) -> None:
+    assert all(abs(g - w) <= tol for g, w in zip(got, want)), f"{what}: drawn {got}, expected {want}"
+
+
+@pytest.mark.parametrize("width", [1200, PHONE_WIDTH])
+def test_boxes_and_heat_maps_drawn_on_the_face(web, playwright_instance, sample_photos, width):
+    """The drawn boxes and heat maps equal the API's boxes scaled to the displayed image: on a 640x480 photo,
+    on a 350 px close-up (whose caption is wider than the photo) and on a phone's viewport."""
+    browser = launch(playwright_instance)
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(web.url)
+    page.wait_for_selector("body[data-ready=true]")
+    page.check("#heatmap-toggle")
+    for name, path in sample_photos.items():
+        result = upload(page, path)
+        assert len(result["faces"]) == 1, f"{name}: {result}"
+        shown = drawn(page)
+        if width == PHONE_WIDTH:
+            assert shown["image"][0] < PHONE_WIDTH  # scaled down to fit
+        scale, want = expected_boxes(result, shown)
+        assert len(shown["boxes"]) == len(shown["heats"]) == 1
+        assert_close(shown["boxes"][0], want[0], f"{name} at {width} px: box")
+        assert_close(shown["heats"][0], want[0], f"{name} at {width} px: heat map")
+        x, y, w, h = shown["heats"][0]
+        assert x >= -1 and y >= -1 and x + w <= shown["image"][0] + 1 and y + h <= shown["image"][1] + 1
+        assert page.inner_text("#photo-caption").startswith(
+            f"{result['image']['width']} × {result['image']['height']} pixels; 1 face;")
+    assert errors == []
     browser.close()
 
 

@@ -5,6 +5,7 @@ const $ = (id) => document.getElementById(id);
 const state = {
   labels: [],               // from /api/v1/info, in the model's order
   live: null,               // the running live session (see startLive)
+  photoRequest: 0,          // numbers uploads, so that only the latest one's answer is shown
   music: { emotion: null, lastFetch: 0, timer: null },
 };
 
@@ -14,6 +15,7 @@ const DASHES = [[], [8, 4], [2, 3], [10, 3, 2, 3], [5, 5], [1, 2], [12, 6]];
 const colourOf = (label) => PALETTE[state.labels.indexOf(label) % PALETTE.length];
 const dashOf = (label) => DASHES[state.labels.indexOf(label) % DASHES.length];
 const pct = (p) => `${(p * 100).toFixed(1)} %`;
+const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 
 function announce(text) {
   // Re-setting the same text would not be re-read; clear first.
@@ -89,6 +91,14 @@ function renderFaceCards(container, faces) {
     const h = document.createElement("h3");
     h.textContent = `Face ${i + 1}: ${face.emotion} (${pct(face.probabilities[face.emotion])})`;
     card.setAttribute("aria-label", `Face ${i + 1}`);
+    card.append(h);
+    if (face.detector) {
+      const found = document.createElement("p");
+      found.className = "detector muted";
+      found.textContent = `Found by ${face.detector}` +
+        (face.detector_score == null ? "" : ` (detector score ${face.detector_score.toFixed(2)})`);
+      card.append(found);
+    }
     const list = document.createElement("ul");
     list.className = "probs";
     for (const [label, p] of sortedProbs(face)) {
@@ -110,7 +120,7 @@ function renderFaceCards(container, faces) {
       li.append(name, bar, value);
       list.append(li);
     }
-    card.append(h, list);
+    card.append(list);
     return card;
   }));
 }
@@ -118,7 +128,51 @@ function renderFaceCards(container, faces) {
 function describeFaces(faces) {
   if (!faces.length) return "No face found.";
   const parts = faces.map((f, i) => `Face ${i + 1}: ${f.emotion}, ${Math.round(f.probabilities[f.emotion] * 100)} percent`);
-  return `${faces.length} face${faces.length > 1 ? "s" : ""} found. ${parts.join(". ")}.`;
+  return `${plural(faces.length, "face")} found. ${parts.join(". ")}.`;
+}
+
+// The hint after a photo with no face, from what we know: the image's size (a fixed pixel figure would be
+// wrong for a close-up where the face fills the image).
+const SMALL_IMAGE_SIDE = 100;   // px; below this the whole image holds little detail for a detector
+
+function noFaceHint({ width, height }) {
+  const found = `No face found in this ${width} × ${height} pixel image.`;
+  if (Math.min(width, height) < SMALL_IMAGE_SIDE) {
+    return `${found} The image is small: a larger photo of the face gives the detector more to work with.`;
+  }
+  return `${found} Try a brighter, sharper photo with the face turned towards the camera and not cut off ` +
+    "at the edges of the image.";
+}
+
+// Five points per face, [x, y] in image pixels (eyes, nose tip, mouth corners), or null when the
+// detector gives none.
+function landmarksOf(face) {
+  const points = face.landmarks;
+  if (!Array.isArray(points)) return [];
+  return points.filter((p) => Array.isArray(p) && p.length === 2 && p.every(Number.isFinite));
+}
+
+const LANDMARKS_KEY = "ferkit.showLandmarks";
+const showLandmarks = () => !document.body.classList.contains("no-landmarks");
+
+// One setting for both modes' checkboxes, remembered in this browser.
+function setupLandmarks() {
+  const toggles = [...document.querySelectorAll(".landmarks-toggle")];
+  const apply = (on) => {
+    for (const t of toggles) t.checked = on;
+    document.body.classList.toggle("no-landmarks", !on);   // photo mode: CSS hides the dots
+    const r = state.live?.lastResult;
+    if (r) drawOverlay(r.image, r.faces, r.frame);          // live mode: redraw the canvas
+  };
+  let stored = null;
+  try { stored = localStorage.getItem(LANDMARKS_KEY); } catch { /* storage blocked: default on */ }
+  apply(stored !== "false");
+  for (const t of toggles) {
+    t.addEventListener("change", () => {
+      apply(t.checked);
+      try { localStorage.setItem(LANDMARKS_KEY, String(t.checked)); } catch { /* not remembered */ }
+    });
+  }
 }
 
 // ------------------------------------------------------------------ photo mode
@@ -147,37 +201,58 @@ function setupPhoto() {
   });
 }
 
+// An error leaves nothing of the previous photo on screen: neither its picture and faces nor its music.
+function photoError(detail, spoken = `Error: ${detail}`) {
+  setMessage($("photo-message"), detail, true);
+  announce(spoken);
+  clearPhoto();
+  clearMusic("No photo analysed, so no mood to suggest music for.");
+}
+
+function clearPhoto() {
+  const img = $("photo");
+  if (img.src) URL.revokeObjectURL(img.src);
+  img.removeAttribute("src");
+  $("photo-figure").hidden = true;
+  $("photo-boxes").replaceChildren();
+  $("photo-caption").textContent = "";
+  $("photo-faces").replaceChildren();
+}
+
 async function analyzePhoto(file) {
   const message = $("photo-message");
+  const request = ++state.photoRequest;
   const limit = state.info?.limits?.max_upload_bytes;
   if (limit && file.size > limit) {  // the server refuses it too (413); saying so here saves the upload
-    const detail = `${file.name || "The image"} is ${(file.size / 1e6).toFixed(1)} MB, over the server's limit of ${(limit / 1e6).toFixed(1)} MB.`;
-    setMessage(message, detail, true);
-    announce(`Error: ${detail}`);
+    photoError(`${file.name || "The image"} is ${(file.size / 1e6).toFixed(1)} MB, over the server's limit of ${(limit / 1e6).toFixed(1)} MB.`);
     return;
   }
   setMessage(message, `Analysing ${file.name || "the pasted image"}…`);
   const form = new FormData();
   form.append("file", file, file.name || "pasted.png");
-  let response;
+  let response, result;
   try {
     response = await fetch("/api/v1/analyze?explain=true", { method: "POST", body: form });
+    result = response.ok ? await response.json() : null;
   } catch (err) {
-    setMessage(message, `The server could not be reached (${err.message}).`, true);
-    announce("Error: the server could not be reached.");
+    if (request === state.photoRequest) {
+      photoError(`The server could not be reached (${err.message}).`, "Error: the server could not be reached.");
+    }
     return;
   }
+  if (request !== state.photoRequest) return;   // a newer photo was chosen meanwhile
   if (!response.ok) {
     const detail = await errorDetail(response);
-    setMessage(message, detail, true);
-    announce(`Error: ${detail}`);
+    if (request === state.photoRequest) photoError(detail);
     return;
   }
-  const result = await response.json();
   await showPhoto(file, result);
-  setMessage(message, result.message || describeFaces(result.faces));
-  announce(describeFaces(result.faces));
+  if (request !== state.photoRequest) return;
+  const text = result.faces.length ? describeFaces(result.faces) : noFaceHint(result.image);
+  setMessage(message, text);
+  announce(text);
   if (result.faces.length) followMood(mainFace(result.faces).emotion, false);
+  else clearMusic("No face found, so no mood to suggest music for.");
 }
 
 async function showPhoto(file, result) {
@@ -188,30 +263,40 @@ async function showPhoto(file, result) {
   $("photo-figure").hidden = false;
   const { width, height } = result.image;
   const showHeat = $("heatmap-toggle").checked;
-  $("photo-boxes").replaceChildren(...result.faces.map((face, i) => {
-    const b = face.box;
-    const div = document.createElement("div");
-    div.className = "face-box";
-    div.dataset.emotion = face.emotion;
-    Object.assign(div.style, {
-      left: `${(b.x / width) * 100}%`, top: `${(b.y / height) * 100}%`,
-      width: `${(b.w / width) * 100}%`, height: `${(b.h / height) * 100}%`, borderColor: colourOf(face.emotion),
-    });
-    if (face.heatmap) {
+  // Percentages of the image's own size: the overlay (.photo-frame) is exactly the displayed image.
+  const X = (x) => `${(x / width) * 100}%`, Y = (y) => `${(y / height) * 100}%`;
+  const place = (el, b) => Object.assign(el.style, { left: X(b.x), top: Y(b.y), width: X(b.w), height: Y(b.h) });
+  const heats = [], boxes = [], dots = [];
+  result.faces.forEach((face, i) => {
+    if (face.heatmap) {   // the map covers the face box; drawn under every box's border
       const heat = document.createElement("img");
       heat.className = "heat";
       heat.alt = `Heat map for face ${i + 1}`;
       heat.src = face.heatmap;
       heat.hidden = !showHeat;
-      div.append(heat);
+      place(heat, face.box);
+      heats.push(heat);
     }
+    const div = document.createElement("div");
+    div.className = "face-box";
+    div.dataset.emotion = face.emotion;
+    place(div, face.box);
+    div.style.borderColor = colourOf(face.emotion);
     const tag = document.createElement("span");
     tag.className = "tag";
     tag.textContent = `${i + 1}: ${face.emotion}`;
     div.append(tag);
-    return div;
-  }));
-  $("photo-caption").textContent = `${width} × ${height} pixels; ${result.faces.length} face(s); ` +
+    boxes.push(div);
+    for (const [x, y] of landmarksOf(face)) {
+      const dot = document.createElement("span");
+      dot.className = "landmark";
+      dot.dataset.face = String(i);
+      Object.assign(dot.style, { left: X(x), top: Y(y) });
+      dots.push(dot);
+    }
+  });
+  $("photo-boxes").replaceChildren(...heats, ...boxes, ...dots);
+  $("photo-caption").textContent = `${width} × ${height} pixels; ${plural(result.faces.length, "face")}; ` +
     `analysed in ${result.elapsed_ms.toFixed(0)} ms on the server.`;
   renderFaceCards($("photo-faces"), result.faces);
 }
@@ -392,11 +477,22 @@ function drawOverlay(image, faces, frame) {
     ctx.fillRect(x * sx, ty, tw, 20);
     ctx.fillStyle = "#fff";
     ctx.fillText(text, x * sx + 4, ty + 15);
+    if (showLandmarks()) {
+      ctx.lineWidth = 1.5;
+      ctx.strokeStyle = "#000";
+      for (const [px, py] of landmarksOf(face)) {
+        ctx.beginPath();
+        ctx.arc(px * sx, py * sy, 3, 0, 2 * Math.PI);
+        ctx.fill();
+        ctx.stroke();
+      }
+    }
   });
   canvas.dataset.frame = String(frame);
   canvas.dataset.faces = String(faces.length);
   canvas.dataset.emotions = faces.map((f) => f.emotion).join(",");
   canvas.dataset.boxes = faces.map((f) => `${f.box.x},${f.box.y},${f.box.w},${f.box.h}`).join(";");
+  canvas.dataset.landmarks = showLandmarks() ? String(faces.reduce((n, f) => n + landmarksOf(f).length, 0)) : "0";
 }
 
 function updateStats(s, msg) {
@@ -495,12 +591,23 @@ function drawChart(history) {
 
 // ------------------------------------------------------------------ music panel
 const LIVE_MUSIC_INTERVAL_MS = 8000;   // in live mode the list changes at most this often
-const MUSIC_TRACKS = 6;
+// How many tracks: none is asked for, so the page lists the API's default, the same number as the CLI.
 
 function setupMusic() {
   for (const radio of document.querySelectorAll("input[name=strategy]")) {
     radio.addEventListener("change", () => { if (state.music.emotion) fetchMusic(state.music.emotion); });
   }
+}
+
+// Forget the mood: no list shown, any pending or in-flight fetch dropped, the next mood fetched afresh.
+function clearMusic(text) {
+  const m = state.music;
+  clearTimeout(m.timer);
+  m.emotion = null;
+  $("music-status").textContent = text;
+  $("music-notice").hidden = true;
+  $("music-notice").textContent = "";
+  $("tracks").replaceChildren();
 }
 
 function followMood(emotion, live) {
@@ -524,18 +631,22 @@ async function fetchMusic(emotion) {
   status.textContent = `Finding music for “${emotion}”…`;
   let response;
   try {
-    response = await fetch(`/api/v1/recommendations?emotion=${encodeURIComponent(emotion)}&strategy=${strategy}&n=${MUSIC_TRACKS}`);
+    response = await fetch(`/api/v1/recommendations?emotion=${encodeURIComponent(emotion)}&strategy=${strategy}`);
   } catch (err) {
+    if (m.emotion !== emotion) return;
     status.textContent = `Music suggestions are unavailable (${err.message}).`;
+    $("tracks").replaceChildren();
     return;
   }
   if (!response.ok) {
-    status.textContent = `Music suggestions are unavailable: ${await errorDetail(response)}`;
+    const detail = await errorDetail(response);
+    if (m.emotion !== emotion) return;
+    status.textContent = `Music suggestions are unavailable: ${detail}`;
     $("tracks").replaceChildren();
     return;
   }
   const body = await response.json();
-  if (m.emotion !== emotion) return;     // a newer mood won the race
+  if (m.emotion !== emotion) return;     // a newer mood (or none) won the race
   status.textContent = `${body.tracks.length} tracks to ${body.strategy === "lift" ? "lift" : "match"} ` +
     `“${body.emotion}” (from the ${body.source} catalog).`;
   const notice = $("music-notice");
@@ -595,6 +706,7 @@ async function sendFeedback(track, action, emotion, li, result) {
 async function main() {
   setupTabs();
   setupPhoto();
+  setupLandmarks();
   setupLive();
   setupMusic();
   try {
