@@ -1,0 +1,183 @@
+"""run(): inputs -> tasks -> an engine -> parts -> OUT, resumably; iter_rows(): the same rows, without files."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from .inputs import BATCH_SIZE, DEFAULT_FPS, SEGMENT_SAMPLES, Chunk, chunks, expand_inputs, plan
+from .output import Parts, output_format, read_rows, write_rows
+from .work import RecognizerSpec, columns
+
+ENGINES = ("local", "ray")
+
+
+@dataclass
+class Summary:
+    """What a run left in its output. `inputs`: per status, an input (image or video) counting as "ok" when it has a
+    face, "error" when nothing of it could be analysed, else "no_face"; `errors`: error rows (a video may have some
+    and still be "ok"); `tasks_done`: tasks analysed by this run, `tasks_skipped`: found done already."""
+    out: str | None
+    inputs: dict[str, int] = field(default_factory=dict)
+    rows: int = 0
+    faces: int = 0
+    emotions: dict[str, int] = field(default_factory=dict)
+    errors: int = 0
+    first_errors: list[str] = field(default_factory=list)
+    tasks_done: int = 0
+    tasks_skipped: int = 0
+    units: int = 0            # images and video frames analysed by this run
+    seconds: float = 0.0
+
+    def format(self) -> str:
+        by = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in sorted(self.inputs.items()))
+        emo = ", ".join(f"{k} {n}" for k, n in sorted(self.emotions.items(), key=lambda kv: -kv[1])) or "none"
+        rate = f" ({self.units / self.seconds:.1f} images+frames/s)" if self.seconds > 0 and self.units else ""
+        lines = [f"inputs: {sum(self.inputs.values())} ({by or 'none'})",
+                 f"faces: {self.faces} ({emo})",
+                 f"this run: {self.tasks_done} tasks, {self.units} images+frames in {self.seconds:.1f} s{rate}"
+                 + (f"; {self.tasks_skipped} tasks already done" if self.tasks_skipped else "")]
+        if self.errors:
+            lines.append(f"errors: {self.errors} rows; first: " + " | ".join(self.first_errors))
+        if self.out:
+            lines.append(f"wrote {self.rows} rows to {self.out}")
+        return "\n".join(lines)
+
+
+def summarize(rows: list[dict], out: str | None = None) -> Summary:
+    s = Summary(out, rows=len(rows))
+    per_input: dict[str, set[str]] = {}
+    emotions: Counter = Counter()
+    for r in rows:
+        per_input.setdefault(r["source"], set()).add(r["status"])
+        if r["status"] == "ok":
+            s.faces += 1
+            emotions[r["emotion"]] += 1
+        elif r["status"] == "error":
+            s.errors += 1
+            if len(s.first_errors) < 3:
+                s.first_errors.append(r["message"])
+    s.emotions = dict(emotions)
+    s.inputs = dict(Counter("ok" if "ok" in st else "no_face" if "no_face" in st else "error"
+                            for st in per_input.values()))
+    return s
+
+
+def _engine(name: str, todo: list[Chunk], spec: RecognizerSpec, fps: float, workers, address, describe):
+    if name == "local":
+        if address:
+            raise ValueError("--address is for the ray engine")
+        from .local import local_engine
+
+        return local_engine(todo, spec, fps, workers, describe)
+    if name == "ray":
+        from .ray_engine import import_ray, ray_engine
+
+        import_ray()  # the install hint before any work
+        return ray_engine(todo, spec, fps, workers, address)
+    raise ValueError(f"unknown engine {name!r}; valid: {', '.join(ENGINES)}")
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="img", desc="ferkit batch", file=sys.stderr, disable=not enabled,
+                dynamic_ncols=True, smoothing=0.1)
+
+
+def run(inputs, out: str | os.PathLike, *, engine: str = "local", workers: int | None = None,
+        address: str | None = None, model: str | None = None, detector: str | None = None,
+        provider: str | None = None, fps: float = DEFAULT_FPS, glob: str | None = None, column: str | None = None,
+        batch_size: int = BATCH_SIZE, segment_samples: int = SEGMENT_SAMPLES, progress: bool = False) -> Summary:
+    """Analyse images, videos, folders and manifests into one results file, resumably.
+
+    `inputs`: paths (image or video files, folders walked recursively and filtered by `glob`, .txt/.csv manifests
+    whose `column` holds the paths). `out`: a .parquet, .csv or .jsonl file: one row per face, and one per image
+    or analysed video frame with no face or an error (docs/batch.md has the columns). `engine`: "local" (a pool of
+    `workers` processes, default one per core) or "ray" (a Ray Data pipeline on the cluster at `address`).
+    `model`, `detector`, `provider`: as load_recognizer's (None: its defaults). Videos are sampled at `fps`.
+    Rerunning after an interruption skips the tasks already done (kept in OUT.parts/ until OUT is written) and the
+    inputs already in OUT. `progress`: a bar on stderr. Returns the Summary of the whole output.
+    """
+    t0 = time.monotonic()
+    out = Path(out)
+    output_format(out)
+    spec = RecognizerSpec(model, detector, provider)
+    describe = spec.describe()
+    name, labels, detector_name = describe
+    cols = columns(labels)
+    tasks = plan(expand_inputs(inputs, glob, column), fps, segment_samples)
+    all_chunks = chunks(tasks, batch_size)
+
+    previous: list[dict] = []
+    if out.exists():
+        before_cols, previous = read_rows(out)
+        if before_cols and before_cols != cols:
+            raise ValueError(f"{out} has other columns (another model?); name a new output file")
+    in_previous = {r["source"] for r in previous}
+    parts = Parts(out, {"model": name, "labels": labels, "detector": detector_name, "fps": fps,
+                        "batch_size": batch_size, "segment_samples": segment_samples})
+    parts.open()
+    done = parts.read()
+    todo = []
+    for c in all_chunks:
+        left = tuple(t for t in c.tasks if t.key not in done and t.source not in in_previous)
+        if left:
+            todo.append(Chunk(left[0].index, left, c.attempt) if len(left) < len(c.tasks) else c)
+    skipped = len(tasks) - sum(len(c.tasks) for c in todo)
+
+    bar = _progress(sum(c.units for c in todo), progress)
+    units = 0
+    try:
+        for chunk, results in _engine(engine, todo, spec, fps, workers, address, describe):
+            parts.write(chunk.id, results)
+            done.update(results)
+            units += chunk.units
+            bar.update(chunk.units)
+    finally:
+        bar.close()
+
+    rows = _combine(tasks, done, previous)
+    write_rows(out, rows, cols, parts.dir)
+    parts.remove()
+    summary = summarize(rows, str(out))
+    summary.tasks_done, summary.tasks_skipped = len(tasks) - skipped, skipped
+    summary.units, summary.seconds = units, time.monotonic() - t0
+    return summary
+
+
+def _combine(tasks, done: dict[str, list[dict]], previous: list[dict]) -> list[dict]:
+    """Rows in plan order: each task's from the parts, or (for inputs the earlier OUT holds) that file's rows where
+    the input first appears; then the earlier OUT's inputs no longer among the inputs, in their order."""
+    old: dict[str, list[dict]] = {}
+    for r in previous:
+        old.setdefault(r["source"], []).append(r)
+    from_old = set(old)
+    rows: list[dict] = []
+    for t in tasks:
+        if t.source in old:
+            rows.extend(old.pop(t.source))
+        elif t.source not in from_old:
+            rows.extend(done[t.key])
+    for source_rows in old.values():
+        rows.extend(source_rows)
+    return rows
+
+
+def iter_rows(inputs, *, engine: str = "local", workers: int | None = None, address: str | None = None,
+              model: str | None = None, detector: str | None = None, provider: str | None = None,
+              fps: float = DEFAULT_FPS, glob: str | None = None, column: str | None = None,
+              batch_size: int = BATCH_SIZE, segment_samples: int = SEGMENT_SAMPLES) -> Iterator[dict]:
+    """The rows run() would write (same columns), as chunks finish (not in input order), with nothing on disk."""
+    spec = RecognizerSpec(model, detector, provider)
+    describe = spec.describe()
+    cols = columns(describe[1])
+    todo = chunks(plan(expand_inputs(inputs, glob, column), fps, segment_samples), batch_size)
+    for _, results in _engine(engine, todo, spec, fps, workers, address, describe):
+        for _, rows in results:
+            for row in rows:
+                yield {c: row.get(c) for c in cols}

@@ -1,0 +1,73 @@
+"""`ferkit batch INPUT... --out RESULTS` (also `python -m ferkit.batch`).
+
+Exit codes: 0 done; 1 done, with error rows (inputs that could not be analysed); 2 bad usage; 130 interrupted
+(finished chunks kept: rerun the same command to resume).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .inputs import BATCH_SIZE, DEFAULT_FPS
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="image or video files, folders (walked recursively), .txt/.csv manifests of paths")
+    p.add_argument("--out", required=True, metavar="RESULTS",
+                   help="results file: .parquet, .csv or .jsonl (one row per face; rerun to resume)")
+    p.add_argument("--glob", metavar="PATTERN", help="in folders, only files whose name or relative path matches")
+    p.add_argument("--column", metavar="NAME", help='the paths\' column in .csv manifests (default: "path", else the first)')
+    p.add_argument("--fps", type=float, default=DEFAULT_FPS, help=f"video frames analysed per second (default: {DEFAULT_FPS:g})")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: worker processes on this machine (default); ray: a Ray Data pipeline")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="worker processes (local) or actors (ray) (default: the CPU cores / the cluster's CPUs)")
+    p.add_argument("--address", metavar="ADDR", help="Ray cluster to use (default: RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--model", default=None, help="shipped model name or path to an .onnx file (default: the library's)")
+    p.add_argument("--detector", default=None, help="face detector (default: the library's)")
+    p.add_argument("--provider", default=None,
+                   help="ONNX Runtime execution provider for each worker: cpu, cuda, tensorrt or a provider name")
+    p.add_argument("--batch-size", type=int, default=BATCH_SIZE, metavar="N",
+                   help=f"images per chunk sent to a worker (default: {BATCH_SIZE})")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def main_from_args(args: argparse.Namespace) -> int:
+    from ..video import quiet_opencv
+    from . import api
+    from .ray_engine import INSTALL
+
+    quiet_opencv()
+    try:
+        summary = api.run(args.inputs, args.out, engine=args.engine, workers=args.workers, address=args.address,
+                          model=args.model, detector=args.detector, provider=args.provider, fps=args.fps,
+                          glob=args.glob, column=args.column, batch_size=args.batch_size,
+                          progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(f"ferkit: interrupted; finished work is kept: rerun the same command to resume", file=sys.stderr)
+        return 130
+    except ImportError as e:
+        if str(e) != INSTALL:
+            raise
+        print(f"ferkit: {e}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError) as e:
+        print(f"ferkit: {e}", file=sys.stderr)
+        return 2
+    print(summary.format(), file=sys.stderr)
+    return 1 if summary.errors else 0
+
+
+def add_parser(sub) -> None:
+    """Registers `ferkit batch` on the CLI's subparsers."""
+    p = sub.add_parser("batch", help="folders, manifests and videos into one results file (local or Ray)",
+                       description="Analyse many images and videos into one Parquet/CSV/JSON Lines file, resumably.")
+    add_arguments(p)
+    p.set_defaults(run=main_from_args)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="ferkit batch", description="Analyse many images and videos into one results file.")
+    add_arguments(p)
+    sys.exit(main_from_args(p.parse_args(argv)))

@@ -1,0 +1,158 @@
+"""What to analyse: INPUT arguments -> files (folders walked, manifests read) -> tasks -> chunks.
+
+A task is one image or one segment of a video (a run of frames, sampled at `fps`); a chunk is the tasks one worker
+takes at once (images in batches, a video segment alone). The plan is a pure function of the inputs and settings,
+so a rerun makes the same tasks with the same keys: that is what resuming relies on.
+"""
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from fnmatch import fnmatch
+from pathlib import Path
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".jfif", ".pgm", ".ppm", ".pnm"}
+VIDEO_EXTS = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts"}
+MANIFEST_EXTS = {".txt", ".csv"}
+DEFAULT_FPS = 5.0          # video frames analysed per second of video
+BATCH_SIZE = 16            # images per chunk: the faces of a chunk are classified together
+SEGMENT_SAMPLES = 50       # analysed frames per video task (10 s at 5 fps): the unit of work and of resuming
+
+
+@dataclass(frozen=True)
+class Task:
+    """One image, or frames [start, stop) of a video (stop None: to the end), of which those `sampled` are analysed."""
+    index: int                 # position in the plan: the output's row order
+    source: str
+    kind: str                  # "image" | "video"
+    start: int = 0
+    stop: int | None = None
+    video_fps: float = 0.0     # the video's own frame rate (0 when it could not be opened while planning)
+    units: int = 1             # images or analysed frames, for the progress bar
+
+    @property
+    def key(self) -> str:
+        return self.source if self.kind == "image" else f"{self.source}#{self.start}"
+
+
+@dataclass(frozen=True)
+class Chunk:
+    id: int
+    tasks: tuple[Task, ...]
+    attempt: int = 0           # 1 on the retry after a worker died
+
+    @property
+    def units(self) -> int:
+        return sum(t.units for t in self.tasks)
+
+
+def expand_inputs(inputs, glob: str | None = None, column: str | None = None) -> list[str]:
+    """Image and video paths, in order, without repeats: files as given, folders walked recursively (sorted; only
+    image and video extensions, and only names or relative paths matching `glob` when given), manifests (.txt: a
+    path a line, '#' comments; .csv: the `column` named, default "path", else the first) read, relative paths in
+    them taken from the manifest's folder. A missing file stays in the list: it becomes an error row."""
+    out: dict[str, None] = {}
+    for item in inputs:
+        for path in _expand(Path(item), glob, column):
+            out.setdefault(str(path))
+    return list(out)
+
+
+def _expand(path: Path, glob: str | None, column: str | None, depth: int = 0):
+    if path.is_dir():
+        for p in sorted(path.rglob("*")):
+            rel = p.relative_to(path).as_posix()
+            if p.is_file() and p.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS and not _hidden(rel) and \
+                    (glob is None or fnmatch(rel, glob) or fnmatch(p.name, glob)):
+                yield p
+    elif path.suffix.lower() in MANIFEST_EXTS and path.is_file() and depth == 0:
+        for entry in read_manifest(path, column):
+            yield from _expand(entry, glob, column, depth + 1)
+    else:
+        yield path
+
+
+def _hidden(rel: str) -> bool:
+    return any(part.startswith(".") for part in rel.split("/"))
+
+
+def read_manifest(path: Path, column: str | None = None) -> list[Path]:
+    """The paths a .txt (one a line) or .csv (a named column) manifest lists, relative ones from its folder."""
+    base = path.parent
+    if path.suffix.lower() == ".txt":
+        lines = [ln.strip() for ln in path.read_text(encoding="utf-8-sig").splitlines()]
+        entries = [ln for ln in lines if ln and not ln.startswith("#")]
+    else:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            fields = reader.fieldnames or []
+            name = column or ("path" if "path" in fields else (fields[0] if fields else None))
+            if name not in fields:
+                raise ValueError(f"{path}: no column {name!r}; columns: {', '.join(fields) or '(none)'}")
+            entries = [row[name].strip() for row in reader if (row.get(name) or "").strip()]
+    return [Path(e) if Path(e).is_absolute() else base / e for e in entries]
+
+
+def is_sampled(frame: int, video_fps: float, fps: float) -> bool:
+    """Whether frame `frame` is analysed: the first frame of each 1/fps interval of video time (every frame when
+    fps >= the video's rate). Depends on the index alone, so every segment of a video agrees."""
+    if fps >= video_fps or frame == 0:
+        return True
+    return math.floor(frame * fps / video_fps + 1e-9) != math.floor((frame - 1) * fps / video_fps + 1e-9)
+
+
+def plan(paths: list[str], fps: float = DEFAULT_FPS, segment_samples: int = SEGMENT_SAMPLES) -> list[Task]:
+    """One task per image, and per video one per `segment_samples` analysed frames (a video that cannot be opened
+    now, or of unknown length, is one task: the worker reports its error or reads it to the end)."""
+    if fps <= 0:
+        raise ValueError(f"fps must be > 0, got {fps}")
+    tasks: list[Task] = []
+    for source in paths:
+        if Path(source).suffix.lower() not in VIDEO_EXTS:
+            tasks.append(Task(len(tasks), source, "image"))
+            continue
+        video_fps, count = _probe(source)
+        if not video_fps or count <= 0:
+            tasks.append(Task(len(tasks), source, "video", 0, None, video_fps, 1))
+            continue
+        step = max(1, math.ceil(segment_samples * video_fps / min(fps, video_fps)))
+        for start in range(0, count, step):
+            stop = min(count, start + step)
+            units = sum(is_sampled(i, video_fps, fps) for i in range(start, stop))
+            # the last segment runs to the end: containers sometimes announce fewer frames than they hold
+            tasks.append(Task(len(tasks), source, "video", start, None if stop == count else stop, video_fps, units))
+    return tasks
+
+
+def _probe(source: str) -> tuple[float, int]:
+    from ..video import VideoError, open_video
+
+    try:
+        cap, info = open_video(source)
+    except (OSError, VideoError):
+        return 0.0, 0
+    cap.release()
+    return info.fps, info.frame_count
+
+
+def chunks(tasks: list[Task], batch_size: int = BATCH_SIZE) -> list[Chunk]:
+    """Consecutive images in groups of `batch_size`; each video segment alone."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    out: list[Chunk] = []
+    group: list[Task] = []
+    for t in tasks:
+        if t.kind == "image":
+            group.append(t)
+            if len(group) == batch_size:
+                out.append(Chunk(group[0].index, tuple(group)))
+                group = []
+        else:
+            if group:
+                out.append(Chunk(group[0].index, tuple(group)))
+                group = []
+            out.append(Chunk(t.index, (t,)))
+    if group:
+        out.append(Chunk(group[0].index, tuple(group)))
+    return out

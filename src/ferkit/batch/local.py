@@ -1,0 +1,122 @@
+"""The local engine: a pool of worker processes, each holding one Recognizer (ONNX Runtime on one thread) and
+taking one chunk at a time over its own pipe. A worker that dies (killed, out of memory, a crash in native code)
+is replaced; the tasks of the chunk it held are retried once, one task per chunk, and a task that kills a worker
+again becomes an error row.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+from collections import deque
+from multiprocessing.connection import wait
+from typing import Iterator
+
+from .inputs import Chunk
+from .work import RecognizerSpec, error_row, process_chunk
+
+POLL_S = 1.0
+
+
+def default_workers() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def _worker(conn, spec: RecognizerSpec, fps: float) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the workers
+    try:
+        rec = spec.load()
+    except Exception as e:  # noqa: BLE001 -- sent to the parent, which raises it
+        conn.send(("failed", f"{type(e).__name__}: {e}"))
+        return
+    conn.send(("ready", None))
+    while True:
+        try:
+            chunk = conn.recv()
+        except EOFError:  # the parent is gone
+            return
+        if chunk is None:
+            return
+        conn.send(("done", (chunk.id, process_chunk(rec, chunk, fps))))
+
+
+class _Slot:
+    def __init__(self, ctx, spec, fps):
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=_worker, args=(child, spec, fps), daemon=True)
+        self.process.start()
+        child.close()
+        self.chunk: Chunk | None = None
+        self.ready = False
+
+
+class _Labels:
+    """What error_row needs of a Recognizer, for rows written by the parent."""
+
+    def __init__(self, name, labels, detector):
+        self.name, self.labels = name, labels
+        self.detector = type("D", (), {"name": detector})()
+
+
+def local_engine(todo: list[Chunk], spec: RecognizerSpec, fps: float, workers: int | None = None,
+                 describe: tuple[str, list[str], str] | None = None) -> Iterator[tuple[Chunk, list]]:
+    """Yield (chunk, [(task key, rows)]) as chunks finish, in any order."""
+    workers = max(1, min(workers or default_workers(), len(todo) or 1))
+    stub = _Labels(*(describe or spec.describe()))
+    ctx = mp.get_context("spawn")  # no inherited ONNX Runtime threads or locks
+    pending = deque(todo)
+    slots = [_Slot(ctx, spec, fps) for _ in range(workers)]
+    early_deaths = 0
+    try:
+        while pending or any(s.chunk for s in slots):
+            for s in slots:
+                if s.ready and s.chunk is None and pending:
+                    s.chunk = pending.popleft()
+                    s.conn.send(s.chunk)
+            ready = wait([s.conn for s in slots] + [s.process.sentinel for s in slots], POLL_S)
+            for i, s in enumerate(slots):
+                died = False
+                if s.conn in ready:
+                    try:
+                        kind, payload = s.conn.recv()
+                    except (EOFError, OSError):
+                        died = True
+                    else:
+                        if kind == "failed":
+                            raise RuntimeError(f"a worker could not load the recognizer: {payload}")
+                        if kind == "ready":
+                            s.ready = True
+                        else:
+                            chunk, s.chunk = s.chunk, None
+                            yield chunk, payload[1]
+                if died or (not s.process.is_alive() and not s.conn.poll()):
+                    s.process.join(1)
+                    code, chunk = s.process.exitcode, s.chunk
+                    if not s.ready:
+                        early_deaths += 1
+                        if early_deaths > 3 * workers:
+                            raise RuntimeError(f"worker processes keep dying while loading the recognizer (exit code {code})")
+                    s.conn.close()
+                    slots[i] = _Slot(ctx, spec, fps)
+                    if chunk is None:
+                        continue
+                    if chunk.attempt == 0:
+                        pending.extendleft(Chunk(t.index, (t,), 1) for t in reversed(chunk.tasks))
+                    else:
+                        msg = f"a worker process died twice on this input (exit code {code})"
+                        yield chunk, [(t.key, [error_row(stub, t, f"{t.source}: {msg}")]) for t in chunk.tasks]
+    finally:
+        for s in slots:
+            try:
+                s.conn.send(None)
+            except (OSError, ValueError):
+                pass
+        for s in slots:
+            s.process.join(timeout=2)
+            if s.process.is_alive():
+                s.process.terminate()
+                s.process.join(timeout=2)
+            s.conn.close()

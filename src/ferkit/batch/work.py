@@ -1,0 +1,224 @@
+"""The work itself, the same in every engine: a chunk of tasks -> rows, with one Recognizer.
+
+Row schema (docs/batch.md): one row per face, plus one per image or analysed frame with no face ("no_face") or
+that could not be analysed ("error", with the message). Columns are fixed apart from one probability column per
+class of the model (`prob_<label>`, in the model's label order).
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+import cv2
+
+from .inputs import Chunk, Task, is_sampled
+
+LANDMARKS = 5  # points per face where the detector gives them (YuNet: eyes, nose tip, mouth corners)
+HEAD = ["source", "kind", "frame", "time", "status", "message", "face", "x", "y", "w", "h"]
+LANDMARK_COLUMNS = [f"lm{i}_{c}" for i in range(LANDMARKS) for c in "xy"]
+TAIL = ["detector", "detector_score", "emotion"]
+INT_COLUMNS = {"frame", "face", "x", "y", "w", "h"}
+FLOAT_COLUMNS = {"time", "detector_score", *LANDMARK_COLUMNS}   # plus every prob_<label>
+FRAME_BATCH = 16           # video frames analysed together
+MAX_FAILED_READS = 25      # consecutive undecodable frames after which a video is taken to end there (video.py's)
+PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+             "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]}
+
+
+def columns(labels) -> list[str]:
+    return HEAD + LANDMARK_COLUMNS + TAIL + [f"prob_{k}" for k in labels] + ["model"]
+
+
+def column_type(name: str) -> type:
+    return int if name in INT_COLUMNS else float if name in FLOAT_COLUMNS or name.startswith("prob_") else str
+
+
+@dataclass(frozen=True)
+class RecognizerSpec:
+    """How each worker builds its Recognizer (picklable: it travels to worker processes and Ray actors).
+    `detector` None: the library's default; `provider`: "cpu", "cuda", "tensorrt" or an ONNX Runtime provider
+    name (None: the library's default)."""
+    model: str | None = None
+    detector: str | None = None
+    provider: str | None = None
+    threads: int = 1
+
+    def describe(self) -> tuple[str, list[str], str]:
+        """(model name, labels, detector name) from the model file, without a session: for the driver, before any worker starts.
+        Raises ValueError / FileNotFoundError for an unknown model or detector."""
+        from ..detect import available_detectors
+        from ..recognizer import load_recognizer, read_metadata, resolve_model
+
+        if self.detector is not None and self.detector not in available_detectors():
+            raise ValueError(f"unknown detector {self.detector!r}; valid: {', '.join(available_detectors())}")
+        path = resolve_model(self.model)
+        meta = read_metadata(path)
+        self.providers()  # refuses a provider this ferkit cannot pass on, before any worker starts
+        detector = self.detector or inspect.signature(load_recognizer).parameters["detector"].default
+        return meta.get("name", path.stem), list(meta["labels"]), str(detector)
+
+    def providers(self) -> list[str] | None:
+        if self.provider is None:
+            return None
+        from ..recognizer import Recognizer, load_recognizer
+
+        takes = {*inspect.signature(load_recognizer).parameters, *inspect.signature(Recognizer.__init__).parameters}
+        if "providers" not in takes:
+            raise ValueError("this ferkit's load_recognizer does not take ONNX Runtime providers yet; "
+                             "leave --provider out (CPU)")
+        return PROVIDERS.get(self.provider.lower(), [self.provider, "CPUExecutionProvider"])
+
+    def load(self):
+        from ..recognizer import load_recognizer
+
+        options = {"threads": self.threads}
+        if self.detector is not None:
+            options["detector"] = self.detector
+        providers = self.providers()
+        if providers is not None:
+            options["providers"] = providers
+        return load_recognizer(self.model, **options)
+
+
+# ---------------------------------------------------------------- rows
+def _row(rec, task: Task, frame: int | None, status: str, message: str | None = None) -> dict:
+    row = dict.fromkeys(columns(rec.labels))
+    row.update(source=task.source, kind=task.kind, status=status, message=message, model=rec.name,
+               detector=getattr(rec.detector, "name", None))
+    if frame is not None:
+        row["frame"] = int(frame)
+        row["time"] = round(frame / task.video_fps, 3) if task.video_fps else None
+    return row
+
+
+def face_rows(rec, task: Task, frame: int | None, faces) -> list[dict]:
+    if not faces:
+        return [_row(rec, task, frame, "no_face")]
+    rows = []
+    for i, f in enumerate(faces):
+        row = _row(rec, task, frame, "ok")
+        row["face"] = i
+        row.update(zip("xywh", (int(v) for v in f.box)))
+        landmarks = getattr(f, "landmarks", None)
+        if landmarks is not None:
+            row.update(zip(LANDMARK_COLUMNS, (float(v) for v in landmarks.reshape(-1)[:2 * LANDMARKS])))
+        row["detector"] = getattr(f, "detector", None) or row["detector"]
+        score = f.detector_score if hasattr(f, "detector_score") else f.confidence
+        row["detector_score"] = float(score)
+        row["emotion"] = f.emotion
+        row.update((f"prob_{k}", float(v)) for k, v in f.probabilities.items())
+        rows.append(row)
+    return rows
+
+
+def error_row(rec, task: Task, message: str, frame: int | None = None) -> dict:
+    return _row(rec, task, frame, "error", message)
+
+
+def describe_error(source: str, e: BaseException) -> str:
+    """The library's messages name the file already; anything else gets the file and the exception's type."""
+    text = str(e)
+    return text if source in text else f"{source}: {type(e).__name__}: {text}"
+
+
+# ---------------------------------------------------------------- the work
+def process_chunk(rec, chunk: Chunk, fps: float) -> list[tuple[str, list[dict]]]:
+    """(task key, rows) for each task of the chunk, in order. Never raises for a bad input: it becomes a row."""
+    images = [t for t in chunk.tasks if t.kind == "image"]
+    done = dict(_process_images(rec, images)) if images else {}
+    for t in chunk.tasks:
+        if t.kind == "video":
+            done[t.key] = _process_video(rec, t, fps)
+    return [(t.key, done[t.key]) for t in chunk.tasks]
+
+
+def analyze_many(rec, images) -> list[list]:
+    """Faces per image: the Recognizer's batched analyze_many where it has one, else analyze one by one."""
+    many = getattr(rec, "analyze_many", None)
+    return many(images) if many is not None else [rec.analyze(img) for img in images]
+
+
+def _analyze_each(rec, task_frames) -> list:
+    """analyze_many over [(task, frame index, image)], falling back to one at a time when the batch raises, so the
+    image at fault gets the error row and the others their faces. -> faces list or the exception, per entry."""
+    images = [img for _, _, img in task_frames]
+    try:
+        return analyze_many(rec, images)
+    except Exception:  # noqa: BLE001 -- isolated below: each image's own exception becomes its error row
+        out = []
+        for img in images:
+            try:
+                out.append(analyze_many(rec, [img])[0])
+            except Exception as e:  # noqa: BLE001 -- reported as the row's message
+                out.append(e)
+        return out
+
+
+def _process_images(rec, tasks: list[Task]):
+    from ..images import load_image
+
+    decoded, results = [], {}
+    for t in tasks:
+        try:
+            decoded.append((t, None, load_image(t.source)))
+        except (ValueError, OSError, cv2.error) as e:   # UnreadableImageError / ImageTooLargeError are ValueErrors
+            results[t.key] = [error_row(rec, t, describe_error(t.source, e))]
+    for (t, _, _), faces in zip(decoded, _analyze_each(rec, decoded)):
+        results[t.key] = ([error_row(rec, t, describe_error(t.source, faces))] if isinstance(faces, BaseException)
+                          else face_rows(rec, t, None, faces))
+    return [(t.key, results[t.key]) for t in tasks]
+
+
+def _process_video(rec, task: Task, fps: float) -> list[dict]:
+    from ..video import VideoError, open_video
+
+    try:
+        cap, info = open_video(task.source)
+    except (OSError, VideoError) as e:
+        return [error_row(rec, task, describe_error(task.source, e))]
+    if not task.video_fps:  # unknown while planning: use what the file says now
+        task = Task(task.index, task.source, task.kind, task.start, task.stop, info.fps, task.units)
+    rows: list[dict] = []
+    pending: list[tuple[Task, int, object]] = []
+
+    def flush():
+        for (t, i, _), faces in zip(pending, _analyze_each(rec, pending)):
+            rows.extend([error_row(rec, t, describe_error(t.source, faces), i)] if isinstance(faces, BaseException)
+                        else face_rows(rec, t, i, faces))
+        pending.clear()
+
+    try:
+        if task.start:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, task.start)
+        i, failed, read_any = task.start, 0, False
+        while task.stop is None or i < task.stop:
+            want = is_sampled(i, task.video_fps, fps)
+            ok = cap.grab()
+            frame = cap.retrieve()[1] if ok and want else None
+            if not ok or (want and frame is None):
+                announced = info.frame_count
+                if not announced or i >= announced - max(2, announced // 100):
+                    break  # the end (containers estimate their last frames' count)
+                failed += 1
+                if failed >= MAX_FAILED_READS or not ok:
+                    flush()
+                    rows.append(error_row(rec, task, f"{task.source}: video ends at frame {i} of the {announced} "
+                                                     f"it announces (truncated or damaged)", i))
+                    break
+                if want:
+                    flush()
+                    rows.append(error_row(rec, task, f"{task.source}: frame {i} could not be decoded", i))
+            else:
+                failed, read_any = 0, True
+                if want:
+                    pending.append((task, i, frame))
+                    if len(pending) >= FRAME_BATCH:
+                        flush()
+            i += 1
+        flush()
+        if not read_any and not rows:
+            rows.append(error_row(rec, task, f"{task.source}: no frame could be decoded"
+                                             + (f" from frame {task.start}" if task.start else ""), task.start or None))
+    finally:
+        cap.release()
+    return rows
