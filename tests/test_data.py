@@ -1,4 +1,7 @@
 import gzip
+import io
+import lzma
+import re
 
 import cv2
 import numpy as np
@@ -41,7 +44,18 @@ def test_csv_plain_and_gzip(tmp_path, name):
     ([row(label=7)], "emotion,pixels,Usage", "row 2: unknown label '7'"),
     ([row(label="x")], "emotion,pixels,Usage", "row 2: unknown label 'x'"),
     ([row(usage="Validation")], "emotion,pixels,Usage", "row 2: unknown Usage 'Validation'"),
-    ([row(value=300)], "emotion,pixels,Usage", "row 2: pixel values outside 0-255"),
+    ([row(value=300)], "emotion,pixels,Usage", "row 2: pixel 1 is '300'; expected 2304 space-separated integers 0-255"),
+    ([row(), row(value=99999999999)], "emotion,pixels,Usage", "row 3: pixel 1 is '99999999999'; expected 2304"),
+    ([row(value="abc")], "emotion,pixels,Usage", "row 2: pixel 1 is 'abc'; expected 2304"),
+    ([row(value="1.5")], "emotion,pixels,Usage", "row 2: pixel 1 is '1.5'; expected 2304"),
+    ([row(value="0x10")], "emotion,pixels,Usage", "row 2: pixel 1 is '0x10'; expected 2304"),
+    ([row(value="1\x00")], "emotion,pixels,Usage", "row 2: pixel 1 is '1\\x00'; expected 2304"),
+    ([row(value="-1")], "emotion,pixels,Usage", "row 2: pixel 1 is '-1'; expected 2304"),
+    ([row(value="1_0")], "emotion,pixels,Usage", "row 2: pixel 1 is '1_0'; expected 2304"),   # int() takes it
+    ([row(value="\u0663")], "emotion,pixels,Usage", "row 2: pixel 1 is '\u0663'; expected 2304"),  # an Arabic 3
+    ([row(label="\u00b2")], "emotion,pixels,Usage", "row 2: unknown label '\u00b2' (expected 0-6"),  # superscript 2
+    ([row(label="+3")], "emotion,pixels,Usage", "row 2: unknown label '+3'"),
+    ([row(), "3,1 2 3"], "emotion,pixels,Usage", "row 3: expected 3 fields, found 2"),
     ([], "emotion,pixels,Usage", "no data rows"),
 ])
 def test_csv_errors_name_file_and_row(tmp_path, rows, header, message):
@@ -49,6 +63,109 @@ def test_csv_errors_name_file_and_row(tmp_path, rows, header, message):
     with pytest.raises(DataError) as e:
         read_fer2013_csv(path)
     assert message in str(e.value) and "bad.csv" in str(e.value)
+
+
+@pytest.mark.parametrize("name", ["excel.csv", "excel.csv.gz"])
+def test_a_byte_order_mark_before_the_header_is_accepted(tmp_path, name):
+    """Excel writes UTF-8 CSV with a byte-order mark; it is not part of the first column's name."""
+    text = "\ufeffemotion,pixels,Usage\n" + row(4) + "\n"
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(text.encode()) if name.endswith(".gz") else text.encode())
+    assert read_fer2013_csv(path).labels.tolist() == [4]
+
+
+def test_damaged_gzip_names_the_file_and_the_row_being_read(tmp_path):
+    good = gzip.compress(("emotion,pixels,Usage\n" + "\n".join([row()] * 50) + "\n").encode(), mtime=0)
+    for name, offset in [("deflate.csv.gz", 20), ("crc.csv.gz", len(good) // 2)]:
+        flipped = bytearray(good)
+        flipped[offset] ^= 0xFF   # at 20: the deflate stream's code table; halfway: data that decodes, wrongly
+        (tmp_path / name).write_bytes(bytes(flipped))
+    (tmp_path / "cut.csv.gz").write_bytes(good[:len(good) // 2])
+    (tmp_path / "text.csv.gz").write_text("emotion,pixels,Usage\n")   # not gzip at all
+    for name, reason in [("deflate.csv.gz", "zlib.error"), ("crc.csv.gz", "BadGzipFile"), ("cut.csv.gz", "EOFError"),
+                         ("text.csv.gz", "BadGzipFile")]:
+        with pytest.raises(DataError) as e:
+            read_fer2013_csv(tmp_path / name)
+        assert re.search(rf"{name}, row \d+: cannot read \({reason}: .*\); expected a UTF-8 CSV with columns "
+                         r"emotion,pixels,Usage, gzip-compressed", str(e.value)), str(e.value)
+
+
+def test_bytes_that_are_not_utf8_name_the_file(tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(b"emotion,pixels,Usage\n" + row().encode() + b"\n3,\xff\xfe,Training\n")
+    with pytest.raises(DataError, match=r"latin1.csv, row \d+: cannot read \(UnicodeDecodeError"):
+        read_fer2013_csv(path)
+
+
+def npz_bytes(**arrays) -> bytes:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
+
+
+def compact(n=4, **changes) -> dict:
+    arrays = {"pixels": np.arange(n * 2304, dtype=np.uint8).reshape(n, 48, 48), "emotion": np.arange(n, dtype=np.uint8) % 7,
+              "usage": np.arange(n, dtype=np.uint8) % 3, "ferplus_votes": np.full((n, 10), 1, np.uint8)}
+    arrays.update(changes)
+    return {k: v for k, v in arrays.items() if v is not None}
+
+
+@pytest.mark.parametrize("name", ["c.npz", "c.npz.xz"])
+def test_compact_npz_reads(tmp_path, name):
+    raw = npz_bytes(**compact())
+    (tmp_path / name).write_bytes(lzma.compress(raw) if name.endswith(".xz") else raw)
+    ds = load_dataset(tmp_path / name)
+    assert ds.pixels.shape == (4, 48, 48) and ds.pixels.dtype == np.uint8
+    assert ds.labels.tolist() == [0, 1, 2, 3] and ds.usage.tolist() == ["Training", "PublicTest", "PrivateTest", "Training"]
+    assert ds.ferplus_votes.shape == (4, 10)
+
+
+@pytest.mark.parametrize("arrays, message", [
+    (compact(usage=np.array([0, 1, 9, 0], np.uint8)), "row 2 (from 0) of 'usage' is 9; expected 0 Training, 1 PublicTest"),
+    (compact(emotion=np.array([0, 99, 0, 0], np.uint8)), "row 1 (from 0) of 'emotion' is 99; expected 0-6 (angry"),
+    (compact(n=3, pixels=np.zeros((3, 5), np.uint8), emotion=np.array([99, 0, 0], np.uint8)),
+     "array 'pixels' has shape (3, 5); expected (3, 48, 48)"),
+    (compact(pixels=np.full((4, 48, 48), 256, np.int32)), "row 0 (from 0) of 'pixels' is a value 256; expected grey values"),
+    (compact(emotion=np.array([0.5, 1, 2, 3])), "array 'emotion' holds float64 values; expected integers"),
+    (compact(ferplus_votes=np.zeros((4, 8), np.uint8)), "array 'ferplus_votes' has shape (4, 8); expected (4, 10)"),
+    (compact(ferplus_votes=np.full((4, 10), -1, np.int8)), "row 0 (from 0) of 'ferplus_votes' is [-1"),
+    (compact(usage=np.zeros(5, np.uint8)), "array 'usage' has shape (5,); expected (4,)"),
+    (compact(usage=None), "missing array 'usage'; expected the compact .npz"),
+])
+def test_compact_npz_contents_are_checked(tmp_path, arrays, message):
+    (tmp_path / "bad.npz").write_bytes(npz_bytes(**arrays))
+    with pytest.raises(DataError) as e:
+        load_dataset(tmp_path / "bad.npz")
+    assert str(e.value).startswith(str(tmp_path / "bad.npz") + ": ") and message in str(e.value), str(e.value)
+
+
+def test_damaged_compact_npz_names_the_file(tmp_path):
+    raw = npz_bytes(**compact())
+    cases = {"cut.npz": raw[:300], "cut.npz.xz": lzma.compress(raw)[:200], "text.npz": b"hello",
+             "plain.npz.xz": raw}  # an .npz that was never xz-compressed
+    buf = io.BytesIO()
+    np.save(buf, np.zeros(3))
+    cases["single.npz"] = buf.getvalue()  # one .npy array, not an archive
+    buf = io.BytesIO()
+    np.savez(buf, pixels=np.array([{"a": 1}], dtype=object), emotion=np.zeros(1), usage=np.zeros(1))
+    cases["objects.npz"] = buf.getvalue()
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(DataError) as e:
+            load_dataset(tmp_path / name)
+        assert str(e.value).startswith(f"{tmp_path / name}: ") and "expected" in str(e.value), str(e.value)
+
+
+def test_an_npz_header_declaring_more_than_it_holds_is_refused_before_allocating(tmp_path):
+    """A flipped bit in an array's shape must not make the reader allocate terabytes."""
+    buf = io.BytesIO()
+    np.savez(buf, **compact())
+    raw = buf.getvalue()
+    assert raw.count(b"'shape': (4, 48, 48)") == 1
+    (tmp_path / "lie.npz").write_bytes(raw.replace(b"'shape': (4, 48, 48)", b"'shape': (9, 48, 48)"))
+    with pytest.raises(DataError, match=r"lie.npz: array 'pixels' declares shape \(9, 48, 48\) \(20,736 bytes\) but holds "
+                                        r"9,344 bytes: truncated or corrupt"):
+        load_dataset(tmp_path / "lie.npz")
 
 
 def test_missing_and_unsupported_files(tmp_path):
@@ -117,6 +234,37 @@ def test_ferplus_file_errors(tmp_path):
     p.write_text(cols + "\nTraining,a.png,10,0,0,0,0,0,0,0,0,0\n")
     with pytest.raises(DataError, match="must be row-aligned"):
         read_ferplus_votes(p, n_rows=2)
+
+
+FERPLUS_HEADER = "Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF"
+
+
+@pytest.mark.parametrize("body, message", [
+    ("Training,a.png,1,2,3,4,\u00b2,0,0,0,0,0", "row 2: vote counts must be integers 0 or more; anger is '\u00b2'"),
+    ("Training,a.png,1,2,3,4,-1,0,0,0,0,0", "row 2: vote counts must be integers 0 or more; anger is '-1'"),
+    ("Training,a.png,1,2,3,4,1_0,0,0,0,0,0", "anger is '1_0'"),
+    ("Training,a.png,1,2,3,4,99999999999,0,0,0,0,0", "anger is '99999999999'"),
+    ("Training,a.png,10,0,0,0,0,0,0,0,0,0\nTraining,b.png,1,2", "row 3: expected 12 fields, found 4"),
+])
+def test_ferplus_values_are_checked(tmp_path, body, message):
+    p = tmp_path / "new.csv"
+    p.write_text(FERPLUS_HEADER + "\n" + body + "\n")
+    with pytest.raises(DataError) as e:
+        read_ferplus_votes(p)
+    assert str(e.value).startswith(f"{p}, row ") and message in str(e.value), str(e.value)
+
+
+def test_ferplus_damaged_or_binary_files_name_the_file(tmp_path):
+    good = (FERPLUS_HEADER + "\n" + "\n".join(["Training,a.png,10,0,0,0,0,0,0,0,0,0"] * 20) + "\n").encode()
+    (tmp_path / "cut.csv.gz").write_bytes(gzip.compress(good)[:60])
+    (tmp_path / "binary.csv").write_bytes(bytes(range(256)) * 4)
+    for name, reason in [("cut.csv.gz", "EOFError"), ("binary.csv", "UnicodeDecodeError")]:
+        with pytest.raises(DataError) as e:
+            read_ferplus_votes(tmp_path / name)
+        assert re.match(rf"{re.escape(str(tmp_path / name))}, row \d+: cannot read \({reason}: .*\); expected "
+                        "fer2013new.csv: a UTF-8 CSV of FER\\+ vote counts", str(e.value)), str(e.value)
+    (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbf" + good)
+    assert read_ferplus_votes(tmp_path / "bom.csv").shape == (20, 10)
 
 
 @pytest.mark.data

@@ -13,6 +13,9 @@ import csv
 import gzip
 import io
 import lzma
+import struct
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,9 +85,42 @@ class FaceDataset:
 
 
 def _open_text(path: Path) -> io.TextIOBase:
+    # utf-8-sig: a byte-order mark (Excel writes one) is dropped, not read into the first column's name
     if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")
+
+
+# What reading a damaged text file can raise: truncated gzip (EOFError), bad gzip header or CRC (OSError),
+# corrupt deflate data (zlib.error), bytes that are not UTF-8, a NUL byte or an oversized field (csv.Error).
+_TEXT_READ_ERRORS = (OSError, EOFError, zlib.error, UnicodeDecodeError, csv.Error)
+
+
+def _unreadable(path: Path, row_no: int, e: Exception, expected: str) -> DataError:
+    kind = "zlib.error" if isinstance(e, zlib.error) else type(e).__name__
+    return DataError(f"{path}, row {row_no}: cannot read ({kind}: {e}); expected {expected}"
+                     + (", gzip-compressed" if path.suffix == ".gz" else ""))
+
+
+def _is_count(text: str) -> bool:
+    """A plain non-negative decimal integer: ASCII digits only (int() also takes '+5', '1_0', ' 7' and '٣')."""
+    return text.isascii() and text.isdigit()
+
+
+def _parse_pixels(text: str, where: str) -> np.ndarray:
+    """A FER-2013 `pixels` field -> (48, 48) uint8; DataError naming the first bad value otherwise."""
+    tokens = text.split()
+    try:  # fast path: numpy parses; the cheap checks before it refuse what int() accepts beyond plain digits
+        if text.isascii() and "_" not in text and "+" not in text and "-" not in text:
+            px = np.array(tokens, dtype=np.int16)
+            if len(tokens) == N_PIXELS and px.max() <= 255:
+                return px.astype(np.uint8).reshape(IMAGE_SIZE, IMAGE_SIZE)
+    except (ValueError, OverflowError):
+        pass
+    for k, tok in enumerate(tokens, start=1):
+        if not (_is_count(tok) and int(tok) <= 255):
+            raise DataError(f"{where}: pixel {k} is {tok!r}; expected {N_PIXELS} space-separated integers 0-255")
+    raise DataError(f"{where}: {len(tokens)} pixel values, expected {N_PIXELS} (48x48)")
 
 
 def read_fer2013_csv(path: str | Path) -> FaceDataset:
@@ -93,6 +129,7 @@ def read_fer2013_csv(path: str | Path) -> FaceDataset:
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     pixels, labels, usage = [], [], []
+    row_no = 1  # the row being read, for a message when the file itself is damaged; row 1 is the header
     try:
         with _open_text(path) as f:
             reader = csv.reader(f)
@@ -100,30 +137,84 @@ def read_fer2013_csv(path: str | Path) -> FaceDataset:
             if header[:3] != ["emotion", "pixels", "Usage"] and sorted(header) != ["Usage", "emotion", "pixels"]:
                 raise DataError(f"{path}: expected columns emotion,pixels,Usage, found {','.join(header) or 'nothing'}")
             col = {name: header.index(name) for name in ("emotion", "pixels", "Usage")}
-            for row_no, row in enumerate(reader, start=2):  # row 1 is the header
+            row_no = 2
+            for row in reader:
+                where = f"{path}, row {row_no}"
+                row_no += 1
                 if not row:
                     continue
                 if len(row) < len(header):
-                    raise DataError(f"{path}, row {row_no}: expected {len(header)} fields, found {len(row)}")
+                    raise DataError(f"{where}: expected {len(header)} fields, found {len(row)}")
                 raw_label = row[col["emotion"]].strip()
-                if not raw_label.isdigit() or int(raw_label) >= len(EMOTIONS):
-                    raise DataError(f"{path}, row {row_no}: unknown label {raw_label!r} (expected 0-{len(EMOTIONS) - 1})")
-                px = np.array(row[col["pixels"]].split(), dtype=np.int32) if row[col["pixels"]].strip() else np.zeros(0)
-                if px.size != N_PIXELS:
-                    raise DataError(f"{path}, row {row_no}: {px.size} pixel values, expected {N_PIXELS} (48x48)")
-                if px.min() < 0 or px.max() > 255:
-                    raise DataError(f"{path}, row {row_no}: pixel values outside 0-255")
+                if not _is_count(raw_label) or int(raw_label) >= len(EMOTIONS):
+                    raise DataError(f"{where}: unknown label {raw_label!r} (expected 0-{len(EMOTIONS) - 1}: "
+                                    f"{', '.join(EMOTIONS)})")
+                px = _parse_pixels(row[col["pixels"]], where)
                 split = row[col["Usage"]].strip()
                 if split not in SPLITS:
-                    raise DataError(f"{path}, row {row_no}: unknown Usage {split!r}; valid: {', '.join(SPLITS)}")
-                pixels.append(px.astype(np.uint8).reshape(IMAGE_SIZE, IMAGE_SIZE))
+                    raise DataError(f"{where}: unknown Usage {split!r}; valid: {', '.join(SPLITS)}")
+                pixels.append(px)
                 labels.append(int(raw_label))
                 usage.append(split)
-    except (OSError, EOFError, UnicodeDecodeError, csv.Error) as e:
-        raise DataError(f"{path}: cannot read as CSV ({e})") from e
+    except _TEXT_READ_ERRORS as e:
+        raise _unreadable(path, row_no, e, "a UTF-8 CSV with columns emotion,pixels,Usage") from e
     if not labels:
         raise DataError(f"{path}: no data rows")
     return FaceDataset(np.stack(pixels), np.array(labels, np.int64), np.array(usage), EMOTIONS, source=str(path))
+
+
+# The compact file's arrays: name -> (shape after the row count, allowed values, what a value means)
+_NPZ_ARRAYS = {
+    "pixels": ((IMAGE_SIZE, IMAGE_SIZE), (0, 255), "grey values 0-255"),
+    "emotion": ((), (0, len(EMOTIONS) - 1), f"0-{len(EMOTIONS) - 1} ({', '.join(EMOTIONS)})"),
+    "usage": ((), (0, len(SPLITS) - 1), ", ".join(f"{i} {s}" for i, s in enumerate(SPLITS))),
+    "ferplus_votes": ((len(FERPLUS_COLUMNS),), (0, np.iinfo(np.int32).max), "vote counts 0 or more"),
+}
+_NPZ_EXPECTED = "the compact .npz(.xz) of ../shared/data: pixels (N, 48, 48), emotion (N,), usage (N,) [, ferplus_votes (N, 10)]"
+
+
+def _read_npz_members(source, path: Path) -> dict[str, np.ndarray]:
+    """The arrays of an .npz, each member's declared size checked against the bytes it holds before any allocation
+    (a flipped bit in a header could otherwise ask for terabytes)."""
+    out = {}
+    with zipfile.ZipFile(source) as z:
+        for info in z.infolist():
+            name = info.filename.removesuffix(".npy")
+            with z.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                shape, _, dtype = read_header(f)
+                if dtype.hasobject:
+                    raise DataError(f"{path}: array {name!r} holds Python objects; expected numbers ({_NPZ_EXPECTED})")
+                declared = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+                if declared > info.file_size:
+                    raise DataError(f"{path}: array {name!r} declares shape {shape} ({declared:,} bytes) but holds "
+                                    f"{info.file_size:,} bytes: truncated or corrupt")
+            with z.open(info) as f:
+                out[name] = np.lib.format.read_array(f, allow_pickle=False)
+    return out
+
+
+def _check_npz(data: dict[str, np.ndarray], path: Path) -> None:
+    for key in ("pixels", "emotion", "usage"):
+        if key not in data:
+            raise DataError(f"{path}: missing array {key!r}; expected {_NPZ_EXPECTED}")
+    n = len(data["emotion"]) if data["emotion"].ndim else 0
+    for key, (shape, (lo, hi), meaning) in _NPZ_ARRAYS.items():
+        if key not in data:
+            continue
+        a = data[key]
+        if a.shape != (n, *shape):
+            raise DataError(f"{path}: array {key!r} has shape {a.shape}; expected {(n, *shape)} "
+                            f"(one row per face, {n} faces in 'emotion')")
+        if a.dtype.kind not in "iu" and a.size:
+            raise DataError(f"{path}: array {key!r} holds {a.dtype} values; expected integers ({meaning})")
+        bad = np.flatnonzero(((a < lo) | (a > hi)).reshape(n, -1).any(axis=1)) if a.size else ()
+        if len(bad):
+            i = int(bad[0])
+            shown = a[i] if a[i].size <= 10 else f"a value {a[i][(a[i] < lo) | (a[i] > hi)][0]}"
+            raise DataError(f"{path}: row {i} (from 0) of {key!r} is {shown}; expected {meaning}"
+                            + (f" ({len(bad)} rows are outside)" if len(bad) > 1 else ""))
 
 
 def read_compact_npz(path: str | Path) -> FaceDataset:
@@ -134,16 +225,19 @@ def read_compact_npz(path: str | Path) -> FaceDataset:
     try:
         if path.suffix == ".xz":
             with lzma.open(path) as f:
-                data = dict(np.load(io.BytesIO(f.read())))
+                data = _read_npz_members(io.BytesIO(f.read()), path)
         else:
-            data = dict(np.load(path))
-    except (OSError, ValueError, lzma.LZMAError) as e:
-        raise DataError(f"{path}: not a readable .npz ({e})") from e
-    for key in ("pixels", "emotion", "usage"):
-        if key not in data:
-            raise DataError(f"{path}: missing array {key!r}")
-    ds = FaceDataset(data["pixels"], data["emotion"].astype(np.int64), np.array(SPLITS)[data["usage"]],
-                     EMOTIONS, source=str(path))
+            data = _read_npz_members(path, path)
+    except DataError:
+        raise
+    # a damaged archive: truncated xz (EOFError, LZMAError), not a zip or a broken one (BadZipFile, zlib.error,
+    # struct.error), a broken .npy header or data that ends early (ValueError), an unknown compression method
+    except (OSError, EOFError, ValueError, lzma.LZMAError, zipfile.BadZipFile, zlib.error, struct.error,
+            NotImplementedError, KeyError) as e:
+        raise DataError(f"{path}: not a readable .npz ({type(e).__name__}: {e}); expected {_NPZ_EXPECTED}") from e
+    _check_npz(data, path)
+    ds = FaceDataset(data["pixels"].astype(np.uint8, copy=False), data["emotion"].astype(np.int64),
+                     np.array(SPLITS)[data["usage"]], EMOTIONS, source=str(path))
     if "ferplus_votes" in data:
         ds.ferplus_votes = data["ferplus_votes"]  # kept for with_ferplus()
     return ds
@@ -187,22 +281,33 @@ def read_ferplus_votes(path: str | Path, n_rows: int | None = None) -> np.ndarra
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     votes = []
-    with _open_text(path) as f:
-        reader = csv.reader(f)
-        header = [h.strip() for h in next(reader, [])]
-        missing = [c for c in FERPLUS_COLUMNS if c not in header]
-        if missing:
-            raise DataError(f"{path}: missing FER+ columns {', '.join(missing)}")
-        cols = [header.index(c) for c in FERPLUS_COLUMNS]
-        for row_no, row in enumerate(reader, start=2):
-            try:
-                v = [int(row[c]) for c in cols]
-            except (ValueError, IndexError) as e:
-                raise DataError(f"{path}, row {row_no}: vote counts must be integers ({e})") from e
-            if min(v) < 0:
-                raise DataError(f"{path}, row {row_no}: negative vote count")
-            votes.append(v)
-    votes = np.array(votes, np.int64)
+    row_no = 1
+    try:
+        with _open_text(path) as f:
+            reader = csv.reader(f)
+            header = [h.strip() for h in next(reader, [])]
+            missing = [c for c in FERPLUS_COLUMNS if c not in header]
+            if missing:
+                raise DataError(f"{path}: missing FER+ columns {', '.join(missing)}; expected the header of "
+                                f"fer2013new.csv (Usage,Image name,{','.join(FERPLUS_COLUMNS)})")
+            cols = [header.index(c) for c in FERPLUS_COLUMNS]
+            row_no = 2
+            for row in reader:
+                where = f"{path}, row {row_no}"
+                row_no += 1
+                if not row:
+                    continue
+                if len(row) < len(header):
+                    raise DataError(f"{where}: expected {len(header)} fields, found {len(row)}")
+                raw = [row[c].strip() for c in cols]
+                bad = next((k for k, v in enumerate(raw) if not (_is_count(v) and len(v) <= 9)), None)
+                if bad is not None:
+                    raise DataError(f"{where}: vote counts must be integers 0 or more; "
+                                    f"{FERPLUS_COLUMNS[bad]} is {raw[bad]!r}")
+                votes.append([int(v) for v in raw])
+    except _TEXT_READ_ERRORS as e:
+        raise _unreadable(path, row_no, e, "fer2013new.csv: a UTF-8 CSV of FER+ vote counts") from e
+    votes = np.array(votes, np.int64).reshape(-1, len(FERPLUS_COLUMNS))
     if n_rows is not None and len(votes) != n_rows:
         raise DataError(f"{path}: {len(votes)} rows, but fer2013.csv has {n_rows}; the files must be row-aligned")
     return votes
