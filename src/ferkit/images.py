@@ -1,60 +1,191 @@
-"""Turn what users hand us (a path, bytes, a NumPy array, a PIL image) into one BGR uint8 array."""
+"""Turn what users hand us (a path, bytes, a NumPy array, a PIL image) into one BGR uint8 array.
+
+Encoded bytes are decoded only if their first bytes say they are one of a few raster formats (JPEG, PNG,
+WebP, BMP, GIF); anything else (PDF, PostScript/EPS, SVG, TIFF, ...) is refused before any decoder sees it,
+so no decoder that writes temporary files or runs an interpreter (Pillow's EPS plugin runs Ghostscript) is
+ever reached. Every format is decoded by Pillow with only that one format's plugin allowed; its decoders
+work in memory, bound their reads by the data, and report errors as exceptions (OpenCV's PNG reader
+allocates whatever a chunk header declares, and libpng/libjpeg print to the process's stderr).
+Before decoding, the header's width x height is checked against a pixel limit, a PNG's chunk lengths
+against the bytes actually there, and a JPEG's number of scans against a bound.
+"""
 from __future__ import annotations
 
 import io
+import struct
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 MAX_PIXELS = 40_000_000  # decoded-size limit: a 40-megapixel photo passes, a decompression bomb does not
+MAX_JPEG_SCANS = 256     # a progressive JPEG has about 10; thousands of tiny scans make decoding crawl
+IMAGE_FORMATS = ("JPEG", "PNG", "WebP", "BMP", "GIF")  # what decode_image accepts (GIF: the first frame)
 
 
 class UnreadableImageError(ValueError):
     """The input is not an image we can decode; the message names it and says why."""
 
 
+class UnsupportedImageFormatError(UnreadableImageError):
+    """The bytes are not one of IMAGE_FORMATS (a PDF, an EPS, an SVG, a TIFF, text ...); `kind` says what they are."""
+
+    def __init__(self, message: str, kind: str):
+        super().__init__(message)
+        self.kind = kind
+
+
 class ImageTooLargeError(UnreadableImageError):
     """The image decodes to more pixels than allowed (a guard against decompression bombs)."""
+
+
+# ---------------------------------------------------------------- what the bytes are
+def image_format(data: bytes) -> str | None:
+    """The format named by the first bytes if it is one of IMAGE_FORMATS, else None."""
+    head = bytes(data[:16])
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    if head.startswith(b"BM"):
+        return "BMP"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    return None
+
+
+# (prefix, what it is) for the refusal message; the first match wins.
+_OTHER_KINDS = (
+    (b"%PDF", "a PDF document"), (b"%!PS", "a PostScript/EPS file"), (b"\xc5\xd0\xd3\xc6", "an EPS file"),
+    (b"II*\x00", "a TIFF image"), (b"MM\x00*", "a TIFF image"), (b"II+\x00", "a BigTIFF image"),
+    (b"MM\x00+", "a BigTIFF image"), (b"\x00\x00\x01\x00", "an ICO icon"), (b"8BPS", "a Photoshop PSD file"),
+    (b"\x00\x00\x00\x0cjP  ", "a JPEG 2000 image"), (b"\xffO\xffQ", "a JPEG 2000 codestream"),
+    (b"\xff\n", "a JPEG XL image"), (b"\x00\x00\x00\x0cJXL ", "a JPEG XL image"), (b"qoif", "a QOI image"),
+    (b"PK\x03\x04", "a ZIP archive"), (b"\x1f\x8b", "a gzip file"), (b"\x7fELF", "an executable"),
+    (b"gimp xcf", "a GIMP XCF file"), (b"\x00\x00\x02\x00", "a CUR cursor"), (b"DDS ", "a DDS texture"),
+)
+
+
+def _kind(data: bytes) -> str:
+    """What the bytes look like, for a message: 'a PDF document', 'text', 'data'."""
+    head = bytes(data[:64])
+    for prefix, kind in _OTHER_KINDS:
+        if head.startswith(prefix):
+            return kind
+    if head[4:8] == b"ftyp":
+        brand = head[8:12]
+        return ("a HEIC/HEIF image" if brand[:3] in (b"hei", b"hev", b"mif", b"msf") else
+                "an AVIF image" if brand[:3] == b"avi" else "an MP4/QuickTime file")
+    if head[:2] == b"P1" or head[:1] == b"P" and head[1:2] in b"234567" and head[2:3].isspace():
+        return "a PNM image"
+    stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if stripped.startswith((b"<svg", b"<?xml", b"<!doctype", b"<html")):
+        return "SVG/XML/HTML text"
+    try:
+        head.decode("utf-8")
+        return "text"
+    except UnicodeDecodeError:
+        return "data"
 
 
 def _describe(data: bytes) -> str:
     return f"starts with {bytes(data[:8])!r}" if data else "is empty"
 
 
+# ---------------------------------------------------------------- checks before decoding
+def _check_png(data: bytes, name: str, max_pixels: int) -> None:
+    """IHDR's size within `max_pixels`; every chunk's declared length within the bytes that follow it
+    (OpenCV's reader allocates what a chunk declares: 4 GB for a 69-byte file)."""
+    pos, end = 8, len(data)
+    first = True
+    while pos < end:
+        if end - pos < 12:
+            raise UnreadableImageError(f"{name}: corrupt or truncated PNG: {end - pos} stray bytes after the last chunk")
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        label = kind.decode("latin-1").encode("unicode_escape").decode()
+        if first and (kind != b"IHDR" or length != 13):
+            raise UnreadableImageError(f"{name}: corrupt PNG: the first chunk is {label!r} of {length} bytes, not IHDR of 13")
+        if length > 0x7FFFFFFF or 12 + length > end - pos:
+            raise UnreadableImageError(f"{name}: corrupt or truncated PNG: chunk {label!r} declares {length:,} bytes "
+                                       f"but only {max(end - pos - 12, 0):,} follow")
+        if first:
+            _check_size(*struct.unpack(">II", data[pos + 8:pos + 16]), name, max_pixels)
+        first = False
+        pos += 12 + length
+        if kind == b"IEND":
+            return
+
+
+def _check_size(w: int, h: int, name: str, max_pixels: int) -> None:
+    if w * h > max_pixels:
+        raise ImageTooLargeError(f"{name}: {w}x{h} is {w * h:,} pixels, over the limit of {max_pixels:,}")
+
+
+def _check_jpeg(data: bytes, name: str) -> None:
+    # 0xFF in entropy-coded data is always followed by 0x00, so FF DA counts the scans (SOS markers)
+    scans = bytes(data).count(b"\xff\xda")
+    if scans > MAX_JPEG_SCANS:
+        raise UnreadableImageError(f"{name}: JPEG with {scans:,} scans, over the limit of {MAX_JPEG_SCANS}")
+
+
+# ---------------------------------------------------------------- decoding
 def decode_image(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Encoded bytes -> (H, W, 3) BGR uint8. EXIF orientation is applied."""
+    """Encoded bytes -> (H, W, 3) BGR uint8. EXIF orientation is applied; a GIF gives its first frame.
+
+    Raises UnsupportedImageFormatError (not JPEG, PNG, WebP, BMP or GIF, judged from the bytes),
+    ImageTooLargeError (over `max_pixels`, judged from the header) or UnreadableImageError (corrupt or truncated).
+    """
     if not data:
         raise UnreadableImageError(f"{name}: empty file")
-    try:  # read the header only, to refuse huge images before decoding them
-        from PIL import Image
+    fmt = image_format(data)
+    if fmt is None:
+        kind = _kind(data)
+        raise UnsupportedImageFormatError(
+            f"{name}: not an image in a format we read: {kind} ({_describe(data)}); send {_format_list()}", kind)
+    if fmt == "PNG":
+        _check_png(data, name, max_pixels)
+    elif fmt == "JPEG":
+        _check_jpeg(data, name)
+    from PIL import Image, ImageOps
 
-        with Image.open(io.BytesIO(data)) as probe:
-            w, h = probe.size
-        if w * h > max_pixels:
-            raise ImageTooLargeError(f"{name}: {w}x{h} is {w * h:,} pixels, over the limit of {max_pixels:,}")
-    except ImportError:
-        pass
-    except ImageTooLargeError:
-        raise
-    except Exception as e:  # PIL's errors for unknown formats vary (UnidentifiedImageError, OSError, ...)
-        raise UnreadableImageError(f"{name}: not an image ({_describe(data)})") from e
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if img is None:
-        img = _decode_with_pil(data, name)
-    return img
-
-
-def _decode_with_pil(data: bytes, name: str) -> np.ndarray:
-    """Fallback for formats OpenCV lacks (GIF, some WebP/TIFF) and truncated files PIL reports clearly."""
     try:
-        from PIL import Image, ImageOps
+        with Image.open(io.BytesIO(data), formats=[fmt]) as im:
+            w, h = im.size
+            _check_size(w, h, name, max_pixels)
+            if w < 1 or h < 1:
+                raise UnreadableImageError(f"{name}: {fmt} declares an empty {w}x{h} image")
+            im.load()
+            ImageOps.exif_transpose(im, in_place=True)  # in place: the default returns a full-size copy
+            return _to_bgr(im)
+    except UnreadableImageError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise ImageTooLargeError(f"{name}: over the limit of {max_pixels:,} pixels ({e})") from None
+    except Exception as e:  # Pillow's errors vary (OSError, SyntaxError, ValueError, struct.error, EOFError ...)
+        raise UnreadableImageError(f"{name}: corrupt or truncated {fmt} ({str(e)[:200] or type(e).__name__})") from None
 
-        with Image.open(io.BytesIO(data)) as im:
-            im = ImageOps.exif_transpose(im).convert("RGB")
-            return cv2.cvtColor(np.asarray(im), cv2.COLOR_RGB2BGR)
-    except Exception as e:
-        raise UnreadableImageError(f"{name}: corrupt or truncated image ({e})") from e
+
+def _format_list() -> str:
+    return ", ".join(IMAGE_FORMATS[:-1]) + " or " + IMAGE_FORMATS[-1]
+
+
+def _to_bgr(im) -> np.ndarray:
+    """A decoded PIL image -> writable (H, W, 3) BGR uint8, with as few full-size copies as it takes."""
+    w, h = im.size
+    if im.mode.startswith("I;16") or im.mode == "I":  # 16-bit grey: keep the top 8 bits, as OpenCV does
+        grey = (np.asarray(im).astype(np.uint32) >> 8).astype(np.uint8)
+        return cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
+    if im.mode == "1":
+        im = im.convert("L")
+    if im.mode == "L":
+        return cv2.cvtColor(np.asarray(im), cv2.COLOR_GRAY2BGR)
+    if im.mode != "RGB":
+        if im.mode in ("P", "PA") and "transparency" in im.info:
+            im = im.convert("RGBA")  # the direct route warns about palette transparency
+        im = im.convert("RGB")  # alpha is dropped, as OpenCV's IMREAD_COLOR does
+    return np.frombuffer(im.tobytes("raw", "BGR"), np.uint8).reshape(h, w, 3).copy()
 
 
 def load_image(source, *, color: str = "bgr", max_pixels: int = MAX_PIXELS) -> np.ndarray:

@@ -48,14 +48,14 @@ def start_server(**settings_overrides):
     import uvicorn
 
     from ferkit.server import Settings, create_app
+    from ferkit.server.cli import uvicorn_options
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     settings = Settings(host="127.0.0.1", port=port, **settings_overrides)
-    config = uvicorn.Config(create_app(settings), log_level="warning", access_log=False,
-                            ws_max_size=settings.ws_max_message_bytes, timeout_graceful_shutdown=2)
+    config = uvicorn.Config(create_app(settings), **uvicorn_options(settings), timeout_graceful_shutdown=2)
     server = uvicorn.Server(config)
     errors = _ErrorLog()
     for name in ("uvicorn.error", "uvicorn.asgi", "fastapi", "ferkit"):
@@ -92,6 +92,25 @@ def http(server):
 
     with httpx.Client(base_url=server.url, timeout=30) as client:
         yield client
+
+
+# ---------------------------------------------------------------- made-up files
+def png_chunk(kind: bytes, data: bytes, length: int | None = None) -> bytes:
+    """One PNG chunk; `length` overrides the declared length (a lie), the CRC stays right for the data."""
+    import struct
+    import zlib
+
+    return struct.pack(">I", len(data) if length is None else length) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_bytes(width: int, height: int, idat_length: int | None = None) -> bytes:
+    """A grey PNG whose IHDR says width x height, with one row of pixel data (enough to read its header)."""
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr)
+            + png_chunk(b"IDAT", zlib.compress(bytes(min(width, 64) + 1)), idat_length) + png_chunk(b"IEND", b""))
 
 
 # ---------------------------------------------------------------- real faces

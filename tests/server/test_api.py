@@ -12,7 +12,7 @@ from PIL import Image
 
 from ferkit import EMOTIONS
 
-from .conftest import encode
+from .conftest import encode, png_bytes
 
 
 def analyze(http, data: bytes, name: str = "face.png", ctype: str = "image/png", **params):
@@ -136,8 +136,27 @@ def _detail(r, status: int, *words: str) -> str:
     return detail
 
 
-def test_not_an_image(http):
-    _detail(analyze(http, b"%PDF-1.7 this is a pdf", "report.pdf", "application/octet-stream"), 422, "report.pdf", "not an image")
+@pytest.mark.parametrize("data, name, kind", [
+    (b"%PDF-1.7 this is a pdf", "report.pdf", "a PDF document"),
+    (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n", "figure.eps", "PostScript/EPS"),
+    (b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>', "icon.svg", "SVG"),
+    (b"II*\x00\x08\x00\x00\x00" + bytes(64), "scan.tif", "a TIFF image"),
+    (b"these are notes, not a picture", "notes.png", "text"),
+])
+def test_not_an_image_is_refused_before_decoding(http, data, name, kind):
+    """Only JPEG, PNG, WebP, BMP and GIF are decoded, judged from the bytes; the rest is 415 naming what it is."""
+    _detail(analyze(http, data, name, "application/octet-stream"), 415, name, "not an image", kind, "JPEG, PNG")
+
+
+def test_png_whose_chunk_declares_4_gb_is_refused_unread(http):
+    """A 69-byte PNG whose IDAT declares 0xF0000000 bytes: OpenCV's reader would allocate them (4 GB)."""
+    lie = png_bytes(1, 1, idat_length=0xF0000000)
+    assert len(lie) < 70
+    _detail(analyze(http, lie, "lie.png"), 422, "lie.png", "IDAT", "4,026,531,840")
+
+
+def test_png_declaring_30000x30000_is_over_the_pixel_limit(http):
+    _detail(analyze(http, png_bytes(30000, 30000), "huge.png"), 413, "huge.png", "30000x30000", "limit")
 
 
 def test_truncated_image(http, face_jpeg, face_png):
@@ -188,7 +207,7 @@ def test_body_over_the_limit_without_a_length_is_cut_while_reading(server):
     limit, chunk, sent = server.settings.max_upload_bytes, 64_000, 0
     host, port = server.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(b"POST /api/v1/analyze HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+        sock.sendall(b"POST /api/v1/analyze HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
                      b"Transfer-Encoding: chunked\r\n\r\n")
         while sent < 20 * limit and not select.select([sock], [], [], 0.02)[0]:
             sock.sendall(f"{chunk:x}\r\n".encode() + bytes(chunk) + b"\r\n")
@@ -212,8 +231,25 @@ def test_decompression_bomb_over_the_pixel_limit(http, server):
 
 
 def test_bad_query_parameter(http, face_png):
-    r = analyze(http, face_png, explain="maybe")
-    assert r.status_code == 422 and "explain" in r.text
+    _detail(analyze(http, face_png, explain="maybe"), 422, "explain", "boolean")
+
+
+def test_documented_errors_are_what_is_returned(http):
+    """Every documented 4xx is {"detail": str} (the Error schema), FastAPI's validation errors included."""
+    schema = http.get("/openapi.json").json()
+    for path, methods in schema["paths"].items():
+        for method, op in methods.items():
+            for code, answer in op["responses"].items():
+                if code.startswith("4") or code.startswith("5"):
+                    ref = answer["content"]["application/json"]["schema"]["$ref"]
+                    assert ref == "#/components/schemas/Error", (path, method, code, ref)
+    assert "HTTPValidationError" not in schema["components"]["schemas"]
+    assert {"404", "413", "422", "503"} <= set(schema["paths"]["/api/v1/feedback"]["post"]["responses"])
+    face = schema["components"]["schemas"]["FaceResult"]["properties"]
+    assert face["emotion"]["enum"] == list(EMOTIONS)
+    assert {"landmarks", "detector", "detector_score", "detector_confidence"} <= set(face)
+    r = http.get("/api/v1/recommendations")  # no emotion: FastAPI's own validation, in the same shape
+    assert r.status_code == 422 and r.json() == {"detail": "emotion: Field required"}
 
 
 def test_server_keeps_serving_after_every_bad_input(http, face_png, server):

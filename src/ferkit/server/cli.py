@@ -45,6 +45,12 @@ def run_serve(args) -> int:
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     shown = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else host
     print(f"ferkit web app: open http://{shown}:{settings.port}/  (API docs at /docs; Ctrl+C stops)", flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, ws_max_size=settings.ws_max_message_bytes,
-                log_level="warning", access_log=False)
+    uvicorn.run(app, host=settings.host, port=settings.port, **uvicorn_options(settings))
     return 0
+
+
+def uvicorn_options(settings) -> dict:
+    """How uvicorn must run the app (also in the tests): the h11 parser, whose header limit (max_header_bytes)
+    httptools lacks, no Server banner, no access log (uploads are never logged, nor who sent them)."""
+    return dict(http="h11", h11_max_incomplete_event_size=settings.max_header_bytes, server_header=False,
+                ws_max_size=settings.ws_max_message_bytes, log_level="warning", access_log=False)

@@ -1,15 +1,20 @@
 """The app: settings, the lifespan that loads ONE Recognizer, the routers and the static page."""
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
-from fastapi import FastAPI
-from fastapi.responses import FileResponse
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
+from .security import Guard
 from .settings import Settings
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -34,32 +39,85 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         app.state.recognizer = None
 
+    # redirect_slashes off: Starlette's /path/ -> /path redirect builds its Location from the Host header
     app = FastAPI(title="ferkit", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
+                  redirect_slashes=False,
                   description="Facial emotion recognition: upload a photo or stream a camera. "
                               "Images are processed in memory and never stored.")
+    app.add_middleware(Guard, settings=settings)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.openapi = lambda: _openapi_with_labels(app)
     app.state.settings = settings
     app.state.recognizer = None
     app.state.live_detector = None  # None: live mode uses the recognizer's own detector
 
     from .routes import analyze, info, live, recommendations
+    from .routes.schemas import REFUSALS
 
-    app.include_router(info.router)
-    app.include_router(analyze.router)
-    app.include_router(live.router)
-    app.include_router(recommendations.router)
+    for router in (info.router, analyze.router, live.router, recommendations.router):
+        app.include_router(router, responses=REFUSALS)
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
-        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache", "Content-Security-Policy": CSP})
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})  # CSP: security.Guard
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:
+        return Response(_favicon_png(), media_type="image/png", headers={"Cache-Control": "max-age=86400"})
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _add_offline_docs(app)
     return app
 
 
-# The page may load and connect only to this server; images may also be data: (heat maps) and blob: (the photo).
-CSP = ("default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self'; "
-       "object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """FastAPI's 422 as the API's one error shape, {"detail": "explain: Input should be a valid boolean ..."}."""
+    return JSONResponse({"detail": validation_detail(exc.errors())}, status_code=422)
+
+
+def validation_detail(errors) -> str:
+    parts = []
+    for e in errors:
+        where = ".".join(str(x) for x in e.get("loc", ()) if x not in ("body", "query", "path", "header"))
+        parts.append(f"{where}: {e.get('msg')}" if where else str(e.get("msg")))
+    return "; ".join(parts)[:1000] or "invalid request"
+
+
+def _openapi_with_labels(app: FastAPI) -> dict:
+    """The schema, with a face's `emotion` and `probabilities` keys as an enum of the loaded model's labels."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    from fastapi.openapi.utils import get_openapi
+
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    rec = getattr(app.state, "recognizer", None)
+    if rec is None:  # before the model is loaded: labels unknown, so not cached
+        return schema
+    labels = list(rec.labels)
+    face = schema["components"]["schemas"]["FaceResult"]["properties"]
+    face["emotion"]["enum"] = labels
+    face["probabilities"]["propertyNames"] = {"enum": labels}
+    app.openapi_schema = schema
+    return schema
+
+
+def _favicon_png() -> bytes:
+    """32x32 PNG: a round face on a transparent background."""
+    import cv2
+    import numpy as np
+
+    icon = np.zeros((32, 32, 4), np.uint8)
+    cv2.circle(icon, (16, 16), 14, (40, 180, 250, 255), -1, cv2.LINE_AA)
+    for x in (11, 21):
+        cv2.circle(icon, (x, 13), 2, (40, 40, 40, 255), -1, cv2.LINE_AA)
+    cv2.ellipse(icon, (16, 18), (7, 5), 0, 20, 160, (40, 40, 40, 255), 2, cv2.LINE_AA)
+    return cv2.imencode(".png", icon)[1].tobytes()
+
+
+def _csp_hashes(html: str) -> str:
+    """'sha256-...' for every inline <script> of a page, so its CSP can allow exactly those and nothing else."""
+    scripts = re.findall(r"<script>(.*?)</script>", html, re.S)
+    return " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(s.encode()).digest()).decode()}'" for s in scripts)
 
 
 def _add_offline_docs(app: FastAPI) -> None:
@@ -74,7 +132,13 @@ def _add_offline_docs(app: FastAPI) -> None:
 
     @app.get("/docs", include_in_schema=False)
     async def docs():
-        return get_swagger_ui_html(openapi_url=app.openapi_url, title="ferkit API",
+        page = get_swagger_ui_html(openapi_url=app.openapi_url, title="ferkit API",
                                    swagger_js_url="/docs-assets/swagger-ui-bundle.js",
                                    swagger_css_url="/docs-assets/swagger-ui.css",
                                    swagger_favicon_url="/docs-assets/favicon-32x32.png")
+        # Swagger UI sets inline styles and uses data: images; its one inline script is allowed by its hash
+        page.headers["Content-Security-Policy"] = (
+            f"default-src 'self'; script-src 'self' {_csp_hashes(page.body.decode())}; "
+            "style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; object-src 'none'; "
+            "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+        return page

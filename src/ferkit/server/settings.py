@@ -27,6 +27,14 @@ class Settings(BaseSettings):
                                                        # faces near a camera, ~15x faster than Haar); None = `detector`
     live_detect_every: int = Field(3, ge=1)            # live mode runs the face detector on every n-th frame and
     live_detect_side: int | None = Field(320, ge=64)   # follows faces in between; detection on a copy this large
+    # Who may talk to the server (see docs/web.md, "Threat model"). Lists come from the environment as JSON:
+    # FERKIT_ALLOWED_HOSTS='["ferkit.lan"]'.
+    allowed_hosts: list[str] = []      # Host names accepted besides localhost, 127.0.0.1, ::1 and `host`
+                                       # (bound to 0.0.0.0 or ::, any IP address too); "*" turns the check off
+    allowed_origins: list[str] = []    # other sites' origins ("https://app.example") whose pages may call the API
+                                       # and open the WebSocket; same-origin and no-Origin requests always pass
+    max_json_bytes: int = Field(16_384, ge=1)          # request bodies other than uploads (POST /api/v1/feedback)
+    max_header_bytes: int = Field(65_536, ge=1024)     # request line + headers; more is refused with 400
 
     @field_validator("detector", "live_detector")
     @classmethod

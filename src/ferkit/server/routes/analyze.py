@@ -10,19 +10,19 @@ import time
 from fastapi import APIRouter, HTTPException, Query, Request
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from ...images import ImageTooLargeError, UnreadableImageError, decode_image
+from ...images import IMAGE_FORMATS, ImageTooLargeError, UnreadableImageError, UnsupportedImageFormatError, decode_image
 from ..deps import RecognizerDep, SettingsDep, run_inference
-from .schemas import AnalyzeResult, Error
+from .schemas import AnalyzeResult, error_responses
 
 router = APIRouter(prefix="/api/v1", tags=["analyze"])
 
 NO_FACE = "No face found. Try a brighter, frontal photo where the face is at least about 50 pixels wide."
-IMAGE_TYPES = "image/jpeg, image/png, image/webp, image/bmp, image/tiff or image/gif"
-_ERRORS = {code: {"model": Error, "description": why} for code, why in {
-    400: "empty upload, or a malformed multipart body",
-    413: "body over the upload limit, or an image over the pixel limit",
-    415: "neither multipart/form-data nor an image content type",
-    422: "not an image, a corrupt or truncated image, or no 'file' field"}.items()}
+IMAGE_TYPES = "image/jpeg, image/png, image/webp, image/bmp or image/gif"
+_ERRORS = error_responses(
+    s400="empty upload, a malformed multipart body or Content-Length, or a Host header this server does not answer to",
+    s413="body over the upload limit, or an image over the pixel limit",
+    s415="neither multipart/form-data nor an image content type, or bytes that are not " + ", ".join(IMAGE_FORMATS),
+    s422="a corrupt or truncated image, no 'file' field, or a bad query parameter")
 _BODY = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
                                        "properties": {"file": {"type": "string", "format": "binary"}}}},
@@ -126,6 +126,8 @@ def _analyze(rec, data: bytes, name: str, max_pixels: int, explain: bool) -> Ana
         image = decode_image(data, name, max_pixels)
     except ImageTooLargeError as e:
         raise HTTPException(413, str(e)) from None
+    except UnsupportedImageFormatError as e:
+        raise HTTPException(415, str(e)) from None
     except UnreadableImageError as e:
         raise HTTPException(422, str(e)) from None
     faces = rec.analyze(image, explain=explain)

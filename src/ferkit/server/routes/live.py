@@ -102,10 +102,17 @@ async def _on_frame(s: _Session, data: bytes, max_bytes: int) -> None:
         s.ready.set()
 
 
+MAX_CONTROL_CHARS = 1024  # control messages are tiny; longer text is refused unparsed (deep nesting, floods)
+
+
 async def _on_text(s: _Session, text: str) -> None:
+    if len(text) > MAX_CONTROL_CHARS:
+        await s.error(f"control message of {len(text):,} characters, over the limit of {MAX_CONTROL_CHARS:,}; "
+                      "send frames as binary messages")
+        return
     try:
         msg = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's stack
         await s.error(f"malformed message: expected a binary image frame or a JSON control message, got text {text[:40]!r}")
         return
     if isinstance(msg, dict) and msg.get("type") == "ping":

@@ -12,6 +12,9 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, Field
 from starlette.requests import HTTPConnection
 
+from ...labels import EMOTIONS
+from .schemas import error_responses
+
 router = APIRouter(prefix="/api/v1", tags=["music"])
 
 
@@ -31,7 +34,8 @@ RecommenderDep = Annotated[Any, Depends(get_recommender)]
 class FeedbackIn(BaseModel):
     track_id: str = Field(min_length=1, max_length=200)
     action: Literal["like", "skip"]
-    emotion: str | None = Field(None, max_length=40)
+    emotion: str | None = Field(None, max_length=40, description="the mood the track was offered for, one of "
+                                + ", ".join(EMOTIONS) + " (any case)")
 
 
 def _check_emotion(emotion: str | None) -> str | None:
@@ -43,8 +47,9 @@ def _check_emotion(emotion: str | None) -> str | None:
         raise HTTPException(422, str(e)) from None
 
 
-@router.get("/recommendations")
-def recommendations(rec: RecommenderDep, emotion: str,
+@router.get("/recommendations", responses=error_responses(s422="unknown emotion or strategy, or n out of range"))
+def recommendations(rec: RecommenderDep,
+                    emotion: Annotated[str, Query(max_length=40, description="one of " + ", ".join(EMOTIONS) + " (any case)")],
                     strategy: str = "match", n: Annotated[int, Query(ge=1, le=50)] = 10) -> dict:
     """Tracks for a mood: `match` fits the emotion, `lift` starts there and climbs toward higher valence.
     A Spotify failure never fails the request: the local catalog answers, with a `notice` saying why."""
@@ -55,7 +60,9 @@ def recommendations(rec: RecommenderDep, emotion: str,
     return result.to_dict()
 
 
-@router.post("/feedback")
+@router.post("/feedback", responses=error_responses(
+    s404="unknown track id", s413="body over max_json_bytes", s422="a malformed body or an unknown emotion",
+    s503="the feedback store cannot be written (the like or skip was not saved)"))
 def feedback(body: FeedbackIn, rec: RecommenderDep) -> dict:
     """Record a like or a skip; later rankings move that track's artist and genre up (like) or down (skip)."""
     from ...music import FeedbackStoreError, UnknownTrackError

@@ -15,7 +15,12 @@ class FaceResult(BaseModel):
     box: Box = Field(description="the face in image pixels")
     emotion: str = Field(description="the most probable emotion")
     probabilities: dict[str, float] = Field(description="every emotion's probability; they sum to 1")
-    detector_confidence: float
+    detector_score: float | None = Field(None, description="the face detector's score for this box")
+    detector_confidence: float = Field(description="the same value as detector_score (deprecated: use detector_score)")
+    detector: str | None = Field(None, description="the face detector that found the face (yunet, blazeface, haar ...)")
+    landmarks: list[tuple[float, float]] | None = Field(
+        None, description="five [x, y] points in image pixels: right eye, left eye, nose tip, right and left mouth "
+                          "corner (null when the detector gives none)")
     heatmap: str | None = Field(None, description="with explain=true: what the model looked at, as a "
                                 "data:image/png;base64 URL of a heat map (with alpha) to stretch over the box")
 
@@ -34,6 +39,17 @@ class AnalyzeResult(BaseModel):
 
 class Error(BaseModel):
     detail: str = Field(description="what was wrong with the request")
+
+
+def error_responses(**why: str) -> dict:
+    """{status: {"model": Error, "description": why}} for a route's `responses=`; keys like s404="..."."""
+    return {int(code.lstrip("s")): {"model": Error, "description": text} for code, text in why.items()}
+
+
+# Answers every route can give (security.Guard), documented once on each router.
+REFUSALS = error_responses(
+    s400="the Host header is not a name this server answers to (DNS rebinding guard)",
+    s403="a cross-origin request (its Origin is neither this server nor in allowed_origins)")
 
 
 class ModelInfo(BaseModel):
