@@ -43,8 +43,9 @@ class RunningServer:
         return [r.getMessage() + (f" {r.exc_info[1]!r}" if r.exc_info else "") for r in self.errors.records]
 
 
-def start_server(**settings_overrides):
-    """Start create_app(Settings(...)) under uvicorn on 127.0.0.1:<free port>; -> (RunningServer, stop())."""
+def start_server(configure=None, **settings_overrides):
+    """Start create_app(Settings(...)) under uvicorn on 127.0.0.1:<free port>, as `ferkit serve` runs it;
+    `configure(app)` may add routes first. -> (RunningServer, stop())."""
     import uvicorn
 
     from ferkit.server import Settings, create_app
@@ -55,7 +56,10 @@ def start_server(**settings_overrides):
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     settings = Settings(host="127.0.0.1", port=port, **settings_overrides)
-    config = uvicorn.Config(create_app(settings), **uvicorn_options(settings), timeout_graceful_shutdown=2)
+    app = create_app(settings)
+    if configure is not None:
+        configure(app)
+    config = uvicorn.Config(app, **uvicorn_options(settings), timeout_graceful_shutdown=2)
     server = uvicorn.Server(config)
     errors = _ErrorLog()
     for name in ("uvicorn.error", "uvicorn.asgi", "fastapi", "ferkit"):

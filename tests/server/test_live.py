@@ -79,6 +79,37 @@ def test_malformed_frames_get_an_error_and_the_socket_stays_open(server, frame_j
         assert msg["type"] == "result" and msg["frame"] == 4 and len(msg["faces"]) == 1
 
 
+def test_hostile_text_messages_get_an_error_and_the_socket_stays_open(server, frame_jpeg):
+    """Deeply nested JSON once made the parser blow its stack and the socket drop with no close frame."""
+    with open_live(server) as (ws, _):
+        ws.send("[" * 1000 + "]" * 1000)
+        err = recv_json(ws)
+        assert err["type"] == "error" and "over the limit of 1,024" in err["detail"]
+        ws.send("[" * 500 + "]" * 500)  # under the length limit: parsed, and refused as unknown
+        assert "unknown control message" in recv_json(ws)["detail"]
+        ws.send('{"type": "ping", "x": ' + "[" * 400 + "]" * 400 + "}")
+        assert recv_json(ws)["type"] == "pong"
+        for eps in (b"%!PS-Adobe-3.0 EPSF-3.0\nshowpage\n", b"\xc5\xd0\xd3\xc6" + bytes(40)):
+            ws.send(eps)  # an EPS frame: refused from its bytes, never handed to Ghostscript
+            assert "EPS" in recv_json(ws)["detail"]
+        ws.send(frame_jpeg)
+        assert recv_json(ws)["type"] == "result"
+    assert server.error_messages() == []
+
+
+def test_invalid_utf8_text_closes_with_1007_and_logs_nothing(server, frame_jpeg):
+    """RFC 6455 (8.1) requires failing the connection on a text message that is not UTF-8: code 1007, no traceback."""
+    with open_live(server) as (ws, _):
+        ws.send(b'\xff\xfe{"type": "ping"}', text=True)
+        with pytest.raises(ConnectionClosed) as e:
+            recv_json(ws)
+    assert e.value.rcvd is not None and e.value.rcvd.code == 1007
+    with open_live(server) as (ws2, _):
+        ws2.send(frame_jpeg)
+        assert recv_json(ws2)["type"] == "result"
+    assert server.error_messages() == []
+
+
 def test_oversized_frame_gets_an_error_and_the_socket_stays_open(server, frame_jpeg):
     limit = server.settings.max_frame_bytes
     with open_live(server) as (ws, _):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import re
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -36,8 +37,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.inference_limiter = anyio.CapacityLimiter(settings.inference_workers)
         if settings.live_detector_name != settings.detector:  # else live mode shares the recognizer's detector
             app.state.live_detector = await run_in_threadpool(create_detector, settings.live_detector_name)
-        yield
-        app.state.recognizer = None
+        uvicorn_log = logging.getLogger("uvicorn.error")
+        uvicorn_log.addFilter(_client_protocol_errors)
+        try:
+            yield
+        finally:
+            uvicorn_log.removeFilter(_client_protocol_errors)
+            app.state.recognizer = None
 
     # redirect_slashes off: Starlette's /path/ -> /path redirect builds its Location from the Host header
     app = FastAPI(title="ferkit", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
@@ -68,6 +74,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _add_offline_docs(app)
     return app
+
+
+def _client_protocol_errors(record: logging.LogRecord) -> bool:
+    """Drops uvicorn's traceback for a WebSocket text message that is not UTF-8: the client's fault, answered as
+    RFC 6455 requires (the connection is closed with 1007), not a server error."""
+    return not str(record.msg).startswith("Invalid UTF-8 sequence received from client")
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
