@@ -3,6 +3,7 @@ import json
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -29,24 +30,27 @@ def photos(tmp_path_factory, detectable_faces):
 
 @pytest.mark.data
 def test_analyze_table_json_and_annotate(photos, tmp_path):
-    r = ferkit("analyze", photos["face"], "--annotate", tmp_path / "ann.png", "--explain", tmp_path / "exp.png")
+    r = ferkit("analyze", photos["face"], "--annotate", tmp_path / "new" / "ann.png", "--explain", tmp_path / "exp.png")
     assert r.returncode == 0, r.stderr
     assert "1 face" in r.stdout and "emotion" in r.stdout and "happy" in r.stdout  # the header names every class
-    ann, exp = cv2.imread(str(tmp_path / "ann.png")), cv2.imread(str(tmp_path / "exp.png"))
+    ann, exp = cv2.imread(str(tmp_path / "new" / "ann.png")), cv2.imread(str(tmp_path / "exp.png"))  # new/ created
     src = cv2.imread(str(photos["face"]))
     assert ann.shape == src.shape and np.abs(ann.astype(int) - src).sum() > 0  # a box and label were drawn
     assert exp.shape == src.shape and np.abs(exp.astype(int) - ann).sum() > 0  # and a heatmap
     r = ferkit("analyze", photos["face"], "--json")
-    out = json.loads(r.stdout)
-    face = out["faces"][0]
+    out = json.loads(r.stdout)  # one shape: an array, also for one photo
+    assert [(o["file"], o["status"]) for o in out] == [(str(photos["face"]), "ok")]
+    face = out[0]["faces"][0]
     assert set(face["probabilities"]) == {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"}
     assert abs(sum(face["probabilities"].values()) - 1) < 1e-3
 
 
 @pytest.mark.data
-def test_no_face_has_its_own_exit_code(photos):
+def test_no_face_in_some_or_in_all_images_have_their_own_exit_codes(photos):
     r = ferkit("analyze", photos["blank"])
     assert r.returncode == 3 and "no face found" in r.stdout
+    r = ferkit("analyze", photos["blank"], photos["face"])
+    assert r.returncode == 4 and "no face found" in r.stdout and "1 face" in r.stdout
 
 
 @pytest.mark.data
@@ -55,9 +59,83 @@ def test_bad_file_fails_but_others_are_processed(photos):
     assert r.returncode == 1
     assert "bad.jpg" in r.stderr and ("not an image" in r.stderr or "corrupt" in r.stderr)
     out = json.loads(r.stdout)
-    assert "error" in out[0] and len(out[1]["faces"]) == 1
+    assert [o["status"] for o in out] == ["error", "ok"]
+    assert "bad.jpg" in out[0]["error"] and len(out[1]["faces"]) == 1
     r = ferkit("analyze", photos["dir"] / "missing.jpg")
     assert r.returncode == 1 and "no such file" in r.stderr
+
+
+@pytest.fixture
+def blanks(tmp_path):
+    """A folder of faceless images (no FER-2013 needed): two at the top, one in a sub-folder, and things to skip."""
+    d = tmp_path / "photos"
+    (d / "sub").mkdir(parents=True)
+    (d / ".hidden").mkdir()
+    for path in (d / "a.png", d / "b.JPG", d / "sub" / "c.webp", d / ".hidden" / "d.png", d / ".e.png"):
+        lower = path.with_suffix(path.suffix.lower())
+        cv2.imwrite(str(lower), np.full((64, 80, 3), 127, np.uint8))
+        lower.rename(path)
+    (d / "notes.txt").write_text("not an image")
+    return d
+
+
+def test_a_folder_is_analysed_image_by_image_recursively(blanks, tmp_path):
+    r = ferkit("analyze", blanks, "--json", "--annotate", tmp_path / "out")
+    assert r.returncode == 3, r.stderr  # no face in any image
+    assert [(o["file"], o["status"]) for o in json.loads(r.stdout)] == [
+        (str(blanks / "a.png"), "no_face"), (str(blanks / "b.JPG"), "no_face"), (str(blanks / "sub" / "c.webp"), "no_face")]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = ferkit("analyze", empty, blanks / "a.png", "--json")
+    assert r.returncode == 1 and f"{empty}: a folder with no images in it" in r.stderr
+    assert [o["status"] for o in json.loads(r.stdout)] == ["error", "no_face"]
+
+
+def test_one_file_failing_in_the_middle_costs_none_of_the_others(blanks, tmp_path):
+    """--no-detect gives every image a face; the sub-folder's output path is blocked by a file, so c.webp alone
+    fails when its annotated copy is written, after a.png and b.JPG and before the photo given after the folder."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "sub").write_text("a file where the sub-folder would go")
+    r = ferkit("analyze", blanks, blanks / "a.png", "--no-detect", "--json", "--annotate", out)
+    assert r.returncode == 1
+    statuses = [(Path(o["file"]).name, o["status"]) for o in json.loads(r.stdout)]
+    assert statuses == [("a.png", "ok"), ("b.JPG", "ok"), ("c.webp", "error"), ("a.png", "ok")]
+    assert r.stderr.startswith(f"ferkit: {blanks / 'sub' / 'c.webp'}: cannot write {out / 'sub' / 'c_annotated.png'} ("), r.stderr
+    assert len(r.stderr.splitlines()) == 1
+    assert sorted(p.name for p in out.iterdir()) == ["a_annotated-2.png", "a_annotated.png", "b_annotated.png", "sub"]
+
+
+@pytest.mark.parametrize("flags, code, message", [
+    (["--annotate", "{tmp}/x.xyz"], 2, "--annotate {tmp}/x.xyz: unknown image extension '.xyz'"),
+    (["{photo}", "--explain", "{tmp}/x.png"], 2, "--explain {tmp}/x.png: 2 images need a folder, not a file name"),
+    (["--annotate", "{photo}/sub"], 1, "--annotate {photo}/sub: cannot create the folder {photo}/sub"),
+])
+def test_output_options_are_checked_before_anything_runs(blanks, tmp_path, flags, code, message):
+    photo = blanks / "a.png"
+    fill = {"tmp": tmp_path, "photo": photo}
+    r = ferkit("analyze", photo, *[f.format(**fill) for f in flags])
+    assert r.returncode == code and r.stdout == "" and "Traceback" not in r.stderr
+    assert r.stderr.startswith(f"ferkit: {message.format(**fill)}"), r.stderr
+
+
+def test_a_closed_pipe_ends_quietly(blanks):
+    """`ferkit analyze DIR | head -1`: the reader goes away; no BrokenPipeError traceback, exit 141 as for C tools."""
+    p = subprocess.Popen([sys.executable, "-m", "ferkit", "analyze", blanks, blanks, blanks], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    p.stdout.close()   # before the first line is written
+    err = p.stderr.read()
+    assert p.wait(timeout=300) == 141 and err == "", err
+
+
+def test_analyze_help_documents_each_exit_status():
+    from ferkit import cli
+
+    text = ferkit("analyze", "--help").stdout
+    for code, meaning in [(cli.EXIT_OK, "every image had at least one face"), (cli.EXIT_ERROR, "could not be read"),
+                          (cli.EXIT_NO_FACE, "no image had a face"), (cli.EXIT_SOME_NO_FACE, "some images had faces")]:
+        assert re.search(rf"^  {code}  .*{meaning}", text, re.M), (code, text)
+    assert len({cli.EXIT_OK, cli.EXIT_ERROR, cli.EXIT_USAGE, cli.EXIT_NO_FACE, cli.EXIT_SOME_NO_FACE}) == 5
 
 
 def test_unknown_model_lists_valid_ones(tmp_path):
@@ -80,6 +158,54 @@ def test_version_and_help():
     r = ferkit("--help")
     for cmd in ("analyze", "models", "train", "evaluate", "export", "data"):
         assert cmd in r.stdout
+
+
+def test_every_music_action_the_help_names_exists(capsys):
+    """`ferkit --help` lists the music actions in parentheses; each one parses (it once named a `list` that did not)."""
+    from ferkit.cli import build_parser
+
+    build_parser().print_help()
+    listed = re.search(r" music music feedback \(([^)]*)\)", " ".join(capsys.readouterr().out.split()))
+    actions = listed.group(1).split(", ")
+    assert len(actions) >= 4
+    for action in actions:
+        with pytest.raises(SystemExit) as e:
+            build_parser().parse_args(["music", action, "--help"])
+        assert e.value.code == 0, action
+
+
+def _broken_data_files(d):
+    import gzip
+    import io
+
+    px = " ".join(["7"] * 2304)
+    good = gzip.compress(f"emotion,pixels,Usage\n3,{px},Training\n".encode(), mtime=0)
+    flipped = bytearray(good)
+    flipped[20] ^= 0xFF
+    buf = io.BytesIO()
+    np.savez_compressed(buf, pixels=np.zeros((2, 48, 48), np.uint8), emotion=np.zeros(2, np.uint8),
+                        usage=np.array([0, 9], np.uint8))
+    files = {"deflate.csv.gz": bytes(flipped), "big.csv": f"emotion,pixels,Usage\n3,99999999999{px[1:]},Training\n".encode(),
+             "usage9.npz": buf.getvalue(), "cut.npz": buf.getvalue()[:100]}
+    for name, data in files.items():
+        (d / name).write_bytes(data)
+    return [d / name for name in files]
+
+
+def test_data_errors_are_one_line_naming_the_file(tmp_path, capsys):
+    from ferkit.cli import main
+
+    for path in _broken_data_files(tmp_path):
+        with pytest.raises(SystemExit) as e:
+            main(["data", str(path)])
+        out, err = capsys.readouterr()
+        assert e.value.code == 1 and out == "" and err.startswith(f"ferkit: {path}") and err.count("\n") == 1, err
+        assert "expected" in err
+    good = tmp_path / "excel.csv"
+    good.write_bytes(b"\xef\xbb\xbfemotion,pixels,Usage\n3," + " ".join(["7"] * 2304).encode() + b",Training\n")
+    with pytest.raises(SystemExit) as e:
+        main(["data", str(good)])
+    assert e.value.code == 0 and "Training" in capsys.readouterr().out
 
 
 def test_a_retired_model_name_still_runs_and_says_so(tmp_path):

@@ -1,7 +1,9 @@
 """The `ferkit` command. Flags map one-to-one onto config fields; library errors become messages and exit codes.
 
-Exit codes: 0 success; 1 an input could not be processed (the others still were); 2 bad usage;
-3 no face found in at least one image (and nothing failed).
+One error path for every command: the library raises typed errors (ValueError subclasses such as DataError and
+UnreadableImageError, OSError); a command raises CommandError for trouble of its own, with an exit code; main()
+prints each as `ferkit: message` on stderr and exits with its code. print_error() is only for trouble that does
+not stop a command (one bad file among several).
 """
 from __future__ import annotations
 
@@ -13,65 +15,180 @@ import sys
 import warnings
 from pathlib import Path
 
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NO_FACE = 0, 1, 2, 3
+EXIT_OK = 0             # success
+EXIT_ERROR = 1          # an input could not be processed (with several inputs, the others still were)
+EXIT_USAGE = 2          # bad usage: an unknown option, a missing argument, options that contradict each other
+EXIT_NO_FACE = 3        # analyze, recommend: no face in any image
+EXIT_SOME_NO_FACE = 4   # analyze: faces in some images, none in others
+EXIT_INTERRUPTED = 130  # Ctrl+C
+EXIT_BROKEN_PIPE = 141  # the reader of stdout went away (`ferkit analyze ... | head`): 128 + SIGPIPE, as for C tools
 
 
-def _err(msg: str) -> None:
-    print(f"ferkit: {msg}", file=sys.stderr)
+class CommandError(Exception):
+    """Stops a command: main() prints `ferkit: message` on stderr and exits with `code`."""
+
+    def __init__(self, message: str, code: int = EXIT_ERROR):
+        super().__init__(message)
+        self.code = code
+
+
+def print_error(message: str) -> None:
+    """`ferkit: message` on stderr, for trouble that does not stop the command; the rest go through main()."""
+    print(f"ferkit: {message}", file=sys.stderr)
 
 
 # ---------------------------------------------------------------- analyze
+# What a folder given to `ferkit analyze` is searched for (recursively); hidden files and folders are left out.
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
+
+ANALYZE_EPILOG = f"""\
+A folder is searched recursively for images ({' '.join(PHOTO_SUFFIXES)}; hidden files left out).
+One unreadable or broken image is reported on stderr and the others are still analysed.
+
+--json prints one JSON array with an object per image, also for a single image:
+  {{"file": ..., "status": "ok" | "no_face", "faces": [...]}} or {{"file": ..., "status": "error", "error": ...}}
+
+exit status:
+  {EXIT_OK}  every image had at least one face
+  {EXIT_ERROR}  at least one input could not be read or analysed (the others still were)
+  {EXIT_USAGE}  bad usage (an unknown option, an output file with an unknown image extension ...)
+  {EXIT_NO_FACE}  no image had a face
+  {EXIT_SOME_NO_FACE}  some images had faces, others none
+"""
+
+
 def add_analyze(sub) -> None:
-    p = sub.add_parser("analyze", help="recognise emotions in photos", description="Find faces in photos and recognise each one's emotion.")
-    p.add_argument("photos", nargs="+", help="image files (JPEG, PNG, WebP, BMP, TIFF, GIF ...)")
+    p = sub.add_parser("analyze", help="recognise emotions in photos", description="Find faces in photos and recognise each one's emotion.",
+                       epilog=ANALYZE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("photos", nargs="+", help="image files (JPEG, PNG, WebP, BMP, GIF) or folders of them")
     p.add_argument("--model", default=None, help="shipped model name or path to an .onnx file (default: fer2013)")
     p.add_argument("--detector", default="haar", help="face detector: haar, haar-alt2, none (default: haar)")
     p.add_argument("--no-detect", action="store_true", help="treat each image as one pre-cropped face")
     p.add_argument("--tta", action="store_true", help="average each face with its mirror image")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.add_argument("--annotate", metavar="OUT", help="write the image with boxes and labels (a file for one photo, else a folder)")
-    p.add_argument("--explain", metavar="OUT", help="write the image with class activation heatmaps (a file for one photo, else a folder)")
+    p.add_argument("--annotate", metavar="OUT", help="write the image with boxes and labels (a file for one photo, "
+                                                     "else a folder, created if missing)")
+    p.add_argument("--explain", metavar="OUT", help="write the image with class activation heatmaps (a file for one "
+                                                    "photo, else a folder, created if missing)")
     p.set_defaults(run=run_analyze)
 
 
-def _out_path(out: str, photo: Path, n_photos: int, suffix: str) -> Path:
-    if n_photos == 1 and Path(out).suffix:
-        return Path(out)
-    Path(out).mkdir(parents=True, exist_ok=True)
-    return Path(out) / f"{photo.stem}_{suffix}.png"
+@dataclasses.dataclass
+class _Input:
+    path: Path               # the image file, or the argument that yielded none
+    rel: Path | None = None  # its place under a folder argument, mirrored in output folders
+    error: str | None = None  # why it cannot be analysed, known before reading it
+
+
+def _expand_photos(args: list[str]) -> list[_Input]:
+    """Files as given; a folder becomes the images under it (sorted, recursive, symbolic links not followed)."""
+    out = []
+    for arg in map(Path, args):
+        if not arg.is_dir():
+            out.append(_Input(arg))
+            continue
+        found = []
+        for folder, dirs, files in os.walk(arg):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            found += [Path(folder) / f for f in sorted(files)
+                      if not f.startswith(".") and f.lower().endswith(PHOTO_SUFFIXES)]
+        out += [_Input(f, f.relative_to(arg)) for f in found]
+        if not found:
+            out.append(_Input(arg, error=f"{arg}: a folder with no images in it (looked for {', '.join(PHOTO_SUFFIXES)})"))
+    return out
+
+
+class _Outputs:
+    """Where --annotate / --explain images go: OUT itself for one photo when OUT has an image extension, else
+    OUT/<name>_<suffix>.png (mirroring the sub-folders of a folder argument), never the same file twice."""
+
+    def __init__(self, flag: str, out: str, n_photos: int, suffix: str):
+        import cv2
+
+        self.out, self.suffix, self.used = Path(out), suffix, set()
+        self.is_file = not self.out.is_dir() and bool(self.out.suffix)
+        if self.is_file and n_photos > 1:
+            raise CommandError(f"{flag} {out}: {n_photos} images need a folder, not a file name", EXIT_USAGE)
+        if self.is_file and not cv2.haveImageWriter(str(self.out)):
+            raise CommandError(f"{flag} {out}: unknown image extension {self.out.suffix!r}; "
+                               "use .png, .jpg, .webp, .bmp or .tif", EXIT_USAGE)
+        folder = self.out.parent if self.is_file else self.out
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise CommandError(f"{flag} {out}: cannot create the folder {folder} ({e.strerror or e})") from e
+
+    def write(self, item: _Input, image) -> None:
+        import cv2
+
+        if self.is_file:
+            path = self.out
+        else:
+            base = self.out / (item.rel.parent if item.rel else Path()) / f"{item.path.stem}_{self.suffix}"
+            path, k = base.with_name(base.name + ".png"), 1
+            while path in self.used:  # two photos with the same name from different folders
+                k += 1
+                path = base.with_name(f"{base.name}-{k}.png")
+        self.used.add(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            written = cv2.imwrite(str(path), image)
+        except (OSError, cv2.error) as e:
+            reason = e.strerror if isinstance(e, OSError) else e.err
+            raise OSError(f"{item.path}: cannot write {path} ({reason or e})") from e
+        if not written:
+            raise OSError(f"{item.path}: cannot write {path}")
+
+
+def _describe_failure(photo: Path, e: Exception) -> str:
+    from . import UnreadableImageError
+
+    if isinstance(e, UnreadableImageError):
+        return str(e)  # names the file already
+    if type(e).__name__ == "error" and hasattr(e, "err"):  # cv2.error: its own text spans several lines
+        return f"{photo}: could not be analysed (OpenCV {e.func}: {e.err})"
+    return f"{photo}: could not be analysed ({type(e).__name__}: {e})"
 
 
 def run_analyze(args) -> int:
-    import cv2
-
-    from . import UnreadableImageError, load_image, load_recognizer
+    from . import load_recognizer
     from .annotate import draw_faces
     from .explain import overlay
+    from .images import load_image
 
+    inputs = _expand_photos(args.photos)
+    n_photos = sum(i.error is None for i in inputs)
+    annotate = _Outputs("--annotate", args.annotate, n_photos, "annotated") if args.annotate else None
+    explain = _Outputs("--explain", args.explain, n_photos, "explained") if args.explain else None
     rec = load_recognizer(args.model, detector="none" if args.no_detect else args.detector, tta=args.tta)
-    results, failed, faceless = [], 0, 0
-    for photo in map(Path, args.photos):
+    results, failed, faceless, with_faces = [], 0, 0, 0
+    for item in inputs:
+        name = str(item.path)
         try:
-            image = load_image(photo)
+            if item.error:
+                raise CommandError(item.error)
+            image = load_image(item.path)
             faces = rec.analyze(image, explain=bool(args.explain))
-        except UnreadableImageError as e:
-            _err(str(e))
-            results.append({"file": str(photo), "error": str(e)})
+            if annotate and faces:
+                annotate.write(item, draw_faces(image, faces))
+            if explain and faces:
+                explain.write(item, draw_faces(overlay(image, faces), faces))
+        except Exception as e:  # one bad file never costs the others: reported here, counted in the exit status
+            message = str(e) if isinstance(e, (CommandError, OSError)) else _describe_failure(item.path, e)
+            print_error(message)
+            results.append({"file": name, "status": "error", "error": message})
             failed += 1
             continue
         faceless += not faces
-        results.append({"file": str(photo), "faces": [f.to_dict() for f in faces]})
-        if args.annotate and faces:
-            out = _out_path(args.annotate, photo, len(args.photos), "annotated")
-            cv2.imwrite(str(out), draw_faces(image, faces))
-        if args.explain and faces:
-            out = _out_path(args.explain, photo, len(args.photos), "explained")
-            cv2.imwrite(str(out), draw_faces(overlay(image, faces), faces))
+        with_faces += bool(faces)
+        results.append({"file": name, "status": "ok" if faces else "no_face", "faces": [f.to_dict() for f in faces]})
         if not args.json:
-            _print_table(str(photo), faces, rec.labels)
+            _print_table(name, faces, rec.labels)
     if args.json:
-        print(json.dumps(results if len(results) > 1 else results[0], indent=2))
-    return EXIT_ERROR if failed else (EXIT_NO_FACE if faceless else EXIT_OK)
+        print(json.dumps(results, indent=2))
+    if failed:
+        return EXIT_ERROR
+    return EXIT_NO_FACE if not with_faces else EXIT_SOME_NO_FACE if faceless else EXIT_OK
 
 
 def _print_table(name: str, faces, labels) -> None:
@@ -157,9 +274,9 @@ def _add_train_flags(p) -> None:
 def run_train(args) -> int:
     try:
         from .train import train
-    except ImportError:
-        _err("training needs torch: pip install torch==2.13.0 && pip install -e '.[train]'")
-        return EXIT_USAGE
+    except ImportError as e:
+        raise CommandError("training needs torch: pip install torch==2.13.0 && pip install -e '.[train]'",
+                           EXIT_USAGE) from e
     from .config import ModelConfig, TrainConfig
 
     mfields = {f.name for f in dataclasses.fields(ModelConfig)}
@@ -542,24 +659,39 @@ def _show_warning(show):
 
     def show_warning(message, category, filename, lineno, file=None, line=None):
         if Path(filename).resolve().is_relative_to(package.resolve()):
-            _err(f"{category.__name__}: {message}")
+            print_error(f"{category.__name__}: {message}")
         else:
             show(message, category, filename, lineno, file, line)
     return show_warning
 
 
-def main(argv: list[str] | None = None) -> None:
-    from .data import DataError
+def _silence_stdout() -> None:
+    """After the reader of stdout went away: point stdout at /dev/null, so the flush at exit raises nothing more."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout without a file descriptor (captured in-process)
+        pass
 
+
+def main(argv: list[str] | None = None) -> None:
+    """Run a command; every error ends here as `ferkit: message` on stderr and an exit status (EXIT_*)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         with warnings.catch_warnings():  # restores the warning hooks afterwards, for callers of main() in-process
             warnings.showwarning = _show_warning(warnings.showwarning)
             code = args.run(args)
-    except (DataError, ValueError, FileNotFoundError) as e:
-        _err(str(e))
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+    except BrokenPipeError:
+        _silence_stdout()
+        code = EXIT_BROKEN_PIPE
+    except CommandError as e:
+        print_error(str(e))
+        code = e.code
+    except (ValueError, OSError) as e:  # the library's typed errors (DataError, UnreadableImageError ...), files
+        print_error(str(e))
         code = EXIT_ERROR
     except KeyboardInterrupt:
-        code = 130
+        code = EXIT_INTERRUPTED
     sys.exit(code)

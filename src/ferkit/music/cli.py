@@ -7,13 +7,8 @@ from __future__ import annotations
 import json
 import sys
 
+from ..cli import EXIT_ERROR, EXIT_NO_FACE, EXIT_OK, EXIT_USAGE, CommandError, print_error
 from ..labels import EMOTIONS
-
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_NO_FACE = 0, 1, 2, 3
-
-
-def _err(msg: str) -> None:
-    print(f"ferkit: {msg}", file=sys.stderr)
 
 
 def add_parser(sub) -> None:
@@ -38,7 +33,7 @@ def add_parser(sub) -> None:
     p.add_argument("--detector", default="haar", help="with a photo: face detector (default haar)")
     p.set_defaults(run=run_recommend)
 
-    m = sub.add_parser("music", help="music feedback (like, skip, list, wipe), moods and catalog checks",
+    m = sub.add_parser("music", help="music feedback (like, skip, feedback, wipe), moods and catalog checks",
                        description="Likes and skips re-rank later recommendations: liked artists and genres "
                                    "move up, skipped ones down.")
     msub = m.add_subparsers(dest="music_command", required=True, metavar="ACTION")
@@ -65,7 +60,7 @@ def add_parser(sub) -> None:
 
 
 def _feedback_errors(run):
-    """Turn an unusable feedback file into a one-line message and exit status 1."""
+    """An unusable feedback file stops the command through main(): a one-line message and exit status 1."""
     import functools
 
     @functools.wraps(run)
@@ -75,8 +70,7 @@ def _feedback_errors(run):
         try:
             return run(args)
         except FeedbackStoreError as e:
-            _err(str(e))
-            return EXIT_ERROR
+            raise CommandError(str(e), EXIT_ERROR) from e
 
     return wrapper
 
@@ -88,22 +82,20 @@ def _quiet_spotipy() -> None:
     logging.getLogger("spotipy").setLevel(logging.CRITICAL)
 
 
-def _emotion_from_photo(args) -> tuple[str | None, int]:
+def _emotion_from_photo(args) -> str:
     from .. import UnreadableImageError, load_image, load_recognizer
 
     rec = load_recognizer(args.model, detector=args.detector)
     try:
         faces = rec.analyze(load_image(args.photo))
     except UnreadableImageError as e:
-        _err(str(e))
-        return None, EXIT_ERROR
+        raise CommandError(str(e), EXIT_ERROR) from e
     if not faces:
-        _err(f"{args.photo}: no face found")
-        return None, EXIT_NO_FACE
+        raise CommandError(f"{args.photo}: no face found", EXIT_NO_FACE)
     face = max(faces, key=lambda f: f.box[2] * f.box[3])
     which = f" (the largest of {len(faces)} faces)" if len(faces) > 1 else ""
     print(f"{args.photo}: {face.emotion} ({face.score:.0%}){which}", file=sys.stderr if args.json else sys.stdout)
-    return face.emotion, EXIT_OK
+    return face.emotion
 
 
 @_feedback_errors
@@ -112,27 +104,22 @@ def run_recommend(args) -> int:
     from .rank import MAX_N
 
     if (args.photo is None) == (args.emotion is None):
-        _err("recommend: give either a PHOTO or --emotion (one of them)")
-        return EXIT_USAGE
+        raise CommandError("recommend: give either a PHOTO or --emotion (one of them)", EXIT_USAGE)
     try:
         strategy, provider = check_strategy(args.strategy), check_provider(args.provider)
         emotion = check_emotion(args.emotion) if args.emotion is not None else None
     except ValueError as e:
-        _err(str(e))
-        return EXIT_USAGE
+        raise CommandError(str(e), EXIT_USAGE) from e
     if not 1 <= args.n <= MAX_N:
-        _err(f"-n must be between 1 and {MAX_N}, got {args.n}")
-        return EXIT_USAGE
+        raise CommandError(f"-n must be between 1 and {MAX_N}, got {args.n}", EXIT_USAGE)
     catalog = load_catalog(args.catalog)  # CatalogError / FileNotFoundError -> main prints it, exit 1
     if emotion is None:
-        emotion, code = _emotion_from_photo(args)
-        if emotion is None:
-            return code
+        emotion = _emotion_from_photo(args)
     _quiet_spotipy()
     rec = Recommender(catalog, FeedbackStore(args.db), provider)
     result = rec.recommend(emotion, strategy, args.n, use_feedback=not args.no_feedback)
     if result.notice:
-        _err(f"notice: {result.notice}")
+        print_error(f"notice: {result.notice}")
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
         return EXIT_OK
@@ -154,15 +141,14 @@ def run_feedback(args) -> int:
     try:
         emotion = check_emotion(args.emotion) if args.emotion is not None else None
     except ValueError as e:
-        _err(str(e))
-        return EXIT_USAGE
+        raise CommandError(str(e), EXIT_USAGE) from e
     rec = Recommender(load_catalog(args.catalog), FeedbackStore(args.db))
     failed = 0
     for tid in args.track_id:
         try:
             t = rec.feedback(tid, args.action, emotion)
-        except UnknownTrackError as e:
-            _err(str(e))
+        except UnknownTrackError as e:  # the other ids are still recorded
+            print_error(str(e))
             failed += 1
             continue
         print(f"{args.action}d: {t.artist} - {t.title}" if args.action == "like" else
