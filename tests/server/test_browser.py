@@ -243,10 +243,14 @@ def test_hidden_file_input_is_no_tab_stop(web, playwright_instance):
         page.keyboard.press("Tab")
         stops.append(page.evaluate("document.activeElement.id"))
     assert "dropzone" in stops and "file-input" not in stops, stops
+    # Enter and Space on the drop zone click the input (which opens the file chooser; whether headless Chromium
+    # shows a chooser for it varies from run to run, so the click is counted and the chooser not opened)
+    page.evaluate("""() => { window.inputClicks = 0;
+        document.querySelector('#file-input').addEventListener('click', (e) => { e.preventDefault(); window.inputClicks++; }); }""")
     page.focus("#dropzone")
-    with page.expect_file_chooser() as chooser:
-        page.keyboard.press("Enter")
-    assert chooser.value.element.get_attribute("id") == "file-input"
+    page.keyboard.press("Enter")
+    page.keyboard.press("Space")
+    assert page.evaluate("window.inputClicks") == 2
     assert errors == []
     browser.close()
 
@@ -334,6 +338,150 @@ def test_boxes_and_heat_maps_drawn_on_the_face(web, playwright_instance, sample_
         assert x >= -1 and y >= -1 and x + w <= shown["image"][0] + 1 and y + h <= shown["image"][1] + 1
         assert page.inner_text("#photo-caption").startswith(
             f"{result['image']['width']} × {result['image']['height']} pixels; 1 face;")
+    assert errors == []
+    browser.close()
+
+
+def test_errors_and_no_face_clear_the_last_result(web, playwright_instance, sample_photos, no_face_png, tmp_path):
+    """After an error nothing of the previous photo or its music stays; after no face the music panel shows no
+    mood; the page lists as many tracks as the CLI; the no-face hint speaks of the image's own size."""
+    from ferkit.cli import build_parser
+
+    cli_tracks = build_parser().parse_args(["recommend", "--emotion", EMOTIONS[0]]).n
+    browser = launch(playwright_instance)
+    page, errors = open_page(browser, web.url, 900)
+
+    def analyse_the_astronaut() -> str:
+        result = upload(page, sample_photos["640x480"])
+        mood = result["faces"][0]["emotion"]
+        wait_until(page, f"document.querySelector('#music-status').textContent.includes('to match “{mood}”')")
+        assert page.locator("#photo-figure").is_visible() and page.locator("#photo-faces .face").count() == 1
+        return mood
+
+    def assert_no_music_for(mood: str) -> None:
+        assert page.locator("#tracks li").count() == 0
+        assert mood not in page.inner_text("#music").lower()
+
+    mood = analyse_the_astronaut()
+    assert page.locator("#tracks li").count() == cli_tracks == 10
+
+    # no face: the photo is shown without boxes, the message fits the image, the last mood's music is gone
+    (tmp_path / "sky.png").write_bytes(no_face_png)   # 320x240
+    result = upload(page, tmp_path / "sky.png")
+    assert result["faces"] == []
+    message = page.inner_text("#photo-message")
+    assert message.startswith("No face found in this 320 × 240 pixel image.") and "50 p" not in message, message
+    assert page.inner_text("#photo-caption").startswith("320 × 240 pixels; 0 faces;")
+    assert page.locator("#photo-boxes .face-box").count() == 0
+    assert_no_music_for(mood)
+    tiny = tmp_path / "tiny.png"   # a small image: the hint says so
+    cv2.imwrite(str(tiny), np.tile(np.linspace(40, 200, 60, dtype=np.uint8), (40, 1)))
+    upload(page, tiny)
+    message = page.inner_text("#photo-message")
+    assert message.startswith("No face found in this 60 × 40 pixel image.") and "small" in message, message
+
+    # an error from the server: the previous photo, its faces and its music all go
+    analyse_the_astronaut()
+    (tmp_path / "notes.png").write_bytes(b"these are notes, not a picture")
+    upload(page, tmp_path / "notes.png")
+    assert page.locator("#photo-message.error").is_visible()
+    assert page.locator("#photo-figure").is_hidden()
+    assert page.locator("#photo-faces .face").count() == 0 and page.locator("#photo-boxes *").count() == 0
+    assert page.evaluate("document.querySelector('#photo').getAttribute('src')") is None
+    assert_no_music_for(mood)
+
+    # an error found before uploading (over the size limit) clears them too; the mood is followed again after
+    analyse_the_astronaut()
+    (tmp_path / "huge.jpg").write_bytes(bytes(web.settings.max_upload_bytes + 1))
+    page.set_input_files("#file-input", str(tmp_path / "huge.jpg"))
+    wait_until(page, "document.querySelector('#photo-message').textContent.includes('over the server')")
+    assert page.locator("#photo-figure").is_hidden() and page.locator("#photo-faces .face").count() == 0
+    assert_no_music_for(mood)
+    analyse_the_astronaut()
+    assert page.locator("#tracks li").count() == cli_tracks
+    assert errors == []
+    browser.close()
+
+
+def answer_with_landmarks(page, server_url: str, path: Path, points_of) -> None:
+    """Make the page's next uploads get the server's real JSON for `path`, each face's landmarks replaced by
+    points_of(face). (Asked here: route.fetch() would lose the upload's file body.)"""
+    import httpx
+
+    body = httpx.post(f"{server_url}/api/v1/analyze", params={"explain": "true"},
+                      files={"file": (path.name, path.read_bytes(), "image/png")}, timeout=60).json()
+    for face in body["faces"]:
+        face["landmarks"] = points_of(face)
+    page.unroute("**/api/v1/analyze*")
+    page.route("**/api/v1/analyze*", lambda route: route.fulfill(json=body))
+
+
+def landmark_dots(page) -> list[list[float]]:
+    return [d[:2] for d in drawn(page)["dots"] if d[2] > 0]
+
+
+@pytest.mark.parametrize("width", [1200, PHONE_WIDTH])
+def test_landmark_dots_drawn_where_the_json_puts_them(web, playwright_instance, sample_photos, width):
+    """Dots at the five points of the JSON (here set to the box's corners and centre, so this does not wait for
+    a detector with landmarks); null landmarks draw none; the checkbox hides them and is remembered."""
+    def corners(face):
+        b = face["box"]
+        return [[b["x"], b["y"]], [b["x"] + b["w"], b["y"]], [b["x"] + b["w"] / 2, b["y"] + b["h"] / 2],
+                [b["x"], b["y"] + b["h"]], [b["x"] + b["w"], b["y"] + b["h"]]]
+
+    browser = launch(playwright_instance)
+    page = browser.new_page(viewport={"width": width, "height": 900})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(web.url)
+    page.wait_for_selector("body[data-ready=true]")
+    answer_with_landmarks(page, web.url, sample_photos["640x480"], corners)
+    assert page.is_checked("#landmarks-toggle")   # on by default
+    result = upload(page, sample_photos["640x480"])
+    shown = drawn(page)
+    scale, boxes = expected_boxes(result, shown)
+    x, y, w, h = boxes[0]
+    want = [[x, y], [x + w, y], [x + w / 2, y + h / 2], [x, y + h], [x + w, y + h]]
+    dots = landmark_dots(page)
+    assert len(dots) == 5
+    for got, expected in zip(dots, want):
+        assert_close(got, expected, f"landmark at {width} px")
+
+    page.uncheck("#landmarks-toggle")
+    assert landmark_dots(page) == []
+    page.reload()
+    page.wait_for_selector("body[data-ready=true]")
+    assert not page.is_checked("#landmarks-toggle") and not page.is_checked("#live-landmarks-toggle")  # remembered
+    upload(page, sample_photos["640x480"])
+    assert landmark_dots(page) == []
+    page.check("#landmarks-toggle")
+    assert len(landmark_dots(page)) == 5
+
+    answer_with_landmarks(page, web.url, sample_photos["350"], lambda face: None)
+    upload(page, sample_photos["350"])
+    assert page.locator("#photo-boxes .face-box").count() == 1 and landmark_dots(page) == []
+    assert errors == []
+    browser.close()
+
+
+def test_landmarks_from_the_api(web, playwright_instance, sample_photos):
+    """The server's own landmarks on the astronaut: five dots per face, inside its box."""
+    browser = launch(playwright_instance)
+    page, errors = open_page(browser, web.url, 900)
+    result = upload(page, sample_photos["640x480"])
+    if not any(face.get("landmarks") for face in result["faces"]):
+        browser.close()
+        pytest.skip("the API returns no landmarks yet (issue 18)")
+    shown = drawn(page)
+    scale, boxes = expected_boxes(result, shown)
+    dots = landmark_dots(page)
+    want = [[px * scale, py * scale] for face in result["faces"] for px, py in face["landmarks"] or []]
+    assert len(dots) == len(want) == 5 * len(result["faces"])
+    for got, expected in zip(dots, want):
+        assert_close(got, expected, "landmark")
+    x, y, w, h = boxes[0]
+    assert all(x <= px <= x + w and y <= py <= y + h for px, py in dots[:5]), "landmarks outside the face box"
+    assert page.locator("#photo-faces .face .detector").first.inner_text().startswith("Found by ")
     assert errors == []
     browser.close()
 
