@@ -14,6 +14,7 @@ import gzip
 import io
 import lzma
 import struct
+import tokenize
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -232,8 +233,10 @@ def read_compact_npz(path: str | Path) -> FaceDataset:
         raise
     # a damaged archive: truncated xz (EOFError, LZMAError), not a zip or a broken one (BadZipFile, zlib.error,
     # struct.error), a broken .npy header or data that ends early (ValueError), an unknown compression method
+    # a member header numpy cannot parse (tokenize.TokenError, SyntaxError; RecursionError or MemoryError when
+    # deeply nested)
     except (OSError, EOFError, ValueError, lzma.LZMAError, zipfile.BadZipFile, zlib.error, struct.error,
-            NotImplementedError, KeyError) as e:
+            NotImplementedError, KeyError, tokenize.TokenError, SyntaxError, RecursionError, MemoryError) as e:
         raise DataError(f"{path}: not a readable .npz ({type(e).__name__}: {e}); expected {_NPZ_EXPECTED}") from e
     _check_npz(data, path)
     ds = FaceDataset(data["pixels"].astype(np.uint8, copy=False), data["emotion"].astype(np.int64),
