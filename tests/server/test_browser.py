@@ -5,6 +5,7 @@ real FER-2013 faces. FERKIT_SCREENSHOTS=docs/screenshots writes the README's scr
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -217,8 +218,12 @@ def test_drop_and_paste_upload(web, playwright_instance, detectable_faces, tmp_p
 def test_keyboard_and_labels(web, playwright_instance):
     browser = launch(playwright_instance)
     page = browser.new_page()
-    page.goto(web.url)
+    failed = []
+    page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    with page.expect_response(lambda r: "favicon" in r.url) as icon:
+        page.goto(web.url)
     page.wait_for_selector("body[data-ready=true]")
+    assert icon.value.status == 200 and failed == []   # the page's own icon: no 404 in the log
     page.focus("#tab-photo")
     page.keyboard.press("ArrowRight")
     assert page.get_attribute("#tab-live", "aria-selected") == "true"
@@ -535,18 +540,29 @@ def overlay_state(page) -> dict:
         let drawn = 0;
         for (let i = 3; i < px.length; i += 4) if (px[i] > 0) drawn++;
         return {frame: Number(c.dataset.frame || 0), faces: Number(c.dataset.faces || 0),
-                emotions: c.dataset.emotions || '', boxes: c.dataset.boxes || '', drawn};
+                emotions: c.dataset.emotions || '', boxes: c.dataset.boxes || '', drawn,
+                landmarks: Number(c.dataset.landmarks || 0)};
     }""")
 
 
 def test_live_mode_with_a_fake_camera(web, playwright_instance, camera_video, tmp_path):
     browser = launch(playwright_instance, *CAMERA_ARGS, f"--use-file-for-fake-video-capture={camera_video}")
     page, errors = open_page(browser, web.url, 1000)
+    answers = {}   # the server's results by frame, as the page received them
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda text: answers.update(
+        {m["frame"]: m for m in [json.loads(text)] if m.get("type") == "result"})))
     page.click("#tab-live")
     page.click("#live-start")
     wait_until(page, "Number(document.querySelector('#overlay').dataset.faces || 0) >= 1", timeout=30_000)
     first = overlay_state(page)
     assert first["drawn"] > 200, "no box drawn on the overlay"
+    # a dot per landmark point the server sent (none where its detector gives none); the checkbox hides them
+    sent = answers[first["frame"]]["faces"]
+    assert first["landmarks"] == sum(len(f.get("landmarks") or []) for f in sent)
+    page.uncheck("#live-landmarks-toggle")
+    assert overlay_state(page)["landmarks"] == 0
+    assert not page.is_checked("#landmarks-toggle")   # one setting for both modes
+    page.check("#live-landmarks-toggle")
     assert all(e in EMOTIONS for e in first["emotions"].split(","))
     # overlays keep updating: newer frames, boxes still drawn
     wait_until(page, f"Number(document.querySelector('#overlay').dataset.frame) >= {first['frame'] + 10}",
