@@ -37,12 +37,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.inference_limiter = anyio.CapacityLimiter(settings.inference_workers)
         if settings.live_detector_name != settings.detector:  # else live mode shares the recognizer's detector
             app.state.live_detector = await run_in_threadpool(create_detector, settings.live_detector_name)
-        uvicorn_log = logging.getLogger("uvicorn.error")
-        uvicorn_log.addFilter(_client_protocol_errors)
+        for name, quiet in _QUIETED.items():
+            logging.getLogger(name).addFilter(quiet)
         try:
             yield
         finally:
-            uvicorn_log.removeFilter(_client_protocol_errors)
+            for name, quiet in _QUIETED.items():
+                logging.getLogger(name).removeFilter(quiet)
             app.state.recognizer = None
 
     # redirect_slashes off: Starlette's /path/ -> /path redirect builds its Location from the Host header
@@ -80,6 +81,16 @@ def _client_protocol_errors(record: logging.LogRecord) -> bool:
     """Drops uvicorn's traceback for a WebSocket text message that is not UTF-8: the client's fault, answered as
     RFC 6455 requires (the connection is closed with 1007), not a server error."""
     return not str(record.msg).startswith("Invalid UTF-8 sequence received from client")
+
+
+def _below_error(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.ERROR
+
+
+# What a client's malformed input makes our libraries log, while the server runs: the client gets a 4xx or a
+# close code naming the fault, and the log stays for the server's own faults.
+_QUIETED = {"uvicorn.error": _client_protocol_errors,          # a WebSocket text message that is not UTF-8
+            "python_multipart.multipart": _below_error}       # a malformed multipart body (answered 400)
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -25,8 +25,8 @@ _ERRORS = error_responses(
     s422="a corrupt or truncated image, no 'file' field, or a bad query parameter")
 _BODY = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
-                                       "properties": {"file": {"type": "string", "format": "binary"}}}},
-    "image/*": {"schema": {"type": "string", "format": "binary"}}}}}
+                                       "properties": {"file": {"type": "string", "format": "binary", "minLength": 1}}}},
+    "image/*": {"schema": {"type": "string", "format": "binary", "minLength": 1}}}}}
 
 
 async def read_limited(request: Request, limit: int) -> bytes:
