@@ -1,0 +1,150 @@
+"""ferkit.images.decode_image: properties over generated inputs (hypothesis) and the hostile files of issue 19."""
+from __future__ import annotations
+
+import io
+import random
+import resource
+import struct
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from ferkit.images import (IMAGE_FORMATS, ImageTooLargeError, UnreadableImageError, UnsupportedImageFormatError,
+                           decode_image, image_format)
+from tests.server.fuzz_inputs import FOREIGN, mutate, png_with_size, seed_images
+
+FAST = settings(max_examples=150, deadline=None, derandomize=True, database=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+def _decoded_or_refused(data: bytes, max_pixels: int = 1_000_000) -> np.ndarray | None:
+    """The one contract: a (H, W, 3) uint8 image within the pixel limit, or UnreadableImageError; nothing else."""
+    try:
+        img = decode_image(data, "x", max_pixels)
+    except UnreadableImageError as e:
+        assert str(e).startswith("x: "), e  # the message names the input
+        return None
+    assert img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3
+    assert img.shape[0] * img.shape[1] <= max_pixels and img.flags.writeable
+    return img
+
+
+@FAST
+@given(st.binary(max_size=2000))
+def test_any_bytes_decode_or_raise_unreadable(data):
+    _decoded_or_refused(data)
+
+
+SEEDS = seed_images()
+
+
+@FAST
+@given(st.sampled_from(sorted(SEEDS)), st.integers(0, 2**32 - 1))
+def test_mutated_images_decode_or_raise_unreadable(name, seed):
+    family, data = mutate(random.Random(seed), SEEDS[name], name)
+    _decoded_or_refused(data)
+
+
+@FAST
+@given(st.sampled_from(["PNG", "BMP", "WebP", "GIF"]), st.integers(1, 64), st.integers(1, 64), st.integers(0, 2**32 - 1))
+def test_lossless_formats_round_trip(fmt, w, h, seed):
+    rgb = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    if fmt == "GIF":  # a palette format: grey levels survive exactly
+        rgb[:] = rgb[..., :1]
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, fmt, **({"lossless": True} if fmt == "WebP" else {}))
+    img = decode_image(buf.getvalue())
+    assert image_format(buf.getvalue()) == fmt
+    np.testing.assert_array_equal(img, rgb[..., ::-1])
+
+
+@FAST
+@given(st.integers(1, 70_000), st.integers(1, 70_000), st.integers(1, 10_000_000))
+def test_pixel_limit_is_judged_from_the_header(w, h, limit):
+    """Any PNG header size: over the limit -> ImageTooLargeError naming WxH; never a decode of that size."""
+    data = png_with_size(w, h)
+    if w * h > limit:
+        with pytest.raises(ImageTooLargeError, match=f"{w}x{h}"):
+            decode_image(data, "x", limit)
+    else:
+        _decoded_or_refused(data, limit)
+
+
+@pytest.mark.parametrize("kind", sorted(FOREIGN))
+def test_foreign_formats_are_refused_before_any_decoder(kind):
+    data = FOREIGN[kind]
+    if image_format(data) is None:
+        with pytest.raises(UnsupportedImageFormatError) as e:
+            decode_image(data, "upload")
+        assert "not an image" in str(e.value) and e.value.kind in str(e.value)
+        assert ", ".join(IMAGE_FORMATS[:-1]) in str(e.value)
+    else:  # magic bytes of an accepted format with nothing behind them
+        with pytest.raises(UnreadableImageError):
+            decode_image(data, "upload")
+
+
+def test_eps_never_reaches_ghostscript(tmp_path, monkeypatch):
+    """Pillow's EPS plugin writes the file to a temporary file and runs `gs`; a fake `gs` on PATH would notice."""
+    marker = tmp_path / "gs-ran"
+    gs = tmp_path / "gs"
+    gs.write_text(f"#!/bin/sh\ntouch {marker}\nexit 1\n")
+    gs.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:/usr/bin:/bin")
+    for data in (FOREIGN["eps"], FOREIGN["eps-binary"]):
+        with pytest.raises(UnsupportedImageFormatError, match="EPS"):
+            decode_image(data, "figure.eps")
+    assert not marker.exists()
+
+
+def test_png_chunk_length_lie_is_refused_without_allocating_it():
+    """The 69-byte PNG whose IDAT declares 0xF0000000 bytes (OpenCV's reader allocated 4 GB for it)."""
+    lie = png_with_size(1, 1, idat_length=0xF0000000)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(UnreadableImageError, match="IDAT.*4,026,531,840"):
+        decode_image(lie, "lie.png")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # kB: no allocation of the lie
+
+
+def test_truncated_and_corrupt_files_say_so():
+    png = SEEDS["png-rgb"]
+    with pytest.raises(UnreadableImageError, match="cut.png: corrupt or truncated PNG"):
+        decode_image(png[: len(png) // 2], "cut.png")
+    jpeg = SEEDS["jpeg"]
+    with pytest.raises(UnreadableImageError, match="half.jpg: corrupt or truncated JPEG"):
+        decode_image(jpeg[: len(jpeg) // 2], "half.jpg")
+    bad_crc = bytearray(png)
+    bad_crc[40] ^= 0xFF  # inside IDAT: the CRC no longer matches
+    with pytest.raises(UnreadableImageError, match="broken.png"):
+        decode_image(bytes(bad_crc), "broken.png")
+
+
+def test_variants_decode_like_opencv():
+    """Grey, alpha, palette, 16-bit, CMYK and progressive files give the pixels OpenCV's reader gives."""
+    for name in ("png-grey", "png-rgb", "png-rgba", "png-16bit", "jpeg", "jpeg-progressive", "bmp"):
+        ours = decode_image(SEEDS[name]).astype(int)
+        theirs = cv2.imdecode(np.frombuffer(SEEDS[name], np.uint8), cv2.IMREAD_COLOR).astype(int)
+        assert ours.shape == theirs.shape and np.abs(ours - theirs).max() <= 2, name
+    animated = decode_image(SEEDS["gif-animated"])  # the first frame
+    assert np.array_equal(animated, decode_image(SEEDS["gif"]))
+    rotated = decode_image(SEEDS["jpeg-exif-rotated"])  # EXIF orientation 6: turned upright
+    assert rotated.shape[:2] == (96, 96)
+
+
+def test_jpeg_with_too_many_scans_is_refused():
+    jpeg = SEEDS["jpeg-progressive"]
+    sos = jpeg.index(b"\xff\xda")
+    many = jpeg[:sos] + jpeg[sos:sos + 2] * 300 + jpeg[sos:]
+    with pytest.raises(UnreadableImageError, match="scans"):
+        decode_image(many, "scans.jpg")
+
+
+def test_ihdr_is_checked_first():
+    body = struct.pack(">IIBBBBB", 10, 10, 8, 0, 0, 0, 0)
+    chunk = struct.pack(">I", 13) + b"tEXt" + body + struct.pack(">I", zlib.crc32(b"tEXt" + body))
+    with pytest.raises(UnreadableImageError, match="not IHDR"):
+        decode_image(b"\x89PNG\r\n\x1a\n" + chunk, "x.png")
