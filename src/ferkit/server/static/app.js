@@ -96,7 +96,7 @@ function renderFaceCards(container, faces) {
       const found = document.createElement("p");
       found.className = "detector muted";
       found.textContent = `Found by ${face.detector}` +
-        (face.detector_score == null ? "" : ` (detector score ${face.detector_score.toFixed(2)})`);
+        (Number.isFinite(face.detector_score) ? ` (detector score ${face.detector_score.toFixed(2)})` : "");
       card.append(found);
     }
     const list = document.createElement("ul");
