@@ -8,6 +8,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import traceback
 from collections import deque
 from multiprocessing.connection import wait
 from typing import Iterator
@@ -40,7 +41,12 @@ def _worker(conn, spec: RecognizerSpec, fps: float) -> None:
             return
         if chunk is None:
             return
-        conn.send(("done", (chunk.id, process_chunk(rec, chunk, fps))))
+        try:
+            results = process_chunk(rec, chunk, fps)
+        except Exception:  # noqa: BLE001 -- bad inputs are rows already: this is a bug, for the parent to raise
+            conn.send(("bug", traceback.format_exc()))
+            return
+        conn.send(("done", (chunk.id, results)))
 
 
 class _Slot:
@@ -87,6 +93,8 @@ def local_engine(todo: list[Chunk], spec: RecognizerSpec, fps: float, workers: i
                     else:
                         if kind == "failed":
                             raise RuntimeError(f"a worker could not load the recognizer: {payload}")
+                        if kind == "bug":
+                            raise RuntimeError(f"a worker failed on chunk {s.chunk.id} (finished chunks are kept):\n{payload}")
                         if kind == "ready":
                             s.ready = True
                         else:
@@ -106,7 +114,7 @@ def local_engine(todo: list[Chunk], spec: RecognizerSpec, fps: float, workers: i
                     if chunk.attempt == 0:
                         pending.extendleft(Chunk(t.index, (t,), 1) for t in reversed(chunk.tasks))
                     else:
-                        msg = f"a worker process died twice on this input (exit code {code})"
+                        msg = f"a worker process died twice on this input (exit code {'unknown' if code is None else code})"
                         yield chunk, [(t.key, [error_row(stub, t, f"{t.source}: {msg}")]) for t in chunk.tasks]
     finally:
         for s in slots:

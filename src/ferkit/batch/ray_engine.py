@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import warnings
 from typing import Iterator
 
 from .inputs import Chunk
@@ -57,8 +58,12 @@ def ray_engine(todo: list[Chunk], spec: RecognizerSpec, fps: float, workers: int
         actors = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
         actors = min(actors, len(todo))
         ds = ray.data.from_items([{"chunk": pickle.dumps(c)} for c in todo], override_num_blocks=len(todo))
-        ds = ds.map_batches(ChunkWorker, fn_constructor_args=(spec, fps), batch_size=1, batch_format="numpy",
-                            concurrency=actors, num_cpus=ACTOR_CPUS, max_restarts=-1, max_task_retries=1)
+        with warnings.catch_warnings():  # extra remote args are Ray 2.60's documented way to bound retries
+            warnings.simplefilter("ignore", DeprecationWarning)
+            # an actor that dies is restarted; its chunk is retried once, then the pipeline fails (kept parts remain)
+            ds = ds.map_batches(ChunkWorker, fn_constructor_args=(spec, fps), batch_size=1, batch_format="numpy",
+                                compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=ACTOR_CPUS,
+                                max_restarts=-1, max_task_retries=1)
         for row in ds.iter_rows():
             chunk = by_id[int(row["id"])]
             yield chunk, [(key, rows) for key, rows in json.loads(row["results"])]

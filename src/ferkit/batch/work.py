@@ -10,6 +10,7 @@ import inspect
 from dataclasses import dataclass
 
 import cv2
+import numpy as np
 
 from .inputs import Chunk, Task, is_sampled
 
@@ -69,8 +70,10 @@ class RecognizerSpec:
         return PROVIDERS.get(self.provider.lower(), [self.provider, "CPUExecutionProvider"])
 
     def load(self):
+        """The Recognizer of one worker: ONNX Runtime and OpenCV on `threads` threads (workers are the parallelism)."""
         from ..recognizer import load_recognizer
 
+        cv2.setNumThreads(self.threads)
         options = {"threads": self.threads}
         if self.detector is not None:
             options["detector"] = self.detector
@@ -101,7 +104,8 @@ def face_rows(rec, task: Task, frame: int | None, faces) -> list[dict]:
         row.update(zip("xywh", (int(v) for v in f.box)))
         landmarks = getattr(f, "landmarks", None)
         if landmarks is not None:
-            row.update(zip(LANDMARK_COLUMNS, (float(v) for v in landmarks.reshape(-1)[:2 * LANDMARKS])))
+            points = np.asarray(landmarks, np.float64).reshape(-1)[:2 * LANDMARKS]  # (5, 2) x, y -> lm0_x, lm0_y, ...
+            row.update(zip(LANDMARK_COLUMNS, (float(v) for v in points)))
         row["detector"] = getattr(f, "detector", None) or row["detector"]
         score = f.detector_score if hasattr(f, "detector_score") else f.confidence
         row["detector_score"] = float(score)

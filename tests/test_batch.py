@@ -1,0 +1,261 @@
+"""`ferkit batch` with the local engine: a generated folder of real-face photos (the public-domain astronaut in
+../shared/samples), face-free images, broken files, a video and a broken video; formats; manifests; resuming after
+kill -9; a worker that dies."""
+from __future__ import annotations
+
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from ferkit import batch
+from ferkit.batch.inputs import Chunk, Task, chunks, expand_inputs, is_sampled, plan
+from ferkit.batch.local import local_engine
+from ferkit.batch.output import read_rows, write_rows
+from ferkit.batch.work import RecognizerSpec, columns
+
+ROOT = Path(__file__).resolve().parents[1]
+ASTRONAUT = ROOT.parent / "shared" / "samples" / "astronaut.png"
+VIDEO_FRAMES, VIDEO_FPS = 45, 15.0          # 3 s; at --fps 5 every 3rd frame is analysed: 15 frames
+FACES = ["faces/a.jpg", "faces/b.png", "faces/sub/c.jpg"]
+NO_FACE = ["blank.jpg", "noise.png"]
+BROKEN = ["pdf.jpg", "empty.png", "bomb.png", "bad.mp4"]
+
+
+def astronaut_frame(shift: int = 0, flip: bool = False) -> np.ndarray:
+    """A 640x480 BGR photo with one face: the astronaut (512x512, face about 95 px) on a grey background."""
+    img = cv2.imread(str(ASTRONAUT))
+    if img is None:
+        pytest.skip(f"{ASTRONAUT} not found")
+    img = cv2.resize(img, (480, 480))
+    frame = np.full((480, 640, 3), 90, np.uint8)
+    frame[:, 40 + shift:520 + shift] = img[:, ::-1] if flip else img
+    return frame
+
+
+def png_bomb(width: int = 20000, height: int = 20000) -> bytes:
+    """A tiny PNG whose header announces 400 megapixels (a decompression bomb)."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+
+
+def make_inputs(root: Path, copies: int = 0) -> Path:
+    """The test folder; `copies` extra face photos (copy_NN.jpg) for runs that must last a while."""
+    (root / "faces" / "sub").mkdir(parents=True)
+    cv2.imwrite(str(root / FACES[0]), astronaut_frame())
+    cv2.imwrite(str(root / FACES[1]), astronaut_frame(60, flip=True))
+    cv2.imwrite(str(root / FACES[2]), astronaut_frame(-30))
+    for i in range(copies):
+        cv2.imwrite(str(root / f"copy_{i:02d}.jpg"), astronaut_frame(2 * i - copies))
+    x = np.linspace(40, 200, 640, dtype=np.float32)[None, :] + np.linspace(0, 30, 480, dtype=np.float32)[:, None]
+    cv2.imwrite(str(root / NO_FACE[0]), np.repeat(x.astype(np.uint8)[:, :, None], 3, 2))
+    cv2.imwrite(str(root / NO_FACE[1]), np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8))
+    (root / "pdf.jpg").write_bytes(b"%PDF-1.4 not a photo")
+    (root / "empty.png").write_bytes(b"")
+    (root / "bomb.png").write_bytes(png_bomb())
+    (root / "bad.mp4").write_bytes(np.random.default_rng(1).integers(0, 255, 4000, dtype=np.uint8).tobytes())
+    (root / "notes.txt.bak").write_text("not an input: unknown extension in a folder")
+    writer = cv2.VideoWriter(str(root / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), VIDEO_FPS, (640, 480))
+    for i in range(VIDEO_FRAMES):
+        writer.write(astronaut_frame(i * 2 - 40))
+    writer.release()
+    return root
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    return make_inputs(tmp_path_factory.mktemp("batch_in"))
+
+
+@pytest.fixture(scope="module")
+def local_run(folder, tmp_path_factory):
+    """One run of the local engine over the folder, 2 workers, small video segments (4 frames each)."""
+    out = tmp_path_factory.mktemp("batch_out") / "results.jsonl"
+    summary = batch.run([folder], out=out, workers=2, segment_samples=4)
+    return out, summary, read_rows(out)[1]
+
+
+def by_source(rows, folder):
+    out = {}
+    for r in rows:
+        out.setdefault(os.path.relpath(r["source"], folder), []).append(r)
+    return out
+
+
+def test_local_engine_end_to_end(folder, local_run):
+    out, summary, rows = local_run
+    assert not Path(str(out) + ".parts").exists()
+    got = by_source(rows, folder)
+    assert "notes.txt.bak" not in got
+    for name in FACES:  # the astronaut, smiling, and at times a false detection (Haar) beside her
+        assert [r["face"] for r in got[name]] == list(range(len(got[name])))
+        r = max(got[name], key=lambda r: r["detector_score"])
+        assert r["status"] == "ok" and r["emotion"] == "happy" and r["frame"] is None
+        assert 60 <= r["w"] <= 140 and 0 < r["detector_score"] <= 1 and r["model"] == "fer2013"
+        probs = [r[c] for c in r if c.startswith("prob_")]
+        assert len(probs) == 7 and abs(sum(probs) - 1) < 1e-4 and r["prob_happy"] == max(probs)
+    for name in NO_FACE:
+        assert [r["status"] for r in got[name]] == ["no_face"]
+    for name in BROKEN:
+        (r,) = got[name]
+        assert r["status"] == "error" and name in r["message"], r
+    assert "pixels, over the limit" in got["bomb.png"][0]["message"]
+    video = got["clip.mp4"]
+    frames = sorted({r["frame"] for r in video})
+    assert frames == list(range(0, VIDEO_FRAMES, 3)) and [r["frame"] for r in video] == sorted(r["frame"] for r in video)
+    assert {(r["frame"], r["time"]) for r in video} == {(f, round(f / VIDEO_FPS, 3)) for f in frames}
+    assert all(r["status"] == "ok" and r["kind"] == "video" for r in video)
+    top = {}
+    for r in video:
+        if r["detector_score"] > top.get(r["frame"], {"detector_score": -1})["detector_score"]:
+            top[r["frame"]] = r
+    assert all(r["emotion"] == "happy" for r in top.values())
+    assert list(rows[0]) == batch.columns(("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"))
+    assert summary.inputs == {"ok": 4, "no_face": 2, "error": 4}
+    assert summary.faces == sum(r["status"] == "ok" for r in rows) >= 3 + 15 and summary.errors == 4
+    assert summary.emotions["happy"] >= 18 and sum(summary.emotions.values()) == summary.faces
+    assert summary.tasks_skipped == 0 and summary.rows == len(rows)
+
+
+def test_video_segments_agree_with_one_pass(folder, local_run):
+    """Segments start by seeking: the rows equal those of the whole video read in one task."""
+    spec = RecognizerSpec()
+    rec = spec.load()
+    from ferkit.batch.work import process_chunk
+
+    (task,) = plan([str(folder / "clip.mp4")], 5.0, segment_samples=1000)
+    whole = process_chunk(rec, Chunk(0, (task,)), 5.0)[0][1]
+    assert [r for r in local_run[2] if r["source"].endswith("clip.mp4")] == whole
+
+
+def test_formats_hold_the_same_rows(local_run, tmp_path):
+    pytest.importorskip("pyarrow")
+    _, _, rows = local_run
+    cols = list(rows[0])
+    for ext in ("csv", "parquet", "jsonl"):
+        write_rows(tmp_path / f"r.{ext}", rows, cols, tmp_path)
+        got_cols, got = read_rows(tmp_path / f"r.{ext}")
+        assert got_cols == cols and got == rows, ext
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(tmp_path / "r.parquet")
+    assert str(schema.field("frame").type) == "int64" and str(schema.field("prob_happy").type) == "double"
+
+
+def test_inputs_manifests_glob_and_sampling(folder, tmp_path):
+    (tmp_path / "list.txt").write_text(f"# photos\n{folder / FACES[0]}\n\nmissing.jpg\n")
+    (tmp_path / "list.csv").write_text(f"id,file\n1,{folder / FACES[1]}\n2,{folder / 'clip.mp4'}\n")
+    paths = expand_inputs([tmp_path / "list.txt", tmp_path / "list.csv", folder / FACES[0]], column="file")
+    assert paths == [str(folder / FACES[0]), str(tmp_path / "missing.jpg"), str(folder / FACES[1]),
+                     str(folder / "clip.mp4")]
+    with pytest.raises(ValueError, match="no column 'nope'; columns: id, file"):
+        expand_inputs([tmp_path / "list.csv"], column="nope")
+    assert sorted(expand_inputs([folder], glob="*.png")) == sorted(str(folder / f) for f in
+                                                                  ("bomb.png", "empty.png", "faces/b.png", "noise.png"))
+    assert expand_inputs([folder], glob="faces/sub/*") == [str(folder / FACES[2])]
+    # 29.97 fps sampled at 5: one frame per 0.2 s of video, whichever segment reads it
+    assert sum(is_sampled(i, 29.97, 5) for i in range(2997)) == 500
+    tasks = plan([str(folder / "clip.mp4"), "x.jpg"], 5.0, segment_samples=4)
+    assert [(t.start, t.stop, t.units) for t in tasks[:-1]] == [(0, 12, 4), (12, 24, 4), (24, 36, 4), (36, None, 3)]
+    assert [len(c.tasks) for c in chunks([Task(i, f"{i}.jpg", "image") for i in range(5)], 2)] == [2, 2, 1]
+
+
+def _run_cli(folder, out, *extra, **kw):
+    return subprocess.Popen([sys.executable, "-m", "ferkit.batch", str(folder), "--out", str(out), "--no-progress",
+                             *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, **kw)
+
+
+def test_resume_after_kill_9_matches_an_uninterrupted_run(tmp_path):
+    folder = make_inputs(tmp_path / "in", copies=24)
+    out = tmp_path / "killed.csv"
+    parts = Path(str(out) + ".parts")
+    proc = _run_cli(folder, out, "--workers", "1", "--batch-size", "2", start_new_session=True)
+    deadline = time.monotonic() + 120
+    while len(list(parts.glob("part-*"))) < 3 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)   # the parent only: its worker sees the pipe close and exits
+    proc.wait()
+    try:
+        n_parts = len(list(parts.glob("part-*")))
+        assert not out.exists() and n_parts >= 3, "the run ended before it could be killed mid-way"
+        time.sleep(0.5)
+        rerun = _run_cli(folder, out, "--workers", "2", "--batch-size", "2")
+        _, err = rerun.communicate(timeout=300)
+        assert rerun.returncode == 1, err   # error rows: the broken files
+        assert "tasks already done" in err, err
+        clean = _run_cli(folder, tmp_path / "clean.csv", "--workers", "2", "--batch-size", "2")
+        _, err2 = clean.communicate(timeout=300)
+        assert clean.returncode == 1, err2
+        assert out.read_bytes() == (tmp_path / "clean.csv").read_bytes()
+        assert not parts.exists()
+        again = _run_cli(folder, out, "--batch-size", "2")   # everything is in the output: nothing to do, the same file
+        _, err3 = again.communicate(timeout=300)
+        assert "this run: 0 tasks" in err3 and out.read_bytes() == (tmp_path / "clean.csv").read_bytes()
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)   # a worker still finishing its chunk
+        except ProcessLookupError:
+            pass
+
+
+class CrashingSpec(RecognizerSpec):
+    """A Recognizer whose worker process dies (os._exit) on any image 333 pixels wide."""
+
+    def load(self):
+        return _Crashing(super().load())
+
+
+class _Crashing:
+    def __init__(self, rec):
+        self.rec, self.name, self.labels, self.detector = rec, rec.name, rec.labels, rec.detector
+
+    def analyze(self, image):
+        if image.shape[1] == 333:
+            os._exit(7)
+        return self.rec.analyze(image)
+
+
+def test_a_dead_worker_is_replaced_and_its_inputs_retried_once(folder, tmp_path):
+    cv2.imwrite(str(tmp_path / "poison.png"), np.zeros((100, 333, 3), np.uint8))
+    sources = [str(folder / FACES[0]), str(tmp_path / "poison.png"), str(folder / FACES[1]), str(folder / NO_FACE[0])]
+    tasks = plan(sources)
+    spec = CrashingSpec()
+    got = {}
+    for chunk, results in local_engine(chunks(tasks, 4), spec, 5.0, workers=1):
+        got.update(results)
+    assert [r["status"] for r in got[sources[0]]] == ["ok"] and [r["status"] for r in got[sources[2]]] == ["ok"]
+    assert [r["status"] for r in got[sources[3]]] == ["no_face"]
+    (bad,) = got[sources[1]]
+    assert bad["status"] == "error" and "died twice" in bad["message"] and "exit code 7" in bad["message"]
+
+
+def test_ray_engine_without_ray_says_how_to_install(folder, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    import argparse
+
+    p = argparse.ArgumentParser()
+    batch.add_arguments(p)
+    code = batch.main_from_args(p.parse_args([str(folder / FACES[0]), "--out", str(tmp_path / "r.csv"),
+                                              "--engine", "ray", "--no-progress"]))
+    assert code == 2 and 'pip install "ferkit[ray]"' in capsys.readouterr().err
+    assert not (tmp_path / "r.csv").exists()
+
+
+def test_settings_that_change_the_rows_refuse_old_parts(folder, tmp_path):
+    out = tmp_path / "r.jsonl"
+    Path(str(out) + ".parts").mkdir()
+    Path(str(out) + ".parts", "settings.json").write_text('{"model": "ferplus"}')
+    with pytest.raises(ValueError, match="unfinished run with other settings"):
+        batch.run([folder / FACES[0]], out=out)
+    with pytest.raises(ValueError, match="unknown output format"):
+        batch.run([folder / FACES[0]], out=tmp_path / "r.xlsx")
