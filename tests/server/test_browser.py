@@ -335,7 +335,7 @@ def test_boxes_and_heat_maps_drawn_on_the_face(web, playwright_instance, sample_
         shown = drawn(page)
         if width == PHONE_WIDTH:
             assert shown["image"][0] < PHONE_WIDTH  # scaled down to fit
-        scale, want = expected_boxes(result, shown)
+        _, want = expected_boxes(result, shown)
         assert len(shown["boxes"]) == len(shown["heats"]) == 1
         assert_close(shown["boxes"][0], want[0], f"{name} at {width} px: box")
         assert_close(shown["heats"][0], want[0], f"{name} at {width} px: heat map")
@@ -444,7 +444,7 @@ def test_landmark_dots_drawn_where_the_json_puts_them(web, playwright_instance, 
     assert page.is_checked("#landmarks-toggle")   # on by default
     result = upload(page, sample_photos["640x480"])
     shown = drawn(page)
-    scale, boxes = expected_boxes(result, shown)
+    _, boxes = expected_boxes(result, shown)
     x, y, w, h = boxes[0]
     want = [[x, y], [x + w, y], [x + w / 2, y + h / 2], [x, y + h], [x + w, y + h]]
     dots = landmark_dots(page)
