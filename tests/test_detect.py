@@ -1,15 +1,85 @@
 import numpy as np
 import pytest
 
-from ferkit.detect import available_detectors, create_detector
-from tests.conftest import pad_face
+from ferkit.detect import (DEFAULT_DETECTOR, DETECTOR_NOTES, Detections, available_detectors, create_detector,
+                           find_faces, roll_degrees)
+from ferkit.scenes import background, place_face
+from tests.conftest import ROOT, pad_face
+
+SAMPLE = ROOT / "examples" / "astronaut.png"
 
 
 def test_detector_names():
-    assert available_detectors()[0] == "haar"
-    assert {"haar", "haar-alt2", "blazeface", "none"} <= set(available_detectors())
-    with pytest.raises(ValueError, match="unknown detector 'x'; valid: haar"):
+    assert available_detectors()[0] == DEFAULT_DETECTOR == "yunet"
+    assert {"yunet", "haar", "haar-alt2", "blazeface", "none"} <= set(available_detectors())
+    assert set(DETECTOR_NOTES) == set(available_detectors())  # the help says when each one helps
+    with pytest.raises(ValueError, match="unknown detector 'x'; valid: yunet, haar"):
         create_detector("x")
+
+
+def test_yunet_decodes_boxes_and_landmarks_onto_a_real_face():
+    """The sample photo (public domain, one smiling face): one box on the face, the eyes above the nose above the
+    mouth, the subject's right eye on the image's left, every landmark inside the box."""
+    import cv2
+    photo = cv2.imread(str(SAMPLE))
+    found = create_detector("yunet").detect_faces(photo)
+    assert len(found) == 1 and found.sources == ("yunet",) and found.scores[0] > 0.8
+    x, y, w, h = found.boxes[0]
+    assert 150 < x + w / 2 < 260 and 80 < y + h / 2 < 150 and 90 < w < 140  # measured by eye: the face is near (225, 115)
+    (rex, rey), (lex, ley), (nx, ny), (rmx, rmy), (lmx, lmy) = found.landmarks[0]
+    assert rex < nx < lex and rmx < lmx and max(rey, ley) < ny < min(rmy, lmy)
+    assert all(x <= px <= x + w and y <= py <= y + h for px, py in found.landmarks[0])
+    assert abs(roll_degrees(found.landmarks)[0]) < 5
+
+
+@pytest.mark.data
+def test_yunet_finds_fer_faces_in_scenes_and_measures_their_roll(private_test):
+    det = create_detector("yunet")
+    rng = np.random.default_rng(0)
+    found, rolls = 0, []
+    for i in range(20):
+        frame = place_face(background(480, 640, rng), private_test.pixels[i], 150, (320, 240), roll=20)
+        d = det.detect_faces(frame)
+        if len(d) == 1 and abs(d.boxes[0][0] + d.boxes[0][2] / 2 - 320) < 40:
+            found += 1
+            rolls.append(roll_degrees(d.landmarks)[0])
+    assert found >= 15
+    assert 10 < np.median(rolls) < 30  # turned clockwise by 20 degrees, as place_face and roll_degrees both count
+
+
+def test_yunet_is_empty_on_face_free_images_and_handles_odd_shapes():
+    det = create_detector("yunet", fallback=None)
+    rng = np.random.default_rng(1)
+    for image in [background(480, 640, rng) for _ in range(5)] + [np.full((480, 640, 3), 90, np.uint8)]:
+        d = det.detect_faces(image)
+        assert d.boxes.shape == (0, 4) and d.scores.shape == (0,) and d.landmarks.shape == (0, 5, 2)
+    for shape in [(1, 2000, 3), (1300, 1), (1, 65535), (5, 5, 3), (3000, 4000, 3), (480, 640, 4), (48, 48)]:
+        boxes, scores = create_detector("yunet").detect(np.zeros(shape, np.uint8))
+        assert boxes.shape == (0, 4) and scores.shape == (0,), shape
+
+
+def test_a_close_up_falls_back_to_blazeface_and_says_so():
+    import cv2
+    photo = cv2.imread(str(SAMPLE))
+    closeup = cv2.resize(photo[50:190, 160:290], (400, 430))  # the face fills the image
+    yunet_only = create_detector("yunet", fallback=None).detect_faces(closeup)
+    d = create_detector("yunet").detect_faces(closeup)
+    assert len(d) >= 1
+    assert d.sources[0] == ("yunet" if len(yunet_only) else "blazeface")
+
+
+@pytest.mark.parametrize("name", ["haar", "haar-alt2", "blazeface"])
+def test_every_detector_survives_extreme_aspects(name):
+    det = create_detector(name)
+    for shape in [(1, 2000, 3), (1300, 1), (1, 65535)]:
+        assert det.detect(np.zeros(shape, np.uint8))[0].shape == (0, 4)
+        assert find_faces(det, np.zeros(shape, np.uint8)).sources == ()
+
+
+def test_detections_scale_with_their_landmarks():
+    d = Detections(np.array([[10, 20, 30, 40]], np.int32), np.ones(1, np.float32), np.ones((1, 5, 2), np.float32), ("yunet",))
+    s = d.scaled(2)
+    assert s.boxes.tolist() == [[20, 40, 60, 80]] and s.landmarks.max() == 2 and s.sources == ("yunet",)
 
 
 @pytest.mark.parametrize("name", ["haar", "haar-alt2", "blazeface"])

@@ -93,9 +93,9 @@ def test_tracked_faces_come_from_the_recognizers_own_crop_and_classify(monkeypat
     calls = []
     classify_boxes = rec.classify_boxes
 
-    def spy(image, b):
+    def spy(image, b, landmarks=None):
         calls.append((image.ndim, [tuple(int(v) for v in box) for box in b]))
-        return classify_boxes(image, b)
+        return classify_boxes(image, b, landmarks)
 
     monkeypatch.setattr(rec, "classify_boxes", spy)
     frame = _noise_frame()
@@ -104,7 +104,7 @@ def test_tracked_faces_come_from_the_recognizers_own_crop_and_classify(monkeypat
     expected = rec.analyze_boxes(frame, boxes, scores)
     assert [type(f) for f in tracked] == [TrackedFace, TrackedFace]
     for t, e in zip(tracked, expected):
-        assert (t.box, t.probabilities, t.emotion, t.confidence, t.cam) == (e.box, e.probabilities, e.emotion, e.confidence, None)
+        assert (t.box, t.probabilities, t.emotion, t.detector_score, t.cam) == (e.box, e.probabilities, e.emotion, e.detector_score, None)
     assert [(t.id, t.detected) for t in tracked] == [(1, True), (2, True)]
 
 
@@ -177,8 +177,8 @@ def test_smoothing_in_the_face_tracker_damps_changes(recognizer, detectable_face
     first = [t.process(frame_a)[0] for t in (raw, smooth)]
     a, b = raw.process(frame_b)[0], smooth.process(frame_b)[0]
     assert a.id == b.id == 1
-    still_a = recognizer.analyze_boxes(frame_a, [first[1].box])[0].probabilities
-    still_b = recognizer.analyze_boxes(frame_b, [b.box])[0].probabilities
-    for label in recognizer.labels:  # smoothed = 0.8 * before + 0.2 * now (same boxes: Haar is deterministic)
+    still_a = recognizer.analyze_boxes(frame_a, [first[1].box], landmarks=[first[1].landmarks])[0].probabilities
+    still_b = recognizer.analyze_boxes(frame_b, [b.box], landmarks=[b.landmarks])[0].probabilities
+    for label in recognizer.labels:  # smoothed = 0.8 * before + 0.2 * now (same boxes: the detector is deterministic)
         assert b.probabilities[label] == pytest.approx(0.8 * still_a[label] + 0.2 * still_b[label], abs=0.02)
     assert a.probabilities == pytest.approx(still_b, abs=1e-4)

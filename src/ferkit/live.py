@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from .annotate import EMOTION_COLORS_BGR, draw_tracked
-from .detect import available_detectors
+from .detect import DEFAULT_DETECTOR, available_detectors, detector_help
 from .track import FaceTracker, TrackedFace
 from .video import VideoError, VideoInfo, VideoReport, open_video, quiet_opencv, read_frames
 
@@ -296,8 +296,8 @@ def add_parser(sub) -> None:
     p.add_argument("--detect-every", type=int, default=5, metavar="N", help="run the face detector every N frames, follow faces in between (default: 5)")
     p.add_argument("--detect-side", type=int, default=320, metavar="PX", help="longest side of the copy the detector searches (default: 320)")
     p.add_argument("--model", default=None, help="shipped model name or path to an .onnx file (default: fer2013)")
-    p.add_argument("--detector", default="haar", choices=[d for d in available_detectors() if d != "none"],
-                   help="face detector (default: haar; blazeface is much faster for webcam-sized faces)")
+    p.add_argument("--detector", default=DEFAULT_DETECTOR, choices=[d for d in available_detectors() if d != "none"],
+                   help="face detector (default: %(default)s). " + detector_help(exclude=("none",)))
     p.set_defaults(run=run_live)
 
 

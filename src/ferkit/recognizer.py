@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-from .detect import Detector, create_detector, detector_input
+from .detect import DEFAULT_DETECTOR, Detections, Detector, create_detector, detector_input, find_faces, roll_degrees
 from .images import load_image
 from .labels import check_choice
 from .preprocess import IMAGE_SIZE, PREPROCESS_SPEC, to_model_input
@@ -28,21 +28,33 @@ METADATA_KEY = "ferkit"
 
 @dataclass
 class Face:
-    """One detected face. `box` is x, y, w, h in image pixels; probabilities sum to 1."""
+    """One detected face. `box` is x, y, w, h in image pixels (the square the classifier saw, before any turn);
+    probabilities sum to 1; `score` is the emotion's probability, `detector_score` the detector's for the box."""
     box: tuple[int, int, int, int]
     probabilities: dict[str, float]
     emotion: str                      # the most probable label
-    confidence: float                 # the detector's score for this box, in [0, 1]
-    cam: np.ndarray | None = field(default=None, repr=False)  # (h, w) map in [0, 1] over the box, for `emotion`
+    detector_score: float             # the detector's score for this box, in [0, 1] (not the emotion's confidence)
+    cam: np.ndarray | None = field(default=None, repr=False)  # (48, 48) map in [0, 1] over the box, for `emotion`
+    landmarks: tuple[tuple[float, float], ...] | None = None  # five (x, y) image points in detect.LANDMARKS order
+    detector: str = ""                # the detector that found the face ("yunet", or "blazeface" as its fallback)
 
     @property
     def score(self) -> float:
+        """The probability of `emotion`."""
         return self.probabilities[self.emotion]
+
+    @property
+    def confidence(self) -> float:
+        """Deprecated alias of `detector_score` (the name read as the emotion's confidence); goes in 0.3."""
+        warnings.warn("Face.confidence is the detector's score: use Face.detector_score", DeprecationWarning, stacklevel=2)
+        return self.detector_score
 
     def to_dict(self) -> dict:
         x, y, w, h = self.box
-        return {"box": {"x": x, "y": y, "w": w, "h": h}, "emotion": self.emotion,
-                "probabilities": self.probabilities, "detector_confidence": round(self.confidence, 4)}
+        return {"box": {"x": x, "y": y, "w": w, "h": h}, "emotion": self.emotion, "probabilities": self.probabilities,
+                "detector": self.detector, "detector_score": round(self.detector_score, 4),
+                "detector_confidence": round(self.detector_score, 4),  # deprecated key, same value; goes in 0.3
+                "landmarks": None if self.landmarks is None else [[round(x, 1), round(y, 1)] for x, y in self.landmarks]}
 
 
 def available_models() -> list[str]:
@@ -98,12 +110,13 @@ def read_metadata(path: str | Path) -> dict:
     return _metadata(_open_session(path, opts, run=False), path)
 
 
-def _open_session(path: str | Path, opts: ort.SessionOptions, run: bool = True) -> ort.InferenceSession:
+def _open_session(path: str | Path, opts: ort.SessionOptions, run: bool = True,
+                  providers: list | None = None) -> ort.InferenceSession:
     """An ONNX Runtime session on the CPU; `run`: one that will compute, so an INT8 model gets exact kernels on CPUs
     whose own would saturate (see int8_saturates)."""
     try:
         model = uint8_weights(path) if run and int8_saturates() else None
-        return ort.InferenceSession(model or str(path), opts, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(model or str(path), opts, providers=providers or ["CPUExecutionProvider"])
     except Exception as e:  # ORT and protobuf raise their own exception types for files that are not ONNX
         raise ValueError(f"{path}: not a readable ONNX model ({e})") from e
 
@@ -187,11 +200,12 @@ class Recognizer:
     Thread-safe: one instance can serve many threads (ONNX Runtime sessions are).
     """
 
-    def __init__(self, model_path: str | Path, detector: Detector | str = "haar", *, threads: int | None = None,
-                 tta: bool | str = False, margin: float = 0.0):
+    def __init__(self, model_path: str | Path, detector: Detector | str = DEFAULT_DETECTOR, *, threads: int | None = None,
+                 tta: bool | str = False, margin: float = 0.0, align: bool = True, providers: list | None = None):
         if margin < 0 or margin > 1:
             raise ValueError(f"margin must be within 0-1 (a fraction of the box size), got {margin}")
         self.model_path = Path(model_path)
+        self.providers = list(providers) if providers else ["CPUExecutionProvider"]
         opts = ort.SessionOptions()
         # Worker threads that spin-wait after a run steal the CPU from the detector that runs next (measured:
         # +11 ms per 640x480 frame on 2 cores); sleeping costs nothing measurable at these sizes.
@@ -199,7 +213,7 @@ class Recognizer:
         if threads:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
-        self._session = _open_session(self.model_path, opts)  # loaded once: the metadata comes from it too
+        self._session = _open_session(self.model_path, opts, providers=self.providers)  # loaded once: the metadata comes from it too
         self.metadata = _metadata(self._session, self.model_path)
         if self.metadata.get("preprocess", {}).get("image_size") != PREPROCESS_SPEC["image_size"] or \
                 self.metadata["preprocess"].get("scale") != PREPROCESS_SPEC["scale"]:
@@ -208,11 +222,12 @@ class Recognizer:
         self.name: str = self.metadata.get("name", self.model_path.stem)
         self.detector = create_detector(detector) if isinstance(detector, str) else detector
         self.tta = check_choice("tta", {False: "none", True: "flip", None: "none"}.get(tta, tta), TTA_MODES)
-        self.margin = margin
+        self.margin, self.align = margin, bool(align)
         self.metrics: dict = read_metrics(self.model_path)
 
     def __repr__(self) -> str:
-        return f"Recognizer(model={self.name!r}, labels={len(self.labels)}, detector={self.detector.name!r}, tta={self.tta})"
+        return (f"Recognizer(model={self.name!r}, labels={len(self.labels)}, detector={self.detector.name!r}, "
+                f"tta={self.tta}, align={self.align})")
 
     # ------------------------------------------------------------ classification
     def classify(self, faces) -> np.ndarray:
@@ -242,14 +257,28 @@ class Recognizer:
         return probs, cams
 
     # ------------------------------------------------------------ full images
-    def crop(self, image: np.ndarray, box) -> np.ndarray:
-        """The grey crop for a box (x, y, w, h), widened by `margin`, clamped to the image."""
+    def crop(self, image: np.ndarray, box, landmarks=None) -> np.ndarray:
+        """The grey crop for a box (x, y, w, h), widened by `margin`. With `align` and the face's (5, 2) landmarks,
+        the square is turned upright from the eye line (pixels beyond the image repeat its border); otherwise it is
+        the box itself, clamped to the image."""
         grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-        x, y, w, h = box
+        x, y, w, h = (int(v) for v in box)
+        if self.align and landmarks is not None:
+            roll = float(roll_degrees(np.asarray(landmarks, np.float32).reshape(1, 5, 2))[0])
+            side = max(1, int(round(max(w, h) * (1 + self.margin))))
+            cx, cy = x + w / 2, y + h / 2
+            m = cv2.getRotationMatrix2D((cx, cy), roll, 1.0)  # OpenCV turns by +roll counter-clockwise: undoes it
+            m[:, 2] += (side / 2 - cx, side / 2 - cy)
+            return cv2.warpAffine(grey, m, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         mx, my = int(round(w * self.margin / 2)), int(round(h * self.margin / 2))
         x0, y0 = max(0, x - mx), max(0, y - my)
         x1, y1 = min(grey.shape[1], x + w + mx), min(grey.shape[0], y + h + my)
         return grey[y0:y1, x0:x1]
+
+    def detect(self, image) -> Detections:
+        """The detector alone on an image (any input `analyze` takes): boxes, scores, landmarks, which detector."""
+        img = load_image(image)
+        return find_faces(self.detector, detector_input(self.detector, img, cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)))
 
     def analyze(self, image, *, detect: bool = True, explain: bool = False, color: str = "bgr") -> list[Face]:
         """Find the faces in `image` and recognise each one's emotion.
@@ -259,37 +288,65 @@ class Recognizer:
         `explain=True` fills `Face.cam` with the class activation map of the dominant emotion.
         Returns one Face per face found, left to right; an empty list when there is none.
         """
-        img = load_image(image, color=color)
-        grey = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)  # once: grey detectors and the classifier share it
-        if detect:
-            boxes, scores = self.detector.detect(detector_input(self.detector, img, grey))
-        else:
-            boxes, scores = np.array([[0, 0, img.shape[1], img.shape[0]]], np.int32), np.ones(1, np.float32)
-        return self.analyze_boxes(grey, boxes, scores, explain=explain)
+        if isinstance(image, (list, tuple)):
+            raise TypeError("analyze takes one image; use analyze_many for a list of images")
+        return self.analyze_many([image], detect=detect, explain=explain, color=color)[0]
 
-    def analyze_boxes(self, image: np.ndarray, boxes, scores=None, *, explain: bool = False) -> list[Face]:
-        """Classify given boxes (N, 4) x, y, w, h in a BGR or grey image: for callers that track faces."""
+    def analyze_many(self, images, *, detect: bool = True, explain: bool = False, color: str = "bgr") -> list[list[Face]]:
+        """`analyze` for several images, their faces classified in one batch: one list of Faces per image."""
+        greys, found = [], []
+        for image in images:
+            img = load_image(image, color=color)
+            grey = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)  # once: grey detectors and the classifier share it
+            if detect:
+                found.append(find_faces(self.detector, detector_input(self.detector, img, grey)))
+            else:
+                found.append(Detections(np.array([[0, 0, img.shape[1], img.shape[0]]], np.int32), np.ones(1, np.float32),
+                                        None, ("none",)))
+            greys.append(grey)
+        crops = [self.crop(g, b, None if d.landmarks is None else d.landmarks[i])
+                 for g, d in zip(greys, found) for i, b in enumerate(d.boxes)]
+        probs, cams = self.classify_with_cams(crops)
+        out, k = [], 0
+        for d in found:
+            n = len(d)
+            out.append([self.make_face(d.boxes[i], probs[k + i], d.scores[i], cams[k + i] if explain else None,
+                                       landmarks=None if d.landmarks is None else d.landmarks[i], detector=d.sources[i])
+                        for i in range(n)])
+            k += n
+        return out
+
+    def analyze_boxes(self, image: np.ndarray, boxes, scores=None, *, explain: bool = False, landmarks=None,
+                      detector: str = "") -> list[Face]:
+        """Classify given boxes (N, 4) x, y, w, h in a BGR or grey image (with their (N, 5, 2) landmarks, if known):
+        for callers that track faces."""
         boxes = np.asarray(boxes, np.int32).reshape(-1, 4)
         scores = np.ones(len(boxes), np.float32) if scores is None else np.asarray(scores, np.float32)
         if len(boxes) == 0:
             return []
-        probs, cams = self.classify_boxes(image, boxes)
-        return [self.make_face(box, p, score, cam if explain else None)
-                for box, score, p, cam in zip(boxes, scores, probs, cams)]
+        probs, cams = self.classify_boxes(image, boxes, landmarks)
+        return [self.make_face(box, p, score, cam if explain else None,
+                               landmarks=None if landmarks is None else landmarks[i], detector=detector)
+                for i, (box, score, p, cam) in enumerate(zip(boxes, scores, probs, cams))]
 
-    def classify_boxes(self, image: np.ndarray, boxes) -> tuple[np.ndarray, np.ndarray]:
-        """The crops of boxes (N, 4) x, y, w, h in a BGR or grey image -> probabilities (N, K) and raw maps (N, K, 6, 6)."""
+    def classify_boxes(self, image: np.ndarray, boxes, landmarks=None) -> tuple[np.ndarray, np.ndarray]:
+        """The crops of boxes (N, 4) x, y, w, h in a BGR or grey image (aligned where (N, 5, 2) landmarks are given)
+        -> probabilities (N, K) and raw maps (N, K, 6, 6)."""
         grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-        return self.classify_with_cams([self.crop(grey, b) for b in boxes])
+        return self.classify_with_cams([self.crop(grey, b, None if landmarks is None else landmarks[i])
+                                        for i, b in enumerate(boxes)])
 
-    def make_face(self, box, probabilities: np.ndarray, confidence: float, cam: np.ndarray | None = None) -> Face:
+    def make_face(self, box, probabilities: np.ndarray, detector_score: float, cam: np.ndarray | None = None, *,
+                  landmarks=None, detector: str = "") -> Face:
         """A Face for a box from its (K,) probabilities; `cam`: its raw (K, 6, 6) maps, or None for no map."""
         top = int(np.argmax(probabilities))
         return Face(box=tuple(int(v) for v in box),
                     probabilities={label: float(v) for label, v in zip(self.labels, probabilities)},
                     emotion=self.labels[top],
-                    confidence=float(np.float32(confidence)),  # the detectors' float32, whichever caller
-                    cam=None if cam is None else normalise_cam(cam[top]))
+                    detector_score=float(np.float32(detector_score)),  # the detectors' float32, whichever caller
+                    cam=None if cam is None else normalise_cam(cam[top]),
+                    landmarks=None if landmarks is None else tuple((float(x), float(y)) for x, y in np.asarray(landmarks)),
+                    detector=detector)
 
 
 TTA_MODES = ("none", "flip", "crops")
@@ -314,9 +371,16 @@ def normalise_cam(cam: np.ndarray) -> np.ndarray:
     return cam / peak if peak > 0 else cam
 
 
-def load_recognizer(model: str | os.PathLike | None = None, detector: Detector | str = "haar", **options) -> Recognizer:
+def load_recognizer(model: str | os.PathLike | None = None, detector: Detector | str = DEFAULT_DETECTOR, *,
+                    threads: int | None = None, tta: bool | str = False, margin: float = 0.0, align: bool = True,
+                    providers: list | None = None) -> Recognizer:
     """The front door. `model`: a shipped name (see available_models(); default "fer2013") or an .onnx path.
-    `detector`: "haar" (default), "haar-alt2", "none" (pre-cropped faces), or a Detector object.
-    Options: threads (ONNX Runtime threads), tta ("none", "flip" or "crops": test-time augmentation), margin.
+    `detector`: "yunet" (default), "blazeface", "haar", "haar-alt2", "none" (pre-cropped faces), or a Detector
+    object (detect.DETECTOR_NOTES says when each helps).
+    `threads`: ONNX Runtime threads for the classifier (None: its default). `tta`: "none", "flip" or "crops"
+    (test-time augmentation). `margin`: widen each face box by this fraction. `align`: turn faces upright from their
+    eye line before classifying (detectors with landmarks only). `providers`: ONNX Runtime execution providers
+    (default CPU; e.g. ["CUDAExecutionProvider", "CPUExecutionProvider"] with onnxruntime-gpu).
     """
-    return Recognizer(resolve_model(model), detector, **options)
+    return Recognizer(resolve_model(model), detector, threads=threads, tta=tta, margin=margin, align=align,
+                      providers=providers)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields
 import cv2
 import numpy as np
 
-from .detect import Detector, detector_input
+from .detect import Detections, Detector, detector_input, find_faces
 from .recognizer import Face, Recognizer
 
 
@@ -57,6 +57,8 @@ class Track:
     missed: int = 0                              # detections in a row that did not find this face
     frames: int = 0                              # frames this face was reported on
     probabilities: np.ndarray | None = field(default=None, repr=False)
+    landmarks: np.ndarray | None = field(default=None, repr=False)  # (5, 2) at `box`, moved with it when followed
+    source: str = ""                             # the detector that found the face
 
 
 class IoUTracker:
@@ -157,15 +159,16 @@ class FaceTracker:
         self._live = []
         self.frame_index = -1
 
-    def detect(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The detector on a copy no larger than `detect_side`; boxes come back in frame pixels."""
+    def detect(self, frame: np.ndarray) -> Detections:
+        """The detector on a copy no larger than `detect_side`; boxes and landmarks come back in frame pixels."""
+        if hasattr(self.detector, "long_side"):  # YuNet scales its input itself (enlarging too): tell it the side
+            return self.detector.detect_faces(frame, long_side=self.detect_side)
         h, w = frame.shape[:2]
         scale = min(1.0, self.detect_side / max(h, w)) if self.detect_side else 1.0
         if scale >= 1.0:
-            return self.detector.detect(frame)
-        small = cv2.resize(frame, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
-        boxes, scores = self.detector.detect(small)
-        return np.round(boxes / scale).astype(np.int32), scores
+            return find_faces(self.detector, frame)
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))  # a 2000x1 frame stays 1 pixel tall
+        return find_faces(self.detector, cv2.resize(frame, size, interpolation=cv2.INTER_AREA)).scaled(1 / scale)
 
     def process(self, frame: np.ndarray) -> list[TrackedFace]:
         """One BGR (or grey) frame -> its faces, each with a stable id, left to right."""
@@ -178,19 +181,25 @@ class FaceTracker:
         self._live = live
         if not live:
             return []
-        probs, _ = self.recognizer.classify_boxes(grey, [t.box for t, _ in live])  # (N, K)
+        marks = [t.landmarks for t, _ in live]
+        probs, _ = self.recognizer.classify_boxes(grey, [t.box for t, _ in live],
+                                                  None if any(m is None for m in marks) else marks)  # (N, K)
         out = []
         for (track, detected), row in zip(live, probs):
             p = self.tracker.smooth(track, row)
             track.frames += 1
-            out.append(TrackedFace.of(self.recognizer.make_face(track.box, p, track.score), track.id, detected))
+            face = self.recognizer.make_face(track.box, p, track.score, landmarks=track.landmarks, detector=track.source)
+            out.append(TrackedFace.of(face, track.id, detected))
             self._templates[track.id] = self._template(grey, track.box)
         out.sort(key=lambda f: f.box[0])
         return out
 
     def _detect_step(self, frame, grey) -> list[tuple[Track, bool]]:
-        boxes, scores = self.detect(detector_input(self.detector, frame, grey))
-        found = self.tracker.update(boxes, scores)
+        detections = self.detect(detector_input(self.detector, frame, grey))
+        found = self.tracker.update(detections.boxes, detections.scores)
+        for i, track in enumerate(found):
+            track.landmarks = None if detections.landmarks is None else detections.landmarks[i]
+            track.source = detections.sources[i]
         ids = {t.id for t in found}
         live = [(t, True) for t in found]
         # Faces the detector missed this time (cascades flicker) are followed for up to max_missed detections.
@@ -198,7 +207,7 @@ class FaceTracker:
             if track.id not in ids and track.id in self._templates:
                 box = self._follow(grey, track)
                 if box is not None and all(iou(box, t.box) < self.tracker.iou_threshold for t in found):
-                    track.box = box
+                    _move(track, box)
                     live.append((track, False))
         alive = {t.id for t in self.tracker.tracks}
         self._templates = {k: v for k, v in self._templates.items() if k in alive}
@@ -209,7 +218,7 @@ class FaceTracker:
         for track, _ in self._live:
             box = self._follow(grey, track)
             if box is not None:
-                track.box = box
+                _move(track, box)
                 live.append((track, False))
         return live
 
@@ -243,6 +252,13 @@ class FaceTracker:
         _, _, w, h = box
         s = _follow_scale(w, h)
         return cv2.resize(_patch(grey, box), (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+
+
+def _move(track: Track, box) -> None:
+    """A followed face's new box; its landmarks move with it (template matching finds shifts, not turns)."""
+    if track.landmarks is not None:
+        track.landmarks = track.landmarks + np.array(box[:2], np.float32) - np.array(track.box[:2], np.float32)
+    track.box = box
 
 
 def _follow_scale(w: int, h: int) -> float:

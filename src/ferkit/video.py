@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from .annotate import EMOTION_COLORS_BGR, draw_tracked
-from .detect import available_detectors
+from .detect import DEFAULT_DETECTOR, available_detectors, detector_help
 from .recognizer import Recognizer
 from .track import FaceTracker, TrackedFace
 
@@ -312,8 +312,8 @@ def add_parser(sub) -> None:
                    help="longest side of the copy the detector searches (default: the detector's, 640)")
     p.add_argument("--smoothing", type=float, default=0.0, help="per-face probability smoothing over time, 0 (off) to <1")
     p.add_argument("--model", default=None, help="shipped model name or path to an .onnx file (default: fer2013)")
-    p.add_argument("--detector", default="haar", choices=[d for d in available_detectors() if d != "none"],
-                   help="face detector (default: haar; blazeface is much faster for webcam-sized faces)")
+    p.add_argument("--detector", default=DEFAULT_DETECTOR, choices=[d for d in available_detectors() if d != "none"],
+                   help="face detector (default: %(default)s). " + detector_help(exclude=("none",)))
     p.add_argument("--no-annotate", action="store_true", help="skip the annotated copy of the video (faster)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run_video)

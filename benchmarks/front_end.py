@@ -1,0 +1,210 @@
+"""The front end (face detector + crop + alignment) measured, and its defaults chosen, in one run.
+
+    python benchmarks/front_end.py [--data ../shared/data/fer2013] [--faces 400]
+
+Choices are made on FER-2013 Training faces placed in scenes and on face-free images, never on a test split:
+  1. YuNet's score threshold: found rate against false faces per face-free image.
+  2. The framing (scale, shift) that turns YuNet's box into FER-2013's crop, fitted on upright Training scenes.
+Then reported: found rates on PublicTest faces in scenes (20-300 px, rolls within +-30 degrees, lighting), on the
+public-domain sample photo at many sizes, on close-ups (with and without the BlazeFace fallback); alignment's
+effect on accuracy on PublicTest (where it is chosen) and PrivateTest (reported) faces at rolls 0, +-15, +-30;
+the detector's time per 640x480 frame by working resolution.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ferkit import load_recognizer
+from ferkit.data import fer2013_file, load_dataset
+from ferkit.detect import YuNetDetector, create_detector
+from ferkit.scenes import background, place_face
+
+SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "astronaut.png"
+BINS = ((20, 40), (40, 100), (100, 300))
+
+
+def scene(face48, rng, size=None, roll=None, shape=(480, 640)):
+    """A frame with one face at a random place, size 20-300 px (log-uniform), roll, gain and tint -> frame, truth."""
+    size = float(np.exp(rng.uniform(np.log(20), np.log(300)))) if size is None else float(size)
+    roll = float(rng.uniform(-30, 30)) if roll is None else float(roll)
+    h, w = shape
+    m = min(size * 0.75, h / 2)
+    centre = (rng.uniform(m, w - m), rng.uniform(m, h - m))
+    frame = place_face(background(h, w, rng), face48, size, centre, roll, rng.uniform(0.5, 1.3), tuple(rng.uniform(0.8, 1.1, 3)))
+    return frame, (centre, size, roll)
+
+
+def match(det, truth):
+    """Index of the detection that is the true face (centre within 0.35 of its size, side within 0.5-2x), or None."""
+    (cx, cy), size, _ = truth
+    best = None
+    for i, (b, s) in enumerate(zip(det.boxes, det.scores)):
+        if np.hypot(b[0] + b[2] / 2 - cx, b[1] + b[3] / 2 - cy) < 0.35 * size and 0.5 < (b[2] + b[3]) / 2 / size < 2:
+            if best is None or s > det.scores[best]:
+                best = i
+    return best
+
+
+def face_free_images(rng, n):
+    """Generated backdrops, plus scikit-image's face-free sample photos (textures, objects) where it is installed."""
+    images = [background(480, 640, rng) for _ in range(n)]
+    try:
+        from skimage import data
+        for name in ("brick", "grass", "gravel", "coffee", "rocket", "coins", "horse", "clock", "hubble_deep_field",
+                     "moon", "page", "text", "cell", "colorwheel", "chelsea"):
+            try:
+                im = np.asarray(getattr(data, name)())
+            except Exception:  # some fetch from the internet: not here
+                continue
+            im = im.astype(np.uint8) if im.dtype != bool else (im * 255).astype(np.uint8)
+            images.append(cv2.cvtColor(im, cv2.COLOR_RGB2BGR) if im.ndim == 3 and im.shape[2] == 3 else
+                          cv2.cvtColor(im[:, :, :3], cv2.COLOR_RGB2BGR) if im.ndim == 3 else im)
+    except ImportError:
+        pass
+    return images
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=None)
+    ap.add_argument("--faces", type=int, default=400, help="faces per scene set")
+    args = ap.parse_args()
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; {_cpu_name()}")
+    ds = load_dataset(fer2013_file(args.data))
+    train, public, private = ds.split("Training"), ds.split("PublicTest"), ds.split("PrivateTest")
+    n = args.faces
+    raw = YuNetDetector(score_threshold=0.3, fallback=None)
+    default = create_detector("yunet")
+
+    # 1. choose the threshold on Training scenes and face-free images
+    rng = np.random.default_rng(0)
+    dets = []
+    for i in range(n):
+        frame, truth = scene(train.pixels[i], rng)
+        dets.append((raw.raw(frame), truth))
+    free_images = face_free_images(np.random.default_rng(1), 60)
+    free = [raw.raw(im) for im in free_images]
+    print(f"\n1. score threshold, {n} Training faces in scenes, {len(free)} face-free images")
+    print(f"{'threshold':>9} {'found':>6} " + " ".join(f"{f'{lo}-{hi}px':>8}" for lo, hi in BINS) + f" {'false/img':>9} {'imgs w/ false':>13}")
+    for thr in (0.4, 0.5, 0.6, 0.7, 0.8, 0.9):
+        found = np.array([(m := match(d, t)) is not None and d.scores[m] >= thr for d, t in dets])
+        sizes = np.array([t[1] for _, t in dets])
+        fp = [int((d.scores >= thr).sum()) for d in free]
+        print(f"{thr:>9.1f} {found.mean():>6.1%} " + " ".join(f"{found[(sizes >= lo) & (sizes < hi)].mean():>8.1%}" for lo, hi in BINS)
+              + f" {np.mean(fp):>9.2f} {np.mean(np.array(fp) > 0):>13.1%}")
+    print(f"default in code: score_threshold={default.score_threshold}")
+
+    # 2. framing: truth side / YuNet's mean side and the centre's offset, upright Training scenes
+    rng = np.random.default_rng(2)
+    ratios = []
+    for i in range(n, 2 * n):
+        frame, truth = scene(train.pixels[i], rng, size=rng.uniform(60, 200), roll=0)
+        d = raw.raw(frame)
+        m = match(d, truth)
+        if m is not None:
+            b = d.boxes[m]
+            side = (b[2] + b[3]) / 2
+            ratios.append([truth[1] / side, (truth[0][0] - b[0] - b[2] / 2) / truth[1], (truth[0][1] - b[1] - b[3] / 2) / truth[1]])
+    r = np.median(ratios, 0)
+    print(f"\n2. framing on {len(ratios)} upright Training scenes: FER crop side = {r[0]:.3f} x YuNet's mean side, "
+          f"centre offset x {r[1]:+.3f}, y {r[2]:+.3f} of the side; default in code: frame={default.frame}")
+
+    # 3. found rates, reported
+    print(f"\n3. found rate at the default threshold ({default.score_threshold})")
+    rng = np.random.default_rng(3)
+    found, sizes = [], []
+    for i in range(n):
+        frame, truth = scene(public.pixels[i], rng)
+        found.append(match(default.raw(frame), truth) is not None)
+        sizes.append(truth[1])
+    found, sizes = np.array(found), np.array(sizes)
+    print(f"PublicTest faces in scenes (FER-2013 48 px crops, enlarged):  {found.mean():.1%}  " +
+          "  ".join(f"{lo}-{hi} px {found[(sizes >= lo) & (sizes < hi)].mean():.1%}" for lo, hi in BINS))
+    photo = cv2.imread(str(SAMPLE))
+    rng = np.random.default_rng(4)
+    found, sizes = [], []
+    for _ in range(200):  # the sample photo's face (about 100 px wide in the 512 px photo) at 20-300 px, turned, lit
+        size = float(np.exp(rng.uniform(np.log(20), np.log(300))))
+        roll, gain = rng.uniform(-30, 30), rng.uniform(0.5, 1.3)
+        s = size / 100
+        m = cv2.getRotationMatrix2D((224, 104), -roll, s)
+        cx, cy = rng.uniform(0, 640), rng.uniform(0, 480)
+        m[:, 2] += (cx - 224, cy - 104)
+        frame = cv2.warpAffine(photo, m, (640, 480), borderMode=cv2.BORDER_CONSTANT, borderValue=(90, 110, 120))
+        frame = np.clip(frame * gain, 0, 255).astype(np.uint8)
+        if not (size / 2 < cx < 640 - size / 2 and size / 2 < cy < 480 - size / 2):
+            continue  # the face must be whole in the frame
+        found.append(match(default.raw(frame), ((cx, cy), size, roll)) is not None)
+        sizes.append(size)
+    found, sizes = np.array(found), np.array(sizes)
+    print(f"the sample photo's face in {len(found)} frames:                 {found.mean():.1%}  " +
+          "  ".join(f"{lo}-{hi} px {found[(sizes >= lo) & (sizes < hi)].mean():.1%}" for lo, hi in BINS))
+    closeups = [cv2.resize(photo[40:200, 150:300], None, fx=f, fy=f) for f in (0.5, 1, 2, 4)]
+    closeups += [cv2.cvtColor(cv2.resize(public.pixels[i], (s, s)), cv2.COLOR_GRAY2BGR)
+                 for i in range(100) for s in (48, 200)]
+    with_fb = np.mean([len(default.detect_faces(c)) > 0 for c in closeups])
+    without = np.mean([len(default.raw(c)) > 0 for c in closeups])
+    print(f"close-ups (the face fills the image; 4 crops of the photo, 100 PublicTest faces at 48 and 200 px): "
+          f"{with_fb:.1%} with the BlazeFace fallback, {without:.1%} YuNet alone")
+    fp = [len(default.raw(im)) for im in free_images]
+    print(f"face-free images: {np.mean(fp):.2f} false faces per image, {np.mean(np.array(fp) > 0):.1%} with any")
+
+    # 4. alignment
+    print("\n4. accuracy of the emotion on faces in scenes (100-140 px), by roll, aligned vs not (missed faces count as wrong)")
+    aligned, plain = load_recognizer(align=True), load_recognizer(align=False)
+    for split_name, split in (("PublicTest", public), ("PrivateTest", private)):
+        row = []
+        for roll in (0, 15, -15, 30, -30):
+            rng = np.random.default_rng(5)
+            hits = np.zeros((2,), int)
+            for i in range(n):
+                frame, truth = scene(split.pixels[i], rng, size=rng.uniform(100, 140), roll=roll)
+                for k, rec in enumerate((aligned, plain)):
+                    faces = rec.analyze(frame)
+                    d = _as_detections(faces)
+                    m = match(d, truth)
+                    hits[k] += m is not None and rec.labels.index(faces[m].emotion) == split.labels[i]
+            row.append(f"{roll:+d}: {hits[0] / n:.1%} vs {hits[1] / n:.1%}")
+        print(f"{split_name:<11} aligned vs not  " + "  ".join(row))
+    crop_acc = float((aligned.classify(public.pixels[:n]).argmax(1) == public.labels[:n]).mean())
+    print(f"(the same PublicTest faces as FER-2013's own crops, no detector: {crop_acc:.1%})")
+
+    # 5. speed of the detector alone
+    print("\n5. detector time per 640x480 frame with one face (median of 30)")
+    frame, _ = scene(public.pixels[0], np.random.default_rng(6), size=120, roll=0)
+    for side in (640, 480, 320):
+        det = YuNetDetector(long_side=side)
+        det.detect(frame)
+        ts = []
+        for _ in range(30):
+            t = time.perf_counter()
+            det.detect(frame)
+            ts.append((time.perf_counter() - t) * 1000)
+        print(f"yunet long side {side}: {np.median(ts):.2f} ms")
+
+
+def _as_detections(faces):
+    from ferkit.detect import Detections
+    return Detections(np.array([f.box for f in faces], np.int32).reshape(-1, 4),
+                      np.array([f.detector_score for f in faces], np.float32), None, ())
+
+
+def _cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+if __name__ == "__main__":
+    main()
