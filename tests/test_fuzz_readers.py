@@ -179,8 +179,6 @@ def test_a_vote_count_is_accepted_exactly_when_it_is_a_whole_number(tmp_path, vo
         assert message is not None and message.startswith(f"{path}, row 2: "), vote
 
 
-_values = st.integers(-2, 300)
-
 
 @FUZZ
 @given(n=st.integers(1, 4), dtype=st.sampled_from(["uint8", "int16", "int64", "float32", "bool"]), data=st.data())
