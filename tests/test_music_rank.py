@@ -24,7 +24,7 @@ def _t(i, artist, v, e, genre="pop") -> Track:
 
 
 def test_moods_cover_every_emotion_on_the_circumplex():
-    assert tuple(MOODS) == EMOTIONS
+    assert tuple(MOODS) == EMOTIONS + ("contempt",)  # FER-2013's seven, then FER+'s eighth
     m = MOODS
     assert all(0 <= x.valence <= 1 and 0 <= x.energy <= 1 for x in m.values())
     # pleasant vs unpleasant
@@ -152,3 +152,15 @@ def test_bad_arguments_list_the_valid_values(catalog):
 def test_small_catalog_returns_what_it_has():
     tracks = [_t(1, "A", 0.2, 0.2), _t(2, "B", 0.9, 0.9)]
     assert len(rank(tracks, "happy", "lift", 10)) == 2
+
+
+def test_every_label_of_every_shipped_model_has_a_mood():
+    """`recommend --model ferplus` and the page's music panel must not fail on a contempt face."""
+    import ferkit
+    from ferkit.music import MOODS, Recommender, load_catalog, mood_path
+
+    for row in ferkit.describe_models():
+        assert set(row["labels"]) <= set(MOODS), row["name"]
+    assert len(mood_path("contempt", "lift", 5)) == 5
+    found = Recommender(load_catalog()).recommend("contempt", n=3)
+    assert found.emotion == "contempt" and len(found.tracks) == 3

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..labels import check_choice, check_emotion
+from ..labels import check_choice
 
 __all__ = ["Mood", "MOODS", "LIFT_GOAL", "STRATEGIES", "check_emotion", "check_strategy", "mood_path"]
 
@@ -21,7 +21,8 @@ class Mood:
 
 # Placement follows the circumplex (Russell 1980; Posner et al. 2005): anger and fear are unpleasant and aroused
 # (anger more so), disgust unpleasant and moderately aroused, sadness unpleasant and deactivated, happiness
-# pleasant and aroused, surprise aroused and mildly pleasant, neutral the centre, slightly calm.
+# pleasant and aroused, surprise aroused and mildly pleasant, neutral the centre, slightly calm; contempt (FER+'s
+# eighth class) unpleasant and fairly calm, cooler than disgust.
 MOODS: dict[str, Mood] = {
     "angry":    Mood(0.15, 0.90, "angry, intense"),
     "disgust":  Mood(0.25, 0.60, "dark, brooding"),
@@ -30,7 +31,14 @@ MOODS: dict[str, Mood] = {
     "sad":      Mood(0.15, 0.25, "sad, melancholy"),
     "surprise": Mood(0.70, 0.85, "euphoric, energetic"),
     "neutral":  Mood(0.50, 0.45, "easygoing, relaxed"),
+    "contempt": Mood(0.30, 0.45, "cool, detached"),
 }
+
+
+def check_emotion(name: str) -> str:
+    """Return ``name`` normalised to lower case if a mood is known for it (FER-2013's seven emotions and FER+'s
+    contempt), else raise ValueError listing them."""
+    return check_choice("emotion", name, tuple(MOODS))
 
 # Where "lift" heads: clearly positive, moderately energetic (calmer than anger, livelier than sadness).
 LIFT_GOAL = Mood(0.85, 0.60, "uplifting, feel-good")
