@@ -78,9 +78,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _client_protocol_errors(record: logging.LogRecord) -> bool:
-    """Drops uvicorn's traceback for a WebSocket text message that is not UTF-8: the client's fault, answered as
-    RFC 6455 requires (the connection is closed with 1007), not a server error."""
-    return not str(record.msg).startswith("Invalid UTF-8 sequence received from client")
+    """Drops uvicorn's lines for a client's broken protocol, already answered: a WebSocket text message that is not
+    UTF-8 (closed with 1007, as RFC 6455 requires; uvicorn logs a traceback) and a malformed HTTP request
+    (answered 400; uvicorn logs a warning for each)."""
+    return not str(record.msg).startswith(("Invalid UTF-8 sequence received from client", "Invalid HTTP request received"))
 
 
 def _below_error(record: logging.LogRecord) -> bool:
@@ -89,7 +90,7 @@ def _below_error(record: logging.LogRecord) -> bool:
 
 # What a client's malformed input makes our libraries log, while the server runs: the client gets a 4xx or a
 # close code naming the fault, and the log stays for the server's own faults.
-_QUIETED = {"uvicorn.error": _client_protocol_errors,          # a WebSocket text message that is not UTF-8
+_QUIETED = {"uvicorn.error": _client_protocol_errors,          # broken HTTP, WebSocket text that is not UTF-8
             "python_multipart.multipart": _below_error}       # a malformed multipart body (answered 400)
 
 
