@@ -141,11 +141,16 @@ class _Outputs:
 
 
 def _describe_failure(photo: Path, e: Exception) -> str:
+    """One line starting with the photo's name."""
+    import cv2
+
     from . import UnreadableImageError
 
-    if isinstance(e, UnreadableImageError):
+    if isinstance(e, (CommandError, UnreadableImageError)) or (isinstance(e, OSError) and e.filename is None):
         return str(e)  # names the file already
-    if type(e).__name__ == "error" and hasattr(e, "err"):  # cv2.error: its own text spans several lines
+    if isinstance(e, OSError):
+        return f"{photo}: {e.strerror or e}"
+    if isinstance(e, cv2.error):  # its own text spans several lines
         return f"{photo}: could not be analysed (OpenCV {e.func}: {e.err})"
     return f"{photo}: could not be analysed ({type(e).__name__}: {e})"
 
@@ -174,7 +179,7 @@ def run_analyze(args) -> int:
             if explain and faces:
                 explain.write(item, draw_faces(overlay(image, faces), faces))
         except Exception as e:  # one bad file never costs the others: reported here, counted in the exit status
-            message = str(e) if isinstance(e, (CommandError, OSError)) else _describe_failure(item.path, e)
+            message = _describe_failure(item.path, e)
             print_error(message)
             results.append({"file": name, "status": "error", "error": message})
             failed += 1
