@@ -214,12 +214,17 @@ def analyze_video(path: str | Path, recognizer: Recognizer, out_dir: str | Path,
     report.summary = summarize(rows_by_face, labels, every / info.fps)
     files["summary_json"] = out / "summary.json"
     files["summary_txt"] = out / "summary.txt"
-    files["chart"] = out / "emotions.png"
+    try:  # the chart needs matplotlib, an extra (ferkit[plot]); the timeline and summary do not
+        import matplotlib  # noqa: F401
+        files["chart"] = out / "emotions.png"
+    except ImportError:
+        pass
     files["summary_json"].write_text(json.dumps({"video": asdict(info), "frames_read": report.frames_read,
                                                  "frames_analysed": report.frames_analysed, "every": every,
                                                  "problems": report.problems, "faces": report.summary}, indent=2))
     files["summary_txt"].write_text(format_summary(report.summary, labels) + "\n")
-    plot_timeline(rows_by_face, labels, files["chart"], title=Path(info.path).name)
+    if "chart" in files:
+        plot_timeline(rows_by_face, labels, files["chart"], title=Path(info.path).name)
     report.files = {k: str(v) for k, v in files.items()}
     return report
 
