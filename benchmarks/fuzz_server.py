@@ -33,7 +33,7 @@ import httpx
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from tests.server.fuzz_inputs import extreme_aspects, image_inputs, request_for, ws_messages
+from tests.server.fuzz_inputs import extreme_aspects, image_inputs, large_images, request_for, ws_messages
 
 CREATING = re.compile(r"O_CREAT|\bcreat\(|\bmkdir(at)?\(|\brename(at2?)?\(|\blink(at)?\(|\bsymlink(at)?\(")
 
@@ -100,6 +100,19 @@ class Campaign:
 
         with ThreadPoolExecutor(clients) as pool:
             list(pool.map(run, shards))
+
+    # ------------------------------------------------------------ the largest valid uploads, one at a time
+    def large(self, pid: int) -> list[tuple[str, int, int, float]]:
+        """(label, size, status, peak RSS above the RSS before it, MB) per upload; the peak is reset before each."""
+        out = []
+        with httpx.Client(base_url=self.url, timeout=300) as client:
+            for label, data in large_images():
+                before = rss_kb(pid, "VmRSS")
+                Path(f"/proc/{pid}/clear_refs").write_text("5")
+                r = client.post("/api/v1/analyze", files={"file": ("big", data, "application/octet-stream")})
+                self.record("upload", label, r.status_code, r.text)
+                out.append((label, len(data), r.status_code, (rss_kb(pid, "VmHWM") - before) / 1024))
+        return out
 
     # ------------------------------------------------------------ WebSocket
     def websocket(self, n: int, seed: int, clients: int, face) -> None:
@@ -245,7 +258,13 @@ def main(argv=None) -> int:
 
     c = Campaign(url)
     phases = {}
+    large = []
     try:
+        t0 = time.perf_counter()
+        if peak_reset:
+            large = c.large(pid)
+        phases["large"] = round(time.perf_counter() - t0, 1)
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
         for name, run in (("uploads", lambda: c.uploads(args.uploads, args.seed, args.clients, face)),
                           ("websocket", lambda: c.websocket(args.ws, args.seed, args.clients, face)),
                           ("abuse", lambda: c.abuse(args.abuse, args.seed))):
@@ -291,9 +310,12 @@ def main(argv=None) -> int:
     for e in c.dropped[:10]:
         print(f"  {e}")
     print(f"server alive at the end: {alive}")
-    print(f"RSS: idle {idle_rss / 1024:.0f} MB (start-up peak {idle_hwm / 1024:.0f} MB); campaign peak "
+    print(f"RSS: idle {idle_rss / 1024:.0f} MB (start-up peak {idle_hwm / 1024:.0f} MB); peak of the mixed campaign "
           f"{peak / 1024:.0f} MB{'' if peak_reset else ' (peak not reset: includes start-up)'}, "
           f"{(peak - idle_rss) / 1024:+.0f} MB above idle; at the end {end_rss / 1024:.0f} MB")
+    print("largest valid uploads, one at a time (peak RSS above the RSS before each):")
+    for label, size, status, mb in large:
+        print(f"  {label:28s} {size / 1e6:5.1f} MB file  {status}  {mb:+6.0f} MB")
     print(f"files created by the server during the campaign (strace): {len(created)} "
           f"(of {watched:,} open/creat/mkdir/rename/link calls traced in that time)")
     for line in created[:10]:
@@ -304,7 +326,8 @@ def main(argv=None) -> int:
     if os.environ.get("FERKIT_FUZZ_KEEP"):
         print(f"(kept: {work})")
         return 1
-    missed = n5xx or c.dropped or not alive or created or log_lines or (peak - idle_rss) > 300 * 1024
+    worst = max([mb for *_, mb in large] + [(peak - idle_rss) / 1024])
+    missed = n5xx or c.dropped or not alive or created or log_lines or worst > 300
     shutil.rmtree(work, ignore_errors=True)
     return 1 if missed else 0
 

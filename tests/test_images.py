@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from PIL import Image
+from PIL import Image, ImageOps
 
 from ferkit.images import (IMAGE_FORMATS, ImageTooLargeError, UnreadableImageError, UnsupportedImageFormatError,
                            decode_image, image_format)
@@ -131,8 +131,30 @@ def test_variants_decode_like_opencv():
         assert ours.shape == theirs.shape and np.abs(ours - theirs).max() <= 2, name
     animated = decode_image(SEEDS["gif-animated"])  # the first frame
     assert np.array_equal(animated, decode_image(SEEDS["gif"]))
-    rotated = decode_image(SEEDS["jpeg-exif-rotated"])  # EXIF orientation 6: turned upright
-    assert rotated.shape[:2] == (96, 96)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WebP"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_as_opencv_does(fmt, orientation):
+    rgb = np.random.default_rng(orientation).integers(0, 256, (20, 40, 3), dtype=np.uint8)
+    rgb[:10, :20] = 255  # a corner to follow
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, fmt, exif=exif.tobytes(), **({"lossless": True} if fmt == "WebP" else {}))
+    ours = decode_image(buf.getvalue())
+    theirs = ImageOps.exif_transpose(Image.open(io.BytesIO(buf.getvalue())))  # Pillow's reading of the same file
+    np.testing.assert_array_equal(ours, np.asarray(theirs.convert("RGB"))[..., ::-1])
+    if fmt == "JPEG":
+        assert np.array_equal(ours, cv2.imdecode(np.frombuffer(buf.getvalue(), np.uint8), cv2.IMREAD_COLOR))
+
+
+def test_corrupt_exif_is_ignored_silently(recwarn):
+    jpeg = SEEDS["jpeg-exif-rotated"]
+    i = jpeg.index(b"Exif\x00\x00")
+    broken = jpeg[:i + 14] + b"\xff\xff\xff\x7f" + jpeg[i + 18:]  # the first IFD's offset points past the end
+    assert decode_image(broken).shape == (96, 96, 3)
+    assert len(recwarn) == 0
 
 
 def test_jpeg_with_too_many_scans_is_refused():

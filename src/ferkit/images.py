@@ -146,9 +146,11 @@ def decode_image(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS)
             f"{name}: not an image in a format we read: {kind} ({_describe(data)}); send {_format_list()}", kind)
     if fmt == "PNG":
         _check_png(data, name, max_pixels)
-    elif fmt == "JPEG":
+    exif = None
+    if fmt == "JPEG":
         _check_jpeg(data, name)
-    from PIL import Image, ImageOps
+        data, exif = _jpeg_without_exif(data)  # Pillow would parse it on open, warning about any flaw
+    from PIL import Image
 
     try:
         with Image.open(io.BytesIO(data), formats=[fmt]) as im:
@@ -157,14 +159,86 @@ def decode_image(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS)
             if w < 1 or h < 1:
                 raise UnreadableImageError(f"{name}: {fmt} declares an empty {w}x{h} image")
             im.load()
-            ImageOps.exif_transpose(im, in_place=True)  # in place: the default returns a full-size copy
-            return _to_bgr(im)
+            orientation = _exif_orientation(exif or im.info.get("exif"))
+            img = _to_bgr(im)
     except UnreadableImageError:
         raise
     except Image.DecompressionBombError as e:
         raise ImageTooLargeError(f"{name}: over the limit of {max_pixels:,} pixels ({e})") from None
     except Exception as e:  # Pillow's errors vary (OSError, SyntaxError, ValueError, struct.error, EOFError ...)
         raise UnreadableImageError(f"{name}: corrupt or truncated {fmt} ({str(e)[:200] or type(e).__name__})") from None
+    return _orient(img, orientation)
+
+
+def _jpeg_without_exif(data: bytes) -> tuple[bytes, bytes | None]:
+    """(the JPEG without its APP1 Exif segments, the first one's payload or None), from the markers before the scan."""
+    pos, end, cuts, exif = 2, len(data), [], None
+    while pos + 4 <= end and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length
+            pos += 2
+            continue
+        if marker in (0xDA, 0xD9):  # start of scan, end of image
+            break
+        length = struct.unpack(">H", data[pos + 2:pos + 4])[0]
+        if marker == 0xE1 and data[pos + 4:pos + 10] == b"Exif\x00\x00":
+            exif = exif or bytes(data[pos + 4:pos + 2 + length])
+            cuts.append((pos, pos + 2 + length))
+        pos += 2 + length
+    if not cuts:
+        return data, None
+    kept, prev = bytearray(), 0
+    for start, stop in cuts:
+        kept += data[prev:start]
+        prev = stop
+    kept += data[prev:]
+    return bytes(kept), exif
+
+
+def _exif_orientation(exif: bytes | None) -> int:
+    """The EXIF Orientation tag (1-8; 1 = upright) read from the first IFD. Our own few lines, not Pillow's
+    getexif(), which warns (to stderr) about every corrupt EXIF block it meets."""
+    if not exif:
+        return 1
+    tiff = exif[6:] if exif.startswith(b"Exif\x00\x00") else exif
+    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+    if order is None or len(tiff) < 8:
+        return 1
+    ifd = struct.unpack(order + "I", tiff[4:8])[0]
+    if ifd + 2 > len(tiff):
+        return 1
+    count = struct.unpack(order + "H", tiff[ifd:ifd + 2])[0]
+    for i in range(min(count, 512)):
+        entry = ifd + 2 + 12 * i
+        if entry + 12 > len(tiff):
+            break
+        tag, kind = struct.unpack(order + "HH", tiff[entry:entry + 4])
+        if tag == 0x0112 and kind == 3:  # Orientation, SHORT
+            value = struct.unpack(order + "H", tiff[entry + 8:entry + 10])[0]
+            return value if 1 <= value <= 8 else 1
+    return 1
+
+
+def _orient(img: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn a BGR image upright as its EXIF orientation says (what Pillow's exif_transpose and OpenCV do)."""
+    if orientation == 2:
+        return cv2.flip(img, 1)
+    if orientation == 3:
+        return cv2.rotate(img, cv2.ROTATE_180)
+    if orientation == 4:
+        return cv2.flip(img, 0)
+    if orientation == 5:
+        return np.ascontiguousarray(img.transpose(1, 0, 2))
+    if orientation == 6:
+        return cv2.rotate(img, cv2.ROTATE_90_CLOCKWISE)
+    if orientation == 7:
+        return np.ascontiguousarray(img[::-1, ::-1].transpose(1, 0, 2))
+    if orientation == 8:
+        return cv2.rotate(img, cv2.ROTATE_90_COUNTERCLOCKWISE)
+    return img
 
 
 def _format_list() -> str:
@@ -185,7 +259,14 @@ def _to_bgr(im) -> np.ndarray:
         if im.mode in ("P", "PA") and "transparency" in im.info:
             im = im.convert("RGBA")  # the direct route warns about palette transparency
         im = im.convert("RGB")  # alpha is dropped, as OpenCV's IMREAD_COLOR does
-    return np.frombuffer(im.tobytes("raw", "BGR"), np.uint8).reshape(h, w, 3).copy()
+    # Pillow holds RGB as 4 bytes a pixel; copying it out in strips of ~4 MB keeps the peak at that plus the
+    # 3-byte result (one tobytes() of the whole image would add a third full-size buffer)
+    out = np.empty((h, w, 3), np.uint8)
+    rows = max(1, (4 << 20) // (3 * w))
+    for y in range(0, h, rows):
+        strip = im.crop((0, y, w, min(h, y + rows))).tobytes("raw", "BGR")
+        out[y:y + rows] = np.frombuffer(strip, np.uint8).reshape(-1, w, 3)
+    return out
 
 
 def load_image(source, *, color: str = "bgr", max_pixels: int = MAX_PIXELS) -> np.ndarray:

@@ -186,6 +186,25 @@ def special_files() -> Iterator[tuple[str, bytes]]:
         yield f"foreign {kind}", data
 
 
+def large_images(side: int = 6000) -> Iterator[tuple[str, bytes]]:
+    """Valid images just under the default pixel limit (40 Mpx) and the default body limit (10 MB): the most
+    memory an upload may legitimately take."""
+    from PIL import Image
+
+    ramp = np.tile(np.linspace(0, 255, side, dtype=np.float32), (side, 1)).astype(np.uint8)
+    ramp[::64] = 0  # some structure, still small once compressed
+    rgb = np.dstack([ramp, ramp.T, 255 - ramp])
+    yield f"large jpeg-{side}x{side}", cv2.imencode(".jpg", rgb, [cv2.IMWRITE_JPEG_QUALITY, 50])[1].tobytes()
+    yield f"large png-{side}x{side}-rgb", cv2.imencode(".png", rgb)[1].tobytes()
+    yield f"large png-{side}x{side}-grey", cv2.imencode(".png", ramp)[1].tobytes()
+    buf = io.BytesIO()
+    Image.fromarray(rgb[:4000, :4000]).save(buf, "WEBP", quality=30)
+    yield "large webp-4000x4000", buf.getvalue()
+    buf = io.BytesIO()
+    Image.fromarray(ramp).convert("P").save(buf, "GIF")
+    yield f"large gif-{side}x{side}", buf.getvalue()
+
+
 def extreme_aspects() -> Iterator[tuple[str, bytes]]:
     """Valid images with one side far longer than the other (issue 19, item 1)."""
     for w, h in ((2000, 1), (1, 1300), (65535, 1), (1, 20000), (4000, 2), (3, 3000)):
@@ -261,6 +280,7 @@ def ws_messages(seed: int, n: int, face: np.ndarray | None = None) -> Iterator[t
     rng = random.Random(seed)
     seeds = seed_images(face)
     names = sorted(seeds)
+    specials = list(special_files())
     texts = ["", "ping", "{", "null", "[]", "{}", '{"type": null}', '{"type": ["ping"]}', '{"type": "ping"}',
              '{"type": "ping", "extra": 1e999}', '"\\ud800"', "[" * 1000 + "]" * 1000, "{" * 5000,
              '{"a":' * 900 + "1" + "}" * 900, "x" * 100_000, "\u0000\u202e\ufffd", json.dumps({"type": "ping" * 300})]
@@ -271,7 +291,7 @@ def ws_messages(seed: int, n: int, face: np.ndarray | None = None) -> Iterator[t
             family, data = mutate(rng, seeds[name], name)
             yield f"frame-{family}", data
         elif r < 0.65:
-            label, data = rng.choice(list(special_files()))
+            label, data = rng.choice(specials)
             yield f"frame-{label.split()[0]}", data
         elif r < 0.75:
             yield "frame-random", rng.randbytes(rng.randrange(0, 2000))

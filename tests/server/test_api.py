@@ -26,13 +26,13 @@ def test_healthz(http):
     assert r.json() == {"status": "ok", "model_loaded": True}
 
 
-def test_info_lists_the_model_classes_and_accuracy(http):
+def test_info_lists_the_model_classes_and_accuracy(http, server):
     import ferkit
 
     info = http.get("/api/v1/info").json()
     assert info["labels"] == list(EMOTIONS)
     assert info["model"]["name"] == "fer2013"
-    assert info["detector"] == "haar"
+    assert info["detector"] == server.settings.detector
     metrics = ferkit.load_recognizer().metrics
     if metrics.get("test_accuracy") is None:
         assert info["test_accuracy"] is None
@@ -73,7 +73,7 @@ def test_api_docs_are_served_offline(http):
     assert "default-src 'self'" in http.get("/").headers["content-security-policy"]
 
 
-def test_analyze_a_real_face(http, face_png):
+def test_analyze_a_real_face(http, server, face_png):
     r = analyze(http, face_png)
     assert r.status_code == 200, r.text
     body = r.json()
@@ -87,6 +87,11 @@ def test_analyze_a_real_face(http, face_png):
     assert 0 <= box["x"] and box["x"] + box["w"] <= body["image"]["width"]
     assert 0 <= box["y"] and box["y"] + box["h"] <= body["image"]["height"]
     assert face["heatmap"] is None
+    assert face["detector"] == server.settings.detector
+    assert face["detector_score"] == face["detector_confidence"] and 0 < face["detector_score"] <= 1
+    if face["landmarks"] is not None:  # five points, in the image (not every detector gives them)
+        assert len(face["landmarks"]) == 5
+        assert all(0 <= x <= body["image"]["width"] and 0 <= y <= body["image"]["height"] for x, y in face["landmarks"])
 
 
 def test_analyze_with_heatmaps(http, face_jpeg):

@@ -39,6 +39,10 @@ def test_hello_and_one_frame(server, frame_jpeg):
         assert msg["type"] == "result" and msg["frame"] == 1
         assert msg["image"] == {"width": 320, "height": 240}
         assert len(msg["faces"]) == 1 and set(msg["faces"][0]["probabilities"]) == set(EMOTIONS)
+        face = msg["faces"][0]
+        assert face["detector"] == server.settings.live_detector_name
+        assert face["detector_score"] == face["detector_confidence"]
+        assert face["landmarks"] is None or len(face["landmarks"]) == 5
         assert msg["latency_ms"] >= msg["process_ms"] > 0
         assert msg["dropped"] == 0
 

@@ -7,6 +7,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 MB = 1_000_000
 
 
+def _library_default_detector() -> str:
+    from .. import detect  # cv2 loads only when settings are built
+
+    return getattr(detect, "DEFAULT_DETECTOR", "haar")
+
+
 class Settings(BaseSettings):
     """Every knob of the web app. `FERKIT_PORT=9000 ferkit serve` works, as does `create_app(Settings(port=9000))`."""
     model_config = SettingsConfigDict(env_prefix="FERKIT_", frozen=True)
@@ -14,7 +20,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"                 # loopback by default: nothing is exposed unless asked
     port: int = Field(8000, ge=0, le=65535)
     model: str | None = None                # a shipped model name or an .onnx path; None = the default (fer2013)
-    detector: str = "haar"
+    detector: str = Field(default_factory=lambda: _library_default_detector())  # uploads: load_recognizer's default
     threads: int | None = Field(None, ge=1)  # ONNX Runtime intra-op threads per inference; None = its default
     max_upload_bytes: int = Field(10 * MB, ge=1)       # the whole request body of POST /api/v1/analyze
     max_pixels: int = Field(40_000_000, ge=1)          # decoded width x height of an upload (decompression bombs)
