@@ -1,0 +1,183 @@
+"""`ferkit batch` throughput, side by side in one run: photos/s for the local engine at 1 and 2 workers and the Ray
+engine on one and two single-CPU nodes (a real loopback cluster: `ray start --head` then `ray start --address`),
+and the work per minute of 640x480 video sampled at 5 fps.
+
+    python benchmarks/batch.py [--photos 240] [--video-seconds 60] [--no-ray]
+
+Photos: 640x480 JPEGs with one face each (the public-domain astronaut of ../shared/samples, shifted). Each figure
+is the steady rate: images finished after a run's first chunk over the time since that chunk (worker start-up,
+about a model load, is printed apart as "first chunk after"). Video: a synthetic clip of the same face moving,
+written here at 30 fps; seconds of work per minute of video for one worker, scaled from the clip's length.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ferkit.batch.inputs import chunks, plan
+from ferkit.batch.local import local_engine
+from ferkit.batch.work import RecognizerSpec
+
+ROOT = Path(__file__).resolve().parents[1]
+ASTRONAUT = ROOT.parent / "shared" / "samples" / "astronaut.png"
+
+
+def frame(shift: int) -> np.ndarray:
+    img = cv2.resize(cv2.imread(str(ASTRONAUT)), (400, 400))
+    out = np.full((480, 640, 3), 90, np.uint8)
+    x = 120 + shift
+    out[40:440, x:x + 400] = img
+    return out
+
+
+def make_photos(folder: Path, n: int) -> list[str]:
+    folder.mkdir(parents=True)
+    paths = []
+    for i in range(n):
+        p = folder / f"photo_{i:04d}.jpg"
+        cv2.imwrite(str(p), frame(i % 200 - 100), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        paths.append(str(p))
+    return paths
+
+
+def make_video(path: Path, seconds: float, fps: float = 30.0) -> str:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (640, 480))
+    n = int(seconds * fps)
+    for i in range(n):
+        writer.write(frame(int(100 * np.sin(2 * np.pi * i / (4 * fps)))))
+    writer.release()
+    return str(path)
+
+
+def timed(engine) -> tuple[float, float, int, int]:
+    """(seconds to the first chunk, seconds after it, units after it, units in all) of an engine's run."""
+    t0 = time.monotonic()
+    first = None
+    after = total = 0
+    for chunk, _ in engine:
+        total += chunk.units
+        if first is None:
+            first = time.monotonic()
+        else:
+            after += chunk.units
+    return first - t0, time.monotonic() - first, after, total
+
+
+def line(name: str, r, unit: str = "photos") -> str:
+    start, t, after, total = r
+    return f"{name:<28} {after / t:8.1f} {unit}/s   (first chunk after {start:5.1f} s; {total} {unit})"
+
+
+class Cluster:
+    """A Ray cluster on loopback: a head and `add_node()` more, one CPU each; stopped by process group id."""
+
+    def __init__(self):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.address = f"127.0.0.1:{self.port}"
+        self.temp = tempfile.mkdtemp(prefix="rayfk", dir="/tmp")
+        self.procs = [self._start("--head", "--port", str(self.port), "--temp-dir", self.temp,
+                                  "--include-dashboard", "false")]
+        self.wait(1)
+
+    def _start(self, *args):
+        ray_cli = Path(sys.executable).with_name("ray")
+        return subprocess.Popen([str(ray_cli), "start", "--block", "--num-cpus", "1", "--node-ip-address", "127.0.0.1",
+                                 "--disable-usage-stats", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True, env={**os.environ, "RAY_AUTH_MODE": "disabled"})
+
+    def add_node(self):
+        self.procs.append(self._start("--address", self.address))
+        self.wait(len(self.procs))
+
+    def wait(self, nodes: int):
+        import ray
+
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                ray.init(address=self.address, log_to_driver=False, logging_level="ERROR")
+                ok = sum(n["Alive"] for n in ray.nodes()) == nodes
+                ray.shutdown()
+                if ok:
+                    return
+            except (ConnectionError, RuntimeError):
+                ray.shutdown()
+            time.sleep(2)
+        raise RuntimeError(f"Ray cluster: {nodes} nodes not up")
+
+    def stop(self):
+        import signal
+
+        for p in reversed(self.procs):
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+                p.wait(30)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        shutil.rmtree(self.temp, ignore_errors=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--photos", type=int, default=240)
+    ap.add_argument("--video-seconds", type=float, default=60.0)
+    ap.add_argument("--no-ray", action="store_true")
+    args = ap.parse_args()
+    spec = RecognizerSpec()
+    name, labels, detector = spec.describe()
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.processor())
+    print(f"machine: {os.cpu_count()} cores, {cpu}; load average before: {os.getloadavg()[0]:.1f}")
+    print(f"model {name}, detector {detector}, batch size 16, video sampled at 5 fps\n")
+    with tempfile.TemporaryDirectory() as tmp:
+        photos = chunks(plan(make_photos(Path(tmp) / "photos", args.photos)))
+        results = {}
+        for w in (1, 2):
+            results[f"local, {w} worker{'s' * (w > 1)}"] = timed(local_engine(photos, spec, 5.0, workers=w))
+        if not args.no_ray:
+            from ferkit.batch.ray_engine import ray_engine
+
+            cluster = Cluster()
+            try:
+                results["ray, 1 node (1 CPU)"] = timed(ray_engine(photos, spec, 5.0, address=cluster.address))
+                cluster.add_node()
+                results["ray, 2 nodes (1 CPU each)"] = timed(ray_engine(photos, spec, 5.0, address=cluster.address))
+            finally:
+                cluster.stop()
+        for k, r in results.items():
+            print(line(k, r))
+        rate = {k: r[2] / r[1] for k, r in results.items()}
+        print(f"\nlocal 2 workers / 1 worker: {rate['local, 2 workers'] / rate['local, 1 worker']:.2f}x")
+        if not args.no_ray:
+            print(f"ray 2 nodes / 1 node:       {rate['ray, 2 nodes (1 CPU each)'] / rate['ray, 1 node (1 CPU)']:.2f}x")
+            print(f"ray 2 nodes / local 2 workers: {rate['ray, 2 nodes (1 CPU each)'] / rate['local, 2 workers']:.2f}")
+
+        video = make_video(Path(tmp) / "clip.mp4", args.video_seconds)
+        vtasks = chunks(plan([video], 5.0))
+        r = timed(local_engine(vtasks, spec, 5.0, workers=1))
+        per_minute = (r[0] + r[1]) * 60 / args.video_seconds  # the whole run, start-up included
+        print(f"\nvideo: {args.video_seconds:g} s 640x480 30 fps clip, {r[3]} frames analysed at 5 fps, 1 worker: "
+              f"{r[0] + r[1]:.1f} s in all ({r[2] / r[1]:.1f} frames/s after the first segment)")
+        print(f"  -> {per_minute:.1f} s of work per minute of video per worker "
+              f"({60 / per_minute:.1f}x real time; a 10-minute clip: about {10 * per_minute:.0f} s, extrapolated)")
+    print(f"\nload average after: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
