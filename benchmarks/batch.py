@@ -173,7 +173,7 @@ def main() -> None:
         r = timed(local_engine(vtasks, spec, 5.0, workers=1))
         per_minute = (r[0] + r[1]) * 60 / args.video_seconds  # the whole run, start-up included
         print(f"\nvideo: {args.video_seconds:g} s 640x480 30 fps clip, {r[3]} frames analysed at 5 fps, 1 worker: "
-              f"{r[0] + r[1]:.1f} s in all ({r[2] / r[1]:.1f} frames/s after the first segment)")
+              f"{r[0] + r[1]:.1f} s in all, start-up included ({r[3] / (r[0] + r[1]):.1f} frames/s)")
         print(f"  -> {per_minute:.1f} s of work per minute of video per worker "
               f"({60 / per_minute:.1f}x real time; a 10-minute clip: about {10 * per_minute:.0f} s, extrapolated)")
     print(f"\nload average after: {os.getloadavg()[0]:.1f}")

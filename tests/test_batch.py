@@ -259,3 +259,10 @@ def test_settings_that_change_the_rows_refuse_old_parts(folder, tmp_path):
         batch.run([folder / FACES[0]], out=out)
     with pytest.raises(ValueError, match="unknown output format"):
         batch.run([folder / FACES[0]], out=tmp_path / "r.xlsx")
+
+
+def test_provider_is_passed_to_load_recognizer():
+    spec = RecognizerSpec(provider="cpu")
+    assert spec.providers() == ["CPUExecutionProvider"]
+    assert RecognizerSpec(provider="cuda").providers() == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert getattr(spec.load(), "providers", ["CPUExecutionProvider"]) == ["CPUExecutionProvider"]

@@ -132,13 +132,15 @@ def run(inputs, out: str | os.PathLike, *, engine: str = "local", workers: int |
 
     bar = _progress(sum(c.units for c in todo), progress)
     units = 0
+    work = _engine(engine, todo, spec, fps, workers, address, describe)
     try:
-        for chunk, results in _engine(engine, todo, spec, fps, workers, address, describe):
+        for chunk, results in work:
             parts.write(chunk.id, results)
             done.update(results)
             units += chunk.units
             bar.update(chunk.units)
-    finally:
+    finally:  # on Ctrl-C too: the engine stops its workers (or disconnects from Ray) now, not at garbage collection
+        work.close()
         bar.close()
 
     rows = _combine(tasks, done, previous)
@@ -177,7 +179,11 @@ def iter_rows(inputs, *, engine: str = "local", workers: int | None = None, addr
     describe = spec.describe()
     cols = columns(describe[1])
     todo = chunks(plan(expand_inputs(inputs, glob, column), fps, segment_samples), batch_size)
-    for _, results in _engine(engine, todo, spec, fps, workers, address, describe):
-        for _, rows in results:
-            for row in rows:
-                yield {c: row.get(c) for c in cols}
+    work = _engine(engine, todo, spec, fps, workers, address, describe)
+    try:
+        for _, results in work:
+            for _, rows in results:
+                for row in rows:
+                    yield {c: row.get(c) for c in cols}
+    finally:
+        work.close()
