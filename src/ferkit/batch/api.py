@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .inputs import BATCH_SIZE, DEFAULT_FPS, SEGMENT_SAMPLES, Chunk, chunks, expand_inputs, plan
-from .output import Parts, output_format, read_rows, write_rows
+from .output import Parts, output_format, read_part, read_rows, write_rows
 from .work import RecognizerSpec, columns
 
 ENGINES = ("local", "ray")
@@ -48,11 +48,20 @@ class Summary:
         return "\n".join(lines)
 
 
-def summarize(rows: list[dict], out: str | None = None) -> Summary:
-    s = Summary(out, rows=len(rows))
+def summarize(rows, out: str | None = None) -> Summary:
+    """The Summary of rows (any iterable)."""
+    s = Summary(out)
+    for _ in _counted(rows, s):
+        pass
+    return s
+
+
+def _counted(rows, s: Summary):
+    """The rows, passed through, counted into `s` (filled in once they are all through)."""
     per_input: dict[str, set[str]] = {}
     emotions: Counter = Counter()
     for r in rows:
+        s.rows += 1
         per_input.setdefault(r["source"], set()).add(r["status"])
         if r["status"] == "ok":
             s.faces += 1
@@ -61,10 +70,10 @@ def summarize(rows: list[dict], out: str | None = None) -> Summary:
             s.errors += 1
             if len(s.first_errors) < 3:
                 s.first_errors.append(r["message"])
+        yield r
     s.emotions = dict(emotions)
     s.inputs = dict(Counter("ok" if "ok" in st else "no_face" if "no_face" in st else "error"
                             for st in per_input.values()))
-    return s
 
 
 def _engine(name: str, todo: list[Chunk], spec: RecognizerSpec, fps: float, workers, address, describe):
@@ -122,7 +131,7 @@ def run(inputs, out: str | os.PathLike, *, engine: str = "local", workers: int |
     parts = Parts(out, {"model": name, "labels": labels, "detector": detector_name, "fps": fps,
                         "batch_size": batch_size, "segment_samples": segment_samples})
     parts.open()
-    done = parts.read()
+    done = parts.index()
     todo = []
     for c in all_chunks:
         left = tuple(t for t in c.tasks if t.key not in done and t.source not in in_previous)
@@ -135,39 +144,42 @@ def run(inputs, out: str | os.PathLike, *, engine: str = "local", workers: int |
     work = _engine(engine, todo, spec, fps, workers, address, describe)
     try:
         for chunk, results in work:
-            parts.write(chunk.id, results)
-            done.update(results)
+            done.update(dict.fromkeys((key for key, _ in results), parts.write(chunk.id, results)))
             units += chunk.units
             bar.update(chunk.units)
     finally:  # on Ctrl-C too: the engine stops its workers (or disconnects from Ray) now, not at garbage collection
         work.close()
         bar.close()
 
-    rows = _combine(tasks, done, previous)
-    write_rows(out, rows, cols, parts.dir)
+    summary = Summary(str(out))
+    write_rows(out, _counted(_combine(tasks, done, previous), summary), cols, parts.dir)
     parts.remove()
-    summary = summarize(rows, str(out))
     summary.tasks_done, summary.tasks_skipped = len(tasks) - skipped, skipped
     summary.units, summary.seconds = units, time.monotonic() - t0
     return summary
 
 
-def _combine(tasks, done: dict[str, list[dict]], previous: list[dict]) -> list[dict]:
-    """Rows in plan order: each task's from the parts, or (for inputs the earlier OUT holds) that file's rows where
-    the input first appears; then the earlier OUT's inputs no longer among the inputs, in their order."""
+def _combine(tasks, done: dict[str, Path], previous: list[dict]) -> Iterator[dict]:
+    """Rows in plan order, streamed: each task's from its part (a part is read when its first task comes, and let
+    go after its last), or, for inputs the earlier OUT holds, that file's rows where the input first appears; then
+    the earlier OUT's inputs that are no longer among the inputs, in their order."""
     old: dict[str, list[dict]] = {}
     for r in previous:
         old.setdefault(r["source"], []).append(r)
     from_old = set(old)
-    rows: list[dict] = []
+    open_parts: dict[Path, dict[str, list[dict]]] = {}
     for t in tasks:
         if t.source in old:
-            rows.extend(old.pop(t.source))
+            yield from old.pop(t.source)
         elif t.source not in from_old:
-            rows.extend(done[t.key])
+            path = done[t.key]
+            if path not in open_parts:
+                open_parts[path] = read_part(path)
+            yield from open_parts[path].pop(t.key)
+            if not open_parts[path]:
+                del open_parts[path]
     for source_rows in old.values():
-        rows.extend(source_rows)
-    return rows
+        yield from source_rows
 
 
 def iter_rows(inputs, *, engine: str = "local", workers: int | None = None, address: str | None = None,

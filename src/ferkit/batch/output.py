@@ -13,9 +13,11 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Iterable, Iterator
 
 from .work import column_type
 
+PARQUET_ROWS = 50_000  # rows per Parquet row group, written as they come
 FORMATS = {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 
@@ -57,29 +59,36 @@ class Parts:
         for tmp in self.dir.glob(".tmp-*"):  # what a killed run was writing
             tmp.unlink()
 
-    def read(self) -> dict[str, list[dict]]:
-        """Rows per task key, from every finished part."""
-        done: dict[str, list[dict]] = {}
+    def index(self) -> dict[str, Path]:
+        """The part holding each finished task's rows, by task key (reading only each part's first line)."""
+        where: dict[str, Path] = {}
         if not self.dir.is_dir():
-            return done
+            return where
         for part in sorted(self.dir.glob("part-*.jsonl")):
             with open(part, encoding="utf-8") as fh:
-                head = json.loads(fh.readline())
-                rows = [json.loads(line) for line in fh]
-            by_key: dict[str, list[dict]] = {k: [] for k in head["tasks"]}
-            for row in rows:
-                by_key[row.pop("_task")].append(row)
-            done.update(by_key)
-        return done
+                where.update(dict.fromkeys(json.loads(fh.readline())["tasks"], part))
+        return where
 
-    def write(self, chunk_id: int, results: list[tuple[str, list[dict]]]) -> None:
+    def write(self, chunk_id: int, results: list[tuple[str, list[dict]]]) -> Path:
         self.count += 1
         lines = [json.dumps({"chunk": chunk_id, "tasks": [k for k, _ in results]})]
         lines += [json.dumps({**row, "_task": key}) for key, rows in results for row in rows]
-        _write_atomic(self.dir / f"part-{chunk_id:08d}-{os.getpid()}-{self.count}.jsonl", "\n".join(lines) + "\n")
+        path = self.dir / f"part-{chunk_id:08d}-{os.getpid()}-{self.count}.jsonl"
+        _write_atomic(path, "\n".join(lines) + "\n")
+        return path
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def read_part(path: Path) -> dict[str, list[dict]]:
+    """Rows per task key of one part file."""
+    with open(path, encoding="utf-8") as fh:
+        by_key: dict[str, list[dict]] = {k: [] for k in json.loads(fh.readline())["tasks"]}
+        for line in fh:
+            row = json.loads(line)
+            by_key[row.pop("_task")].append(row)
+    return by_key
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -89,8 +98,9 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 # ---------------------------------------------------------------- whole files
-def write_rows(path: str | os.PathLike, rows: list[dict], cols: list[str], tmp_dir: Path) -> None:
-    """All rows into `path` in its format, written in `tmp_dir` first and renamed over `path`."""
+def write_rows(path: str | os.PathLike, rows: Iterable[dict], cols: list[str], tmp_dir: Path) -> None:
+    """Rows (any iterable: they are streamed) into `path` in its format, written in `tmp_dir` first and renamed over
+    `path`."""
     path = Path(path)
     fmt = output_format(path)
     tmp = tmp_dir / f".tmp-combined{path.suffix}"
@@ -110,8 +120,21 @@ def write_rows(path: str | os.PathLike, rows: list[dict], cols: list[str], tmp_d
 
         types = {int: pa.int64(), float: pa.float64(), str: pa.string()}
         schema = pa.schema([(c, types[column_type(c)]) for c in cols])
-        pq.write_table(pa.Table.from_pylist([{c: row.get(c) for c in cols} for row in rows], schema=schema), tmp)
+        with pq.ParquetWriter(tmp, schema) as writer:
+            for group in _groups(rows, PARQUET_ROWS):
+                writer.write_table(pa.Table.from_pylist([{c: row.get(c) for c in cols} for row in group], schema=schema))
     os.replace(tmp, path)
+
+
+def _groups(rows: Iterable[dict], n: int) -> Iterator[list[dict]]:
+    group: list[dict] = []
+    for row in rows:
+        group.append(row)
+        if len(group) == n:
+            yield group
+            group = []
+    if group:
+        yield group
 
 
 def read_rows(path: str | os.PathLike) -> tuple[list[str], list[dict]]:
