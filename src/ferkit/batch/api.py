@@ -113,6 +113,8 @@ def run(inputs, out: str | os.PathLike, *, engine: str = "local", workers: int |
     inputs already in OUT. `progress`: a bar on stderr. Returns the Summary of the whole output.
     """
     t0 = time.monotonic()
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     out = Path(out)
     output_format(out)
     spec = RecognizerSpec(model, detector, provider)

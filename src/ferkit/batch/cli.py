@@ -11,7 +11,14 @@ import sys
 from .inputs import BATCH_SIZE, DEFAULT_FPS
 
 
+EPILOG = ("Exit codes: 0 done; 1 done, with error rows (inputs that could not be analysed; the rest was); 2 bad usage; "
+          "130 interrupted (finished work is kept: rerun the same command to resume). The columns: docs/batch.md.")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """`ferkit batch`'s arguments on `p` (its description and epilog too, where `p` has none)."""
+    p.description = p.description or "Analyse many images and videos into one Parquet/CSV/JSON Lines file, resumably."
+    p.epilog = p.epilog or EPILOG
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="image or video files, folders (walked recursively), .txt/.csv manifests of paths")
     p.add_argument("--out", required=True, metavar="RESULTS",
@@ -61,13 +68,12 @@ def main_from_args(args: argparse.Namespace) -> int:
 
 def add_parser(sub) -> None:
     """Registers `ferkit batch` on the CLI's subparsers."""
-    p = sub.add_parser("batch", help="folders, manifests and videos into one results file (local or Ray)",
-                       description="Analyse many images and videos into one Parquet/CSV/JSON Lines file, resumably.")
+    p = sub.add_parser("batch", help="folders, manifests and videos into one results file (local or Ray)")
     add_arguments(p)
     p.set_defaults(run=main_from_args)
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="ferkit batch", description="Analyse many images and videos into one results file.")
+    p = argparse.ArgumentParser(prog="ferkit batch")
     add_arguments(p)
     sys.exit(main_from_args(p.parse_args(argv)))
