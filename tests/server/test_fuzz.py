@@ -48,9 +48,8 @@ def test_malformed_uploads_get_4xx_json_on_a_kept_connection(server, face_image)
 
 @pytest.mark.parametrize("label, data", list(extreme_aspects()), ids=lambda x: x if isinstance(x, str) else "")
 def test_extreme_aspect_ratios_are_answered(http, server, label, data):
+    """Issue 19, item 1: these reached cv2.resize with a zero side in detection and answered 500."""
     r = http.post("/api/v1/analyze", files={"file": ("wide.png", data, "image/png")})
-    if r.status_code >= 500:  # detection resizes to a zero side (issue 19, item 1; detect.py and track.py)
-        pytest.xfail(f"{label}: {r.status_code} until detection handles extreme aspect ratios")
     _check_answer(r, label)
     with connect(f"{server.ws_url}/api/v1/live", max_size=None, open_timeout=10) as ws:
         ws.recv(timeout=10)
