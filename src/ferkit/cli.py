@@ -15,6 +15,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from .detect import DEFAULT_DETECTOR, available_detectors, detector_help
+
 EXIT_OK = 0             # success
 EXIT_ERROR = 1          # an input could not be processed (with several inputs, the others still were)
 EXIT_USAGE = 2          # bad usage: an unknown option, a missing argument, options that contradict each other
@@ -62,7 +64,8 @@ def add_analyze(sub) -> None:
                        epilog=ANALYZE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("photos", nargs="+", help="image files (JPEG, PNG, WebP, BMP, GIF) or folders of them")
     p.add_argument("--model", default=None, help="shipped model name or path to an .onnx file (default: fer2013)")
-    p.add_argument("--detector", default="haar", help="face detector: haar, haar-alt2, none (default: haar)")
+    p.add_argument("--detector", default=DEFAULT_DETECTOR, choices=available_detectors(), metavar="NAME",
+                   help="face detector (default: %(default)s). " + detector_help())
     p.add_argument("--no-detect", action="store_true", help="treat each image as one pre-cropped face")
     p.add_argument("--tta", action="store_true", help="average each face with its mirror image")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -191,6 +194,9 @@ def run_analyze(args) -> int:
             _print_table(name, faces, rec.labels)
     if args.json:
         print(json.dumps(results, indent=2))
+    if faceless and not args.no_detect:
+        print_error(f"no face found in {faceless} image{'s' if faceless > 1 else ''} with the {rec.detector.name} "
+                    f"detector. Other detectors (--detector NAME): {detector_help(exclude=(rec.detector.name,))}")
     if failed:
         return EXIT_ERROR
     return EXIT_NO_FACE if not with_faces else EXIT_SOME_NO_FACE if faceless else EXIT_OK

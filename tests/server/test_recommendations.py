@@ -16,7 +16,7 @@ from ferkit import EMOTIONS
 from ferkit.music import FeedbackStore, Recommender, SpotifyProvider, SpotifySettings, load_catalog
 from ferkit.server.routes.recommendations import get_recommender
 
-VALID = "valid: angry, disgust, fear, happy, sad, surprise, neutral"
+VALID = "valid: angry, disgust, fear, happy, sad, surprise, neutral, contempt"
 
 
 def _serve(app):

@@ -8,7 +8,8 @@ import json
 import sys
 
 from ..cli import EXIT_ERROR, EXIT_NO_FACE, EXIT_OK, EXIT_USAGE, CommandError, print_error
-from ..labels import EMOTIONS
+from ..detect import DEFAULT_DETECTOR, available_detectors
+from .moods import MOODS
 
 
 def add_parser(sub) -> None:
@@ -18,7 +19,7 @@ def add_parser(sub) -> None:
         description="Recommend tracks for an emotion (--emotion sad) or for the emotion detected in a photo. "
                     "Strategy 'match' fits the mood; 'lift' starts there and moves toward higher valence.")
     p.add_argument("photo", nargs="?", help="a photo: its largest face's emotion is used")
-    p.add_argument("--emotion", "-e", help=f"an emotion instead of a photo: {', '.join(EMOTIONS)}")
+    p.add_argument("--emotion", "-e", help=f"an emotion instead of a photo: {', '.join(MOODS)}")
     p.add_argument("--strategy", "-s", default="match", help="match (default) or lift")
     p.add_argument("-n", type=int, default=10, help="how many tracks (default 10)")
     p.add_argument("--catalog", metavar="CSV", help="your own catalog in the Spotify audio-features CSV layout "
@@ -30,7 +31,8 @@ def add_parser(sub) -> None:
     p.add_argument("--no-feedback", action="store_true", help="ignore likes and skips for this ranking")
     p.add_argument("--json", action="store_true", help="print JSON (the same shape as the web API)")
     p.add_argument("--model", default=None, help="with a photo: model name or .onnx path")
-    p.add_argument("--detector", default="haar", help="with a photo: face detector (default haar)")
+    p.add_argument("--detector", default=DEFAULT_DETECTOR, choices=available_detectors(), metavar="NAME",
+                   help="with a photo: face detector (default: %(default)s; see `ferkit analyze --help`)")
     p.set_defaults(run=run_recommend)
 
     m = sub.add_parser("music", help="music feedback (like, skip, feedback, wipe), moods and catalog checks",
