@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import time
 from pathlib import Path
 
 import cv2
@@ -61,8 +62,6 @@ def playwright_instance():
 def wait_until(page, expression: str, timeout: float = 15_000) -> None:
     """Poll a JavaScript expression until it is truthy. (Playwright's wait_for_function evaluates strings
     with eval inside the page, which the page's Content-Security-Policy rightly forbids.)"""
-    import time
-
     deadline = time.monotonic() + timeout / 1000
     while not page.evaluate(expression):
         if time.monotonic() > deadline:
@@ -474,9 +473,7 @@ def test_landmarks_from_the_api(web, playwright_instance, sample_photos):
     browser = launch(playwright_instance)
     page, errors = open_page(browser, web.url, 900)
     result = upload(page, sample_photos["640x480"])
-    if not any(face.get("landmarks") for face in result["faces"]):
-        browser.close()
-        pytest.skip("the API returns no landmarks yet (issue 18)")
+    assert result["faces"] and all(face["landmarks"] for face in result["faces"]), result
     shown = drawn(page)
     scale, boxes = expected_boxes(result, shown)
     dots = landmark_dots(page)
@@ -486,7 +483,9 @@ def test_landmarks_from_the_api(web, playwright_instance, sample_photos):
         assert_close(got, expected, "landmark")
     x, y, w, h = boxes[0]
     assert all(x <= px <= x + w and y <= py <= y + h for px, py in dots[:5]), "landmarks outside the face box"
-    assert page.locator("#photo-faces .face .detector").first.inner_text().startswith("Found by ")
+    face = result["faces"][0]
+    assert page.locator("#photo-faces .face .detector").first.inner_text() == \
+        f"Found by {face['detector']} (detector score {face['detector_score']:.2f})"
     assert errors == []
     browser.close()
 
@@ -556,6 +555,7 @@ def test_live_mode_with_a_fake_camera(web, playwright_instance, camera_video, tm
     wait_until(page, "Number(document.querySelector('#overlay').dataset.faces || 0) >= 1", timeout=30_000)
     first = overlay_state(page)
     assert first["drawn"] > 200, "no box drawn on the overlay"
+    assert all(e in EMOTIONS for e in first["emotions"].split(","))
     # a dot per landmark point the server sent (none where its detector gives none); the checkbox hides them
     sent = answers[first["frame"]]["faces"]
     assert first["landmarks"] == sum(len(f.get("landmarks") or []) for f in sent)
@@ -563,11 +563,12 @@ def test_live_mode_with_a_fake_camera(web, playwright_instance, camera_video, tm
     assert overlay_state(page)["landmarks"] == 0
     assert not page.is_checked("#landmarks-toggle")   # one setting for both modes
     page.check("#live-landmarks-toggle")
-    assert all(e in EMOTIONS for e in first["emotions"].split(","))
-    # overlays keep updating: newer frames, boxes still drawn
-    wait_until(page, f"Number(document.querySelector('#overlay').dataset.frame) >= {first['frame'] + 10}",
-                           timeout=30_000)
-    later = overlay_state(page)
+    # overlays keep updating: newer frames, boxes still drawn. Waited for on one reading of the overlay: a later
+    # frame with a face (the moving face is lost in some frames, and a loaded machine can land on one)
+    deadline = time.monotonic() + 30
+    while (later := overlay_state(page))["frame"] < first["frame"] + 10 or later["faces"] < 1:
+        assert time.monotonic() < deadline, f"no later frame with a face: {later}"
+        page.wait_for_timeout(50)
     assert later["faces"] >= 1 and later["drawn"] > 200
     boxes = {first["boxes"], later["boxes"]}
     for _ in range(20):  # the faces drift sideways in the video: the boxes follow them

@@ -9,9 +9,10 @@ const state = {
   music: { emotion: null, lastFetch: 0, timer: null },
 };
 
-// One colour and one dash pattern per class index, so lines and boxes differ by more than colour.
-const PALETTE = ["#c0392b", "#6d8b1e", "#7d3c98", "#d68910", "#1f5fbf", "#0e8a7d", "#5d6d7e"];
-const DASHES = [[], [8, 4], [2, 3], [10, 3, 2, 3], [5, 5], [1, 2], [12, 6]];
+// One colour and one dash pattern per class index, so lines and boxes differ by more than colour; eight of
+// each: FER-2013's seven classes and FER+'s eight.
+const PALETTE = ["#c0392b", "#6d8b1e", "#7d3c98", "#d68910", "#1f5fbf", "#0e8a7d", "#5d6d7e", "#a04000"];
+const DASHES = [[], [8, 4], [2, 3], [10, 3, 2, 3], [5, 5], [1, 2], [12, 6], [3, 6]];
 const colourOf = (label) => PALETTE[state.labels.indexOf(label) % PALETTE.length];
 const dashOf = (label) => DASHES[state.labels.indexOf(label) % DASHES.length];
 const pct = (p) => `${(p * 100).toFixed(1)} %`;
