@@ -37,7 +37,7 @@ def test_settings_from_the_environment(monkeypatch):
 def test_detectors_are_checked_where_the_settings_are_built(monkeypatch):
     from ferkit.server import Settings
 
-    assert Settings().live_detector_name == "blazeface"
+    assert Settings().live_detector_name == "yunet" == Settings().detector  # YuNet for uploads and live mode
     assert Settings(detector="haar-alt2", live_detector=None).live_detector_name == "haar-alt2"
     with pytest.raises(ValueError, match="unknown detector 'eyes'; valid: .*haar"):
         Settings(detector="eyes")
@@ -81,7 +81,7 @@ def test_ferkit_serve_prints_the_url_and_serves():
     (["--model", "nope"], 1, ["unknown model 'nope'", "fer2013"]),
     (["--model", "missing.onnx"], 1, ["missing.onnx"]),
     (["--detector", "eyes"], 2, ["detector='eyes'", "unknown detector 'eyes'", "haar"]),
-    (["--live-detector", "yolo"], 2, ["live_detector='yolo'", "unknown detector 'yolo'", "blazeface"]),
+    (["--live-detector", "yolo"], 2, ["live_detector='yolo'", "unknown detector 'yolo'", "yunet"]),
 ])
 def test_ferkit_serve_rejects_bad_settings(args, code, words):
     r = subprocess.run([sys.executable, "-m", "ferkit", "serve", *args], capture_output=True, text=True, timeout=60)

@@ -12,7 +12,7 @@ def add_parser(sub) -> None:
     p.add_argument("--port", type=int, default=None, help="port (default: 8000)")
     p.add_argument("--model", default=None, help="shipped model name or path to an .onnx file (default: fer2013)")
     p.add_argument("--detector", default=None, help="face detector for uploads: yunet, haar, haar-alt2, blazeface (default: the library's default, yunet)")
-    p.add_argument("--live-detector", default=None, help="face detector for live mode (default: blazeface)")
+    p.add_argument("--live-detector", default=None, help="face detector for live mode (default: the upload detector, on a 320-pixel copy)")
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per inference (default: its own)")
     p.add_argument("--max-upload-bytes", type=int, default=None, help="largest accepted upload (default: 10000000)")
     p.add_argument("--max-pixels", type=int, default=None, help="largest decoded upload, width x height (default: 40000000)")

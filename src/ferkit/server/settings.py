@@ -29,8 +29,8 @@ class Settings(BaseSettings):
     ws_max_message_bytes: int = Field(16 * MB, ge=1)   # the WebSocket layer closes the socket (1009) above this
     inference_workers: int = Field(4, ge=1)            # images decoded and analysed at once (uploads and live
                                                        # frames together); more wait their turn, bounding memory
-    live_detector: str | None = "blazeface"           # live mode's face detector (MediaPipe's BlazeFace, built for
-                                                       # faces near a camera, ~15x faster than Haar); None = `detector`
+    live_detector: str | None = None                   # live mode's face detector; None = `detector` (YuNet, which
+                                                       # live mode runs on a 320-pixel copy: live_detect_side)
     live_detect_every: int = Field(3, ge=1)            # live mode runs the face detector on every n-th frame and
     live_detect_side: int | None = Field(320, ge=64)   # follows faces in between; detection on a copy this large
     # Who may talk to the server (see docs/web.md, "Threat model"). Lists come from the environment as JSON:

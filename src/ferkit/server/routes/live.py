@@ -12,7 +12,7 @@ Protocol (one connection per camera):
   A frame that cannot be used gets {"type": "error", "frame": id, "detail": "..."}; the connection stays open.
 
 Speed: each connection has its own `ferkit.track.FaceTracker`: the detector (the costly step; `live_detector`,
-BlazeFace by default) runs on every `live_detect_every`-th frame, on a copy no larger than `live_detect_side`;
+the upload detector, YuNet, by default) runs on every `live_detect_every`-th frame, on a copy no larger than `live_detect_side`;
 in between, faces are followed by template matching. Every frame's faces are classified afresh. Smoothing is left to the client (the page's toggle).
 
 Back-pressure: only the newest unprocessed frame is kept. A frame that arrives while another waits replaces
