@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ASTRONAUT = ROOT.parent / "shared" / "samples" / "astronaut.png"
 VIDEO_FRAMES, VIDEO_FPS = 45, 15.0          # 3 s; at --fps 5 every 3rd frame is analysed: 15 frames
 FACES = ["faces/a.jpg", "faces/b.png", "faces/sub/c.jpg"]
-NO_FACE = ["blank.jpg", "noise.png"]
+NO_FACE = ["blank.jpg", "noise.png", "thin.png"]
 BROKEN = ["pdf.jpg", "empty.png", "bomb.png", "bad.mp4"]
 
 
@@ -65,10 +65,14 @@ def make_inputs(root: Path, copies: int = 0) -> Path:
     (root / "bomb.png").write_bytes(png_bomb())
     (root / "bad.mp4").write_bytes(np.random.default_rng(1).integers(0, 255, 4000, dtype=np.uint8).tobytes())
     (root / "notes.txt.bak").write_text("not an input: unknown extension in a folder")
-    writer = cv2.VideoWriter(str(root / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), VIDEO_FPS, (640, 480))
-    for i in range(VIDEO_FRAMES):
-        writer.write(astronaut_frame(i * 2 - 40))
-    writer.release()
+    cv2.imwrite(str(root / "thin.png"), np.full((2, 3000, 3), 100, np.uint8))   # an extreme aspect ratio
+    for name, fourcc in (("clip.mp4", "mp4v"), ("cut.avi", "MJPG")):
+        writer = cv2.VideoWriter(str(root / name), cv2.VideoWriter_fourcc(*fourcc), VIDEO_FPS, (640, 480))
+        for i in range(VIDEO_FRAMES):
+            writer.write(astronaut_frame(i * 2 - 40))
+        writer.release()
+    data = (root / "cut.avi").read_bytes()
+    (root / "cut.avi").write_bytes(data[:int(len(data) * 0.6)])   # truncated: its index and last frames lost
     return root
 
 
@@ -121,8 +125,14 @@ def test_local_engine_end_to_end(folder, local_run):
             top[r["frame"]] = r
     assert all(r["emotion"] == "happy" for r in top.values())
     assert list(rows[0]) == batch.columns(("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"))
-    assert summary.inputs == {"ok": 4, "no_face": 2, "error": 4}
-    assert summary.faces == sum(r["status"] == "ok" for r in rows) >= 3 + 15 and summary.errors == 4
+    cut = got["cut.avi"]   # the frames before the damage analysed, then one error row per segment past it
+    assert [r["frame"] for r in cut if r["status"] == "ok"][:3] == [0, 3, 6]
+    errors = [r for r in cut if r["status"] == "error"]
+    assert errors and "video ends at frame" in errors[0]["message"] and "truncated or damaged" in errors[-1]["message"]
+    assert max(r["frame"] for r in cut if r["status"] == "ok") < errors[0]["frame"] < VIDEO_FRAMES
+    assert summary.inputs == {"ok": 5, "no_face": 3, "error": 4}
+    assert summary.faces == sum(r["status"] == "ok" for r in rows) >= 3 + 15
+    assert summary.errors == 4 + len(errors) == sum(r["status"] == "error" for r in rows)
     assert summary.emotions["happy"] >= 18 and sum(summary.emotions.values()) == summary.faces
     assert summary.tasks_skipped == 0 and summary.rows == len(rows)
 
@@ -161,7 +171,7 @@ def test_inputs_manifests_glob_and_sampling(folder, tmp_path):
     with pytest.raises(ValueError, match="no column 'nope'; columns: id, file"):
         expand_inputs([tmp_path / "list.csv"], column="nope")
     assert sorted(expand_inputs([folder], glob="*.png")) == sorted(str(folder / f) for f in
-                                                                  ("bomb.png", "empty.png", "faces/b.png", "noise.png"))
+                                                                  ("bomb.png", "empty.png", "faces/b.png", "noise.png", "thin.png"))
     assert expand_inputs([folder], glob="faces/sub/*") == [str(folder / FACES[2])]
     # 29.97 fps sampled at 5: one frame per 0.2 s of video, whichever segment reads it
     assert sum(is_sampled(i, 29.97, 5) for i in range(2997)) == 500

@@ -206,8 +206,10 @@ def _process_video(rec, task: Task, fps: float) -> list[dict]:
                 failed += 1
                 if failed >= MAX_FAILED_READS or not ok:
                     flush()
-                    rows.append(error_row(rec, task, f"{task.source}: video ends at frame {i} of the {announced} "
-                                                     f"it announces (truncated or damaged)", i))
+                    where = (f"frames from {i} on could not be read: the video ends before" if i == task.start else
+                             f"video ends at frame {i} of")
+                    rows.append(error_row(rec, task, f"{task.source}: {where} the {announced} frames it announces "
+                                                     f"(truncated or damaged)", i))
                     break
                 if want:
                     flush()
