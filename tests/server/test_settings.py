@@ -111,3 +111,40 @@ def test_info_reports_the_model_card_accuracy(tmp_path):
     assert info["test_accuracy"] == pytest.approx(0.7123)
     assert info["metrics"]["test_set"] == "FER-2013 PrivateTest"
     assert info["model"]["file"] == "card.onnx"
+
+
+def test_serve_with_two_worker_processes_answers_uploads(tmp_path):
+    """`ferkit serve --workers 2`: uvicorn's worker processes build the app from the settings passed on in the
+    environment (here a non-default max_upload_bytes, which must reach them)."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from tests.conftest import ROOT
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "ferkit", "serve", "--port", str(port), "--workers", "2",
+                             "--max-upload-bytes", "900000"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).json().get("model_loaded"):
+                    break
+            except (httpx.HTTPError, ValueError):
+                time.sleep(0.5)
+        photo = (ROOT / "examples" / "astronaut.png").read_bytes()
+        r = httpx.post(f"http://127.0.0.1:{port}/api/v1/analyze", files={"file": ("a.png", photo, "image/png")}, timeout=30)
+        assert r.status_code == 200 and r.json()["faces"][0]["emotion"] == "happy"
+        big = httpx.post(f"http://127.0.0.1:{port}/api/v1/analyze", content=b"\0" * 950_000,
+                         headers={"content-type": "image/png"}, timeout=30)
+        assert big.status_code == 413  # the setting reached the worker processes
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert subprocess.run([sys.executable, "-m", "ferkit", "serve", "--workers", "0"], capture_output=True).returncode == 2

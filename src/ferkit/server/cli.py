@@ -1,6 +1,8 @@
 """`ferkit serve`: start the web app. Light at import time; FastAPI and uvicorn load when the command runs."""
 from __future__ import annotations
 
+import json
+import os
 import sys
 
 
@@ -16,6 +18,9 @@ def add_parser(sub) -> None:
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per inference (default: its own)")
     p.add_argument("--max-upload-bytes", type=int, default=None, help="largest accepted upload (default: 10000000)")
     p.add_argument("--max-pixels", type=int, default=None, help="largest decoded upload, width x height (default: 40000000)")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="server processes, each with its own model (default: 1; 2 on a 2-core machine raises uploads "
+                        "per second: benchmarks/load_server.py)")
     p.set_defaults(run=run_serve)
 
 
@@ -41,11 +46,21 @@ def run_serve(args) -> int:
             print(f"ferkit serve: {where}={err.get('input')!r}: {err['msg']}", file=sys.stderr)
         return 2
     resolve_model(settings.model)  # an unknown model or a missing file fails here, with its message, not in the server
-    app = create_app(settings)
+    if args.workers < 1:
+        print(f"ferkit serve: --workers must be at least 1, got {args.workers}", file=sys.stderr)
+        return 2
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     shown = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else host
     print(f"ferkit web app: open http://{shown}:{settings.port}/  (API docs at /docs; Ctrl+C stops)", flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, **uvicorn_options(settings))
+    if args.workers == 1:
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, **uvicorn_options(settings))
+        return 0
+    # Worker processes import the app by name and build their settings from the environment: pass ours on.
+    for key, value in settings.model_dump().items():
+        if value is not None:
+            os.environ[f"FERKIT_{key.upper()}"] = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+    uvicorn.run("ferkit.server.main:create_app", factory=True, workers=args.workers, host=settings.host,
+                port=settings.port, **uvicorn_options(settings))
     return 0
 
 
