@@ -149,12 +149,12 @@ class BlazeFaceDetector:
     INPUT = 128
     MODEL = Path(__file__).parent / "weights" / "detectors" / "blazeface_short_range.onnx"
 
-    def __init__(self, score_threshold: float = 0.5, nms_threshold: float = 0.3, threads: int = 1,
+    def __init__(self, score_threshold: float = 0.5, nms_threshold: float = 0.3, threads: int | None = 1,
                  frame: tuple[float, float] = (1.20, -0.043)):
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+        opts.intra_op_num_threads, opts.inter_op_num_threads = threads or 1, 1  # a 128x128 input: one thread is enough
         self._session = ort.InferenceSession(str(self.MODEL), opts, providers=["CPUExecutionProvider"])
         self.score_threshold, self.nms_threshold, self.frame = score_threshold, nms_threshold, frame
         self._anchors = _ssd_anchors(self.INPUT)  # (896, 2) anchor centres in [0, 1]
@@ -212,7 +212,7 @@ class YuNetDetector:
 
     def __init__(self, *, long_side: int = 640, score_threshold: float = 0.6, nms_threshold: float = 0.3,
                  frame: tuple[float, float] = (1.065, 0.0), fallback: "Detector | str | None" = "blazeface",
-                 threads: int = 1, providers: list | None = None):
+                 threads: int | None = None, providers: list | None = None):
         import onnxruntime as ort
 
         if long_side < 32:
@@ -220,11 +220,12 @@ class YuNetDetector:
         if not 0 < score_threshold < 1:
             raise ValueError(f"score_threshold must be in (0, 1), got {score_threshold}")
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if threads:  # None: ONNX Runtime's default, one thread per physical core
+            opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # spinning threads starve the classifier
         self._session = ort.InferenceSession(str(self.MODEL), opts, providers=providers or ["CPUExecutionProvider"])
         self.long_side, self.score_threshold, self.nms_threshold, self.frame = long_side, score_threshold, nms_threshold, frame
-        self.fallback = create_detector(fallback) if isinstance(fallback, str) else fallback
+        self.fallback = create_detector(fallback, threads=threads) if isinstance(fallback, str) else fallback
 
     def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         found = self.detect_faces(image)
@@ -349,10 +350,11 @@ class WholeImageDetector:
 
 DETECTORS = {
     "yunet": lambda **kw: YuNetDetector(**kw),
-    "haar": lambda **kw: CascadeDetector("haarcascade_frontalface_default.xml", name="haar", **kw),
-    "haar-alt2": lambda **kw: CascadeDetector("haarcascade_frontalface_alt2.xml", name="haar-alt2", **kw),
+    # threads: ONNX Runtime's for the ONNX detectors; the cascades run on OpenCV's own threads
+    "haar": lambda threads=None, **kw: CascadeDetector("haarcascade_frontalface_default.xml", name="haar", **kw),
+    "haar-alt2": lambda threads=None, **kw: CascadeDetector("haarcascade_frontalface_alt2.xml", name="haar-alt2", **kw),
     "blazeface": lambda **kw: BlazeFaceDetector(**kw),
-    "none": lambda **kw: WholeImageDetector(),
+    "none": lambda threads=None, **kw: WholeImageDetector(),
 }
 
 

@@ -322,7 +322,7 @@ class Recognizer:
             raise ValueError(f"{self.model_path}: preprocessing {self.metadata.get('preprocess')} differs from this ferkit's")
         self.labels: tuple[str, ...] = tuple(self.metadata["labels"])
         self.name: str = self.metadata.get("name", self.model_path.stem)
-        self.detector = create_detector(detector) if isinstance(detector, str) else detector
+        self.detector = create_detector(detector, threads=threads) if isinstance(detector, str) else detector
         self.tta = check_choice("tta", {False: "none", True: "flip", None: "none"}.get(tta, tta), TTA_MODES)
         self.margin, self.align = margin, bool(align)
         self.metrics: dict = read_metrics(self.model_path)
