@@ -217,3 +217,14 @@ def test_yunet_sees_the_turn_of_a_tilted_face():
         roll = roll_degrees(rec.detect(turned).landmarks)[0]
         assert np.sign(roll) == -np.sign(angle) and 3 < abs(roll) <= 35, (angle, roll)
     assert rec.analyze(turned)[0].emotion == "happy"
+
+
+def test_annotations_mark_the_landmarks():
+    from ferkit.annotate import draw_faces
+    from tests.conftest import ROOT
+
+    photo = cv2.imread(str(ROOT / "examples" / "astronaut.png"))
+    face = load_recognizer().analyze(photo)[0]
+    drawn = draw_faces(photo, [face])
+    for x, y in face.landmarks:  # a white dot at each point, where the photo was not white
+        assert drawn[int(round(y)), int(round(x))].tolist() == [255, 255, 255] != photo[int(round(y)), int(round(x))].tolist()
