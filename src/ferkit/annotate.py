@@ -39,8 +39,9 @@ def _draw_boxes(out: np.ndarray, faces: list[Face], labels: list[str] | None) ->
         color = EMOTION_COLORS_BGR.get(face.emotion, (0, 255, 0))
         cv2.rectangle(out, (x, y), (x + w, y + h), color, thick)
         for px, py in face.landmarks or ():  # five small dots: eyes, nose, mouth corners
-            cv2.circle(out, (int(round(px)), int(round(py))), max(1, thick), (255, 255, 255), -1, cv2.LINE_AA)
-            cv2.circle(out, (int(round(px)), int(round(py))), max(1, thick), color, 1, cv2.LINE_AA)
+            centre = (int(round(px)), int(round(py)))
+            cv2.circle(out, centre, thick + 1, color, -1, cv2.LINE_AA)      # a rim in the emotion's colour
+            cv2.circle(out, centre, thick, (255, 255, 255), -1, cv2.LINE_AA)
         text = labels[i] if labels else f"{face.emotion} {face.score:.0%}"
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
         ty = y - 4 if y - th - base - 4 >= 0 else y + h + th + 4
