@@ -97,3 +97,28 @@ def test_ray_engine_on_two_nodes_gives_the_local_engine_rows(cluster, folder, lo
 def test_iter_rows_on_ray_streams_the_same_rows(cluster, folder, local_run):  # noqa: F811
     rows = list(batch.iter_rows([folder], engine="ray", address=cluster, segment_samples=4))
     assert sorted(map(repr, rows)) == sorted(map(repr, local_run[2]))  # chunks arrive in any order
+
+
+def test_a_ray_worker_that_dies_is_replaced_and_its_input_reported(cluster, folder, tmp_path):  # noqa: F811
+    import cv2
+    import numpy as np
+    import tests.test_batch as helpers
+    from ray import cloudpickle
+
+    from ferkit.batch.inputs import chunks, plan
+    from ferkit.batch.ray_engine import ray_engine
+
+    cv2.imwrite(str(tmp_path / "poison.png"), np.zeros((100, 333, 3), np.uint8))   # kills the worker that reads it
+    sources = [str(folder / "faces/a.jpg"), str(tmp_path / "poison.png"), str(folder / "faces/b.png"),
+               str(folder / "blank.jpg")]
+    cloudpickle.register_pickle_by_value(helpers)  # the crashing Recognizer travels to the nodes by value
+    try:
+        got = {}
+        for _, results in ray_engine(chunks(plan(sources), 4), helpers.CrashingSpec(), 5.0, address=cluster):
+            got.update(results)
+    finally:
+        cloudpickle.unregister_pickle_by_value(helpers)
+    assert [r["status"] for r in got[sources[0]]] == ["ok"] and [r["status"] for r in got[sources[2]]] == ["ok"]
+    assert [r["status"] for r in got[sources[3]]] == ["no_face"]
+    (bad,) = got[sources[1]]
+    assert bad["status"] == "error" and "a Ray worker died on this input" in bad["message"]

@@ -14,7 +14,7 @@ from multiprocessing.connection import wait
 from typing import Iterator
 
 from .inputs import Chunk
-from .work import RecognizerSpec, error_row, process_chunk
+from .work import RecognizerSpec, error_row, process_chunk, stand_in
 
 POLL_S = 1.0
 
@@ -59,19 +59,11 @@ class _Slot:
         self.ready = False
 
 
-class _Labels:
-    """What error_row needs of a Recognizer, for rows written by the parent."""
-
-    def __init__(self, name, labels, detector):
-        self.name, self.labels = name, labels
-        self.detector = type("D", (), {"name": detector})()
-
-
 def local_engine(todo: list[Chunk], spec: RecognizerSpec, fps: float, workers: int | None = None,
                  describe: tuple[str, list[str], str] | None = None) -> Iterator[tuple[Chunk, list]]:
     """Yield (chunk, [(task key, rows)]) as chunks finish, in any order."""
     workers = max(1, min(workers or default_workers(), len(todo) or 1))
-    stub = _Labels(*(describe or spec.describe()))
+    stub = stand_in(*(describe or spec.describe()))
     ctx = mp.get_context("spawn")  # no inherited ONNX Runtime threads or locks
     pending = deque(todo)
     slots = [_Slot(ctx, spec, fps) for _ in range(workers)]

@@ -2,8 +2,10 @@
 
 from_items (one chunk an item and a block) -> map_batches over an actor pool (one Recognizer per actor, one chunk
 a call, so the classifier sees the same batches as in the local engine) -> rows back to the driver, which writes
-them exactly as the local engine's are written. Actors ask for ACTOR_CPUS of a CPU, not a whole one: on a small
-machine, actors holding every CPU would starve Ray Data's own tasks (a known deadlock).
+them exactly as the local engine's are written. An actor that dies is restarted and its chunk retried once; a
+chunk that kills it again stops the pipeline, and the tasks not yet done are run one by one as plain Ray tasks, a
+task that kills its worker again becoming an error row. Actors ask for ACTOR_CPUS of a CPU, not a whole one: on a
+small machine, actors holding every CPU would starve Ray Data's own tasks (a known deadlock).
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import warnings
 from typing import Iterator
 
 from .inputs import Chunk
-from .work import RecognizerSpec, process_chunk
+from .work import RecognizerSpec, error_row, process_chunk, stand_in
 
 ACTOR_CPUS = 0.8
 INSTALL = 'the ray engine needs Ray: pip install "ferkit[ray]"'
@@ -64,9 +66,52 @@ def ray_engine(todo: list[Chunk], spec: RecognizerSpec, fps: float, workers: int
             ds = ds.map_batches(ChunkWorker, fn_constructor_args=(spec, fps), batch_size=1, batch_format="numpy",
                                 compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=ACTOR_CPUS,
                                 max_restarts=-1, max_task_retries=1)
-        for row in ds.iter_rows():
-            chunk = by_id[int(row["id"])]
-            yield chunk, [(key, rows) for key, rows in json.loads(row["results"])]
+        seen: set[int] = set()
+        try:
+            for row in ds.iter_rows():
+                chunk = by_id[int(row["id"])]
+                seen.add(chunk.id)
+                yield chunk, [(key, rows) for key, rows in json.loads(row["results"])]
+        except Exception as e:  # noqa: BLE001 -- only a dead worker is handled here; anything else is raised again
+            if not _worker_died(ray, e):
+                raise
+            left = [Chunk(t.index, (t,), 1) for c in todo if c.id not in seen for t in c.tasks]
+            yield from _one_by_one(ray, left, spec, fps)
     finally:
         if started:
             ray.shutdown()
+
+
+def _worker_died(ray, e: BaseException) -> bool:
+    """Whether `e` (or what it wraps) says a Ray worker process or actor died, rather than code raising."""
+    died = (ray.exceptions.ActorDiedError, ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
+            ray.exceptions.RayActorError)
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, died):
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def _run_one(spec: RecognizerSpec, chunk: Chunk, fps: float) -> str:
+    return json.dumps(process_chunk(spec.load(), chunk, fps))
+
+
+def _one_by_one(ray, left: list[Chunk], spec: RecognizerSpec, fps: float) -> Iterator[tuple[Chunk, list]]:
+    """After a chunk killed its actor twice (the pipeline stops there): every task not yet done, alone, as a Ray task
+    of its own, once; one whose worker dies again becomes an error row."""
+    stub = stand_in(*spec.describe())
+    run_one = ray.remote(num_cpus=ACTOR_CPUS, max_retries=0)(_run_one)
+    pending = {run_one.remote(spec, c, fps): c for c in left}
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        chunk = pending.pop(ready[0])
+        try:
+            yield chunk, [(key, rows) for key, rows in json.loads(ray.get(ready[0]))]
+        except Exception as e:  # noqa: BLE001 -- as above
+            if not _worker_died(ray, e):
+                raise
+            yield chunk, [(t.key, [error_row(stub, t, f"{t.source}: a Ray worker died on this input, again when "
+                                                      f"it was retried alone")]) for t in chunk.tasks]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -113,6 +114,12 @@ def face_rows(rec, task: Task, frame: int | None, faces) -> list[dict]:
         row.update((f"prob_{k}", float(v)) for k, v in f.probabilities.items())
         rows.append(row)
     return rows
+
+
+def stand_in(name: str, labels, detector: str) -> SimpleNamespace:
+    """What the rows read of a Recognizer (from RecognizerSpec.describe()), for error rows written without one: a
+    worker that died."""
+    return SimpleNamespace(name=name, labels=list(labels), detector=SimpleNamespace(name=detector))
 
 
 def error_row(rec, task: Task, message: str, frame: int | None = None) -> dict:
