@@ -20,7 +20,7 @@ from ferkit import batch
 from ferkit.batch.inputs import Chunk, Task, chunks, expand_inputs, is_sampled, plan
 from ferkit.batch.local import local_engine
 from ferkit.batch.output import read_rows, write_rows
-from ferkit.batch.work import RecognizerSpec, columns
+from ferkit.batch.work import RecognizerSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 ASTRONAUT = ROOT.parent / "shared" / "samples" / "astronaut.png"
