@@ -84,7 +84,7 @@ def main() -> None:
 
     ds = load_dataset(fer2013_file(args.data))
     test = fer2013_set(ds, "PrivateTest")
-    models = [args.model] if args.model else [m for m in ("fer2013", "fer2013-fp32") if m in available_models()]
+    models = [args.model] if args.model else [m for m in ("fer2013",) if m in available_models()]
     print(f"ONNX Runtime {ort.__version__}, threads={args.threads}; {machine_description()}")
     rows = []
     for model in [] if args.latency_only else models:

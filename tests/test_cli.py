@@ -156,8 +156,12 @@ def test_data_command_and_errors(tmp_path):
 def test_version_and_help():
     assert ferkit("--version").stdout.startswith("ferkit ")
     r = ferkit("--help")
-    for cmd in ("analyze", "models", "train", "evaluate", "export", "data"):
-        assert cmd in r.stdout
+    for cmd in ("analyze", "models", "train", "evaluate", "export", "quantize", "data", "serve", "video", "live",
+                "recommend", "music", "batch"):
+        assert re.search(rf"^    {cmd}\b", r.stdout, re.M), cmd
+    for research_only in ("ensemble", "offsets", "members"):  # research/ holds these, not the product CLI
+        assert not re.search(rf"^    {research_only}\b", r.stdout, re.M), research_only
+    assert "analyse folders, manifests and videos into a results file" in " ".join(r.stdout.split())
 
 
 def test_every_music_action_the_help_names_exists(capsys):
@@ -259,57 +263,22 @@ def test_train_help_explains_each_flag_from_the_config_comments():
     assert "--channels N [N ...] width of each stage; 48 -> 24 -> 12 -> 6 pixels (default: 32 64 128 256)" in text
 
 
-@pytest.mark.data
-def test_ensemble_fit_leaves_out_members_the_fit_gives_no_weight(fer_dir, tmp_path):
-    """A member that only hurts on PublicTest gets weight 0 and is not copied into the ensemble file."""
-    import torch
+def test_evaluate_needs_data_from_an_argument_or_the_environment(tmp_path):
+    """No default path into a development tree: without --data or $FERKIT_DATA the error names both."""
+    import os
 
-    from ferkit import load_recognizer
-    from ferkit.export import export_onnx
-    from ferkit.labels import EMOTIONS
-    from ferkit.model import ModelConfig, build_model
-
-    torch.manual_seed(0)
-    bad_model = build_model(ModelConfig(channels=(8, 16), depths=(1, 1))).eval()
-    with torch.no_grad():  # untrained and made certain: a confident random guess per face, which only adds noise
-        bad_model.head.weight.mul_(1000.0)
-    bad = tmp_path / "bad.onnx"
-    export_onnx(bad_model, bad, name="bad", labels=EMOTIONS)
-    data = fer_dir / "fer2013-compact.npz.xz"
-    r = ferkit("ensemble", "fer2013", "fer2013-robust", bad, "--out", tmp_path / "ens.onnx", "--fit-weights", data)
-    assert r.returncode == 0, r.stderr
-    assert "left out (weight 0): bad.onnx" in r.stdout
-    members = load_recognizer(tmp_path / "ens.onnx", detector="none").metadata["ensemble"]
-    assert [m["name"] for m in members] == ["fer2013", "fer2013-robust"]
-    r = ferkit("ensemble", "fer2013", "fer2013-robust", "--out", tmp_path / "budget.onnx", "--fit-weights", data,
-               "--budget-ms", "100")  # each member is timed and printed; a roomy budget keeps the free fit
-    assert r.returncode == 0, r.stderr
-    assert re.search(r"each member alone, batch 1: fer2013\.onnx [0-9.]+ ms, fer2013-robust\.onnx [0-9.]+ ms; "
-                     r"budget 100\.0 ms", r.stdout), r.stdout
-    for flags, message in [(["--fit-weights", data, "--budget-ms", "0.0001"], "no member fits the budget of 0.0001 ms"),
-                           (["--budget-ms", "5"], "give --fit-weights DATA too")]:
-        r = ferkit("ensemble", "fer2013", "fer2013-robust", "--out", tmp_path / "refused.onnx", *flags)
-        assert r.returncode == 1 and message in r.stderr, r.stderr
-    assert not (tmp_path / "refused.onnx").exists()
-    r = ferkit("ensemble", "fer2013", bad, "--out", tmp_path / "one.onnx", "--weights", "1", "0")  # the same check as a fit
-    assert r.returncode == 1 and "put everything on" in r.stderr and "fer2013.onnx" in r.stderr
-    assert not (tmp_path / "one.onnx").exists()
+    env = {k: v for k, v in os.environ.items() if k != "FERKIT_DATA"}
+    r = subprocess.run([sys.executable, "-m", "ferkit", "evaluate", "--out", str(tmp_path)], capture_output=True,
+                       text=True, timeout=120, env=env, cwd=tmp_path)
+    assert r.returncode == 1 and "--data" in r.stderr and "FERKIT_DATA" in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1 and not any(tmp_path.iterdir())
 
 
-def test_members_lists_and_writes_the_networks_inside_the_shipped_ensemble(tmp_path):
-    """`ferkit members fer2013-accurate --out DIR`: the four networks with their weights and stages, each written as
-    a model of its own; the one that also ships alone as `fer2013` (v7) answers exactly as `fer2013` does."""
-    from ferkit import load_recognizer
+def test_shared_flags_are_declared_once():
+    """--model and --detector read the same on every command that takes them."""
+    from ferkit.cli import build_parser
 
-    r = ferkit("members", "fer2013-accurate", "--out", tmp_path)
-    assert r.returncode == 0, r.stderr
-    rows = [line.split() for line in r.stdout.splitlines() if line.startswith("fer2013-v")]
-    assert [(row[0], row[2]) for row in rows] == [("fer2013-v1", "0.1"), ("fer2013-v2", "0.2"), ("fer2013-v7", "0.2"),
-                                                  ("fer2013-v8", "0.5")]
-    assert "48x96x192x384" in rows[3] and "ferkit train" in r.stdout
-    assert sorted(p.name for p in tmp_path.iterdir()) == [f"fer2013-v{i}.onnx" for i in (1, 2, 7, 8)]
-    faces = np.random.default_rng(0).integers(0, 256, (16, 48, 48), dtype=np.uint8)
-    v7 = load_recognizer(tmp_path / "fer2013-v7.onnx", detector="none")
-    np.testing.assert_allclose(v7.classify(faces), load_recognizer("fer2013", detector="none").classify(faces), atol=1e-6)
-    r = ferkit("members", "fer2013")
-    assert r.returncode == 1 and "fer2013: not an ensemble" in r.stderr
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices
+    detector = {name: next(a for a in p._actions if a.dest == "detector") for name, p in sub.items()
+                if name in ("analyze", "recommend")}
+    assert len({(a.default, tuple(a.choices), a.help) for a in detector.values()}) == 1

@@ -51,7 +51,8 @@ def test_every_published_figure_is_what_its_model_scores(name, fer_dataset, fer_
     assert report["set"] == metrics["test_set"] and report["n"] == metrics["n"]
     assert report["accuracy"] == pytest.approx(metrics["test_accuracy"], abs=1e-4)
     if "robustness" in metrics:  # one corrupted copy as a spot check of the published robustness table
-        from ferkit.evaluate import EvalSet, corrupt
+        from ferkit.corruptions import corrupt
+        from ferkit.evaluate import EvalSet
 
         noisy = EvalSet(s.name, corrupt(s.pixels, "noise", 16), s.labels, s.classes)
         assert evaluate(rec, noisy)["accuracy"] == pytest.approx(metrics["robustness"]["noise"]["16"], abs=1e-4)
@@ -127,7 +128,7 @@ def test_accurate_is_the_weighted_mean_of_the_shipped_networks(label_set, privat
 
 
 def test_the_robust_model_holds_up_under_noise_where_the_default_breaks(private_test):
-    from ferkit.evaluate import corrupt
+    from ferkit.corruptions import corrupt
 
     faces, labels = private_test.pixels[:1000], private_test.labels[:1000]
     noisy = corrupt(faces, "noise", 16)

@@ -158,7 +158,7 @@ def test_an_exported_model_teaches_as_its_checkpoint_does(tiny_data, tmp_path):
 
 def test_training_with_exported_teachers(tiny_data, tmp_path):
     """--teacher takes .onnx files (here an ensemble of two) beside best.pt files: the run needs no checkpoint."""
-    from ferkit.export import ensemble_onnx
+    from research.ensemble import ensemble_onnx
 
     train(tiny_config(tiny_data, tmp_path / "teacher"), progress=False)
     net, _ = load_checkpoint(tmp_path / "teacher" / "best.pt")
@@ -269,109 +269,6 @@ def test_multitask_training_keeps_the_exported_network_plain_and_resumes(tiny_da
                           ferplus=str(tiny_votes)), progress=False)
 
 
-def test_ensemble_is_the_weighted_mean_of_its_members(tmp_path):
-    from ferkit.export import ensemble_onnx
-
-    paths = []
-    for seed in (0, 1):
-        torch.manual_seed(seed)
-        paths.append(tmp_path / f"m{seed}.onnx")
-        export_onnx(build_model(TINY).eval(), paths[-1], name=f"m{seed}", labels=EMOTIONS)
-    meta = ensemble_onnx(paths, tmp_path / "ens.onnx", weights=[1, 3])
-    assert [m["weight"] for m in meta["ensemble"]] == [0.25, 0.75] and meta["name"] == "ens"
-    faces = np.random.default_rng(0).integers(0, 256, (10, 48, 48), dtype=np.uint8)
-    (p0, c0), (p1, c1) = (load_recognizer(p, detector="none").classify_with_cams(faces) for p in paths)
-    ens = load_recognizer(tmp_path / "ens.onnx", detector="none")
-    pe, ce = ens.classify_with_cams(faces)
-    assert np.allclose(pe, 0.25 * p0 + 0.75 * p1, atol=1e-6) and np.allclose(ce, 0.25 * c0 + 0.75 * c1, atol=1e-5)
-    assert ens.labels == EMOTIONS and ens.metadata["ensemble"][1]["name"] == "m1"
-
-
-def test_ensemble_keeps_each_members_architecture(tmp_path):
-    """Members may differ in width (round 9's v8 beside the 32-channel networks): each keeps its own config and
-    the top level claims none, so the model card can state each member's stages."""
-    from ferkit.export import ensemble_onnx
-
-    wide = ModelConfig(channels=(12, 24), depths=(1, 1), dropout=0.0)
-    paths = [tmp_path / "narrow.onnx", tmp_path / "wide.onnx"]
-    for cfg, path in zip((TINY, wide), paths):
-        export_onnx(build_model(cfg).eval(), path, name=path.stem, labels=EMOTIONS)
-    ensemble_onnx(paths, tmp_path / "ens.onnx")
-    meta = load_recognizer(tmp_path / "ens.onnx", detector="none").metadata
-    assert [m["config"]["channels"] for m in meta["ensemble"]] == [[8, 16], [12, 24]]
-    assert "config" not in meta
-
-
-def test_an_ensemble_splits_back_into_its_members(tmp_path):
-    """`ferkit members --out`: each member comes back as the model it was (same outputs, same facts), the weighting
-    left out, so a round can use the networks inside a shipped ensemble without the files it was made from."""
-    from ferkit.export import ensemble_onnx, split_ensemble
-    from ferkit.recognizer import read_metadata
-
-    wide = ModelConfig(channels=(12, 24), depths=(1, 1), dropout=0.0)
-    paths = [tmp_path / "narrow.onnx", tmp_path / "wide.onnx"]
-    for cfg, path, t in zip((TINY, wide), paths, (1.0, 1.6)):
-        export_onnx(build_model(cfg).eval(), path, name=path.stem, labels=EMOTIONS, temperature=t)
-    ensemble_onnx(paths, tmp_path / "ens.onnx", weights=[0.3, 0.7])
-    written = split_ensemble(tmp_path / "ens.onnx", tmp_path / "out")
-    assert [p.name for p in written] == ["narrow.onnx", "wide.onnx"]
-    faces = np.random.default_rng(0).integers(0, 256, (8, 48, 48), dtype=np.uint8)
-    for original, split in zip(paths, written):
-        a, b = load_recognizer(original, detector="none"), load_recognizer(split, detector="none")
-        for x, y in zip(a.classify_with_cams(faces), b.classify_with_cams(faces)):
-            np.testing.assert_allclose(y, x, atol=1e-6)
-        before, after = read_metadata(original), read_metadata(split)
-        for key in ("name", "labels", "preprocess", "config", "temperature"):
-            assert after[key] == before[key], key
-        assert after["split_from"] == {"file": "ens.onnx", "weight": {"narrow": 0.3, "wide": 0.7}[before["name"]]}
-    with pytest.raises(ValueError, match="narrow.onnx: not an ensemble"):
-        split_ensemble(paths[0], tmp_path / "none")
-
-
-def test_class_offsets_in_the_graph_are_the_offsets_on_the_probabilities(tiny_data, tmp_path):
-    """`ferkit offsets`: the file it writes outputs softmax(log p + b) for the b it printed, keeps the class maps,
-    records how b was fitted, and a second set of offsets on the same file is refused."""
-    import subprocess
-    import sys
-
-    from ferkit.evaluate import apply_offsets
-    from ferkit.export import add_class_offsets
-
-    train(tiny_config(tiny_data, tmp_path / "run"), progress=False)
-    net, _ = load_checkpoint(tmp_path / "run" / "best.pt")
-    export_onnx(net, tmp_path / "m.onnx", name="m", labels=EMOTIONS)
-    r = subprocess.run([sys.executable, "-m", "ferkit", "offsets", str(tmp_path / "m.onnx"), "--fit", str(tiny_data),
-                        "--out", str(tmp_path / "m-off.onnx"), "--report", str(tmp_path / "r.json")],
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
-    assert "two-fold" in r.stdout and "McNemar" in r.stdout and ("become part of m" in r.stdout or "no offsets for m" in r.stdout)
-    report = json.loads((tmp_path / "r.json").read_text())
-    before, after = load_recognizer(tmp_path / "m.onnx", detector="none"), load_recognizer(tmp_path / "m-off.onnx", detector="none")
-    faces = np.random.default_rng(0).integers(0, 256, (12, 48, 48), dtype=np.uint8)
-    (p0, c0), (p1, c1) = before.classify_with_cams(faces), after.classify_with_cams(faces)
-    np.testing.assert_allclose(p1, apply_offsets(p0, report["offsets"]), atol=1e-5)
-    np.testing.assert_allclose(c1, c0, atol=1e-6)
-    assert after.name == "m" and after.metadata["class_offsets"]["fitted_on"] == "PublicTest"
-    assert after.metadata["class_offsets"]["values"] == pytest.approx(report["offsets"], abs=1e-5)
-    with pytest.raises(ValueError, match="already has class offsets"):
-        add_class_offsets(tmp_path / "m-off.onnx", tmp_path / "twice.onnx", report["offsets"])
-    with pytest.raises(ValueError, match="need one offset per class"):
-        add_class_offsets(tmp_path / "m.onnx", tmp_path / "short.onnx", [0.1, -0.1])
-
-
-def test_ensemble_refuses_members_with_other_labels(tmp_path):
-    from ferkit.export import ensemble_onnx
-
-    a, b = tmp_path / "a.onnx", tmp_path / "b.onnx"
-    export_onnx(build_model(TINY).eval(), a, name="a", labels=EMOTIONS)
-    export_onnx(build_model(ModelConfig(num_classes=8, channels=(8, 16), depths=(1, 1))).eval(), b, name="b",
-                labels=EMOTIONS + ("contempt",))
-    with pytest.raises(ValueError, match="b.onnx: its labels"):
-        ensemble_onnx([a, b], tmp_path / "ens.onnx")
-    with pytest.raises(ValueError, match="at least 2"):
-        ensemble_onnx([a], tmp_path / "ens.onnx")
-
-
 def test_export_matches_torch_and_is_self_describing(tmp_path):
     torch.manual_seed(0)
     model = build_model(ModelConfig(channels=(8, 16, 16, 32), depths=(1, 1, 1, 1))).eval()
@@ -400,7 +297,7 @@ def test_export_detects_a_mismatch(tmp_path):
 
 def test_fitted_temperature_recovers_the_one_that_made_the_labels():
     from ferkit.export import fit_temperature
-    from ferkit.evaluate import softmax
+    from ferkit.metrics import softmax
 
     rng = np.random.default_rng(0)
     logits = rng.normal(0, 3, (20000, 7))
@@ -452,18 +349,19 @@ def test_cli_train_export_evaluate_round_trip(tiny_data, tmp_path):
     out = ferkit("evaluate", "--model", model, "--data", tiny_data, "--tta", "flip", "--robustness",
                  "--out", tmp_path / "eval", "--model-card", tmp_path / "card.md")
     card = (tmp_path / "card.md").read_text()
-    for text in ("FER-2013 PrivateTest", "| 16 | none |", "| 16 | flip |", "Calibration", "Robustness", "ferkit train --data",
+    for text in ("FER-2013 PrivateTest", "| 16 | none |", "| 16 | flip |", "Calibration", "Robustness", "ferkit train --epochs 1",
                  "confusion_tiny_fer2013_private.png"):
         assert text in card, text
-    metrics = json.loads((tmp_path / "tiny.metrics.json").read_text())
+    metrics = json.loads((tmp_path / "eval" / "tiny.metrics.json").read_text())  # where --out says, not beside the model
     assert metrics["n"] == 16 and 0 <= metrics["test_accuracy"] <= 1
     assert (tmp_path / "eval" / "robustness_tiny.png").is_file()
     # the card again from the saved report, scoring nothing: the same text, figures included
-    (tmp_path / "tiny.metrics.json").unlink()
+    (tmp_path / "eval" / "tiny.metrics.json").unlink()
     ferkit("evaluate", "--model", model, "--from-report", tmp_path / "eval" / "report_tiny.json",
            "--out", tmp_path / "eval", "--model-card", tmp_path / "card.md")
     assert (tmp_path / "card.md").read_text() == card
-    assert json.loads((tmp_path / "tiny.metrics.json").read_text()) == metrics
+    assert json.loads((tmp_path / "eval" / "tiny.metrics.json").read_text()) == metrics
+    assert not (tmp_path / "tiny.metrics.json").exists()
 
 
 def test_a_card_from_a_report_of_another_model_is_refused(tmp_path):

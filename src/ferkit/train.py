@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from . import __version__
 from .data import FaceDataset, ferplus_targets, load_dataset, read_ferplus_votes, with_ferplus
-from .config import ModelConfig, TrainConfig
+from .config import ModelConfig, TrainConfig, data_path
 from .labels import EMOTIONS
 from .model import FERNet, build_model
 from .preprocess import PREPROCESS_SPEC, to_model_input
@@ -28,7 +28,7 @@ from .preprocess import PREPROCESS_SPEC, to_model_input
 # ---------------------------------------------------------------- data
 def load_training_data(cfg: TrainConfig, base: FaceDataset | None = None) -> FaceDataset:
     """The faces with cfg.labels; `base` is the already-read cfg.data (FER-2013 labels), to save a second read."""
-    ds = base if base is not None else load_dataset(cfg.data)
+    ds = base if base is not None else load_dataset(data_path(cfg.data))
     if cfg.labels == "fer2013":
         return ds
     if cfg.labels in ("ferplus-majority", "ferplus-soft"):
@@ -260,7 +260,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = lambda s: None, progres
     device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if cfg.device == "auto" else cfg.device))
 
-    base = load_dataset(cfg.data)
+    base = load_dataset(data_path(cfg.data))
     ds = load_training_data(cfg, base)
     log(ds.summary())
     train_set, val_set = ds.split("Training"), ds.split("PublicTest")  # PrivateTest is never touched here
@@ -438,22 +438,24 @@ def save_atomic(obj, path: Path) -> None:
 def write_history(out: Path, run_facts: dict, history: list[dict]) -> None:
     """history.json (the run's config, hardware and every epoch so far) and curves.png, rewritten each epoch."""
     (out / "history.json").write_text(json.dumps({**run_facts, "history": history}, indent=1))
+    from .plots import plot_curves
+
     plot_curves(history, out / "curves.png")
 
 
-def plot_curves(history: list[dict], path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ep = [h["epoch"] for h in history]
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.5))
-    a1.plot(ep, [h["train_loss"] for h in history], label="Training (augmented)")
-    a1.plot(ep, [h["val_loss"] for h in history], label="PublicTest")
-    a1.set_xlabel("epoch"); a1.set_ylabel("loss"); a1.legend()
-    a2.plot(ep, [h["train_accuracy"] for h in history], label="Training (augmented)")
-    a2.plot(ep, [h["val_accuracy"] for h in history], label="PublicTest")
-    a2.set_xlabel("epoch"); a2.set_ylabel("accuracy"); a2.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+def training_run_facts(history: dict) -> dict:
+    """From a run's history.json (write_history): the `ferkit train` command equivalent to its config, hardware and
+    wall time; what `ferkit export` records in the model file."""
+    cfg, default = history["config"], asdict(TrainConfig())
+    skip = ("model", "resume", "data", "out")  # where the run read and wrote: not part of the recipe
+    flags = [f"--{k.replace('_', '-')} {v}" for k, v in cfg.items() if k not in skip and v != default.get(k)]
+    for k, v in cfg["model"].items():
+        if k == "num_classes":  # set by the label set, not a choice
+            continue
+        if (list(v) if isinstance(v, (list, tuple)) else v) != (list(default["model"][k]) if isinstance(v, (list, tuple)) else default["model"][k]):
+            flags.append(f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, (list, tuple)) else v}")
+    runs = history["history"]
+    return {"command": " ".join(["ferkit train", *flags]), "hardware": f"{history.get('machine')} ({history.get('device')}, "
+            f"{history.get('threads')} threads, torch {history.get('torch')})", "epochs_run": len(runs),
+            "wall_minutes": round(runs[-1]["wall_s"] / 60, 1) if runs else None,
+            "resumed_from": cfg.get("resume") or None}

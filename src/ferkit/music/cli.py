@@ -8,7 +8,7 @@ import json
 import sys
 
 from ..cli import EXIT_ERROR, EXIT_NO_FACE, EXIT_OK, EXIT_USAGE, CommandError, print_error
-from ..detect import DEFAULT_DETECTOR, available_detectors
+from ..cli._args import add_detector, add_model
 from .moods import MOODS
 
 
@@ -30,9 +30,8 @@ def add_parser(sub) -> None:
                                                 "~/.local/share/ferkit/music.sqlite)")
     p.add_argument("--no-feedback", action="store_true", help="ignore likes and skips for this ranking")
     p.add_argument("--json", action="store_true", help="print JSON (the same shape as the web API)")
-    p.add_argument("--model", default=None, help="with a photo: model name or .onnx path")
-    p.add_argument("--detector", default=DEFAULT_DETECTOR, choices=available_detectors(), metavar="NAME",
-                   help="with a photo: face detector (default: %(default)s; see `ferkit analyze --help`)")
+    add_model(p, help="with a photo: shipped model name or .onnx path (default: fer2013)")
+    add_detector(p)
     p.set_defaults(run=run_recommend)
 
     m = sub.add_parser("music", help="music feedback (like, skip, feedback, wipe), moods and catalog checks",

@@ -1,6 +1,6 @@
 """Does the FER+ model help the FER-2013 task? Blend its 7 shared classes into the FER-2013 model.
 
-    python benchmarks/blend.py [--data ../shared/data/fer2013]
+    python -m research.blend [--data DIR]
 
 Prints accuracy on FER-2013 PublicTest (the selection split: a blend weight would be chosen here, never on
 PrivateTest) for weights 0 (FER-2013 model alone) to 1 (FER+ model alone, contempt dropped and renormalised).
@@ -12,14 +12,15 @@ import argparse
 import numpy as np
 
 from ferkit import EMOTIONS, load_recognizer
-from ferkit.data import fer2013_file, load_dataset
+from ferkit.config import data_path
+from ferkit.data import load_dataset
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=None, help="the FER-2013 folder (default: $FERKIT_DATA or ../shared/data/fer2013)")
+    ap.add_argument("--data", default=None, help="the FER-2013 folder (default: $FERKIT_DATA)")
     args = ap.parse_args()
-    ds = load_dataset(fer2013_file(args.data))
+    ds = load_dataset(data_path(args.data))
     val = ds.split("PublicTest")
     a = load_recognizer("fer2013", detector="none").classify(val.pixels)
     fp = load_recognizer("ferplus", detector="none")

@@ -1,0 +1,111 @@
+"""The `ferkit` command. Flags map one-to-one onto config fields; library errors become messages and exit codes.
+
+One module per area registers its subcommands (analyze.py, models.py, data.py, training.py: train, export, quantize,
+evaluate; serve, video, live, recommend/music and batch come from their own packages); _args.py declares the
+arguments several commands share.
+
+One error path for every command: the library raises typed errors (ValueError subclasses such as DataError and
+UnreadableImageError, OSError); a command raises CommandError for trouble of its own, with an exit code; main()
+prints each as `ferkit: message` on stderr and exits with its code. print_error() is only for trouble that does
+not stop a command (one bad file among several).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from pathlib import Path
+
+
+EXIT_OK = 0             # success
+EXIT_ERROR = 1          # an input could not be processed (with several inputs, the others still were)
+EXIT_USAGE = 2          # bad usage: an unknown option, a missing argument, options that contradict each other
+EXIT_NO_FACE = 3        # analyze, recommend: no face in any image
+EXIT_SOME_NO_FACE = 4   # analyze: faces in some images, none in others
+EXIT_INTERRUPTED = 130  # Ctrl+C
+EXIT_BROKEN_PIPE = 141  # the reader of stdout went away (`ferkit analyze ... | head`): 128 + SIGPIPE, as for C tools
+
+
+class CommandError(Exception):
+    """Stops a command: main() prints `ferkit: message` on stderr and exits with `code`."""
+
+    def __init__(self, message: str, code: int = EXIT_ERROR):
+        super().__init__(message)
+        self.code = code
+
+
+def print_error(message: str) -> None:
+    """`ferkit: message` on stderr, for trouble that does not stop the command; the rest go through main()."""
+    print(f"ferkit: {message}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------- entry point
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(prog="ferkit", description="Facial emotion recognition.")
+    parser.add_argument("--version", action="version", version=f"ferkit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    from . import analyze, data, models, training
+
+    analyze.add_parser(sub)
+    models.add_parser(sub)
+    data.add_parser(sub)
+    training.add_parsers(sub)  # train, export, quantize, evaluate
+    # Subcommands of other areas: each module's add_parser(sub) registers itself (keep one line each).
+    __import__("ferkit.server.cli", fromlist=["cli"]).add_parser(sub)  # ferkit serve (the web app)
+    __import__("ferkit.video", fromlist=["video"]).add_parser(sub)  # ferkit video (emotion timelines of video files)
+    __import__("ferkit.live", fromlist=["live"]).add_parser(sub)  # ferkit live (desktop real time)
+    __import__("ferkit.music.cli", fromlist=["cli"]).add_parser(sub)  # ferkit recommend, ferkit music (feedback)
+    from ..batch import add_arguments, main_from_args
+
+    batch = sub.add_parser("batch", help="analyse folders, manifests and videos into a results file")
+    add_arguments(batch)
+    batch.set_defaults(run=main_from_args)
+    return parser
+
+
+def _show_warning(show):
+    """ferkit's own warnings (a retired model name, say) read as the CLI's messages, without a source line; other
+    libraries' warnings keep their usual form, so none is passed off as ferkit's."""
+    package = Path(__file__).parents[1]  # ferkit/, not ferkit/cli/
+
+    def show_warning(message, category, filename, lineno, file=None, line=None):
+        if Path(filename).resolve().is_relative_to(package.resolve()):
+            print_error(f"{category.__name__}: {message}")
+        else:
+            show(message, category, filename, lineno, file, line)
+    return show_warning
+
+
+def _silence_stdout() -> None:
+    """After the reader of stdout went away: point stdout at /dev/null, so the flush at exit raises nothing more."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout without a file descriptor (captured in-process)
+        pass
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run a command; every error ends here as `ferkit: message` on stderr and an exit status (EXIT_*)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        with warnings.catch_warnings():  # restores the warning hooks afterwards, for callers of main() in-process
+            warnings.showwarning = _show_warning(warnings.showwarning)
+            code = args.run(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+    except BrokenPipeError:
+        _silence_stdout()
+        code = EXIT_BROKEN_PIPE
+    except CommandError as e:
+        print_error(str(e))
+        code = e.code
+    except (ValueError, OSError) as e:  # the library's typed errors (DataError, UnreadableImageError ...), files
+        print_error(str(e))
+        code = EXIT_ERROR
+    except KeyboardInterrupt:
+        code = EXIT_INTERRUPTED
+    sys.exit(code)

@@ -1,0 +1,43 @@
+"""Arguments several commands share, declared once: --model, --detector, --data, and one flag per config field."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from ..detect import DEFAULT_DETECTOR, available_detectors, detector_help
+
+
+def add_model(p, help: str = "shipped model name or path to an .onnx file (default: fer2013)") -> None:
+    p.add_argument("--model", default=None, help=help)
+
+
+def add_detector(p) -> None:
+    p.add_argument("--detector", default=DEFAULT_DETECTOR, choices=available_detectors(), metavar="NAME",
+                   help="face detector (default: %(default)s). " + detector_help())
+
+
+def add_data(p, help: str = "FER-2013: fer2013.csv(.gz), its compact copy, or the folder holding them "
+                            "(default: $FERKIT_DATA)") -> None:
+    p.add_argument("--data", default=None, help=help)
+
+
+def add_dataclass_flags(p, cls, skip=()) -> None:
+    """One flag per dataclass field: --field-name, typed from the default, explained by the field's comment."""
+    from ..config import field_help
+
+    docs = field_help(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        flag = "--" + f.name.replace("_", "-")
+        # argparse %-formats help strings: a literal % in a comment must be doubled
+        shown = " ".join(map(str, default)) if isinstance(default, tuple) else repr(default) if default == "" else default
+        text = docs.get(f.name, "").replace("%", "%%")
+        text = f"{text} (default: {shown})" if text else f"default: {shown}"
+        if isinstance(default, bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=text)
+        elif isinstance(default, tuple):
+            p.add_argument(flag, type=int, nargs="+", default=list(default), metavar="N", help=text)
+        else:
+            p.add_argument(flag, type=type(default), default=default, metavar=f.name.upper(), help=text)
