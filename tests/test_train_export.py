@@ -105,6 +105,17 @@ def test_corruptions_damage_only_chosen_images_and_off_by_default():
     assert (y[..., 1:] - y[..., :-1]).abs().mean() < 0.5 * (x[..., 1:] - x[..., :-1]).abs().mean()
 
 
+def test_training_damage_is_the_evaluations_corruption():
+    """One implementation: at a fixed strength (JPEG quality 75 drawn from [75, 75]) a training batch is damaged
+    exactly as `ferkit evaluate --robustness` damages the same faces."""
+    from ferkit.corruptions import corrupt
+
+    faces = np.random.default_rng(0).integers(0, 256, (8, 48, 48), dtype=np.uint8)
+    x = torch.from_numpy(faces).float()[:, None] / 127.5 - 1
+    y = corrupt_batch(x, TrainConfig(jpeg_prob=1.0, jpeg_min=75), torch.Generator().manual_seed(0))
+    assert np.array_equal(((y[:, 0] + 1) * 127.5).round().to(torch.uint8).numpy(), corrupt(faces, "jpeg", 75))
+
+
 def test_distill_loss_is_zero_only_when_student_matches_teacher():
     t = torch.randn(8, 7)
     assert distill_loss(t, t, 2.0).item() == pytest.approx(0.0, abs=1e-6)
