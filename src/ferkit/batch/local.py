@@ -62,6 +62,8 @@ class _Slot:
 def local_engine(todo: list[Chunk], spec: RecognizerSpec, fps: float, workers: int | None = None,
                  describe: tuple[str, list[str], str] | None = None) -> Iterator[tuple[Chunk, list]]:
     """Yield (chunk, [(task key, rows)]) as chunks finish, in any order."""
+    if not todo:
+        return
     workers = max(1, min(workers or default_workers(), len(todo) or 1))
     stub = stand_in(*(describe or spec.describe()))
     ctx = mp.get_context("spawn")  # no inherited ONNX Runtime threads or locks
