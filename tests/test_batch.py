@@ -276,3 +276,27 @@ def test_provider_is_passed_to_load_recognizer():
     assert spec.providers() == ["CPUExecutionProvider"]
     assert RecognizerSpec(provider="cuda").providers() == ["CUDAExecutionProvider", "CPUExecutionProvider"]
     assert getattr(spec.load(), "providers", ["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
+
+
+def test_ctrl_c_keeps_finished_work_and_says_how_to_resume(tmp_path):
+    folder = make_inputs(tmp_path / "in", copies=12)
+    out = tmp_path / "r.jsonl"
+    parts = Path(str(out) + ".parts")
+    proc = _run_cli(folder, out, "--workers", "1", "--batch-size", "1", start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not list(parts.glob("part-*")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)   # what Ctrl-C in a terminal sends: the whole foreground group
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "rerun the same command to resume" in err, err
+    assert list(parts.glob("part-*")) and not out.exists()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:   # the workers stopped with it (zombies are reaped by init within seconds)
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise AssertionError("processes of the interrupted run were still alive 20 s later")
