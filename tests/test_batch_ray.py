@@ -52,6 +52,15 @@ def _stop(proc: subprocess.Popen) -> None:
             continue
 
 
+def test_a_local_ray_instance_on_this_machine_does_not_deadlock(folder, tmp_path, monkeypatch):  # noqa: F811
+    """No address: Ray starts on this machine with its CPUs (2 here), one actor per CPU, each asking 0.8 of one, so
+    Ray Data's own tasks still find room. First in the file: before the module's cluster exists to be found."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    summary = batch.run([folder / "faces", folder / "clip.mp4"], out=tmp_path / "r.csv", engine="ray",
+                        segment_samples=4)
+    assert summary.inputs == {"ok": 4} and summary.tasks_done == 3 + 4
+
+
 @pytest.fixture(scope="module")
 def cluster():
     port = _free_port()
@@ -122,12 +131,3 @@ def test_a_ray_worker_that_dies_is_replaced_and_its_input_reported(cluster, fold
     assert [r["status"] for r in got[sources[3]]] == ["no_face"]
     (bad,) = got[sources[1]]
     assert bad["status"] == "error" and "a Ray worker died on this input" in bad["message"]
-
-
-def test_a_local_ray_instance_on_this_machine_does_not_deadlock(folder, tmp_path, monkeypatch):  # noqa: F811
-    """No address: Ray starts on this machine with its CPUs (2 here), one actor per CPU, each asking 0.8 of one, so
-    Ray Data's own tasks still find room."""
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    summary = batch.run([folder / "faces", folder / "clip.mp4"], out=tmp_path / "r.csv", engine="ray",
-                        segment_samples=4)
-    assert summary.inputs == {"ok": 4} and summary.tasks_done == 3 + 4

@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="local: worker processes on this machine (default); ray: a Ray Data pipeline")
     p.add_argument("--workers", type=int, metavar="N",
                    help="worker processes (local) or actors (ray) (default: the CPU cores / the cluster's CPUs)")
-    p.add_argument("--address", metavar="ADDR", help="Ray cluster to use (default: RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--address", metavar="ADDR", help="Ray cluster to use (default: RAY_ADDRESS, else a Ray running here, else one started for the run)")
     p.add_argument("--model", default=None, help="shipped model name or path to an .onnx file (default: the library's)")
     p.add_argument("--detector", default=None, help="face detector (default: the library's)")
     p.add_argument("--provider", default=None,
