@@ -126,7 +126,7 @@ def test_wrong_input_type(recognizer):
 
 def test_available_models_are_classifiers_only():
     names = ferkit.available_models()
-    assert {"fer2013", "fer2013-fp32"} <= set(names)
+    assert {"fer2013", "fer2013-accurate", "ferplus"} <= set(names) and not [n for n in names if n.endswith("-fp32")]
     assert not [n for n in names if "blazeface" in n]
     for name in names:
         assert load_recognizer(name, detector="none").labels  # every listed name loads as a classifier
@@ -165,7 +165,7 @@ def test_int8_weights_as_uint8_are_the_same_numbers(name):
         assert new[key][0] == (np.uint8 if dtype == np.int8 else dtype), key
         np.testing.assert_array_equal(new[key][1], values, err_msg=key)
     assert [n.op_type for n in after.graph.node] == [n.op_type for n in before.graph.node]
-    assert uint8_weights(WEIGHTS_DIR / "fer2013-fp32.onnx") is None  # float32 models are left alone
+    assert uint8_weights(WEIGHTS_DIR / "detectors" / "yunet_2023mar_s.onnx") is None  # float32 models are left alone
 
 
 def test_int8_saturation_is_judged_from_the_cpu():
