@@ -43,11 +43,20 @@ def private_test(fer_dataset):
 
 @pytest.fixture(scope="session")
 def detectable_faces(private_test):
-    """(faces (N, 48, 48), labels (N,)) of PrivateTest faces the Haar cascade finds once padded: for scene tests."""
+    """(faces (N, 48, 48), labels (N,)) of PrivateTest faces the default detector finds in the test videos' frames,
+    at full size and on the 320-pixel copy live mode searches: for scene and video tests."""
     from ferkit.detect import create_detector
+    from tests._videos import render
 
-    det = create_detector("haar")
-    keep = [i for i in range(300) if len(det.detect(pad_face(private_test.pixels[i]))[0]) == 1]
+    det = create_detector()
+    keep = []
+    for i in range(300):
+        face = private_test.pixels[i]
+        one = render([face], 0.5)[0]
+        rows = [render([face, face], t)[0] for t in (0.0, 0.5, 1.0)]  # in the top and bottom rows, edges and centre
+        if len(det.detect_faces(one)) == 1 and len(det.detect_faces(one, long_side=320)) == 1 and \
+                all(len(det.detect_faces(f, long_side=320)) == 2 for f in rows):
+            keep.append(i)
     return private_test.pixels[keep], private_test.labels[keep]
 
 

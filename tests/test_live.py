@@ -38,7 +38,7 @@ def _env(**extra) -> dict:
 # ---------------------------------------------------------------- drawing
 def _face(box, top: str) -> TrackedFace:
     probs = {k: (0.6 if k == top else 0.4 / (len(EMOTIONS) - 1)) for k in EMOTIONS}
-    return TrackedFace(box=box, probabilities=probs, emotion=top, confidence=1.0, id=7)
+    return TrackedFace(box=box, probabilities=probs, emotion=top, detector_score=1.0, id=7)
 
 
 def _has_colour(img: np.ndarray, bgr, min_pixels: int) -> bool:

@@ -182,3 +182,13 @@ def test_smoothing_in_the_face_tracker_damps_changes(recognizer, detectable_face
     for label in recognizer.labels:  # smoothed = 0.8 * before + 0.2 * now (same boxes: the detector is deterministic)
         assert b.probabilities[label] == pytest.approx(0.8 * still_a[label] + 0.2 * still_b[label], abs=0.02)
     assert a.probabilities == pytest.approx(still_b, abs=1e-4)
+
+
+def test_a_face_that_moved_past_overlap_keeps_its_id():
+    """Between analysed frames (video --every N) a face can move further than IoU allows: 44 px for an 83 px box
+    overlaps by 0.3 or less. Its centre is still within a face's side, so it keeps its id; a far box does not."""
+    t = IoUTracker(iou_threshold=0.3)
+    first = t.update([(449, 52, 83, 83), (50, 334, 100, 100)])
+    moved = t.update([(493, 54, 83, 83), (10, 334, 100, 100)])
+    assert [x.id for x in moved] == [x.id for x in first] == [1, 2]
+    assert t.update([(300, 52, 83, 83)])[0].id == 3  # 190 px away: a new face

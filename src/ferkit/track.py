@@ -65,8 +65,9 @@ class IoUTracker:
     """Assigns stable ids to boxes by overlap with the previous boxes.
 
     `update(boxes, scores)` takes one frame's detections and returns the live tracks. A detection that overlaps
-    a track by at least `iou_threshold` continues it; others start new tracks (ids count up from 1, never reused);
-    a track not matched for more than `max_missed` detections in a row is dropped.
+    a track by at least `iou_threshold` continues it; so does one left over whose centre is within a face's side of
+    a track left over (it moved further between analysed frames than overlap allows; nearest first); others start
+    new tracks (ids count up from 1, never reused); a track not matched for more than `max_missed` detections in a row is dropped.
     `smoothing` in [0, 1): each face's probabilities become smoothing * previous + (1 - smoothing) * new
     (0 turns it off).
     """
@@ -87,6 +88,7 @@ class IoUTracker:
         boxes = [tuple(int(v) for v in b) for b in np.asarray(boxes, np.int64).reshape(-1, 4)]
         scores = [1.0] * len(boxes) if scores is None else [float(s) for s in np.asarray(scores).reshape(-1)]
         matched = dict((j, i) for i, j in match_boxes([t.box for t in self.tracks], boxes, self.iou_threshold))
+        matched.update(_match_near([t.box for t in self.tracks], boxes, set(matched.values()), set(matched)))
         seen, out = set(), []
         for j, box in enumerate(boxes):
             if j in matched:
@@ -112,6 +114,29 @@ class IoUTracker:
             p = p / p.sum()
         track.probabilities = p
         return p
+
+
+def _match_near(old: list, new: list, used_old: set, used_new: set) -> dict[int, int]:
+    """{index in new: index in old} for boxes overlap did not match, nearest centres first, each centre within the
+    larger box's side of the other."""
+    def centre(b):
+        return b[0] + b[2] / 2, b[1] + b[3] / 2
+
+    pairs = []
+    for i, o in enumerate(old):
+        for j, n in enumerate(new):
+            if i in used_old or j in used_new:
+                continue
+            (ox, oy), (nx, ny) = centre(o), centre(n)
+            d = ((ox - nx) ** 2 + (oy - ny) ** 2) ** 0.5
+            if d < max(o[2], o[3], n[2], n[3]):
+                pairs.append((d, i, j))
+    out = {}
+    for _, i, j in sorted(pairs):
+        if i not in used_old and j not in out:
+            used_old = used_old | {i}
+            out[j] = i
+    return out
 
 
 @dataclass
