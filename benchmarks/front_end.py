@@ -75,8 +75,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=None)
     ap.add_argument("--faces", type=int, default=400, help="faces per scene set")
+    ap.add_argument("--speed-only", action="store_true", help="only part 5, the detector's time (no data needed)")
     args = ap.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; {_cpu_name()}")
+    if args.speed_only:
+        return speed()
     ds = load_dataset(fer2013_file(args.data))
     train, public, private = ds.split("Training"), ds.split("PublicTest"), ds.split("PrivateTest")
     n = args.faces
@@ -176,18 +179,35 @@ def main() -> None:
     crop_acc = float((aligned.classify(public.pixels[:n]).argmax(1) == public.labels[:n]).mean())
     print(f"(the same PublicTest faces as FER-2013's own crops, no detector: {crop_acc:.1%})")
 
-    # 5. speed of the detector alone
-    print("\n5. detector time per 640x480 frame with one face (median of 30)")
-    frame, _ = scene(public.pixels[0], np.random.default_rng(6), size=120, roll=0)
+    speed()
+
+
+def speed() -> None:
+    """5. YuNet's time per 640x480 frame by working side, on ONNX Runtime (ferkit's way) and on OpenCV's
+    cv2.FaceDetectorYN (the fixed 640x640 file OpenCV loads, resized to the same input), side by side."""
+    print("\n5. detector time per 640x480 frame with one face (the sample photo), median of 40")
+    photo = cv2.imread(str(SAMPLE))
+    frame = np.full((480, 640, 3), 96, np.uint8)
+    frame[:, 80:560] = cv2.resize(photo, (480, 480), interpolation=cv2.INTER_AREA)
+
+    def median_ms(fn) -> float:
+        fn()
+        ts = []
+        for _ in range(40):
+            t = time.perf_counter()
+            fn()
+            ts.append((time.perf_counter() - t) * 1000)
+        return float(np.median(ts))
+
+    opencv_model = Path(__file__).resolve().parents[2] / "shared" / "models" / "yunet" / "yunet_s_640_640.onnx"
     for side in (640, 480, 320):
         det = YuNetDetector(long_side=side)
-        det.detect(frame)
-        ts = []
-        for _ in range(30):
-            t = time.perf_counter()
-            det.detect(frame)
-            ts.append((time.perf_counter() - t) * 1000)
-        print(f"yunet long side {side}: {np.median(ts):.2f} ms")
+        row = f"long side {side}: ONNX Runtime (ferkit) {median_ms(lambda: det.detect(frame)):.2f} ms"
+        if opencv_model.is_file():
+            w, h = side, side * 3 // 4
+            yn = cv2.FaceDetectorYN.create(str(opencv_model), "", (w, h), 0.6, 0.3, 5000)
+            row += f", cv2.FaceDetectorYN {median_ms(lambda: yn.detect(cv2.resize(frame, (w, h))) ):.2f} ms"
+        print(row)
 
 
 def _as_detections(faces):
