@@ -73,6 +73,21 @@ def start_server(threads: int | None, detector: str | None, live_detector: str |
         time.sleep(0.2)
 
 
+def server_cpu_seconds(pid: int) -> float:
+    """User + system CPU of the server process and its children (uvicorn's worker processes), from /proc."""
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry) == pid or int(fields[1]) == pid:  # fields[1]: the parent's pid
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -188,11 +203,16 @@ def run_level(args, uploads, live_frames, workers: int) -> bool:
         print(f"\nferkit web app load test on {platform.node()} ({os.cpu_count()} CPUs, {cpu or platform.machine()}), "
               f"server {url}, --workers {workers}, threads={args.threads or 'default'}, detector={args.detector or 'default'}, live detector={args.live_detector or 'default'}")
         print("\nPOST /api/v1/analyze, 640x480 JPEG with one face")
-        print(f"{'clients':>8} {'requests':>9} {'errors':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
+        print(f"{'clients':>8} {'requests':>9} {'errors':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
+              f"{'server CPU ms/req':>18} {'client CPU ms/req':>18}")
         for c in args.concurrency:
+            server0, client0 = server_cpu_seconds(proc.pid), time.process_time()
             r = asyncio.run(analyze_level(url, uploads, c, args.requests, args.max_seconds))
+            server_ms = 1000 * (server_cpu_seconds(proc.pid) - server0) / max(1, r["requests"])
+            client_ms = 1000 * (time.process_time() - client0) / max(1, r["requests"])
             failed |= bool(r["errors"])
-            print(f"{c:>8} {r['requests']:>9} {len(r['errors']):>7} {r['throughput']:>8.1f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f}")
+            print(f"{c:>8} {r['requests']:>9} {len(r['errors']):>7} {r['throughput']:>8.1f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} "
+                  f"{server_ms:>18.1f} {client_ms:>18.1f}")
             for e in r["errors"][:5]:
                 print(f"{'':>8} error: {e}")
         print(f"\nLive mode: {args.live_clients} WebSocket clients, 480x360 JPEG frames, at most 2 in flight, {args.live_seconds:.0f} s")
