@@ -56,7 +56,7 @@ def make_inputs(root: Path, copies: int = 0) -> Path:
     cv2.imwrite(str(root / FACES[1]), astronaut_frame(60, flip=True))
     cv2.imwrite(str(root / FACES[2]), astronaut_frame(-30))
     for i in range(copies):
-        cv2.imwrite(str(root / f"copy_{i:02d}.jpg"), astronaut_frame(2 * i - copies))
+        cv2.imwrite(str(root / f"copy_{i:02d}.jpg"), astronaut_frame((i % 30) * 2 - 30))
     x = np.linspace(40, 200, 640, dtype=np.float32)[None, :] + np.linspace(0, 30, 480, dtype=np.float32)[:, None]
     cv2.imwrite(str(root / NO_FACE[0]), np.repeat(x.astype(np.uint8)[:, :, None], 3, 2))
     cv2.imwrite(str(root / NO_FACE[1]), np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8))
@@ -186,7 +186,7 @@ def _run_cli(folder, out, *extra, **kw):
 
 
 def test_resume_after_kill_9_matches_an_uninterrupted_run(tmp_path):
-    folder = make_inputs(tmp_path / "in", copies=24)
+    folder = make_inputs(tmp_path / "in", copies=60)
     out = tmp_path / "killed.csv"
     parts = Path(str(out) + ".parts")
     proc = _run_cli(folder, out, "--workers", "1", "--batch-size", "2", start_new_session=True)
@@ -279,7 +279,7 @@ def test_provider_is_passed_to_load_recognizer():
 
 
 def test_ctrl_c_keeps_finished_work_and_says_how_to_resume(tmp_path):
-    folder = make_inputs(tmp_path / "in", copies=12)
+    folder = make_inputs(tmp_path / "in", copies=80)
     out = tmp_path / "r.jsonl"
     parts = Path(str(out) + ".parts")
     proc = _run_cli(folder, out, "--workers", "1", "--batch-size", "1", start_new_session=True)
