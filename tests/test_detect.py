@@ -58,14 +58,29 @@ def test_yunet_is_empty_on_face_free_images_and_handles_odd_shapes():
         assert boxes.shape == (0, 4) and scores.shape == (0,), shape
 
 
-def test_a_close_up_falls_back_to_blazeface_and_says_so():
+def test_a_close_up_is_found_with_a_margin_and_the_fallback_says_who_found_it():
+    """A face that fills the image: YuNet alone misses it, YuNet again inside a margin finds it, boxes and landmarks
+    in the close-up's own pixels. Where YuNet finds nothing at all, the fallback's name is reported."""
     import cv2
     photo = cv2.imread(str(SAMPLE))
-    closeup = cv2.resize(photo[50:190, 160:290], (400, 430))  # the face fills the image
-    yunet_only = create_detector("yunet", fallback=None).detect_faces(closeup)
-    d = create_detector("yunet").detect_faces(closeup)
-    assert len(d) >= 1
-    assert d.sources[0] == ("yunet" if len(yunet_only) else "blazeface")
+    closeup = cv2.resize(photo[90:160, 190:260], (330, 360))  # eyes to mouth fill the image
+    det = create_detector("yunet", fallback=None)
+    assert len(det.raw(closeup)) == 0
+    found = det.detect_faces(closeup)
+    assert len(found) == 1 and found.sources == ("yunet",)
+    x, y, w, h = found.boxes[0]
+    assert x >= 0 and y >= 0 and x + w <= 330 and y + h <= 360 and w > 150
+    assert all(0 <= px <= 330 and 0 <= py <= 360 for px, py in found.landmarks[0])
+    blank = np.full((200, 200, 3), 90, np.uint8)
+    assert create_detector("yunet", fallback="none").detect_faces(blank).sources == ("none",)
+
+
+def test_the_default_finds_no_face_in_face_free_images():
+    """YuNet, its margin and the BlazeFace fallback together (BlazeFace at its own 0.5 saw faces in backdrops)."""
+    rng = np.random.default_rng(3)
+    det = create_detector()
+    for image in [background(480, 640, rng) for _ in range(8)] + [np.full((300, 300, 3), 128, np.uint8)]:
+        assert len(det.detect_faces(image)) == 0
 
 
 @pytest.mark.parametrize("name", ["haar", "haar-alt2", "blazeface"])
