@@ -181,8 +181,11 @@ def test_inputs_manifests_glob_and_sampling(folder, tmp_path):
 
 
 def _run_cli(folder, out, *extra, **kw):
+    # SIGINT back to its default in the child, as a terminal's foreground job has it: a test run started in the
+    # background of a non-interactive shell (`.ci/run ... &`) inherits SIGINT ignored, and Ctrl-C would do nothing
     return subprocess.Popen([sys.executable, "-m", "ferkit.batch", str(folder), "--out", str(out), "--no-progress",
-                             *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, **kw)
+                             *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kw)
 
 
 def test_resume_after_kill_9_matches_an_uninterrupted_run(tmp_path):
