@@ -188,14 +188,19 @@ def _run_cli(folder, out, *extra, **kw):
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kw)
 
 
+def _wait_for_parts(proc, parts: Path, n: int) -> None:
+    """Until `n` finished parts exist (the run is mid-way), the run has ended, or two minutes have passed."""
+    deadline = time.monotonic() + 120
+    while len(list(parts.glob("part-*"))) < n and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 def test_resume_after_kill_9_matches_an_uninterrupted_run(tmp_path):
     folder = make_inputs(tmp_path / "in", copies=60)
     out = tmp_path / "killed.csv"
     parts = Path(str(out) + ".parts")
     proc = _run_cli(folder, out, "--workers", "1", "--batch-size", "2", start_new_session=True)
-    deadline = time.monotonic() + 120
-    while len(list(parts.glob("part-*"))) < 3 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
+    _wait_for_parts(proc, parts, 3)
     os.kill(proc.pid, signal.SIGKILL)   # the parent only: its worker sees the pipe close and exits
     proc.wait()
     try:
@@ -286,9 +291,7 @@ def test_ctrl_c_keeps_finished_work_and_says_how_to_resume(tmp_path):
     out = tmp_path / "r.jsonl"
     parts = Path(str(out) + ".parts")
     proc = _run_cli(folder, out, "--workers", "1", "--batch-size", "1", start_new_session=True)
-    deadline = time.monotonic() + 120
-    while not list(parts.glob("part-*")) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
+    _wait_for_parts(proc, parts, 1)
     os.killpg(proc.pid, signal.SIGINT)   # what Ctrl-C in a terminal sends: the whole foreground group
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "rerun the same command to resume" in err, err

@@ -124,28 +124,42 @@ def _parse_pixels(text: str, where: str) -> np.ndarray:
     raise DataError(f"{where}: {len(tokens)} pixel values, expected {N_PIXELS} (48x48)")
 
 
+class _CsvRows:
+    """A CSV's header (stripped) and then its data rows as (where, fields): blank lines skipped, short rows refused.
+    `row` is the number of the row being read (1: the header), for a message when the file itself is damaged."""
+
+    def __init__(self, path: Path, f):
+        self.path, self.row = path, 1
+        self._reader = csv.reader(f)
+        self.header = [h.strip() for h in next(self._reader, [])]
+
+    def __iter__(self):
+        self.row = 2
+        for fields in self._reader:
+            where = f"{self.path}, row {self.row}"
+            self.row += 1
+            if not fields:
+                continue
+            if len(fields) < len(self.header):
+                raise DataError(f"{where}: expected {len(self.header)} fields, found {len(fields)}")
+            yield where, fields
+
+
 def read_fer2013_csv(path: str | Path) -> FaceDataset:
     """Read the Kaggle fer2013.csv (or .csv.gz): header emotion,pixels,Usage."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     pixels, labels, usage = [], [], []
-    row_no = 1  # the row being read, for a message when the file itself is damaged; row 1 is the header
+    rows = None
     try:
         with _open_text(path) as f:
-            reader = csv.reader(f)
-            header = [h.strip() for h in next(reader, [])]
+            rows = _CsvRows(path, f)
+            header = rows.header
             if header[:3] != ["emotion", "pixels", "Usage"] and sorted(header) != ["Usage", "emotion", "pixels"]:
                 raise DataError(f"{path}: expected columns emotion,pixels,Usage, found {','.join(header) or 'nothing'}")
             col = {name: header.index(name) for name in ("emotion", "pixels", "Usage")}
-            row_no = 2
-            for row in reader:
-                where = f"{path}, row {row_no}"
-                row_no += 1
-                if not row:
-                    continue
-                if len(row) < len(header):
-                    raise DataError(f"{where}: expected {len(header)} fields, found {len(row)}")
+            for where, row in rows:
                 raw_label = row[col["emotion"]].strip()
                 if not _is_count(raw_label) or int(raw_label) >= len(EMOTIONS):
                     raise DataError(f"{where}: unknown label {raw_label!r} (expected 0-{len(EMOTIONS) - 1}: "
@@ -158,7 +172,7 @@ def read_fer2013_csv(path: str | Path) -> FaceDataset:
                 labels.append(int(raw_label))
                 usage.append(split)
     except _TEXT_READ_ERRORS as e:
-        raise _unreadable(path, row_no, e, "a UTF-8 CSV with columns emotion,pixels,Usage") from e
+        raise _unreadable(path, rows.row if rows else 1, e, "a UTF-8 CSV with columns emotion,pixels,Usage") from e
     if not labels:
         raise DataError(f"{path}: no data rows")
     return FaceDataset(np.stack(pixels), np.array(labels, np.int64), np.array(usage), EMOTIONS, source=str(path))
@@ -284,24 +298,17 @@ def read_ferplus_votes(path: str | Path, n_rows: int | None = None) -> np.ndarra
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     votes = []
-    row_no = 1
+    rows = None
     try:
         with _open_text(path) as f:
-            reader = csv.reader(f)
-            header = [h.strip() for h in next(reader, [])]
+            rows = _CsvRows(path, f)
+            header = rows.header
             missing = [c for c in FERPLUS_COLUMNS if c not in header]
             if missing:
                 raise DataError(f"{path}: missing FER+ columns {', '.join(missing)}; expected the header of "
                                 f"fer2013new.csv (Usage,Image name,{','.join(FERPLUS_COLUMNS)})")
             cols = [header.index(c) for c in FERPLUS_COLUMNS]
-            row_no = 2
-            for row in reader:
-                where = f"{path}, row {row_no}"
-                row_no += 1
-                if not row:
-                    continue
-                if len(row) < len(header):
-                    raise DataError(f"{where}: expected {len(header)} fields, found {len(row)}")
+            for where, row in rows:
                 raw = [row[c].strip() for c in cols]
                 bad = next((k for k, v in enumerate(raw) if not (_is_count(v) and len(v) <= 9)), None)
                 if bad is not None:
@@ -309,7 +316,7 @@ def read_ferplus_votes(path: str | Path, n_rows: int | None = None) -> np.ndarra
                                     f"{FERPLUS_COLUMNS[bad]} is {raw[bad]!r}")
                 votes.append([int(v) for v in raw])
     except _TEXT_READ_ERRORS as e:
-        raise _unreadable(path, row_no, e, "fer2013new.csv: a UTF-8 CSV of FER+ vote counts") from e
+        raise _unreadable(path, rows.row if rows else 1, e, "fer2013new.csv: a UTF-8 CSV of FER+ vote counts") from e
     votes = np.array(votes, np.int64).reshape(-1, len(FERPLUS_COLUMNS))
     if n_rows is not None and len(votes) != n_rows:
         raise DataError(f"{path}: {len(votes)} rows, but fer2013.csv has {n_rows}; the files must be row-aligned")

@@ -229,6 +229,7 @@ class YuNetDetector:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # spinning threads starve the classifier
         self._session = ort.InferenceSession(str(self.MODEL), opts, providers=providers or ["CPUExecutionProvider"])
         self.long_side, self.score_threshold, self.nms_threshold, self.frame = long_side, score_threshold, nms_threshold, frame
+        self._outputs = [o.name for o in self._session.get_outputs()]  # cls_8 ... kps_32, read once
         self.fallback = create_detector(fallback, threads=threads, score_threshold=fallback_threshold) \
             if isinstance(fallback, str) else fallback
 
@@ -280,7 +281,7 @@ class YuNetDetector:
         ph, pw = -(-sh // 32) * 32, -(-sw // 32) * 32  # padded to multiples of 32, zeros at the bottom and right
         x = np.zeros((1, 3, ph, pw), np.float32)  # BGR, 0-255, NCHW
         x[0, :, :sh, :sw] = small.transpose(2, 0, 1)
-        out = dict(zip((o.name for o in self._session.get_outputs()), self._session.run(None, {"input": x})))
+        out = dict(zip(self._outputs, self._session.run(None, {"input": x})))
         boxes, scores, points = [], [], []
         for stride in self.STRIDES:
             cols = pw // stride

@@ -155,7 +155,7 @@ def uint8_weights(path: str | Path) -> bytes | None:
     points, are re-encoded; every other byte of the file is copied as it is."""
     buf = Path(path).read_bytes()
     try:
-        graph_field, tensors, users, zero_points = _int8_initializers(buf)
+        (graph_start, graph_end, graph_span), tensors, users, zero_points = _int8_initializers(buf)
         convert = set()
         for name in tensors:
             if users.get(name) == {"DequantizeLinear"} and zero_points.get(name) in tensors:
@@ -163,13 +163,12 @@ def uint8_weights(path: str | Path) -> bytes | None:
         if not convert:
             return None
         graph = bytearray()
-        for number, wire, value, start, end in _fields(buf, *graph_field[2]):
+        for number, wire, value, start, end in _fields(buf, *graph_span):
             if number == 5 and wire == 2 and _tensor_name(buf, value) in convert:
                 graph += _field_bytes(5, _tensor_as_uint8(buf, value))
             else:
                 graph += buf[start:end]
-        key_start, _, _, _, key_end = graph_field[:5]
-        return bytes(buf[:key_start] + _field_bytes(7, bytes(graph)) + buf[key_end:])
+        return bytes(buf[:graph_start] + _field_bytes(7, bytes(graph)) + buf[graph_end:])
     except (IndexError, ValueError):  # not a protobuf we can walk: ONNX Runtime reports it when it loads the file
         return None
 
@@ -258,10 +257,10 @@ def _packed(buf, span) -> list[int]:
 
 
 def _int8_initializers(buf):
-    """From a serialized ModelProto: its graph field as (field start, wire type, payload (start, end), None, field
-    end), the names of the graph's int8 initializers, {tensor name: op types of the nodes that read it} and
-    {DequantizeLinear weight: its zero point}."""
-    graph_field = next((start, wire, value, None, end) for number, wire, value, start, end in _fields(buf, 0, len(buf))
+    """From a serialized ModelProto: its graph field as (field start, field end, payload (start, end)), the names of
+    the graph's int8 initializers, {tensor name: op types of the nodes that read it} and {DequantizeLinear weight:
+    its zero point}."""
+    graph_field = next((start, end, value) for number, wire, value, start, end in _fields(buf, 0, len(buf))
                        if number == 7 and wire == 2)  # ModelProto.graph
     tensors, users, zero_points = set(), {}, {}
     for number, wire, span, _, _ in _fields(buf, *graph_field[2]):

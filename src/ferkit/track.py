@@ -133,8 +133,7 @@ def _match_near(old: list, new: list, used_old: set, used_new: set) -> dict[int,
                 pairs.append((d, i, j))
     out = {}
     for _, i, j in sorted(pairs):
-        if i not in used_old and j not in out:
-            used_old = used_old | {i}
+        if i not in out.values() and j not in out:
             out[j] = i
     return out
 

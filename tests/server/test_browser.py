@@ -73,9 +73,9 @@ def launch(playwright_instance, *extra):
     return playwright_instance.chromium.launch(executable_path=CHROMIUM, args=ARGS + list(extra))
 
 
-def open_page(browser, url: str, height: int):
+def open_page(browser, url: str, height: int, width: int = 1200):
     """A ready page and the list that collects its JavaScript errors and CSP violations."""
-    page = browser.new_page(viewport={"width": 1200, "height": height})
+    page = browser.new_page(viewport={"width": width, "height": height})
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
@@ -322,11 +322,7 @@ def test_boxes_and_heat_maps_drawn_on_the_face(web, playwright_instance, sample_
     """The drawn boxes and heat maps equal the API's boxes scaled to the displayed image: on a 640x480 photo,
     on a 350 px close-up (whose caption is wider than the photo) and on a phone's viewport."""
     browser = launch(playwright_instance)
-    page = browser.new_page(viewport={"width": width, "height": 900})
-    errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(web.url)
-    page.wait_for_selector("body[data-ready=true]")
+    page, errors = open_page(browser, web.url, 900, width)
     page.check("#heatmap-toggle")
     for name, path in sample_photos.items():
         result = upload(page, path)
@@ -434,11 +430,7 @@ def test_landmark_dots_drawn_where_the_json_puts_them(web, playwright_instance, 
                 [b["x"], b["y"] + b["h"]], [b["x"] + b["w"], b["y"] + b["h"]]]
 
     browser = launch(playwright_instance)
-    page = browser.new_page(viewport={"width": width, "height": 900})
-    errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(web.url)
-    page.wait_for_selector("body[data-ready=true]")
+    page, errors = open_page(browser, web.url, 900, width)
     answer_with_landmarks(page, web.url, sample_photos["640x480"], corners)
     assert page.is_checked("#landmarks-toggle")   # on by default
     result = upload(page, sample_photos["640x480"])
