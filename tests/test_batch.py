@@ -243,13 +243,14 @@ class _Crashing:
         return self.rec.analyze(image)
 
 
-def test_a_dead_worker_is_replaced_and_its_inputs_retried_once(folder, tmp_path):
+@pytest.mark.parametrize("chunk_size", [4, 1])  # 1: the worker dies with the next chunk already sent to it
+def test_a_dead_worker_is_replaced_and_its_inputs_retried_once(folder, tmp_path, chunk_size):
     cv2.imwrite(str(tmp_path / "poison.png"), np.zeros((100, 333, 3), np.uint8))
     sources = [str(folder / FACES[0]), str(tmp_path / "poison.png"), str(folder / FACES[1]), str(folder / NO_FACE[0])]
     tasks = plan(sources)
     spec = CrashingSpec()
     got = {}
-    for chunk, results in local_engine(chunks(tasks, 4), spec, 5.0, workers=1):
+    for chunk, results in local_engine(chunks(tasks, chunk_size), spec, 5.0, workers=1):
         got.update(results)
     assert [r["status"] for r in got[sources[0]]] == ["ok"] and [r["status"] for r in got[sources[2]]] == ["ok"]
     assert [r["status"] for r in got[sources[3]]] == ["no_face"]

@@ -1,7 +1,9 @@
 """The local engine: a pool of worker processes, each holding one Recognizer (ONNX Runtime on one thread) and
-taking one chunk at a time over its own pipe. A worker that dies (killed, out of memory, a crash in native code)
-is replaced; the tasks of the chunk it held are retried once, one task per chunk, and a task that kills a worker
-again becomes an error row.
+working through the chunks sent over its own pipe, one at a time, with the next one already waiting in the pipe
+(IN_FLIGHT): a worker never idles while the parent writes what it just finished. A worker that dies (killed, out
+of memory, a crash in native code) is replaced; the tasks of the chunk it was working on are retried once, one
+task per chunk, and a task that kills a worker again becomes an error row; the chunks still waiting behind it go
+back to the queue as they were.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from .inputs import Chunk
 from .work import RecognizerSpec, error_row, process_chunk, stand_in
 
 POLL_S = 1.0
+IN_FLIGHT = 2  # chunks sent to a worker and not yet returned: the one it works on and the next
 
 
 def default_workers() -> int:
@@ -55,7 +58,7 @@ class _Slot:
         self.process = ctx.Process(target=_worker, args=(child, spec, fps), daemon=True)
         self.process.start()
         child.close()
-        self.chunk: Chunk | None = None
+        self.chunks: deque[Chunk] = deque()  # sent and not yet returned, in the order the worker takes them
         self.ready = False
 
 
@@ -71,11 +74,11 @@ def local_engine(todo: list[Chunk], spec: RecognizerSpec, fps: float, workers: i
     slots = [_Slot(ctx, spec, fps) for _ in range(workers)]
     early_deaths = 0
     try:
-        while pending or any(s.chunk for s in slots):
+        while pending or any(s.chunks for s in slots):
             for s in slots:
-                if s.ready and s.chunk is None and pending:
-                    s.chunk = pending.popleft()
-                    s.conn.send(s.chunk)
+                while s.ready and len(s.chunks) < IN_FLIGHT and pending:
+                    s.chunks.append(pending.popleft())
+                    s.conn.send(s.chunks[-1])
             ready = wait([s.conn for s in slots] + [s.process.sentinel for s in slots], POLL_S)
             for i, s in enumerate(slots):
                 died = False
@@ -88,23 +91,24 @@ def local_engine(todo: list[Chunk], spec: RecognizerSpec, fps: float, workers: i
                         if kind == "failed":
                             raise RuntimeError(f"a worker could not load the recognizer: {payload}")
                         if kind == "bug":
-                            raise RuntimeError(f"a worker failed on chunk {s.chunk.id} (finished chunks are kept):\n{payload}")
+                            raise RuntimeError(f"a worker failed on chunk {s.chunks[0].id} (finished chunks are kept):\n{payload}")
                         if kind == "ready":
                             s.ready = True
                         else:
-                            chunk, s.chunk = s.chunk, None
-                            yield chunk, payload[1]
+                            yield s.chunks.popleft(), payload[1]
                 if died or (not s.process.is_alive() and not s.conn.poll()):
                     s.process.join(1)
-                    code, chunk = s.process.exitcode, s.chunk
+                    code, held = s.process.exitcode, s.chunks
                     if not s.ready:
                         early_deaths += 1
                         if early_deaths > 3 * workers:
                             raise RuntimeError(f"worker processes keep dying while loading the recognizer (exit code {code})")
                     s.conn.close()
                     slots[i] = _Slot(ctx, spec, fps)
-                    if chunk is None:
+                    if not held:
                         continue
+                    chunk = held.popleft()  # the one it was working on; those behind it never started
+                    pending.extendleft(reversed(held))
                     if chunk.attempt == 0:
                         pending.extendleft(Chunk(t.index, (t,), 1) for t in reversed(chunk.tasks))
                     else:
