@@ -75,6 +75,23 @@ def test_a_close_up_is_found_with_a_margin_and_the_fallback_says_who_found_it():
     assert create_detector("yunet", fallback="none").detect_faces(blank).sources == ("none",)
 
 
+def test_the_second_look_keeps_its_own_threshold(private_test):
+    """A FER-2013 face alone in its image, which YuNet scores low even inside the margin: the second look keeps
+    what scores `margin_threshold`, the first look its stricter `score_threshold`."""
+    import cv2
+    det = create_detector("yunet", fallback=None)
+    assert det.margin_threshold < det.score_threshold
+    strict = create_detector("yunet", fallback=None, margin_threshold=det.score_threshold)
+    closeups = [cv2.cvtColor(cv2.resize(f, (200, 200)), cv2.COLOR_GRAY2BGR) for f in private_test.pixels[:60]]
+    scores = [max(det.raw_with_margin(c).scores, default=0.0) for c in closeups]
+    between = [c for c, s in zip(closeups, scores) if det.margin_threshold <= s < det.score_threshold]
+    assert between, "no close-up scored between the two thresholds"
+    for c in between[:3]:
+        assert len(det.raw(c)) == 0 and len(det.detect_faces(c)) == 1 and len(strict.detect_faces(c)) == 0
+    with pytest.raises(ValueError, match="margin_threshold"):
+        create_detector("yunet", margin_threshold=1.5)
+
+
 def test_the_default_finds_no_face_in_face_free_images():
     """YuNet, its margin and the BlazeFace fallback together (BlazeFace at its own 0.5 saw faces in backdrops)."""
     rng = np.random.default_rng(3)

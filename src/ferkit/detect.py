@@ -196,14 +196,16 @@ class YuNetDetector:
 
     `long_side`: the image is scaled so its longer side is this many pixels (enlarging small images too) and padded to
     multiples of 32; YuNet finds faces from about 10 px at that scale, so 640 finds ~20 px faces in a 1280 px photo.
-    The cost grows with the area: live video uses a smaller side (benchmarks/detect_yunet.py).
+    The cost grows with the area: live video uses a smaller side (benchmarks/front_end.py).
     `score_threshold`: OpenCV's default of 0.9 is too strict for this model (real faces score 0.8-0.9); the default
-    was chosen on FER-2013 Training faces in scenes and face-free images (benchmarks/detect_yunet.py).
+    was chosen on FER-2013 Training faces in scenes and face-free images (benchmarks/front_end.py).
     `frame` (scale, shift down, as fractions of the face's size) widens YuNet's tight box to the framing of FER-2013's
     crops, which the classifier was trained on; fitted the same way.
     Close-ups: YuNet, trained on WIDER FACE, misses a face that fills the whole image. When it finds nothing, it
     looks again at the image inside a margin of repeated border pixels (half the image's side all round), which
-    gives such a face the context it expects; then `fallback` is tried (BlazeFace, made for faces near the camera,
+    gives such a face the context it expects, keeping what scores `margin_threshold` (a face alone in the frame
+    scores lower than one in a scene; chosen on Training close-ups against the face-free images, which this second
+    look sees too: the lowest threshold with no false face there); then `fallback` is tried (BlazeFace, made for faces near the camera,
     at `fallback_threshold`: at its own 0.5 it saw faces in 17 of 75 face-free images, and up to 0.72 in 300 generated
     backdrops; chosen on Training close-ups and those images, benchmarks/front_end.py). One ONNX Runtime session,
     thread-safe.
@@ -215,20 +217,23 @@ class YuNetDetector:
     STRIDES = (8, 16, 32)
 
     def __init__(self, *, long_side: int = 640, score_threshold: float = 0.6, nms_threshold: float = 0.3,
-                 frame: tuple[float, float] = (1.065, 0.0), fallback: "Detector | str | None" = "blazeface",
+                 frame: tuple[float, float] = (1.065, 0.0), margin_threshold: float = 0.35,
+                 fallback: "Detector | str | None" = "blazeface",
                  fallback_threshold: float = 0.75, threads: int | None = None, providers: list | None = None):
         import onnxruntime as ort
 
         if long_side < 32:
             raise ValueError(f"long_side must be at least 32 pixels, got {long_side}")
-        if not 0 < score_threshold < 1:
-            raise ValueError(f"score_threshold must be in (0, 1), got {score_threshold}")
+        for name, value in (("score_threshold", score_threshold), ("margin_threshold", margin_threshold)):
+            if not 0 < value < 1:
+                raise ValueError(f"{name} must be in (0, 1), got {value}")
         opts = ort.SessionOptions()
         if threads:  # None: ONNX Runtime's default, one thread per physical core
             opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # spinning threads starve the classifier
         self._session = ort.InferenceSession(str(self.MODEL), opts, providers=providers or ["CPUExecutionProvider"])
         self.long_side, self.score_threshold, self.nms_threshold, self.frame = long_side, score_threshold, nms_threshold, frame
+        self.margin_threshold = margin_threshold
         self._outputs = [o.name for o in self._session.get_outputs()]  # cls_8 ... kps_32, read once
         self.fallback = create_detector(fallback, threads=threads, score_threshold=fallback_threshold) \
             if isinstance(fallback, str) else fallback
@@ -250,9 +255,11 @@ class YuNetDetector:
         return Detections(frame_boxes(found.boxes, found.landmarks, self.frame, image.shape[:2]), found.scores,
                           found.landmarks, found.sources)
 
-    def raw_with_margin(self, image: np.ndarray, long_side: int | None = None, margin: float = 0.5) -> Detections:
+    def raw_with_margin(self, image: np.ndarray, long_side: int | None = None, margin: float = 0.5,
+                        score_threshold: float | None = None) -> Detections:
         """`raw` on the image inside a margin of repeated border pixels (`margin` x its longer side all round): a
-        face that fills the image gets the surroundings YuNet needs. The image is shrunk to the working size before
+        face that fills the image gets the surroundings YuNet needs. Keeps what scores `score_threshold` (default:
+        `margin_threshold`). The image is shrunk to the working size before
         the margin is added (a 65535-pixel strip must not become a 4-gigapixel copy). Boxes and landmarks come back
         in the image's pixels."""
         h, w = image.shape[:2]
@@ -260,7 +267,8 @@ class YuNetDetector:
         scale = side / ((1 + 2 * margin) * max(h, w))
         small = cv2.resize(image, _scaled_size(w, h, scale), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
         p = max(1, round(margin * max(small.shape[:2])))
-        found = self.raw(cv2.copyMakeBorder(small, p, p, p, p, cv2.BORDER_REPLICATE), side)
+        threshold = self.margin_threshold if score_threshold is None else score_threshold
+        found = self.raw(cv2.copyMakeBorder(small, p, p, p, p, cv2.BORDER_REPLICATE), side, threshold)
         if len(found) == 0:
             return found
         sx, sy = small.shape[1] / w, small.shape[0] / h  # (the scale per axis, after rounding the small size)
@@ -268,8 +276,10 @@ class YuNetDetector:
         points = (found.landmarks - p) / np.array([sx, sy], np.float32)
         return Detections(np.round(boxes).astype(np.int32), found.scores, points.astype(np.float32), found.sources)
 
-    def raw(self, image: np.ndarray, long_side: int | None = None) -> Detections:
-        """YuNet's own tight boxes (x, y, w, h), scores and landmarks, without framing or fallback."""
+    def raw(self, image: np.ndarray, long_side: int | None = None, score_threshold: float | None = None) -> Detections:
+        """YuNet's own tight boxes (x, y, w, h), scores and landmarks, without framing or fallback; those scoring
+        `score_threshold` (default: the detector's) or more."""
+        threshold = self.score_threshold if score_threshold is None else score_threshold
         h, w = image.shape[:2]
         scale = (long_side or self.long_side) / max(h, w)
         sw, sh = _scaled_size(w, h, scale)
@@ -287,7 +297,7 @@ class YuNetDetector:
             cols = pw // stride
             cls, obj = out[f"cls_{stride}"][0, :, 0], out[f"obj_{stride}"][0, :, 0]
             score = np.sqrt(np.clip(cls, 0, 1) * np.clip(obj, 0, 1))
-            keep = np.flatnonzero(score >= self.score_threshold)
+            keep = np.flatnonzero(score >= threshold)
             if len(keep) == 0:
                 continue
             cx, cy = (keep % cols).astype(np.float32), (keep // cols).astype(np.float32)
@@ -300,7 +310,7 @@ class YuNetDetector:
         if not boxes:
             return Detections.empty(landmarks=True)
         boxes, scores, points = np.concatenate(boxes), np.concatenate(scores), np.concatenate(points)
-        keep = np.asarray(cv2.dnn.NMSBoxes(boxes.tolist(), scores.tolist(), self.score_threshold, self.nms_threshold),
+        keep = np.asarray(cv2.dnn.NMSBoxes(boxes.tolist(), scores.tolist(), threshold, self.nms_threshold),
                           np.int64).reshape(-1)
         boxes, scores, points = boxes[keep] / scale, scores[keep], points[keep] / scale
         order = np.argsort(boxes[:, 0], kind="stable")
