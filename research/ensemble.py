@@ -3,6 +3,8 @@
     python -m research.ensemble build MEMBER MEMBER... --out ENS.onnx [--weights W...] [--fit-weights DATA
                                       [--budget-ms MS]] [--name NAME]
     python -m research.ensemble members MODEL [--out DIR]     # the networks inside an ensemble, each as a file
+    python -m research.ensemble dedupe MODEL --shipped MEMBER=NAME... --out DIR/ENS.onnx
+                                      # members that also ship alone: run from DIR/NAME.onnx, not stored twice
     python -m research.ensemble offsets MODEL --fit DATA --out MODEL-offsets.onnx [--report JSON]
 
 The Recognizer runs an ensemble file like any other model; only making one lives here. Weights and offsets are
@@ -42,8 +44,7 @@ def ensemble_onnx(member_paths, out_path: str | Path, *, name: str | None = None
     paths = [Path(p) for p in member_paths]
     if len(paths) < 2:
         raise ValueError(f"an ensemble needs at least 2 member models, got {len(paths)}")
-    models = [_load_onnx(p) for p in paths]  # each member file is read once: graph and metadata
-    metas = [_proto_metadata(m, p) for m, p in zip(models, paths)]
+    models, metas = zip(*(_load_ensemble(p) for p in paths))  # each member file is read once: graph and metadata
     for p, m in zip(paths[1:], metas[1:]):
         for key in ("labels", "preprocess"):
             if m[key] != metas[0][key]:
@@ -95,8 +96,7 @@ def add_class_offsets(in_path: str | Path, out_path: str | Path, offsets, *, fit
     from onnx import helper, numpy_helper
 
     in_path = Path(in_path)
-    proto = _load_onnx(in_path)
-    meta = _proto_metadata(proto, in_path)
+    proto, meta = _load_ensemble(in_path)  # offsets go after every member's share, so all of them in one graph
     if "class_offsets" in meta:
         raise ValueError(f"{in_path}: already has class offsets {meta['class_offsets']['values']}")
     b = np.asarray(offsets, np.float32)
@@ -122,46 +122,21 @@ def split_ensemble(path: str | Path, out_dir: str | Path) -> list[Path]:
     as it was before the merge (the `m<i>/` prefix taken off, the weighting left out) and its metadata (labels and
     preprocessing from the ensemble, its own name, training and calibration; where the ensemble recorded them, its
     config and size). Lets each member be evaluated, timed or put in a new ensemble without the files it was made
-    from. Returns the paths written."""
-    from onnx import helper
-
+    from. A member the file stores as a shipped model beside it (`shipped_members`, see store_without_shipped) comes
+    from that file. Returns the paths written."""
     path = Path(path)
-    proto = _load_onnx(path)
-    meta = _proto_metadata(proto, path)
+    proto, meta = _load_ensemble(path)
     members = meta.get("ensemble")
     if not members:
         raise ValueError(f"{path}: not an ensemble (its metadata lists no members)")
-    g = proto.graph
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     shared = {k: v for k, v in meta.items() if k not in ("ensemble", "parameters", "name", "class_offsets")}
     written = []
     for i, member in enumerate(members):
-        prefix = f"m{i}/"
-        weighting = {f"{prefix}probs_weighted", f"{prefix}cams_weighted", f"{prefix}weight"}
-
-        def own(name: str) -> str:  # this member's tensor names without the prefix; the shared input as it is
-            return name[len(prefix):] if name.startswith(prefix) else name
-
-        nodes = []
-        for node in g.node:
-            if not any(o.startswith(prefix) for o in node.output) or set(node.output) & weighting:
-                continue
-            copy = helper.make_node(node.op_type, [own(n) for n in node.input], [own(n) for n in node.output],
-                                    name=own(node.name), domain=node.domain)
-            copy.attribute.extend(node.attribute)
-            nodes.append(copy)
-        inits = []
-        for t in g.initializer:
-            if t.name.startswith(prefix) and t.name not in weighting:
-                inits.append(type(t)())
-                inits[-1].CopyFrom(t)
-                inits[-1].name = own(t.name)
-        if not nodes:
+        model = _member_model(proto, i)
+        if model is None:
             raise ValueError(f"{path}: no graph found for member {i} ({member.get('name')})")
-        graph = helper.make_graph(nodes, "ferkit", list(g.input), list(g.output), inits)
-        model = helper.make_model(graph, opset_imports=list(proto.opset_import))
-        model.ir_version = proto.ir_version
         name = member.get("name", f"member{i}")
         own_meta = {**shared, **{k: v for k, v in member.items() if k not in ("weight", "file")}, "name": name,
                     "split_from": {"file": path.name, "weight": member.get("weight")}}
@@ -170,6 +145,156 @@ def split_ensemble(path: str | Path, out_dir: str | Path) -> list[Path]:
         written.append(out)
     return written
 
+
+def _member_model(proto, i: int):
+    """Member i of an ensemble graph as a model of its own: its nodes and initializers with the `m<i>/` prefix taken
+    off, the weighting left out, reading the shared `input`; None where the graph holds no member i."""
+    from onnx import helper
+
+    g, prefix = proto.graph, f"m{i}/"
+    weighting = {f"{prefix}probs_weighted", f"{prefix}cams_weighted", f"{prefix}weight"}
+
+    def own(name: str) -> str:  # this member's tensor names without the prefix; the shared input as it is
+        return name[len(prefix):] if name.startswith(prefix) else name
+
+    nodes = []
+    for node in g.node:
+        if not any(o.startswith(prefix) for o in node.output) or set(node.output) & weighting:
+            continue
+        copy = helper.make_node(node.op_type, [own(n) for n in node.input], [own(n) for n in node.output],
+                                name=own(node.name), domain=node.domain)
+        copy.attribute.extend(node.attribute)
+        nodes.append(copy)
+    if not nodes:
+        return None
+    inits = []
+    for t in g.initializer:
+        if t.name.startswith(prefix) and t.name not in weighting:
+            inits.append(type(t)())
+            inits[-1].CopyFrom(t)
+            inits[-1].name = own(t.name)
+    graph = helper.make_graph(nodes, "ferkit", list(g.input), list(g.output), inits)
+    model = helper.make_model(graph, opset_imports=list(proto.opset_import))
+    model.ir_version = proto.ir_version
+    return model
+
+
+# ---------------------------------------------------------------- members that also ship alone
+def store_without_shipped(path: str | Path, out_path: str | Path, shipped: dict[str, str]) -> dict:
+    """An ensemble file -> the same ensemble stored without the members that also ship as models of their own, so
+    the package carries each network once. `shipped` maps a member's name to the name of the shipped model that is
+    that very network: a file NAME.onnx in `out_path`'s directory, where the Recognizer will look for it. Those
+    members' graphs and weighting leave the file; its metadata names them under `shipped_members` (name, member,
+    weight, the file's sha256), and the Recognizer runs those files beside the file's own graph and adds their
+    weighted outputs: the same probabilities and maps as before. The `ensemble` list (every member, for model cards
+    and `ferkit models`) stays as it is; the remaining members keep their weights, not renormalised. A shipped file
+    that is not the member's network (other initializers or nodes) is refused. Returns the metadata written."""
+    from onnx import numpy_helper
+
+    path, out_path = Path(path), Path(out_path)
+    proto, meta = _load_ensemble(path)  # a file stored this way already: its shipped members back in first
+    members = meta.get("ensemble")
+    if not members:
+        raise ValueError(f"{path}: not an ensemble (its metadata lists no members)")
+    names = [m["name"] for m in members]
+    unknown = sorted(set(shipped) - set(names))
+    if unknown:
+        raise ValueError(f"{path}: no member named {', '.join(unknown)}; its members: {', '.join(names)}")
+    if len(shipped) >= len(members):
+        raise ValueError(f"{path}: every member would be a shipped file; load that model itself instead")
+    g = proto.graph
+    weights = {t.name: float(numpy_helper.to_array(t)) for t in g.initializer if t.name.endswith("/weight")}
+    entries, prefixes = [], []
+    for i, m in enumerate(members):
+        if m["name"] not in shipped:
+            continue
+        target = out_path.parent / f"{shipped[m['name']]}.onnx"
+        if not target.is_file():
+            raise FileNotFoundError(f"{target}: no such model, for member {m['name']} (the Recognizer looks for the "
+                                    f"shipped models beside {out_path.name})")
+        _check_same_network(_member_model(proto, i), _load_onnx(target), f"{target} is not member {m['name']} of {path}")
+        w = weights[f"m{i}/weight"]  # what the graph multiplied by (float32); the rounded figure where it is the same
+        entries.append({"name": shipped[m["name"]], "member": m["name"],
+                        "weight": m["weight"] if np.float32(m["weight"]) == np.float32(w) else w,
+                        "sha256": _sha256(target)})
+        prefixes.append(f"m{i}/")
+    keep = [n for n in g.node if not any(o.startswith(tuple(prefixes)) for o in n.output)]
+    for node in keep:
+        if node.op_type == "Sum":
+            node.input[:] = [n for n in node.input if not n.startswith(tuple(prefixes))]
+    del g.node[:]
+    g.node.extend(keep)
+    inits = [t for t in g.initializer if not t.name.startswith(tuple(prefixes))]
+    del g.initializer[:]
+    g.initializer.extend(inits)
+    meta = {**meta, "shipped_members": entries}
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    _save_with_metadata(proto, meta, out_path)
+    return meta
+
+
+def _load_ensemble(path: Path):
+    """An ensemble file as one graph holding every member, and its metadata: the members it stores as shipped files
+    beside it (`shipped_members`) put back under their `m<i>/` prefixes, weighted and summed in member order, as
+    ensemble_onnx wrote them. Any other model file as it is."""
+    from onnx import compose, helper, numpy_helper
+
+    proto = _load_onnx(path)
+    meta = _proto_metadata(proto, path)
+    added = meta.pop("shipped_members", None)
+    if not added:
+        return proto, meta
+    from ferkit.recognizer import shipped_member_files
+
+    names = [m["name"] for m in meta["ensemble"]]
+    g = proto.graph
+    is_sum = [n.op_type == "Sum" and n.output[0] in ("probs", "cams") for n in g.node]
+    sums = [n for n, last in zip(g.node, is_sum) if last]
+    body = [n for n, last in zip(g.node, is_sum) if not last]
+    for (file, entry) in shipped_member_files(path, {**meta, "shipped_members": added}):
+        i = names.index(entry["member"])
+        member = compose.add_prefix(_load_onnx(file), f"m{i}/").graph
+        for node in member.node:  # the members read the shared input
+            node.input[:] = ["input" if n == f"m{i}/input" else n for n in node.input]
+        body += member.node
+        g.initializer.extend(member.initializer)
+        g.initializer.append(numpy_helper.from_array(np.array(entry["weight"], np.float32), f"m{i}/weight"))
+        for s in sums:
+            key = s.output[0]
+            body.append(helper.make_node("Mul", [f"m{i}/{key}", f"m{i}/weight"], [f"m{i}/{key}_weighted"]))
+            s.input.append(f"m{i}/{key}_weighted")
+    for s in sums:  # member order, as ensemble_onnx summed them
+        s.input[:] = sorted(s.input, key=lambda n: int(n.split("/")[0][1:]))
+    nodes = [type(n)() for n in body + sums]
+    for copy, n in zip(nodes, body + sums):
+        copy.CopyFrom(n)
+    del g.node[:]
+    g.node.extend(nodes)
+    return proto, meta
+
+
+def _check_same_network(a, b, message: str) -> None:
+    """Refuse unless two models are the same network: the same initializers, bit for bit, and the same nodes."""
+    from onnx import numpy_helper
+
+    def tensors(m):
+        return {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
+
+    def nodes(m):
+        return [(n.op_type, n.domain, list(n.input), list(n.output), [x.SerializeToString() for x in n.attribute])
+                for n in m.graph.node]
+
+    if a is None:
+        raise ValueError(f"{message} (no such member in the graph)")
+    ta, tb = tensors(a), tensors(b)
+    if ta.keys() != tb.keys() or nodes(a) != nodes(b) or any(ta[k].dtype != tb[k].dtype or not np.array_equal(ta[k], tb[k]) for k in ta):
+        raise ValueError(f"{message} (other weights or nodes)")
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _load_onnx(path: Path):
@@ -364,6 +489,21 @@ def run_members(args) -> None:
             print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
 
 
+def run_dedupe(args) -> None:
+    from ferkit.recognizer import resolve_model
+
+    pairs = dict(p.split("=", 1) for p in args.shipped if "=" in p)
+    if len(pairs) != len(args.shipped):
+        raise ValueError(f"--shipped takes MEMBER=NAME pairs, got {' '.join(args.shipped)}")
+    path, out = resolve_model(args.model), Path(args.out)
+    if out.resolve() == path.resolve():
+        raise ValueError(f"{out}: write beside {path.name}, not over it, then move it into place")
+    meta = store_without_shipped(path, out, pairs)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, was {path.stat().st_size / 1e6:.1f} MB); it runs " +
+          ", ".join(f"{m['name']}.onnx (member {m['member']}) x {m['weight']}" for m in meta["shipped_members"]) +
+          f" from {out.parent}")
+
+
 def run_offsets(args) -> None:
     from ferkit.recognizer import load_recognizer
 
@@ -404,6 +544,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("model", help="an ensemble: shipped name (fer2013-accurate) or .onnx path")
     p.add_argument("--out", metavar="DIR", help="write DIR/<member name>.onnx for each member")
     p.set_defaults(run=run_members)
+    p = sub.add_parser("dedupe", help="an ensemble stored without the members that also ship alone (run from "
+                                      "those files beside it: the same outputs, a smaller package)")
+    p.add_argument("model", help="an ensemble: shipped name or .onnx path")
+    p.add_argument("--shipped", nargs="+", required=True, metavar="MEMBER=NAME",
+                   help="a member and the shipped model that is that network (NAME.onnx beside --out)")
+    p.add_argument("--out", required=True, help="the ensemble .onnx to write, in the directory of the shipped models")
+    p.set_defaults(run=run_dedupe)
     p = sub.add_parser("offsets", help="per-class offsets fitted on PublicTest, written into a model file")
     p.add_argument("model", help="shipped model name or .onnx path")
     p.add_argument("--fit", required=True, metavar="DATA", help="FER-2013 data whose PublicTest split the fit uses")

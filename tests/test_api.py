@@ -4,6 +4,9 @@ Changing what is below is allowed, but on purpose: update this file in the same 
 """
 import dataclasses
 import inspect
+import warnings
+
+import pytest
 
 import ferkit
 
@@ -33,6 +36,36 @@ def test_the_signatures_users_call():
     assert [f.name for f in dataclasses.fields(ferkit.Face)] == ["box", "probabilities", "emotion", "detector_score", "cam",
                                                                 "landmarks", "detector"]
     assert {"score", "to_dict", "confidence"} <= set(dir(ferkit.Face))  # confidence: deprecated alias, goes in 0.3
+
+
+def test_the_recognizers_public_methods():
+    """What users call on a Recognizer. The plumbing the package's own modules share (_classify_with_cams,
+    _classify_boxes, _make_face, _run) is underscored: it may change without notice."""
+    assert {n for n in dir(ferkit.Recognizer) if not n.startswith("_")} == {
+        "analyze", "analyze_many", "analyze_boxes", "classify", "crop", "detect"}
+    assert params(ferkit.Recognizer.analyze_boxes) == ["image", "boxes", "scores", "explain", "landmarks", "detector"]
+
+
+def test_face_still_takes_the_old_confidence_keyword():
+    """`Face(..., confidence=x)`, the keyword before the field was named `detector_score`: accepted with a
+    DeprecationWarning until 0.3, and the Face is the one the new name builds (fields, equality, repr, to_dict)."""
+    kw = {"box": (1, 2, 3, 4), "probabilities": {"happy": 0.75, "sad": 0.25}, "emotion": "happy"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the new name warns about nothing
+        new = ferkit.Face(**kw, detector_score=0.9)
+    with pytest.warns(DeprecationWarning, match=r"Face\(confidence=\.\.\.\) is the detector's score: use "
+                                                 r"Face\(detector_score=\.\.\.\)"):
+        old = ferkit.Face(**kw, confidence=0.9)
+    assert old == new and repr(old) == repr(new) and old.to_dict() == new.to_dict()
+    assert dataclasses.asdict(old) == dataclasses.asdict(new) and old.detector_score == 0.9
+    with pytest.warns(DeprecationWarning):
+        assert ferkit.Face((1, 2, 3, 4), kw["probabilities"], "happy", confidence=0.9, detector="yunet") == \
+            dataclasses.replace(new, detector="yunet")
+    with pytest.warns(DeprecationWarning), pytest.raises(TypeError, match="both detector_score and confidence"):
+        ferkit.Face(**kw, detector_score=0.9, confidence=0.8)
+    with pytest.raises(TypeError):
+        ferkit.Face(**kw)  # detector_score is still required
+    assert params(ferkit.Face) == [f.name for f in dataclasses.fields(ferkit.Face)]  # the signature shown stays
 
 
 def test_every_shipped_model_is_described_by_the_same_keys():

@@ -213,9 +213,9 @@ def test_ensemble_is_the_weighted_mean_of_its_members(tmp_path):
     meta = ensemble_onnx(paths, tmp_path / "ens.onnx", weights=[1, 3])
     assert [m["weight"] for m in meta["ensemble"]] == [0.25, 0.75] and meta["name"] == "ens"
     faces = np.random.default_rng(0).integers(0, 256, (10, 48, 48), dtype=np.uint8)
-    (p0, c0), (p1, c1) = (load_recognizer(p, detector="none").classify_with_cams(faces) for p in paths)
+    (p0, c0), (p1, c1) = (load_recognizer(p, detector="none")._classify_with_cams(faces) for p in paths)
     ens = load_recognizer(tmp_path / "ens.onnx", detector="none")
-    pe, ce = ens.classify_with_cams(faces)
+    pe, ce = ens._classify_with_cams(faces)
     assert np.allclose(pe, 0.25 * p0 + 0.75 * p1, atol=1e-6) and np.allclose(ce, 0.25 * c0 + 0.75 * c1, atol=1e-5)
     assert ens.labels == EMOTIONS and ens.metadata["ensemble"][1]["name"] == "m1"
 
@@ -251,7 +251,7 @@ def test_an_ensemble_splits_back_into_its_members(tmp_path):
     faces = np.random.default_rng(0).integers(0, 256, (8, 48, 48), dtype=np.uint8)
     for original, split in zip(paths, written):
         a, b = load_recognizer(original, detector="none"), load_recognizer(split, detector="none")
-        for x, y in zip(a.classify_with_cams(faces), b.classify_with_cams(faces)):
+        for x, y in zip(a._classify_with_cams(faces), b._classify_with_cams(faces)):
             np.testing.assert_allclose(y, x, atol=1e-6)
         before, after = read_metadata(original), read_metadata(split)
         for key in ("name", "labels", "preprocess", "config", "temperature"):
@@ -259,6 +259,44 @@ def test_an_ensemble_splits_back_into_its_members(tmp_path):
         assert after["split_from"] == {"file": "ens.onnx", "weight": {"narrow": 0.3, "wide": 0.7}[before["name"]]}
     with pytest.raises(ValueError, match="narrow.onnx: not an ensemble"):
         split_ensemble(paths[0], tmp_path / "none")
+
+
+def test_members_that_ship_alone_are_stored_once(tmp_path):
+    """`dedupe`: a member that also ships as a model of its own leaves the ensemble's file and runs from that file
+    beside it (how `fer2013-accurate` stores `fer2013` and `fer2013-robust`): the same outputs, plain and with TTA, a
+    smaller file, the member list and the other weights as they were; splitting gives every member back; a file that
+    is not the member's network, or a member that does not exist, is refused."""
+    import shutil
+
+    from research.ensemble import ensemble_onnx, split_ensemble, store_without_shipped
+
+    paths = []
+    for seed in (0, 1, 2):
+        torch.manual_seed(seed)
+        paths.append(tmp_path / f"m{seed}.onnx")
+        export_onnx(build_model(TINY).eval(), paths[-1], name=f"m{seed}", labels=EMOTIONS)
+    ensemble_onnx(paths, tmp_path / "ens.onnx", weights=[0.2, 0.3, 0.5])
+    ship = tmp_path / "ship"
+    ship.mkdir()
+    shutil.copy(paths[1], ship / "alone.onnx")
+    meta = store_without_shipped(tmp_path / "ens.onnx", ship / "ens.onnx", {"m1": "alone"})
+    assert [(m["name"], m["weight"]) for m in meta["ensemble"]] == [("m0", 0.2), ("m1", 0.3), ("m2", 0.5)]
+    assert [(e["name"], e["member"], e["weight"]) for e in meta["shipped_members"]] == [("alone", "m1", 0.3)]
+    assert (ship / "ens.onnx").stat().st_size < (tmp_path / "ens.onnx").stat().st_size
+    faces = np.random.default_rng(0).integers(0, 256, (10, 48, 48), dtype=np.uint8)
+    for tta in ("none", "flip"):
+        whole, stored = (load_recognizer(p, detector="none", tta=tta) for p in (tmp_path / "ens.onnx", ship / "ens.onnx"))
+        assert len(stored._added) == 1 and not whole._added
+        for x, y in zip(whole._classify_with_cams(faces), stored._classify_with_cams(faces)):
+            np.testing.assert_allclose(y, x, atol=1e-6)
+    written = split_ensemble(ship / "ens.onnx", tmp_path / "out")
+    assert [p.name for p in written] == ["m0.onnx", "m1.onnx", "m2.onnx"]
+    a, b = load_recognizer(paths[1], detector="none"), load_recognizer(written[1], detector="none")
+    np.testing.assert_allclose(b.classify(faces), a.classify(faces), atol=1e-6)
+    with pytest.raises(ValueError, match="m1.onnx is not member m0 of"):
+        store_without_shipped(tmp_path / "ens.onnx", tmp_path / "x.onnx", {"m0": "m1"})
+    with pytest.raises(ValueError, match="no member named m9"):
+        store_without_shipped(tmp_path / "ens.onnx", tmp_path / "x.onnx", {"m9": "m1"})
 
 
 def test_class_offsets_in_the_graph_are_the_offsets_on_the_probabilities(tiny_data, tmp_path, capsys):
@@ -278,7 +316,7 @@ def test_class_offsets_in_the_graph_are_the_offsets_on_the_probabilities(tiny_da
     report = json.loads((tmp_path / "r.json").read_text())
     before, after = load_recognizer(tmp_path / "m.onnx", detector="none"), load_recognizer(tmp_path / "m-off.onnx", detector="none")
     faces = np.random.default_rng(0).integers(0, 256, (12, 48, 48), dtype=np.uint8)
-    (p0, c0), (p1, c1) = before.classify_with_cams(faces), after.classify_with_cams(faces)
+    (p0, c0), (p1, c1) = before._classify_with_cams(faces), after._classify_with_cams(faces)
     np.testing.assert_allclose(p1, apply_offsets(p0, report["offsets"]), atol=1e-5)
     np.testing.assert_allclose(c1, c0, atol=1e-6)
     assert after.name == "m" and after.metadata["class_offsets"]["fitted_on"] == "PublicTest"

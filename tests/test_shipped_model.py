@@ -1,5 +1,6 @@
 """The shipped model, measured through the inference path users get (ONNX Runtime + the shared preprocessing)."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -70,7 +71,7 @@ def test_class_activation_maps_point_at_what_matters(fer_dataset):
     region of the same size, on average over real test faces."""
     rec = load_recognizer("fer2013", detector="none")
     faces = fer_dataset.split("PrivateTest").pixels[:400]
-    probs, cams = rec.classify_with_cams(faces)
+    probs, cams = rec._classify_with_cams(faces)
     top = probs.argmax(1)
     rng = np.random.default_rng(0)
     side = 16  # a 16x16 patch: a ninth of the face
@@ -96,7 +97,8 @@ ACCURATE_MEMBERS = {"fer2013": {"fer2013-v1": None, "fer2013-v2": "fer2013-robus
 
 
 def member_probs(path, faces) -> np.ndarray:
-    """(M, N, K): each member's own probabilities inside an ensemble file (its `m<i>/probs` outputs)."""
+    """(M, N, K): the probabilities of each member an ensemble file holds (its `m<i>/probs` outputs), in member order;
+    the members it runs from shipped files beside it are not among them."""
     import onnx
     import onnxruntime as ort
 
@@ -113,19 +115,38 @@ def member_probs(path, faces) -> np.ndarray:
 
 @pytest.mark.parametrize("label_set", list(ACCURATE_MEMBERS))
 def test_accurate_is_the_weighted_mean_of_the_shipped_networks(label_set, private_test):
-    """`X-accurate` is its members mixed by its weights, and each member that also ships alone is that model."""
+    """`X-accurate` is its members mixed by its weights; each member that also ships alone is that model, run from
+    its file (`shipped_members`), so the package stores the network once."""
     acc = load_recognizer(f"{label_set}-accurate", detector="none")
     members = acc.metadata["ensemble"]
     assert [m["name"] for m in members] == list(ACCURATE_MEMBERS[label_set])
+    shipped = {e["member"]: e["name"] for e in acc.metadata.get("shipped_members", [])}
+    assert shipped == {m: alone for m, alone in ACCURATE_MEMBERS[label_set].items() if alone is not None}
     faces = private_test.pixels[:200]
-    inner = member_probs(acc.model_path, faces)
+    inner = iter(member_probs(acc.model_path, faces))
+    probs = np.stack([load_recognizer(shipped[m["name"]], detector="none").classify(faces) if m["name"] in shipped
+                      else next(inner) for m in members])
+    assert next(inner, None) is None  # the file holds exactly the members that do not ship alone
     w = np.array([m["weight"] for m in members])
-    assert inner.shape[0] == len(members)
-    assert np.allclose(acc.classify(faces), np.tensordot(w, inner, 1), atol=1e-5)
-    for m, probs in zip(members, inner):
-        alone = ACCURATE_MEMBERS[label_set][m["name"]]
-        if alone is not None:
-            assert np.allclose(probs, load_recognizer(alone, detector="none").classify(faces), atol=1e-5), m["name"]
+    assert np.allclose(acc.classify(faces), np.tensordot(w, probs, 1), atol=1e-5)
+
+
+REFERENCE = Path(__file__).parent / "data" / "fer2013-accurate-reference.npz"
+
+
+def test_the_repackaged_accurate_model_answers_as_before(fer_dataset):
+    """`fer2013-accurate` was stored again without the two members that ship alone (`fer2013`, `fer2013-robust`, now
+    run from their files): a repackaging, not a new model. Its probabilities, flip-TTA probabilities and top-class maps
+    on 30 PublicTest faces, saved from the file before the change (tests/data, rows of fer2013.csv), are unchanged."""
+    ref = np.load(REFERENCE)
+    rows = ref["rows"]
+    assert (fer_dataset.index[rows] == rows).all() and (fer_dataset.usage[rows] == "PublicTest").all()
+    faces = fer_dataset.pixels[rows]
+    probs, cams = load_recognizer("fer2013-accurate", detector="none")._classify_with_cams(faces)
+    np.testing.assert_allclose(probs, ref["probs"], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(cams[np.arange(len(rows)), ref["probs"].argmax(1)], ref["cams"], atol=1e-5, rtol=0)
+    flip = load_recognizer("fer2013-accurate", detector="none", tta="flip").classify(faces)
+    np.testing.assert_allclose(flip, ref["probs_flip"], atol=1e-5, rtol=0)
 
 
 def test_the_robust_model_holds_up_under_noise_where_the_default_breaks(private_test):

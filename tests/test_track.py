@@ -86,18 +86,18 @@ def _noise_frame(seed: int = 0) -> np.ndarray:
 
 
 def test_tracked_faces_come_from_the_recognizers_own_crop_and_classify(monkeypatch):
-    """The tracker classifies through Recognizer.classify_boxes and builds its faces as analyze_boxes does: with
+    """The tracker classifies through Recognizer._classify_boxes and builds its faces as analyze_boxes does: with
     a margin and flip TTA (both the Recognizer's business), a tracked face equals analyze_boxes' face."""
     rec = load_recognizer(margin=0.2, tta="flip")
     boxes, scores = [(20, 30, 80, 80), (180, 60, 100, 100)], [0.9, 0.61]
     calls = []
-    classify_boxes = rec.classify_boxes
+    classify_boxes = rec._classify_boxes
 
     def spy(image, b, landmarks=None):
         calls.append((image.ndim, [tuple(int(v) for v in box) for box in b]))
         return classify_boxes(image, b, landmarks)
 
-    monkeypatch.setattr(rec, "classify_boxes", spy)
+    monkeypatch.setattr(rec, "_classify_boxes", spy)
     frame = _noise_frame()
     tracked = FaceTracker(rec, detect_every=1, detect_side=None, detector=FixedDetector(boxes, scores)).process(frame)
     assert calls == [(2, boxes)]   # one call per frame, on the grey copy the tracker holds

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from .evaluate import mean_corrupted
-from .recognizer import Recognizer
+from .recognizer import Recognizer, shipped_member_files
 
 
 def read_report(path: str | Path) -> dict:
@@ -123,6 +123,17 @@ def _architecture(cfg: dict | None) -> str:
             "global average pooling + linear head")  # the wording of every card generated so far
 
 
+def _files(rec: Recognizer) -> str:
+    """The files the model runs: its own, and the shipped models an ensemble runs for the members that ship alone."""
+    own = f"ONNX file `{rec.model_path.name}` ({rec.model_path.stat().st_size / 1e6:.1f} MB)"
+    added = shipped_member_files(rec.model_path, rec.metadata, check=False)
+    if not added:
+        return own
+    total = sum(p.stat().st_size for p in [rec.model_path] + [p for p, _ in added])
+    return (own + ", which runs " + " and ".join(f"the shipped `{p.name}` for member `{e['member']}`" for p, e in added)
+            + f" ({total / 1e6:.1f} MB in all)")
+
+
 def render_model_card(rec: Recognizer, results: dict, figures: dict[str, str]) -> str:
     """Markdown generated from the evaluation results: nothing in it is typed by hand."""
     meta = rec.metadata
@@ -135,8 +146,7 @@ def render_model_card(rec: Recognizer, results: dict, figures: dict[str, str]) -
         "## Model",
         (f"- Architecture: an ensemble of {len(members)} models (the weighted mean of their probabilities), each a "
          f"{_NETWORK}, its stages given below" if members else f"- Architecture: {_architecture(meta.get('config'))}") +
-        f" ({meta.get('parameters', 'n/a')} parameters{' in all' if members else ''}); ONNX file `{rec.model_path.name}` "
-        f"({rec.model_path.stat().st_size / 1e6:.1f} MB).",
+        f" ({meta.get('parameters', 'n/a')} parameters{' in all' if members else ''}); {_files(rec)}.",
         f"- Classes (in output order): {', '.join(rec.labels)}.",
         f"- Input: one face crop, grey, resized to {meta['preprocess']['image_size']}x{meta['preprocess']['image_size']} "
         f"({meta['preprocess']['resize']}), scaled to [-1, 1] (`ferkit.preprocess.to_model_input`, shared with training).",

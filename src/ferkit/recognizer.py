@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import platform
@@ -26,6 +27,26 @@ RETIRED_MODELS = {"ferplus-accurate": "ferplus"}
 METADATA_KEY = "ferkit"
 
 
+def _accepts_confidence_keyword(cls):
+    """`Face(..., confidence=x)`, the keyword's name before `detector_score`: still accepted, with a
+    DeprecationWarning, until 0.3. Wraps the dataclass's own __init__, so fields, repr and equality stay its."""
+    init = cls.__init__
+
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        if "confidence" in kwargs:
+            warnings.warn("Face(confidence=...) is the detector's score: use Face(detector_score=...)",
+                          DeprecationWarning, stacklevel=2)
+            if "detector_score" in kwargs or len(args) > 3:
+                raise TypeError("Face() got both detector_score and confidence, its deprecated alias")
+            kwargs["detector_score"] = kwargs.pop("confidence")
+        init(self, *args, **kwargs)
+
+    cls.__init__ = __init__
+    return cls
+
+
+@_accepts_confidence_keyword
 @dataclass
 class Face:
     """One detected face. `box` is x, y, w, h in image pixels (the square the classifier saw, before any turn);
@@ -45,7 +66,8 @@ class Face:
 
     @property
     def confidence(self) -> float:
-        """Deprecated alias of `detector_score` (the name read as the emotion's confidence); goes in 0.3."""
+        """Deprecated alias of `detector_score` (the name read as the emotion's confidence; `Face(confidence=...)`
+        is accepted as well); goes in 0.3."""
         warnings.warn("Face.confidence is the detector's score: use Face.detector_score", DeprecationWarning, stacklevel=2)
         return self.detector_score
 
@@ -64,14 +86,17 @@ def available_models() -> list[str]:
 
 def describe_models() -> list[dict]:
     """One summary per shipped model, from its file's metadata and its published metrics (weights/NAME.metrics.json,
-    written by `ferkit evaluate --model-card`): what `ferkit models` prints. Figures are PrivateTest, no TTA."""
+    written by `ferkit evaluate --model-card`): what `ferkit models` prints. Figures are PrivateTest, no TTA.
+    `size_mb` is everything the model runs: its file and the shipped models an ensemble adds (see
+    shipped_member_files), though those are on disk once for both."""
     rows = []
     for name in available_models():
         path = WEIGHTS_DIR / f"{name}.onnx"
         meta, metrics = read_metadata(path), read_metrics(path)
         members = meta.get("ensemble")
+        files = [path] + [p for p, _ in shipped_member_files(path, meta, check=False)]
         rows.append({"name": name, "default": name == DEFAULT_MODEL, "labels": list(meta["labels"]),
-                     "size_mb": round(path.stat().st_size / 1e6, 1),
+                     "size_mb": round(sum(p.stat().st_size for p in files) / 1e6, 1),
                      "networks": len(members) if isinstance(members, list) else 1,
                      "test_set": metrics.get("test_set"), "test_accuracy": metrics.get("test_accuracy"),
                      "robustness_mean": metrics.get("robustness_mean")})
@@ -83,6 +108,27 @@ def read_metrics(model_path: str | Path) -> dict:
     --model-card`), or {} where none were published."""
     path = Path(model_path).with_suffix(".metrics.json")
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def shipped_member_files(model_path: str | Path, meta: dict, *, check: bool = True) -> list[tuple[Path, dict]]:
+    """The shipped model files an ensemble runs beside its own graph, each with its `shipped_members` entry (name,
+    member, weight, sha256): an ensemble whose members also ship alone (`fer2013-accurate` holds `fer2013` and
+    `fer2013-robust`) stores each of those networks once, as the model file of that name in its own directory
+    (research/ensemble.py, store_without_shipped). [] for any other model. A missing file raises FileNotFoundError
+    naming it; with `check`, a file that is not the one the ensemble was built with (its sha256) raises ValueError."""
+    model_path = Path(model_path)
+    out = []
+    for entry in meta.get("shipped_members") or []:
+        path = model_path.parent / f"{entry['name']}.onnx"
+        what = f"the shipped model {entry['name']!r} (its member {entry.get('member')}, weight {entry['weight']})"
+        if not path.is_file():
+            raise FileNotFoundError(f"{model_path}: this ensemble runs {what} from {path}, which is missing; keep the "
+                                    f"model files of one ferkit release together")
+        if check and entry.get("sha256") and hashlib.sha256(path.read_bytes()).hexdigest() != entry["sha256"]:
+            raise ValueError(f"{model_path}: this ensemble runs {what} from {path}, but that file is not the one it was "
+                             f"built with (another sha256); keep the model files of one ferkit release together")
+        out.append((path, entry))
+    return out
 
 
 def resolve_model(model: str | os.PathLike | None) -> Path:
@@ -320,6 +366,13 @@ class Recognizer:
                 self.metadata["preprocess"].get("scale") != PREPROCESS_SPEC["scale"]:
             raise ValueError(f"{self.model_path}: preprocessing {self.metadata.get('preprocess')} differs from this ferkit's")
         self.labels: tuple[str, ...] = tuple(self.metadata["labels"])
+        # an ensemble's members that ship alone run from their own files: (session, weight), added in _run
+        self._added: list[tuple[ort.InferenceSession, np.float32]] = []
+        for path, entry in shipped_member_files(self.model_path, self.metadata):
+            session = _open_session(path, opts, providers=self.providers)
+            if tuple(_metadata(session, path)["labels"]) != self.labels:
+                raise ValueError(f"{self.model_path}: the shipped model it runs, {path}, has other labels")
+            self._added.append((session, np.float32(entry["weight"])))
         self.name: str = self.metadata.get("name", self.model_path.stem)
         self.detector = create_detector(detector, threads=threads) if isinstance(detector, str) else detector
         self.tta = check_choice("tta", {False: "none", True: "flip", None: "none"}.get(tta, tta), TTA_MODES)
@@ -333,28 +386,35 @@ class Recognizer:
     # ------------------------------------------------------------ classification
     def classify(self, faces) -> np.ndarray:
         """Face crops (a list of grey/BGR arrays of any size, or an (N, H, W) array) -> (N, K) probabilities."""
-        return self.classify_with_cams(faces)[0]
+        return self._classify_with_cams(faces)[0]
 
-    def classify_with_cams(self, faces) -> tuple[np.ndarray, np.ndarray]:
+    def _classify_with_cams(self, faces) -> tuple[np.ndarray, np.ndarray]:
         """-> probabilities (N, K) and class activation maps (N, K, 6, 6) (raw, before any scaling)."""
         x = to_model_input(faces)                                     # (N, 1, 48, 48)
         if len(x) == 0:
             return np.zeros((0, len(self.labels)), np.float32), np.zeros((0, len(self.labels), 6, 6), np.float32)
         if self.tta == "none":
-            return self.run_model_input(x)
+            return self._run(x)
         # test-time augmentation: average over views; the maps come from the unshifted views only
         views = [x, x[:, :, :, ::-1]]
         if self.tta == "crops":
             views += [v for s in _crop_views(x) for v in (s, s[:, :, :, ::-1])]
         n = len(x)
-        probs, cams = self._session.run(None, {"input": np.ascontiguousarray(np.concatenate(views))})
+        probs, cams = self._run(np.concatenate(views))
         probs = probs.reshape(len(views), n, -1).mean(0)
         return probs, (cams[:n] + cams[n:2 * n, :, :, ::-1]) / 2
 
-    def run_model_input(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The network alone on already preprocessed input, (N, 1, 48, 48) float32 in [-1, 1] (what
-        preprocess.to_model_input returns, or a training batch) -> probabilities (N, K) and maps (N, K, 6, 6); no TTA."""
-        probs, cams = self._session.run(None, {"input": np.ascontiguousarray(x, np.float32)})
+    def _run(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The model alone on already preprocessed input, (N, 1, 48, 48) float32 in [-1, 1] (what
+        preprocess.to_model_input returns, or a training batch) -> probabilities (N, K) and maps (N, K, 6, 6); no TTA.
+        The file's graph, plus the weighted outputs of the shipped models an ensemble adds (shipped_member_files;
+        their weights multiply in float32, as the graph's own members' do). Every path that runs the model comes here."""
+        feed = {"input": np.ascontiguousarray(x, np.float32)}
+        probs, cams = self._session.run(None, feed)
+        for session, weight in self._added:
+            p, c = session.run(None, feed)
+            probs += weight * p
+            cams += weight * c
         return probs, cams
 
     # ------------------------------------------------------------ full images
@@ -407,12 +467,12 @@ class Recognizer:
             greys.append(grey)
         crops = [self.crop(g, b, None if d.landmarks is None else d.landmarks[i])
                  for g, d in zip(greys, found) for i, b in enumerate(d.boxes)]
-        probs, cams = self.classify_with_cams(crops)
+        probs, cams = self._classify_with_cams(crops)
         out, k = [], 0
         for d in found:
             n = len(d)
-            out.append([self.make_face(d.boxes[i], probs[k + i], d.scores[i], cams[k + i] if explain else None,
-                                       landmarks=None if d.landmarks is None else d.landmarks[i], detector=d.sources[i])
+            out.append([self._make_face(d.boxes[i], probs[k + i], d.scores[i], cams[k + i] if explain else None,
+                                        landmarks=None if d.landmarks is None else d.landmarks[i], detector=d.sources[i])
                         for i in range(n)])
             k += n
         return out
@@ -425,20 +485,20 @@ class Recognizer:
         scores = np.ones(len(boxes), np.float32) if scores is None else np.asarray(scores, np.float32)
         if len(boxes) == 0:
             return []
-        probs, cams = self.classify_boxes(image, boxes, landmarks)
-        return [self.make_face(box, p, score, cam if explain else None,
-                               landmarks=None if landmarks is None else landmarks[i], detector=detector)
+        probs, cams = self._classify_boxes(image, boxes, landmarks)
+        return [self._make_face(box, p, score, cam if explain else None,
+                                landmarks=None if landmarks is None else landmarks[i], detector=detector)
                 for i, (box, score, p, cam) in enumerate(zip(boxes, scores, probs, cams))]
 
-    def classify_boxes(self, image: np.ndarray, boxes, landmarks=None) -> tuple[np.ndarray, np.ndarray]:
+    def _classify_boxes(self, image: np.ndarray, boxes, landmarks=None) -> tuple[np.ndarray, np.ndarray]:
         """The crops of boxes (N, 4) x, y, w, h in a BGR or grey image (aligned where (N, 5, 2) landmarks are given)
         -> probabilities (N, K) and raw maps (N, K, 6, 6)."""
         grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-        return self.classify_with_cams([self.crop(grey, b, None if landmarks is None else landmarks[i])
-                                        for i, b in enumerate(boxes)])
+        return self._classify_with_cams([self.crop(grey, b, None if landmarks is None else landmarks[i])
+                                         for i, b in enumerate(boxes)])
 
-    def make_face(self, box, probabilities: np.ndarray, detector_score: float, cam: np.ndarray | None = None, *,
-                  landmarks=None, detector: str = "") -> Face:
+    def _make_face(self, box, probabilities: np.ndarray, detector_score: float, cam: np.ndarray | None = None, *,
+                   landmarks=None, detector: str = "") -> Face:
         """A Face for a box from its (K,) probabilities; `cam`: its raw (K, 6, 6) maps, or None for no map."""
         top = int(np.argmax(probabilities))
         return Face(box=tuple(int(v) for v in box),

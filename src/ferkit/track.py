@@ -3,7 +3,7 @@
 Detecting faces is the expensive step on a CPU (the Haar cascade costs several times the classifier on a
 640x480 frame), so `FaceTracker` runs the detector on a downscaled copy of every `detect_every`-th frame and,
 in between, follows each face with template matching in a small window around its last box. Every frame's
-faces are still classified (`Recognizer.classify_boxes`, as `analyze` does), so probabilities are fresh on every frame.
+faces are still classified (`Recognizer._classify_boxes`, as `analyze` does), so probabilities are fresh on every frame.
 
     tracker = FaceTracker(load_recognizer(), detect_every=5, smoothing=0.5)
     for frame in frames:
@@ -206,13 +206,13 @@ class FaceTracker:
         if not live:
             return []
         marks = [t.landmarks for t, _ in live]
-        probs, _ = self.recognizer.classify_boxes(grey, [t.box for t, _ in live],
+        probs, _ = self.recognizer._classify_boxes(grey, [t.box for t, _ in live],
                                                   None if any(m is None for m in marks) else marks)  # (N, K)
         out = []
         for (track, detected), row in zip(live, probs):
             p = self.tracker.smooth(track, row)
             track.frames += 1
-            face = self.recognizer.make_face(track.box, p, track.score, landmarks=track.landmarks, detector=track.source)
+            face = self.recognizer._make_face(track.box, p, track.score, landmarks=track.landmarks, detector=track.source)
             out.append(TrackedFace.of(face, track.id, detected))
             self._templates[track.id] = self._template(grey, track.box)
         out.sort(key=lambda f: f.box[0])

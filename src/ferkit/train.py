@@ -213,7 +213,7 @@ class OnnxTeacher:
         self.labels, self.temperature = list(self.rec.labels), float(self.rec.metadata.get("temperature", 1.0))
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        probs, _ = self.rec.run_model_input(x.float().cpu().numpy())
+        probs, _ = self.rec._run(x.float().cpu().numpy())  # the whole model, an ensemble's shipped members too
         return torch.from_numpy(np.log(probs.clip(1e-12)) * self.temperature).to(x.device)
 
 
