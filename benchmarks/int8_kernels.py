@@ -25,7 +25,7 @@ from ferkit import EMOTIONS
 from ferkit.data import fer2013_file, load_dataset, read_ferplus_votes
 from ferkit.evaluate import fer2013_set, ferplus_set, machine_description
 from ferkit.preprocess import to_model_input
-from ferkit.recognizer import int8_saturates, read_metadata, resolve_model, uint8_weights
+from ferkit.recognizer import int8_saturates, read_metadata, resolve_model, shipped_member_files, uint8_weights
 
 WAYS = ("ort int8", "uint8 weights", "float q/dq")
 
@@ -38,6 +38,23 @@ def session(path, way: str, threads: int) -> ort.InferenceSession:
         opts.add_session_config_entry("session.disable_quant_qdq", "1")
     model = uint8_weights(path) if way == "uint8 weights" else str(path)
     return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+
+
+class Model:
+    """A model file's sessions run one way: its own graph, plus the shipped models an ensemble adds beside it
+    (`fer2013-accurate` runs `fer2013` and `fer2013-robust` from their own files, weighted, as the Recognizer does)."""
+
+    def __init__(self, path, way: str, threads: int):
+        added = shipped_member_files(path, read_metadata(path))
+        self.parts = [(session(path, way, threads), None)] + \
+                     [(session(f, way, threads), np.float32(entry["weight"])) for f, entry in added]
+
+    def probs(self, x: np.ndarray) -> np.ndarray:
+        out = None
+        for sess, weight in self.parts:
+            p = sess.run(["probs"], {"input": x})[0]
+            out = p if weight is None else out + weight * p
+        return out
 
 
 def main() -> None:
@@ -60,15 +77,14 @@ def main() -> None:
         sets = [fer2013_set(ds, split) if labels == EMOTIONS else ferplus_set(ds, votes, split, labels)
                 for split in ("PublicTest", "PrivateTest")]
         for way in WAYS:
-            sess = session(path, way, args.threads)
-            acc = [float((sess.run(["probs"], {"input": to_model_input(s.pixels)})[0].argmax(1) == s.labels).mean())
-                   for s in sets]
+            model = Model(path, way, args.threads)
+            acc = [float((model.probs(to_model_input(s.pixels)).argmax(1) == s.labels).mean()) for s in sets]
             one = to_model_input(sets[0].pixels[:1])
-            sess.run(["probs"], {"input": one})  # warm-up
+            model.probs(one)  # warm-up
             times = []
             for _ in range(args.repeat):
                 t = time.perf_counter()
-                sess.run(["probs"], {"input": one})
+                model.probs(one)
                 times.append((time.perf_counter() - t) * 1000)
             print(f"{name:<18} {way:<14} {acc[0]:>10.2%} {acc[1]:>11.2%} {statistics.median(times):>11.2f}", flush=True)
 
