@@ -8,9 +8,10 @@ Photos: 640x480 JPEGs with one face each (the public-domain astronaut of ../shar
 is the steady rate: images analysed over the span from the first Recognizer.analyze_many call to the last, across
 all workers (timestamps logged by each worker; decoding and hand-offs included, worker start-up not: the wall time
 with start-up is printed beside it), and the workers' CPU time per image over that span, which concurrent load
-on the machine inflates less than the rates. 960 photos are 60 chunks of 16: the steady rate a long run sees (with
-240, two workers' last chunks, 8 against 7, leave one idle for a fifteenth of the span). Video: a synthetic clip of the same face moving, written here at 30 fps;
-seconds of work per minute of video for one worker, scaled from the clip's length.
+on the machine inflates less than the rates. 960 photos are 60 chunks of 16: the steady rate a long run sees
+(with 240, 15 chunks, one of two workers does 8 and the other 7, idle for the last eighth of the span). Video: a
+synthetic clip of the same face moving, written here at 30 fps; seconds of work per minute of video for one
+worker, scaled from the clip's length.
 """
 from __future__ import annotations
 

@@ -252,6 +252,7 @@ def test_a_dead_worker_is_replaced_and_its_inputs_retried_once(folder, tmp_path,
     got = {}
     for chunk, results in local_engine(chunks(tasks, chunk_size), spec, 5.0, workers=1):
         got.update(results)
+        time.sleep(0.3)  # a consumer as slow as writing a part: the worker dies on its next chunk meanwhile
     assert [r["status"] for r in got[sources[0]]] == ["ok"] and [r["status"] for r in got[sources[2]]] == ["ok"]
     assert [r["status"] for r in got[sources[3]]] == ["no_face"]
     (bad,) = got[sources[1]]

@@ -60,6 +60,7 @@ class _Slot:
         child.close()
         self.chunks: deque[Chunk] = deque()  # sent and not yet returned, in the order the worker takes them
         self.ready = False
+        self.broken = False  # a send found its pipe closed: the worker is gone
 
 
 def local_engine(todo: list[Chunk], spec: RecognizerSpec, fps: float, workers: int | None = None,
@@ -76,9 +77,13 @@ def local_engine(todo: list[Chunk], spec: RecognizerSpec, fps: float, workers: i
     try:
         while pending or any(s.chunks for s in slots):
             for s in slots:
-                while s.ready and len(s.chunks) < IN_FLIGHT and pending:
-                    s.chunks.append(pending.popleft())
-                    s.conn.send(s.chunks[-1])
+                while s.ready and not s.broken and len(s.chunks) < IN_FLIGHT and pending:
+                    try:
+                        s.conn.send(pending[0])
+                    except OSError:  # BrokenPipeError: it died after its last answer; handled as a death below
+                        s.broken = True
+                    else:
+                        s.chunks.append(pending.popleft())
             ready = wait([s.conn for s in slots] + [s.process.sentinel for s in slots], POLL_S)
             for i, s in enumerate(slots):
                 died = False
@@ -96,7 +101,7 @@ def local_engine(todo: list[Chunk], spec: RecognizerSpec, fps: float, workers: i
                             s.ready = True
                         else:
                             yield s.chunks.popleft(), payload[1]
-                if died or (not s.process.is_alive() and not s.conn.poll()):
+                if died or s.broken or (not s.process.is_alive() and not s.conn.poll()):
                     s.process.join(1)
                     code, held = s.process.exitcode, s.chunks
                     if not s.ready:
