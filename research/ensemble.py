@@ -202,8 +202,11 @@ def store_without_shipped(path: str | Path, out_path: str | Path, shipped: dict[
         raise ValueError(f"{path}: no member named {', '.join(unknown)}; its members: {', '.join(names)}")
     if len(shipped) >= len(members):
         raise ValueError(f"{path}: every member would be a shipped file; load that model itself instead")
+    if "class_offsets" in meta:  # the offsets act on the summed probabilities, which the Recognizer completes later
+        raise ValueError(f"{path}: has class offsets; store the ensemble without its shipped members first, then add them")
     g = proto.graph
-    weights = {t.name: float(numpy_helper.to_array(t)) for t in g.initializer if t.name.endswith("/weight")}
+    wanted = {f"m{i}/weight" for i in range(len(members))}
+    weights = {t.name: float(numpy_helper.to_array(t)) for t in g.initializer if t.name in wanted}
     entries, prefixes = [], []
     for i, m in enumerate(members):
         if m["name"] not in shipped:

@@ -205,7 +205,8 @@ class YuNetDetector:
     looks again at the image inside a margin of repeated border pixels (half the image's side all round), which
     gives such a face the context it expects, keeping what scores `margin_threshold` (a face alone in the frame
     scores lower than one in a scene; chosen on Training close-ups against the face-free images, which this second
-    look sees too: the lowest threshold with no false face there); then `fallback` is tried (BlazeFace, made for faces near the camera,
+    look sees too: the lowest threshold with no false face there; it is its own setting, so raising
+    `score_threshold` leaves it as it is); then `fallback` is tried (BlazeFace, made for faces near the camera,
     at `fallback_threshold`: at its own 0.5 it saw faces in 17 of 75 face-free images, and up to 0.72 in 300 generated
     backdrops; chosen on Training close-ups and those images, benchmarks/front_end.py). One ONNX Runtime session,
     thread-safe.

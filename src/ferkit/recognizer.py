@@ -35,10 +35,10 @@ def _accepts_confidence_keyword(cls):
     @functools.wraps(init)
     def __init__(self, *args, **kwargs):
         if "confidence" in kwargs:
-            warnings.warn("Face(confidence=...) is the detector's score: use Face(detector_score=...)",
-                          DeprecationWarning, stacklevel=2)
             if "detector_score" in kwargs or len(args) > 3:
                 raise TypeError("Face() got both detector_score and confidence, its deprecated alias")
+            warnings.warn("Face(confidence=...) is the detector's score: use Face(detector_score=...)",
+                          DeprecationWarning, stacklevel=2)
             kwargs["detector_score"] = kwargs.pop("confidence")
         init(self, *args, **kwargs)
 
@@ -117,6 +117,8 @@ def shipped_member_files(model_path: str | Path, meta: dict, *, check: bool = Tr
     (research/ensemble.py, store_without_shipped). [] for any other model. A missing file raises FileNotFoundError
     naming it; with `check`, a file that is not the one the ensemble was built with (its sha256) raises ValueError."""
     model_path = Path(model_path)
+    if meta.get("shipped_members") and "class_offsets" in meta:  # offsets inside the graph would miss the added members
+        raise ValueError(f"{model_path}: an ensemble with shipped members cannot also carry class offsets")
     out = []
     for entry in meta.get("shipped_members") or []:
         path = model_path.parent / f"{entry['name']}.onnx"

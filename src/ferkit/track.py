@@ -207,7 +207,7 @@ class FaceTracker:
             return []
         marks = [t.landmarks for t, _ in live]
         probs, _ = self.recognizer._classify_boxes(grey, [t.box for t, _ in live],
-                                                  None if any(m is None for m in marks) else marks)  # (N, K)
+                                                   None if any(m is None for m in marks) else marks)  # (N, K)
         out = []
         for (track, detected), row in zip(live, probs):
             p = self.tracker.smooth(track, row)
