@@ -77,10 +77,14 @@ def main() -> None:
     ap.add_argument("--data", default=None)
     ap.add_argument("--faces", type=int, default=400, help="faces per scene set")
     ap.add_argument("--speed-only", action="store_true", help="only part 5, the detector's time (no data needed)")
+    ap.add_argument("--photo-sizes-only", action="store_true",
+                    help="only part 6, the found rate by face size in 640 and 1280 px photos (no data needed)")
     args = ap.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; {_cpu_name()}")
     if args.speed_only:
         return speed()
+    if args.photo_sizes_only:
+        return photo_sizes()
     ds = load_dataset(fer2013_file(args.data))
     train, public, private = ds.split("Training"), ds.split("PublicTest"), ds.split("PrivateTest")
     n = args.faces
@@ -161,22 +165,9 @@ def main() -> None:
     print(f"PublicTest faces in scenes (FER-2013 48 px crops, enlarged):  {found.mean():.1%}  " +
           "  ".join(f"{lo}-{hi} px {found[(sizes >= lo) & (sizes < hi)].mean():.1%}" for lo, hi in BINS))
     photo = cv2.imread(str(SAMPLE))
-    rng = np.random.default_rng(4)
-    found, sizes = [], []
-    for _ in range(200):  # the sample photo's face (about 100 px wide in the 512 px photo) at 20-300 px, turned, lit
-        size = float(np.exp(rng.uniform(np.log(20), np.log(300))))
-        roll, gain = rng.uniform(-30, 30), rng.uniform(0.5, 1.3)
-        s = size / 100
-        m = cv2.getRotationMatrix2D((224, 104), -roll, s)
-        cx, cy = rng.uniform(0, 640), rng.uniform(0, 480)
-        m[:, 2] += (cx - 224, cy - 104)
-        frame = cv2.warpAffine(photo, m, (640, 480), borderMode=cv2.BORDER_CONSTANT, borderValue=(90, 110, 120))
-        frame = np.clip(frame * gain, 0, 255).astype(np.uint8)
-        if not (size / 2 < cx < 640 - size / 2 and size / 2 < cy < 480 - size / 2):
-            continue  # the face must be whole in the frame
-        found.append(match(default.raw(frame), ((cx, cy), size, roll)) is not None)
-        sizes.append(size)
-    found, sizes = np.array(found), np.array(sizes)
+    frames = photo_frames(photo, np.random.default_rng(4), 200)
+    found = np.array([match(default.raw(f), t) is not None for f, t in frames])
+    sizes = np.array([t[1] for _, t in frames])
     print(f"the sample photo's face in {len(found)} frames:                 {found.mean():.1%}  " +
           "  ".join(f"{lo}-{hi} px {found[(sizes >= lo) & (sizes < hi)].mean():.1%}" for lo, hi in BINS))
     closeups = [cv2.resize(photo[40:200, 150:300], None, fx=f, fy=f) for f in (0.5, 1, 2, 4)]
@@ -212,6 +203,46 @@ def main() -> None:
     print(f"(the same PublicTest faces as FER-2013's own crops, no detector: {crop_acc:.1%})")
 
     speed()
+    photo_sizes()
+
+
+def photo_frames(photo, rng, n: int, shape=(480, 640), sizes=(20, 300)):
+    """The sample photo's face (about 100 px wide in the 512 px photo) at `sizes` px (log-uniform), turned up to
+    +-30 degrees, dim to bright, whole in a frame of `shape` -> [(frame, truth)] (fewer than n: faces cut by the edge
+    are left out)."""
+    h, w = shape
+    out = []
+    for _ in range(n):
+        size = float(np.exp(rng.uniform(np.log(sizes[0]), np.log(sizes[1]))))
+        roll, gain = rng.uniform(-30, 30), rng.uniform(0.5, 1.3)
+        m = cv2.getRotationMatrix2D((224, 104), -roll, size / 100)
+        cx, cy = rng.uniform(0, w), rng.uniform(0, h)
+        m[:, 2] += (cx - 224, cy - 104)
+        frame = cv2.warpAffine(photo, m, (w, h), borderMode=cv2.BORDER_CONSTANT, borderValue=(90, 110, 120))
+        if size / 2 < cx < w - size / 2 and size / 2 < cy < h - size / 2:
+            out.append((np.clip(frame * gain, 0, 255).astype(np.uint8), ((cx, cy), size, roll)))
+    return out
+
+
+def photo_sizes() -> None:
+    """6. The smallest face found depends on the face's size at YuNet's working side (640 for photos), not in the
+    photo: the sample photo's face at 20-300 px in 640x480 and 1280x960 frames, found by the default and by
+    YuNet at a working side of 1280, with the time per frame."""
+    print("\n6. found rate by the face's size, in photos of two sizes, by YuNet's working side (the sample photo's face)")
+    photo = cv2.imread(str(SAMPLE))
+    bins = ((20, 30), (30, 40), (40, 60), (60, 100), (100, 300))
+    print(f"{'photo':>9} {'working side':>12} " + " ".join(f"{f'{lo}-{hi}px':>8}" for lo, hi in bins) + f" {'ms/frame':>9}")
+    for shape in ((480, 640), (960, 1280)):
+        frames = photo_frames(photo, np.random.default_rng(6), 400, shape)
+        sizes = np.array([t[1] for _, t in frames])
+        for side in (640, 1280):
+            det = YuNetDetector(long_side=side, threads=1)
+            t0 = time.perf_counter()
+            found = np.array([match(det.raw(f), t) is not None for f, t in frames])
+            ms = (time.perf_counter() - t0) * 1000 / len(frames)
+            print(f"{shape[1]}x{shape[0]:<4} {side:>12} " +
+                  " ".join(f"{found[(sizes >= lo) & (sizes < hi)].mean():>8.1%}" for lo, hi in bins) + f" {ms:>9.1f}")
+    print("(working side 640 is the default for photos; 1280: YuNetDetector(long_side=1280), or `--detect-side 1280`)")
 
 
 def speed() -> None:

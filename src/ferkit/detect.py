@@ -195,8 +195,9 @@ class YuNetDetector:
     landmarks. Found 98 % of the faces in real photos where the Haar cascade found 69 % (the weights' README).
 
     `long_side`: the image is scaled so its longer side is this many pixels (enlarging small images too) and padded to
-    multiples of 32; YuNet finds faces from about 10 px at that scale, so 640 finds ~20 px faces in a 1280 px photo.
-    The cost grows with the area: live video uses a smaller side (benchmarks/front_end.py).
+    multiples of 32. YuNet finds faces from about 20 px at that scale (16-20 px: about half of them), so 640 finds
+    ~20 px faces in photos up to 640 px and ~40 px faces in 1280 px ones; 1280 finds ~20 px faces there at about
+    5x the time (benchmarks/front_end.py, part 6). The cost grows with the area: live video uses a smaller side.
     `score_threshold`: OpenCV's default of 0.9 is too strict for this model (real faces score 0.8-0.9); the default
     was chosen on FER-2013 Training faces in scenes and face-free images (benchmarks/front_end.py).
     `frame` (scale, shift down, as fractions of the face's size) widens YuNet's tight box to the framing of FER-2013's
@@ -403,7 +404,8 @@ DEFAULT_DETECTOR = "yunet"
 
 # When each detector helps: the CLI's --detector help and the "no face found" message list these.
 DETECTOR_NOTES = {
-    "yunet": "the default: faces from about 20 px in photos and video, tilted and profile faces, with landmarks; "
+    "yunet": "the default: faces from about a thirtieth of the photo's longer side (20 px in 640 px photos), tilted "
+             "and profile faces, with landmarks; "
              "looks again with a margin, then with blazeface, for close-ups",
     "haar": "OpenCV's Haar cascade, the reference reports' detector: frontal faces only, slower, misses about a third",
     "haar-alt2": "a stricter Haar cascade: fewer false faces on busy backgrounds",

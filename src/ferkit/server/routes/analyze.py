@@ -16,8 +16,8 @@ from .schemas import AnalyzeResult, error_responses
 
 router = APIRouter(prefix="/api/v1", tags=["analyze"])
 
-NO_FACE = ("No face found. Try a brighter, sharper photo where the face is at least about a sixtieth of the "
-           "photo's longer side (20 pixels in a 1280-pixel photo).")
+NO_FACE = ("No face found. Try a brighter, sharper photo where the face is at least about a thirtieth of the "
+           "photo's longer side (20 pixels in a 640-pixel photo, 40 in a 1280-pixel one).")
 IMAGE_TYPES = "image/jpeg, image/png, image/webp, image/bmp or image/gif"
 _ERRORS = error_responses(
     s400="empty upload, a malformed multipart body or Content-Length, or a Host header this server does not answer to",
