@@ -101,14 +101,17 @@ def _progress(total: int, enabled: bool):
 def run(inputs, out: str | os.PathLike, *, engine: str = "local", workers: int | None = None,
         address: str | None = None, model: str | None = None, detector: str | None = None,
         provider: str | None = None, fps: float = DEFAULT_FPS, glob: str | None = None, column: str | None = None,
-        batch_size: int = BATCH_SIZE, segment_samples: int = SEGMENT_SAMPLES, progress: bool = False) -> Summary:
+        batch_size: int = BATCH_SIZE, segment_samples: int = SEGMENT_SAMPLES, progress: bool = False,
+        detect_side: int | None = None) -> Summary:
     """Analyse images, videos, folders and manifests into one results file, resumably.
 
     `inputs`: paths (image or video files, folders walked recursively and filtered by `glob`, .txt/.csv manifests
     whose `column` holds the paths). `out`: a .parquet, .csv or .jsonl file: one row per face, and one per image
     or analysed video frame with no face or an error (docs/batch.md has the columns). `engine`: "local" (a pool of
     `workers` processes, default one per core) or "ray" (a Ray Data pipeline on the cluster at `address`).
-    `model`, `detector`, `provider`: as load_recognizer's (None: its defaults). Videos are sampled at `fps`.
+    `model`, `detector`, `provider`: as load_recognizer's (None: its defaults); `detect_side`: yunet's working
+    size (None: 640; 1280 finds the small faces of large photos at about 5x the detector's time). Videos are
+    sampled at `fps`.
     Rerunning after an interruption skips the tasks already done (kept in OUT.parts/ until OUT is written) and the
     inputs already in OUT. `progress`: a bar on stderr. Returns the Summary of the whole output.
     """
@@ -117,7 +120,7 @@ def run(inputs, out: str | os.PathLike, *, engine: str = "local", workers: int |
         raise ValueError(f"workers must be >= 1, got {workers}")
     out = Path(out)
     output_format(out)
-    spec = RecognizerSpec(model, detector, provider)
+    spec = RecognizerSpec(model, detector, provider, detect_side=detect_side)
     describe = spec.describe()
     name, labels, detector_name = describe
     cols = columns(labels)
@@ -131,7 +134,8 @@ def run(inputs, out: str | os.PathLike, *, engine: str = "local", workers: int |
             raise ValueError(f"{out} has other columns (another model?); name a new output file")
     in_previous = {r["source"] for r in previous}
     parts = Parts(out, {"model": name, "labels": labels, "detector": detector_name, "fps": fps,
-                        "batch_size": batch_size, "segment_samples": segment_samples})
+                        "batch_size": batch_size, "segment_samples": segment_samples}
+                  | ({"detect_side": detect_side} if detect_side is not None else {}))
     parts.open()
     done = parts.index()
     todo = []
@@ -187,9 +191,10 @@ def _combine(tasks, done: dict[str, Path], previous: list[dict]) -> Iterator[dic
 def iter_rows(inputs, *, engine: str = "local", workers: int | None = None, address: str | None = None,
               model: str | None = None, detector: str | None = None, provider: str | None = None,
               fps: float = DEFAULT_FPS, glob: str | None = None, column: str | None = None,
-              batch_size: int = BATCH_SIZE, segment_samples: int = SEGMENT_SAMPLES) -> Iterator[dict]:
+              batch_size: int = BATCH_SIZE, segment_samples: int = SEGMENT_SAMPLES,
+              detect_side: int | None = None) -> Iterator[dict]:
     """The rows run() would write (same columns), as chunks finish (not in input order), with nothing on disk."""
-    spec = RecognizerSpec(model, detector, provider)
+    spec = RecognizerSpec(model, detector, provider, detect_side=detect_side)
     describe = spec.describe()
     cols = columns(describe[1])
     todo = chunks(plan(expand_inputs(inputs, glob, column), fps, segment_samples), batch_size)

@@ -39,11 +39,12 @@ def column_type(name: str) -> type:
 class RecognizerSpec:
     """How each worker builds its Recognizer (picklable: it travels to worker processes and Ray actors).
     `detector` None: the library's default; `provider`: "cpu", "cuda", "tensorrt" or an ONNX Runtime provider
-    name (None: the library's default)."""
+    name (None: the library's default); `detect_side`: yunet's working size in pixels (None: its default, 640)."""
     model: str | None = None
     detector: str | None = None
     provider: str | None = None
     threads: int = 1
+    detect_side: int | None = None
 
     def describe(self) -> tuple[str, list[str], str]:
         """(model name, labels, detector name) from the model file, without a session: for the driver, before any worker starts.
@@ -57,6 +58,12 @@ class RecognizerSpec:
         meta = read_metadata(path)
         self.providers()  # refuses a provider this ferkit cannot pass on, before any worker starts
         detector = self.detector or inspect.signature(load_recognizer).parameters["detector"].default
+        if self.detect_side is not None:
+            from ..detect import create_detector
+
+            if detector != "yunet":
+                raise ValueError(f"detect_side sets yunet's working size; the {detector} detector has none")
+            create_detector("yunet", long_side=self.detect_side)  # its own checks, before any worker starts
         return meta.get("name", path.stem), list(meta["labels"]), str(detector)
 
     def providers(self) -> list[str] | None:
@@ -78,6 +85,11 @@ class RecognizerSpec:
         options = {"threads": self.threads}
         if self.detector is not None:
             options["detector"] = self.detector
+        if self.detect_side is not None:
+            from ..detect import create_detector
+
+            options["detector"] = create_detector(self.detector or "yunet", long_side=self.detect_side,
+                                                  threads=self.threads)
         providers = self.providers()
         if providers is not None:
             options["providers"] = providers
