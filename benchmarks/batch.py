@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,15 +90,45 @@ class _Timed:
         return faces
 
 
-def timed(make_engine, log: Path) -> tuple[float, float, int]:
-    """(steady rate, wall seconds with start-up, units): the rate is the images analysed over the span from the
-    first analyze_many call's start to the last one's end, in all workers (decoding and hand-offs between the
-    calls included; worker start-up and Ray's scheduling before the first call not)."""
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy since boot (every process; /proc/stat, Linux)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, idle, iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+class BusySampler(threading.Thread):
+    """(time.time(), machine busy seconds) every 20 ms while an engine runs: the machine's CPU over any span."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.samples, self.stop = [], threading.Event()
+
+    def run(self):
+        while not self.stop.is_set():
+            self.samples.append((time.time(), machine_busy_seconds()))
+            self.stop.wait(0.02)
+
+    def over(self, start: float, end: float) -> float:
+        at = lambda t: min(self.samples, key=lambda s: abs(s[0] - t))[1]  # noqa: E731
+        return at(end) - at(start)
+
+
+def timed(make_engine, log: Path) -> tuple[float, float, int, float, float]:
+    """(steady rate, wall seconds with start-up, units, workers' CPU ms per unit, the rest of the machine's CPU ms per
+    unit): the rate is the images analysed over the span from the first analyze_many call's start to the last one's
+    end, in all workers (decoding and hand-offs between the calls included; worker start-up and Ray's scheduling
+    before the first call not). The rest is everything else busy over that span: the driver (the parent process),
+    and with Ray its node daemons; what two workers on two cores lose to it, they cannot scale by."""
     shutil.rmtree(log, ignore_errors=True)
     log.mkdir()
+    sampler = BusySampler()
+    sampler.start()
     t0 = time.monotonic()
     total = sum(chunk.units for chunk, _ in make_engine(TimedSpec(log=str(log))))
     wall = time.monotonic() - t0
+    sampler.stop.set()
+    sampler.join()
     calls, cpu = [], 0.0
     for f in log.iterdir():
         mine = [tuple(map(float, ln.split())) for ln in f.read_text().splitlines()]
@@ -105,12 +136,13 @@ def timed(make_engine, log: Path) -> tuple[float, float, int]:
         cpu += mine[-1][4] - mine[0][3]   # the worker's CPU time over its span: decoding between calls included
     start, end = min(c[0] for c in calls), max(c[1] for c in calls)
     assert sum(c[2] for c in calls) == total
-    return total / (end - start), wall, total, 1000 * cpu / total
+    rest = max(0.0, sampler.over(start, end) - cpu)
+    return total / (end - start), wall, total, 1000 * cpu / total, 1000 * rest / total
 
 
 def line(name: str, r, unit: str = "photos") -> str:
-    rate, wall, total, cpu_ms = r
-    return (f"{name:<28} {rate:7.1f} {unit}/s  {cpu_ms:6.1f} CPU ms each  ({total} {unit}, "
+    rate, wall, total, cpu_ms, rest_ms = r
+    return (f"{name:<28} {rate:7.1f} {unit}/s  {cpu_ms:6.1f} CPU ms each, {rest_ms:5.1f} elsewhere  ({total} {unit}, "
             f"{wall:5.1f} s wall with start-up)")
 
 
@@ -205,7 +237,7 @@ def main() -> None:
 
         video = make_video(Path(tmp) / "clip.mp4", args.video_seconds)
         vtasks = chunks(plan([video], 5.0))
-        rate, wall, frames, cpu_ms = timed(lambda spec: local_engine(vtasks, spec, 5.0, workers=1), log)
+        rate, wall, frames, cpu_ms, _ = timed(lambda spec: local_engine(vtasks, spec, 5.0, workers=1), log)
         per_minute = frames / rate * 60 / args.video_seconds
         print(f"\nvideo: a {args.video_seconds:g} s 640x480 30 fps clip, {frames} frames analysed at 5 fps, 1 worker: "
               f"{rate:.1f} frames/s, {cpu_ms:.1f} CPU ms each ({wall:.1f} s wall with start-up)")
