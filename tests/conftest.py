@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ferkit.scenes import pad_face  # noqa: F401  (re-exported: the tests import it from here)
@@ -58,6 +59,38 @@ def detectable_faces(private_test):
                 all(len(det.detect_faces(f, long_side=320)) == 2 for f in rows):
             keep.append(i)
     return private_test.pixels[keep], private_test.labels[keep]
+
+
+def small_face_photo(path: Path) -> int:
+    """A 1280x960 photo with the sample photo's face at about 16 px, its left edge at x = 600 (8 px at yunet's
+    default working side, below what it finds; found at 1280) -> the width of the pasted photo."""
+    import cv2
+
+    photo = cv2.imread(str(ROOT / "examples" / "astronaut.png"))
+    small = cv2.resize(photo, None, fx=0.16, fy=0.16, interpolation=cv2.INTER_AREA)
+    canvas = np.full((960, 1280, 3), 100, np.uint8)
+    canvas[400:400 + small.shape[0], 600:600 + small.shape[1]] = small
+    cv2.imwrite(str(path), canvas)
+    return small.shape[1]
+
+
+@pytest.fixture(scope="session")
+def stored_accurate(tmp_path_factory) -> Path:
+    """`fer2013-accurate` stored without the two members that also ship alone (research.ensemble's
+    store_without_shipped, how the next ensemble to ship can be stored once), beside copies of `fer2013` and
+    `fer2013-robust`, which it runs from their files. The shipped file itself stays as it is: weights in git change
+    only when a model ships."""
+    import shutil
+
+    from ferkit.recognizer import WEIGHTS_DIR
+    from research.ensemble import store_without_shipped
+
+    d = tmp_path_factory.mktemp("stored")
+    for name in ("fer2013", "fer2013-robust"):
+        shutil.copy(WEIGHTS_DIR / f"{name}.onnx", d)
+    store_without_shipped(WEIGHTS_DIR / "fer2013-accurate.onnx", d / "fer2013-accurate.onnx",
+                          {"fer2013-v7": "fer2013", "fer2013-v2": "fer2013-robust"})
+    return d / "fer2013-accurate.onnx"
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,7 @@ from ferkit.batch.inputs import Chunk, Task, chunks, expand_inputs, is_sampled, 
 from ferkit.batch.local import local_engine
 from ferkit.batch.output import read_rows, write_rows
 from ferkit.batch.work import RecognizerSpec
+from tests.conftest import small_face_photo
 
 ROOT = Path(__file__).resolve().parents[1]
 ASTRONAUT = ROOT.parent / "shared" / "samples" / "astronaut.png"
@@ -195,12 +196,19 @@ def _wait_for_parts(proc, parts: Path, n: int) -> None:
         time.sleep(0.02)
 
 
-def test_resume_after_kill_9_matches_an_uninterrupted_run(tmp_path):
-    folder = make_inputs(tmp_path / "in", copies=60)
-    out = tmp_path / "killed.csv"
+def _run_until_parts(tmp_path, out_name: str, copies: int, batch_size: int, n_parts: int):
+    """The CLI on `copies` copies of the inputs, one worker, in its own session, once `n_parts` parts are written
+    -> (its process, the input folder, the output path, the parts folder)."""
+    folder = make_inputs(tmp_path / "in", copies=copies)
+    out = tmp_path / out_name
     parts = Path(str(out) + ".parts")
-    proc = _run_cli(folder, out, "--workers", "1", "--batch-size", "2", start_new_session=True)
-    _wait_for_parts(proc, parts, 3)
+    proc = _run_cli(folder, out, "--workers", "1", "--batch-size", str(batch_size), start_new_session=True)
+    _wait_for_parts(proc, parts, n_parts)
+    return proc, folder, out, parts
+
+
+def test_resume_after_kill_9_matches_an_uninterrupted_run(tmp_path):
+    proc, folder, out, parts = _run_until_parts(tmp_path, "killed.csv", 60, 2, 3)
     os.kill(proc.pid, signal.SIGKILL)   # the parent only: its worker sees the pipe close and exits
     proc.wait()
     try:
@@ -284,14 +292,10 @@ def test_settings_that_change_the_rows_refuse_old_parts(folder, tmp_path):
 def test_detect_side_finds_the_small_face_of_a_large_photo(tmp_path):
     """yunet's working size reaches the workers: a 16-px face in a 1280x960 photo is found at 1280, not at the
     default 640; it is one of the settings an unfinished run records; other detectors have none."""
-    photo = cv2.imread(str(ROOT / "examples" / "astronaut.png"))
-    small = cv2.resize(photo, None, fx=0.16, fy=0.16, interpolation=cv2.INTER_AREA)  # its face: about 16 px
-    canvas = np.full((960, 1280, 3), 100, np.uint8)
-    canvas[400:400 + small.shape[0], 600:600 + small.shape[1]] = small
-    cv2.imwrite(str(tmp_path / "group.png"), canvas)
+    width = small_face_photo(tmp_path / "group.png")
     assert [r["status"] for r in batch.iter_rows([tmp_path / "group.png"], workers=1)] == ["no_face"]
     (row,) = batch.iter_rows([tmp_path / "group.png"], workers=1, detect_side=1280)
-    assert row["status"] == "ok" and 600 <= row["x"] <= 600 + small.shape[1] and row["w"] < 30
+    assert row["status"] == "ok" and 600 <= row["x"] <= 600 + width and row["w"] < 30
     out = tmp_path / "r.jsonl"
     Path(str(out) + ".parts").mkdir()
     Path(str(out) + ".parts", "settings.json").write_text('{"model": "fer2013"}')
@@ -309,11 +313,7 @@ def test_provider_is_passed_to_load_recognizer():
 
 
 def test_ctrl_c_keeps_finished_work_and_says_how_to_resume(tmp_path):
-    folder = make_inputs(tmp_path / "in", copies=80)
-    out = tmp_path / "r.jsonl"
-    parts = Path(str(out) + ".parts")
-    proc = _run_cli(folder, out, "--workers", "1", "--batch-size", "1", start_new_session=True)
-    _wait_for_parts(proc, parts, 1)
+    proc, folder, out, parts = _run_until_parts(tmp_path, "r.jsonl", 80, 1, 1)
     os.killpg(proc.pid, signal.SIGINT)   # what Ctrl-C in a terminal sends: the whole foreground group
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "rerun the same command to resume" in err, err

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, pad_face
+from tests.conftest import pad_face, small_face_photo
 
 
 def ferkit(*args, cwd=None):
@@ -48,17 +48,13 @@ def test_analyze_table_json_and_annotate(photos, tmp_path):
 def test_detect_side_finds_the_small_face_of_a_large_photo(tmp_path):
     """A 16-px face in a 1280x960 photo: at yunet's default working side (640) it is 8 px, below what it finds; at
     --detect-side 1280 it is found. Only yunet has a working side."""
-    photo = cv2.imread(str(ROOT / "examples" / "astronaut.png"))
-    small = cv2.resize(photo, None, fx=0.16, fy=0.16, interpolation=cv2.INTER_AREA)  # its face: about 16 px
-    canvas = np.full((960, 1280, 3), 100, np.uint8)
-    canvas[400:400 + small.shape[0], 600:600 + small.shape[1]] = small
-    cv2.imwrite(str(tmp_path / "group.png"), canvas)
+    width = small_face_photo(tmp_path / "group.png")
     assert ferkit("analyze", tmp_path / "group.png").returncode == 3
     r = ferkit("analyze", tmp_path / "group.png", "--detect-side", "1280", "--json")
     assert r.returncode == 0, r.stderr
     (result,) = json.loads(r.stdout)
     (face,) = result["faces"]
-    assert 600 <= face["box"]["x"] <= 600 + small.shape[1] and face["box"]["w"] < 30
+    assert 600 <= face["box"]["x"] <= 600 + width and face["box"]["w"] < 30
     r = ferkit("analyze", tmp_path / "group.png", "--detector", "haar", "--detect-side", "1280")
     assert r.returncode == 2 and "--detect-side" in r.stderr
 

@@ -168,15 +168,15 @@ def test_int8_weights_as_uint8_are_the_same_numbers(name):
     assert uint8_weights(WEIGHTS_DIR / "detectors" / "yunet_2023mar_s.onnx") is None  # float32 models are left alone
 
 
-def test_every_network_of_an_ensemble_runs_the_exact_int8_weights():
-    """`fer2013-accurate` runs its own file and the shipped `fer2013` and `fer2013-robust` it adds: where ONNX
-    Runtime's int8 kernels saturate, every one of those sessions must get the uint8 weights, not only the first."""
+def test_every_network_of_an_ensemble_runs_the_exact_int8_weights(stored_accurate):
+    """`fer2013-accurate` stored once runs its own file and the shipped `fer2013` and `fer2013-robust` it adds: where
+    ONNX Runtime's int8 kernels saturate, every one of those sessions must get the uint8 weights, not only the first."""
     import onnxruntime as ort
 
     from ferkit.preprocess import to_model_input
     from ferkit.recognizer import int8_saturates, shipped_member_files, uint8_weights
 
-    rec = load_recognizer("fer2013-accurate", detector="none")
+    rec = load_recognizer(stored_accurate, detector="none")
     files = [rec.model_path] + [p for p, _ in shipped_member_files(rec.model_path, rec.metadata)]
     sessions = [rec._session] + [s for s, _ in rec._added]
     assert [p.name for p in files] == ["fer2013-accurate.onnx", "fer2013-robust.onnx", "fer2013.onnx"]
@@ -190,15 +190,16 @@ def test_every_network_of_an_ensemble_runs_the_exact_int8_weights():
             np.testing.assert_allclose(got, w, atol=1e-6, rtol=0, err_msg=path.name)
 
 
-def test_an_ensemble_names_the_shipped_model_file_it_misses(tmp_path):
-    """`fer2013-accurate` runs `fer2013` and `fer2013-robust` from their files beside it: without one, loading says
-    which file and which model; with another model under that name it refuses rather than answer with other weights."""
+def test_an_ensemble_names_the_shipped_model_file_it_misses(tmp_path, stored_accurate):
+    """`fer2013-accurate` stored once runs `fer2013` and `fer2013-robust` from their files beside it: without one,
+    loading says which file and which model; with another model under that name it refuses rather than answer with
+    other weights."""
     import shutil
 
     from ferkit.recognizer import WEIGHTS_DIR
 
     for name in ("fer2013-accurate", "fer2013-robust"):
-        shutil.copy(WEIGHTS_DIR / f"{name}.onnx", tmp_path)
+        shutil.copy(stored_accurate.parent / f"{name}.onnx", tmp_path)
     with pytest.raises(FileNotFoundError, match=r"runs the shipped model 'fer2013' \(its member fer2013-v7, weight 0.2\) "
                                                 r"from .*fer2013\.onnx, which is missing"):
         load_recognizer(tmp_path / "fer2013-accurate.onnx", detector="none")
@@ -207,10 +208,13 @@ def test_an_ensemble_names_the_shipped_model_file_it_misses(tmp_path):
         load_recognizer(tmp_path / "fer2013-accurate.onnx", detector="none")
 
 
-def test_an_ensembles_size_counts_the_shipped_models_it_runs():
-    """`ferkit models`' MB for `fer2013-accurate` is all it runs (its file, `fer2013` and `fer2013-robust`), and it
-    still counts four networks."""
-    from ferkit.recognizer import WEIGHTS_DIR
+def test_an_ensembles_size_counts_the_shipped_models_it_runs(stored_accurate, monkeypatch):
+    """`ferkit models`' MB for a `fer2013-accurate` stored once is all it runs (its file, `fer2013` and
+    `fer2013-robust`), and it still counts four networks."""
+    from ferkit import recognizer
+
+    monkeypatch.setattr(recognizer, "WEIGHTS_DIR", stored_accurate.parent)
+    WEIGHTS_DIR = stored_accurate.parent
 
     row = {r["name"]: r for r in ferkit.describe_models()}["fer2013-accurate"]
     size = sum((WEIGHTS_DIR / f"{n}.onnx").stat().st_size for n in ("fer2013-accurate", "fer2013", "fer2013-robust"))

@@ -113,15 +113,16 @@ def member_probs(path, faces) -> np.ndarray:
     return np.stack(sess.run(names, {"input": to_model_input(faces)}))
 
 
-@pytest.mark.parametrize("label_set", list(ACCURATE_MEMBERS))
-def test_accurate_is_the_weighted_mean_of_the_shipped_networks(label_set, private_test):
-    """`X-accurate` is its members mixed by its weights; each member that also ships alone is that model, run from
-    its file (`shipped_members`), so the package stores the network once."""
-    acc = load_recognizer(f"{label_set}-accurate", detector="none")
+@pytest.mark.parametrize("stored", [False, True], ids=["as-shipped", "stored-once"])
+def test_accurate_is_the_weighted_mean_of_the_shipped_networks(stored, private_test, stored_accurate):
+    """`fer2013-accurate` is its members mixed by its weights: as shipped, all four in its file; stored once, each
+    member that also ships alone is that model, run from its file (`shipped_members`)."""
+    acc = load_recognizer(stored_accurate if stored else "fer2013-accurate", detector="none")
     members = acc.metadata["ensemble"]
-    assert [m["name"] for m in members] == list(ACCURATE_MEMBERS[label_set])
+    assert [m["name"] for m in members] == list(ACCURATE_MEMBERS["fer2013"])
     shipped = {e["member"]: e["name"] for e in acc.metadata.get("shipped_members", [])}
-    assert shipped == {m: alone for m, alone in ACCURATE_MEMBERS[label_set].items() if alone is not None}
+    assert shipped == ({m: alone for m, alone in ACCURATE_MEMBERS["fer2013"].items() if alone is not None}
+                       if stored else {})
     faces = private_test.pixels[:200]
     inner = iter(member_probs(acc.model_path, faces))
     probs = np.stack([load_recognizer(shipped[m["name"]], detector="none").classify(faces) if m["name"] in shipped
@@ -134,18 +135,18 @@ def test_accurate_is_the_weighted_mean_of_the_shipped_networks(label_set, privat
 REFERENCE = Path(__file__).parent / "data" / "fer2013-accurate-reference.npz"
 
 
-def test_the_repackaged_accurate_model_answers_as_before(fer_dataset):
-    """`fer2013-accurate` was stored again without the two members that ship alone (`fer2013`, `fer2013-robust`, now
-    run from their files): a repackaging, not a new model. Its probabilities, flip-TTA probabilities and top-class maps
-    on 30 PublicTest faces, saved from the file before the change (tests/data, rows of fer2013.csv), are unchanged."""
+def test_the_accurate_model_stored_once_answers_as_the_shipped_file(fer_dataset, stored_accurate):
+    """`fer2013-accurate` stored without the two members that ship alone (`fer2013`, `fer2013-robust`, run from their
+    files): its probabilities, flip-TTA probabilities and top-class maps on 30 PublicTest faces are the shipped
+    file's, saved in tests/data (rows of fer2013.csv)."""
     ref = np.load(REFERENCE)
     rows = ref["rows"]
     assert (fer_dataset.index[rows] == rows).all() and (fer_dataset.usage[rows] == "PublicTest").all()
     faces = fer_dataset.pixels[rows]
-    probs, cams = load_recognizer("fer2013-accurate", detector="none")._classify_with_cams(faces)
+    probs, cams = load_recognizer(stored_accurate, detector="none")._classify_with_cams(faces)
     np.testing.assert_allclose(probs, ref["probs"], atol=1e-5, rtol=0)
     np.testing.assert_allclose(cams[np.arange(len(rows)), ref["probs"].argmax(1)], ref["cams"], atol=1e-5, rtol=0)
-    flip = load_recognizer("fer2013-accurate", detector="none", tta="flip").classify(faces)
+    flip = load_recognizer(stored_accurate, detector="none", tta="flip").classify(faces)
     np.testing.assert_allclose(flip, ref["probs_flip"], atol=1e-5, rtol=0)
 
 

@@ -167,16 +167,16 @@ def test_an_exported_model_teaches_as_its_checkpoint_does(tiny_data, tmp_path):
         torch.testing.assert_close(distill_loss(student, onnx_logits, t), distill_loss(student, z, t), atol=1e-4, rtol=0)
 
 
-def test_a_shipped_ensemble_teaches_with_every_member():
-    """`fer2013-accurate` runs two of its members from the shipped `fer2013` and `fer2013-robust` files: as a teacher
-    its target is the whole ensemble's, the probabilities classify gives."""
+def test_a_shipped_ensemble_teaches_with_every_member(stored_accurate):
+    """`fer2013-accurate` stored once runs two of its members from the shipped `fer2013` and `fer2013-robust` files:
+    as a teacher its target is the whole ensemble's, the probabilities classify gives."""
     from ferkit.preprocess import to_model_input
 
     faces = np.random.default_rng(0).integers(0, 256, (8, 48, 48), dtype=np.uint8)
-    teacher = OnnxTeacher("fer2013-accurate")
+    teacher = OnnxTeacher(str(stored_accurate))
     assert len(teacher.rec._added) == 2
     got = teacher(torch.from_numpy(to_model_input(faces))).softmax(1).numpy()
-    np.testing.assert_allclose(got, load_recognizer("fer2013-accurate", detector="none").classify(faces), atol=1e-5)
+    np.testing.assert_allclose(got, load_recognizer(stored_accurate, detector="none").classify(faces), atol=1e-5)
 
 
 def test_training_with_exported_teachers(tiny_data, tmp_path):
