@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,6 +41,11 @@ def main() -> None:
                        check=True, capture_output=True)
         wheel = next(Path(d).glob("ferkit-*.whl"))
         print(f"wheel {wheel.name}: {wheel.stat().st_size / 1e6:.1f} MB")
+        with zipfile.ZipFile(wheel) as z:  # what the build's store_once step saved (setup.py)
+            stored = z.getinfo("ferkit/weights/fer2013-accurate.onnx").file_size
+        tree = (ROOT / "src/ferkit/weights/fer2013-accurate.onnx").stat().st_size
+        print(f"  fer2013-accurate.onnx in the wheel: {stored / 1e6:.1f} MB ({tree / 1e6:.1f} MB in git; the wheel's runs "
+              f"its members fer2013 and fer2013-robust from their own files)")
     load = wall([sys.executable, "-c", "import ferkit; ferkit.load_recognizer()"], args.repeat)
     print(f"python -c 'import ferkit; ferkit.load_recognizer()': {load:.2f} s")
     bare = wall([sys.executable, "-c", "pass"], args.repeat)

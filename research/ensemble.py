@@ -5,6 +5,7 @@
     python -m research.ensemble members MODEL [--out DIR]     # the networks inside an ensemble, each as a file
     python -m research.ensemble dedupe MODEL --shipped MEMBER=NAME... --out DIR/ENS.onnx
                                       # members that also ship alone: run from DIR/NAME.onnx, not stored twice
+                                      # (the wheel build does this to every shipped ensemble: store_once.py)
     python -m research.ensemble offsets MODEL --fit DATA --out MODEL-offsets.onnx [--report JSON]
 
 The Recognizer runs an ensemble file like any other model; only making one lives here. Weights and offsets are
@@ -27,6 +28,8 @@ from ferkit.metrics import softmax
 from ferkit.export import _save_with_metadata  # the package's own writer: metadata entry + onnx.checker
 from ferkit.metrics import classification_report
 from ferkit.recognizer import Recognizer, metadata_from_map
+
+from store_once import member_model, strip_shipped  # the wheel build stores ensembles the same way
 
 from .select import ROUND11, judge, mcnemar
 
@@ -134,7 +137,7 @@ def split_ensemble(path: str | Path, out_dir: str | Path) -> list[Path]:
     shared = {k: v for k, v in meta.items() if k not in ("ensemble", "parameters", "name", "class_offsets")}
     written = []
     for i, member in enumerate(members):
-        model = _member_model(proto, i)
+        model = member_model(proto, i)
         if model is None:
             raise ValueError(f"{path}: no graph found for member {i} ({member.get('name')})")
         name = member.get("name", f"member{i}")
@@ -144,39 +147,6 @@ def split_ensemble(path: str | Path, out_dir: str | Path) -> list[Path]:
         _save_with_metadata(model, own_meta, out)
         written.append(out)
     return written
-
-
-def _member_model(proto, i: int):
-    """Member i of an ensemble graph as a model of its own: its nodes and initializers with the `m<i>/` prefix taken
-    off, the weighting left out, reading the shared `input`; None where the graph holds no member i."""
-    from onnx import helper
-
-    g, prefix = proto.graph, f"m{i}/"
-    weighting = {f"{prefix}probs_weighted", f"{prefix}cams_weighted", f"{prefix}weight"}
-
-    def own(name: str) -> str:  # this member's tensor names without the prefix; the shared input as it is
-        return name[len(prefix):] if name.startswith(prefix) else name
-
-    nodes = []
-    for node in g.node:
-        if not any(o.startswith(prefix) for o in node.output) or set(node.output) & weighting:
-            continue
-        copy = helper.make_node(node.op_type, [own(n) for n in node.input], [own(n) for n in node.output],
-                                name=own(node.name), domain=node.domain)
-        copy.attribute.extend(node.attribute)
-        nodes.append(copy)
-    if not nodes:
-        return None
-    inits = []
-    for t in g.initializer:
-        if t.name.startswith(prefix) and t.name not in weighting:
-            inits.append(type(t)())
-            inits[-1].CopyFrom(t)
-            inits[-1].name = own(t.name)
-    graph = helper.make_graph(nodes, "ferkit", list(g.input), list(g.output), inits)
-    model = helper.make_model(graph, opset_imports=list(proto.opset_import))
-    model.ir_version = proto.ir_version
-    return model
 
 
 # ---------------------------------------------------------------- members that also ship alone
@@ -189,48 +159,9 @@ def store_without_shipped(path: str | Path, out_path: str | Path, shipped: dict[
     weighted outputs: the same probabilities and maps as before. The `ensemble` list (every member, for model cards
     and `ferkit models`) stays as it is; the remaining members keep their weights, not renormalised. A shipped file
     that is not the member's network (other initializers or nodes) is refused. Returns the metadata written."""
-    from onnx import numpy_helper
-
     path, out_path = Path(path), Path(out_path)
     proto, meta = _load_ensemble(path)  # a file stored this way already: its shipped members back in first
-    members = meta.get("ensemble")
-    if not members:
-        raise ValueError(f"{path}: not an ensemble (its metadata lists no members)")
-    names = [m["name"] for m in members]
-    unknown = sorted(set(shipped) - set(names))
-    if unknown:
-        raise ValueError(f"{path}: no member named {', '.join(unknown)}; its members: {', '.join(names)}")
-    if len(shipped) >= len(members):
-        raise ValueError(f"{path}: every member would be a shipped file; load that model itself instead")
-    if "class_offsets" in meta:  # the offsets act on the summed probabilities, which the Recognizer completes later
-        raise ValueError(f"{path}: has class offsets; store the ensemble without its shipped members first, then add them")
-    g = proto.graph
-    wanted = {f"m{i}/weight" for i in range(len(members))}
-    weights = {t.name: float(numpy_helper.to_array(t)) for t in g.initializer if t.name in wanted}
-    entries, prefixes = [], []
-    for i, m in enumerate(members):
-        if m["name"] not in shipped:
-            continue
-        target = out_path.parent / f"{shipped[m['name']]}.onnx"
-        if not target.is_file():
-            raise FileNotFoundError(f"{target}: no such model, for member {m['name']} (the Recognizer looks for the "
-                                    f"shipped models beside {out_path.name})")
-        _check_same_network(_member_model(proto, i), _load_onnx(target), f"{target} is not member {m['name']} of {path}")
-        w = weights[f"m{i}/weight"]  # what the graph multiplied by (float32); the rounded figure where it is the same
-        entries.append({"name": shipped[m["name"]], "member": m["name"],
-                        "weight": m["weight"] if np.float32(m["weight"]) == np.float32(w) else w,
-                        "sha256": _sha256(target)})
-        prefixes.append(f"m{i}/")
-    keep = [n for n in g.node if not any(o.startswith(tuple(prefixes)) for o in n.output)]
-    for node in keep:
-        if node.op_type == "Sum":
-            node.input[:] = [n for n in node.input if not n.startswith(tuple(prefixes))]
-    del g.node[:]
-    g.node.extend(keep)
-    inits = [t for t in g.initializer if not t.name.startswith(tuple(prefixes))]
-    del g.initializer[:]
-    g.initializer.extend(inits)
-    meta = {**meta, "shipped_members": entries}
+    meta = strip_shipped(proto, meta, out_path.parent, shipped, path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     _save_with_metadata(proto, meta, out_path)
     return meta
@@ -274,30 +205,6 @@ def _load_ensemble(path: Path):
     del g.node[:]
     g.node.extend(nodes)
     return proto, meta
-
-
-def _check_same_network(a, b, message: str) -> None:
-    """Refuse unless two models are the same network: the same initializers, bit for bit, and the same nodes."""
-    from onnx import numpy_helper
-
-    def tensors(m):
-        return {t.name: numpy_helper.to_array(t) for t in m.graph.initializer}
-
-    def nodes(m):
-        return [(n.op_type, n.domain, list(n.input), list(n.output), [x.SerializeToString() for x in n.attribute])
-                for n in m.graph.node]
-
-    if a is None:
-        raise ValueError(f"{message} (no such member in the graph)")
-    ta, tb = tensors(a), tensors(b)
-    if ta.keys() != tb.keys() or nodes(a) != nodes(b) or any(ta[k].dtype != tb[k].dtype or not np.array_equal(ta[k], tb[k]) for k in ta):
-        raise ValueError(f"{message} (other weights or nodes)")
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _load_onnx(path: Path):

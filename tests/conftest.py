@@ -75,22 +75,28 @@ def small_face_photo(path: Path) -> int:
 
 
 @pytest.fixture(scope="session")
-def stored_accurate(tmp_path_factory) -> Path:
-    """`fer2013-accurate` stored without the two members that also ship alone (research.ensemble's
-    store_without_shipped, how the next ensemble to ship can be stored once), beside copies of `fer2013` and
-    `fer2013-robust`, which it runs from their files. The shipped file itself stays as it is: weights in git change
+def wheel_weights(tmp_path_factory) -> Path:
+    """The model files as the wheel ships them: the wheel built from this tree (pip wheel, setup.py's hook storing
+    each network once, store_once.py) and its ferkit/weights folder unpacked."""
+    import subprocess
+    import sys
+    import zipfile
+
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
+                    str(ROOT)], check=True, capture_output=True)
+    wheel = next(out.glob("ferkit-*.whl"))
+    with zipfile.ZipFile(wheel) as z:
+        z.extractall(out / "unpacked", [n for n in z.namelist() if n.startswith("ferkit/weights/")])
+    return out / "unpacked" / "ferkit" / "weights"
+
+
+@pytest.fixture(scope="session")
+def stored_accurate(wheel_weights) -> Path:
+    """`fer2013-accurate` as the wheel ships it: without the two members that also ship alone (`fer2013`,
+    `fer2013-robust`), which it runs from their files beside it. The file in git stays whole: weights in git change
     only when a model ships."""
-    import shutil
-
-    from ferkit.recognizer import WEIGHTS_DIR
-    from research.ensemble import store_without_shipped
-
-    d = tmp_path_factory.mktemp("stored")
-    for name in ("fer2013", "fer2013-robust"):
-        shutil.copy(WEIGHTS_DIR / f"{name}.onnx", d)
-    store_without_shipped(WEIGHTS_DIR / "fer2013-accurate.onnx", d / "fer2013-accurate.onnx",
-                          {"fer2013-v7": "fer2013", "fer2013-v2": "fer2013-robust"})
-    return d / "fer2013-accurate.onnx"
+    return wheel_weights / "fer2013-accurate.onnx"
 
 
 @pytest.fixture(scope="session")

@@ -114,8 +114,8 @@ def shipped_member_files(model_path: str | Path, meta: dict, *, check: bool = Tr
     """The shipped model files an ensemble runs beside its own graph, each with its `shipped_members` entry (name,
     member, weight, sha256): an ensemble whose members also ship alone (`fer2013-accurate` holds `fer2013` and
     `fer2013-robust`) can store each of those networks once, as the model file of that name in its own directory
-    (research/ensemble.py, store_without_shipped; the shipped `fer2013-accurate` will be stored so when it next
-    ships, docs/quality.md). [] for any other model, and for the shipped files today. A missing file raises FileNotFoundError
+    (store_once.py: the wheel's `fer2013-accurate` is stored so; the file in git is whole, docs/quality.md). [] for
+    any other model. A missing file raises FileNotFoundError
     naming it; with `check`, a file that is not the one the ensemble was built with (its sha256) raises ValueError."""
     model_path = Path(model_path)
     if meta.get("shipped_members") and "class_offsets" in meta:  # offsets inside the graph would miss the added members
