@@ -33,12 +33,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def face_frames(faces: np.ndarray, width: int, height: int, detector: str, count: int = 8) -> list[bytes]:
-    """JPEGs of the first `count` of `faces` (real FER-2013 faces) that `detector` finds, one per frame."""
+def face_frames(faces: np.ndarray, width: int, height: int, detector: str, count: int = 8,
+                detect_side: int | None = None) -> list[bytes]:
+    """JPEGs of the first `count` of `faces` (real FER-2013 faces) that `detector` finds (at yunet's `detect_side`
+    where given), one per frame."""
     from ferkit.detect import create_detector
     from ferkit.scenes import scene
 
-    det = create_detector(detector)
+    det = create_detector(detector, **({"long_side": detect_side} if detect_side else {}))
     out = []
     for face in faces[:400]:
         frame = scene(face, width, height, int(height * 0.45))
@@ -51,13 +53,13 @@ def face_frames(faces: np.ndarray, width: int, height: int, detector: str, count
 
 
 def start_server(threads: int | None, detector: str | None, live_detector: str | None,
-                 workers: int = 1) -> tuple[subprocess.Popen, str]:
+                 workers: int = 1, detect_side: int | None = None) -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     cmd = [sys.executable, "-m", "ferkit", "serve", "--port", str(port)] + (["--threads", str(threads)] if threads else []) \
         + (["--detector", detector] if detector else []) + (["--live-detector", live_detector] if live_detector else []) \
-        + ["--workers", str(workers)]
+        + (["--detect-side", str(detect_side)] if detect_side else []) + ["--workers", str(workers)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     import httpx
@@ -184,6 +186,7 @@ def main() -> int:
     ap.add_argument("--live-seconds", type=float, default=15)
     ap.add_argument("--threads", type=int, default=None, help="passed to ferkit serve --threads")
     ap.add_argument("--detector", default=None, help="passed to ferkit serve --detector (default: the server's, yunet)")
+    ap.add_argument("--detect-side", type=int, default=None, help="passed to ferkit serve --detect-side (yunet's working size)")
     ap.add_argument("--live-detector", default=None, help="passed to ferkit serve --live-detector (default: the server's)")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="ferkit serve --workers, one run each")
     args = ap.parse_args()
@@ -193,7 +196,7 @@ def main() -> int:
     faces = load_dataset(fer2013_file()).split("PrivateTest").pixels  # read once, framed twice
     from ferkit.detect import DEFAULT_DETECTOR
 
-    uploads = face_frames(faces, 640, 480, args.detector or DEFAULT_DETECTOR)
+    uploads = face_frames(faces, 640, 480, args.detector or DEFAULT_DETECTOR, detect_side=args.detect_side)
     live_frames = face_frames(faces, 480, 360, args.live_detector or args.detector or DEFAULT_DETECTOR)
     failed = False
     for workers in args.workers:
@@ -204,12 +207,12 @@ def main() -> int:
 
 
 def run_level(args, uploads, live_frames, workers: int) -> bool:
-    proc, url = start_server(args.threads, args.detector, args.live_detector, workers)
+    proc, url = start_server(args.threads, args.detector, args.live_detector, workers, args.detect_side)
     failed = False
     try:
         cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "")
         print(f"\nferkit web app load test on {platform.node()} ({os.cpu_count()} CPUs, {cpu or platform.machine()}), "
-              f"server {url}, --workers {workers}, threads={args.threads or 'default'}, detector={args.detector or 'default'}, live detector={args.live_detector or 'default'}")
+              f"server {url}, --workers {workers}, threads={args.threads or 'default'}, detector={args.detector or 'default'}{f' at --detect-side {args.detect_side}' if args.detect_side else ''}, live detector={args.live_detector or 'default'}")
         print("\nPOST /api/v1/analyze, 640x480 JPEG with one face")
         print(f"{'clients':>8} {'requests':>9} {'errors':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
               f"{'server CPU ms/req':>18} {'decode+analyze ms':>18} {'client CPU ms/req':>18}")

@@ -82,6 +82,8 @@ def test_ferkit_serve_prints_the_url_and_serves():
     (["--model", "missing.onnx"], 1, ["missing.onnx"]),
     (["--detector", "eyes"], 2, ["detector='eyes'", "unknown detector 'eyes'", "haar"]),
     (["--live-detector", "yolo"], 2, ["live_detector='yolo'", "unknown detector 'yolo'", "yunet"]),
+    (["--detect-side", "16"], 2, ["detect_side=16", "32"]),
+    (["--detector", "haar", "--detect-side", "320"], 2, ["detect_side sets yunet's working size", "haar"]),
 ])
 def test_ferkit_serve_rejects_bad_settings(args, code, words):
     r = subprocess.run([sys.executable, "-m", "ferkit", "serve", *args], capture_output=True, text=True, timeout=60)
@@ -148,3 +150,24 @@ def test_serve_with_two_worker_processes_answers_uploads(tmp_path):
         proc.terminate()
         proc.wait(timeout=30)
     assert subprocess.run([sys.executable, "-m", "ferkit", "serve", "--workers", "0"], capture_output=True).returncode == 2
+
+
+def test_detect_side_sets_yunets_working_size_for_uploads(tmp_path):
+    """A 16-px face in a 1280x960 upload: below what yunet finds at its default 640, found with detect_side=1280."""
+    from tests.conftest import small_face_photo
+
+    from .conftest import start_server
+
+    small_face_photo(tmp_path / "group.png")
+    data = (tmp_path / "group.png").read_bytes()
+    found = {}
+    for side in (None, 1280):
+        running, stop = start_server(**({"detect_side": side} if side else {}))
+        try:
+            r = httpx.post(f"{running.url}/api/v1/analyze", files={"file": ("group.png", data, "image/png")}, timeout=30)
+            assert r.status_code == 200, r.text
+            found[side] = [f["box"] for f in r.json()["faces"]]
+        finally:
+            stop()
+    assert found[None] == []
+    assert len(found[1280]) == 1 and 580 < found[1280][0]["x"] < 640

@@ -1,7 +1,7 @@
 """The server's settings: one typed class, read from FERKIT_* environment variables or passed to create_app()."""
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MB = 1_000_000
@@ -21,6 +21,8 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)
     model: str | None = None                # a shipped model name or an .onnx path; None = the default (fer2013)
     detector: str = Field(default_factory=lambda: _library_default_detector())  # uploads: load_recognizer's default
+    detect_side: int | None = Field(None, ge=32)  # yunet's working size for uploads (longer side, px); None = its
+                                                  # 640. Smaller is faster and misses small faces (README, Limits)
     threads: int | None = Field(None, ge=1)  # ONNX Runtime intra-op threads per inference; None = its default
     max_upload_bytes: int = Field(10 * MB, ge=1)       # the whole request body of POST /api/v1/analyze
     max_pixels: int = Field(40_000_000, ge=1)          # decoded width x height of an upload (decompression bombs)
@@ -50,6 +52,12 @@ class Settings(BaseSettings):
         if name is not None and name not in available_detectors():
             raise ValueError(f"unknown detector {name!r}; valid: {', '.join(available_detectors())}")
         return name
+
+    @model_validator(mode="after")
+    def _detect_side_needs_yunet(self) -> "Settings":
+        if self.detect_side is not None and self.detector != "yunet":
+            raise ValueError(f"detect_side sets yunet's working size; the {self.detector} detector has none")
+        return self
 
     @property
     def live_detector_name(self) -> str:
