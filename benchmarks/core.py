@@ -21,7 +21,8 @@ import numpy as np
 import onnxruntime as ort
 
 from ferkit import EMOTIONS, available_models, load_recognizer
-from ferkit.data import fer2013_file, load_dataset
+from ferkit.data import load_dataset
+from _data import fer2013  # --data, $FERKIT_DATA or ../shared/data/fer2013 (benchmarks/_data.py)
 from ferkit.scenes import pad_face
 from ferkit.evaluate import evaluate, fer2013_set, machine_description
 
@@ -82,7 +83,7 @@ def main() -> None:
                          "without showing its PrivateTest figure), no detectors")
     args = ap.parse_args()
 
-    ds = load_dataset(fer2013_file(args.data))
+    ds = load_dataset(fer2013(args.data))
     test = fer2013_set(ds, "PrivateTest")
     models = [args.model] if args.model else [m for m in ("fer2013",) if m in available_models()]
     print(f"ONNX Runtime {ort.__version__}, threads={args.threads}; {machine_description()}")

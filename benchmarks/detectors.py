@@ -15,7 +15,8 @@ import time
 import numpy as np
 
 from ferkit import load_recognizer
-from ferkit.data import fer2013_file, load_dataset
+from ferkit.data import load_dataset
+from _data import fer2013  # --data, $FERKIT_DATA or ../shared/data/fer2013 (benchmarks/_data.py)
 from ferkit.scenes import pad_face
 
 
@@ -36,7 +37,7 @@ def main() -> None:
     ap.add_argument("--faces", type=int, default=300)
     ap.add_argument("--sizes", type=int, nargs="+", default=[80, 160])
     args = ap.parse_args()
-    ds = load_dataset(fer2013_file(args.data))
+    ds = load_dataset(fer2013(args.data))
     test = ds.split("PrivateTest")
     n = min(args.faces, len(test))
     crop_acc = float((load_recognizer(detector="none").classify(test.pixels[:n]).argmax(1) == test.labels[:n]).mean())

@@ -23,7 +23,8 @@ import cv2
 import numpy as np
 
 from ferkit import load_recognizer
-from ferkit.data import fer2013_file, load_dataset
+from ferkit.data import load_dataset
+from _data import fer2013  # --data, $FERKIT_DATA or ../shared/data/fer2013 (benchmarks/_data.py)
 from ferkit.detect import YuNetDetector, create_detector
 from ferkit.scenes import background, place_face
 
@@ -85,7 +86,7 @@ def main() -> None:
         return speed()
     if args.photo_sizes_only:
         return photo_sizes()
-    ds = load_dataset(fer2013_file(args.data))
+    ds = load_dataset(fer2013(args.data))
     train, public, private = ds.split("Training"), ds.split("PublicTest"), ds.split("PrivateTest")
     n = args.faces
     raw = YuNetDetector(score_threshold=0.3, fallback=None)

@@ -22,7 +22,8 @@ import numpy as np
 import onnxruntime as ort
 
 from ferkit import EMOTIONS
-from ferkit.data import fer2013_file, load_dataset, read_ferplus_votes
+from ferkit.data import load_dataset, read_ferplus_votes
+from _data import fer2013  # --data, $FERKIT_DATA or ../shared/data/fer2013 (benchmarks/_data.py)
 from ferkit.evaluate import fer2013_set, ferplus_set, machine_description
 from ferkit.preprocess import to_model_input
 from ferkit.recognizer import int8_saturates, read_metadata, resolve_model, shipped_member_files, uint8_weights
@@ -65,7 +66,7 @@ def main() -> None:
     ap.add_argument("--model", nargs="+", default=["fer2013", "fer2013-robust", "fer2013-accurate", "ferplus",
                                                    "ferplus-robust"])
     args = ap.parse_args()
-    data = fer2013_file(args.data)
+    data = fer2013(args.data)
     ds = load_dataset(data)
     votes = read_ferplus_votes(data.parent / "fer2013new.csv", len(ds))
     print(f"{machine_description()}; ONNX Runtime {ort.__version__}, {args.threads} threads; "

@@ -26,7 +26,8 @@ import cv2
 import numpy as np
 
 import ferkit
-from ferkit.data import fer2013_file, load_dataset
+from ferkit.data import load_dataset
+from _data import fer2013  # --data, $FERKIT_DATA or ../shared/data/fer2013 (benchmarks/_data.py)
 from ferkit.scenes import pad_face
 from ferkit.live import draw_live, live_frames, open_source, open_window
 from ferkit.track import FaceTracker
@@ -37,7 +38,7 @@ HAPPY, SURPRISE, NEUTRAL, SAD = 3, 5, 6, 4
 
 
 def pick_faces(detector, emotions) -> list[np.ndarray]:
-    ds = load_dataset(fer2013_file()).split("PrivateTest")
+    ds = load_dataset(fer2013()).split("PrivateTest")
     out = []
     for e in emotions:
         for i in np.flatnonzero(ds.labels == e):

@@ -191,9 +191,10 @@ def main() -> int:
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="ferkit serve --workers, one run each")
     args = ap.parse_args()
 
-    from ferkit.data import fer2013_file, load_dataset
+    from ferkit.data import load_dataset
+    from _data import fer2013  # --data, $FERKIT_DATA or ../shared/data/fer2013 (benchmarks/_data.py)
 
-    faces = load_dataset(fer2013_file()).split("PrivateTest").pixels  # read once, framed twice
+    faces = load_dataset(fer2013()).split("PrivateTest").pixels  # read once, framed twice
     from ferkit.detect import DEFAULT_DETECTOR
 
     uploads = face_frames(faces, 640, 480, args.detector or DEFAULT_DETECTOR, detect_side=args.detect_side)

@@ -37,10 +37,11 @@ def main() -> None:
     ap.add_argument("--data", help="FER-2013 folder (default: ../shared/data/fer2013 or $FERKIT_DATA)")
     args = ap.parse_args()
     from ferkit import load_recognizer
-    from ferkit.data import fer2013_file, load_dataset
+    from ferkit.data import load_dataset
+    from _data import fer2013  # --data, $FERKIT_DATA or ../shared/data/fer2013 (benchmarks/_data.py)
     from ferkit.recognizer import WEIGHTS_DIR
 
-    data = load_dataset(fer2013_file(args.data))
+    data = load_dataset(fer2013(args.data))
     faces = np.concatenate([data.split("PublicTest").pixels, data.split("PrivateTest").pixels])
     with tempfile.TemporaryDirectory() as d:
         subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", d,

@@ -12,10 +12,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def data_dir() -> Path | None:
-    """Where FER-2013 lives: $FERKIT_DATA, else ../shared/data/fer2013 beside the repo (ferkit.data.default_data_dir)."""
-    from ferkit.data import default_data_dir
+    """Where FER-2013 lives: $FERKIT_DATA, else ../shared/data/fer2013 beside the repository (the layout ferkit is
+    developed in; the package itself never assumes it)."""
+    import os
 
-    d = default_data_dir()
+    d = Path(os.environ.get("FERKIT_DATA") or ROOT.parent / "shared" / "data" / "fer2013")
     return d if (d / "fer2013.csv.gz").is_file() else None
 
 

@@ -130,7 +130,7 @@ def test_compact_npz_reads(tmp_path, name):
     (compact(ferplus_votes=np.zeros((4, 8), np.uint8)), "array 'ferplus_votes' has shape (4, 8); expected (4, 10)"),
     (compact(ferplus_votes=np.full((4, 10), -1, np.int8)), "row 0 (from 0) of 'ferplus_votes' is [-1"),
     (compact(usage=np.zeros(5, np.uint8)), "array 'usage' has shape (5,); expected (4,)"),
-    (compact(usage=None), "missing array 'usage'; expected the compact .npz"),
+    (compact(usage=None), "missing array 'usage'; expected the compact FER-2013 .npz"),
 ])
 def test_compact_npz_contents_are_checked(tmp_path, arrays, message):
     (tmp_path / "bad.npz").write_bytes(npz_bytes(**arrays))
@@ -278,3 +278,16 @@ def test_real_fer2013_counts_match_the_published_table(fer_dir):
     fp = with_ferplus(ds, votes, "majority").split("PrivateTest")
     assert len(fp) == 3153  # 3,137 of them outside contempt, the set the 7-class model is scored on
     assert isinstance(fp, FaceDataset) and fp.classes[-1] == "contempt"
+
+
+def test_no_default_folder_inside_a_development_tree(monkeypatch, tmp_path):
+    """fer2013_file() reads $FERKIT_DATA and nothing else: without it, an error saying what to give."""
+    from ferkit.data import fer2013_file
+
+    monkeypatch.delenv("FERKIT_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no FER-2013 folder given.*FERKIT_DATA"):
+        fer2013_file()
+    (tmp_path / "fer2013.csv").write_text("emotion,pixels,Usage\n")
+    monkeypatch.setenv("FERKIT_DATA", str(tmp_path))
+    assert fer2013_file() == tmp_path / "fer2013.csv"

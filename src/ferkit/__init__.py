@@ -1,7 +1,7 @@
 """ferkit: facial emotion recognition on ONNX Runtime.
 
     import ferkit
-    rec = ferkit.load_recognizer()          # the shipped FER-2013 model, OpenCV Haar detector
+    rec = ferkit.load_recognizer()          # the shipped FER-2013 model, the YuNet face detector
     for face in rec.analyze("photo.jpg"):
         print(face.box, face.emotion, face.probabilities)
 """

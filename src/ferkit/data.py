@@ -3,7 +3,7 @@
 - the Kaggle CSV `fer2013.csv` (columns emotion,pixels,Usage), plain or .gz
 - image folders: `train|test/<emotion>/*.jpg` or `images/train|validation/<emotion>/*`
 - FER+ votes `fer2013new.csv`, row-aligned with fer2013.csv, as hard (majority) or soft targets
-- the compact `.npz` (or `.npz.xz`) that ../shared/data carries for moving to another machine
+- the compact `.npz` (or `.npz.xz`, fer2013-compact.npz.xz): the same faces and FER+ votes in one small file
 
 Bad input raises `DataError` naming the file and row; nothing is skipped silently.
 """
@@ -185,7 +185,7 @@ _NPZ_ARRAYS = {
     "usage": ((), (0, len(SPLITS) - 1), ", ".join(f"{i} {s}" for i, s in enumerate(SPLITS))),
     "ferplus_votes": ((len(FERPLUS_COLUMNS),), (0, np.iinfo(np.int32).max), "vote counts 0 or more"),
 }
-_NPZ_EXPECTED = "the compact .npz(.xz) of ../shared/data: pixels (N, 48, 48), emotion (N,), usage (N,) [, ferplus_votes (N, 10)]"
+_NPZ_EXPECTED = "the compact FER-2013 .npz(.xz): pixels (N, 48, 48), emotion (N,), usage (N,) [, ferplus_votes (N, 10)]"
 
 
 def _read_npz_members(source, path: Path) -> dict[str, np.ndarray]:
@@ -233,7 +233,7 @@ def _check_npz(data: dict[str, np.ndarray], path: Path) -> None:
 
 
 def read_compact_npz(path: str | Path) -> FaceDataset:
-    """Read ../shared's fer2013-compact.npz(.xz): pixels, emotion, usage (0/1/2), ferplus_votes."""
+    """Read the compact copy (fer2013-compact.npz(.xz)): pixels, emotion, usage (0/1/2), ferplus_votes."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
@@ -371,22 +371,15 @@ def load_dataset(path: str | Path) -> FaceDataset:
     raise DataError(f"{path}: unsupported data file; expected fer2013.csv(.gz), an .npz(.xz) or an image folder")
 
 
-def default_data_dir() -> Path:
-    """Where FER-2013 is looked for: $FERKIT_DATA, else ../shared/data/fer2013 (the layout ferkit is developed in:
-    the data beside the repository), from the working directory or else from this source checkout."""
+def fer2013_file(directory: str | Path | None = None) -> Path:
+    """The fastest FER-2013 file in `directory` (default: $FERKIT_DATA): the compact .npz.xz copy when there, else
+    fer2013.csv.gz or fer2013.csv. FileNotFoundError names the folder otherwise, or says that none was given."""
     import os
 
-    if os.environ.get("FERKIT_DATA"):
-        return Path(os.environ["FERKIT_DATA"])
-    here = Path("../shared/data/fer2013")
-    beside_checkout = Path(__file__).resolve().parents[3] / "shared" / "data" / "fer2013"
-    return here if here.is_dir() or not beside_checkout.is_dir() else beside_checkout
-
-
-def fer2013_file(directory: str | Path | None = None) -> Path:
-    """The fastest FER-2013 file in `directory` (default: default_data_dir()): the compact .npz.xz copy when there,
-    else fer2013.csv.gz or fer2013.csv. FileNotFoundError names the folder otherwise."""
-    d = Path(directory) if directory is not None else default_data_dir()
+    if directory is None and not os.environ.get("FERKIT_DATA"):
+        raise FileNotFoundError("no FER-2013 folder given: pass one or set FERKIT_DATA to the folder that holds "
+                                "fer2013.csv(.gz) or fer2013-compact.npz.xz")
+    d = Path(directory if directory is not None else os.environ["FERKIT_DATA"])
     for name in ("fer2013-compact.npz.xz", "fer2013-compact.npz", "fer2013.csv.gz", "fer2013.csv"):
         if (d / name).is_file():
             return d / name

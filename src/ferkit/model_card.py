@@ -116,7 +116,7 @@ _NETWORK = "VGG-style CNN for 48x48 grey faces with global average pooling + lin
 
 def _architecture(cfg: dict | None) -> str:
     """One network, from the `config` in its metadata; None for a member split out of an ensemble written before
-    the members kept their own config (ferkit members --out)."""
+    the members kept their own config (python -m research.ensemble members)."""
     if not cfg:
         return f"{_NETWORK} (stages not recorded in the file)"
     return (f"VGG-style CNN for 48x48 grey faces, stages {cfg['channels']} channels x {cfg['depths']} conv layers, "

@@ -1,4 +1,4 @@
-"""Figures (matplotlib, the [train] extra): imported only where a figure is drawn."""
+"""Figures (matplotlib: the [plot] extra, also in [train]): imported only where a figure is drawn."""
 from __future__ import annotations
 
 from pathlib import Path

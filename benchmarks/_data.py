@@ -1,0 +1,15 @@
+"""Where the benchmarks find FER-2013: `--data`, else $FERKIT_DATA, else ../shared/data/fer2013 beside the repository
+(the layout ferkit is developed in; the installed package never assumes it)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEV_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "fer2013"
+
+
+def fer2013(data: str | Path | None = None) -> Path:
+    """The fastest FER-2013 file in `data` or the folder above (ferkit.data.fer2013_file)."""
+    from ferkit.data import fer2013_file
+
+    return fer2013_file(data or os.environ.get("FERKIT_DATA") or DEV_DATA)
