@@ -269,13 +269,12 @@ def test_a_dead_worker_is_replaced_and_its_inputs_retried_once(folder, tmp_path,
 
 def test_ray_engine_without_ray_says_how_to_install(folder, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)
-    import argparse
+    from ferkit.cli import main
 
-    p = argparse.ArgumentParser()
-    batch.add_arguments(p)
-    code = batch.main_from_args(p.parse_args([str(folder / FACES[0]), "--out", str(tmp_path / "r.csv"),
-                                              "--engine", "ray", "--no-progress"]))
-    assert code == 2 and 'pip install "ferkit[ray]"' in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:   # through the CLI's one error path: a message and exit status 2
+        main(["batch", str(folder / FACES[0]), "--out", str(tmp_path / "r.csv"), "--engine", "ray", "--no-progress"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("ferkit: ") and 'pip install "ferkit[ray]"' in err, err
     assert not (tmp_path / "r.csv").exists()
 
 

@@ -293,6 +293,24 @@ def test_shared_flags_are_declared_once():
     from ferkit.cli import build_parser
 
     sub = next(a for a in build_parser()._actions if a.dest == "command").choices
-    detector = {name: next(a for a in p._actions if a.dest == "detector") for name, p in sub.items()
-                if name in ("analyze", "recommend")}
-    assert len({(a.default, tuple(a.choices), a.help) for a in detector.values()}) == 1
+    flag = {(name, dest): next(a for a in p._actions if a.dest == dest) for name, p in sub.items()
+            for dest in ("model", "detector") if any(a.dest == dest for a in p._actions)}
+    assert {name for name, dest in flag if dest == "detector"} >= {"analyze", "recommend", "batch", "video", "live", "serve"}
+    shown = {name: (a.default, a.choices and tuple(a.choices), a.metavar, a.help) for (name, dest), a in flag.items()
+             if dest == "detector"}
+    assert shown["analyze"] == shown["recommend"] == shown["batch"]
+    assert shown["video"] == shown["live"] and "none" not in shown["live"][1] and "none:" not in shown["live"][3]
+    assert shown["serve"][:3] == (None, None, "NAME")   # the server's setting; checked with the other settings
+    assert all(a.default is None and a.metavar is None for (name, dest), a in flag.items() if dest == "model")
+
+
+def test_every_command_ends_through_the_one_error_path():
+    """Only ferkit.cli prints `ferkit: ...` and exits: commands raise CommandError or let the library's errors
+    reach main() (issue 21), `python -m ferkit.batch` included."""
+    src = Path(__file__).parents[1] / "src" / "ferkit"
+    for path in src.rglob("*.py"):
+        if path.parent.name == "research" or path == src / "cli" / "__init__.py":
+            continue
+        text = path.read_text()
+        assert not re.search(r"""["']ferkit: """, text.replace('"""ferkit: facial', "")), path
+        assert "sys.exit(" not in text, path

@@ -26,7 +26,6 @@ import cv2
 import numpy as np
 
 from .annotate import EMOTION_COLORS_BGR, draw_tracked
-from .detect import DEFAULT_DETECTOR, available_detectors, detector_help
 from .track import FaceTracker, TrackedFace
 from .video import VideoError, VideoInfo, VideoReport, open_video, quiet_opencv, read_frames
 
@@ -281,6 +280,8 @@ def open_window(title: str = WINDOW_TITLE, backend: str = "auto"):
 
 # ---------------------------------------------------------------- CLI
 def add_parser(sub) -> None:
+    from .cli._args import add_detector, add_model
+
     p = sub.add_parser("live", help="real-time emotions from a camera or video file in a desktop window",
                        description="Faces and emotions in real time; q or Esc quits. --no-window prints JSON lines.")
     src = p.add_mutually_exclusive_group()
@@ -295,38 +296,32 @@ def add_parser(sub) -> None:
     p.add_argument("--smoothing", type=float, default=0.5, help="per-face probability smoothing over time, 0 (off) to <1 (default: 0.5)")
     p.add_argument("--detect-every", type=int, default=5, metavar="N", help="run the face detector every N frames, follow faces in between (default: 5)")
     p.add_argument("--detect-side", type=int, default=320, metavar="PX", help="longest side of the copy the detector searches (default: 320)")
-    p.add_argument("--model", default=None, help="shipped model name or path to an .onnx file (default: fer2013)")
-    p.add_argument("--detector", default=DEFAULT_DETECTOR, choices=[d for d in available_detectors() if d != "none"],
-                   help="face detector (default: %(default)s). " + detector_help(exclude=("none",)))
+    add_model(p)
+    add_detector(p, exclude=("none",))
     p.set_defaults(run=run_live)
 
 
-def _err(msg: str) -> None:
-    print(f"ferkit: {msg}", file=sys.stderr, flush=True)
-
-
 def run_live(args) -> int:
+    """`ferkit live`: errors stop it through ferkit.cli.main, the source and window closed first: a source that
+    cannot be opened (SourceError, VideoError, FileNotFoundError) or stops working, or no window (exit 1); Ctrl+C
+    (130); a reader of --no-window's lines that went away (141). How a normal run ended is a closing note."""
     from . import load_recognizer
+    from .cli import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, CommandError, print_error
 
     quiet_opencv()
     rec = load_recognizer(args.model, detector=args.detector)
     tracker = FaceTracker(rec, detect_every=args.detect_every, detect_side=args.detect_side, smoothing=args.smoothing)
-    try:
-        source = open_source(args.camera, args.source)
-    except (SourceError, VideoError, FileNotFoundError) as e:
-        _err(str(e))
-        return 1
+    source = open_source(args.camera, args.source)
     window = None
     if not args.no_window:
         try:
             window = open_window(WINDOW_TITLE, args.gui)
         except GuiUnavailableError as e:
             source.cap.release()
-            _err(str(e))
-            return 1
-    n, reason, code = 0, "", 0
+            raise CommandError(str(e), EXIT_ERROR) from e
+    n, reason = 0, ""
     try:
-        for lf in live_frames(source, tracker, loop=args.loop, pace=not args.max_speed, on_problem=_err):
+        for lf in live_frames(source, tracker, loop=args.loop, pace=not args.max_speed, on_problem=print_error):
             n += 1
             if window is not None:
                 if not window.show(draw_live(lf.image, lf.faces, lf.fps, rec.labels)):
@@ -339,16 +334,13 @@ def run_live(args) -> int:
                 break
         else:
             reason = f"{source.name}: source ended after {n} frames"
-    except (SourceError, VideoError) as e:  # VideoError: a looped file that no longer decodes when rewound
-        reason, code = str(e), 1
-    except BrokenPipeError:  # `ferkit live --no-window | head`: the reader left; silence the final flush
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+    # SourceError, VideoError (a looped file that no longer decodes when rewound) and BrokenPipeError (`ferkit live
+    # --no-window | head`: the reader left) reach main() as they are, after the finally below
     except KeyboardInterrupt:
-        reason = "interrupted"
+        raise CommandError("interrupted", EXIT_INTERRUPTED) from None
     finally:
         source.cap.release()
         if window is not None:
             window.close()
-    _err(reason)
-    return code
+    print_error(reason)
+    return EXIT_OK

@@ -28,7 +28,6 @@ import cv2
 import numpy as np
 
 from .annotate import EMOTION_COLORS_BGR, draw_tracked
-from .detect import DEFAULT_DETECTOR, available_detectors, detector_help
 from .recognizer import Recognizer
 from .track import FaceTracker, TrackedFace
 
@@ -305,6 +304,8 @@ def plot_timeline(rows_by_face: dict, labels: list[str], path: str | Path, title
 
 # ---------------------------------------------------------------- CLI
 def add_parser(sub) -> None:
+    from .cli._args import add_detector, add_model
+
     p = sub.add_parser("video", help="emotion timeline of a video file",
                        description="Analyse a video: timeline CSV/JSON, annotated copy, emotion chart and summary.")
     p.add_argument("input", help="a video file (mp4, avi, mkv, mov ... whatever OpenCV's FFmpeg reads)")
@@ -316,9 +317,8 @@ def add_parser(sub) -> None:
     p.add_argument("--detect-side", type=int, default=None, metavar="PX",
                    help="longest side of the copy the detector searches (default: the detector's, 640)")
     p.add_argument("--smoothing", type=float, default=0.0, help="per-face probability smoothing over time, 0 (off) to <1")
-    p.add_argument("--model", default=None, help="shipped model name or path to an .onnx file (default: fer2013)")
-    p.add_argument("--detector", default=DEFAULT_DETECTOR, choices=[d for d in available_detectors() if d != "none"],
-                   help="face detector (default: %(default)s). " + detector_help(exclude=("none",)))
+    add_model(p)
+    add_detector(p, exclude=("none",))
     p.add_argument("--no-annotate", action="store_true", help="skip the annotated copy of the video (faster)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run_video)
@@ -334,35 +334,37 @@ def quiet_opencv() -> None:
 
 
 def run_video(args) -> int:
-    import os
+    """`ferkit video`: errors stop it through ferkit.cli.main (CommandError, or the library's VideoError/OSError)."""
     import sys
 
     from tqdm import tqdm
 
     from . import load_recognizer
+    from .cli import EXIT_ERROR, EXIT_NO_FACE, EXIT_OK, EXIT_USAGE, CommandError, print_error
 
     src = Path(args.input)
     out = Path(args.out) if args.out else src.with_name(f"{src.stem}_ferkit")
     if args.every < 1 or (args.detect_every is not None and args.detect_every < 1):
-        print("ferkit: --every and --detect-every must be >= 1", file=sys.stderr)
-        return 2
+        raise CommandError("--every and --detect-every must be >= 1", EXIT_USAGE)
     quiet_opencv()
     rec = load_recognizer(args.model, detector=args.detector)
     cap, info = open_video(src)  # fail before the progress bar appears
     cap.release()
     bar = tqdm(total=info.frame_count or None, unit="frame", desc=src.name, disable=args.no_progress, file=sys.stderr)
+
+    def on_problem(problem: str) -> None:  # a frame that failed: said above the bar, and the run goes on
+        with tqdm.external_write_mode(file=sys.stderr):
+            print_error(problem)
+
     try:
         report = analyze_video(src, rec, out, every=args.every, detect_every=args.detect_every,
                                detect_side=args.detect_side, smoothing=args.smoothing,
-                               annotate=not args.no_annotate, progress=bar.update,
-                               on_problem=lambda p: bar.write(f"ferkit: {p}", file=sys.stderr))  # above the bar
+                               annotate=not args.no_annotate, progress=bar.update, on_problem=on_problem)
     finally:
         bar.close()
-    try:
-        print(f"{info.path}: {report.frames_analysed} of {report.frames_read} frames analysed "
-              f"({info.width}x{info.height}, {info.fps:g} fps), {len(report.summary)} face(s)")
-        print(format_summary(report.summary, list(rec.labels)))
-        print(f"wrote {', '.join(Path(v).name for v in report.files.values())} to {out}", flush=True)
-    except BrokenPipeError:  # `ferkit video x.mp4 | head`: the files are written; silence the final flush
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    return 1 if report.problems else (3 if not report.summary else 0)
+    # `ferkit video x.mp4 | head`: the files are written; a closed pipe ends it through main() (exit 141)
+    print(f"{info.path}: {report.frames_analysed} of {report.frames_read} frames analysed "
+          f"({info.width}x{info.height}, {info.fps:g} fps), {len(report.summary)} face(s)")
+    print(format_summary(report.summary, list(rec.labels)))
+    print(f"wrote {', '.join(Path(v).name for v in report.files.values())} to {out}", flush=True)
+    return EXIT_ERROR if report.problems else (EXIT_NO_FACE if not report.summary else EXIT_OK)

@@ -1,3 +1,6 @@
-from .cli import main
+"""`python -m ferkit.batch ARGS...`: `ferkit batch ARGS...`, through ferkit.cli.main's one error path."""
+import sys
 
-main()
+from ..cli import main
+
+main(["batch", *sys.argv[1:]])

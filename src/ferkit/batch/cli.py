@@ -1,13 +1,15 @@
-"""`ferkit batch INPUT... --out RESULTS` (also `python -m ferkit.batch`).
+"""`ferkit batch INPUT... --out RESULTS` (also `python -m ferkit.batch`, which runs the same through ferkit.cli.main).
 
 Exit codes: 0 done; 1 done, with error rows (inputs that could not be analysed); 2 bad usage; 130 interrupted
-(finished chunks kept: rerun the same command to resume).
+(finished chunks kept: rerun the same command to resume). Errors stop the command through ferkit.cli's one path.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
+from ..cli import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CommandError
+from ..cli._args import add_detector, add_model
 from .inputs import BATCH_SIZE, DEFAULT_FPS
 
 
@@ -31,8 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, metavar="N",
                    help="worker processes (local) or actors (ray) (default: the CPU cores / the cluster's CPUs)")
     p.add_argument("--address", metavar="ADDR", help="Ray cluster to use (default: RAY_ADDRESS, else a Ray running here, else one started for the run)")
-    p.add_argument("--model", default=None, help="shipped model name or path to an .onnx file (default: the library's)")
-    p.add_argument("--detector", default=None, help="face detector (default: the library's)")
+    add_model(p)
+    add_detector(p)
     p.add_argument("--detect-side", type=int, default=None, metavar="PX",
                    help="yunet's working size in pixels (default 640: faces from about a thirtieth of a photo's "
                         "longer side); 1280 finds the small faces of large photos, at about 5x the detector's time")
@@ -55,28 +57,20 @@ def main_from_args(args: argparse.Namespace) -> int:
                           glob=args.glob, column=args.column, batch_size=args.batch_size,
                           progress=not args.no_progress, detect_side=args.detect_side)
     except KeyboardInterrupt:
-        print(f"ferkit: interrupted; finished work is kept: rerun the same command to resume", file=sys.stderr)
-        return 130
+        raise CommandError("interrupted; finished work is kept: rerun the same command to resume",
+                           EXIT_INTERRUPTED) from None
     except ImportError as e:
         if str(e) != INSTALL:
             raise
-        print(f"ferkit: {e}", file=sys.stderr)
-        return 2
-    except (ValueError, FileNotFoundError) as e:
-        print(f"ferkit: {e}", file=sys.stderr)
-        return 2
+        raise CommandError(str(e), EXIT_USAGE) from e
+    except (ValueError, FileNotFoundError) as e:  # bad inputs or settings: 2, as 1 means "done, with error rows"
+        raise CommandError(str(e), EXIT_USAGE) from e
     print(summary.format(), file=sys.stderr)
-    return 1 if summary.errors else 0
+    return EXIT_ERROR if summary.errors else EXIT_OK
 
 
 def add_parser(sub) -> None:
     """Registers `ferkit batch` on the CLI's subparsers."""
-    p = sub.add_parser("batch", help="folders, manifests and videos into one results file (local or Ray)")
+    p = sub.add_parser("batch", help="analyse folders, manifests and videos into a results file")
     add_arguments(p)
     p.set_defaults(run=main_from_args)
-
-
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="ferkit batch")
-    add_arguments(p)
-    sys.exit(main_from_args(p.parse_args(argv)))

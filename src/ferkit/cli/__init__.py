@@ -1,13 +1,16 @@
 """The `ferkit` command. Flags map one-to-one onto config fields; library errors become messages and exit codes.
 
-One module per area registers its subcommands (analyze.py, models.py, data.py, training.py: train, export, quantize,
-evaluate; serve, video, live, recommend/music and batch come from their own packages); _args.py declares the
-arguments several commands share.
+One module per area registers its subcommands with add_parser(sub): analyze.py, models.py, data.py, training.py
+(train, export, quantize, evaluate) here; serve (server/cli.py), video (video.py), live (live.py), recommend and
+music (music/cli.py) and batch (batch/cli.py) beside the code they run. _args.py declares the arguments several
+commands share (--model, --detector, --data, one flag per config field), so each reads the same everywhere.
 
-One error path for every command: the library raises typed errors (ValueError subclasses such as DataError and
-UnreadableImageError, OSError); a command raises CommandError for trouble of its own, with an exit code; main()
-prints each as `ferkit: message` on stderr and exits with its code. print_error() is only for trouble that does
-not stop a command (one bad file among several).
+One error path for every command (`python -m ferkit.batch` included): the library raises typed errors (ValueError
+subclasses such as DataError, UnreadableImageError and VideoError, OSError); a command raises CommandError for
+trouble of its own, with an exit code (EXIT_*); main() prints each as `ferkit: message` on stderr (one such line
+per line of a CommandError's message) and exits with its code; Ctrl+C exits 130 and a reader of stdout that went
+away 141. print_error() is only for trouble that does not stop a command (one bad file among several) and for the
+closing note of one that ended normally; no command prints `ferkit: ...` or picks an exit status any other way.
 """
 from __future__ import annotations
 
@@ -21,14 +24,15 @@ from pathlib import Path
 EXIT_OK = 0             # success
 EXIT_ERROR = 1          # an input could not be processed (with several inputs, the others still were)
 EXIT_USAGE = 2          # bad usage: an unknown option, a missing argument, options that contradict each other
-EXIT_NO_FACE = 3        # analyze, recommend: no face in any image
+EXIT_NO_FACE = 3        # analyze, recommend: no face in any image; video: none in any frame
 EXIT_SOME_NO_FACE = 4   # analyze: faces in some images, none in others
 EXIT_INTERRUPTED = 130  # Ctrl+C
 EXIT_BROKEN_PIPE = 141  # the reader of stdout went away (`ferkit analyze ... | head`): 128 + SIGPIPE, as for C tools
 
 
 class CommandError(Exception):
-    """Stops a command: main() prints `ferkit: message` on stderr and exits with `code`."""
+    """Stops a command: main() prints `ferkit: message` on stderr and exits with `code`. A message of several
+    lines (several bad settings at once) is printed as several `ferkit: ` lines."""
 
     def __init__(self, message: str, code: int = EXIT_ERROR):
         super().__init__(message)
@@ -58,11 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     __import__("ferkit.video", fromlist=["video"]).add_parser(sub)  # ferkit video (emotion timelines of video files)
     __import__("ferkit.live", fromlist=["live"]).add_parser(sub)  # ferkit live (desktop real time)
     __import__("ferkit.music.cli", fromlist=["cli"]).add_parser(sub)  # ferkit recommend, ferkit music (feedback)
-    from ..batch import add_arguments, main_from_args
-
-    batch = sub.add_parser("batch", help="analyse folders, manifests and videos into a results file")
-    add_arguments(batch)
-    batch.set_defaults(run=main_from_args)
+    __import__("ferkit.batch.cli", fromlist=["cli"]).add_parser(sub)  # ferkit batch (also python -m ferkit.batch)
     return parser
 
 
@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> None:
         _silence_stdout()
         code = EXIT_BROKEN_PIPE
     except CommandError as e:
-        print_error(str(e))
+        for line in str(e).splitlines() or [""]:
+            print_error(line)
         code = e.code
     except (ValueError, OSError) as e:  # the library's typed errors (DataError, UnreadableImageError ...), files
         print_error(str(e))

@@ -8,12 +8,20 @@ from ..detect import DEFAULT_DETECTOR, available_detectors, detector_help
 
 
 def add_model(p, help: str = "shipped model name or path to an .onnx file (default: fer2013)") -> None:
+    """--model; None (the default) is the library's default model, or the server's setting for `serve`."""
     p.add_argument("--model", default=None, help=help)
 
 
-def add_detector(p) -> None:
-    p.add_argument("--detector", default=DEFAULT_DETECTOR, choices=available_detectors(), metavar="NAME",
-                   help="face detector (default: %(default)s). " + detector_help())
+def add_detector(p, help: str | None = None, *, default: str | None = DEFAULT_DETECTOR, exclude: tuple[str, ...] = (),
+                 check: bool = True) -> None:
+    """--detector: one of available_detectors() less `exclude` (live and video leave out "none", which suits cropped
+    photos, not frames), its help saying when each detector helps. check=False takes any name and leaves it to the
+    command's own check, as `serve` does: its settings may also come from $FERKIT_DETECTOR and are checked together,
+    so a bad name reads the same from either; `default` None there means the server's setting."""
+    names = [d for d in available_detectors() if d not in exclude]
+    if help is None:
+        help = "face detector (default: %(default)s). " + detector_help(exclude=exclude)
+    p.add_argument("--detector", default=default, choices=names if check else None, metavar="NAME", help=help)
 
 
 def add_data(p, help: str = "FER-2013: fer2013.csv(.gz), its compact copy, or the folder holding them "

@@ -1,9 +1,12 @@
-"""`ferkit serve`: start the web app. Light at import time; FastAPI and uvicorn load when the command runs."""
+"""`ferkit serve`: start the web app. Light at import time; FastAPI and uvicorn load when the command runs.
+Errors stop it through ferkit.cli's one path (CommandError, EXIT_*)."""
 from __future__ import annotations
 
 import json
 import os
-import sys
+
+from ..cli import EXIT_OK, EXIT_USAGE, CommandError
+from ..cli._args import add_detector, add_model
 
 
 def add_parser(sub) -> None:
@@ -12,8 +15,10 @@ def add_parser(sub) -> None:
                                    "Every setting can also come from FERKIT_* environment variables (FERKIT_MAX_UPLOAD_BYTES ...).")
     p.add_argument("--host", default=None, help="address to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=None, help="port (default: 8000)")
-    p.add_argument("--model", default=None, help="shipped model name or path to an .onnx file (default: fer2013)")
-    p.add_argument("--detector", default=None, help="face detector for uploads: yunet, haar, haar-alt2, blazeface (default: the library's default, yunet)")
+    add_model(p)
+    # not checked by argparse: Settings checks it with the rest (it may also come from $FERKIT_DETECTOR)
+    add_detector(p, default=None, check=False,
+                 help="face detector for uploads: yunet, haar, haar-alt2, blazeface (default: the library's default, yunet)")
     p.add_argument("--detect-side", type=int, default=None, metavar="PX",
                    help="yunet's working size for uploads, longer side in pixels (default: 640; 320 takes about a third of "
                         "the detector's time and finds faces from about a fifteenth of the longer side, not a thirtieth)")
@@ -34,8 +39,7 @@ def run_serve(args) -> int:
         from .main import create_app
         from .settings import Settings
     except ImportError as e:
-        print(f"ferkit: the web app needs the [serve] extra: pip install 'ferkit[serve]' ({e})", file=sys.stderr)
-        return 2
+        raise CommandError(f"the web app needs the [serve] extra: pip install 'ferkit[serve]' ({e})", EXIT_USAGE) from e
     from pydantic import ValidationError
 
     from ..recognizer import resolve_model
@@ -43,29 +47,28 @@ def run_serve(args) -> int:
     given = {k: v for k, v in vars(args).items() if k in Settings.model_fields and v is not None}
     try:
         settings = Settings(**given)
-    except ValidationError as e:
+    except ValidationError as e:  # one line per bad setting
+        lines = []
         for err in e.errors():
             where = ".".join(map(str, err["loc"]))  # empty for a check across settings (detect_side and detector)
-            print(f"ferkit serve: {where}={err.get('input')!r}: {err['msg']}" if where else f"ferkit serve: {err['msg']}",
-                  file=sys.stderr)
-        return 2
+            lines.append(f"{where}={err.get('input')!r}: {err['msg']}" if where else err["msg"])
+        raise CommandError("\n".join(lines), EXIT_USAGE) from None
     resolve_model(settings.model)  # an unknown model or a missing file fails here, with its message, not in the server
     if args.workers < 1:
-        print(f"ferkit serve: --workers must be at least 1, got {args.workers}", file=sys.stderr)
-        return 2
+        raise CommandError(f"--workers must be at least 1, got {args.workers}", EXIT_USAGE)
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     shown = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else host
     print(f"ferkit web app: open http://{shown}:{settings.port}/  (API docs at /docs; Ctrl+C stops)", flush=True)
     if args.workers == 1:
         uvicorn.run(create_app(settings), host=settings.host, port=settings.port, **uvicorn_options(settings))
-        return 0
+        return EXIT_OK
     # Worker processes import the app by name and build their settings from the environment: pass ours on.
     for key, value in settings.model_dump().items():
         if value is not None:
             os.environ[f"FERKIT_{key.upper()}"] = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
     uvicorn.run("ferkit.server.main:create_app", factory=True, workers=args.workers, host=settings.host,
                 port=settings.port, **uvicorn_options(settings))
-    return 0
+    return EXIT_OK
 
 
 def uvicorn_options(settings) -> dict:
