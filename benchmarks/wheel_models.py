@@ -32,9 +32,24 @@ def _in_chunks(recognizer, faces, chunk: int = 256):
     return np.concatenate(probs), np.concatenate(maps)
 
 
+def _ms_per_face(recognizer, faces, n: int) -> list[float]:
+    import time
+
+    for face in faces[:10]:
+        recognizer.classify(face[None])
+    out = []
+    for face in faces[:n]:
+        t = time.perf_counter()
+        recognizer.classify(face[None])
+        out.append((time.perf_counter() - t) * 1e3)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", help="FER-2013 folder (default: ../shared/data/fer2013 or $FERKIT_DATA)")
+    ap.add_argument("--latency-only", action="store_true", help="only the ms per face of each file that differs")
+    ap.add_argument("--repeat", type=int, default=300, help="faces timed one at a time, per file (median)")
     args = ap.parse_args()
     from ferkit import load_recognizer
     from ferkit.data import load_dataset
@@ -50,6 +65,20 @@ def main() -> None:
         with zipfile.ZipFile(wheel) as z:
             z.extractall(d, [n for n in z.namelist() if n.startswith("ferkit/weights/")])
         print(f"{wheel.name}: {wheel.stat().st_size / 1e6:.1f} MB; {len(faces)} test faces (PublicTest + PrivateTest)")
+        print(f"\nms per face, one face a call (median of {args.repeat}, ONNX Runtime's default threads), files that differ:")
+        for path in sorted(WEIGHTS_DIR.glob("*.onnx")):
+            shipped = Path(d) / "ferkit" / "weights" / path.name
+            if shipped.read_bytes() != path.read_bytes():
+                tree, wheel_rec = (load_recognizer(p, detector="none") for p in (path, shipped))
+                ms = {}
+                for _ in range(2):  # alternated, so both see the same machine
+                    for label, rec in (("git", tree), ("wheel", wheel_rec)):
+                        ms.setdefault(label, []).extend(_ms_per_face(rec, faces, args.repeat // 2))
+                print(f"  {path.stem}: in git {np.median(ms['git']):.2f} ms, in the wheel {np.median(ms['wheel']):.2f} ms "
+                      f"(its own graph and {len(wheel_rec._added)} shipped files)")
+        if args.latency_only:
+            return
+        print()
         print(f"{'model':<20}{'in git':>9}{'in wheel':>10}  {'tta':<5}{'max |dp|':>10}{'max |dmap|':>12}{'changed':>9}")
         for path in sorted(WEIGHTS_DIR.glob("*.onnx")):
             shipped = Path(d) / "ferkit" / "weights" / path.name
