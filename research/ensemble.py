@@ -25,11 +25,10 @@ from ferkit.config import data_path
 from ferkit.corruptions import CORRUPTIONS, corrupt
 from ferkit.evaluate import classify_all, selection_set
 from ferkit.metrics import softmax
-from ferkit.export import _save_with_metadata  # the package's own writer: metadata entry + onnx.checker
 from ferkit.metrics import classification_report
 from ferkit.recognizer import Recognizer, metadata_from_map
 
-from store_once import member_model, strip_shipped  # the wheel build stores ensembles the same way
+from store_once import member_model, save_with_metadata, strip_shipped  # the wheel build's own functions
 
 from .select import ROUND11, judge, mcnemar
 
@@ -87,7 +86,7 @@ def ensemble_onnx(member_paths, out_path: str | Path, *, name: str | None = None
          **{k: m[k] for k in member_keys if k in m}} for p, m, wi in zip(paths, metas, w)])
     if all("parameters" in m for m in metas):
         meta["parameters"] = sum(m["parameters"] for m in metas)
-    _save_with_metadata(merged, meta, out_path)
+    save_with_metadata(merged, meta, out_path)
     return meta
 
 
@@ -116,7 +115,7 @@ def add_class_offsets(in_path: str | Path, out_path: str | Path, offsets, *, fit
     meta = {**meta, "name": name or Path(out_path).stem, "ferkit_version": __version__,
             "class_offsets": {"values": [round(float(v), 6) for v in b], **(fitted or {})}}
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-    _save_with_metadata(proto, meta, out_path)
+    save_with_metadata(proto, meta, out_path)
     return meta
 
 
@@ -144,7 +143,7 @@ def split_ensemble(path: str | Path, out_dir: str | Path) -> list[Path]:
         own_meta = {**shared, **{k: v for k, v in member.items() if k not in ("weight", "file")}, "name": name,
                     "split_from": {"file": path.name, "weight": member.get("weight")}}
         out = out_dir / f"{name}.onnx"
-        _save_with_metadata(model, own_meta, out)
+        save_with_metadata(model, own_meta, out)
         written.append(out)
     return written
 
@@ -163,7 +162,7 @@ def store_without_shipped(path: str | Path, out_path: str | Path, shipped: dict[
     proto, meta = _load_ensemble(path)  # a file stored this way already: its shipped members back in first
     meta = strip_shipped(proto, meta, out_path.parent, shipped, path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    _save_with_metadata(proto, meta, out_path)
+    save_with_metadata(proto, meta, out_path)
     return meta
 
 
