@@ -90,20 +90,28 @@ def test_unknown_track_and_bad_action(catalog, tmp_path):
 
 
 def test_concurrent_writers(catalog, tmp_path):
-    store = FeedbackStore(tmp_path / "c.sqlite")
-    tracks = catalog.tracks[:8]
+    """Threads writing at once to a new store lose nothing: twenty fresh stores, 16 threads each (the first writes
+    race to create the file and switch it to WAL; a deferred write transaction could fail at once with "database
+    is locked" where it should wait; before BEGIN IMMEDIATE and the schema lock, about one store in ten did)."""
+    tracks = (catalog.tracks * 2)[:16]
+    for trial in range(20):
+        store = FeedbackStore(tmp_path / f"c{trial}.sqlite")
+        errors = []
 
-    def work(t):
-        for _ in range(15):
-            store.record(t, "like", None)
+        def work(t):
+            for _ in range(5):
+                try:
+                    store.record(t, "like", None)
+                except FeedbackStoreError as e:
+                    errors.append(str(e))
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in tracks]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    assert len(store.events()) == 120
-    assert all(v == 15 for v in store.preferences().tracks.values())
+        threads = [threading.Thread(target=work, args=(t,)) for t in tracks]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        assert errors == [] and len(store.events()) == 80, errors[:3]
+    assert sorted(store.preferences().tracks.values()) == sorted(5.0 * tracks.count(t) for t in dict.fromkeys(tracks))
 
 
 def test_db_path_configuration(monkeypatch, tmp_path):

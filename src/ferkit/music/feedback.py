@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import os
 import sqlite3
+import threading
 import time
 from collections import defaultdict
 from contextlib import closing, contextmanager
@@ -89,6 +90,7 @@ class FeedbackStore:
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path) if path is not None else default_db_path()
         self._ready = False  # schema created in this process
+        self._schema_lock = threading.Lock()
 
     @contextmanager
     def _guard(self, doing: str):
@@ -99,16 +101,20 @@ class FeedbackStore:
 
     def _connect(self, write: bool = True):
         """A connection that commits and closes on exit; None for a read when the file does not exist yet
-        (reading never creates the file, so a server that only recommends leaves no trace on disk)."""
+        (reading never creates the file, so a server that only recommends leaves no trace on disk).
+        Writes take the write lock when their transaction begins (BEGIN IMMEDIATE), waiting up to 10 s for it: a
+        deferred transaction reads first, and in WAL mode a reader whose snapshot another writer has since moved
+        past fails at once with "database is locked", without waiting."""
         if not write and not self.path.exists():
             return None
-        if not self._ready:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with closing(sqlite3.connect(self.path, timeout=10)) as con:
-                con.execute("PRAGMA journal_mode=WAL")  # readers and the writer do not block each other
-                con.executescript(_SCHEMA)
-            self._ready = True
-        return _Closing(sqlite3.connect(self.path, timeout=10))
+        with self._schema_lock:
+            if not self._ready:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                with closing(sqlite3.connect(self.path, timeout=10)) as con:
+                    con.execute("PRAGMA journal_mode=WAL")  # readers and the writer do not block each other
+                    con.executescript(_SCHEMA)
+                self._ready = True
+        return _Closing(sqlite3.connect(self.path, timeout=10, isolation_level="IMMEDIATE" if write else "DEFERRED"))
 
     def record(self, track: Track, action: str, emotion: str | None = None) -> None:
         """Store one like or skip of ``track``."""
@@ -173,10 +179,9 @@ class FeedbackStore:
     def wipe(self) -> int:
         """Delete every like, skip and remembered track; return how many likes and skips there were."""
         with self._guard("wipe"):
-            conn = self._connect(write=False)
-            if conn is None:
+            if not self.path.exists():
                 return 0
-            with conn as con:
+            with self._connect() as con:
                 n = con.execute("SELECT COUNT(*) FROM feedback").fetchone()[0]
                 con.execute("DELETE FROM feedback")
                 con.execute("DELETE FROM seen_tracks")
