@@ -5,17 +5,30 @@ shipped_member_files): the same probabilities and maps, 4 MB less to download.
 
 The files in git stay as they shipped (weights in git change only when a model ships, CONTRIBUTING.md); setup.py
 calls store_wheel_weights on the copy in the wheel's build folder. research/ensemble.py's `dedupe` uses the same
-functions. Needs only onnx and numpy (the wheel's build requirements, pyproject.toml), never ferkit itself.
+functions. Needs only onnx and numpy (the wheel's build requirements, pyproject.toml) and ferkit's own
+src/ferkit/modelfile.py, loaded by its path, never the ferkit package.
 """
 from __future__ import annotations
 
 import hashlib
-import json
+import importlib.util
 from pathlib import Path
 
 import numpy as np
 
-METADATA_KEY = "ferkit"  # recognizer.METADATA_KEY: the metadata_props entry holding a model's JSON metadata
+
+def _modelfile():
+    """ferkit's own reader and writer of a model file's metadata (src/ferkit/modelfile.py), loaded by its path:
+    importing the package would need its dependencies, which the build environment lacks."""
+    path = Path(__file__).resolve().parent / "src" / "ferkit" / "modelfile.py"
+    spec = importlib.util.spec_from_file_location("_ferkit_modelfile", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_mf = _modelfile()
+proto_metadata, save_with_metadata = _mf.proto_metadata, _mf.save_with_metadata
 
 
 def store_wheel_weights(weights_dir: str | Path) -> list[dict]:
@@ -25,20 +38,19 @@ def store_wheel_weights(weights_dir: str | Path) -> list[dict]:
     import onnx
 
     weights_dir = Path(weights_dir)
-    files = sorted(weights_dir.glob("*.onnx"))
-    metas = {p: read_metadata(onnx.load(str(p), load_external_data=False), p) for p in files}
-    singles = [p for p in files if not metas[p].get("ensemble")]
+    protos = {p: onnx.load(str(p)) for p in sorted(weights_dir.glob("*.onnx"))}  # each file read once
+    metas = {p: proto_metadata(proto, p) for p, proto in protos.items()}
+    singles = [p for p in protos if not metas[p].get("ensemble")]
     done = []
-    for path in files:
+    for path, proto in protos.items():
         meta = metas[path]
         if not meta.get("ensemble") or meta.get("shipped_members"):
             continue
-        proto = onnx.load(str(path))
         shipped = {}
         for i, member in enumerate(meta["ensemble"]):
             graph = member_model(proto, i)
             for single in singles:
-                if metas[single].get("labels") == meta.get("labels") and same_network(graph, onnx.load(str(single))):
+                if metas[single].get("labels") == meta.get("labels") and same_network(graph, protos[single]):
                     shipped[member["name"]] = single.stem
                     break
         if not shipped or len(shipped) == len(meta["ensemble"]):
@@ -154,23 +166,3 @@ def same_network(a, b) -> bool:
     ta, tb = tensors(a), tensors(b)
     return (ta.keys() == tb.keys() and nodes(a) == nodes(b)
             and all(ta[k].dtype == tb[k].dtype and np.array_equal(ta[k], tb[k]) for k in ta))
-
-
-def read_metadata(proto, path: str | Path) -> dict:
-    """The ferkit JSON entry of a loaded model's metadata_props (recognizer.read_metadata's, without ferkit)."""
-    props = {e.key: e.value for e in proto.metadata_props}
-    if METADATA_KEY not in props:
-        raise ValueError(f"{path}: no ferkit metadata; export the model with `ferkit export`")
-    return json.loads(props[METADATA_KEY])
-
-
-def save_with_metadata(proto, meta: dict, path: str | Path) -> None:
-    """Write `proto` with `meta` as its only metadata entry, after onnx's checker (export._save_with_metadata's)."""
-    import onnx
-
-    del proto.metadata_props[:]
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps(meta)
-    proto.producer_name = "ferkit"
-    onnx.checker.check_model(proto)
-    onnx.save(proto, str(path))

@@ -26,9 +26,10 @@ from ferkit.corruptions import CORRUPTIONS, corrupt
 from ferkit.evaluate import classify_all, selection_set
 from ferkit.metrics import softmax
 from ferkit.metrics import classification_report
-from ferkit.recognizer import Recognizer, metadata_from_map
+from ferkit.modelfile import proto_metadata, save_with_metadata
+from ferkit.recognizer import Recognizer
 
-from store_once import member_model, save_with_metadata, strip_shipped  # the wheel build's own functions
+from store_once import member_model, strip_shipped  # the wheel build's own functions
 
 from .select import ROUND11, judge, mcnemar
 
@@ -173,7 +174,7 @@ def _load_ensemble(path: Path):
     from onnx import compose, helper, numpy_helper
 
     proto = _load_onnx(path)
-    meta = _proto_metadata(proto, path)
+    meta = proto_metadata(proto, path)
     added = meta.pop("shipped_members", None)
     if not added:
         return proto, meta
@@ -213,11 +214,6 @@ def _load_onnx(path: Path):
         return onnx.load(str(path))
     except Exception as e:  # protobuf raises DecodeError and friends for files that are not ONNX
         raise ValueError(f"{path}: not a readable ONNX model ({e})") from e
-
-
-def _proto_metadata(proto, path: Path) -> dict:
-    """What `recognizer.read_metadata` returns, from an already loaded model."""
-    return metadata_from_map({e.key: e.value for e in proto.metadata_props}, path)
 
 
 # ---------------------------------------------------------------- ensemble weights

@@ -27,7 +27,8 @@ def test_the_public_names():
 
 
 def test_the_signatures_users_call():
-    assert params(ferkit.load_recognizer) == ["model", "detector", "threads", "tta", "margin", "align", "providers"]
+    assert params(ferkit.load_recognizer) == ["model", "detector", "threads", "tta", "margin", "align", "providers",
+                                               "detect_side"]
     assert params(ferkit.Recognizer.analyze_many) == ["images", "detect", "explain", "color"]
     assert params(ferkit.Recognizer.analyze) == ["image", "detect", "explain", "color"]
     assert params(ferkit.Recognizer.classify) == ["faces"]

@@ -281,3 +281,17 @@ def test_annotations_mark_the_landmarks():
     drawn = draw_faces(photo, [face])
     for x, y in face.landmarks:  # a white dot at each point, where the photo was not white
         assert drawn[int(round(y)), int(round(x))].tolist() == [255, 255, 255] != photo[int(round(y)), int(round(x))].tolist()
+
+
+def test_detect_side_is_yunets_working_size(tmp_path):
+    """load_recognizer(detect_side=1280) finds the 16-px face of a 1280x960 photo that the default 640 misses; the
+    setting is refused with other detectors and under 32 px."""
+    from tests.conftest import small_face_photo
+
+    small_face_photo(tmp_path / "group.png")
+    assert load_recognizer().analyze(tmp_path / "group.png") == []
+    assert len(load_recognizer(detect_side=1280).analyze(tmp_path / "group.png")) == 1
+    with pytest.raises(ValueError, match="detect_side sets yunet's working size; the haar detector has none"):
+        load_recognizer(detector="haar", detect_side=1280)
+    with pytest.raises(ValueError, match="at least 32 pixels, got 16"):
+        load_recognizer(detect_side=16)

@@ -304,9 +304,10 @@ def test_members_that_ship_alone_are_stored_once(tmp_path):
         store_without_shipped(ship / "off.onnx", ship / "x.onnx", {"m1": "alone"})
     meta = add_class_offsets(ship / "ens.onnx", ship / "off2.onnx", [0.1, 0, 0, 0, 0, 0, -0.1])
     assert "shipped_members" not in meta  # the offsets tool puts the shipped members back in first
-    from research.ensemble import _load_onnx, _proto_metadata, save_with_metadata
+    from ferkit.modelfile import proto_metadata, save_with_metadata
+    from research.ensemble import _load_onnx
     proto = _load_onnx(ship / "ens.onnx")
-    save_with_metadata(proto, {**_proto_metadata(proto, ship / "ens.onnx"), "class_offsets": {"values": [0.0] * 7}},
+    save_with_metadata(proto, {**proto_metadata(proto, ship / "ens.onnx"), "class_offsets": {"values": [0.0] * 7}},
                         ship / "both.onnx")
     with pytest.raises(ValueError, match="cannot also carry class offsets"):
         load_recognizer(ship / "both.onnx", detector="none")

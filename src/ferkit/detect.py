@@ -419,6 +419,19 @@ def detector_help(exclude: tuple[str, ...] = ()) -> str:
     return "; ".join(f"{name}: {note}" for name, note in DETECTOR_NOTES.items() if name not in exclude)
 
 
+def check_detect_side(detector, detect_side: int | None) -> None:
+    """`detect_side` is yunet's working size (its long_side): refused with any other detector (a name or a Detector
+    object) and under 32 px. Where load_recognizer, `ferkit analyze|batch|serve --detect-side` and the server's
+    settings all check it, before any model loads."""
+    if detect_side is None:
+        return
+    if detector != "yunet":
+        name = detector if isinstance(detector, str) else type(detector).__name__
+        raise ValueError(f"detect_side sets yunet's working size; the {name} detector has none")
+    if detect_side < 32:
+        raise ValueError(f"detect_side must be at least 32 pixels, got {detect_side}")
+
+
 def create_detector(name: str = DEFAULT_DETECTOR, **options) -> Detector:
     """A detector by name; unknown names raise ValueError listing the valid ones."""
     if name not in DETECTORS:

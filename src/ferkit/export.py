@@ -6,7 +6,6 @@ Needs torch and onnx (the [train] extra).
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ import torch
 from . import __version__
 from .model import FERNet
 from .preprocess import PREPROCESS_SPEC
-from .recognizer import METADATA_KEY  # one JSON blob in the ONNX metadata_props
+from .modelfile import save_with_metadata
 
 
 class _ExportWrapper(torch.nn.Module):
@@ -89,18 +88,7 @@ def write_metadata(path: str | Path, meta: dict) -> None:
     import onnx
 
     proto = onnx.load(str(path))
-    _save_with_metadata(proto, meta, path)
-
-
-def _save_with_metadata(proto, meta: dict, path: str | Path) -> None:
-    import onnx
-
-    del proto.metadata_props[:]
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps(meta)
-    proto.producer_name = "ferkit"
-    onnx.checker.check_model(proto)
-    onnx.save(proto, str(path))
+    save_with_metadata(proto, meta, path)
 
 
 def check_against_torch(model: FERNet, path: str | Path, tolerance: float = 1e-4, n: int = 64, seed: int = 0,

@@ -14,9 +14,11 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-from .detect import DEFAULT_DETECTOR, Detections, Detector, create_detector, detector_input, find_faces, roll_degrees
+from .detect import (DEFAULT_DETECTOR, Detections, Detector, check_detect_side, create_detector, detector_input,
+                     find_faces, roll_degrees)
 from .images import load_image
 from .labels import check_choice
+from .modelfile import metadata_from_map
 from .preprocess import IMAGE_SIZE, PREPROCESS_SPEC, to_model_input
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -24,7 +26,6 @@ DEFAULT_MODEL = "fer2013"
 # Names that once shipped and were retired because another model beats them on both test splits: the name still
 # loads, as its replacement, with a FutureWarning, so code written against it keeps working (docs/quality.md).
 RETIRED_MODELS = {"ferplus-accurate": "ferplus"}
-METADATA_KEY = "ferkit"
 
 
 def _accepts_confidence_keyword(cls):
@@ -336,13 +337,6 @@ def _metadata(session: ort.InferenceSession, path: str | Path) -> dict:
     return metadata_from_map(session.get_modelmeta().custom_metadata_map, path)
 
 
-def metadata_from_map(meta: dict[str, str], path: str | Path) -> dict:
-    """The ferkit entry of an ONNX file's metadata_props (as a key -> value dict)."""
-    if METADATA_KEY not in meta:
-        raise ValueError(f"{path}: no ferkit metadata; export the model with `ferkit export`")
-    return json.loads(meta[METADATA_KEY])
-
-
 class Recognizer:
     """Facial emotion recognition on ONNX Runtime.
 
@@ -537,7 +531,7 @@ def normalise_cam(cam: np.ndarray) -> np.ndarray:
 
 def load_recognizer(model: str | os.PathLike | None = None, detector: Detector | str = DEFAULT_DETECTOR, *,
                     threads: int | None = None, tta: bool | str = False, margin: float = 0.0, align: bool = True,
-                    providers: list | None = None) -> Recognizer:
+                    providers: list | None = None, detect_side: int | None = None) -> Recognizer:
     """The front door. `model`: a shipped name (see available_models(); default "fer2013") or an .onnx path.
     `detector`: "yunet" (default), "blazeface", "haar", "haar-alt2", "none" (pre-cropped faces), or a Detector
     object (detect.DETECTOR_NOTES says when each helps).
@@ -545,6 +539,12 @@ def load_recognizer(model: str | os.PathLike | None = None, detector: Detector |
     (test-time augmentation). `margin`: widen each face box by this fraction. `align`: turn faces upright from their
     eye line before classifying (detectors with landmarks only). `providers`: ONNX Runtime execution providers
     (default CPU; e.g. ["CUDAExecutionProvider", "CPUExecutionProvider"] with onnxruntime-gpu).
+    `detect_side`: yunet's working size, the longer side in pixels an image is scaled to before detection (None:
+    640, faces from about a thirtieth of a photo's longer side; 1280 finds the small faces of large photos at about
+    5x the detector's time); yunet only.
     """
+    if detect_side is not None:
+        check_detect_side(detector, detect_side)
+        detector = create_detector("yunet", long_side=detect_side, threads=threads)
     return Recognizer(resolve_model(model), detector, threads=threads, tta=tta, margin=margin, align=align,
                       providers=providers)

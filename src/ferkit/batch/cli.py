@@ -9,7 +9,7 @@ import argparse
 import sys
 
 from ..cli import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CommandError
-from ..cli._args import add_detector, add_model
+from ..cli._args import add_detect_side, add_detector, add_model
 from .inputs import BATCH_SIZE, DEFAULT_FPS
 
 
@@ -35,9 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--address", metavar="ADDR", help="Ray cluster to use (default: RAY_ADDRESS, else a Ray running here, else one started for the run)")
     add_model(p)
     add_detector(p)
-    p.add_argument("--detect-side", type=int, default=None, metavar="PX",
-                   help="yunet's working size in pixels (default 640: faces from about a thirtieth of a photo's "
-                        "longer side); 1280 finds the small faces of large photos, at about 5x the detector's time")
+    add_detect_side(p)
     p.add_argument("--provider", default=None,
                    help="ONNX Runtime execution provider for each worker: cpu, cuda, tensorrt or a provider name")
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE, metavar="N",

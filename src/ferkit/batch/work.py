@@ -49,7 +49,7 @@ class RecognizerSpec:
     def describe(self) -> tuple[str, list[str], str]:
         """(model name, labels, detector name) from the model file, without a session: for the driver, before any worker starts.
         Raises ValueError / FileNotFoundError for an unknown model or detector."""
-        from ..detect import available_detectors
+        from ..detect import available_detectors, check_detect_side
         from ..recognizer import load_recognizer, read_metadata, resolve_model
 
         if self.detector is not None and self.detector not in available_detectors():
@@ -58,12 +58,7 @@ class RecognizerSpec:
         meta = read_metadata(path)
         self.providers()  # refuses a provider this ferkit cannot pass on, before any worker starts
         detector = self.detector or inspect.signature(load_recognizer).parameters["detector"].default
-        if self.detect_side is not None:
-            from ..detect import create_detector
-
-            if detector != "yunet":
-                raise ValueError(f"detect_side sets yunet's working size; the {detector} detector has none")
-            create_detector("yunet", long_side=self.detect_side)  # its own checks, before any worker starts
+        check_detect_side(detector, self.detect_side)  # before any worker starts
         return meta.get("name", path.stem), list(meta["labels"]), str(detector)
 
     def providers(self) -> list[str] | None:
@@ -86,10 +81,7 @@ class RecognizerSpec:
         if self.detector is not None:
             options["detector"] = self.detector
         if self.detect_side is not None:
-            from ..detect import create_detector
-
-            options["detector"] = create_detector(self.detector or "yunet", long_side=self.detect_side,
-                                                  threads=self.threads)
+            options["detect_side"] = self.detect_side
         providers = self.providers()
         if providers is not None:
             options["providers"] = providers

@@ -7,9 +7,9 @@ import json
 import os
 from pathlib import Path
 
-from ..detect import detector_help
+from ..detect import check_detect_side, detector_help
 from . import EXIT_ERROR, EXIT_NO_FACE, EXIT_OK, EXIT_SOME_NO_FACE, EXIT_USAGE, CommandError, print_error
-from ._args import add_detector, add_model
+from ._args import add_detect_side, add_detector, add_model
 
 # What a folder given to `ferkit analyze` is searched for (recursively); hidden files and folders are left out.
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
@@ -36,10 +36,7 @@ def add_parser(sub) -> None:
     p.add_argument("photos", nargs="+", help="image files (JPEG, PNG, WebP, BMP, GIF) or folders of them")
     add_model(p)
     add_detector(p)
-    p.add_argument("--detect-side", type=int, default=None, metavar="PX",
-                   help="yunet's working size, the longer side in pixels the photo is scaled to before detection "
-                        "(default 640: faces from about 20 px in photos up to 640 px, 40 px in 1280 px ones); "
-                        "1280 finds the small faces of larger photos, at about 5x the detector's time")
+    add_detect_side(p)
     p.add_argument("--no-detect", action="store_true", help="treat each image as one pre-cropped face")
     p.add_argument("--tta", action="store_true", help="average each face with its mirror image")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -143,16 +140,11 @@ def run(args) -> int:
     annotate = _Outputs("--annotate", args.annotate, n_photos, "annotated") if args.annotate else None
     explain = _Outputs("--explain", args.explain, n_photos, "explained") if args.explain else None
     detector = "none" if args.no_detect else args.detector
-    if args.detect_side is not None:
-        from ..detect import create_detector
-
-        if detector != "yunet":
-            raise CommandError(f"--detect-side sets yunet's working size; the {detector} detector has none", EXIT_USAGE)
-        try:
-            detector = create_detector("yunet", long_side=args.detect_side)
-        except ValueError as e:
-            raise CommandError(f"--detect-side {args.detect_side}: {e}", EXIT_USAGE) from None
-    rec = load_recognizer(args.model, detector=detector, tta=args.tta)
+    try:
+        check_detect_side(detector, args.detect_side)
+    except ValueError as e:
+        raise CommandError(f"--detect-side {args.detect_side}: {e}", EXIT_USAGE) from None
+    rec = load_recognizer(args.model, detector=detector, tta=args.tta, detect_side=args.detect_side)
     results, failed, faceless, with_faces = [], 0, 0, 0
     for item in inputs:
         name = str(item.path)

@@ -6,7 +6,7 @@ import json
 import os
 
 from ..cli import EXIT_OK, EXIT_USAGE, CommandError
-from ..cli._args import add_detector, add_model
+from ..cli._args import add_detect_side, add_detector, add_model
 
 
 def add_parser(sub) -> None:
@@ -19,9 +19,7 @@ def add_parser(sub) -> None:
     # not checked by argparse: Settings checks it with the rest (it may also come from $FERKIT_DETECTOR)
     add_detector(p, default=None, check=False,
                  help="face detector for uploads: yunet, haar, haar-alt2, blazeface (default: the library's default, yunet)")
-    p.add_argument("--detect-side", type=int, default=None, metavar="PX",
-                   help="yunet's working size for uploads, longer side in pixels (default: 640; 320 takes about a third of "
-                        "the detector's time and finds faces from about a fifteenth of the longer side, not a thirtieth)")
+    add_detect_side(p)
     p.add_argument("--live-detector", default=None, help="face detector for live mode (default: the upload detector, on a 320-pixel copy)")
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per inference (default: its own)")
     p.add_argument("--max-upload-bytes", type=int, default=None, help="largest accepted upload (default: 10000000)")

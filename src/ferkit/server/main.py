@@ -32,10 +32,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         from ..detect import create_detector
         from ..recognizer import load_recognizer
 
-        detector = settings.detector if settings.detect_side is None else await run_in_threadpool(
-            create_detector, "yunet", long_side=settings.detect_side, threads=settings.threads)
         app.state.recognizer = await run_in_threadpool(
-            load_recognizer, settings.model, detector, threads=settings.threads)
+            load_recognizer, settings.model, settings.detector, threads=settings.threads, detect_side=settings.detect_side)
         app.state.inference_limiter = anyio.CapacityLimiter(settings.inference_workers)
         if settings.live_detector_name != settings.detector:  # else live mode shares the recognizer's detector
             app.state.live_detector = await run_in_threadpool(create_detector, settings.live_detector_name)

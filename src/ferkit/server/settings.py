@@ -55,8 +55,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _detect_side_needs_yunet(self) -> "Settings":
-        if self.detect_side is not None and self.detector != "yunet":
-            raise ValueError(f"detect_side sets yunet's working size; the {self.detector} detector has none")
+        from ..detect import check_detect_side
+
+        check_detect_side(self.detector, self.detect_side)
         return self
 
     @property
