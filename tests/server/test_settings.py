@@ -115,6 +115,13 @@ def test_info_reports_the_model_card_accuracy(tmp_path):
     assert info["model"]["file"] == "card.onnx"
 
 
+def _parent_pid(pid: int) -> int | None:
+    try:
+        return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def test_serve_with_two_worker_processes_answers_uploads(tmp_path):
     """`ferkit serve --workers 2`: uvicorn's worker processes build the app from the settings passed on in the
     environment (here a non-default max_upload_bytes, which must reach them)."""
@@ -146,6 +153,11 @@ def test_serve_with_two_worker_processes_answers_uploads(tmp_path):
         big = httpx.post(f"http://127.0.0.1:{port}/api/v1/analyze", content=b"\0" * 950_000,
                          headers={"content-type": "image/png"}, timeout=30)
         assert big.status_code == 413  # the setting reached the worker processes
+        # with no --threads, each of the 2 processes runs ONNX Runtime on its share of the cores
+        children = [int(p) for p in os.listdir("/proc") if p.isdigit() and _parent_pid(int(p)) == proc.pid]
+        environs = [open(f"/proc/{c}/environ", "rb").read().split(b"\0") for c in children]
+        share = f"FERKIT_THREADS={max(1, (os.cpu_count() or 1) // 2)}".encode()
+        assert len(children) >= 2 and all(share in env for env in environs), (children, share)
     finally:
         proc.terminate()
         proc.wait(timeout=30)

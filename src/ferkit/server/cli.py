@@ -21,7 +21,9 @@ def add_parser(sub) -> None:
                  help="face detector for uploads: yunet, haar, haar-alt2, blazeface (default: the library's default, yunet)")
     add_detect_side(p)
     p.add_argument("--live-detector", default=None, help="face detector for live mode (default: the upload detector, on a 320-pixel copy)")
-    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads per inference (default: its own)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="ONNX Runtime threads per inference (default: its own, one per core; with --workers N, the "
+                        "cores divided among the N processes)")
     p.add_argument("--max-upload-bytes", type=int, default=None, help="largest accepted upload (default: 10000000)")
     p.add_argument("--max-pixels", type=int, default=None, help="largest decoded upload, width x height (default: 40000000)")
     p.add_argument("--workers", type=int, default=1, metavar="N",
@@ -60,6 +62,11 @@ def run_serve(args) -> int:
     if args.workers == 1:
         uvicorn.run(create_app(settings), host=settings.host, port=settings.port, **uvicorn_options(settings))
         return EXIT_OK
+    if settings.threads is None:
+        # N processes each running ONNX Runtime with one thread per core would put N threads on every core: each
+        # process gets its share of the cores instead (benchmarks/load_server.py: with 2 processes on 2 cores,
+        # one thread each serves more uploads a second than two each)
+        settings = settings.model_copy(update={"threads": max(1, (os.cpu_count() or 1) // args.workers)})
     # Worker processes import the app by name and build their settings from the environment: pass ours on.
     for key, value in settings.model_dump().items():
         if value is not None:
