@@ -2,7 +2,7 @@
 engine on one and two single-CPU nodes (a real loopback cluster: `ray start --head` then `ray start --address`),
 and the work per minute of 640x480 video sampled at 5 fps.
 
-    python benchmarks/batch.py [--photos 960] [--video-seconds 60] [--no-ray]
+    python benchmarks/batch.py [--photos 960] [--video-seconds 60] [--no-ray] [--detect-side PX]
 
 Photos: 640x480 JPEGs with one face each (the public-domain astronaut of ../shared/samples, shifted). Each figure
 is the steady rate: images analysed over the span from the first Recognizer.analyze_many call to the last, across
@@ -114,7 +114,7 @@ class BusySampler(threading.Thread):
         return at(end) - at(start)
 
 
-def timed(make_engine, log: Path) -> tuple[float, float, int, float, float]:
+def timed(make_engine, log: Path, detect_side: int | None = None) -> tuple[float, float, int, float, float]:
     """(steady rate, wall seconds with start-up, units, workers' CPU ms per unit, the rest of the machine's CPU ms per
     unit): the rate is the images analysed over the span from the first analyze_many call's start to the last one's
     end, in all workers (decoding and hand-offs between the calls included; worker start-up and Ray's scheduling
@@ -125,7 +125,7 @@ def timed(make_engine, log: Path) -> tuple[float, float, int, float, float]:
     sampler = BusySampler()
     sampler.start()
     t0 = time.monotonic()
-    total = sum(chunk.units for chunk, _ in make_engine(TimedSpec(log=str(log))))
+    total = sum(chunk.units for chunk, _ in make_engine(TimedSpec(log=str(log), detect_side=detect_side)))
     wall = time.monotonic() - t0
     sampler.stop.set()
     sampler.join()
@@ -205,26 +205,28 @@ def main() -> None:
     ap.add_argument("--photos", type=int, default=960)
     ap.add_argument("--video-seconds", type=float, default=60.0)
     ap.add_argument("--no-ray", action="store_true")
+    ap.add_argument("--detect-side", type=int, default=None, help="yunet's working size (ferkit batch --detect-side)")
     args = ap.parse_args()
-    spec = RecognizerSpec()
+    spec = RecognizerSpec(detect_side=args.detect_side)
     name, labels, detector = spec.describe()
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                 if ln.startswith("model name")), platform.processor())
     print(f"machine: {os.cpu_count()} cores, {cpu}; load average before: {os.getloadavg()[0]:.1f}")
-    print(f"model {name}, detector {detector}, batch size 16, video sampled at 5 fps\n")
+    side = f" at --detect-side {args.detect_side}" if args.detect_side else " (working side 640)"
+    print(f"model {name}, detector {detector}{side}, batch size 16, video sampled at 5 fps\n")
     with tempfile.TemporaryDirectory() as tmp:
         photos = chunks(plan(make_photos(Path(tmp) / "photos", args.photos)))
         results, log = {}, Path(tmp) / "log"
         for w in (1, 2):
-            results[f"local, {w} worker{'s' * (w > 1)}"] = timed(lambda spec: local_engine(photos, spec, 5.0, workers=w), log)
+            results[f"local, {w} worker{'s' * (w > 1)}"] = timed(lambda spec: local_engine(photos, spec, 5.0, workers=w), log, args.detect_side)
         if not args.no_ray:
             from ferkit.batch.ray_engine import ray_engine
 
             cluster = Cluster()
             try:
-                results["ray, 1 node (1 CPU)"] = timed(lambda spec: ray_engine(photos, spec, 5.0, address=cluster.address), log)
+                results["ray, 1 node (1 CPU)"] = timed(lambda spec: ray_engine(photos, spec, 5.0, address=cluster.address), log, args.detect_side)
                 cluster.add_node()
-                results["ray, 2 nodes (1 CPU each)"] = timed(lambda spec: ray_engine(photos, spec, 5.0, address=cluster.address), log)
+                results["ray, 2 nodes (1 CPU each)"] = timed(lambda spec: ray_engine(photos, spec, 5.0, address=cluster.address), log, args.detect_side)
             finally:
                 cluster.stop()
         for k, r in results.items():
@@ -237,7 +239,7 @@ def main() -> None:
 
         video = make_video(Path(tmp) / "clip.mp4", args.video_seconds)
         vtasks = chunks(plan([video], 5.0))
-        rate, wall, frames, cpu_ms, _ = timed(lambda spec: local_engine(vtasks, spec, 5.0, workers=1), log)
+        rate, wall, frames, cpu_ms, _ = timed(lambda spec: local_engine(vtasks, spec, 5.0, workers=1), log, args.detect_side)
         per_minute = frames / rate * 60 / args.video_seconds
         print(f"\nvideo: a {args.video_seconds:g} s 640x480 30 fps clip, {frames} frames analysed at 5 fps, 1 worker: "
               f"{rate:.1f} frames/s, {cpu_ms:.1f} CPU ms each ({wall:.1f} s wall with start-up)")
