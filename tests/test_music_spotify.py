@@ -276,7 +276,7 @@ def test_timeout_falls_back_quickly(fake, catalog, tmp_path):
     n = fake.count("GET")
     t0 = time.monotonic()
     res2 = rec.recommend("fear")
-    assert time.monotonic() - t0 < 0.3 and fake.count("GET") == n
+    assert time.monotonic() - t0 < 1.0 and fake.count("GET") == n  # no new request: the count says so; the time, that nothing waited 3 s
     assert "did not answer a moment ago; trying again in" in res2.notice
 
 
