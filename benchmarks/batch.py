@@ -16,6 +16,7 @@ worker, scaled from the clip's length.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import shutil
@@ -114,7 +115,7 @@ class BusySampler(threading.Thread):
         return at(end) - at(start)
 
 
-def timed(make_engine, log: Path, detect_side: int | None = None) -> tuple[float, float, int, float, float]:
+def timed(make_engine, log: Path, spec: RecognizerSpec) -> tuple[float, float, int, float, float]:
     """(steady rate, wall seconds with start-up, units, workers' CPU ms per unit, the rest of the machine's CPU ms per
     unit): the rate is the images analysed over the span from the first analyze_many call's start to the last one's
     end, in all workers (decoding and hand-offs between the calls included; worker start-up and Ray's scheduling
@@ -125,7 +126,7 @@ def timed(make_engine, log: Path, detect_side: int | None = None) -> tuple[float
     sampler = BusySampler()
     sampler.start()
     t0 = time.monotonic()
-    total = sum(chunk.units for chunk, _ in make_engine(TimedSpec(log=str(log), detect_side=detect_side)))
+    total = sum(chunk.units for chunk, _ in make_engine(TimedSpec(**dataclasses.asdict(spec), log=str(log))))
     wall = time.monotonic() - t0
     sampler.stop.set()
     sampler.join()
@@ -218,15 +219,15 @@ def main() -> None:
         photos = chunks(plan(make_photos(Path(tmp) / "photos", args.photos)))
         results, log = {}, Path(tmp) / "log"
         for w in (1, 2):
-            results[f"local, {w} worker{'s' * (w > 1)}"] = timed(lambda spec: local_engine(photos, spec, 5.0, workers=w), log, args.detect_side)
+            results[f"local, {w} worker{'s' * (w > 1)}"] = timed(lambda ts: local_engine(photos, ts, 5.0, workers=w), log, spec)
         if not args.no_ray:
             from ferkit.batch.ray_engine import ray_engine
 
             cluster = Cluster()
             try:
-                results["ray, 1 node (1 CPU)"] = timed(lambda spec: ray_engine(photos, spec, 5.0, address=cluster.address), log, args.detect_side)
+                results["ray, 1 node (1 CPU)"] = timed(lambda ts: ray_engine(photos, ts, 5.0, address=cluster.address), log, spec)
                 cluster.add_node()
-                results["ray, 2 nodes (1 CPU each)"] = timed(lambda spec: ray_engine(photos, spec, 5.0, address=cluster.address), log, args.detect_side)
+                results["ray, 2 nodes (1 CPU each)"] = timed(lambda ts: ray_engine(photos, ts, 5.0, address=cluster.address), log, spec)
             finally:
                 cluster.stop()
         for k, r in results.items():
@@ -239,7 +240,7 @@ def main() -> None:
 
         video = make_video(Path(tmp) / "clip.mp4", args.video_seconds)
         vtasks = chunks(plan([video], 5.0))
-        rate, wall, frames, cpu_ms, _ = timed(lambda spec: local_engine(vtasks, spec, 5.0, workers=1), log, args.detect_side)
+        rate, wall, frames, cpu_ms, _ = timed(lambda ts: local_engine(vtasks, ts, 5.0, workers=1), log, spec)
         per_minute = frames / rate * 60 / args.video_seconds
         print(f"\nvideo: a {args.video_seconds:g} s 640x480 30 fps clip, {frames} frames analysed at 5 fps, 1 worker: "
               f"{rate:.1f} frames/s, {cpu_ms:.1f} CPU ms each ({wall:.1f} s wall with start-up)")

@@ -190,6 +190,9 @@ class BlazeFaceDetector:
         return out[order], scores[order].astype(np.float32)
 
 
+MIN_DETECT_SIDE = 32  # yunet's smallest working size (its input is padded to multiples of 32)
+
+
 class YuNetDetector:
     """YuNet (2023mar, Wu, Peng and Yu; Apache-2.0, see weights/NOTICE.md) on ONNX Runtime: boxes, scores and five
     landmarks. Found 98 % of the faces in real photos where the Haar cascade found 69 % (the weights' README).
@@ -224,8 +227,8 @@ class YuNetDetector:
                  fallback_threshold: float = 0.75, threads: int | None = None, providers: list | None = None):
         import onnxruntime as ort
 
-        if long_side < 32:
-            raise ValueError(f"long_side must be at least 32 pixels, got {long_side}")
+        if long_side < MIN_DETECT_SIDE:
+            raise ValueError(f"long_side must be at least {MIN_DETECT_SIDE} pixels, got {long_side}")
         for name, value in (("score_threshold", score_threshold), ("margin_threshold", margin_threshold)):
             if not 0 < value < 1:
                 raise ValueError(f"{name} must be in (0, 1), got {value}")
@@ -428,8 +431,8 @@ def check_detect_side(detector, detect_side: int | None) -> None:
     if detector != "yunet":
         name = detector if isinstance(detector, str) else type(detector).__name__
         raise ValueError(f"detect_side sets yunet's working size; the {name} detector has none")
-    if detect_side < 32:
-        raise ValueError(f"detect_side must be at least 32 pixels, got {detect_side}")
+    if detect_side < MIN_DETECT_SIDE:
+        raise ValueError(f"detect_side must be at least {MIN_DETECT_SIDE} pixels, got {detect_side}")
 
 
 def create_detector(name: str = DEFAULT_DETECTOR, **options) -> Detector:

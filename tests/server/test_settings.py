@@ -156,7 +156,9 @@ def test_serve_with_two_worker_processes_answers_uploads(tmp_path):
         # with no --threads, each of the 2 processes runs ONNX Runtime on its share of the cores
         children = [int(p) for p in os.listdir("/proc") if p.isdigit() and _parent_pid(int(p)) == proc.pid]
         environs = [open(f"/proc/{c}/environ", "rb").read().split(b"\0") for c in children]
-        share = f"FERKIT_THREADS={max(1, (os.cpu_count() or 1) // 2)}".encode()
+        from ferkit.batch.local import default_workers
+
+        share = f"FERKIT_THREADS={max(1, default_workers() // 2)}".encode()
         assert len(children) >= 2 and all(share in env for env in environs), (children, share)
     finally:
         proc.terminate()

@@ -66,7 +66,9 @@ def run_serve(args) -> int:
         # N processes each running ONNX Runtime with one thread per core would put N threads on every core: each
         # process gets its share of the cores instead (benchmarks/load_server.py: with 2 processes on 2 cores,
         # one thread each serves more uploads a second than two each)
-        settings = settings.model_copy(update={"threads": max(1, (os.cpu_count() or 1) // args.workers)})
+        from ..batch.local import default_workers  # the cores this process may use (its CPU affinity)
+
+        settings = settings.model_copy(update={"threads": max(1, default_workers() // args.workers)})
     # Worker processes import the app by name and build their settings from the environment: pass ours on.
     for key, value in settings.model_dump().items():
         if value is not None:
