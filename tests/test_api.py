@@ -12,7 +12,7 @@ import ferkit
 
 PUBLIC = {"EMOTIONS", "FERPLUS_EMOTIONS", "Face", "Recognizer", "load_recognizer", "available_models",
           "describe_models", "available_detectors", "create_detector", "load_image", "UnreadableImageError",
-          "ImageTooLargeError", "__version__"}
+          "ImageTooLargeError", "FEATURES", "BLENDSHAPES", "ACTION_UNITS", "__version__"}
 
 
 def params(fn) -> list[str]:
@@ -28,23 +28,26 @@ def test_the_public_names():
 
 def test_the_signatures_users_call():
     assert params(ferkit.load_recognizer) == ["model", "detector", "threads", "tta", "margin", "align", "providers",
-                                               "detect_side"]
+                                               "detect_side", "features"]
     assert params(ferkit.Recognizer.analyze_many) == ["images", "detect", "explain", "color"]
     assert params(ferkit.Recognizer.analyze) == ["image", "detect", "explain", "color"]
     assert params(ferkit.Recognizer.classify) == ["faces"]
     assert params(ferkit.load_image) == ["source", "color", "max_pixels"]
     assert params(ferkit.create_detector) == ["name", "options"]
     assert [f.name for f in dataclasses.fields(ferkit.Face)] == ["box", "probabilities", "emotion", "detector_score", "cam",
-                                                                "landmarks", "detector"]
-    assert {"score", "to_dict", "confidence"} <= set(dir(ferkit.Face))  # confidence: deprecated alias, goes in 0.3
+                                                                "landmarks", "detector", "mesh", "blendshapes",
+                                                                "action_units", "head_pose"]
+    assert {"score", "to_dict", "to_row", "confidence"} <= set(dir(ferkit.Face))
+    assert ferkit.FEATURES == ("mesh", "blendshapes", "pose") and len(ferkit.BLENDSHAPES) == 52  # confidence: deprecated alias, goes in 0.3
 
 
 def test_the_recognizers_public_methods():
-    """What users call on a Recognizer. The plumbing the package's own modules share (_classify_with_cams,
-    _classify_boxes, _make_face, _run) is underscored: it may change without notice."""
+    """What users call on a Recognizer. The plumbing the package's own modules share (_classify_with_cams, _faces,
+    _make_face, _run) is underscored: it may change without notice."""
     assert {n for n in dir(ferkit.Recognizer) if not n.startswith("_")} == {
-        "analyze", "analyze_many", "analyze_boxes", "classify", "crop", "detect"}
+        "analyze", "analyze_many", "analyze_boxes", "classify", "crop", "detect", "faces_for"}
     assert params(ferkit.Recognizer.analyze_boxes) == ["image", "boxes", "scores", "explain", "landmarks", "detector"]
+    assert params(ferkit.Recognizer.faces_for) == ["image", "detections", "explain"]
 
 
 def test_face_still_takes_the_old_confidence_keyword():

@@ -86,21 +86,21 @@ def _noise_frame(seed: int = 0) -> np.ndarray:
 
 
 def test_tracked_faces_come_from_the_recognizers_own_crop_and_classify(monkeypatch):
-    """The tracker classifies through Recognizer._classify_boxes and builds its faces as analyze_boxes does: with
-    a margin and flip TTA (both the Recognizer's business), a tracked face equals analyze_boxes' face."""
+    """The tracker reads faces through the Recognizer's public faces_for, as analyze does: with a margin and flip
+    TTA (both the Recognizer's business), a tracked face equals analyze_boxes' face."""
     rec = load_recognizer(margin=0.2, tta="flip")
     boxes, scores = [(20, 30, 80, 80), (180, 60, 100, 100)], [0.9, 0.61]
     calls = []
-    classify_boxes = rec._classify_boxes
+    faces_for = rec.faces_for
 
-    def spy(image, b, landmarks=None):
-        calls.append((image.ndim, [tuple(int(v) for v in box) for box in b]))
-        return classify_boxes(image, b, landmarks)
+    def spy(image, detections, **kw):
+        calls.append((image.ndim, [tuple(int(v) for v in box) for box in detections.boxes]))
+        return faces_for(image, detections, **kw)
 
-    monkeypatch.setattr(rec, "_classify_boxes", spy)
+    monkeypatch.setattr(rec, "faces_for", spy)
     frame = _noise_frame()
     tracked = FaceTracker(rec, detect_every=1, detect_side=None, detector=FixedDetector(boxes, scores)).process(frame)
-    assert calls == [(2, boxes)]   # one call per frame, on the grey copy the tracker holds
+    assert calls == [(3, boxes)]   # one call per frame, on the colour frame (the face features need colour)
     expected = rec.analyze_boxes(frame, boxes, scores)
     assert [type(f) for f in tracked] == [TrackedFace, TrackedFace]
     for t, e in zip(tracked, expected):
@@ -172,8 +172,9 @@ def test_smoothing_in_the_face_tracker_damps_changes(recognizer, detectable_face
     happy, surprise = pick_faces(detectable_faces, [HAPPY, SURPRISE])
     frame_a, _ = render([happy], 0.5)
     frame_b, _ = render([surprise], 0.5)   # the same place, another face: a sudden change of expression
-    raw = FaceTracker(recognizer, detect_every=1)
-    smooth = FaceTracker(recognizer, detect_every=1, smoothing=0.8)
+    # (another person, which the tracker would start a new track for: its identity check is off here)
+    raw = FaceTracker(recognizer, detect_every=1, identity_threshold=None)
+    smooth = FaceTracker(recognizer, detect_every=1, smoothing=0.8, identity_threshold=None)
     first = [t.process(frame_a)[0] for t in (raw, smooth)]
     a, b = raw.process(frame_b)[0], smooth.process(frame_b)[0]
     assert a.id == b.id == 1

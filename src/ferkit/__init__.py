@@ -10,8 +10,11 @@ __version__ = "0.1.0"
 from .detect import available_detectors, create_detector  # noqa: E402
 from .images import ImageTooLargeError, UnreadableImageError, load_image  # noqa: E402
 from .labels import EMOTIONS, FERPLUS_EMOTIONS  # noqa: E402
-from .recognizer import Face, Recognizer, available_models, describe_models, load_recognizer  # noqa: E402
+from .face import Face  # noqa: E402
+from .mesh import ACTION_UNITS, BLENDSHAPES, FEATURES  # noqa: E402
+from .recognizer import Recognizer, load_recognizer  # noqa: E402
+from .registry import available_models, describe_models  # noqa: E402
 
 __all__ = ["EMOTIONS", "FERPLUS_EMOTIONS", "Face", "Recognizer", "load_recognizer", "available_models", "describe_models",
            "available_detectors", "create_detector", "load_image", "UnreadableImageError", "ImageTooLargeError",
-           "__version__"]
+           "FEATURES", "BLENDSHAPES", "ACTION_UNITS", "__version__"]

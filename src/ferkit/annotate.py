@@ -4,7 +4,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .recognizer import Face
+from .face import Face
 
 # One colour per emotion for boxes; the label text always names the emotion too (colour is never the only cue).
 EMOTION_COLORS_BGR = {

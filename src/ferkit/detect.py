@@ -150,12 +150,11 @@ class BlazeFaceDetector:
     MODEL = Path(__file__).parent / "weights" / "detectors" / "blazeface_short_range.onnx"
 
     def __init__(self, score_threshold: float = 0.5, nms_threshold: float = 0.3, threads: int | None = 1,
-                 frame: tuple[float, float] = (1.20, -0.043)):
-        import onnxruntime as ort
+                 frame: tuple[float, float] = (1.20, -0.043), providers: list | None = None):
+        from .sessions import open_session
 
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads, opts.inter_op_num_threads = threads or 1, 1  # a 128x128 input: one thread is enough
-        self._session = ort.InferenceSession(str(self.MODEL), opts, providers=["CPUExecutionProvider"])
+        # a 128x128 input: one thread is enough
+        self._session = open_session(self.MODEL, threads=threads or 1, providers=providers)
         self.score_threshold, self.nms_threshold, self.frame = score_threshold, nms_threshold, frame
         self._anchors = _ssd_anchors(self.INPUT)  # (896, 2) anchor centres in [0, 1]
 
@@ -225,22 +224,19 @@ class YuNetDetector:
                  frame: tuple[float, float] = (1.065, 0.0), margin_threshold: float = 0.35,
                  fallback: "Detector | str | None" = "blazeface",
                  fallback_threshold: float = 0.75, threads: int | None = None, providers: list | None = None):
-        import onnxruntime as ort
+        from .sessions import open_session
 
         if long_side < MIN_DETECT_SIDE:
             raise ValueError(f"long_side must be at least {MIN_DETECT_SIDE} pixels, got {long_side}")
         for name, value in (("score_threshold", score_threshold), ("margin_threshold", margin_threshold)):
             if not 0 < value < 1:
                 raise ValueError(f"{name} must be in (0, 1), got {value}")
-        opts = ort.SessionOptions()
-        if threads:  # None: ONNX Runtime's default, one thread per physical core
-            opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")  # spinning threads starve the classifier
-        self._session = ort.InferenceSession(str(self.MODEL), opts, providers=providers or ["CPUExecutionProvider"])
+        # threads None: ONNX Runtime's default, one thread per physical core
+        self._session = open_session(self.MODEL, threads=threads, providers=providers)
         self.long_side, self.score_threshold, self.nms_threshold, self.frame = long_side, score_threshold, nms_threshold, frame
         self.margin_threshold = margin_threshold
         self._outputs = [o.name for o in self._session.get_outputs()]  # cls_8 ... kps_32, read once
-        self.fallback = create_detector(fallback, threads=threads, score_threshold=fallback_threshold) \
+        self.fallback = create_detector(fallback, threads=threads, score_threshold=fallback_threshold, providers=providers) \
             if isinstance(fallback, str) else fallback
 
     def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -11,7 +11,7 @@ import base64
 import cv2
 import numpy as np
 
-from .recognizer import Face
+from .face import Face
 
 
 def colorize(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:

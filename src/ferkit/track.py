@@ -3,7 +3,12 @@
 Detecting faces is the expensive step on a CPU (the Haar cascade costs several times the classifier on a
 640x480 frame), so `FaceTracker` runs the detector on a downscaled copy of every `detect_every`-th frame and,
 in between, follows each face with template matching in a small window around its last box. Every frame's
-faces are still classified (`Recognizer._classify_boxes`, as `analyze` does), so probabilities are fresh on every frame.
+faces are still read (`Recognizer.faces_for`, as `analyze` does), so probabilities and face features are fresh on
+every frame.
+
+One track is one person: a hard cut (the whole frame changes at once) ends every track, and a detected face whose
+appearance no longer matches its track's (normalised correlation of a small, blurred, upright grey crop against the
+track's running average) starts a new one. benchmarks/tracking.py measures both rules (docs/live-video.md).
 
     tracker = FaceTracker(load_recognizer(), detect_every=5, smoothing=0.5)
     for frame in frames:
@@ -12,13 +17,18 @@ faces are still classified (`Recognizer._classify_boxes`, as `analyze` does), so
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 import cv2
 import numpy as np
 
 from .detect import Detections, Detector, detector_input, find_faces
-from .recognizer import Face, Recognizer
+from .face import Face
+from .recognizer import Recognizer
+
+IDENTITY_THRESHOLD = 0.6  # benchmarks/tracking.py: keeps every look of one person, splits 95 % of pairs of people
+CUT_THRESHOLD = 30.0      # grey levels; benchmarks/tracking.py measures cuts against motion and blinks
+LOOK_SIDE = 24            # the appearance crop's side in pixels
 
 
 def iou(a, b) -> float:
@@ -106,6 +116,11 @@ class IoUTracker:
         self.tracks = [t for t in self.tracks if t.missed <= self.max_missed]
         return out
 
+    def restart(self, track: Track) -> None:
+        """The face at this track is someone else: the track takes a new id and forgets its history."""
+        track.id, track.frames, track.probabilities = self._next_id, 0, None
+        self._next_id += 1
+
     def smooth(self, track: Track, probabilities: np.ndarray) -> np.ndarray:
         """Blend a new (K,) probability vector into the track's history; returns the vector to report."""
         p = np.asarray(probabilities, np.float64)
@@ -159,11 +174,15 @@ class FaceTracker:
     copy is cheaper to search but misses small faces (the smallest face found is about
     frame side / detect_side x the detector's 30 px minimum). `follow_min_score`: how similar (normalised
     cross-correlation of the face's appearance) a followed box must be to its last appearance to be kept.
+    `identity_threshold`: a detected face whose appearance correlates less than this with its track's starts a new
+    track (another person in the same place); `cut_threshold`: the mean absolute change of a 32x24 grey thumbnail
+    between two frames (grey levels) above which the frame is a hard cut and every track ends. None turns either off.
     """
 
     def __init__(self, recognizer: Recognizer, *, detect_every: int = 5, detect_side: int | None = 320,
                  smoothing: float = 0.0, iou_threshold: float = 0.3, max_missed: int = 2,
-                 follow_min_score: float = 0.5, detector: Detector | None = None):
+                 follow_min_score: float = 0.5, detector: Detector | None = None,
+                 identity_threshold: float | None = IDENTITY_THRESHOLD, cut_threshold: float | None = CUT_THRESHOLD):
         if detect_every < 1:
             raise ValueError(f"detect_every must be >= 1, got {detect_every}")
         if detect_side is not None and detect_side < 64:
@@ -175,12 +194,17 @@ class FaceTracker:
         self.frame_index = -1
         self._templates: dict[int, np.ndarray] = {}  # track id -> the face's grey patch at its last box, at follow scale
         self._live: list[tuple[Track, bool]] = []      # (track, detected this frame) reported last frame
+        self.identity_threshold, self.cut_threshold = identity_threshold, cut_threshold
+        self._looks: dict[int, np.ndarray] = {}        # track id -> running average of its appearance (appearance())
+        self._thumb: np.ndarray | None = None          # the last frame's thumbnail, for hard cuts
 
     def reset(self) -> None:
         """Forget every face (for a new scene or source); ids keep counting up."""
         self.tracker.tracks.clear()
         self._templates.clear()
+        self._looks.clear()
         self._live = []
+        self._thumb = None
         self.frame_index = -1
 
     def detect(self, frame: np.ndarray) -> Detections:
@@ -195,28 +219,57 @@ class FaceTracker:
         return find_faces(self.detector, cv2.resize(frame, size, interpolation=cv2.INTER_AREA)).scaled(1 / scale)
 
     def process(self, frame: np.ndarray) -> list[TrackedFace]:
-        """One BGR (or grey) frame -> its faces, each with a stable id, left to right."""
+        """One BGR (or grey) frame -> its faces, each with a stable id (one per person), left to right."""
         self.frame_index += 1
         grey = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-        if self.frame_index % self.detect_every == 0 or not self._live:
+        cut = self._hard_cut(grey)
+        if cut:  # another shot: nobody carries over, whoever looks alike
+            index = self.frame_index
+            self.reset()
+            self.frame_index = index
+            self._thumb = _thumbnail(grey)
+        if cut or self.frame_index % self.detect_every == 0 or not self._live:
             live = self._detect_step(frame, grey)
         else:
             live = self._follow_step(grey)
         self._live = live
         if not live:
             return []
-        marks = [t.landmarks for t, _ in live]
-        probs, _ = self.recognizer._classify_boxes(grey, [t.box for t, _ in live],
-                                                   None if any(m is None for m in marks) else marks)  # (N, K)
+        tracks = [t for t, _ in live]
+        marks = [t.landmarks for t in tracks]
+        found = Detections(np.array([t.box for t in tracks], np.int32).reshape(-1, 4),
+                           np.array([t.score for t in tracks], np.float32),
+                           None if any(m is None for m in marks) else np.stack(marks).astype(np.float32),
+                           tuple(t.source for t in tracks))
+        labels = self.recognizer.labels
         out = []
-        for (track, detected), row in zip(live, probs):
-            p = self.tracker.smooth(track, row)
+        for (track, detected), face in zip(live, self.recognizer.faces_for(frame, found)):
+            p = self.tracker.smooth(track, [face.probabilities[k] for k in labels])
             track.frames += 1
-            face = self.recognizer._make_face(track.box, p, track.score, landmarks=track.landmarks, detector=track.source)
+            face = replace(face, probabilities={k: float(v) for k, v in zip(labels, p)}, emotion=labels[int(np.argmax(p))])
             out.append(TrackedFace.of(face, track.id, detected))
             self._templates[track.id] = self._template(grey, track.box)
         out.sort(key=lambda f: f.box[0])
         return out
+
+    def _hard_cut(self, grey: np.ndarray) -> bool:
+        """Whether this frame starts another shot: its thumbnail differs from the last frame's by more than
+        cut_threshold grey levels on average."""
+        if self.cut_threshold is None:
+            return False
+        thumb, last = _thumbnail(grey), self._thumb
+        self._thumb = thumb
+        return last is not None and float(np.abs(thumb - last).mean()) > self.cut_threshold
+
+    def _same_person(self, grey: np.ndarray, track: Track) -> bool:
+        """Whether the face detected at `track.box` still looks like the track's person; updates its look."""
+        look = appearance(grey, track.box, track.landmarks)
+        last = self._looks.get(track.id)
+        if self.identity_threshold is not None and last is not None and float(look @ last) < self.identity_threshold:
+            return False
+        mixed = look if last is None else 0.8 * last + 0.2 * look  # a running average follows turns and light
+        self._looks[track.id] = mixed / (np.linalg.norm(mixed) + 1e-9)
+        return True
 
     def _detect_step(self, frame, grey) -> list[tuple[Track, bool]]:
         detections = self.detect(detector_input(self.detector, frame, grey))
@@ -224,6 +277,11 @@ class FaceTracker:
         for i, track in enumerate(found):
             track.landmarks = None if detections.landmarks is None else detections.landmarks[i]
             track.source = detections.sources[i]
+            if not self._same_person(grey, track):  # another person where this track's was: a new track
+                self._templates.pop(track.id, None)
+                self._looks.pop(track.id, None)
+                self.tracker.restart(track)
+                self._same_person(grey, track)
         ids = {t.id for t in found}
         live = [(t, True) for t in found]
         # Faces the detector missed this time (cascades flicker) are followed for up to max_missed detections.
@@ -235,6 +293,7 @@ class FaceTracker:
                     live.append((track, False))
         alive = {t.id for t in self.tracker.tracks}
         self._templates = {k: v for k, v in self._templates.items() if k in alive}
+        self._looks = {k: v for k, v in self._looks.items() if k in alive}
         return live
 
     def _follow_step(self, grey) -> list[tuple[Track, bool]]:
@@ -276,6 +335,28 @@ class FaceTracker:
         _, _, w, h = box
         s = _follow_scale(w, h)
         return cv2.resize(_patch(grey, box), (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+
+
+def appearance(grey: np.ndarray, box, landmarks=None) -> np.ndarray:
+    """A face's look: its crop (turned upright from the eye line when landmarks are given), LOOK_SIDE x LOOK_SIDE,
+    slightly blurred, zero mean and unit length -> (LOOK_SIDE * LOOK_SIDE,) float32; two looks' dot product is their
+    normalised correlation."""
+    x, y, w, h = (float(v) for v in box)
+    side = max(w, h, 1.0)
+    angle = 0.0
+    if landmarks is not None:
+        d = np.asarray(landmarks, np.float64)[1] - np.asarray(landmarks, np.float64)[0]
+        angle = float(np.degrees(np.arctan2(d[1], d[0])))
+    m = cv2.getRotationMatrix2D((x + w / 2, y + h / 2), angle, LOOK_SIDE / side)
+    m[:, 2] += (LOOK_SIDE / 2 - (x + w / 2), LOOK_SIDE / 2 - (y + h / 2))
+    crop = cv2.warpAffine(grey, m, (LOOK_SIDE, LOOK_SIDE), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
+    f = cv2.GaussianBlur(crop.astype(np.float32), (0, 0), 0.7)
+    f -= f.mean()
+    return (f / (np.linalg.norm(f) + 1e-6)).ravel()
+
+
+def _thumbnail(grey: np.ndarray) -> np.ndarray:
+    return cv2.resize(grey, (32, 24), interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
 def _move(track: Track, box) -> None:
