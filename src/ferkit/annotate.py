@@ -38,6 +38,11 @@ def _draw_boxes(out: np.ndarray, faces: list[Face], labels: list[str] | None) ->
         x, y, w, h = face.box
         color = EMOTION_COLORS_BGR.get(face.emotion, (0, 255, 0))
         cv2.rectangle(out, (x, y), (x + w, y + h), color, thick)
+        mesh = getattr(face, "mesh", None)
+        if mesh is not None:  # the face mesh's 478 points, one pixel each
+            pts = np.round(np.asarray(mesh)[:, :2]).astype(np.int64)
+            keep = (pts[:, 0] >= 0) & (pts[:, 1] >= 0) & (pts[:, 0] < out.shape[1]) & (pts[:, 1] < out.shape[0])
+            out[pts[keep, 1], pts[keep, 0]] = (255, 255, 255)
         for px, py in face.landmarks or ():  # five small dots: eyes, nose, mouth corners
             centre = (int(round(px)), int(round(py)))
             cv2.circle(out, centre, thick + 1, color, -1, cv2.LINE_AA)      # a rim in the emotion's colour

@@ -149,11 +149,7 @@ def live_frames(source: Source, tracker: FaceTracker, *, loop: bool = False, pac
 
 def frame_record(lf: LiveFrame) -> dict:
     """One frame as the JSON object `--no-window` prints."""
-    faces = []
-    for f in lf.faces:
-        d = f.to_dict()
-        d["probabilities"] = {k: round(v, 4) for k, v in d["probabilities"].items()}
-        faces.append(d)
+    faces = [f.to_dict(decimals=4) for f in lf.faces]
     return {"frame": lf.index, "time": round(lf.time, 3), "fps": round(lf.fps, 1), "faces": faces}
 
 
@@ -280,7 +276,7 @@ def open_window(title: str = WINDOW_TITLE, backend: str = "auto"):
 
 # ---------------------------------------------------------------- CLI
 def add_parser(sub) -> None:
-    from .cli._args import add_detector, add_model
+    from .cli._args import add_detector, add_features, add_model
 
     p = sub.add_parser("live", help="real-time emotions from a camera or video file in a desktop window",
                        description="Faces and emotions in real time; q or Esc quits. --no-window prints JSON lines.")
@@ -298,6 +294,7 @@ def add_parser(sub) -> None:
     p.add_argument("--detect-side", type=int, default=320, metavar="PX", help="longest side of the copy the detector searches (default: 320)")
     add_model(p)
     add_detector(p, exclude=("none",))
+    add_features(p)
     p.set_defaults(run=run_live)
 
 
@@ -309,7 +306,7 @@ def run_live(args) -> int:
     from .cli import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, CommandError, print_error
 
     quiet_opencv()
-    rec = load_recognizer(args.model, detector=args.detector)
+    rec = load_recognizer(args.model, detector=args.detector, features=args.features)
     tracker = FaceTracker(rec, detect_every=args.detect_every, detect_side=args.detect_side, smoothing=args.smoothing)
     source = open_source(args.camera, args.source)
     window = None

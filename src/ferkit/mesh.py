@@ -264,9 +264,9 @@ class FaceMesh:
 
 def euler_degrees(r: np.ndarray) -> tuple[float, float, float]:
     """A rotation (x right, y up, z to the camera; canonical face -> observed) -> yaw, pitch, roll in degrees in
-    ferkit's convention, read from where it sends the face's forward axis (nose) and its right axis (eye line)."""
-    forward, right = r[:, 2], r[:, 0]
-    yaw = np.degrees(np.arctan2(forward[0], forward[2]))
-    pitch = np.degrees(np.arctan2(forward[1], np.hypot(forward[0], forward[2])))
-    roll = np.degrees(np.arctan2(-right[1], right[0]))
+    ferkit's convention. R = Rz(-roll) Ry(yaw) Rx(-pitch): the face nods, then turns, then the whole head tilts in the
+    image plane, so an in-plane turn of the photo changes the roll alone."""
+    yaw = np.degrees(-np.arcsin(np.clip(r[2, 0], -1, 1)))
+    pitch = -np.degrees(np.arctan2(r[2, 1], r[2, 2]))
+    roll = -np.degrees(np.arctan2(r[1, 0], r[0, 0]))
     return float(yaw), float(pitch), float(roll)

@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from .annotate import EMOTION_COLORS_BGR, draw_tracked
+from .face import feature_columns
 from .recognizer import Recognizer
 from .track import FaceTracker, TrackedFace
 
@@ -36,6 +37,8 @@ from .track import FaceTracker, TrackedFace
 MAX_FAILED_READS = 25
 MAX_PLOTTED_FACES = 8
 FLUSH_EVERY_S = 1.0  # wall-clock seconds between flushes of the timeline files
+FEATURE_KEYS = ("mesh", "blendshapes", "action_units", "head_pose")  # Face.to_dict's keys for the face features
+LOOKING_AWAY_DEGREES = 25.0  # a face turned further than this in yaw or pitch counts as looking away (summary)
 
 
 class VideoError(ValueError):
@@ -167,11 +170,12 @@ def analyze_video(path: str | Path, recognizer: Recognizer, out_dir: str | Path,
         files["annotated"] = out / "annotated.mp4"
     report.files = {k: str(v) for k, v in files.items()}
     rows_by_face: dict[int, list[tuple[float, np.ndarray]]] = {}
-
+    features_by_face: dict[int, list[dict]] = {}   # per face id, per row: its action units and head pose, when read
+    extra_columns = feature_columns(recognizer.features)
     writer = None
     with open(files["timeline_csv"], "w", newline="") as csv_fh, open(files["timeline_json"], "w") as json_fh:
         table = csv.writer(csv_fh)
-        table.writerow(["time", "frame", "face", "x", "y", "w", "h", "emotion", *labels])
+        table.writerow(["time", "frame", "face", "x", "y", "w", "h", "emotion", *labels, *extra_columns])
         head = {"video": info.path, "fps": info.fps, "frame_count": info.frame_count, "width": info.width,
                 "height": info.height, "every": every, "labels": labels, "model": recognizer.name}
         json_fh.write(json.dumps(head)[:-1] + ', "rows": [\n')
@@ -184,13 +188,18 @@ def analyze_video(path: str | Path, recognizer: Recognizer, out_dir: str | Path,
                     t = index / info.fps
                     for f in faces:
                         p = [f.probabilities[k] for k in labels]
-                        table.writerow([f"{t:.3f}", index, f.id, *f.box, f.emotion, *(f"{v:.4f}" for v in p)])
+                        flat = f.to_row() if extra_columns else {}
+                        table.writerow([f"{t:.3f}", index, f.id, *f.box, f.emotion, *(f"{v:.4f}" for v in p),
+                                        *(f"{flat[c]:.4f}" for c in extra_columns)])
+                        d = f.to_dict(decimals=4)
                         row = {"time": round(t, 3), "frame": index, "face": f.id,
-                               "box": dict(zip("xywh", f.box)), "emotion": f.emotion,
-                               "probabilities": {k: round(v, 4) for k, v in zip(labels, p)}}
+                               **{k: d[k] for k in ("box", "emotion", "probabilities", *FEATURE_KEYS) if k in d}}
                         json_fh.write(("" if first_row else ",\n") + json.dumps(row))
                         first_row = False
                         rows_by_face.setdefault(f.id, []).append((t, np.array(p)))
+                        if f.action_units is not None or f.head_pose is not None:
+                            features_by_face.setdefault(f.id, []).append(
+                                {"action_units": f.action_units, "head_pose": f.head_pose})
                         report.rows += 1
                     if time.monotonic() - flushed >= FLUSH_EVERY_S:
                         csv_fh.flush()
@@ -210,7 +219,7 @@ def analyze_video(path: str | Path, recognizer: Recognizer, out_dir: str | Path,
                     "skipped_frames": report.skipped_frames, "truncated_at": report.truncated_at}
             json_fh.write("\n], " + json.dumps(tail)[1:] + "\n")
 
-    report.summary = summarize(rows_by_face, labels, every / info.fps)
+    report.summary = summarize(rows_by_face, labels, every / info.fps, features_by_face)
     files["summary_json"] = out / "summary.json"
     files["summary_txt"] = out / "summary.txt"
     try:  # the chart needs matplotlib, an extra (ferkit[plot]); the timeline and summary do not
@@ -240,9 +249,12 @@ def _draw(frame: np.ndarray, faces: list[TrackedFace]) -> np.ndarray:
     return draw_tracked(frame, faces, inplace=True) if faces else frame  # the frame is not used after writing
 
 
-def summarize(rows_by_face: dict[int, list[tuple[float, np.ndarray]]], labels: list[str], seconds_per_row: float) -> dict:
-    """Per face id: rows, seconds on screen, first/last time, the share of its rows per dominant emotion
-    (sums to 1), the mean probabilities and the dominant emotion overall."""
+def summarize(rows_by_face: dict[int, list[tuple[float, np.ndarray]]], labels: list[str], seconds_per_row: float,
+              features_by_face: dict[int, list[dict]] | None = None) -> dict:
+    """Per face id (one person: the tracker starts a new id for a new person): rows, seconds on screen, first/last
+    time, the share of its rows per dominant emotion (sums to 1), the mean probabilities and the dominant emotion
+    overall; with face features, its mean action-unit estimates and the share of its rows looking away (head turned
+    more than LOOKING_AWAY_DEGREES in yaw or pitch)."""
     out = {}
     for face_id, rows in sorted(rows_by_face.items()):
         probs = np.stack([p for _, p in rows])                       # (T, K)
@@ -254,6 +266,14 @@ def summarize(rows_by_face: dict[int, list[tuple[float, np.ndarray]]], labels: l
             "mean_probabilities": {k: round(float(v), 4) for k, v in zip(labels, probs.mean(0))},
             "dominant": labels[int(top.argmax())],
         }
+        extra = (features_by_face or {}).get(face_id) or []
+        units = [e["action_units"] for e in extra if e["action_units"]]
+        if units:
+            out[str(face_id)]["mean_action_units"] = {k: round(float(np.mean([u[k] for u in units])), 4) for k in units[0]}
+        poses = [e["head_pose"] for e in extra if e["head_pose"]]
+        if poses:
+            away = [max(abs(q["yaw"]), abs(q["pitch"])) > LOOKING_AWAY_DEGREES for q in poses]
+            out[str(face_id)]["looking_away"] = round(float(np.mean(away)), 4)
     return out
 
 
@@ -304,7 +324,7 @@ def plot_timeline(rows_by_face: dict, labels: list[str], path: str | Path, title
 
 # ---------------------------------------------------------------- CLI
 def add_parser(sub) -> None:
-    from .cli._args import add_detector, add_model
+    from .cli._args import add_detector, add_features, add_model
 
     p = sub.add_parser("video", help="emotion timeline of a video file",
                        description="Analyse a video: timeline CSV/JSON, annotated copy, emotion chart and summary.")
@@ -319,6 +339,7 @@ def add_parser(sub) -> None:
     p.add_argument("--smoothing", type=float, default=0.0, help="per-face probability smoothing over time, 0 (off) to <1")
     add_model(p)
     add_detector(p, exclude=("none",))
+    add_features(p)
     p.add_argument("--no-annotate", action="store_true", help="skip the annotated copy of the video (faster)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run_video)
@@ -347,7 +368,7 @@ def run_video(args) -> int:
     if args.every < 1 or (args.detect_every is not None and args.detect_every < 1):
         raise CommandError("--every and --detect-every must be >= 1", EXIT_USAGE)
     quiet_opencv()
-    rec = load_recognizer(args.model, detector=args.detector)
+    rec = load_recognizer(args.model, detector=args.detector, features=args.features)
     cap, info = open_video(src)  # fail before the progress bar appears
     cap.release()
     bar = tqdm(total=info.frame_count or None, unit="frame", desc=src.name, disable=args.no_progress, file=sys.stderr)

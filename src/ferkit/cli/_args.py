@@ -34,6 +34,22 @@ def add_detect_side(p) -> None:
                         "of a fifteenth")
 
 
+def add_features(p) -> None:
+    """--features, the face features beside the emotion (load_recognizer's features): every analysing command."""
+    from ..mesh import FEATURES, parse_features
+
+    def features(text: str) -> tuple[str, ...]:
+        try:
+            return parse_features(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    p.add_argument("--features", type=features, default=(), metavar="LIST",
+                   help=f"face features to read too, comma-separated: {', '.join(FEATURES)}, or all (default: none). "
+                        "mesh: 478 3-D points; blendshapes: 52 expression coefficients and the action-unit (AU) "
+                        "estimates read from them; pose: yaw, pitch, roll in degrees")
+
+
 def add_data(p, help: str = "FER-2013: fer2013.csv(.gz), its compact copy, or the folder holding them "
                             "(default: $FERKIT_DATA)") -> None:
     p.add_argument("--data", default=None, help=help)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..detect import check_detect_side, detector_help
 from . import EXIT_ERROR, EXIT_NO_FACE, EXIT_OK, EXIT_SOME_NO_FACE, EXIT_USAGE, CommandError, print_error
-from ._args import add_detect_side, add_detector, add_model
+from ._args import add_detect_side, add_detector, add_features, add_model
 
 # What a folder given to `ferkit analyze` is searched for (recursively); hidden files and folders are left out.
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
@@ -37,6 +37,7 @@ def add_parser(sub) -> None:
     add_model(p)
     add_detector(p)
     add_detect_side(p)
+    add_features(p)
     p.add_argument("--no-detect", action="store_true", help="treat each image as one pre-cropped face")
     p.add_argument("--tta", action="store_true", help="average each face with its mirror image")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -144,7 +145,8 @@ def run(args) -> int:
         check_detect_side(detector, args.detect_side)
     except ValueError as e:
         raise CommandError(f"--detect-side {args.detect_side}: {e}", EXIT_USAGE) from None
-    rec = load_recognizer(args.model, detector=detector, tta=args.tta, detect_side=args.detect_side)
+    rec = load_recognizer(args.model, detector=detector, tta=args.tta, detect_side=args.detect_side,
+                          features=args.features)
     results, failed, faceless, with_faces = [], 0, 0, 0
     for item in inputs:
         name = str(item.path)
@@ -188,3 +190,9 @@ def _print_table(name: str, faces, labels) -> None:
     for i, f in enumerate(faces, 1):
         box = ",".join(map(str, f.box))
         print(f"  {i:>2} {box:<20} {f.emotion:<9}" + "".join(f"{f.probabilities[label]:>9.1%}" for label in labels))
+        if f.head_pose is not None:
+            print(f"     head pose: yaw {f.head_pose['yaw']:+.0f}, pitch {f.head_pose['pitch']:+.0f}, "
+                  f"roll {f.head_pose['roll']:+.0f} degrees")
+        if f.action_units is not None:
+            top = sorted(f.action_units.items(), key=lambda kv: -kv[1])[:5]
+            print("     strongest AU estimates: " + ", ".join(f"{au} {v:.2f}" for au, v in top))

@@ -1,0 +1,106 @@
+"""One track per person: how well a face's look (track.appearance) and its mesh's shape (ferkit.mesh) tell one person
+from another, on FER-2013 Training faces, as the tracker's thresholds were chosen. Prints figures; a run is kept in
+docs/benchmarks/tracking.txt.
+
+    python benchmarks/tracking.py [--pairs 1000]
+
+Same person: a face against a copy of itself moved (+-2 px), scaled (+-10 %), turned (+-12 degrees) and relit
+(gain 0.8-1.2, offset +-20), the "strong" change a track's running average absorbs; and against a small change
+(0.4x those) or a blink (eyes blurred and darkened), what happens between two detections. Different people: two
+random Training faces.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from face_features import auc, cpu_name  # noqa: E402
+
+
+def perturb(face: np.ndarray, rng, k: float = 1.0) -> np.ndarray:
+    h, w = face.shape
+    m = cv2.getRotationMatrix2D((w / 2 + rng.uniform(-2, 2) * k, h / 2 + rng.uniform(-2, 2) * k),
+                                rng.uniform(-12, 12) * k, 1 + rng.uniform(-0.1, 0.1) * k)
+    out = cv2.warpAffine(face, m, (w, h), borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+    return np.clip(out * rng.uniform(0.8, 1.2) + rng.uniform(-20, 20), 0, 255).astype(np.uint8)
+
+
+def blink(face: np.ndarray) -> np.ndarray:
+    f = face.astype(np.float32)
+    f[14:22, 8:40] = cv2.GaussianBlur(f, (0, 0), 3)[14:22, 8:40] * 0.8
+    return f.astype(np.uint8)
+
+
+def look(face: np.ndarray) -> np.ndarray:
+    from ferkit.track import appearance
+
+    return appearance(face, (0, 0, face.shape[1], face.shape[0]))
+
+
+def mesh_shape(rec, face: np.ndarray) -> np.ndarray | None:
+    """The face's mesh (drawn at 200 px into a scene), similarity-aligned: (468 * 2,) unit vector, or None."""
+    from ferkit.scenes import place_face
+
+    frame = place_face(np.full((320, 320, 3), 110, np.uint8), face, 200, (160, 160))
+    faces = rec.analyze(frame)
+    if len(faces) != 1:
+        return None
+    p = faces[0].mesh[:468, :2].astype(np.float64)
+    p -= p.mean(0)
+    return (p / np.linalg.norm(p)).ravel()
+
+
+def aligned_similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """Procrustes: the correlation of two centred, unit shapes after the best rotation."""
+    a2, b2 = a.reshape(-1, 2), b.reshape(-1, 2)
+    u, s, vt = np.linalg.svd(a2.T @ b2)
+    return float(s.sum())
+
+
+def main() -> None:
+    import ferkit
+    from _data import fer2013
+    from ferkit.data import load_dataset
+    from ferkit.track import IDENTITY_THRESHOLD, JUMP_THRESHOLD
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--pairs", type=int, default=1000)
+    p.add_argument("--mesh-pairs", type=int, default=150)
+    p.add_argument("--data", default=None)
+    args = p.parse_args()
+    print(f"CPU: {cpu_name()}")
+    train = load_dataset(fer2013(args.data)).split("Training")
+    rng = np.random.default_rng(0)
+    idx = rng.choice(len(train.labels), 2 * args.pairs, replace=False)
+    faces = train.pixels[idx]
+    strong = np.array([look(f) @ look(perturb(f, rng)) for f in faces[:args.pairs]])
+    small = np.array([look(f) @ look(perturb(f, rng, 0.4)) for f in faces[:args.pairs]])
+    blinks = np.array([look(f) @ look(blink(f)) for f in faces[:args.pairs]])
+    other = np.array([look(faces[2 * k]) @ look(faces[2 * k + 1]) for k in range(args.pairs)])
+    print(f"appearance (24x24 look, normalised correlation), {args.pairs} pairs each:")
+    for name, th, same in (("running average", IDENTITY_THRESHOLD, strong), ("last detection", JUMP_THRESHOLD, small)):
+        print(f"  vs {name} (threshold {th}): same person kept {np.mean(same >= th):.1%}, "
+              f"two people split {np.mean(other < th):.1%}")
+    print(f"  a blink kept at {JUMP_THRESHOLD}: {np.mean(blinks >= JUMP_THRESHOLD):.1%}")
+    print(f"  AUC same (strong change) vs two people: {auc(np.r_[np.ones(len(strong)), np.zeros(len(other))] > 0, np.r_[strong, other]):.3f}")
+    rec = ferkit.load_recognizer(features="mesh")
+    same_m, other_m = [], []
+    for k in range(args.mesh_pairs):
+        a, b = faces[2 * k], faces[2 * k + 1]
+        ma, mp, mb = mesh_shape(rec, a), mesh_shape(rec, perturb(a, rng)), mesh_shape(rec, b)
+        if ma is None or mp is None or mb is None:
+            continue
+        same_m.append(aligned_similarity(ma, mp))
+        other_m.append(aligned_similarity(ma, mb))
+    same_m, other_m = np.array(same_m), np.array(other_m)
+    print(f"mesh shape (468 points, Procrustes-aligned correlation), {len(same_m)} pairs: AUC same (strong change) vs "
+          f"two people {auc(np.r_[np.ones(len(same_m)), np.zeros(len(other_m))] > 0, np.r_[same_m, other_m]):.3f}")
+
+
+if __name__ == "__main__":
+    main()
