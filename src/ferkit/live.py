@@ -280,7 +280,7 @@ def open_window(title: str = WINDOW_TITLE, backend: str = "auto"):
 
 # ---------------------------------------------------------------- CLI
 def add_parser(sub) -> None:
-    from .cli._args import add_detector, add_model
+    from .cli._args import add_adapter, add_detector, add_model
 
     p = sub.add_parser("live", help="real-time emotions from a camera or video file in a desktop window",
                        description="Faces and emotions in real time; q or Esc quits. --no-window prints JSON lines.")
@@ -298,6 +298,7 @@ def add_parser(sub) -> None:
     p.add_argument("--detect-side", type=int, default=320, metavar="PX", help="longest side of the copy the detector searches (default: 320)")
     add_model(p)
     add_detector(p, exclude=("none",))
+    add_adapter(p)
     p.set_defaults(run=run_live)
 
 
@@ -309,7 +310,7 @@ def run_live(args) -> int:
     from .cli import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, CommandError, print_error
 
     quiet_opencv()
-    rec = load_recognizer(args.model, detector=args.detector)
+    rec = load_recognizer(args.model, detector=args.detector, adapter=args.adapter)
     tracker = FaceTracker(rec, detect_every=args.detect_every, detect_side=args.detect_side, smoothing=args.smoothing)
     source = open_source(args.camera, args.source)
     window = None

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
+from .adapt import load_adapter
 from .detect import (DEFAULT_DETECTOR, Detections, Detector, check_detect_side, create_detector, detector_input,
                      find_faces, roll_degrees)
 from .images import load_image
@@ -59,6 +60,8 @@ class Face:
     cam: np.ndarray | None = field(default=None, repr=False)  # (48, 48) map in [0, 1] over the box, for `emotion`
     landmarks: tuple[tuple[float, float], ...] | None = None  # five (x, y) image points in detect.LANDMARKS order
     detector: str = ""                # the detector that found the face ("yunet", or "blazeface" as its fallback)
+    base_probabilities: dict[str, float] | None = None  # with an adapter: the base model's own probabilities
+    adapter: str | None = None        # the adapter whose classes `probabilities` are over (None: the base model's)
 
     @property
     def score(self) -> float:
@@ -77,7 +80,8 @@ class Face:
         return {"box": {"x": x, "y": y, "w": w, "h": h}, "emotion": self.emotion, "probabilities": self.probabilities,
                 "detector": self.detector, "detector_score": round(self.detector_score, 4),
                 "detector_confidence": round(self.detector_score, 4),  # deprecated key, same value; goes in 0.3
-                "landmarks": None if self.landmarks is None else [[round(x, 1), round(y, 1)] for x, y in self.landmarks]}
+                "landmarks": None if self.landmarks is None else [[round(x, 1), round(y, 1)] for x, y in self.landmarks]} \
+            | ({"adapter": self.adapter, "base_probabilities": self.base_probabilities} if self.adapter else {})
 
 
 def available_models() -> list[str]:
@@ -345,7 +349,8 @@ class Recognizer:
     """
 
     def __init__(self, model_path: str | Path, detector: Detector | str = DEFAULT_DETECTOR, *, threads: int | None = None,
-                 tta: bool | str = False, margin: float = 0.0, align: bool = True, providers: list | None = None):
+                 tta: bool | str = False, margin: float = 0.0, align: bool = True, providers: list | None = None,
+                 adapter=None):
         if margin < 0 or margin > 1:
             raise ValueError(f"margin must be within 0-1 (a fraction of the box size), got {margin}")
         self.model_path = Path(model_path)
@@ -375,6 +380,11 @@ class Recognizer:
         self.tta = check_choice("tta", {False: "none", True: "flip", None: "none"}.get(tta, tta), TTA_MODES)
         self.margin, self.align = margin, bool(align)
         self.metrics: dict = read_metrics(self.model_path)
+        # adapter (ferkit adapt): a head over the model's outputs; `labels` are then its classes, `name` names it
+        self.base_labels: tuple[str, ...] = self.labels
+        self.adapter = None if adapter is None else load_adapter(adapter, self.model_path, self.labels)
+        if self.adapter is not None:
+            self.labels, self.name = self.adapter.classes, f"{self.name}+{self.adapter.name}"
 
     def __repr__(self) -> str:
         return (f"Recognizer(model={self.name!r}, labels={len(self.labels)}, detector={self.detector.name!r}, "
@@ -389,7 +399,7 @@ class Recognizer:
         """-> probabilities (N, K) and class activation maps (N, K, 6, 6) (raw, before any scaling)."""
         x = to_model_input(faces)                                     # (N, 1, 48, 48)
         if len(x) == 0:
-            return np.zeros((0, len(self.labels)), np.float32), np.zeros((0, len(self.labels), 6, 6), np.float32)
+            return np.zeros((0, len(self.base_labels)), np.float32), np.zeros((0, len(self.base_labels), 6, 6), np.float32)
         if self.tta == "none":
             return self._run(x)
         # test-time augmentation: average over views; the maps come from the unshifted views only
@@ -498,13 +508,14 @@ class Recognizer:
                    landmarks=None, detector: str = "") -> Face:
         """A Face for a box from its (K,) probabilities; `cam`: its raw (K, 6, 6) maps, or None for no map."""
         top = int(np.argmax(probabilities))
-        return Face(box=tuple(int(v) for v in box),
-                    probabilities={label: float(v) for label, v in zip(self.labels, probabilities)},
-                    emotion=self.labels[top],
+        face = Face(box=tuple(int(v) for v in box),
+                    probabilities={label: float(v) for label, v in zip(self.base_labels, probabilities)},
+                    emotion=self.base_labels[top],
                     detector_score=float(np.float32(detector_score)),  # the detectors' float32, whichever caller
                     cam=None if cam is None else normalise_cam(cam[top]),
                     landmarks=None if landmarks is None else tuple((float(x), float(y)) for x, y in np.asarray(landmarks)),
                     detector=detector)
+        return face if self.adapter is None else self.adapter.apply(face)  # after any stage that fills its features
 
 
 TTA_MODES = ("none", "flip", "crops")
@@ -531,7 +542,7 @@ def normalise_cam(cam: np.ndarray) -> np.ndarray:
 
 def load_recognizer(model: str | os.PathLike | None = None, detector: Detector | str = DEFAULT_DETECTOR, *,
                     threads: int | None = None, tta: bool | str = False, margin: float = 0.0, align: bool = True,
-                    providers: list | None = None, detect_side: int | None = None) -> Recognizer:
+                    providers: list | None = None, detect_side: int | None = None, adapter=None) -> Recognizer:
     """The front door. `model`: a shipped name (see available_models(); default "fer2013") or an .onnx path.
     `detector`: "yunet" (default), "blazeface", "haar", "haar-alt2", "none" (pre-cropped faces), or a Detector
     object (detect.DETECTOR_NOTES says when each helps).
@@ -542,9 +553,11 @@ def load_recognizer(model: str | os.PathLike | None = None, detector: Detector |
     `detect_side`: yunet's working size, the longer side in pixels an image is scaled to before detection (None:
     640, faces from about a thirtieth of a photo's longer side; 1280 finds the small faces of large photos at about
     5x the detector's time); yunet only.
+    `adapter`: a head file written by `ferkit adapt` (or an adapt.Head) fitted on this model: Face.probabilities
+    are then over its classes, the model's own in Face.base_probabilities, and `labels`/`name` say so.
     """
     if detect_side is not None:
         check_detect_side(detector, detect_side)
         detector = create_detector("yunet", long_side=detect_side, threads=threads)
     return Recognizer(resolve_model(model), detector, threads=threads, tta=tta, margin=margin, align=align,
-                      providers=providers)
+                      providers=providers, adapter=adapter)

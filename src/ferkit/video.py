@@ -304,7 +304,7 @@ def plot_timeline(rows_by_face: dict, labels: list[str], path: str | Path, title
 
 # ---------------------------------------------------------------- CLI
 def add_parser(sub) -> None:
-    from .cli._args import add_detector, add_model
+    from .cli._args import add_adapter, add_detector, add_model
 
     p = sub.add_parser("video", help="emotion timeline of a video file",
                        description="Analyse a video: timeline CSV/JSON, annotated copy, emotion chart and summary.")
@@ -319,6 +319,7 @@ def add_parser(sub) -> None:
     p.add_argument("--smoothing", type=float, default=0.0, help="per-face probability smoothing over time, 0 (off) to <1")
     add_model(p)
     add_detector(p, exclude=("none",))
+    add_adapter(p)
     p.add_argument("--no-annotate", action="store_true", help="skip the annotated copy of the video (faster)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run_video)
@@ -347,7 +348,7 @@ def run_video(args) -> int:
     if args.every < 1 or (args.detect_every is not None and args.detect_every < 1):
         raise CommandError("--every and --detect-every must be >= 1", EXIT_USAGE)
     quiet_opencv()
-    rec = load_recognizer(args.model, detector=args.detector)
+    rec = load_recognizer(args.model, detector=args.detector, adapter=args.adapter)
     cap, info = open_video(src)  # fail before the progress bar appears
     cap.release()
     bar = tqdm(total=info.frame_count or None, unit="frame", desc=src.name, disable=args.no_progress, file=sys.stderr)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..detect import check_detect_side, detector_help
 from . import EXIT_ERROR, EXIT_NO_FACE, EXIT_OK, EXIT_SOME_NO_FACE, EXIT_USAGE, CommandError, print_error
-from ._args import add_detect_side, add_detector, add_model
+from ._args import add_adapter, add_detect_side, add_detector, add_model
 
 # What a folder given to `ferkit analyze` is searched for (recursively); hidden files and folders are left out.
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
@@ -37,6 +37,7 @@ def add_parser(sub) -> None:
     add_model(p)
     add_detector(p)
     add_detect_side(p)
+    add_adapter(p)
     p.add_argument("--no-detect", action="store_true", help="treat each image as one pre-cropped face")
     p.add_argument("--tta", action="store_true", help="average each face with its mirror image")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -144,7 +145,8 @@ def run(args) -> int:
         check_detect_side(detector, args.detect_side)
     except ValueError as e:
         raise CommandError(f"--detect-side {args.detect_side}: {e}", EXIT_USAGE) from None
-    rec = load_recognizer(args.model, detector=detector, tta=args.tta, detect_side=args.detect_side)
+    rec = load_recognizer(args.model, detector=detector, tta=args.tta, detect_side=args.detect_side,
+                          adapter=args.adapter)
     results, failed, faceless, with_faces = [], 0, 0, 0
     for item in inputs:
         name = str(item.path)
