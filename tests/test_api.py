@@ -28,14 +28,14 @@ def test_the_public_names():
 
 def test_the_signatures_users_call():
     assert params(ferkit.load_recognizer) == ["model", "detector", "threads", "tta", "margin", "align", "providers",
-                                               "detect_side"]
+                                               "detect_side", "adapter"]
     assert params(ferkit.Recognizer.analyze_many) == ["images", "detect", "explain", "color"]
     assert params(ferkit.Recognizer.analyze) == ["image", "detect", "explain", "color"]
     assert params(ferkit.Recognizer.classify) == ["faces"]
     assert params(ferkit.load_image) == ["source", "color", "max_pixels"]
     assert params(ferkit.create_detector) == ["name", "options"]
     assert [f.name for f in dataclasses.fields(ferkit.Face)] == ["box", "probabilities", "emotion", "detector_score", "cam",
-                                                                "landmarks", "detector"]
+                                                                "landmarks", "detector", "base_probabilities", "adapter"]
     assert {"score", "to_dict", "confidence"} <= set(dir(ferkit.Face))  # confidence: deprecated alias, goes in 0.3
 
 
