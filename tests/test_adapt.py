@@ -184,6 +184,25 @@ def test_two_class_head_from_the_sample_photo(tmp_path, capsys):
     assert "bright" in out and "dim" in out
 
 
+def test_an_image_with_several_faces_is_listed_and_skipped_or_gives_its_largest(tmp_path):
+    """The sample photo beside a half-size copy of itself: two faces. face="single" skips it with the reason;
+    face="largest" keeps the larger face."""
+    photo = cv2.imread(str(PHOTO))
+    small = cv2.resize(photo, None, fx=0.5, fy=0.5)
+    pair = np.full((photo.shape[0], photo.shape[1] + small.shape[1], 3), 255, np.uint8)
+    pair[:, :photo.shape[1]] = photo
+    pair[:small.shape[0], photo.shape[1]:] = small
+    (tmp_path / "happy").mkdir()
+    cv2.imwrite(str(tmp_path / "happy" / "pair.jpg"), pair)
+    rec = ferkit.load_recognizer()
+    data = read_labelled(tmp_path)
+    skipped = collect_faces(rec, data)
+    assert skipped.faces == [] and skipped.skipped == [(str(tmp_path / "happy" / "pair.jpg"),
+                                                         "2 faces (face='largest' keeps the largest)")]
+    kept = collect_faces(rec, data, face="largest")
+    assert len(kept.faces) == 1 and kept.faces[0].box[0] < photo.shape[1] // 2 + photo.shape[1] // 4
+
+
 # ---------------------------------------------------------------- honest by construction
 @pytest.mark.data
 def test_no_gain_writes_nothing_without_force(fer_dataset, tmp_path, capsys):

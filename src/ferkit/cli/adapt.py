@@ -65,7 +65,11 @@ def run(args) -> int:
         print_error(f"skipped {name}: {why}")
     print(json.dumps(result.report, indent=1) if args.json else format_report(result.report))
     if args.report:
-        for path in write_report(result, args.report):
+        try:
+            written = write_report(result, args.report)
+        except ImportError as e:  # the confusion-matrix figure needs matplotlib
+            raise CommandError(f"--report needs the [plot] extra: pip install 'ferkit[plot]' ({e})", EXIT_USAGE) from e
+        for path in written:
             print_error(f"wrote {path}")
     if not result.helps and not args.force:
         raise CommandError(f"the adapter does not beat the base model beyond the folds' spread: {out} not written "
