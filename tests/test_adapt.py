@@ -294,11 +294,14 @@ def test_head_for_another_base_model_is_refused(crops_recognizer, tmp_path):
     assert ferkit.load_recognizer(detector="none", adapter=tmp_path / "h.json").labels == ("a", "b")
     with pytest.raises(AdapterError, match=r"fitted on the model 'fer2013' \(fer2013\.onnx.*not on fer2013-robust\.onnx"):
         ferkit.load_recognizer("fer2013-robust", detector="none", adapter=tmp_path / "h.json")
-    code = None
     with pytest.raises(SystemExit) as e:
         main(["analyze", str(PHOTO), "--model", "fer2013-robust", "--adapter", str(tmp_path / "h.json")])
-    code = e.value.code
-    assert code == 1
+    assert e.value.code == 1
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "ferkit", "serve", "--model", "fer2013-robust", "--port", "0",
+                        "--adapter", str(tmp_path / "h.json")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "not on fer2013-robust.onnx" in r.stderr and "open http" not in r.stdout, r.stderr
     (tmp_path / "bad.json").write_text('{"format": "something else"}')
     with pytest.raises(AdapterError, match=r"bad\.json: not an adapter file"):
         ferkit.load_recognizer(detector="none", adapter=tmp_path / "bad.json")

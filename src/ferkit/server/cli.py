@@ -55,6 +55,10 @@ def run_serve(args) -> int:
             lines.append(f"{where}={err.get('input')!r}: {err['msg']}" if where else err["msg"])
         raise CommandError("\n".join(lines), EXIT_USAGE) from None
     resolve_model(settings.model)  # an unknown model or a missing file fails here, with its message, not in the server
+    if settings.adapter is not None:  # so does a head file that is missing, malformed or for another model
+        from ..adapt import Head
+
+        Head.load(settings.adapter).check_base(resolve_model(settings.model), settings.adapter)
     if args.workers < 1:
         raise CommandError(f"--workers must be at least 1, got {args.workers}", EXIT_USAGE)
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
