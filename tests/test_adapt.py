@@ -171,7 +171,8 @@ def _photo_variants(folder: Path) -> None:
 
 def test_two_class_head_from_the_sample_photo(tmp_path, capsys):
     """A 2-class head from the sample photo and its crops, faces found by the default detector, then analyze
-    --adapter on the photo: the probabilities are over the head's two classes and the output names it."""
+    --adapter on the photo and `ferkit video --adapter` on a clip of it: the probabilities are over the head's two
+    classes and every output names it."""
     _photo_variants(tmp_path / "photos")
     head = tmp_path / "light.json"
     code, out, err = _run(["adapt", str(tmp_path / "photos"), "--out", str(head), "--force", "--folds", "4"], capsys)
@@ -182,6 +183,17 @@ def test_two_class_head_from_the_sample_photo(tmp_path, capsys):
     assert code == 0 and face["adapter"] == "light" and set(face["probabilities"]) == {"bright", "dim"}
     code, out, _ = _run(["analyze", str(PHOTO), "--adapter", str(head)], capsys)
     assert "bright" in out and "dim" in out
+
+    photo = cv2.resize(cv2.imread(str(PHOTO)), (320, 320))  # a 6-frame clip of the photo through `ferkit video`
+    writer = cv2.VideoWriter(str(tmp_path / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 5, (320, 320))
+    for _ in range(6):
+        writer.write(photo)
+    writer.release()
+    code, _, err = _run(["video", str(tmp_path / "clip.avi"), "--adapter", str(head), "--no-annotate",
+                         "--no-progress", "--out", str(tmp_path / "timeline")], capsys)
+    timeline = json.loads((tmp_path / "timeline" / "timeline.json").read_text())
+    assert code == 0 and timeline["model"] == "fer2013+light" and timeline["labels"] == ["bright", "dim"], err
+    assert timeline["rows"] and set(timeline["rows"][0]["probabilities"]) == {"bright", "dim"}
 
 
 def test_an_image_with_several_faces_is_listed_and_skipped_or_gives_its_largest(tmp_path):
