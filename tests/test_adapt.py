@@ -182,7 +182,7 @@ def test_two_class_head_from_the_sample_photo(tmp_path, capsys):
     face = json.loads(out)[0]["faces"][0]
     assert code == 0 and face["adapter"] == "light" and set(face["probabilities"]) == {"bright", "dim"}
     code, out, _ = _run(["analyze", str(PHOTO), "--adapter", str(head)], capsys)
-    assert "bright" in out and "dim" in out
+    assert "1 face (adapter light)" in out and "bright" in out and "dim" in out
 
     photo = cv2.resize(cv2.imread(str(PHOTO)), (320, 320))  # a 6-frame clip of the photo through `ferkit video`
     writer = cv2.VideoWriter(str(tmp_path / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 5, (320, 320))

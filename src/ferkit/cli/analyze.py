@@ -184,7 +184,8 @@ def _print_table(name: str, faces, labels) -> None:
     if not faces:
         print(f"{name}: no face found")
         return
-    print(f"{name}: {len(faces)} face{'s' if len(faces) > 1 else ''}")
+    adapter = f" (adapter {faces[0].adapter})" if getattr(faces[0], "adapter", None) else ""
+    print(f"{name}: {len(faces)} face{'s' if len(faces) > 1 else ''}{adapter}")
     short = [label[:8] for label in labels]
     print(f"  {'#':>2} {'box (x,y,w,h)':<20} {'emotion':<9}" + "".join(f"{s:>9}" for s in short))
     for i, f in enumerate(faces, 1):
