@@ -28,7 +28,7 @@ def test_the_public_names():
 
 def test_the_signatures_users_call():
     assert params(ferkit.load_recognizer) == ["model", "detector", "threads", "tta", "margin", "align", "providers",
-                                               "detect_side", "features"]
+                                               "detect_side", "features", "adapter"]
     assert params(ferkit.Recognizer.analyze_many) == ["images", "detect", "explain", "color"]
     assert params(ferkit.Recognizer.analyze) == ["image", "detect", "explain", "color"]
     assert params(ferkit.Recognizer.classify) == ["faces"]
@@ -36,9 +36,10 @@ def test_the_signatures_users_call():
     assert params(ferkit.create_detector) == ["name", "options"]
     assert [f.name for f in dataclasses.fields(ferkit.Face)] == ["box", "probabilities", "emotion", "detector_score", "cam",
                                                                 "landmarks", "detector", "mesh", "blendshapes",
-                                                                "action_units", "head_pose"]
-    assert {"score", "to_dict", "to_row", "confidence"} <= set(dir(ferkit.Face))
-    assert ferkit.FEATURES == ("mesh", "blendshapes", "pose") and len(ferkit.BLENDSHAPES) == 52  # confidence: deprecated alias, goes in 0.3
+                                                                "action_units", "head_pose", "base_probabilities",
+                                                                "adapter"]
+    assert {"score", "to_dict", "to_row", "confidence"} <= set(dir(ferkit.Face))  # confidence: deprecated, goes in 0.3
+    assert ferkit.FEATURES == ("mesh", "blendshapes", "pose") and len(ferkit.BLENDSHAPES) == 52
 
 
 def test_the_recognizers_public_methods():

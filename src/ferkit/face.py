@@ -54,6 +54,8 @@ class Face:
     blendshapes: dict[str, float] | None = field(default=None, repr=False)
     action_units: dict[str, float] | None = None
     head_pose: dict[str, float] | None = None
+    base_probabilities: dict[str, float] | None = None  # with an adapter: the base model's own probabilities
+    adapter: str | None = None        # the adapter whose classes `probabilities` are over (None: the base model's)
 
     @property
     def score(self) -> float:
@@ -76,6 +78,11 @@ class Face:
              "detector": self.detector, "detector_score": round(self.detector_score, 4),
              "detector_confidence": round(self.detector_score, 4),  # deprecated key, same value; goes in 0.3
              "landmarks": None if self.landmarks is None else [[round(x, 1), round(y, 1)] for x, y in self.landmarks]}
+        if self.adapter:
+            base = self.base_probabilities
+            d["adapter"] = self.adapter
+            d["base_probabilities"] = base if decimals is None or base is None else \
+                {k: round(v, decimals) for k, v in base.items()}
         if self.mesh is not None:
             d["mesh"] = np.round(np.asarray(self.mesh, np.float64), 1).tolist()
         if self.blendshapes is not None:

@@ -276,7 +276,7 @@ def open_window(title: str = WINDOW_TITLE, backend: str = "auto"):
 
 # ---------------------------------------------------------------- CLI
 def add_parser(sub) -> None:
-    from .cli._args import add_detector, add_features, add_model
+    from .cli._args import add_adapter, add_detector, add_features, add_model
 
     p = sub.add_parser("live", help="real-time emotions from a camera or video file in a desktop window",
                        description="Faces and emotions in real time; q or Esc quits. --no-window prints JSON lines.")
@@ -295,6 +295,7 @@ def add_parser(sub) -> None:
     add_model(p)
     add_detector(p, exclude=("none",))
     add_features(p)
+    add_adapter(p)
     p.set_defaults(run=run_live)
 
 
@@ -306,7 +307,7 @@ def run_live(args) -> int:
     from .cli import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, CommandError, print_error
 
     quiet_opencv()
-    rec = load_recognizer(args.model, detector=args.detector, features=args.features)
+    rec = load_recognizer(args.model, detector=args.detector, features=args.features, adapter=args.adapter)
     tracker = FaceTracker(rec, detect_every=args.detect_every, detect_side=args.detect_side, smoothing=args.smoothing)
     source = open_source(args.camera, args.source)
     window = None

@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .adapt import load_adapter
 from .detect import (DEFAULT_DETECTOR, Detections, Detector, check_detect_side, create_detector, detector_input,
                      find_faces, roll_degrees)
 from .face import Face
@@ -32,7 +33,7 @@ class Recognizer:
 
     def __init__(self, model_path: str | Path, detector: Detector | str = DEFAULT_DETECTOR, *, threads: int | None = None,
                  tta: bool | str = False, margin: float = 0.0, align: bool = True, providers: list | None = None,
-                 features=None):
+                 features=None, adapter=None):
         if margin < 0 or margin > 1:
             raise ValueError(f"margin must be within 0-1 (a fraction of the box size), got {margin}")
         self.model_path = Path(model_path)
@@ -57,6 +58,11 @@ class Recognizer:
         self.metrics: dict = read_metrics(self.model_path)
         self.features: tuple[str, ...] = parse_features(features)
         self.face_mesh = FaceMesh(self.features, threads=threads, providers=self.providers) if self.features else None
+        # adapter (ferkit adapt): a head over the model's outputs; `labels` are then its classes, `name` names it
+        self.base_labels: tuple[str, ...] = self.labels
+        self.adapter = None if adapter is None else load_adapter(adapter, self.model_path, self.labels)
+        if self.adapter is not None:
+            self.labels, self.name = self.adapter.classes, f"{self.name}+{self.adapter.name}"
 
     def __repr__(self) -> str:
         extra = f", features={self.features}" if self.features else ""
@@ -72,7 +78,7 @@ class Recognizer:
         """-> probabilities (N, K) and class activation maps (N, K, 6, 6) (raw, before any scaling)."""
         x = to_model_input(faces)                                     # (N, 1, 48, 48)
         if len(x) == 0:
-            return np.zeros((0, len(self.labels)), np.float32), np.zeros((0, len(self.labels), 6, 6), np.float32)
+            return np.zeros((0, len(self.base_labels)), np.float32), np.zeros((0, len(self.base_labels), 6, 6), np.float32)
         if self.tta == "none":
             return self._run(x)
         # test-time augmentation: average over views; the maps come from the unshifted views only
@@ -205,13 +211,14 @@ class Recognizer:
                    landmarks=None, detector: str = "", **features) -> Face:
         """A Face for a box from its (K,) probabilities; `cam`: its raw (K, 6, 6) maps, or None for no map."""
         top = int(np.argmax(probabilities))
-        return Face(box=tuple(int(v) for v in box),
-                    probabilities={label: float(v) for label, v in zip(self.labels, probabilities)},
-                    emotion=self.labels[top],
+        face = Face(box=tuple(int(v) for v in box),
+                    probabilities={label: float(v) for label, v in zip(self.base_labels, probabilities)},
+                    emotion=self.base_labels[top],
                     detector_score=float(np.float32(detector_score)),  # the detectors' float32, whichever caller
                     cam=None if cam is None else normalise_cam(cam[top]),
                     landmarks=None if landmarks is None else tuple((float(x), float(y)) for x, y in np.asarray(landmarks)),
                     detector=detector, **features)
+        return face if self.adapter is None else self.adapter.apply(face)  # after the stage that fills its features
 
 
 TTA_MODES = ("none", "flip", "crops")
@@ -238,7 +245,8 @@ def normalise_cam(cam: np.ndarray) -> np.ndarray:
 
 def load_recognizer(model: str | os.PathLike | None = None, detector: Detector | str = DEFAULT_DETECTOR, *,
                     threads: int | None = None, tta: bool | str = False, margin: float = 0.0, align: bool = True,
-                    providers: list | None = None, detect_side: int | None = None, features=None) -> Recognizer:
+                    providers: list | None = None, detect_side: int | None = None, features=None,
+                    adapter=None) -> Recognizer:
     """The front door. `model`: a shipped name (see available_models(); default "fer2013") or an .onnx path.
     `detector`: "yunet" (default), "blazeface", "haar", "haar-alt2", "none" (pre-cropped faces), or a Detector
     object (detect.DETECTOR_NOTES says when each helps).
@@ -252,9 +260,11 @@ def load_recognizer(model: str | os.PathLike | None = None, detector: Detector |
     `features`: face features to read beside the emotion, any of "mesh" (478 3-D points), "blendshapes" (52
     expression coefficients and the action-unit estimates read from them), "pose" (yaw, pitch, roll), as a tuple or
     a comma-separated string, or "all" (None: none, today's speed).
+    `adapter`: a head file written by `ferkit adapt` (or an adapt.Head) fitted on this model: Face.probabilities
+    are then over its classes, the model's own in Face.base_probabilities, and `labels`/`name` say so.
     """
     if detect_side is not None:
         check_detect_side(detector, detect_side)
         detector = create_detector("yunet", long_side=detect_side, threads=threads)
     return Recognizer(resolve_model(model), detector, threads=threads, tta=tta, margin=margin, align=align,
-                      providers=providers, features=features)
+                      providers=providers, features=features, adapter=adapter)

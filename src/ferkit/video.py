@@ -324,7 +324,7 @@ def plot_timeline(rows_by_face: dict, labels: list[str], path: str | Path, title
 
 # ---------------------------------------------------------------- CLI
 def add_parser(sub) -> None:
-    from .cli._args import add_detector, add_features, add_model
+    from .cli._args import add_adapter, add_detector, add_features, add_model
 
     p = sub.add_parser("video", help="emotion timeline of a video file",
                        description="Analyse a video: timeline CSV/JSON, annotated copy, emotion chart and summary.")
@@ -340,6 +340,7 @@ def add_parser(sub) -> None:
     add_model(p)
     add_detector(p, exclude=("none",))
     add_features(p)
+    add_adapter(p)
     p.add_argument("--no-annotate", action="store_true", help="skip the annotated copy of the video (faster)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run_video)
@@ -368,7 +369,7 @@ def run_video(args) -> int:
     if args.every < 1 or (args.detect_every is not None and args.detect_every < 1):
         raise CommandError("--every and --detect-every must be >= 1", EXIT_USAGE)
     quiet_opencv()
-    rec = load_recognizer(args.model, detector=args.detector, features=args.features)
+    rec = load_recognizer(args.model, detector=args.detector, features=args.features, adapter=args.adapter)
     cap, info = open_video(src)  # fail before the progress bar appears
     cap.release()
     bar = tqdm(total=info.frame_count or None, unit="frame", desc=src.name, disable=args.no_progress, file=sys.stderr)

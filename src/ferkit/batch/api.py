@@ -102,7 +102,7 @@ def run(inputs, out: str | os.PathLike, *, engine: str = "local", workers: int |
         address: str | None = None, model: str | None = None, detector: str | None = None,
         provider: str | None = None, fps: float = DEFAULT_FPS, glob: str | None = None, column: str | None = None,
         batch_size: int = BATCH_SIZE, segment_samples: int = SEGMENT_SAMPLES, progress: bool = False,
-        detect_side: int | None = None) -> Summary:
+        detect_side: int | None = None, adapter: str | None = None) -> Summary:
     """Analyse images, videos, folders and manifests into one results file, resumably.
 
     `inputs`: paths (image or video files, folders walked recursively and filtered by `glob`, .txt/.csv manifests
@@ -120,7 +120,7 @@ def run(inputs, out: str | os.PathLike, *, engine: str = "local", workers: int |
         raise ValueError(f"workers must be >= 1, got {workers}")
     out = Path(out)
     output_format(out)
-    spec = RecognizerSpec(model, detector, provider, detect_side=detect_side)
+    spec = RecognizerSpec(model, detector, provider, detect_side=detect_side, adapter=adapter)
     describe = spec.describe()
     name, labels, detector_name = describe
     cols = columns(labels)
@@ -192,9 +192,9 @@ def iter_rows(inputs, *, engine: str = "local", workers: int | None = None, addr
               model: str | None = None, detector: str | None = None, provider: str | None = None,
               fps: float = DEFAULT_FPS, glob: str | None = None, column: str | None = None,
               batch_size: int = BATCH_SIZE, segment_samples: int = SEGMENT_SAMPLES,
-              detect_side: int | None = None) -> Iterator[dict]:
+              detect_side: int | None = None, adapter: str | None = None) -> Iterator[dict]:
     """The rows run() would write (same columns), as chunks finish (not in input order), with nothing on disk."""
-    spec = RecognizerSpec(model, detector, provider, detect_side=detect_side)
+    spec = RecognizerSpec(model, detector, provider, detect_side=detect_side, adapter=adapter)
     describe = spec.describe()
     cols = columns(describe[1])
     todo = chunks(plan(expand_inputs(inputs, glob, column), fps, segment_samples), batch_size)

@@ -45,6 +45,7 @@ class RecognizerSpec:
     provider: str | None = None
     threads: int = 1
     detect_side: int | None = None
+    adapter: str | None = None        # a head file from `ferkit adapt`: labels and the model's name are then its
 
     def describe(self) -> tuple[str, list[str], str]:
         """(model name, labels, detector name) from the model file, without a session: for the driver, before any worker starts.
@@ -59,6 +60,11 @@ class RecognizerSpec:
         self.providers()  # refuses a provider this ferkit cannot pass on, before any worker starts
         detector = self.detector or inspect.signature(load_recognizer).parameters["detector"].default
         check_detect_side(detector, self.detect_side)  # before any worker starts
+        if self.adapter is not None:
+            from ..adapt import load_adapter
+
+            head = load_adapter(self.adapter, path, meta["labels"])
+            return f"{meta.get('name', path.stem)}+{head.name}", list(head.classes), str(detector)
         return meta.get("name", path.stem), list(meta["labels"]), str(detector)
 
     def providers(self) -> list[str] | None:
@@ -82,6 +88,8 @@ class RecognizerSpec:
             options["detector"] = self.detector
         if self.detect_side is not None:
             options["detect_side"] = self.detect_side
+        if self.adapter is not None:
+            options["adapter"] = self.adapter
         providers = self.providers()
         if providers is not None:
             options["providers"] = providers

@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     __import__("ferkit.live", fromlist=["live"]).add_parser(sub)  # ferkit live (desktop real time)
     __import__("ferkit.music.cli", fromlist=["cli"]).add_parser(sub)  # ferkit recommend, ferkit music (feedback)
     __import__("ferkit.batch.cli", fromlist=["cli"]).add_parser(sub)  # ferkit batch (also python -m ferkit.batch)
+    __import__("ferkit.cli.adapt", fromlist=["adapt"]).add_parser(sub)  # ferkit adapt (a head for your own photos)
     return parser
 
 

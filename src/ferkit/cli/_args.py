@@ -50,6 +50,12 @@ def add_features(p) -> None:
                         "estimates read from them; pose: yaw, pitch, roll in degrees")
 
 
+def add_adapter(p) -> None:
+    """--adapter HEAD (load_recognizer's adapter): analyze, batch, video, live and serve."""
+    p.add_argument("--adapter", default=None, metavar="HEAD",
+                   help="a head file written by `ferkit adapt`: labels over its classes, for the model it was fitted on")
+
+
 def add_data(p, help: str = "FER-2013: fer2013.csv(.gz), its compact copy, or the folder holding them "
                             "(default: $FERKIT_DATA)") -> None:
     p.add_argument("--data", default=None, help=help)

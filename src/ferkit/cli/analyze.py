@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..detect import check_detect_side, detector_help
 from . import EXIT_ERROR, EXIT_NO_FACE, EXIT_OK, EXIT_SOME_NO_FACE, EXIT_USAGE, CommandError, print_error
-from ._args import add_detect_side, add_detector, add_features, add_model
+from ._args import add_adapter, add_detect_side, add_detector, add_features, add_model
 
 # What a folder given to `ferkit analyze` is searched for (recursively); hidden files and folders are left out.
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
@@ -38,6 +38,7 @@ def add_parser(sub) -> None:
     add_detector(p)
     add_detect_side(p)
     add_features(p)
+    add_adapter(p)
     p.add_argument("--no-detect", action="store_true", help="treat each image as one pre-cropped face")
     p.add_argument("--tta", action="store_true", help="average each face with its mirror image")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -146,7 +147,7 @@ def run(args) -> int:
     except ValueError as e:
         raise CommandError(f"--detect-side {args.detect_side}: {e}", EXIT_USAGE) from None
     rec = load_recognizer(args.model, detector=detector, tta=args.tta, detect_side=args.detect_side,
-                          features=args.features)
+                          features=args.features, adapter=args.adapter)
     results, failed, faceless, with_faces = [], 0, 0, 0
     for item in inputs:
         name = str(item.path)
@@ -184,7 +185,8 @@ def _print_table(name: str, faces, labels) -> None:
     if not faces:
         print(f"{name}: no face found")
         return
-    print(f"{name}: {len(faces)} face{'s' if len(faces) > 1 else ''}")
+    adapter = f" (adapter {faces[0].adapter})" if getattr(faces[0], "adapter", None) else ""
+    print(f"{name}: {len(faces)} face{'s' if len(faces) > 1 else ''}{adapter}")
     short = [label[:8] for label in labels]
     print(f"  {'#':>2} {'box (x,y,w,h)':<20} {'emotion':<9}" + "".join(f"{s:>9}" for s in short))
     for i, f in enumerate(faces, 1):

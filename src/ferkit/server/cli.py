@@ -6,7 +6,7 @@ import json
 import os
 
 from ..cli import EXIT_OK, EXIT_USAGE, CommandError
-from ..cli._args import add_detect_side, add_detector, add_model
+from ..cli._args import add_adapter, add_detect_side, add_detector, add_model
 
 
 def add_parser(sub) -> None:
@@ -20,6 +20,7 @@ def add_parser(sub) -> None:
     add_detector(p, default=None, check=False,
                  help="face detector for uploads: yunet, haar, haar-alt2, blazeface (default: the library's default, yunet)")
     add_detect_side(p)
+    add_adapter(p)
     p.add_argument("--live-detector", default=None, help="face detector for live mode (default: the upload detector, on a 320-pixel copy)")
     p.add_argument("--threads", type=int, default=None,
                    help="ONNX Runtime threads per inference (default: its own, one per core; with --workers N, the "
@@ -54,6 +55,10 @@ def run_serve(args) -> int:
             lines.append(f"{where}={err.get('input')!r}: {err['msg']}" if where else err["msg"])
         raise CommandError("\n".join(lines), EXIT_USAGE) from None
     resolve_model(settings.model)  # an unknown model or a missing file fails here, with its message, not in the server
+    if settings.adapter is not None:  # so does a head file that is missing, malformed or for another model
+        from ..adapt import Head
+
+        Head.load(settings.adapter).check_base(resolve_model(settings.model), settings.adapter)
     if args.workers < 1:
         raise CommandError(f"--workers must be at least 1, got {args.workers}", EXIT_USAGE)
     host = f"[{settings.host}]" if ":" in settings.host else settings.host

@@ -23,6 +23,7 @@ class Settings(BaseSettings):
     detector: str = Field(default_factory=lambda: _library_default_detector())  # uploads: load_recognizer's default
     detect_side: int | None = Field(None, ge=32)  # yunet's working size for uploads (longer side, px); None = its
                                                   # 640. Smaller is faster and misses small faces (README, Limits)
+    adapter: str | None = None              # a head file from `ferkit adapt` (fitted on `model`); None = no adapter
     threads: int | None = Field(None, ge=1)  # ONNX Runtime intra-op threads per inference; None = its default
     max_upload_bytes: int = Field(10 * MB, ge=1)       # the whole request body of POST /api/v1/analyze
     max_pixels: int = Field(40_000_000, ge=1)          # decoded width x height of an upload (decompression bombs)

@@ -21,6 +21,10 @@ class FaceResult(BaseModel):
     landmarks: list[tuple[float, float]] | None = Field(
         None, description="five [x, y] points in image pixels: right eye, left eye, nose tip, right and left mouth "
                           "corner (null when the detector gives none)")
+    adapter: str | None = Field(None, description="with an adapter (ferkit adapt): its name; probabilities are then "
+                                "over its classes")
+    base_probabilities: dict[str, float] | None = Field(None, description="with an adapter: the base model's own "
+                                                        "probabilities")
     heatmap: str | None = Field(None, description="with explain=true: what the model looked at, as a "
                                 "data:image/png;base64 URL of a heat map (with alpha) to stretch over the box")
 
