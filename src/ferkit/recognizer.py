@@ -542,7 +542,8 @@ def normalise_cam(cam: np.ndarray) -> np.ndarray:
 
 def load_recognizer(model: str | os.PathLike | None = None, detector: Detector | str = DEFAULT_DETECTOR, *,
                     threads: int | None = None, tta: bool | str = False, margin: float = 0.0, align: bool = True,
-                    providers: list | None = None, detect_side: int | None = None, adapter: str | os.PathLike | None = None) -> Recognizer:
+                    providers: list | None = None, detect_side: int | None = None,
+                    adapter: str | os.PathLike | None = None) -> Recognizer:
     """The front door. `model`: a shipped name (see available_models(); default "fer2013") or an .onnx path.
     `detector`: "yunet" (default), "blazeface", "haar", "haar-alt2", "none" (pre-cropped faces), or a Detector
     object (detect.DETECTOR_NOTES says when each helps).
