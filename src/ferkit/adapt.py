@@ -431,7 +431,7 @@ def fit_head_arrays(x: np.ndarray, y: np.ndarray, k: int, l2: float):
     return mean, scale, w, b
 
 
-def base_predictions(base: np.ndarray, base_labels, classes, y_train: np.ndarray) -> tuple[np.ndarray | None, str]:
+def base_predictions(base: np.ndarray, base_labels, classes) -> tuple[np.ndarray | None, str]:
     """How the base model labels the images, over the head's classes: its most probable label among `classes`
     when each class is one of its labels; otherwise (new classes) it has no answer, and the baseline is the most
     common class of the training part. -> (class indices or None, what the baseline is)."""
@@ -457,7 +457,7 @@ def cross_validate(x: np.ndarray, y: np.ndarray, base: np.ndarray, base_labels, 
             continue
         mean, scale, w, b = fit_head_arrays(x[train], y[train], k, config.l2)
         pred_head[test] = (((x[test] - mean) / scale) @ w.T + b).argmax(1)
-        fixed, baseline = base_predictions(base[test], base_labels, classes, y[train])
+        fixed, baseline = base_predictions(base[test], base_labels, classes)
         pred_base[test] = fixed if fixed is not None else np.bincount(y[train], minlength=k).argmax()
         per_fold.append({"fold": f, "n": int(test.sum()), "base": scores(y[test], pred_base[test], k),
                          "adapted": scores(y[test], pred_head[test], k)})

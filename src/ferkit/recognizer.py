@@ -33,7 +33,7 @@ class Recognizer:
 
     def __init__(self, model_path: str | Path, detector: Detector | str = DEFAULT_DETECTOR, *, threads: int | None = None,
                  tta: bool | str = False, margin: float = 0.0, align: bool = True, providers: list | None = None,
-                 features=None, adapter=None):
+                 features=None, adapter: str | os.PathLike | None = None):
         if margin < 0 or margin > 1:
             raise ValueError(f"margin must be within 0-1 (a fraction of the box size), got {margin}")
         self.model_path = Path(model_path)
@@ -246,7 +246,7 @@ def normalise_cam(cam: np.ndarray) -> np.ndarray:
 def load_recognizer(model: str | os.PathLike | None = None, detector: Detector | str = DEFAULT_DETECTOR, *,
                     threads: int | None = None, tta: bool | str = False, margin: float = 0.0, align: bool = True,
                     providers: list | None = None, detect_side: int | None = None, features=None,
-                    adapter=None) -> Recognizer:
+                    adapter: str | os.PathLike | None = None) -> Recognizer:
     """The front door. `model`: a shipped name (see available_models(); default "fer2013") or an .onnx path.
     `detector`: "yunet" (default), "blazeface", "haar", "haar-alt2", "none" (pre-cropped faces), or a Detector
     object (detect.DETECTOR_NOTES says when each helps).
