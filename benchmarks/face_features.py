@@ -154,27 +154,34 @@ def auc(labels_true: np.ndarray, scores: np.ndarray) -> float:
     return float((ranks[:len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 
-# Each AU against the emotion it is prototypical of (EMFACS): what the AUC measures
+# Each AU against the emotion it is prototypical of (EMFACS), in FER+'s class names: what the AUC measures
 AU_EMOTION = {"AU12": "happy", "AU6": "happy", "AU26": "surprise", "AU25": "surprise", "AU1": "surprise",
-              "AU2": "surprise", "AU5": "surprise", "AU4": "angry", "AU23": "angry", "AU9": "disgust",
-              "AU10": "disgust", "AU15": "sad", "AU17": "sad", "AU20": "fear"}
+              "AU2": "surprise", "AU5": "surprise", "AU4": "angry", "AU7": "angry", "AU23": "angry", "AU9": "disgust",
+              "AU10": "disgust", "AU15": "sad", "AU17": "sad", "AU20": "fear", "AU14": "contempt"}
 
 
 def au_auc(args) -> None:
-    """How well each AU estimate separates its prototypical emotion from the rest, on PublicTest faces drawn into
-    scenes with the FER+ majority label (FER-2013's label where FER+ has none)."""
+    """How well each AU estimate separates its prototypical emotion from the rest: PublicTest faces with a FER+
+    majority label, drawn into scenes at 200 px."""
     import ferkit
-    from ferkit.labels import EMOTIONS
+    from _data import fer2013
+    from ferkit.data import load_dataset, read_ferplus_votes, with_ferplus
+    from ferkit.scenes import place_face
 
+    path = fer2013(args.data)
+    ds = load_dataset(path)
+    test = with_ferplus(ds, read_ferplus_votes(path.parent / "fer2013new.csv", len(ds))).split("PublicTest")
     rec = ferkit.load_recognizer(features="blendshapes")
     rows, labels = [], []
-    for img, label in scenes("PublicTest", args.n, seed=2, data=args.data):
-        faces = rec.analyze(img)
+    for i in np.random.default_rng(2).permutation(len(test.labels))[:args.n]:
+        frame = place_face(np.full((400, 400, 3), 110, np.uint8), test.pixels[i], 200, (200, 200))
+        faces = rec.analyze(frame)
         if len(faces) == 1:
             rows.append(faces[0].action_units)
-            labels.append(EMOTIONS[label])
+            labels.append(test.classes[test.labels[i]])
     labels = np.array(labels)
-    print(f"AU estimates against FER-2013 labels, {len(labels)} PublicTest faces in scenes (AUC, 0.5 = chance):")
+    print(f"AU estimates against FER+ majority labels, {len(labels)} PublicTest faces in scenes at 200 px "
+          f"(AUC of the AU for its emotion against every other face; 0.5 = chance):")
     for au, emotion in AU_EMOTION.items():
         s = np.array([r[au] for r in rows])
         print(f"  {au:5s} vs {emotion:8s} (n={int((labels == emotion).sum()):3d}): AUC {auc(labels == emotion, s):.3f}")

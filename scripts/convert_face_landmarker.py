@@ -48,27 +48,32 @@ def as_float16(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def nchwc_friendly(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Rewrite the Face Mesh V2 graph so ONNX Runtime's CPU provider runs it in its blocked NCHWc layout from the first
-    Conv to the outputs. The graph is a chain of Conv + PRelu (69 PRelus with per-channel slopes s in -5.4..19.8, so
-    max(x, s*x) is not PRelu), and ORT has no NCHWc PRelu: each one ran in NCHW between a ReorderOutput and a
-    ReorderInput, and its broadcast kernel is slow. Profiled with 1 thread on an Ice Lake Xeon: PRelu 10.6 ms + Reorder
-    ~3 ms of 16-18 ms per run (TFLite/XNNPACK: ~6 ms). Three exact-or-near-exact rewrites:
+    """Rewrite the Face Mesh V2 graph so ONNX Runtime's CPU provider runs all of it in its blocked NCHWc layout.
 
-    1. PRelu(x) -> x + (1-s) * Relu(-x), as two depthwise 1x1 Convs (group=C) that NCHWc runs with the Relu and the
-       Add fused in: Relu(DWConv_{-1}(x)), then DWConv_{1-s}(that) + x. Exact for x >= 0; for x < 0 it is s*x up to
-       a rounding or two. (Relu(x) + DWConv_{-s}(Relu(-x)) is bit-exact PRelu but needs a third pass, a standalone
-       Relu: ~1 ms slower. Relu(x) + s*Min(x, 0) in NCHW ops: 12.4 ms.)
-    2. The four 8-channel bottlenecks at 128x128 (Conv 16->8, PRelu, depthwise 3x3, Conv 8->16) get 8 more channels
-       with zero weights: NCHWc needs a multiple of its block (16 with AVX-512), and the extra channels add exact
-       zeros.
-    3. The channel Pads (zeros appended to the residual after a MaxPool) -> a 1x1 Conv with [I; 0] weights, which
-       NCHWc runs; Pad would reorder out and back.
+    Why: the graph is Conv + PRelu blocks (69 PRelus, per-channel slopes s from -5.4 to 19.8, so max(x, s*x) is not
+    PRelu), and ORT has no NCHWc PRelu: each ran in NCHW between a ReorderOutput and a ReorderInput, with a slow
+    broadcast kernel. Profiled, 1 thread, Intel Xeon @ 2.80GHz (Ice Lake): PRelu 10.6 ms + Reorder ~3 ms of 16-18 ms
+    per run; TFLite/XNNPACK runs the same model in ~6 ms. The rewrites, all only Conv/Relu/Add that NCHWc fuses:
 
-    Measured on the same machine, same run, interleaved (2 noisy shared cores, Intel Xeon @ 2.80GHz Ice Lake, ORT
-    1.32, 1 thread): original fastest run 17.5 ms, rewritten 6.7-7.3 ms; medians are in the converter's report. The
-    landmarks differ from the original graph's by at most 6e-5 px on 24 face crops (ORT's own graph optimizations
-    move them by 8e-5 px), the presence logit by 2e-5. Where ORT does no NCHWc (graph optimization below ALL, or
-    ARM64 builds without its NEON NCHWc kernels) the depthwise 1x1 Convs are slow: ~32 ms instead of 18 there."""
+    1. PRelu(x) = x + (1-s)*Relu(-x): Relu(depthwise 1x1 Conv of weight -1), then depthwise 1x1 Conv (group=C) of
+       weight 1-s with the Add fused in: two passes over the tensor instead of PRelu and two reorders. Exact for
+       x >= 0; for x < 0 it is s*x up to a rounding or two. Tried instead: Relu(x) + DWConv_{-s}(Relu(-x)), which
+       is bit-exact PRelu but needs a third pass (a standalone Relu); Relu(x) + s*Min(x, 0) in plain ONNX ops; grouped
+       or dense 1x1 Convs in place of the depthwise ones; Min(x, 0) as Clip (NCHWc does not run Clip): all slower;
+       negating the producing Conv so that a plain Relu makes Relu(-x): no measurable gain.
+    2. The four 8-channel bottlenecks at 128x128 (Conv 16->8, PRelu, depthwise 3x3, Conv 8->16) get 8 channels of
+       zero weights: NCHWc needs channel counts that are multiples of its block (16 with AVX-512, 8 with AVX2); the
+       extra channels add exact zeros.
+    3. Pad (zero channels appended to the residual after a MaxPool) -> a 1x1 Conv of weights [I; 0], which NCHWc runs.
+
+    Measured on that machine (2 cores shared with other jobs), 1 thread, ORT 1.32, the graphs interleaved in one run:
+    original 17.6 ms median, rewritten 7.3 ms (a quiet spell); in a busier run, medians (fastest run) original 35.8
+    (15.2) ms, rewritten 14.8 (6.3), bit-exact 3-pass variant of 1 15.8 (6.8), Relu + s*Min 27.4 (11.6).
+    session.set_denormal_as_zero changed nothing (no denormals). On 24 crops of the face in examples/astronaut.png
+    the landmarks move by at most 5.8e-5 px and the presence logit by 2.1e-5 from the original graph's (ORT's own
+    graph optimizations move the original's landmarks by 7.6e-5 px). Where ORT does no NCHWc (graph optimization
+    level below ALL; ARM64 builds without NEON NCHWc kernels) the depthwise 1x1 Convs are slow: 32 ms instead of the
+    original's 18 ms with level EXTENDED here; --keep-prelu writes the plain graph."""
     m = onnx.ModelProto()
     m.CopyFrom(model)
     g = m.graph
@@ -121,7 +126,8 @@ def nchwc_friendly(model: onnx.ModelProto) -> onnx.ModelProto:
     nodes = []
     for i, n in enumerate(g.node):
         tag = f"nchwc{i}"
-        if n.op_type == "Pad" and n.input[1] in inits and len(n.input) == 2 and attr(n, "mode", b"constant") == b"constant":
+        constant_pad = n.op_type == "Pad" and len(n.input) == 2 and attr(n, "mode", b"constant") == b"constant"
+        if constant_pad and n.input[1] in inits:
             pads = arr(n.input[1]).tolist()
             cin = shapes.get(n.input[0], [0, 0])[1]
             if cin and len(pads) == 8 and pads[1] == 0 and not any(pads[j] for j in (0, 2, 3, 4, 6, 7)):
@@ -132,7 +138,7 @@ def nchwc_friendly(model: onnx.ModelProto) -> onnx.ModelProto:
                 continue
         if n.op_type == "PRelu":
             (x, slope), y = n.input, n.output[0]
-            s = arr(slope).reshape(-1)
+            s = arr(slope).reshape(-1).astype(np.float32)
             c = s.size
 
             def dw(inp, w, out, name):
@@ -140,7 +146,7 @@ def nchwc_friendly(model: onnx.ModelProto) -> onnx.ModelProto:
                                              group=c, kernel_shape=[1, 1])
             nodes += [dw(x, -np.ones(c), tag + "_negx", tag + "_neg"),
                       onnx.helper.make_node("Relu", [tag + "_negx"], [tag + "_relu_negx"], name=tag + "_relu"),
-                      dw(tag + "_relu_negx", 1 - s.astype(np.float32), tag + "_scaled", tag + "_scale"),
+                      dw(tag + "_relu_negx", 1 - s, tag + "_scaled", tag + "_scale"),
                       onnx.helper.make_node("Add", [tag + "_scaled", x], [y], name=tag + "_add")]
             continue
         nodes.append(n)
@@ -151,6 +157,38 @@ def nchwc_friendly(model: onnx.ModelProto) -> onnx.ModelProto:
     del g.initializer[:]
     g.initializer.extend(kept)
     return m
+
+
+def compare_mesh(original: onnx.ModelProto, rewritten: onnx.ModelProto) -> None:
+    """Print how far the rewritten mesh's outputs are from the original's under ONNX Runtime (CPU, 1 thread), next to
+    how far ORT's own graph optimizations move the original's, on seeded images of blocky noise (tf2onnx's venv has
+    onnxruntime but no image reader). On such non-faces both are ~3e-4 px; the figures for real faces (<= 6e-5 px)
+    are in nchwc_friendly's docstring."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        print("onnxruntime not installed: mesh rewrite not compared")
+        return
+
+    def session(model, optimize=True):
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        if not optimize:
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+    ref, new, plain = session(original), session(rewritten), session(original, optimize=False)
+    name = ref.get_inputs()[0].name
+    rng = np.random.default_rng(0)
+    d = np.zeros((2, 2))  # rows: rewritten, original without ORT optimizations; columns: landmarks, presence
+    for _ in range(4):
+        image = np.ascontiguousarray(rng.random((1, 16, 16, 3), dtype=np.float32).repeat(16, 1).repeat(16, 2))
+        want = ref.run(None, {name: image})
+        for row, s in enumerate((new, plain)):
+            got = s.run(None, {name: image})
+            d[row] = np.maximum(d[row], [np.abs(got[0] - want[0]).max(), np.abs(got[1] - want[1]).max()])
+    print(f"mesh rewrite vs original: max |landmark difference| {d[0, 0]:.2g} px, presence logit {d[0, 1]:.2g} "
+          f"(original with ORT's graph optimizations off vs on: {d[1, 0]:.2g} px, {d[1, 1]:.2g})")
 
 
 def _fields(buf: bytes, start: int, end: int):
@@ -215,7 +253,8 @@ def main() -> None:
                             "--output", str(onnx_path), "--opset", "17"], check=True, capture_output=True)
             model = onnx.load(str(onnx_path))
             if tflite == "face_landmarks_detector.tflite" and not args.keep_prelu:
-                model = nchwc_friendly(model)
+                original, model = model, nchwc_friendly(model)
+                compare_mesh(original, model)
             model = as_float16(model)
             meta = {"source": f"MediaPipe face_landmarker.task (float16, v1), {tflite}", "bundle_sha256": sha,
                     "licence": "Apache-2.0, Copyright Google LLC", "converted_with": "tf2onnx 1.17 (opset 17)"}

@@ -114,7 +114,9 @@ def test_three_class_head_through_adapt_analyze_batch_and_server(fer_dataset, tm
     assert "5-fold cross-validation (stratified), baseline: most common class" in out
     doc = json.loads(head.read_text())
     assert doc["classes"] == ["neutral", "negative", "positive"] and doc["base_model"]["name"] == "fer2013"
-    assert doc["features"]["groups"] == ["log_probabilities"] and head.stat().st_size < 16_000
+    # by default the head reads the face features too (blendshapes, head pose), and a recognizer given it turns them on
+    assert doc["features"]["groups"] == ["log_probabilities", "blendshapes", "head_pose"]
+    assert head.stat().st_size < 16_000
     assert "| accuracy" in (tmp_path / "report" / "adapt-report.md").read_text()
     assert cv2.imread(str(tmp_path / "report" / "adapt-confusion.png")) is not None
 

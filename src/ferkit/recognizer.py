@@ -56,13 +56,16 @@ class Recognizer:
         self.tta = check_choice("tta", {False: "none", True: "flip", None: "none"}.get(tta, tta), TTA_MODES)
         self.margin, self.align = margin, bool(align)
         self.metrics: dict = read_metrics(self.model_path)
-        self.features: tuple[str, ...] = parse_features(features)
-        self.face_mesh = FaceMesh(self.features, threads=threads, providers=self.providers) if self.features else None
         # adapter (ferkit adapt): a head over the model's outputs; `labels` are then its classes, `name` names it
         self.base_labels: tuple[str, ...] = self.labels
         self.adapter = None if adapter is None else load_adapter(adapter, self.model_path, self.labels)
         if self.adapter is not None:
             self.labels, self.name = self.adapter.classes, f"{self.name}+{self.adapter.name}"
+        # a head fitted on face features needs them: they are turned on with it
+        needed = {"blendshapes": "blendshapes", "head_pose": "pose"}
+        wanted = [*parse_features(features), *(needed[g] for g in getattr(self.adapter, "feature_groups", ()) if g in needed)]
+        self.features: tuple[str, ...] = parse_features(wanted)
+        self.face_mesh = FaceMesh(self.features, threads=threads, providers=self.providers) if self.features else None
 
     def __repr__(self) -> str:
         extra = f", features={self.features}" if self.features else ""

@@ -34,7 +34,7 @@ def add_detect_side(p) -> None:
                         "of a fifteenth")
 
 
-def add_features(p) -> None:
+def add_features(p, default: tuple[str, ...] = (), help: str | None = None) -> None:
     """--features, the face features beside the emotion (load_recognizer's features): every analysing command."""
     from ..mesh import FEATURES, parse_features
 
@@ -44,10 +44,10 @@ def add_features(p) -> None:
         except ValueError as e:
             raise argparse.ArgumentTypeError(str(e)) from None
 
-    p.add_argument("--features", type=features, default=(), metavar="LIST",
-                   help=f"face features to read too, comma-separated: {', '.join(FEATURES)}, or all (default: none). "
-                        "mesh: 478 3-D points; blendshapes: 52 expression coefficients and the action-unit (AU) "
-                        "estimates read from them; pose: yaw, pitch, roll in degrees")
+    p.add_argument("--features", type=features, default=default, metavar="LIST",
+                   help=help or f"face features to read too, comma-separated: {', '.join(FEATURES)}, or all (default: "
+                                "none). mesh: 478 3-D points; blendshapes: 52 expression coefficients and the action-unit "
+                                "(AU) estimates read from them; pose: yaw, pitch, roll in degrees")
 
 
 def add_adapter(p) -> None:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from . import EXIT_ERROR, EXIT_OK, EXIT_USAGE, CommandError, print_error
-from ._args import add_dataclass_flags, add_detect_side, add_detector, add_model
+from ._args import add_dataclass_flags, add_detect_side, add_detector, add_features, add_model
 
 EPILOG = """\
 DATA is a folder of LABEL/IMAGE (any depth below the label folder) or a CSV with a header holding path and label
@@ -34,6 +34,9 @@ def add_parser(sub) -> None:
     add_detector(p)
     add_detect_side(p)
     p.add_argument("--no-detect", action="store_true", help="treat each image as one pre-cropped face")
+    add_features(p, default=("blendshapes", "pose"),
+                 help="face features the head may read beside the network's outputs (default: blendshapes,pose: the "
+                      "52 blendshapes and the head pose); --features '' for the network's outputs alone (faster)")
     add_dataclass_flags(p, AdaptConfig)
     p.add_argument("--force", action="store_true", help="write the head even where it does not beat the base model "
                                                         "beyond the folds' spread")
@@ -59,7 +62,7 @@ def run(args) -> int:
     except ValueError as e:
         raise CommandError(f"--detect-side {args.detect_side}: {e}", EXIT_USAGE) from None
     data = read_labelled(args.data)
-    rec = load_recognizer(args.model, detector=detector, detect_side=args.detect_side)
+    rec = load_recognizer(args.model, detector=detector, detect_side=args.detect_side, features=args.features)
     result = adapt(rec, data, config, name=out.stem)
     for name, why in result.skipped:
         print_error(f"skipped {name}: {why}")
