@@ -298,6 +298,26 @@ def test_twelve_people_in_one_place_are_twelve_tracks(detectable_faces, tmp_path
     assert all(0.5 <= s["seconds"] <= 1.0 for s in summary.values())
 
 
+def test_batch_writes_the_features_as_typed_columns(tmp_path):
+    """ferkit batch --features: the face features' flat columns (Face.to_row) in every row, floats in Parquet;
+    without the switch the columns are today's."""
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "r.parquet"
+    r = ferkit_cli("batch", str(PHOTO), "--out", str(out), "--features", "blendshapes,pose", "--no-progress", "--workers", "1")
+    assert r.returncode == 0, r.stderr
+    table = pq.read_table(out)
+    row = table.to_pylist()[0]
+    assert row["status"] == "ok" and row["au_AU12"] > 0.5 and -20 < row["yaw"] < 20
+    assert str(table.schema.field("au_AU12").type) == "double" and str(table.schema.field("bs_jawOpen").type) == "double"
+    assert not any(c.startswith("mesh_") for c in table.column_names)
+    plain = tmp_path / "p.csv"
+    r = ferkit_cli("batch", str(PHOTO), "--out", str(plain), "--no-progress", "--workers", "1")
+    assert r.returncode == 0, r.stderr
+    head = plain.read_text().splitlines()[0].split(",")
+    assert not any(c.startswith(("au_", "bs_")) or c in ("yaw", "pitch", "roll") for c in head)
+
+
 if __name__ == "__main__":  # writes tests/data/face_landmarker_reference.npz from the bundle's TFLite files
     import tempfile
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from ..mesh import parse_features
 from .inputs import BATCH_SIZE, DEFAULT_FPS, SEGMENT_SAMPLES, Chunk, chunks, expand_inputs, plan
 from .output import Parts, output_format, read_part, read_rows, write_rows
 from .work import RecognizerSpec, columns
@@ -102,7 +103,7 @@ def run(inputs, out: str | os.PathLike, *, engine: str = "local", workers: int |
         address: str | None = None, model: str | None = None, detector: str | None = None,
         provider: str | None = None, fps: float = DEFAULT_FPS, glob: str | None = None, column: str | None = None,
         batch_size: int = BATCH_SIZE, segment_samples: int = SEGMENT_SAMPLES, progress: bool = False,
-        detect_side: int | None = None, adapter: str | None = None) -> Summary:
+        detect_side: int | None = None, adapter: str | None = None, features=None) -> Summary:
     """Analyse images, videos, folders and manifests into one results file, resumably.
 
     `inputs`: paths (image or video files, folders walked recursively and filtered by `glob`, .txt/.csv manifests
@@ -110,8 +111,9 @@ def run(inputs, out: str | os.PathLike, *, engine: str = "local", workers: int |
     or analysed video frame with no face or an error (docs/batch.md has the columns). `engine`: "local" (a pool of
     `workers` processes, default one per core) or "ray" (a Ray Data pipeline on the cluster at `address`).
     `model`, `detector`, `provider`: as load_recognizer's (None: its defaults); `detect_side`: yunet's working
-    size (None: 640; 1280 finds the small faces of large photos at about 5x the detector's time). Videos are
-    sampled at `fps`.
+    size (None: 640; 1280 finds the small faces of large photos at about 5x the detector's time); `adapter`: a head
+    from `ferkit adapt`; `features`: face features whose columns join every row (load_recognizer's features).
+    Videos are sampled at `fps`.
     Rerunning after an interruption skips the tasks already done (kept in OUT.parts/ until OUT is written) and the
     inputs already in OUT. `progress`: a bar on stderr. Returns the Summary of the whole output.
     """
@@ -120,10 +122,11 @@ def run(inputs, out: str | os.PathLike, *, engine: str = "local", workers: int |
         raise ValueError(f"workers must be >= 1, got {workers}")
     out = Path(out)
     output_format(out)
-    spec = RecognizerSpec(model, detector, provider, detect_side=detect_side, adapter=adapter)
+    spec = RecognizerSpec(model, detector, provider, detect_side=detect_side, adapter=adapter,
+                          features=parse_features(features))
     describe = spec.describe()
     name, labels, detector_name = describe
-    cols = columns(labels)
+    cols = columns(labels, spec.features)
     tasks = plan(expand_inputs(inputs, glob, column), fps, segment_samples)
     all_chunks = chunks(tasks, batch_size)
 
@@ -135,7 +138,8 @@ def run(inputs, out: str | os.PathLike, *, engine: str = "local", workers: int |
     in_previous = {r["source"] for r in previous}
     parts = Parts(out, {"model": name, "labels": labels, "detector": detector_name, "fps": fps,
                         "batch_size": batch_size, "segment_samples": segment_samples}
-                  | ({"detect_side": detect_side} if detect_side is not None else {}))
+                  | ({"detect_side": detect_side} if detect_side is not None else {})
+                  | ({"features": list(spec.features)} if spec.features else {}))
     parts.open()
     done = parts.index()
     todo = []
@@ -192,11 +196,12 @@ def iter_rows(inputs, *, engine: str = "local", workers: int | None = None, addr
               model: str | None = None, detector: str | None = None, provider: str | None = None,
               fps: float = DEFAULT_FPS, glob: str | None = None, column: str | None = None,
               batch_size: int = BATCH_SIZE, segment_samples: int = SEGMENT_SAMPLES,
-              detect_side: int | None = None, adapter: str | None = None) -> Iterator[dict]:
+              detect_side: int | None = None, adapter: str | None = None, features=None) -> Iterator[dict]:
     """The rows run() would write (same columns), as chunks finish (not in input order), with nothing on disk."""
-    spec = RecognizerSpec(model, detector, provider, detect_side=detect_side, adapter=adapter)
+    spec = RecognizerSpec(model, detector, provider, detect_side=detect_side, adapter=adapter,
+                          features=parse_features(features))
     describe = spec.describe()
-    cols = columns(describe[1])
+    cols = columns(describe[1], spec.features)
     todo = chunks(plan(expand_inputs(inputs, glob, column), fps, segment_samples), batch_size)
     work = _engine(engine, todo, spec, fps, workers, address, describe)
     try:

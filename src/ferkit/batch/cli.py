@@ -9,7 +9,7 @@ import argparse
 import sys
 
 from ..cli import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CommandError
-from ..cli._args import add_adapter, add_detect_side, add_detector, add_model
+from ..cli._args import add_adapter, add_detect_side, add_detector, add_features, add_model
 from .inputs import BATCH_SIZE, DEFAULT_FPS
 
 
@@ -37,6 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_detector(p)
     add_detect_side(p)
     add_adapter(p)
+    add_features(p)
     p.add_argument("--provider", default=None,
                    help="ONNX Runtime execution provider for each worker: cpu, cuda, tensorrt or a provider name")
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE, metavar="N",
@@ -55,7 +56,7 @@ def main_from_args(args: argparse.Namespace) -> int:
                           model=args.model, detector=args.detector, provider=args.provider, fps=args.fps,
                           glob=args.glob, column=args.column, batch_size=args.batch_size,
                           progress=not args.no_progress, detect_side=args.detect_side,
-                          adapter=args.adapter)
+                          adapter=args.adapter, features=args.features)
     except KeyboardInterrupt:
         raise CommandError("interrupted; finished work is kept: rerun the same command to resume",
                            EXIT_INTERRUPTED) from None

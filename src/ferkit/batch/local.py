@@ -69,7 +69,7 @@ def local_engine(todo: list[Chunk], spec: RecognizerSpec, fps: float, workers: i
     if not todo:
         return
     workers = max(1, min(workers or default_workers(), len(todo) or 1))
-    stub = stand_in(*(describe or spec.describe()))
+    stub = stand_in(*(describe or spec.describe()), features=spec.features)
     ctx = mp.get_context("spawn")  # no inherited ONNX Runtime threads or locks
     pending = deque(todo)
     slots = [_Slot(ctx, spec, fps) for _ in range(workers)]

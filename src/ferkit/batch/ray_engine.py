@@ -102,7 +102,7 @@ def _run_one(spec: RecognizerSpec, chunk: Chunk, fps: float) -> str:
 def _one_by_one(ray, left: list[Chunk], spec: RecognizerSpec, fps: float) -> Iterator[tuple[Chunk, list]]:
     """After a chunk killed its actor twice (the pipeline stops there): every task not yet done, alone, as a Ray task
     of its own, once; one whose worker dies again becomes an error row."""
-    stub = stand_in(*spec.describe())
+    stub = stand_in(*spec.describe(), features=spec.features)
     run_one = ray.remote(num_cpus=ACTOR_CPUS, max_retries=0)(_run_one)
     pending = {run_one.remote(spec, c, fps): c for c in left}
     while pending:

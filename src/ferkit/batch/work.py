@@ -2,7 +2,9 @@
 
 Row schema (docs/batch.md): one row per face, plus one per image or analysed frame with no face ("no_face") or
 that could not be analysed ("error", with the message). Columns are fixed apart from one probability column per
-class of the model (`prob_<label>`, in the model's label order).
+class of the model (`prob_<label>`, in the model's label order) and, with face features, their columns
+(face.feature_columns: bs_<blendshape>, au_<AU>, yaw, pitch, roll, mesh_<i>_<x|y|z>). A face's values come from
+Face.to_row, the one flat serialiser.
 """
 from __future__ import annotations
 
@@ -11,13 +13,11 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 
 import cv2
-import numpy as np
 
+from ..face import LANDMARK_COLUMNS, feature_columns
 from .inputs import Chunk, Task, is_sampled
 
-LANDMARKS = 5  # points per face where the detector gives them (YuNet: eyes, nose tip, mouth corners)
 HEAD = ["source", "kind", "frame", "time", "status", "message", "face", "x", "y", "w", "h"]
-LANDMARK_COLUMNS = [f"lm{i}_{c}" for i in range(LANDMARKS) for c in "xy"]
 TAIL = ["detector", "detector_score", "emotion"]
 INT_COLUMNS = {"frame", "face", "x", "y", "w", "h"}
 FLOAT_COLUMNS = {"time", "detector_score", *LANDMARK_COLUMNS}   # plus every prob_<label>
@@ -27,12 +27,17 @@ PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", 
              "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]}
 
 
-def columns(labels) -> list[str]:
-    return HEAD + LANDMARK_COLUMNS + TAIL + [f"prob_{k}" for k in labels] + ["model"]
+FEATURE_PREFIXES = ("prob_", "bs_", "au_", "mesh_")  # float columns, one per label / blendshape / AU / mesh value
+
+
+def columns(labels, features=()) -> list[str]:
+    """The output's columns for a model's labels and the face features chosen (mesh.parse_features names)."""
+    return HEAD + LANDMARK_COLUMNS + TAIL + [f"prob_{k}" for k in labels] + feature_columns(features) + ["model"]
 
 
 def column_type(name: str) -> type:
-    return int if name in INT_COLUMNS else float if name in FLOAT_COLUMNS or name.startswith("prob_") else str
+    return int if name in INT_COLUMNS else \
+        float if name in FLOAT_COLUMNS or name.startswith(FEATURE_PREFIXES) or name in ("yaw", "pitch", "roll") else str
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,7 @@ class RecognizerSpec:
     threads: int = 1
     detect_side: int | None = None
     adapter: str | None = None        # a head file from `ferkit adapt`: labels and the model's name are then its
+    features: tuple[str, ...] = ()    # face features (mesh.parse_features names): their columns join every row
 
     def describe(self) -> tuple[str, list[str], str]:
         """(model name, labels, detector name) from the model file, without a session: for the driver, before any worker starts.
@@ -90,6 +96,8 @@ class RecognizerSpec:
             options["detect_side"] = self.detect_side
         if self.adapter is not None:
             options["adapter"] = self.adapter
+        if self.features:
+            options["features"] = self.features
         providers = self.providers()
         if providers is not None:
             options["providers"] = providers
@@ -98,7 +106,7 @@ class RecognizerSpec:
 
 # ---------------------------------------------------------------- rows
 def _row(rec, task: Task, frame: int | None, status: str, message: str | None = None) -> dict:
-    row = dict.fromkeys(columns(rec.labels))
+    row = dict.fromkeys(columns(rec.labels, getattr(rec, "features", ())))
     row.update(source=task.source, kind=task.kind, status=status, message=message, model=rec.name,
                detector=getattr(rec.detector, "name", None))
     if frame is not None:
@@ -114,24 +122,18 @@ def face_rows(rec, task: Task, frame: int | None, faces) -> list[dict]:
     for i, f in enumerate(faces):
         row = _row(rec, task, frame, "ok")
         row["face"] = i
-        row.update(zip("xywh", (int(v) for v in f.box)))
-        landmarks = getattr(f, "landmarks", None)
-        if landmarks is not None:
-            points = np.asarray(landmarks, np.float64).reshape(-1)[:2 * LANDMARKS]  # (5, 2) x, y -> lm0_x, lm0_y, ...
-            row.update(zip(LANDMARK_COLUMNS, (float(v) for v in points)))
-        row["detector"] = getattr(f, "detector", None) or row["detector"]
-        score = f.detector_score if hasattr(f, "detector_score") else f.confidence
-        row["detector_score"] = float(score)
-        row["emotion"] = f.emotion
-        row.update((f"prob_{k}", float(v)) for k, v in f.probabilities.items())
+        flat = f.to_row()
+        flat["detector"] = flat["detector"] or row["detector"]
+        row.update((k, v) for k, v in flat.items() if k in row)  # adapter faces carry their base model's too
         rows.append(row)
     return rows
 
 
-def stand_in(name: str, labels, detector: str) -> SimpleNamespace:
-    """What the rows read of a Recognizer (from RecognizerSpec.describe()), for error rows written without one: a
-    worker that died."""
-    return SimpleNamespace(name=name, labels=list(labels), detector=SimpleNamespace(name=detector))
+def stand_in(name: str, labels, detector: str, features=()) -> SimpleNamespace:
+    """What the rows read of a Recognizer (from RecognizerSpec.describe() and its features), for error rows written
+    without one: a worker that died."""
+    return SimpleNamespace(name=name, labels=list(labels), detector=SimpleNamespace(name=detector),
+                           features=tuple(features))
 
 
 def error_row(rec, task: Task, message: str, frame: int | None = None) -> dict:
