@@ -6,7 +6,7 @@ import json
 import os
 
 from ..cli import EXIT_OK, EXIT_USAGE, CommandError
-from ..cli._args import add_adapter, add_detect_side, add_detector, add_model
+from ..cli._args import add_adapter, add_detect_side, add_detector, add_features, add_model
 
 
 def add_parser(sub) -> None:
@@ -21,6 +21,7 @@ def add_parser(sub) -> None:
                  help="face detector for uploads: yunet, haar, haar-alt2, blazeface (default: the library's default, yunet)")
     add_detect_side(p)
     add_adapter(p)
+    add_features(p, default=None)
     p.add_argument("--live-detector", default=None, help="face detector for live mode (default: the upload detector, on a 320-pixel copy)")
     p.add_argument("--threads", type=int, default=None,
                    help="ONNX Runtime threads per inference (default: its own, one per core; with --workers N, the "
@@ -46,6 +47,8 @@ def run_serve(args) -> int:
     from ..recognizer import resolve_model
 
     given = {k: v for k, v in vars(args).items() if k in Settings.model_fields and v is not None}
+    if "features" in given:  # the flag's names, the setting's comma-separated text
+        given["features"] = ",".join(given["features"])
     try:
         settings = Settings(**given)
     except ValidationError as e:  # one line per bad setting

@@ -34,7 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         app.state.recognizer = await run_in_threadpool(
             load_recognizer, settings.model, settings.detector, threads=settings.threads, detect_side=settings.detect_side,
-            adapter=settings.adapter)
+            adapter=settings.adapter, features=settings.features or None)
         app.state.inference_limiter = anyio.CapacityLimiter(settings.inference_workers)
         if settings.live_detector_name != settings.detector:  # else live mode shares the recognizer's detector
             app.state.live_detector = await run_in_threadpool(create_detector, settings.live_detector_name)

@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     detect_side: int | None = Field(None, ge=32)  # yunet's working size for uploads (longer side, px); None = its
                                                   # 640. Smaller is faster and misses small faces (README, Limits)
     adapter: str | None = None              # a head file from `ferkit adapt` (fitted on `model`); None = no adapter
+    features: str = ""                      # face features for uploads and live mode, comma-separated: mesh,
+                                            # blendshapes, pose, or all ("" = none: today's speed); mesh.parse_features
     threads: int | None = Field(None, ge=1)  # ONNX Runtime intra-op threads per inference; None = its default
     max_upload_bytes: int = Field(10 * MB, ge=1)       # the whole request body of POST /api/v1/analyze
     max_pixels: int = Field(40_000_000, ge=1)          # decoded width x height of an upload (decompression bombs)
@@ -53,6 +55,13 @@ class Settings(BaseSettings):
         if name is not None and name not in available_detectors():
             raise ValueError(f"unknown detector {name!r}; valid: {', '.join(available_detectors())}")
         return name
+
+    @field_validator("features", mode="before")
+    @classmethod
+    def _known_features(cls, value) -> str:
+        from ..mesh import parse_features
+
+        return ",".join(parse_features(value))
 
     @model_validator(mode="after")
     def _detect_side_needs_yunet(self) -> "Settings":

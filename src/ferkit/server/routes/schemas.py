@@ -11,6 +11,11 @@ class Box(BaseModel):
     h: int
 
 
+def _absent(value) -> bool:
+    """Optional keys left out of the answer when not computed, so the answer without them is as it always was."""
+    return value is None
+
+
 class FaceResult(BaseModel):
     box: Box = Field(description="the face in image pixels")
     emotion: str = Field(description="the most probable emotion")
@@ -22,9 +27,21 @@ class FaceResult(BaseModel):
         None, description="five [x, y] points in image pixels: right eye, left eye, nose tip, right and left mouth "
                           "corner (null when the detector gives none)")
     adapter: str | None = Field(None, description="with an adapter (ferkit adapt): its name; probabilities are then "
-                                "over its classes")
+                                "over its classes", exclude_if=_absent)
     base_probabilities: dict[str, float] | None = Field(None, description="with an adapter: the base model's own "
-                                                        "probabilities")
+                                                        "probabilities", exclude_if=_absent)
+    # the face features (FERKIT_FEATURES / serve --features): absent from the answer unless the server reads them
+    mesh: list[tuple[float, float, float]] | None = Field(
+        None, description="with the mesh feature: 478 [x, y, z] points in image pixels (MediaPipe Face Mesh V2)",
+        exclude_if=_absent)
+    blendshapes: dict[str, float] | None = Field(
+        None, description="with the blendshapes feature: MediaPipe's 52 expression coefficients, 0-1", exclude_if=_absent)
+    action_units: dict[str, float] | None = Field(
+        None, description="with the blendshapes feature: FACS action-unit estimates (AU1 ... AU43), 0-1, read from the "
+                          "blendshapes (docs/face-features.md)", exclude_if=_absent)
+    head_pose: dict[str, float] | None = Field(
+        None, description="with the pose feature: yaw, pitch, roll in degrees (yaw > 0: turned to the image's right; "
+                          "pitch > 0: chin up; roll > 0: clockwise on screen)", exclude_if=_absent)
     heatmap: str | None = Field(None, description="with explain=true: what the model looked at, as a "
                                 "data:image/png;base64 URL of a heat map (with alpha) to stretch over the box")
 

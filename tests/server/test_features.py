@@ -1,0 +1,56 @@
+"""The face features through the server: FERKIT_FEATURES / serve --features puts the AUs, head pose and mesh in
+/api/v1/analyze answers and live messages; without it the answers carry none of their keys (as before)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+from websockets.sync.client import connect
+
+from .conftest import start_server
+
+PHOTO = Path(__file__).resolve().parents[2] / "examples" / "astronaut.png"
+
+
+@pytest.fixture(scope="module")
+def feature_server():
+    server, stop = start_server(features="all")
+    yield server
+    stop()
+
+
+def analyze(server) -> dict:
+    r = httpx.post(f"{server.url}/api/v1/analyze", files={"file": ("astronaut.png", PHOTO.read_bytes(), "image/png")},
+                   timeout=60)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_uploads_get_the_features_and_live_frames_too(feature_server):
+    face = analyze(feature_server)["faces"][0]
+    assert len(face["mesh"]) == 478 and len(face["mesh"][0]) == 3
+    assert face["action_units"]["AU12"] > 0.5 and len(face["blendshapes"]) == 52
+    assert set(face["head_pose"]) == {"yaw", "pitch", "roll"}
+    with connect(f"{feature_server.ws_url}/api/v1/live", max_size=None, open_timeout=10) as ws:
+        assert json.loads(ws.recv(timeout=10))["type"] == "hello"
+        ws.send(PHOTO.read_bytes())
+        msg = json.loads(ws.recv(timeout=30))
+        assert msg["type"] == "result" and "head_pose" in msg["faces"][0] and "action_units" in msg["faces"][0]
+    schema = httpx.get(f"{feature_server.url}/openapi.json", timeout=10).json()
+    assert {"mesh", "action_units", "head_pose"} <= set(schema["components"]["schemas"]["FaceResult"]["properties"])
+
+
+def test_without_features_no_feature_key_appears(server):
+    face = analyze(server)["faces"][0]
+    assert not {"mesh", "blendshapes", "action_units", "head_pose", "adapter", "base_probabilities"} & set(face)
+
+
+def test_a_bad_features_setting_stops_serve_with_its_message():
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "ferkit", "serve", "--features", "smile"], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 2 and "unknown face feature 'smile'" in r.stderr
