@@ -209,14 +209,15 @@ class FaceMesh:
         mesh = np.zeros((n, MESH_POINTS, 3), np.float32)
         presence = np.zeros(n, np.float32)
         if n:
-            rgb = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB if image.ndim == 2 else cv2.COLOR_BGR2RGB)
             crops, maps = [], []
             for centre, side, angle in rois:
                 m = crop_transform(centre, side, angle)
-                crops.append(cv2.warpAffine(rgb, m, (MESH_INPUT, MESH_INPUT), flags=cv2.INTER_LINEAR,
+                crops.append(cv2.warpAffine(image, m, (MESH_INPUT, MESH_INPUT), flags=cv2.INTER_LINEAR,
                                             borderMode=cv2.BORDER_CONSTANT))
                 maps.append((m, side))
-            x = np.stack(crops).astype(np.float32) * np.float32(1 / 255)      # (N, 256, 256, 3) RGB in [0, 1]
+            x = np.stack(crops).astype(np.float32) * np.float32(1 / 255)      # (N, 256, 256[, 3]) in [0, 1]
+            # RGB for the model: the crops' channels turned, not the whole image's (a 256x256 copy, not a frame)
+            x = np.repeat(x[..., None], 3, axis=-1) if image.ndim == 2 else np.ascontiguousarray(x[..., ::-1])
             out = self._mesh.run(None, {self._mesh_input: x})
             points = out[0].reshape(n, MESH_POINTS, 3).astype(np.float64)       # crop pixels
             presence[:] = 1 / (1 + np.exp(-out[1].reshape(n)))
