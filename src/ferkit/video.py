@@ -340,7 +340,7 @@ def run_video(args) -> int:
     from tqdm import tqdm
 
     from . import load_recognizer
-    from .cli import EXIT_ERROR, EXIT_NO_FACE, EXIT_OK, EXIT_USAGE, CommandError, print_error
+    from .cli.errors import EXIT_ERROR, EXIT_NO_FACE, EXIT_OK, EXIT_USAGE, CommandError, print_error
 
     src = Path(args.input)
     out = Path(args.out) if args.out else src.with_name(f"{src.stem}_ferkit")

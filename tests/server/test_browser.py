@@ -1,7 +1,7 @@
 """End to end in Debian's Chromium, driven by Playwright: the page against a real ferkit server.
 
-Photo mode uploads real FER-2013 faces and the public-domain astronaut photo in ../shared/samples; live mode runs Chromium's fake camera on a video made here from
-real FER-2013 faces. FERKIT_SCREENSHOTS=docs/screenshots writes the README's screenshots there.
+Photo mode uploads real FER-2013 faces and the public-domain astronaut photo in examples/; live mode runs
+Chromium's fake camera on a video made here from real FER-2013 faces. FERKIT_SCREENSHOTS=docs/screenshots writes the README's screenshots there.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.browser
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 CAMERA_ARGS = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
-ASTRONAUT = Path(__file__).resolve().parents[2].parent / "shared" / "samples" / "astronaut.png"  # one smiling face
+ASTRONAUT = Path(__file__).resolve().parents[2] / "examples" / "astronaut.png"  # one smiling face; ships with the repository
 PHONE_WIDTH = 390   # px, a phone's viewport
 
 
@@ -186,10 +186,8 @@ def test_api_docs_render_without_a_cdn(web, playwright_instance):
     browser.close()
 
 
-def test_drop_and_paste_upload(web, playwright_instance, detectable_faces, tmp_path):
-    from tests.conftest import pad_face
-
-    png = encode(pad_face(detectable_faces[0][1]))
+def test_drop_and_paste_upload(web, playwright_instance, sample_photos):
+    png = sample_photos["640x480"].read_bytes()
     browser = launch(playwright_instance)
     page = browser.new_page()
     page.goto(web.url)
