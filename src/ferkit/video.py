@@ -367,4 +367,6 @@ def run_video(args) -> int:
           f"({info.width}x{info.height}, {info.fps:g} fps), {len(report.summary)} face(s)")
     print(format_summary(report.summary, list(rec.labels)))
     print(f"wrote {', '.join(Path(v).name for v in report.files.values())} to {out}", flush=True)
+    if "chart" not in report.files:
+        print_error('no emotions.png: the chart needs matplotlib: pip install "ferkit[plot]"')
     return EXIT_ERROR if report.problems else (EXIT_NO_FACE if not report.summary else EXIT_OK)
