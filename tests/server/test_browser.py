@@ -810,3 +810,54 @@ def test_face_features_shown_when_the_json_has_them(web, playwright_instance, sa
     assert axe_violations(page) == []
     assert errors == []
     browser.close()
+
+
+def test_demo_conveniences(web, playwright_instance, tmp_path):
+    """An example photo to click, a progress bar while analysing, the JSON to copy and download, an API snippet,
+    music that says which face it follows and lists 5 tracks with the rest on demand; a phone gets 'Take a photo'."""
+    browser = launch(playwright_instance)
+    context = browser.new_context(viewport={"width": 1280, "height": 800},
+                                  permissions=["clipboard-read", "clipboard-write"], accept_downloads=True)
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(web.url)
+    page.wait_for_selector("body[data-ready=true]")
+    assert page.locator("#take-photo").is_hidden()      # a mouse: the file chooser is the way
+    page.evaluate("""() => { window.progressSeen = false; const p = document.querySelector('#photo-progress');
+        new MutationObserver(() => { if (!p.hidden) window.progressSeen = true; }).observe(p, {attributes: true}); }""")
+    with page.expect_response(lambda r: "/api/v1/analyze" in r.url) as answer:
+        page.click("button.example")
+    result = answer.value.json()
+    page.wait_for_selector("#photo-faces .face")
+    assert len(result["faces"]) == 1 and page.evaluate("window.progressSeen") and page.locator("#photo-progress").is_hidden()
+
+    lean = {**result, "faces": [{k: v for k, v in f.items() if k != "heatmap"} for f in result["faces"]]}
+    page.click("#copy-json")
+    wait_until(page, "document.querySelector('#json-status').textContent === 'Copied.'")
+    assert json.loads(page.evaluate("navigator.clipboard.readText()")) == lean
+    with page.expect_download() as download:
+        page.click("#download-json")
+    assert json.loads(Path(download.value.path()).read_text()) == lean
+    page.click("#api-snippet summary")
+    assert f'curl -F "file=@photo.jpg" {web.url}/api/v1/analyze' in page.inner_text("#api-code")
+
+    wait_until(page, "document.querySelectorAll('#tracks li').length > 0")
+    assert "Following the face." in page.inner_text("#music-status")
+    tracks = page.locator("#tracks li")
+    visible = lambda: sum(tracks.nth(i).is_visible() for i in range(tracks.count()))  # noqa: E731
+    assert tracks.count() == 10 and visible() == 5
+    height = page.evaluate("document.documentElement.scrollHeight")
+    assert height < 1700, f"the page is {height} px tall after a photo"   # 2,038 px with all 10 tracks shown
+    page.click("#more-tracks")
+    assert visible() == 10 and page.locator("#more-tracks").is_hidden()
+    assert errors == []
+    context.close()
+
+    phone = browser.new_context(viewport={"width": PHONE_WIDTH, "height": 844}, has_touch=True, is_mobile=True)
+    page = phone.new_page()
+    page.goto(web.url)
+    page.wait_for_selector("body[data-ready=true]")
+    assert page.locator("#take-photo").is_visible()
+    assert page.get_attribute("#camera-input", "capture") == "user"
+    browser.close()

@@ -292,10 +292,49 @@ function setupPhoto() {
     const item = [...(e.clipboardData?.items || [])].find((it) => it.kind === "file");
     if (item) { e.preventDefault(); analyzePhoto(item.getAsFile()); }
   });
+  for (const button of document.querySelectorAll("button.example")) {
+    button.addEventListener("click", async () => {
+      const response = await fetch(button.dataset.src).catch(() => null);
+      if (!response?.ok) { photoError("The example photo could not be loaded."); return; }
+      const blob = await response.blob();
+      analyzePhoto(new File([blob], button.dataset.name, { type: blob.type }));
+    });
+  }
+  const camera = $("camera-input");
+  $("take-photo").hidden = !matchMedia("(pointer: coarse)").matches;
+  $("take-photo").addEventListener("click", () => camera.click());
+  camera.addEventListener("change", () => { if (camera.files[0]) analyzePhoto(camera.files[0]); });
+  $("copy-json").addEventListener("click", async () => {
+    try {
+      await navigator.clipboard.writeText(state.resultJson || "");
+      $("json-status").textContent = "Copied.";
+    } catch {
+      $("json-status").textContent = "Copying is blocked here: use Download the JSON.";
+    }
+  });
+  $("api-code").textContent = apiSnippet();
   $("heatmap-toggle").addEventListener("change", () => {
     const show = $("heatmap-toggle").checked;
     for (const img of document.querySelectorAll("#photo-boxes img.heat")) img.hidden = !show;
   });
+}
+
+function apiSnippet() {
+  const url = `${location.origin}/api/v1/analyze`;
+  return `curl -F "file=@photo.jpg" ${url}\n\n` +
+    `# Python\nimport httpx\nwith open("photo.jpg", "rb") as f:\n` +
+    `    faces = httpx.post("${url}", files={"file": f}).json()["faces"]`;
+}
+
+// The answer as JSON to copy or download (the heat maps left out: they are large data URLs).
+function offerJson(result) {
+  const lean = { ...result, faces: result.faces.map(({ heatmap, ...face }) => face) };
+  state.resultJson = JSON.stringify(lean, null, 2);
+  const link = $("download-json");
+  if (link.href.startsWith("blob:")) URL.revokeObjectURL(link.href);
+  link.href = URL.createObjectURL(new Blob([state.resultJson], { type: "application/json" }));
+  $("json-status").textContent = "";
+  $("result-actions").hidden = false;
 }
 
 // An error leaves nothing of the previous photo on screen: neither its picture and faces nor its music.
@@ -314,6 +353,8 @@ function clearPhoto() {
   $("photo-boxes").replaceChildren();
   $("photo-caption").textContent = "";
   $("photo-faces").replaceChildren();
+  $("result-actions").hidden = true;
+  state.resultJson = null;
 }
 
 async function analyzePhoto(file) {
@@ -325,6 +366,20 @@ async function analyzePhoto(file) {
     return;
   }
   setMessage(message, `Analysing ${file.name || "the pasted image"}…`);
+  const progress = $("photo-progress");
+  progress.hidden = false;
+  $("panel-photo").setAttribute("aria-busy", "true");
+  try {
+    await analyzeUpload(file, request, message);
+  } finally {
+    if (request === state.photoRequest) {
+      progress.hidden = true;
+      $("panel-photo").removeAttribute("aria-busy");
+    }
+  }
+}
+
+async function analyzeUpload(file, request, message) {
   const form = new FormData();
   form.append("file", file, file.name || "pasted.png");
   let response, result;
@@ -348,7 +403,8 @@ async function analyzePhoto(file) {
   const text = result.faces.length ? describeFaces(result.faces) : noFaceHint(result.image);
   setMessage(message, text);
   announce(text);
-  if (result.faces.length) followMood(mainFace(result.faces).emotion, false);
+  offerJson(result);
+  if (result.faces.length) followMood(mainFace(result.faces).emotion, false, faceLabel(result.faces));
   else clearMusic("No face found, so no mood to suggest music for.");
 }
 
@@ -430,6 +486,9 @@ function meshCanvas(faces, width, height) {
 
 const area = (f) => f.box.w * f.box.h;
 const mainFace = (faces) => faces.reduce((a, b) => (area(b) > area(a) ? b : a));
+// Which face the music follows, in words: "face 2, the largest of 3", or "the face" when alone.
+const faceLabel = (faces) => (faces.length === 1 ? "the face"
+  : `face ${faces.indexOf(mainFace(faces)) + 1}, the largest of ${faces.length}`);
 
 // ------------------------------------------------------------------ live mode
 const MAX_IN_FLIGHT = 2;       // frames sent but not answered; more only adds latency
@@ -559,7 +618,7 @@ function onLiveMessage(s, msg) {
     recordHistory(s, faces);
     speakLive(s, faces);
     const mood = recentMood(s);
-    if (mood) followMood(mood, true);
+    if (mood) followMood(mood, true, "the largest face, over the last 5 s");
   }
   pump();
 }
@@ -760,21 +819,29 @@ function clearMusic(text) {
   clearTimeout(m.timer);
   m.emotion = null;
   $("music-status").textContent = text;
+  delete $("music-status").dataset.base;
+  $("more-tracks").hidden = true;
   $("music-notice").hidden = true;
   $("music-notice").textContent = "";
   $("tracks").replaceChildren();
 }
 
-function followMood(emotion, live) {
+function followMood(emotion, live, who = "the face") {
   const m = state.music;
-  if (emotion === m.emotion) return;
+  m.who = who;
+  if (emotion === m.emotion) { showWho(); return; }
   const wait = live ? m.lastFetch + LIVE_MUSIC_INTERVAL_MS - Date.now() : 0;
   clearTimeout(m.timer);
   if (wait > 0) {
-    m.timer = setTimeout(() => followMood(emotion, false), wait);
+    m.timer = setTimeout(() => followMood(emotion, false, who), wait);
   } else {
     fetchMusic(emotion);
   }
+}
+
+function showWho() {
+  const el = $("music-status");
+  if (el.dataset.base) el.textContent = `${el.dataset.base} Following ${state.music.who}.`;
 }
 
 async function fetchMusic(emotion) {
@@ -802,17 +869,33 @@ async function fetchMusic(emotion) {
   }
   const body = await response.json();
   if (m.emotion !== emotion) return;     // a newer mood (or none) won the race
-  status.textContent = `${body.tracks.length} tracks to ${body.strategy === "lift" ? "lift" : "match"} ` +
+  status.dataset.base = `${body.tracks.length} tracks to ${body.strategy === "lift" ? "lift" : "match"} ` +
     `“${body.emotion}” (from the ${body.source} catalog).`;
+  showWho();
   const notice = $("music-notice");
   notice.hidden = !body.notice;
   notice.textContent = body.notice || "";
   renderTracks(body);
 }
 
+const TRACKS_SHOWN = 5;   // the rest on demand: a short page
+
+function setupMoreTracks() {
+  $("more-tracks").addEventListener("click", () => {
+    const hidden = [...document.querySelectorAll("#tracks li[hidden]")];
+    for (const li of hidden) li.hidden = false;
+    $("more-tracks").hidden = true;
+    hidden[0]?.querySelector("a, button")?.focus();
+  });
+}
+
 function renderTracks(body) {
-  $("tracks").replaceChildren(...body.tracks.map((track) => {
+  const more = $("more-tracks");
+  more.hidden = body.tracks.length <= TRACKS_SHOWN;
+  more.textContent = `Show ${body.tracks.length - TRACKS_SHOWN} more`;
+  $("tracks").replaceChildren(...body.tracks.map((track, i) => {
     const li = document.createElement("li");
+    li.hidden = i >= TRACKS_SHOWN;
     li.dataset.trackId = track.id;
     const title = document.createElement(track.url ? "a" : "span");
     title.className = "title";
@@ -865,6 +948,7 @@ async function main() {
   setupMesh();
   setupLive();
   setupMusic();
+  setupMoreTracks();
   try {
     await loadInfo();
     document.body.dataset.ready = "true";
