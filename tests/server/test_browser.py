@@ -861,3 +861,49 @@ def test_demo_conveniences(web, playwright_instance, tmp_path):
     assert page.locator("#take-photo").is_visible()
     assert page.get_attribute("#camera-input", "capture") == "user"
     browser.close()
+
+
+def test_live_mesh_features_and_faces_held_over_lost_frames(web, playwright_instance, astronaut_camera):
+    """The server's real live answers, passed through a WebSocket route that (a) adds a mesh, AU estimates and a
+    head pose to each face and (b) empties every other result's faces, as a slow tab sees when its face is lost
+    between detections. The box stays drawn (held) over the lost frames; the mesh toggle draws the points."""
+    browser = launch(playwright_instance, *CAMERA_ARGS, f"--use-file-for-fake-video-capture={astronaut_camera}")
+    page, errors = open_page(browser, web.url, 800, 1280)
+    results = []
+
+    def relay(ws):
+        server = ws.connect_to_server()
+        ws.on_message(lambda message: server.send(message))
+
+        def from_server(text):
+            msg = json.loads(text)
+            if msg.get("type") == "result":
+                results.append(msg["frame"])
+                if len(results) % 2 == 0:
+                    msg["faces"] = []
+                for face in msg["faces"]:
+                    b = face["box"]
+                    face["mesh"] = [[b["x"] + b["w"] * (i % 22) / 21, b["y"] + b["h"] * (i // 22) / 21, 0]
+                                    for i in range(478)]
+                    face["action_units"] = {"AU12": 0.9, "AU06": 0.7, "AU01": 0.2, "AU04": 0.1}
+                    face["head_pose"] = {"yaw": 3, "pitch": -4, "roll": 0}
+            ws.send(json.dumps(msg))
+        server.on_message(from_server)
+
+    page.route_web_socket(re.compile(r".*/api/v1/live$"), relay)
+    page.click("#tab-live")
+    page.click("#live-start")
+    wait_until(page, "Number(document.querySelector('#overlay').dataset.faces || 0) >= 1", timeout=30_000)
+    samples = []
+    while len(results) < 12 or len(samples) < 40:
+        samples.append(overlay_state(page)["drawn"] > 200)
+        page.wait_for_timeout(50)
+    assert sum(samples) / len(samples) > 0.9, f"the box was off in {samples.count(False)} of {len(samples)} samples"
+    assert page.evaluate("document.querySelector('#overlay').dataset.held") in ("0", "1")
+    wait_until(page, "document.querySelector('#live-faces .face .aus') !== null")
+    assert page.inner_text("#live-faces .face .aus") == "AU estimates: AU12 0.90, AU06 0.70, AU01 0.20"
+    assert page.locator("#live-mesh-toggle").is_visible()
+    page.check("#live-mesh-toggle")
+    wait_until(page, "Number(document.querySelector('#overlay').dataset.mesh || 0) >= 478")
+    assert errors == []
+    browser.close()

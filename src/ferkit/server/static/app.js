@@ -195,7 +195,7 @@ function setupMesh() {
     for (const t of toggles) t.checked = on;
     document.body.classList.toggle("show-mesh", on);     // photo mode: CSS shows the mesh canvas
     const r = state.live?.lastResult;
-    if (r) drawOverlay(r.image, r.faces, r.frame);
+    if (r) drawOverlay(r.image, r.faces, r.frame, r.held);
   };
   let stored = null;
   try { stored = localStorage.getItem(MESH_KEY); } catch { /* storage blocked: default off */ }
@@ -251,7 +251,7 @@ function setupLandmarks() {
     for (const t of toggles) t.checked = on;
     document.body.classList.toggle("no-landmarks", !on);   // photo mode: CSS hides the dots
     const r = state.live?.lastResult;
-    if (r) drawOverlay(r.image, r.faces, r.frame);          // live mode: redraw the canvas
+    if (r) drawOverlay(r.image, r.faces, r.frame, r.held);          // live mode: redraw the canvas
   };
   let stored = null;
   try { stored = localStorage.getItem(LANDMARKS_KEY); } catch { /* storage blocked: default on */ }
@@ -495,6 +495,7 @@ const MAX_IN_FLIGHT = 2;       // frames sent but not answered; more only adds l
 const MIN_INTERVAL_MS = 33;    // at most ~30 frames per second
 const SEND_WIDTH = 480;        // frames are downscaled before JPEG encoding: less bandwidth, faster detection
 const EMA = 0.35;              // weight of the newest frame when smoothing
+const HOLD_MS = 1000;          // a face lost for a frame stays drawn (as held) this long
 
 function setupLive() {
   $("live-start").addEventListener("click", startLive);
@@ -542,7 +543,7 @@ async function startLive() {
     canvas: document.createElement("canvas"), lastResult: null, encoding: false,
   };
   ws.onopen = () => setMessage(message, "Running.");
-  ws.onmessage = (e) => onLiveMessage(s, JSON.parse(e.data));
+  ws.onmessage = (e) => { if (state.live === s) onLiveMessage(s, JSON.parse(e.data)); };   // none after Stop
   ws.onclose = () => { if (state.live === s) stopLive("The connection to the server closed."); };
   $("live-pause").disabled = false;
   $("live-stop").disabled = false;
@@ -610,10 +611,20 @@ function onLiveMessage(s, msg) {
   if (msg.type === "error") {
     setMessage($("live-message"), msg.detail, true);
   } else if (msg.type === "result") {
-    const faces = $("smooth-toggle").checked ? smooth(s, msg.faces) : (s.tracks = [], msg.faces);
-    s.lastResult = { ...msg, faces };
-    drawOverlay(msg.image, faces, msg.frame);
-    renderFaceCards($("live-faces"), faces);
+    // A frame where the face was lost (between detections, faces that moved far in a slow tab's long gaps)
+    // keeps the last faces on screen for HOLD_MS, marked as held, rather than flashing the box off.
+    const now = performance.now();
+    let faces, held = false;
+    if (!msg.faces.length && s.lastSeen && now - s.lastSeen.t < HOLD_MS) {
+      faces = s.lastSeen.faces;
+      held = true;
+    } else {
+      faces = $("smooth-toggle").checked ? smooth(s, msg.faces) : (s.tracks = [], msg.faces);
+      s.lastSeen = faces.length ? { t: now, faces } : null;
+    }
+    s.lastResult = { ...msg, faces, held };
+    drawOverlay(msg.image, faces, msg.frame, held);
+    if (!held) renderFaceCards($("live-faces"), faces);
     updateStats(s, msg);
     recordHistory(s, faces);
     speakLive(s, faces);
@@ -653,7 +664,7 @@ function smooth(s, faces) {
   return out;
 }
 
-function drawOverlay(image, faces, frame) {
+function drawOverlay(image, faces, frame, held = false) {
   const video = $("video");
   const canvas = $("overlay");
   canvas.width = video.clientWidth;
@@ -665,7 +676,8 @@ function drawOverlay(image, faces, frame) {
   faces.forEach((face, i) => {
     const { x, y, w, h } = face.box;
     ctx.strokeStyle = colourOf(face.emotion);
-    ctx.lineWidth = 3;
+    ctx.lineWidth = held ? 2 : 3;
+    ctx.globalAlpha = held ? 0.6 : 1;
     ctx.setLineDash(dashOf(face.emotion));
     ctx.strokeRect(x * sx, y * sy, w * sx, h * sy);
     ctx.setLineDash([]);
@@ -693,8 +705,10 @@ function drawOverlay(image, faces, frame) {
       for (const [px, py] of meshOf(face)) ctx.fillRect(px * sx - 0.75, py * sy - 0.75, 1.5, 1.5);
     }
   });
+  ctx.globalAlpha = 1;
   offerMesh(faces);
   canvas.dataset.mesh = showMesh() ? String(faces.reduce((n, f) => n + meshOf(f).length, 0)) : "0";
+  canvas.dataset.held = held ? "1" : "0";
   canvas.dataset.frame = String(frame);
   canvas.dataset.faces = String(faces.length);
   canvas.dataset.emotions = faces.map((f) => f.emotion).join(",");
@@ -705,7 +719,7 @@ function drawOverlay(image, faces, frame) {
 function clearOverlay() {
   const canvas = $("overlay");
   canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
-  for (const key of ["frame", "faces", "emotions", "boxes", "landmarks", "mesh"]) delete canvas.dataset[key];
+  for (const key of ["frame", "faces", "emotions", "boxes", "landmarks", "mesh", "held"]) delete canvas.dataset[key];
 }
 
 function updateStats(s, msg) {
