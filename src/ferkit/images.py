@@ -222,7 +222,7 @@ def decode_image(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS,
                 raise UnreadableImageError(f"{name}: {fmt} declares an empty {w}x{h} image")
             if reduce > 1 and fmt == "JPEG":
                 im.draft("RGB", (-(-w // reduce), -(-h // reduce)))  # DCT scaling: decodes at 1/2, 1/4 or 1/8
-                reduce //= max(1, w // im.size[0])  # what is left for the strips (powers of 2 both)
+                reduce //= max(1, round(w / im.size[0]))  # what is left for the strips (powers of 2 both)
             im.load()
             orientation = _exif_orientation(exif or im.info.get("exif"))
             img = _to_bgr(im) if reduce == 1 else _to_bgr_reduced(im, reduce)
