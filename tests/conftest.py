@@ -20,6 +20,16 @@ def data_dir() -> Path | None:
     return d if (d / "fer2013.csv.gz").is_file() else None
 
 
+def mediapipe_bundle() -> Path | None:
+    """MediaPipe's Face Landmarker bundle, for checking the shipped face models against its TFLite files live:
+    $FERKIT_MEDIAPIPE, else ../shared/models/mediapipe/face_landmarker.task; None where absent (the tests then
+    compare with the TFLite outputs stored in tests/data, so nothing skips on a bare clone)."""
+    import os
+
+    p = Path(os.environ.get("FERKIT_MEDIAPIPE") or ROOT.parent / "shared" / "models" / "mediapipe" / "face_landmarker.task")
+    return p if p.is_file() else None
+
+
 @pytest.fixture(scope="session")
 def fer_dir() -> Path:
     d = data_dir()

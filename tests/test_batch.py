@@ -1,5 +1,5 @@
 """`ferkit batch` with the local engine: a generated folder of real-face photos (the public-domain astronaut in
-../shared/samples), face-free images, broken files, a video and a broken video; formats; manifests; resuming after
+examples/), face-free images, broken files, a video and a broken video; formats; manifests; resuming after
 kill -9; a worker that dies."""
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from ferkit.batch.work import RecognizerSpec
 from tests.conftest import small_face_photo
 
 ROOT = Path(__file__).resolve().parents[1]
-ASTRONAUT = ROOT.parent / "shared" / "samples" / "astronaut.png"
+ASTRONAUT = ROOT / "examples" / "astronaut.png"  # ships with the repository
 VIDEO_FRAMES, VIDEO_FPS = 45, 15.0          # 3 s; at --fps 5 every 3rd frame is analysed: 15 frames
 FACES = ["faces/a.jpg", "faces/b.png", "faces/sub/c.jpg"]
 NO_FACE = ["blank.jpg", "noise.png", "thin.png"]
@@ -34,8 +34,7 @@ BROKEN = ["pdf.jpg", "empty.png", "bomb.png", "bad.mp4"]
 def astronaut_frame(shift: int = 0, flip: bool = False) -> np.ndarray:
     """A 640x480 BGR photo with one face: the astronaut (512x512, face about 95 px) on a grey background."""
     img = cv2.imread(str(ASTRONAUT))
-    if img is None:
-        pytest.skip(f"{ASTRONAUT} not found")
+    assert img is not None, f"the sample photo is missing: {ASTRONAUT}"
     img = cv2.resize(img, (480, 480))
     frame = np.full((480, 640, 3), 90, np.uint8)
     frame[:, 40 + shift:520 + shift] = img[:, ::-1] if flip else img

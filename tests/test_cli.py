@@ -97,7 +97,8 @@ def test_a_folder_is_analysed_image_by_image_recursively(blanks, tmp_path):
     r = ferkit("analyze", blanks, "--json", "--annotate", tmp_path / "out")
     assert r.returncode == 3, r.stderr  # no face in any image
     assert [(o["file"], o["status"]) for o in json.loads(r.stdout)] == [
-        (str(blanks / "a.png"), "no_face"), (str(blanks / "b.JPG"), "no_face"), (str(blanks / "sub" / "c.webp"), "no_face")]
+        (str(blanks / "a.png"), "no_face"), (str(blanks / "b.JPG"), "no_face"), (str(blanks / "sub" / "c.webp"), "no_face"),
+        (str(blanks / "notes.txt"), "skipped")]   # named, not dropped (issue 28)
     empty = tmp_path / "empty"
     empty.mkdir()
     r = ferkit("analyze", empty, blanks / "a.png", "--json")
@@ -114,9 +115,10 @@ def test_one_file_failing_in_the_middle_costs_none_of_the_others(blanks, tmp_pat
     r = ferkit("analyze", blanks, blanks / "a.png", "--no-detect", "--json", "--annotate", out)
     assert r.returncode == 1
     statuses = [(Path(o["file"]).name, o["status"]) for o in json.loads(r.stdout)]
-    assert statuses == [("a.png", "ok"), ("b.JPG", "ok"), ("c.webp", "error"), ("a.png", "ok")]
+    assert statuses == [("a.png", "ok"), ("b.JPG", "ok"), ("c.webp", "error"), ("notes.txt", "skipped"), ("a.png", "ok")]
     assert r.stderr.startswith(f"ferkit: {blanks / 'sub' / 'c.webp'}: cannot write {out / 'sub' / 'c_annotated.png'} ("), r.stderr
-    assert len(r.stderr.splitlines()) == 1
+    assert r.stderr.splitlines()[1:] == [f"ferkit: {blanks / 'notes.txt'}: skipped, not an image file name "
+                                         "(.jpg .jpeg .png .webp .bmp .gif .tif .tiff)"]
     assert sorted(p.name for p in out.iterdir()) == ["a_annotated-2.png", "a_annotated.png", "b_annotated.png", "sub"]
 
 
@@ -153,8 +155,9 @@ def test_analyze_help_documents_each_exit_status():
 
 
 def test_unknown_model_lists_valid_ones(tmp_path):
+    """Bad usage (exit 2), as for --detector nope (issue 28)."""
     r = ferkit("analyze", "--model", "nope", tmp_path / "x.png")
-    assert r.returncode == 1 and "valid: " in r.stderr and "fer2013" in r.stderr
+    assert r.returncode == 2 and "valid: " in r.stderr and "fer2013" in r.stderr
 
 
 def test_data_command_and_errors(tmp_path):
@@ -305,11 +308,11 @@ def test_shared_flags_are_declared_once():
 
 
 def test_every_command_ends_through_the_one_error_path():
-    """Only ferkit.cli prints `ferkit: ...` and exits: commands raise CommandError or let the library's errors
+    """Only ferkit.cli (and its errors.py) prints `ferkit: ...` and exits: commands raise CommandError or let the library's errors
     reach main() (issue 21), `python -m ferkit.batch` included."""
     src = Path(__file__).parents[1] / "src" / "ferkit"
     for path in src.rglob("*.py"):
-        if path.parent.name == "research" or path == src / "cli" / "__init__.py":
+        if path.parent.name == "research" or path in (src / "cli" / "__init__.py", src / "cli" / "errors.py"):
             continue
         text = path.read_text()
         assert not re.search(r"""["']ferkit: """, text.replace('"""ferkit: facial', "")), path

@@ -16,10 +16,10 @@ import pytest
 import ferkit
 from ferkit.mesh import (BLENDSHAPE_INPUT_POINTS, BLENDSHAPES, IRIS_LEFT, IRIS_RIGHT, MESH_INPUT, MOUTH_LEFT, MOUTH_RIGHT,
                          NOSE_TIP, crop_transform, parse_features)
+from tests.conftest import mediapipe_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTO = ROOT / "examples" / "astronaut.png"
-BUNDLE = ROOT.parent / "shared" / "models" / "mediapipe" / "face_landmarker.task"
 REFERENCE = ROOT / "tests" / "data" / "face_landmarker_reference.npz"
 
 
@@ -59,7 +59,7 @@ def tflite_outputs(x: np.ndarray, tmp: Path) -> tuple[np.ndarray, np.ndarray]:
     landmarks in crop pixels and (N, 52) blendshapes."""
     from ai_edge_litert.interpreter import Interpreter
 
-    zipfile.ZipFile(BUNDLE).extractall(tmp)
+    zipfile.ZipFile(mediapipe_bundle()).extractall(tmp)
     mesh = Interpreter(str(tmp / "face_landmarks_detector.tflite"))
     blend = Interpreter(str(tmp / "face_blendshapes.tflite"))
     mesh.allocate_tensors()
@@ -83,7 +83,7 @@ def test_the_onnx_models_match_mediapipes_tflite_files(rec, photo, tmp_path):
     x = mesh_inputs(rec, photo)
     fm = rec.face_mesh
     got = np.stack([fm._mesh.run(None, {fm._mesh_input: c[None]})[0].reshape(-1, 3) for c in x])
-    live = BUNDLE.is_file()
+    live = mediapipe_bundle() is not None
     try:
         import ai_edge_litert  # noqa: F401
     except ImportError:

@@ -48,7 +48,25 @@ def _draw_boxes(out: np.ndarray, faces: list[Face], labels: list[str] | None) ->
             cv2.circle(out, centre, thick + 1, color, -1, cv2.LINE_AA)      # a rim in the emotion's colour
             cv2.circle(out, centre, thick, (255, 255, 255), -1, cv2.LINE_AA)
         text = labels[i] if labels else f"{face.emotion} {face.score:.0%}"
-        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
-        ty = y - 4 if y - th - base - 4 >= 0 else y + h + th + 4
-        cv2.rectangle(out, (x, ty - th - base), (x + tw + 4, ty + base), (0, 0, 0), -1)
-        cv2.putText(out, text, (x + 2, ty), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
+        _draw_label(out, text, x, y, h, scale, thick)
+
+
+def _draw_label(out: np.ndarray, text: str, x: int, y: int, h: int, scale: float, thick: int) -> None:
+    """White on black above the box, else below it, else inside its top (a face that fills the image); shifted
+    left and shrunk so that it stays within the image."""
+    H, W = out.shape[:2]
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    (tw, th), base = cv2.getTextSize(text, font, scale, thick)
+    while tw + 4 > W and scale > 0.25:
+        scale *= 0.85
+        (tw, th), base = cv2.getTextSize(text, font, scale, 1)
+        thick = 1
+    if y - th - base - 4 >= 0:
+        ty = y - 4
+    elif y + h + th + base + 4 <= H:
+        ty = y + h + th + 4
+    else:
+        ty = min(max(y, 0) + th + 4, H - base - 1)
+    tx = max(0, min(x, W - tw - 4))
+    cv2.rectangle(out, (tx, ty - th - base), (tx + tw + 4, ty + base), (0, 0, 0), -1)
+    cv2.putText(out, text, (tx + 2, ty), font, scale, (255, 255, 255), thick, cv2.LINE_AA)

@@ -361,6 +361,12 @@ def load_dataset(path: str | Path) -> FaceDataset:
     path = Path(path)
     name = path.name.lower()
     if path.is_dir():
+        split_dirs = [d for d in path.iterdir() if d.is_dir() and d.name.lower() in (*FOLDER_SPLITS, "images")]
+        if not split_dirs:  # FER-2013's own folder (fer2013.csv.gz beside its README), as FERKIT_DATA names it
+            try:
+                return load_dataset(fer2013_file(path))
+            except FileNotFoundError:
+                pass  # read_image_folders says what a folder should hold
         return read_image_folders(path)
     if name.endswith((".npz", ".npz.xz")):
         return read_compact_npz(path)

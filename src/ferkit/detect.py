@@ -190,6 +190,7 @@ class BlazeFaceDetector:
 
 
 MIN_DETECT_SIDE = 32  # yunet's smallest working size (its input is padded to multiples of 32)
+MAX_DETECT_SIDE = 4096  # its largest: yunet's buffers grow with the square (100,000 px would take some 30 GB)
 
 
 class YuNetDetector:
@@ -226,8 +227,8 @@ class YuNetDetector:
                  fallback_threshold: float = 0.75, threads: int | None = None, providers: list | None = None):
         from .sessions import open_session
 
-        if long_side < MIN_DETECT_SIDE:
-            raise ValueError(f"long_side must be at least {MIN_DETECT_SIDE} pixels, got {long_side}")
+        if not MIN_DETECT_SIDE <= long_side <= MAX_DETECT_SIDE:
+            raise ValueError(f"long_side must be {MIN_DETECT_SIDE}-{MAX_DETECT_SIDE} pixels, got {long_side}")
         for name, value in (("score_threshold", score_threshold), ("margin_threshold", margin_threshold)):
             if not 0 < value < 1:
                 raise ValueError(f"{name} must be in (0, 1), got {value}")
@@ -429,6 +430,8 @@ def check_detect_side(detector, detect_side: int | None) -> None:
         raise ValueError(f"detect_side sets yunet's working size; the {name} detector has none")
     if detect_side < MIN_DETECT_SIDE:
         raise ValueError(f"detect_side must be at least {MIN_DETECT_SIDE} pixels, got {detect_side}")
+    if detect_side > MAX_DETECT_SIDE:
+        raise ValueError(f"detect_side must be at most {MAX_DETECT_SIDE} pixels, got {detect_side}")
 
 
 def create_detector(name: str = DEFAULT_DETECTOR, **options) -> Detector:

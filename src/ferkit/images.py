@@ -21,6 +21,9 @@ import numpy as np
 MAX_PIXELS = 40_000_000  # decoded-size limit: a 40-megapixel photo passes, a decompression bomb does not
 MAX_JPEG_SCANS = 256     # a progressive JPEG has about 10; thousands of tiny scans make decoding crawl
 IMAGE_FORMATS = ("JPEG", "PNG", "WebP", "BMP", "GIF")  # what decode_image accepts (GIF: the first frame)
+READ_FORMATS = IMAGE_FORMATS + ("TIFF",)  # what load_image reads: TIFF too (the first page); the server keeps the above
+MAX_TIFF_TAGS = 1024      # entries in a TIFF's first directory; real files have 10-40
+MAX_LOCAL_PIXELS = 178_000_000  # read_photo refuses larger even reduced (Pillow's own bomb limit; 100-MP cameras pass)
 
 
 class UnreadableImageError(ValueError):
@@ -41,7 +44,7 @@ class ImageTooLargeError(UnreadableImageError):
 
 # ---------------------------------------------------------------- what the bytes are
 def image_format(data: bytes) -> str | None:
-    """The format named by the first bytes if it is one of IMAGE_FORMATS, else None."""
+    """The format named by the first bytes if it is one of READ_FORMATS, else None."""
     head = bytes(data[:16])
     if head.startswith(b"\xff\xd8\xff"):
         return "JPEG"
@@ -53,6 +56,8 @@ def image_format(data: bytes) -> str | None:
         return "BMP"
     if head[:6] in (b"GIF87a", b"GIF89a"):
         return "GIF"
+    if head[:4] in (b"II*\x00", b"MM\x00*"):
+        return "TIFF"
     return None
 
 
@@ -118,6 +123,55 @@ def _check_png(data: bytes, name: str, max_pixels: int) -> None:
             return
 
 
+# TIFF field types -> bytes per value (BYTE, ASCII, SHORT, LONG, RATIONAL, SBYTE, UNDEFINED, SSHORT, SLONG,
+# SRATIONAL, FLOAT, DOUBLE, IFD)
+_TIFF_TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4}
+
+
+def _check_tiff(data: bytes, name: str, max_pixels: int) -> None:
+    """The first directory (page) within the bytes and at most MAX_TIFF_TAGS entries; each tag's values within
+    the bytes; width x height within `max_pixels`; 1-16 bits and 1-4 samples per pixel; the strips or tiles
+    within the bytes. (Pillow would seek to whatever a tag declares.)"""
+    order = "<" if data[:2] == b"II" else ">"
+    end = len(data)
+
+    def corrupt(why: str) -> UnreadableImageError:
+        return UnreadableImageError(f"{name}: corrupt or truncated TIFF: {why}")
+
+    if end < 8:
+        raise corrupt(f"{end} bytes, not even a header")
+    ifd = struct.unpack(order + "I", data[4:8])[0]
+    if ifd < 8 or ifd + 2 > end:
+        raise corrupt(f"the first page's directory is at byte {ifd:,} of {end:,}")
+    count = struct.unpack(order + "H", data[ifd:ifd + 2])[0]
+    if count > MAX_TIFF_TAGS:
+        raise corrupt(f"{count:,} tags in the first page's directory (at most {MAX_TIFF_TAGS})")
+    if ifd + 2 + 12 * count > end:
+        raise corrupt(f"the directory declares {count} tags but only {(end - ifd - 2) // 12} fit in the file")
+    tags = {}
+    for i in range(count):
+        entry = ifd + 2 + 12 * i
+        tag, kind, n = struct.unpack(order + "HHI", data[entry:entry + 8])
+        size = _TIFF_TYPE_SIZES.get(kind, 1) * n
+        where = entry + 8 if size <= 4 else struct.unpack(order + "I", data[entry + 8:entry + 12])[0]
+        if where + size > end:
+            raise corrupt(f"tag {tag} declares {size:,} bytes at byte {where:,}, past the end ({end:,})")
+        if tag in (256, 257, 258, 277, 273, 279, 324, 325) and kind in (3, 4):
+            fmt = order + ("H" if kind == 3 else "I") * n
+            tags[tag] = struct.unpack(fmt, data[where:where + size])
+    if 256 not in tags or 257 not in tags:
+        raise corrupt("the first page has no width or height")
+    _check_size(tags[256][0], tags[257][0], name, max_pixels)
+    bits, samples = max(tags.get(258, (1,))), tags.get(277, (1,))[0]
+    if not 1 <= bits <= 16 or not 1 <= samples <= 4:
+        raise UnreadableImageError(f"{name}: a TIFF with {samples} samples of {bits} bits per pixel; ferkit reads "
+                                   "grey, RGB and RGBA of 8 or 16 bits")
+    for offsets, counts in ((273, 279), (324, 325)):  # strips, tiles
+        for offset, length in zip(tags.get(offsets, ()), tags.get(counts, ())):
+            if offset + length > end:
+                raise corrupt(f"image data of {length:,} bytes at byte {offset:,}, past the end ({end:,})")
+
+
 def _check_size(w: int, h: int, name: str, max_pixels: int) -> None:
     if w * h > max_pixels:
         raise ImageTooLargeError(f"{name}: {w}x{h} is {w * h:,} pixels, over the limit of {max_pixels:,}")
@@ -131,19 +185,27 @@ def _check_jpeg(data: bytes, name: str) -> None:
 
 
 # ---------------------------------------------------------------- decoding
-def decode_image(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Encoded bytes -> (H, W, 3) BGR uint8. EXIF orientation is applied; a GIF gives its first frame.
+def decode_image(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS,
+                 formats: tuple[str, ...] = IMAGE_FORMATS, reduce: int = 1) -> np.ndarray:
+    """Encoded bytes -> (H, W, 3) BGR uint8. EXIF orientation is applied; a GIF gives its first frame, a TIFF its
+    first page. `formats`: those accepted (the server's IMAGE_FORMATS by default; load_image passes READ_FORMATS).
+    `reduce` > 1 decodes at 1/reduce of the size (read_photo's big photos): a JPEG through its DCT scaling, the
+    others converted in strips; `max_pixels` then bounds the reduced size.
 
-    Raises UnsupportedImageFormatError (not JPEG, PNG, WebP, BMP or GIF, judged from the bytes),
+    Raises UnsupportedImageFormatError (not one of `formats`, judged from the bytes),
     ImageTooLargeError (over `max_pixels`, judged from the header) or UnreadableImageError (corrupt or truncated).
     """
     if not data:
         raise UnreadableImageError(f"{name}: empty file")
     fmt = image_format(data)
-    if fmt is None:
+    if fmt not in formats:
         kind = _kind(data)
         raise UnsupportedImageFormatError(
-            f"{name}: not an image in a format we read: {kind} ({_describe(data)}); send {_format_list()}", kind)
+            f"{name}: not an image in a format we read: {kind} ({_describe(data)}); send {_format_list(formats)}", kind)
+    if reduce > 1:
+        max_pixels *= reduce * reduce
+    if fmt == "TIFF":
+        _check_tiff(data, name, max_pixels)
     if fmt == "PNG":
         _check_png(data, name, max_pixels)
     exif = None
@@ -158,9 +220,12 @@ def decode_image(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS)
             _check_size(w, h, name, max_pixels)
             if w < 1 or h < 1:
                 raise UnreadableImageError(f"{name}: {fmt} declares an empty {w}x{h} image")
+            if reduce > 1 and fmt == "JPEG":
+                im.draft("RGB", (-(-w // reduce), -(-h // reduce)))  # DCT scaling: decodes at 1/2, 1/4 or 1/8
+                reduce //= max(1, round(w / im.size[0]))  # what is left for the strips (powers of 2 both)
             im.load()
             orientation = _exif_orientation(exif or im.info.get("exif"))
-            img = _to_bgr(im)
+            img = _to_bgr(im) if reduce == 1 else _to_bgr_reduced(im, reduce)
     except UnreadableImageError:
         raise
     except Image.DecompressionBombError as e:
@@ -241,8 +306,8 @@ def _orient(img: np.ndarray, orientation: int) -> np.ndarray:
     return img
 
 
-def _format_list() -> str:
-    return ", ".join(IMAGE_FORMATS[:-1]) + " or " + IMAGE_FORMATS[-1]
+def _format_list(formats: tuple[str, ...] = IMAGE_FORMATS) -> str:
+    return ", ".join(formats[:-1]) + " or " + formats[-1]
 
 
 def _to_bgr(im) -> np.ndarray:
@@ -269,6 +334,62 @@ def _to_bgr(im) -> np.ndarray:
     return out
 
 
+def _to_bgr_reduced(im, k: int) -> np.ndarray:
+    """A decoded PIL image -> (H // k, W // k, 3) BGR uint8, each pixel the mean of a k x k block: converted in
+    strips of k-row multiples, so no full-size BGR copy is ever made (only Pillow's own buffer is full size)."""
+    w, h = im.size
+    out = np.empty((h // k, w // k, 3), np.uint8)
+    rows = max(1, (4 << 20) // (3 * w * k)) * k
+    for y in range(0, h - h % k, rows):
+        strip = im.crop((0, y, w, min(h - h % k, y + rows))).convert("RGB").tobytes("raw", "BGR")
+        strip = np.frombuffer(strip, np.uint8).reshape(-1, w, 3)
+        out[y // k:(y + len(strip)) // k] = cv2.resize(strip, (w // k, len(strip) // k), interpolation=cv2.INTER_AREA)
+    return out
+
+
+def read_photo(path: str | Path, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, int]:
+    """A local photo file -> (BGR image, k): a photo over `max_pixels` (a 50-100 MP camera's) is decoded at
+    1/k of its size, k the smallest power of 2 that brings it within `max_pixels` (plenty for detection: faces are
+    found on a 640-pixel copy); multiply the image's coordinates by k for the file's. Memory: a JPEG is decoded
+    reduced (DCT scaling); other formats are decoded once at full size by Pillow and converted in strips. Larger
+    than MAX_LOCAL_PIXELS: ImageTooLargeError. The CLI and batch read files through this; the server does not."""
+    path = Path(path)
+    if not path.is_file():
+        raise UnreadableImageError(f"{path}: no such file")
+    import warnings
+
+    from PIL import Image
+
+    data = path.read_bytes()
+    with warnings.catch_warnings():  # Pillow warns from 89 MP on; MAX_LOCAL_PIXELS is the bound here
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        size = _declared_size(data)
+        k = 1
+        if size is not None:
+            w, h = size
+            _check_size(w, h, str(path), MAX_LOCAL_PIXELS)
+            while -(-w // k) * -(-h // k) > max_pixels:
+                k *= 2
+        return decode_image(data, str(path), max_pixels, READ_FORMATS, k), k
+
+
+def _declared_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) that the header declares, without decoding; None when it cannot be told (decode_image will
+    check it then, against max_pixels)."""
+    from PIL import Image
+
+    fmt = image_format(data)
+    if fmt is None:
+        return None
+    try:
+        with Image.open(io.BytesIO(data), formats=[fmt]) as im:
+            return im.size
+    except Image.DecompressionBombError:
+        return None
+    except Exception:  # corrupt: decode_image says so, naming the file
+        return None
+
+
 def load_image(source, *, color: str = "bgr", max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """A path, bytes, NumPy array or PIL image -> (H, W, 3) BGR uint8.
 
@@ -279,9 +400,9 @@ def load_image(source, *, color: str = "bgr", max_pixels: int = MAX_PIXELS) -> n
         path = Path(source)
         if not path.is_file():
             raise UnreadableImageError(f"{path}: no such file")
-        return decode_image(path.read_bytes(), str(path), max_pixels)
+        return decode_image(path.read_bytes(), str(path), max_pixels, READ_FORMATS)
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return decode_image(source, "image bytes", max_pixels)
+        return decode_image(source, "image bytes", max_pixels, READ_FORMATS)
     if isinstance(source, np.ndarray):
         return _from_array(source, color)
     if type(source).__module__.startswith("PIL."):

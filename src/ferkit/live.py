@@ -304,7 +304,7 @@ def run_live(args) -> int:
     cannot be opened (SourceError, VideoError, FileNotFoundError) or stops working, or no window (exit 1); Ctrl+C
     (130); a reader of --no-window's lines that went away (141). How a normal run ended is a closing note."""
     from . import load_recognizer
-    from .cli import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, CommandError, print_error
+    from .cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, CommandError, print_error
 
     quiet_opencv()
     rec = load_recognizer(args.model, detector=args.detector, features=args.features, adapter=args.adapter)

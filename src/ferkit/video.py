@@ -362,7 +362,7 @@ def run_video(args) -> int:
     from tqdm import tqdm
 
     from . import load_recognizer
-    from .cli import EXIT_ERROR, EXIT_NO_FACE, EXIT_OK, EXIT_USAGE, CommandError, print_error
+    from .cli.errors import EXIT_ERROR, EXIT_NO_FACE, EXIT_OK, EXIT_USAGE, CommandError, print_error
 
     src = Path(args.input)
     out = Path(args.out) if args.out else src.with_name(f"{src.stem}_ferkit")
@@ -389,4 +389,6 @@ def run_video(args) -> int:
           f"({info.width}x{info.height}, {info.fps:g} fps), {len(report.summary)} face(s)")
     print(format_summary(report.summary, list(rec.labels)))
     print(f"wrote {', '.join(Path(v).name for v in report.files.values())} to {out}", flush=True)
+    if "chart" not in report.files:
+        print_error('no emotions.png: the chart needs matplotlib: pip install "ferkit[plot]"')
     return EXIT_ERROR if report.problems else (EXIT_NO_FACE if not report.summary else EXIT_OK)

@@ -1,7 +1,7 @@
 """End to end in Debian's Chromium, driven by Playwright: the page against a real ferkit server.
 
-Photo mode uploads real FER-2013 faces and the public-domain astronaut photo in ../shared/samples; live mode runs Chromium's fake camera on a video made here from
-real FER-2013 faces. FERKIT_SCREENSHOTS=docs/screenshots writes the README's screenshots there.
+Photo mode uploads real FER-2013 faces and the public-domain astronaut photo in examples/; live mode runs
+Chromium's fake camera on a video made here from real FER-2013 faces. FERKIT_SCREENSHOTS=docs/screenshots writes the README's screenshots there.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.browser
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
 CAMERA_ARGS = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
-ASTRONAUT = Path(__file__).resolve().parents[2].parent / "shared" / "samples" / "astronaut.png"  # one smiling face
+ASTRONAUT = Path(__file__).resolve().parents[2] / "examples" / "astronaut.png"  # one smiling face; ships with the repository
 PHONE_WIDTH = 390   # px, a phone's viewport
 
 
@@ -186,10 +186,8 @@ def test_api_docs_render_without_a_cdn(web, playwright_instance):
     browser.close()
 
 
-def test_drop_and_paste_upload(web, playwright_instance, detectable_faces, tmp_path):
-    from tests.conftest import pad_face
-
-    png = encode(pad_face(detectable_faces[0][1]))
+def test_drop_and_paste_upload(web, playwright_instance, sample_photos):
+    png = sample_photos["640x480"].read_bytes()
     browser = launch(playwright_instance)
     page = browser.new_page()
     page.goto(web.url)
@@ -598,4 +596,314 @@ def test_live_mode_with_a_fake_camera(web, playwright_instance, camera_video, tm
     assert page.locator("#live-start").is_enabled()
     assert errors == []
     assert web.error_messages() == []
+    browser.close()
+
+
+# ---------------------------------------------------------------- issue 28: the page for people (runs on a bare clone)
+AXE = Path(__file__).resolve().parent / "vendor" / "axe.min.js"   # axe-core 4.14.1, MPL-2.0 (see vendor/README.md)
+
+
+def axe_violations(page, impacts=("serious", "critical")) -> list[str]:
+    """axe-core's violations of the given impacts on the page as it is now: 'rule (impact): targets'."""
+    if not page.evaluate("typeof window.axe !== 'undefined'"):   # through DevTools: the page's CSP stays on
+        page.evaluate(AXE.read_text(encoding="utf-8") + "\n;true")
+    result = page.evaluate("async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
+                           ".map(v => ({id: v.id, impact: v.impact, targets: v.nodes.map(n => n.target.join(' '))}))")
+    return [f"{v['id']} ({v['impact']}): {v['targets']}" for v in result if v["impact"] in impacts]
+
+
+@pytest.fixture(scope="module")
+def astronaut_camera(tmp_path_factory) -> Path:
+    """A 640x480 grey camera video of the astronaut drifting sideways (no FER-2013 needed)."""
+    grey = cv2.cvtColor(cv2.imread(str(ASTRONAUT)), cv2.COLOR_BGR2GRAY)
+    face = cv2.resize(grey, (400, 400), interpolation=cv2.INTER_AREA)
+    frames = []
+    for step in range(30):
+        frame = np.full((480, 640), 110, np.uint8)
+        x = 60 + 4 * step
+        frame[40:440, x:x + 400] = face
+        frames.append(frame)
+    path = tmp_path_factory.mktemp("camera") / "astronaut.y4m"
+    write_y4m(path, frames, fps=10)
+    return path
+
+
+def start_camera(playwright_instance, web, camera, width=1280, height=800):
+    browser = launch(playwright_instance, *CAMERA_ARGS, f"--use-file-for-fake-video-capture={camera}")
+    page, errors = open_page(browser, web.url, height, width)
+    page.click("#tab-live")
+    page.click("#live-start")
+    wait_until(page, "Number(document.querySelector('#overlay').dataset.faces || 0) >= 1", timeout=30_000)
+    return browser, page, errors
+
+
+def test_axe_finds_no_serious_violations_in_photo_error_and_live_states(web, playwright_instance, sample_photos,
+                                                                         astronaut_camera, tmp_path):
+    browser = launch(playwright_instance)
+    page, errors = open_page(browser, web.url, 800, 1280)
+    assert axe_violations(page) == []
+    upload(page, sample_photos["640x480"])
+    page.wait_for_selector("#photo-faces .face")
+    assert axe_violations(page) == [], "photo state"
+    (tmp_path / "notes.png").write_bytes(b"these are notes, not a picture")
+    upload(page, tmp_path / "notes.png")
+    assert page.locator("#photo-message.error").is_visible()
+    assert axe_violations(page) == [], "error state"
+    # the face cards' headings follow an h2, not the h1
+    levels = page.evaluate("[...document.querySelectorAll('h1, h2, h3')].filter(h => h.closest('#panel-photo, header'))"
+                           ".map(h => h.tagName)")
+    assert "H2" in levels, levels
+    browser.close()
+    browser, page, errors = start_camera(playwright_instance, web, astronaut_camera)
+    wait_until(page, "document.querySelectorAll('#live-faces .face').length >= 1")
+    assert axe_violations(page) == [], "live state"
+    assert errors == []
+    browser.close()
+
+
+def test_live_focus_pause_and_stop_leave_nothing_stale(web, playwright_instance, astronaut_camera):
+    browser, page, errors = start_camera(playwright_instance, web, astronaut_camera)
+    # Start was pressed and is now disabled: the focus went to Stop, not to <body>
+    assert page.evaluate("document.activeElement.id") == "live-stop"
+    wait_until(page, "Number(document.querySelector('#live-fps').textContent) > 0")
+    page.click("#live-pause")
+    page.wait_for_timeout(1500)   # answers to frames in flight may still come: they make no rate
+    assert page.inner_text("#live-fps") == "0.0" and "no frames are sent" in page.inner_text("#live-message")
+    page.click("#live-pause")
+    page.focus("#live-stop")
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "live-start"   # a working button keeps the focus
+    state = overlay_state(page)
+    assert state["drawn"] == 0 and state["faces"] == 0, state
+    assert page.locator("#live-faces .face").count() == 0
+    assert [page.inner_text(f"#live-{k}") for k in ("fps", "latency", "server")] == ["–", "–", "–"]
+    page.wait_for_timeout(500)   # and nothing comes back afterwards
+    assert overlay_state(page)["drawn"] == 0 and page.locator("#live-faces .face").count() == 0
+    assert errors == []
+    browser.close()
+
+
+def test_choose_file_is_a_tab_stop_and_enter_on_the_drop_zone_opens_the_chooser(web, playwright_instance):
+    browser = launch(playwright_instance)
+    page, errors = open_page(browser, web.url, 800, 1280)
+    stops = []
+    for _ in range(12):
+        page.keyboard.press("Tab")
+        stops.append(page.evaluate("document.activeElement.id"))
+    assert "choose-file" in stops, stops
+    for target, key in (("#choose-file", "Enter"), ("#choose-file", "Space"), ("#dropzone", "Enter"),
+                        ("#dropzone", "Space")):
+        page.focus(target)
+        with page.expect_file_chooser(timeout=5000) as chooser:
+            page.keyboard.press(key)
+        assert chooser.value.element.get_attribute("id") == "file-input", (target, key)
+    # the picker offers only what the server reads
+    accept = page.get_attribute("#file-input", "accept")
+    assert "image/*" not in accept and "tif" not in accept and ".png" in accept and ".jpg" in accept
+    assert errors == []
+    browser.close()
+
+
+def test_errors_are_in_words_for_people(web, playwright_instance, tmp_path):
+    from .conftest import png_bytes
+
+    ok, tiff = cv2.imencode(".tif", cv2.imread(str(ASTRONAUT)))
+    png = cv2.imencode(".png", cv2.imread(str(ASTRONAUT)))[1].tobytes()
+    files = {"scan.tif": (tiff.tobytes(), "TIFF image"), "cut.png": (png[:len(png) // 2], "damaged"),
+             "notes.png": (b"these are notes, not a picture", "not an image this page reads"),
+             "huge.png": (png_bytes(8000, 8000), "Too large (max 40 MP): resize it")}
+    browser = launch(playwright_instance)
+    page, errors = open_page(browser, web.url, 800, 1280)
+    jargon = re.compile(r"b'|\\x|Pillow|truncated \(|bytes not processed|image/|MIME|Content-Type|multipart", re.I)
+    for name, (data, words) in files.items():
+        (tmp_path / name).write_bytes(data)
+        upload(page, tmp_path / name)
+        message = page.inner_text("#photo-message")
+        assert words in message and not jargon.search(message), (name, message)
+    assert errors == []
+    browser.close()
+
+
+def edge_photo(tmp_path) -> Path:
+    """The astronaut cropped so that his face touches the image's top and right edges."""
+    image = cv2.imread(str(ASTRONAUT))
+    path = tmp_path / "edge.png"
+    cv2.imwrite(str(path), image[60:330, 120:275])
+    return path
+
+
+def test_phone_layout(web, playwright_instance, tmp_path, astronaut_camera):
+    browser = launch(playwright_instance, *CAMERA_ARGS, f"--use-file-for-fake-video-capture={astronaut_camera}")
+    page, errors = open_page(browser, web.url, 844, PHONE_WIDTH)
+    # each checkbox sits on the line of its words
+    pairs = page.evaluate("""() => [...document.querySelectorAll('input[type=checkbox]')].filter(i => i.offsetParent)
+        .map(i => { const l = i.closest('label').getBoundingClientRect(), b = i.getBoundingClientRect();
+                    return [i.id, b.top - l.top, l.height]; })""")
+    assert pairs and all(dy < 12 for _, dy, _ in pairs), pairs
+    # a face tag stays within the image; landmark dots are small on a small face
+    result = upload(page, edge_photo(tmp_path))
+    assert len(result["faces"]) == 1, result
+    inside = page.evaluate("""() => { const i = document.querySelector('#photo').getBoundingClientRect();
+        const t = document.querySelector('#photo-boxes .tag').getBoundingClientRect();
+        return [t.left - i.left, t.top - i.top, i.right - t.right, i.bottom - t.bottom]; }""")
+    assert all(d >= -1 for d in inside), inside
+    wide = tmp_path / "wide.png"   # the astronaut's face at about 30 px on the phone's screen
+    canvas = np.full((960, 1280, 3), 120, np.uint8)
+    canvas[200:712, 400:912] = cv2.imread(str(ASTRONAUT))
+    cv2.imwrite(str(wide), canvas)
+    result = upload(page, wide)
+    assert len(result["faces"]) == 1, result
+    box = drawn(page)["boxes"][0]
+    dots = drawn(page)["dots"]
+    assert 20 < box[2] < 45 and dots and all(d[2] <= box[2] / 8 + 0.5 for d in dots), (box, dots)
+    # live: the preview starts in the upper half of the screen
+    page.click("#tab-live")
+    page.click("#live-start")
+    wait_until(page, "Number(document.querySelector('#overlay').dataset.faces || 0) >= 1", timeout=30_000)
+    top = page.evaluate("document.querySelector('#video').getBoundingClientRect().top + window.scrollY")
+    assert top < 844 / 2, top
+    assert errors == []
+    browser.close()
+
+
+def test_face_features_shown_when_the_json_has_them(web, playwright_instance, sample_photos, tmp_path):
+    """mesh, action_units, head_pose and adapter, when a face has them (here added to the server's real answer);
+    nothing of them, and no error, when it does not."""
+    import httpx
+
+    path = sample_photos["640x480"]
+    body = httpx.post(f"{web.url}/api/v1/analyze", params={"explain": "true"},
+                      files={"file": (path.name, path.read_bytes(), "image/png")}, timeout=60).json()
+    browser = launch(playwright_instance)
+    page, errors = open_page(browser, web.url, 800, 1280)
+    page.route("**/api/v1/analyze*", lambda route: route.fulfill(json=body))
+    upload(page, path)
+    assert page.locator("#photo-faces .face .aus, #photo-faces .face .pose, #photo-faces .face .adapter").count() == 0
+    assert page.locator(".mesh-control").first.is_hidden() and page.locator("canvas.mesh").count() == 0
+
+    face = body["faces"][0]
+    b = face["box"]
+    face["mesh"] = [[b["x"] + b["w"] * (i % 22) / 21, b["y"] + b["h"] * (i // 22) / 21, 0.0] for i in range(478)]
+    face["action_units"] = {"AU01": 0.1, "AU06": 0.72, "AU12": 0.83, "AU25": 0.4, "AU04": 0.05}
+    face["head_pose"] = {"yaw": -12.4, "pitch": 5.0, "roll": 1.6}
+    face["adapter"] = "field-adapter"
+    face["blendshapes"] = {"mouthSmileLeft": 0.8}
+    page.unroute("**/api/v1/analyze*")
+    page.route("**/api/v1/analyze*", lambda route: route.fulfill(json=body))
+    again = tmp_path / "again.png"   # choosing the same file twice fires no change event
+    again.write_bytes(path.read_bytes())
+    upload(page, again)
+    card = page.locator("#photo-faces .face").first
+    assert card.locator(".aus").inner_text() == "AU estimates: AU12 0.83, AU06 0.72, AU25 0.40"
+    assert card.locator(".pose").inner_text() == "Head pose: yaw -12°, pitch 5°, roll 2°"
+    assert card.locator(".adapter").inner_text() == "Adapter: field-adapter"
+    toggle = page.locator("#mesh-toggle")
+    assert toggle.is_visible() and not toggle.is_checked()
+    assert page.get_attribute("canvas.mesh", "data-points") == "478" and page.locator("canvas.mesh").is_hidden()
+    toggle.check()
+    assert page.locator("canvas.mesh").is_visible()
+    drawn_px = page.evaluate("""() => { const c = document.querySelector('canvas.mesh');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
+        for (let i = 3; i < d.length; i += 4) if (d[i]) n++; return n; }""")
+    assert drawn_px >= 478, drawn_px
+    assert page.is_checked("#live-mesh-toggle")    # one setting for both modes
+    assert axe_violations(page) == []
+    assert errors == []
+    browser.close()
+
+
+def test_demo_conveniences(web, playwright_instance, tmp_path):
+    """An example photo to click, a progress bar while analysing, the JSON to copy and download, an API snippet,
+    music that says which face it follows and lists 5 tracks with the rest on demand; a phone gets 'Take a photo'."""
+    browser = launch(playwright_instance)
+    context = browser.new_context(viewport={"width": 1280, "height": 800},
+                                  permissions=["clipboard-read", "clipboard-write"], accept_downloads=True)
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(web.url)
+    page.wait_for_selector("body[data-ready=true]")
+    assert page.locator("#take-photo").is_hidden()      # a mouse: the file chooser is the way
+    page.evaluate("""() => { window.progressSeen = false; const p = document.querySelector('#photo-progress');
+        new MutationObserver(() => { if (!p.hidden) window.progressSeen = true; }).observe(p, {attributes: true}); }""")
+    with page.expect_response(lambda r: "/api/v1/analyze" in r.url) as answer:
+        page.click("button.example")
+    result = answer.value.json()
+    page.wait_for_selector("#photo-faces .face")
+    assert len(result["faces"]) == 1 and page.evaluate("window.progressSeen") and page.locator("#photo-progress").is_hidden()
+
+    lean = {**result, "faces": [{k: v for k, v in f.items() if k != "heatmap"} for f in result["faces"]]}
+    page.click("#copy-json")
+    wait_until(page, "document.querySelector('#json-status').textContent === 'Copied.'")
+    assert json.loads(page.evaluate("navigator.clipboard.readText()")) == lean
+    with page.expect_download() as download:
+        page.click("#download-json")
+    assert json.loads(Path(download.value.path()).read_text()) == lean
+    page.click("#api-snippet summary")
+    assert f'curl -F "file=@photo.jpg" {web.url}/api/v1/analyze' in page.inner_text("#api-code")
+
+    wait_until(page, "document.querySelectorAll('#tracks li').length > 0")
+    assert "Following the face." in page.inner_text("#music-status")
+    tracks = page.locator("#tracks li")
+    visible = lambda: sum(tracks.nth(i).is_visible() for i in range(tracks.count()))  # noqa: E731
+    assert tracks.count() == 10 and visible() == 5
+    height = page.evaluate("document.documentElement.scrollHeight")
+    assert height < 1700, f"the page is {height} px tall after a photo"   # 2,038 px with all 10 tracks shown
+    page.click("#more-tracks")
+    assert visible() == 10 and page.locator("#more-tracks").is_hidden()
+    assert errors == []
+    context.close()
+
+    phone = browser.new_context(viewport={"width": PHONE_WIDTH, "height": 844}, has_touch=True, is_mobile=True)
+    page = phone.new_page()
+    page.goto(web.url)
+    page.wait_for_selector("body[data-ready=true]")
+    assert page.locator("#take-photo").is_visible()
+    assert page.get_attribute("#camera-input", "capture") == "user"
+    browser.close()
+
+
+def test_live_mesh_features_and_faces_held_over_lost_frames(web, playwright_instance, astronaut_camera):
+    """The server's real live answers, passed through a WebSocket route that (a) adds a mesh, AU estimates and a
+    head pose to each face and (b) empties every other result's faces, as a slow tab sees when its face is lost
+    between detections. The box stays drawn (held) over the lost frames; the mesh toggle draws the points."""
+    browser = launch(playwright_instance, *CAMERA_ARGS, f"--use-file-for-fake-video-capture={astronaut_camera}")
+    page, errors = open_page(browser, web.url, 800, 1280)
+    results = []
+
+    def relay(ws):
+        server = ws.connect_to_server()
+        ws.on_message(lambda message: server.send(message))
+
+        def from_server(text):
+            msg = json.loads(text)
+            if msg.get("type") == "result":
+                results.append(msg["frame"])
+                if len(results) % 2 == 0:
+                    msg["faces"] = []
+                for face in msg["faces"]:
+                    b = face["box"]
+                    face["mesh"] = [[b["x"] + b["w"] * (i % 22) / 21, b["y"] + b["h"] * (i // 22) / 21, 0]
+                                    for i in range(478)]
+                    face["action_units"] = {"AU12": 0.9, "AU06": 0.7, "AU01": 0.2, "AU04": 0.1}
+                    face["head_pose"] = {"yaw": 3, "pitch": -4, "roll": 0}
+            ws.send(json.dumps(msg))
+        server.on_message(from_server)
+
+    page.route_web_socket(re.compile(r".*/api/v1/live$"), relay)
+    page.click("#tab-live")
+    page.click("#live-start")
+    wait_until(page, "Number(document.querySelector('#overlay').dataset.faces || 0) >= 1", timeout=30_000)
+    samples = []
+    while len(results) < 12 or len(samples) < 40:
+        samples.append(overlay_state(page)["drawn"] > 200)
+        page.wait_for_timeout(50)
+    assert sum(samples) / len(samples) > 0.9, f"the box was off in {samples.count(False)} of {len(samples)} samples"
+    assert page.evaluate("document.querySelector('#overlay').dataset.held") in ("0", "1")
+    wait_until(page, "document.querySelector('#live-faces .face .aus') !== null")
+    assert page.inner_text("#live-faces .face .aus") == "AU estimates: AU12 0.90, AU06 0.70, AU01 0.20"
+    assert page.locator("#live-mesh-toggle").is_visible()
+    page.check("#live-mesh-toggle")
+    wait_until(page, "Number(document.querySelector('#overlay').dataset.mesh || 0) >= 478")
+    assert errors == []
     browser.close()

@@ -78,7 +78,7 @@ def test_ferkit_serve_prints_the_url_and_serves():
 @pytest.mark.parametrize("args, code, words", [
     (["--port", "70000"], 2, ["port=70000", "65535"]),
     (["--max-upload-bytes", "0"], 2, ["max_upload_bytes=0"]),
-    (["--model", "nope"], 1, ["unknown model 'nope'", "fer2013"]),
+    (["--model", "nope"], 2, ["unknown model 'nope'", "fer2013"]),   # bad usage, as for --detector (issue 28)
     (["--model", "missing.onnx"], 1, ["missing.onnx"]),
     (["--detector", "eyes"], 2, ["detector='eyes'", "unknown detector 'eyes'", "haar"]),
     (["--live-detector", "yolo"], 2, ["live_detector='yolo'", "unknown detector 'yolo'", "yunet"]),

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..cli import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CommandError
+from ..cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, CommandError
 from ..cli._args import add_adapter, add_detect_side, add_detector, add_features, add_model
 from .inputs import BATCH_SIZE, DEFAULT_FPS
 

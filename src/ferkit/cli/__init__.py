@@ -6,11 +6,12 @@ music (music/cli.py) and batch (batch/cli.py) beside the code they run. _args.py
 commands share (--model, --detector, --data, one flag per config field), so each reads the same everywhere.
 
 One error path for every command (`python -m ferkit.batch` included): the library raises typed errors (ValueError
-subclasses such as DataError, UnreadableImageError and VideoError, OSError); a command raises CommandError for
-trouble of its own, with an exit code (EXIT_*); main() prints each as `ferkit: message` on stderr (one such line
-per line of a CommandError's message) and exits with its code; Ctrl+C exits 130 and a reader of stdout that went
-away 141. print_error() is only for trouble that does not stop a command (one bad file among several) and for the
-closing note of one that ended normally; no command prints `ferkit: ...` or picks an exit status any other way.
+subclasses such as DataError, UnreadableImageError and VideoError, OSError); a command raises CommandError for trouble
+of its own, with an exit code (EXIT_*; both in the leaf module errors.py, re-exported here); main() prints each as
+`ferkit: message` on stderr (one such line per line of a CommandError's message) and exits with its code; Ctrl+C exits
+130 and a reader of stdout that went away 141. print_error() is only for trouble that does not stop a command (one bad
+file among several) and for the closing note of one that ended normally; no command prints `ferkit: ...` or picks an
+exit status any other way.
 """
 from __future__ import annotations
 
@@ -21,27 +22,10 @@ import warnings
 from pathlib import Path
 
 
-EXIT_OK = 0             # success
-EXIT_ERROR = 1          # an input could not be processed (with several inputs, the others still were)
-EXIT_USAGE = 2          # bad usage: an unknown option, a missing argument, options that contradict each other
-EXIT_NO_FACE = 3        # analyze, recommend: no face in any image; video: none in any frame
-EXIT_SOME_NO_FACE = 4   # analyze: faces in some images, none in others
-EXIT_INTERRUPTED = 130  # Ctrl+C
-EXIT_BROKEN_PIPE = 141  # the reader of stdout went away (`ferkit analyze ... | head`): 128 + SIGPIPE, as for C tools
-
-
-class CommandError(Exception):
-    """Stops a command: main() prints `ferkit: message` on stderr and exits with `code`. A message of several
-    lines (several bad settings at once) is printed as several `ferkit: ` lines."""
-
-    def __init__(self, message: str, code: int = EXIT_ERROR):
-        super().__init__(message)
-        self.code = code
-
-
-def print_error(message: str) -> None:
-    """`ferkit: message` on stderr, for trouble that does not stop the command; the rest go through main()."""
-    print(f"ferkit: {message}", file=sys.stderr)
+from .errors import (  # noqa: F401  (re-exported: `from ferkit.cli import CommandError` keeps working)
+    EXIT_BROKEN_PIPE, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_NO_FACE, EXIT_OK, EXIT_SOME_NO_FACE, EXIT_USAGE,
+    CommandError, print_error,
+)
 
 
 # ---------------------------------------------------------------- entry point

@@ -9,8 +9,18 @@ from ..detect import DEFAULT_DETECTOR, available_detectors, detector_help
 
 
 def add_model(p, help: str = "shipped model name or path to an .onnx file (default: fer2013)") -> None:
-    """--model; None (the default) is the library's default model, or the server's setting for `serve`."""
-    p.add_argument("--model", default=None, help=help)
+    """--model; None (the default) is the library's default model, or the server's setting for `serve`. An unknown
+    name is bad usage (exit 2, as for --detector); a missing .onnx file is an input that cannot be read (exit 1)."""
+    p.add_argument("--model", default=None, type=_model_name, help=help)
+
+
+def _model_name(value: str) -> str:
+    from ..recognizer import RETIRED_MODELS, available_models
+
+    if value.endswith(".onnx") or value in available_models() or value in RETIRED_MODELS:
+        return value
+    raise argparse.ArgumentTypeError(f"unknown model {value!r}; valid: {', '.join(available_models())}, "
+                                     "or a path to an .onnx file")
 
 
 def add_detector(p, help: str | None = None, *, default: str | None = DEFAULT_DETECTOR, exclude: tuple[str, ...] = (),
@@ -26,7 +36,8 @@ def add_detector(p, help: str | None = None, *, default: str | None = DEFAULT_DE
 
 
 def add_detect_side(p) -> None:
-    """--detect-side PX, yunet's working size (load_recognizer's detect_side): analyze, batch and serve."""
+    """--detect-side PX, yunet's working size (load_recognizer's detect_side): analyze, batch and serve, each
+    checking it with detect.check_detect_side (MIN_DETECT_SIDE..MAX_DETECT_SIDE) as bad usage (exit 2)."""
     p.add_argument("--detect-side", type=int, default=None, metavar="PX",
                    help="yunet's working size: the longer side, in pixels, an image is scaled to before detection "
                         "(default 640: faces from about a thirtieth of the longer side). 1280 finds the small faces of "

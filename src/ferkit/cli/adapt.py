@@ -5,7 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
-from . import EXIT_ERROR, EXIT_OK, EXIT_USAGE, CommandError, print_error
+from .errors import EXIT_ERROR, EXIT_OK, EXIT_USAGE, CommandError, print_error
 from ._args import add_dataclass_flags, add_detect_side, add_detector, add_features, add_model
 
 EPILOG = """\

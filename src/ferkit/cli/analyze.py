@@ -8,18 +8,21 @@ import os
 from pathlib import Path
 
 from ..detect import check_detect_side, detector_help
-from . import EXIT_ERROR, EXIT_NO_FACE, EXIT_OK, EXIT_SOME_NO_FACE, EXIT_USAGE, CommandError, print_error
+from .errors import EXIT_ERROR, EXIT_NO_FACE, EXIT_OK, EXIT_SOME_NO_FACE, EXIT_USAGE, CommandError, print_error
 from ._args import add_adapter, add_detect_side, add_detector, add_features, add_model
 
 # What a folder given to `ferkit analyze` is searched for (recursively); hidden files and folders are left out.
-PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 ANALYZE_EPILOG = f"""\
-A folder is searched recursively for images ({' '.join(PHOTO_SUFFIXES)}; hidden files left out).
-One unreadable or broken image is reported on stderr and the others are still analysed.
+A folder is searched recursively for images ({' '.join(PHOTO_SUFFIXES)}; hidden files left out); each other
+file in it is named on stderr as skipped (a "skipped" row in --json). One unreadable or broken image is reported
+on stderr and the others are still analysed. A photo over 40 megapixels (a 50-100 MP camera's) is read reduced
+by 2, 4 ... to within 40 MP; boxes are given in the file's own pixels.
 
 --json prints one JSON array with an object per image, also for a single image:
   {{"file": ..., "status": "ok" | "no_face", "faces": [...]}} or {{"file": ..., "status": "error", "error": ...}}
+  or {{"file": ..., "status": "skipped", "reason": ...}} (a folder's file that is not an image)
 
 exit status:
   {EXIT_OK}  every image had at least one face
@@ -33,7 +36,7 @@ exit status:
 def add_parser(sub) -> None:
     p = sub.add_parser("analyze", help="recognise emotions in photos", description="Find faces in photos and recognise each one's emotion.",
                        epilog=ANALYZE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("photos", nargs="+", help="image files (JPEG, PNG, WebP, BMP, GIF) or folders of them")
+    p.add_argument("photos", nargs="+", help="image files (JPEG, PNG, WebP, BMP, GIF, TIFF) or folders of them")
     add_model(p)
     add_detector(p)
     add_detect_side(p)
@@ -54,6 +57,7 @@ class _Input:
     path: Path               # the image file, or the argument that yielded none
     rel: Path | None = None  # its place under a folder argument, mirrored in output folders
     error: str | None = None  # why it cannot be analysed, known before reading it
+    skipped: str | None = None  # a folder's file that is not an image: why it is left out
 
 
 def _expand_photos(args: list[str]) -> list[_Input]:
@@ -63,12 +67,15 @@ def _expand_photos(args: list[str]) -> list[_Input]:
         if not arg.is_dir():
             out.append(_Input(arg))
             continue
-        found = []
+        found, skipped = [], []
         for folder, dirs, files in os.walk(arg):
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            found += [Path(folder) / f for f in sorted(files)
-                      if not f.startswith(".") and f.lower().endswith(PHOTO_SUFFIXES)]
+            for f in sorted(files):
+                if not f.startswith("."):
+                    (found if f.lower().endswith(PHOTO_SUFFIXES) else skipped).append(Path(folder) / f)
         out += [_Input(f, f.relative_to(arg)) for f in found]
+        out += [_Input(f, f.relative_to(arg), skipped=f"{f}: skipped, not an image file name "
+                                                      f"({' '.join(PHOTO_SUFFIXES)})") for f in skipped]
         if not found:
             out.append(_Input(arg, error=f"{arg}: a folder with no images in it (looked for {', '.join(PHOTO_SUFFIXES)})"))
     return out
@@ -135,10 +142,10 @@ def run(args) -> int:
     from .. import load_recognizer
     from ..annotate import draw_faces
     from ..explain import overlay
-    from ..images import load_image
+    from ..images import read_photo
 
     inputs = _expand_photos(args.photos)
-    n_photos = sum(i.error is None for i in inputs)
+    n_photos = sum(i.error is None and i.skipped is None for i in inputs)
     annotate = _Outputs("--annotate", args.annotate, n_photos, "annotated") if args.annotate else None
     explain = _Outputs("--explain", args.explain, n_photos, "explained") if args.explain else None
     detector = "none" if args.no_detect else args.detector
@@ -151,15 +158,20 @@ def run(args) -> int:
     results, failed, faceless, with_faces = [], 0, 0, 0
     for item in inputs:
         name = str(item.path)
+        if item.skipped:
+            print_error(item.skipped)
+            results.append({"file": name, "status": "skipped", "reason": item.skipped})
+            continue
         try:
             if item.error:
                 raise CommandError(item.error)
-            image = load_image(item.path)
+            image, scale = read_photo(item.path)  # a big photo comes reduced by `scale`
             faces = rec.analyze(image, explain=bool(args.explain))
             if annotate and faces:
                 annotate.write(item, draw_faces(image, faces))
             if explain and faces:
                 explain.write(item, draw_faces(overlay(image, faces), faces))
+            faces = [_scaled(f, scale) for f in faces]
         except Exception as e:  # one bad file never costs the others: reported here, counted in the exit status
             message = _describe_failure(item.path, e)
             print_error(message)
@@ -179,6 +191,14 @@ def run(args) -> int:
     if failed:
         return EXIT_ERROR
     return EXIT_NO_FACE if not with_faces else EXIT_SOME_NO_FACE if faceless else EXIT_OK
+
+
+def _scaled(face, k: int):
+    """A face found on a photo read at 1/k of its size, in the file's own pixels."""
+    if k == 1:
+        return face
+    landmarks = None if face.landmarks is None else tuple((x * k, y * k) for x, y in face.landmarks)
+    return dataclasses.replace(face, box=tuple(v * k for v in face.box), landmarks=landmarks)
 
 
 def _print_table(name: str, faces, labels) -> None:

@@ -1,7 +1,7 @@
 """`ferkit data`: read a dataset and print its counts per split and class."""
 from __future__ import annotations
 
-from . import EXIT_OK
+from .errors import EXIT_OK
 
 
 def add_parser(sub) -> None:

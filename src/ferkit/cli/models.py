@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from . import EXIT_OK
+from .errors import EXIT_OK
 
 def add_parser(sub) -> None:
     p = sub.add_parser("models", help="the shipped models: classes, size, test accuracy",

@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import EXIT_OK, EXIT_USAGE, CommandError
+from .errors import EXIT_OK, EXIT_USAGE, CommandError
 from ._args import add_data, add_dataclass_flags, add_model
 
 

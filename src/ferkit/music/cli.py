@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import sys
 
-from ..cli import EXIT_ERROR, EXIT_NO_FACE, EXIT_OK, EXIT_USAGE, CommandError, print_error
+from ..cli.errors import EXIT_ERROR, EXIT_NO_FACE, EXIT_OK, EXIT_USAGE, CommandError, print_error
 from ..cli._args import add_detector, add_model
 from .moods import MOODS
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 
-from ..cli import EXIT_OK, EXIT_USAGE, CommandError
+from ..cli.errors import EXIT_OK, EXIT_USAGE, CommandError
 from ..cli._args import add_adapter, add_detect_side, add_detector, add_features, add_model
 
 

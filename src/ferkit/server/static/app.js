@@ -30,6 +30,26 @@ function setMessage(el, text, isError = false) {
   el.classList.toggle("error", isError);
 }
 
+// What the server said, in words for people: no Python bytes, no decoder internals, no MIME types; and what to do.
+function friendlyError(status, detail, limits = state.info?.limits || {}) {
+  const text = String(detail || "");
+  const mb = (n) => `${Math.round(n / 1e6)} MB`, mp = (n) => `${Math.round(n / 1e6)} MP`;
+  const kind = /in a format we read: ([^(;]+?)\s*[(;]/.exec(text)?.[1];
+  if (status === 413 && /pixels/.test(text)) {
+    return `Too large (max ${mp(limits.max_pixels || 40e6)}): resize it to fewer pixels and try again.`;
+  }
+  if (status === 413) return `Too large (max ${mb(limits.max_upload_bytes || 10e6)}): resize or compress it.`;
+  if (status === 415) {
+    return `This is not an image this page reads${kind ? ` (the file is ${kind})` : ""}. ` +
+      "Save it as JPEG or PNG and try again.";
+  }
+  if (status === 422 || /corrupt|truncated/.test(text)) {
+    return "This photo could not be read: the file seems damaged or cut short. Save it again and retry.";
+  }
+  if (status >= 500) return "The server could not analyse this photo. Try again in a moment.";
+  return "The server could not use this file. Try a JPEG or PNG photo.";
+}
+
 async function errorDetail(response) {
   try {
     const body = await response.json();
@@ -100,6 +120,12 @@ function renderFaceCards(container, faces) {
         (Number.isFinite(face.detector_score) ? ` (detector score ${face.detector_score.toFixed(2)})` : "");
       card.append(found);
     }
+    if (typeof face.adapter === "string" && face.adapter) {
+      const adapter = document.createElement("p");
+      adapter.className = "adapter muted";
+      adapter.textContent = `Adapter: ${face.adapter}`;
+      card.append(adapter);
+    }
     const list = document.createElement("ul");
     list.className = "probs";
     for (const [label, p] of sortedProbs(face)) {
@@ -122,8 +148,70 @@ function renderFaceCards(container, faces) {
       list.append(li);
     }
     card.append(list);
+    card.append(...faceFeatures(face));
     return card;
   }));
+}
+
+// Optional keys a face may carry (absent: nothing is shown): action_units {"AU12": 0.83, ...} (0..1 estimates),
+// head_pose {yaw, pitch, roll} in degrees.
+function faceFeatures(face) {
+  const out = [];
+  const aus = face.action_units && typeof face.action_units === "object"
+    ? Object.entries(face.action_units).filter(([, v]) => Number.isFinite(v)).sort((a, b) => b[1] - a[1]).slice(0, 3)
+    : [];
+  if (aus.length) {
+    const p = document.createElement("p");
+    p.className = "aus";
+    const label = document.createElement("span");
+    label.className = "muted";
+    label.textContent = "AU estimates: ";
+    p.append(label, aus.map(([name, v]) => `${name} ${v.toFixed(2)}`).join(", "));
+    out.push(p);
+  }
+  const pose = face.head_pose;
+  if (pose && ["yaw", "pitch", "roll"].every((k) => Number.isFinite(pose[k]))) {
+    const p = document.createElement("p");
+    p.className = "pose";
+    p.textContent = `Head pose: yaw ${pose.yaw.toFixed(0)}°, pitch ${pose.pitch.toFixed(0)}°, roll ${pose.roll.toFixed(0)}°`;
+    out.push(p);
+  }
+  return out;
+}
+
+// The face mesh: [x, y, z] points in image pixels, or [] when the face has none.
+function meshOf(face) {
+  if (!Array.isArray(face.mesh)) return [];
+  return face.mesh.filter((p) => Array.isArray(p) && p.length >= 2 && Number.isFinite(p[0]) && Number.isFinite(p[1]));
+}
+
+const MESH_KEY = "ferkit.showMesh";
+const showMesh = () => document.body.classList.contains("show-mesh");
+
+// The mesh checkboxes appear once some face has a mesh; one setting for both modes, remembered, off by default.
+function setupMesh() {
+  const toggles = [...document.querySelectorAll(".mesh-toggle")];
+  const apply = (on) => {
+    for (const t of toggles) t.checked = on;
+    document.body.classList.toggle("show-mesh", on);     // photo mode: CSS shows the mesh canvas
+    const r = state.live?.lastResult;
+    if (r) drawOverlay(r.image, r.faces, r.frame, r.held);
+  };
+  let stored = null;
+  try { stored = localStorage.getItem(MESH_KEY); } catch { /* storage blocked: default off */ }
+  apply(stored === "true");
+  for (const t of toggles) {
+    t.addEventListener("change", () => {
+      apply(t.checked);
+      try { localStorage.setItem(MESH_KEY, String(t.checked)); } catch { /* not remembered */ }
+    });
+  }
+}
+
+function offerMesh(faces) {
+  if (faces.some((f) => meshOf(f).length)) {
+    for (const el of document.querySelectorAll(".mesh-control")) el.hidden = false;
+  }
 }
 
 function describeFaces(faces) {
@@ -163,7 +251,7 @@ function setupLandmarks() {
     for (const t of toggles) t.checked = on;
     document.body.classList.toggle("no-landmarks", !on);   // photo mode: CSS hides the dots
     const r = state.live?.lastResult;
-    if (r) drawOverlay(r.image, r.faces, r.frame);          // live mode: redraw the canvas
+    if (r) drawOverlay(r.image, r.faces, r.frame, r.held);          // live mode: redraw the canvas
   };
   let stored = null;
   try { stored = localStorage.getItem(LANDMARKS_KEY); } catch { /* storage blocked: default on */ }
@@ -181,8 +269,16 @@ function setupPhoto() {
   const input = $("file-input");
   const zone = $("dropzone");
   input.addEventListener("change", () => { if (input.files[0]) analyzePhoto(input.files[0]); });
+  $("choose-file").addEventListener("click", (e) => { e.stopPropagation(); input.click(); });
+  // The drop zone acts as a button: Enter on key down, Space on key up (as buttons do); its own button handles
+  // its keys itself.
   zone.addEventListener("keydown", (e) => {
-    if (e.key === "Enter" || e.key === " ") { e.preventDefault(); input.click(); }
+    if (e.target !== zone) return;
+    if (e.key === "Enter") { e.preventDefault(); input.click(); }
+    if (e.key === " ") e.preventDefault();   // no scrolling
+  });
+  zone.addEventListener("keyup", (e) => {
+    if (e.target === zone && e.key === " ") { e.preventDefault(); input.click(); }
   });
   zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("over"); });
   zone.addEventListener("dragleave", () => zone.classList.remove("over"));
@@ -196,10 +292,49 @@ function setupPhoto() {
     const item = [...(e.clipboardData?.items || [])].find((it) => it.kind === "file");
     if (item) { e.preventDefault(); analyzePhoto(item.getAsFile()); }
   });
+  for (const button of document.querySelectorAll("button.example")) {
+    button.addEventListener("click", async () => {
+      const response = await fetch(button.dataset.src).catch(() => null);
+      if (!response?.ok) { photoError("The example photo could not be loaded."); return; }
+      const blob = await response.blob();
+      analyzePhoto(new File([blob], button.dataset.name, { type: blob.type }));
+    });
+  }
+  const camera = $("camera-input");
+  $("take-photo").hidden = !matchMedia("(pointer: coarse)").matches;
+  $("take-photo").addEventListener("click", () => camera.click());
+  camera.addEventListener("change", () => { if (camera.files[0]) analyzePhoto(camera.files[0]); });
+  $("copy-json").addEventListener("click", async () => {
+    try {
+      await navigator.clipboard.writeText(state.resultJson || "");
+      $("json-status").textContent = "Copied.";
+    } catch {
+      $("json-status").textContent = "Copying is blocked here: use Download the JSON.";
+    }
+  });
+  $("api-code").textContent = apiSnippet();
   $("heatmap-toggle").addEventListener("change", () => {
     const show = $("heatmap-toggle").checked;
     for (const img of document.querySelectorAll("#photo-boxes img.heat")) img.hidden = !show;
   });
+}
+
+function apiSnippet() {
+  const url = `${location.origin}/api/v1/analyze`;
+  return `curl -F "file=@photo.jpg" ${url}\n\n` +
+    `# Python\nimport httpx\nwith open("photo.jpg", "rb") as f:\n` +
+    `    faces = httpx.post("${url}", files={"file": f}).json()["faces"]`;
+}
+
+// The answer as JSON to copy or download (the heat maps left out: they are large data URLs).
+function offerJson(result) {
+  const lean = { ...result, faces: result.faces.map(({ heatmap, ...face }) => face) };
+  state.resultJson = JSON.stringify(lean, null, 2);
+  const link = $("download-json");
+  if (link.href.startsWith("blob:")) URL.revokeObjectURL(link.href);
+  link.href = URL.createObjectURL(new Blob([state.resultJson], { type: "application/json" }));
+  $("json-status").textContent = "";
+  $("result-actions").hidden = false;
 }
 
 // An error leaves nothing of the previous photo on screen: neither its picture and faces nor its music.
@@ -218,6 +353,8 @@ function clearPhoto() {
   $("photo-boxes").replaceChildren();
   $("photo-caption").textContent = "";
   $("photo-faces").replaceChildren();
+  $("result-actions").hidden = true;
+  state.resultJson = null;
 }
 
 async function analyzePhoto(file) {
@@ -225,10 +362,24 @@ async function analyzePhoto(file) {
   const request = ++state.photoRequest;
   const limit = state.info?.limits?.max_upload_bytes;
   if (limit && file.size > limit) {  // the server refuses it too (413); saying so here saves the upload
-    photoError(`${file.name || "The image"} is ${(file.size / 1e6).toFixed(1)} MB, over the server's limit of ${(limit / 1e6).toFixed(1)} MB.`);
+    photoError(`Too large (max ${(limit / 1e6).toFixed(0)} MB): ${file.name || "the image"} is ${(file.size / 1e6).toFixed(1)} MB, over the server's limit. Resize or compress it.`);
     return;
   }
   setMessage(message, `Analysing ${file.name || "the pasted image"}…`);
+  const progress = $("photo-progress");
+  progress.hidden = false;
+  $("panel-photo").setAttribute("aria-busy", "true");
+  try {
+    await analyzeUpload(file, request, message);
+  } finally {
+    if (request === state.photoRequest) {
+      progress.hidden = true;
+      $("panel-photo").removeAttribute("aria-busy");
+    }
+  }
+}
+
+async function analyzeUpload(file, request, message) {
   const form = new FormData();
   form.append("file", file, file.name || "pasted.png");
   let response, result;
@@ -243,7 +394,7 @@ async function analyzePhoto(file) {
   }
   if (request !== state.photoRequest) return;   // a newer photo was chosen meanwhile
   if (!response.ok) {
-    const detail = await errorDetail(response);
+    const detail = friendlyError(response.status, await errorDetail(response));
     if (request === state.photoRequest) photoError(detail);
     return;
   }
@@ -252,7 +403,8 @@ async function analyzePhoto(file) {
   const text = result.faces.length ? describeFaces(result.faces) : noFaceHint(result.image);
   setMessage(message, text);
   announce(text);
-  if (result.faces.length) followMood(mainFace(result.faces).emotion, false);
+  offerJson(result);
+  if (result.faces.length) followMood(mainFace(result.faces).emotion, false, faceLabel(result.faces));
   else clearMusic("No face found, so no mood to suggest music for.");
 }
 
@@ -268,6 +420,7 @@ async function showPhoto(file, result) {
   const X = (x) => `${(x / width) * 100}%`, Y = (y) => `${(y / height) * 100}%`;
   const place = (el, b) => Object.assign(el.style, { left: X(b.x), top: Y(b.y), width: X(b.w), height: Y(b.h) });
   const heats = [], boxes = [], dots = [];
+  const shownScale = img.clientWidth / width || 1;   // displayed px per image px
   result.faces.forEach((face, i) => {
     if (face.heatmap) {   // the map covers the face box; drawn under every box's border
       const heat = document.createElement("img");
@@ -286,30 +439,63 @@ async function showPhoto(file, result) {
     const tag = document.createElement("span");
     tag.className = "tag";
     tag.textContent = `${i + 1}: ${face.emotion}`;
+    // The tag sits above the box, unless that is off the image (then inside its top); right-aligned for a box
+    // in the right half, so that it does not stick out past the image's edge.
+    if (face.box.y * shownScale < 22) tag.classList.add("inside");
+    if (face.box.x + face.box.w / 2 > width / 2) tag.classList.add("right");
     div.append(tag);
     boxes.push(div);
+    // Dots scale with the face as shown: at most an eighth of its width, 2-7 px.
+    const dotSize = Math.max(2, Math.min(7, (face.box.w * shownScale) / 8));
     for (const [x, y] of landmarksOf(face)) {
       const dot = document.createElement("span");
       dot.className = "landmark";
       dot.dataset.face = String(i);
-      Object.assign(dot.style, { left: X(x), top: Y(y) });
+      Object.assign(dot.style, { left: X(x), top: Y(y), width: `${dotSize}px`, height: `${dotSize}px`,
+        margin: `${-dotSize / 2}px 0 0 ${-dotSize / 2}px`, borderWidth: `${Math.min(1.5, dotSize / 4)}px` });
       dots.push(dot);
     }
   });
-  $("photo-boxes").replaceChildren(...heats, ...boxes, ...dots);
+  const mesh = meshCanvas(result.faces, width, height);
+  $("photo-boxes").replaceChildren(...heats, ...boxes, ...dots, ...(mesh ? [mesh] : []));
+  offerMesh(result.faces);
   $("photo-caption").textContent = `${width} × ${height} pixels; ${plural(result.faces.length, "face")}; ` +
     `analysed in ${result.elapsed_ms.toFixed(0)} ms on the server.`;
   renderFaceCards($("photo-faces"), result.faces);
 }
 
+// The photo's mesh: one canvas in image pixels, stretched over the photo (CSS shows it when the toggle is on).
+function meshCanvas(faces, width, height) {
+  if (!faces.some((f) => meshOf(f).length)) return null;
+  const canvas = document.createElement("canvas");
+  canvas.className = "mesh";
+  canvas.width = width;
+  canvas.height = height;
+  canvas.setAttribute("aria-hidden", "true");
+  const ctx = canvas.getContext("2d");
+  let n = 0;
+  for (const face of faces) {
+    const points = meshOf(face);
+    const r = Math.max(0.6, face.box.w / 160);
+    ctx.fillStyle = "rgba(0, 255, 200, 0.85)";
+    for (const [x, y] of points) { ctx.fillRect(x - r, y - r, 2 * r, 2 * r); n += 1; }
+  }
+  canvas.dataset.points = String(n);
+  return canvas;
+}
+
 const area = (f) => f.box.w * f.box.h;
 const mainFace = (faces) => faces.reduce((a, b) => (area(b) > area(a) ? b : a));
+// Which face the music follows, in words: "face 2, the largest of 3", or "the face" when alone.
+const faceLabel = (faces) => (faces.length === 1 ? "the face"
+  : `face ${faces.indexOf(mainFace(faces)) + 1}, the largest of ${faces.length}`);
 
 // ------------------------------------------------------------------ live mode
 const MAX_IN_FLIGHT = 2;       // frames sent but not answered; more only adds latency
 const MIN_INTERVAL_MS = 33;    // at most ~30 frames per second
 const SEND_WIDTH = 480;        // frames are downscaled before JPEG encoding: less bandwidth, faster detection
 const EMA = 0.35;              // weight of the newest frame when smoothing
+const HOLD_MS = 1000;          // a face lost for a frame stays drawn (as held) this long
 
 function setupLive() {
   $("live-start").addEventListener("click", startLive);
@@ -321,6 +507,11 @@ function setupLive() {
     $("live-pause").textContent = s.paused ? "Resume" : "Pause";
     $("live-pause").setAttribute("aria-pressed", String(s.paused));
     setMessage($("live-message"), s.paused ? "Paused: no frames are sent." : "Running.");
+    if (s.paused) {   // nothing arrives while paused: the rates say so
+      $("live-fps").textContent = "0.0";
+      $("live-latency").textContent = "–";
+      s.results = [];
+    }
     if (!s.paused) pump();
   });
 }
@@ -352,11 +543,12 @@ async function startLive() {
     canvas: document.createElement("canvas"), lastResult: null, encoding: false,
   };
   ws.onopen = () => setMessage(message, "Running.");
-  ws.onmessage = (e) => onLiveMessage(s, JSON.parse(e.data));
+  ws.onmessage = (e) => { if (state.live === s) onLiveMessage(s, JSON.parse(e.data)); };   // none after Stop
   ws.onclose = () => { if (state.live === s) stopLive("The connection to the server closed."); };
-  $("live-start").disabled = true;
   $("live-pause").disabled = false;
   $("live-stop").disabled = false;
+  $("live-stop").focus();           // the pressed button is disabled next: the focus goes to one that works
+  $("live-start").disabled = true;
   announce("Camera started.");
 }
 
@@ -368,10 +560,17 @@ function stopLive(text) {
   if (s.ws.readyState <= 1) s.ws.close();
   $("video").srcObject = null;
   $("live-start").disabled = false;
+  const hadFocus = [$("live-stop"), $("live-pause")].includes(document.activeElement);
   $("live-pause").disabled = true;
   $("live-pause").textContent = "Pause";
   $("live-pause").setAttribute("aria-pressed", "false");
   $("live-stop").disabled = true;
+  if (hadFocus || document.activeElement === document.body) $("live-start").focus();
+  // Nothing of the stopped session stays on screen: overlay, face cards, rates
+  clearOverlay();
+  $("live-faces").replaceChildren();
+  for (const id of ["live-fps", "live-latency", "live-server"]) $(id).textContent = "–";
+  $("live-dropped").textContent = "0";
   setMessage($("live-message"), text);
   announce(text);
 }
@@ -412,15 +611,25 @@ function onLiveMessage(s, msg) {
   if (msg.type === "error") {
     setMessage($("live-message"), msg.detail, true);
   } else if (msg.type === "result") {
-    const faces = $("smooth-toggle").checked ? smooth(s, msg.faces) : (s.tracks = [], msg.faces);
-    s.lastResult = { ...msg, faces };
-    drawOverlay(msg.image, faces, msg.frame);
-    renderFaceCards($("live-faces"), faces);
+    // A frame where the face was lost (between detections, faces that moved far in a slow tab's long gaps)
+    // keeps the last faces on screen for HOLD_MS, marked as held, rather than flashing the box off.
+    const now = performance.now();
+    let faces, held = false;
+    if (!msg.faces.length && s.lastSeen && now - s.lastSeen.t < HOLD_MS) {
+      faces = s.lastSeen.faces;
+      held = true;
+    } else {
+      faces = $("smooth-toggle").checked ? smooth(s, msg.faces) : (s.tracks = [], msg.faces);
+      s.lastSeen = faces.length ? { t: now, faces } : null;
+    }
+    s.lastResult = { ...msg, faces, held };
+    drawOverlay(msg.image, faces, msg.frame, held);
+    if (!held) renderFaceCards($("live-faces"), faces);
     updateStats(s, msg);
     recordHistory(s, faces);
     speakLive(s, faces);
     const mood = recentMood(s);
-    if (mood) followMood(mood, true);
+    if (mood) followMood(mood, true, "the largest face, over the last 5 s");
   }
   pump();
 }
@@ -455,7 +664,7 @@ function smooth(s, faces) {
   return out;
 }
 
-function drawOverlay(image, faces, frame) {
+function drawOverlay(image, faces, frame, held = false) {
   const video = $("video");
   const canvas = $("overlay");
   canvas.width = video.clientWidth;
@@ -467,28 +676,39 @@ function drawOverlay(image, faces, frame) {
   faces.forEach((face, i) => {
     const { x, y, w, h } = face.box;
     ctx.strokeStyle = colourOf(face.emotion);
-    ctx.lineWidth = 3;
+    ctx.lineWidth = held ? 2 : 3;
+    ctx.globalAlpha = held ? 0.6 : 1;
     ctx.setLineDash(dashOf(face.emotion));
     ctx.strokeRect(x * sx, y * sy, w * sx, h * sy);
     ctx.setLineDash([]);
     const text = `${i + 1}: ${face.emotion} ${Math.round(face.probabilities[face.emotion] * 100)}%`;
     const tw = ctx.measureText(text).width + 8;
     const ty = Math.max(0, y * sy - 20);
+    const tx = Math.max(0, Math.min(x * sx, canvas.width - tw));   // within the preview's edges
     ctx.fillStyle = "rgba(0,0,0,0.75)";
-    ctx.fillRect(x * sx, ty, tw, 20);
+    ctx.fillRect(tx, ty, tw, 20);
     ctx.fillStyle = "#fff";
-    ctx.fillText(text, x * sx + 4, ty + 15);
+    ctx.fillText(text, tx + 4, ty + 15);
     if (showLandmarks()) {
-      ctx.lineWidth = 1.5;
+      const r = Math.max(1, Math.min(3, (w * sx) / 16));   // small faces get small dots
+      ctx.lineWidth = Math.min(1.5, r / 2);
       ctx.strokeStyle = "#000";
       for (const [px, py] of landmarksOf(face)) {
         ctx.beginPath();
-        ctx.arc(px * sx, py * sy, 3, 0, 2 * Math.PI);
+        ctx.arc(px * sx, py * sy, r, 0, 2 * Math.PI);
         ctx.fill();
         ctx.stroke();
       }
     }
+    if (showMesh()) {
+      ctx.fillStyle = "rgba(0, 255, 200, 0.85)";
+      for (const [px, py] of meshOf(face)) ctx.fillRect(px * sx - 0.75, py * sy - 0.75, 1.5, 1.5);
+    }
   });
+  ctx.globalAlpha = 1;
+  offerMesh(faces);
+  canvas.dataset.mesh = showMesh() ? String(faces.reduce((n, f) => n + meshOf(f).length, 0)) : "0";
+  canvas.dataset.held = held ? "1" : "0";
   canvas.dataset.frame = String(frame);
   canvas.dataset.faces = String(faces.length);
   canvas.dataset.emotions = faces.map((f) => f.emotion).join(",");
@@ -496,7 +716,14 @@ function drawOverlay(image, faces, frame) {
   canvas.dataset.landmarks = showLandmarks() ? String(faces.reduce((n, f) => n + landmarksOf(f).length, 0)) : "0";
 }
 
+function clearOverlay() {
+  const canvas = $("overlay");
+  canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
+  for (const key of ["frame", "faces", "emotions", "boxes", "landmarks", "mesh", "held"]) delete canvas.dataset[key];
+}
+
 function updateStats(s, msg) {
+  if (s.paused) return;             // answers to frames sent before the pause do not make a rate
   const now = performance.now();
   s.results = s.results.filter((r) => now - r.t < 2000);
   const windowS = Math.min(2, (now - s.startedAt) / 1000);
@@ -606,21 +833,29 @@ function clearMusic(text) {
   clearTimeout(m.timer);
   m.emotion = null;
   $("music-status").textContent = text;
+  delete $("music-status").dataset.base;
+  $("more-tracks").hidden = true;
   $("music-notice").hidden = true;
   $("music-notice").textContent = "";
   $("tracks").replaceChildren();
 }
 
-function followMood(emotion, live) {
+function followMood(emotion, live, who = "the face") {
   const m = state.music;
-  if (emotion === m.emotion) return;
+  m.who = who;
+  if (emotion === m.emotion) { showWho(); return; }
   const wait = live ? m.lastFetch + LIVE_MUSIC_INTERVAL_MS - Date.now() : 0;
   clearTimeout(m.timer);
   if (wait > 0) {
-    m.timer = setTimeout(() => followMood(emotion, false), wait);
+    m.timer = setTimeout(() => followMood(emotion, false, who), wait);
   } else {
     fetchMusic(emotion);
   }
+}
+
+function showWho() {
+  const el = $("music-status");
+  if (el.dataset.base) el.textContent = `${el.dataset.base} Following ${state.music.who}.`;
 }
 
 async function fetchMusic(emotion) {
@@ -648,17 +883,33 @@ async function fetchMusic(emotion) {
   }
   const body = await response.json();
   if (m.emotion !== emotion) return;     // a newer mood (or none) won the race
-  status.textContent = `${body.tracks.length} tracks to ${body.strategy === "lift" ? "lift" : "match"} ` +
+  status.dataset.base = `${body.tracks.length} tracks to ${body.strategy === "lift" ? "lift" : "match"} ` +
     `“${body.emotion}” (from the ${body.source} catalog).`;
+  showWho();
   const notice = $("music-notice");
   notice.hidden = !body.notice;
   notice.textContent = body.notice || "";
   renderTracks(body);
 }
 
+const TRACKS_SHOWN = 5;   // the rest on demand: a short page
+
+function setupMoreTracks() {
+  $("more-tracks").addEventListener("click", () => {
+    const hidden = [...document.querySelectorAll("#tracks li[hidden]")];
+    for (const li of hidden) li.hidden = false;
+    $("more-tracks").hidden = true;
+    hidden[0]?.querySelector("a, button")?.focus();
+  });
+}
+
 function renderTracks(body) {
-  $("tracks").replaceChildren(...body.tracks.map((track) => {
+  const more = $("more-tracks");
+  more.hidden = body.tracks.length <= TRACKS_SHOWN;
+  more.textContent = `Show ${body.tracks.length - TRACKS_SHOWN} more`;
+  $("tracks").replaceChildren(...body.tracks.map((track, i) => {
     const li = document.createElement("li");
+    li.hidden = i >= TRACKS_SHOWN;
     li.dataset.trackId = track.id;
     const title = document.createElement(track.url ? "a" : "span");
     title.className = "title";
@@ -708,8 +959,10 @@ async function main() {
   setupTabs();
   setupPhoto();
   setupLandmarks();
+  setupMesh();
   setupLive();
   setupMusic();
+  setupMoreTracks();
   try {
     await loadInfo();
     document.body.dataset.ready = "true";
