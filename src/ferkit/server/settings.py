@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     ws_max_message_bytes: int = Field(16 * MB, ge=1)   # the WebSocket layer closes the socket (1009) above this
     inference_workers: int = Field(4, ge=1)            # images decoded and analysed at once (uploads and live
                                                        # frames together); more wait their turn, bounding memory
+    decode_workers: int = Field(2, ge=1)               # decoder processes (ferkit.safe_decode): every upload and
+    decode_memory_bytes: int = Field(512 * MB, ge=64 * MB)  # live frame is decoded in one, with this much memory
+    decode_cpu_seconds: float = Field(1.5, gt=0)       # and CPU time per image; past either: 413, process replaced
     live_detector: str | None = None                   # live mode's face detector; None = `detector` (YuNet, which
                                                        # live mode runs on a 320-pixel copy: live_detect_side)
     live_detect_every: int = Field(3, ge=1)            # live mode runs the face detector on every n-th frame and

@@ -12,7 +12,7 @@ import anyio
 from fastapi import APIRouter, HTTPException, Query, Request
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from ...images import IMAGE_FORMATS, ImageTooLargeError, UnreadableImageError, UnsupportedImageFormatError, decode_image
+from ...images import IMAGE_FORMATS, ImageTooLargeError, UnreadableImageError, UnsupportedImageFormatError
 from ..deps import RecognizerDep, SettingsDep, run_inference
 from .schemas import AnalyzeResult, error_responses
 
@@ -144,15 +144,16 @@ async def analyze(request: Request, rec: RecognizerDep, settings: SettingsDep,
         data, name = body, "upload"
     if not data:
         raise HTTPException(400, f"empty upload: {name} has 0 bytes")
-    return await run_inference(request, _analyze, rec, data, name, settings.max_pixels, explain)
+    return await run_inference(request, _analyze, rec, request.app.state.decoder, data, name, settings.max_pixels,
+                               explain)
 
 
-def _analyze(rec, data: bytes, name: str, max_pixels: int, explain: bool) -> AnalyzeResult:
+def _analyze(rec, decoder, data: bytes, name: str, max_pixels: int, explain: bool) -> AnalyzeResult:
     from ...explain import cam_to_data_url
 
     t0 = time.perf_counter()
     try:
-        image = decode_image(data, name, max_pixels)
+        image = decoder.decode(data, name, max_pixels)  # in a child process, with CPU and memory limits
     except ImageTooLargeError as e:
         raise HTTPException(413, str(e)) from None
     except UnsupportedImageFormatError as e:

@@ -29,7 +29,7 @@ import time
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from ...images import UnreadableImageError, decode_image
+from ...images import UnreadableImageError
 from ..deps import get_recognizer, get_settings, run_inference
 
 router = APIRouter()
@@ -132,7 +132,7 @@ async def _serve_frames(s: _Session, tracker, max_pixels: int) -> None:
         s.pending = None
         t0 = time.perf_counter()
         try:
-            result = await run_inference(s.ws, _process, tracker, data, frame, max_pixels)
+            result = await run_inference(s.ws, _process, tracker, s.ws.app.state.decoder, data, frame, max_pixels)
         except UnreadableImageError as e:
             result = _error_message(str(e), frame)
         except Exception:  # a bug must not end the session: report it, log it (never the image), go on
@@ -147,9 +147,9 @@ async def _serve_frames(s: _Session, tracker, max_pixels: int) -> None:
             return
 
 
-def _process(tracker, data: bytes, frame: int, max_pixels: int) -> dict:
+def _process(tracker, decoder, data: bytes, frame: int, max_pixels: int) -> dict:
     # One frame at a time per connection (the worker awaits each), so the tracker needs no lock.
-    image = decode_image(data, f"frame {frame}", max_pixels)
+    image = decoder.decode(data, f"frame {frame}", max_pixels)  # in a child process, with CPU and memory limits
     faces = tracker.process(image)
     h, w = image.shape[:2]
     return {"type": "result", "frame": frame, "image": {"width": w, "height": h},
