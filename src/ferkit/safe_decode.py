@@ -44,7 +44,7 @@ MB = 1_000_000
 DECODE_WORKERS = 2           # children; each idles at about 80 MB (Python, NumPy, OpenCV, Pillow)
 DECODE_MEMORY_BYTES = 512 * MB  # address space a job may add: a 40 Mpx photo needs about 300 MB (Pillow's 4-byte
                                 # RGB copy, the 3-byte result, the input)
-DECODE_CPU_SECONDS = 1.5     # a 36 Mpx PNG takes 0.9 s on a 2.8 GHz Xeon, a 36 Mpx JPEG 0.4-0.5 s
+DECODE_CPU_SECONDS = 1.0     # a 36 Mpx PNG takes 0.9 s on a 2.8 GHz Xeon, a 36 Mpx JPEG 0.4-0.5 s
 WALL_SECONDS = 60.0          # backstop only: the CPU timer ends a busy child long before
 RETIRE_GROWTH_BYTES = 100 * MB  # a child whose resident memory grew this much over its idle size is replaced
 

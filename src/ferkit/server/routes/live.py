@@ -19,6 +19,10 @@ Back-pressure: only the newest unprocessed frame is kept. A frame that arrives w
 it (counted in "dropped"), so a client that sends faster than the server can serve gets fresh results and
 the server's memory stays bounded: one frame being processed, one waiting. A result for frame n also
 answers every earlier frame, which the client can use for its own flow control.
+
+Idle: a socket that sends no message for `ws_idle_seconds` (300 s) is closed with 1000. Protocol-level pings are
+rate-limited (server.protocols: a flood is closed with 1008); frames are decoded in a decoder process
+(ferkit.safe_decode), so a hostile frame costs at most `decode_cpu_seconds` and `decode_memory_bytes` there.
 """
 from __future__ import annotations
 
@@ -72,7 +76,11 @@ async def live(ws: WebSocket) -> None:
     try:
         await s.send({"type": "hello", "labels": list(rec.labels), "max_frame_bytes": settings.max_frame_bytes})
         while True:
-            message = await ws.receive()
+            try:
+                message = await asyncio.wait_for(ws.receive(), settings.ws_idle_seconds)
+            except asyncio.TimeoutError:  # a socket that sends nothing holds a connection and a task: end it
+                await ws.close(1000, f"no message in {settings.ws_idle_seconds:g} s")
+                break
             if message["type"] == "websocket.disconnect":
                 break
             if message.get("bytes") is not None:
