@@ -15,7 +15,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
-from ..safe_decode import DecoderPool
+from ..safe_decode import DecoderPool, return_large_buffers_to_the_os
 from .security import Guard
 from .settings import Settings
 
@@ -36,6 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.recognizer = await run_in_threadpool(
             load_recognizer, settings.model, settings.detector, threads=settings.threads, detect_side=settings.detect_side)
         app.state.inference_limiter = anyio.CapacityLimiter(settings.inference_workers)
+        return_large_buffers_to_the_os()  # upload bodies are freed back to the OS, not kept in thread arenas
         # every client's image is decoded in a child process with hard limits (a bomb cannot hurt the server)
         app.state.decoder = DecoderPool(settings.decode_workers, settings.decode_memory_bytes, settings.decode_cpu_seconds)
         app.state.decoder.start()
