@@ -48,6 +48,7 @@ DECODE_CPU_SECONDS = 1.0     # a 36 Mpx PNG takes 0.9 s on a 2.8 GHz Xeon, a 36 
 WALL_SECONDS = 60.0          # backstop only: the CPU timer ends a busy child long before
 RETIRE_GROWTH_BYTES = 100 * MB  # a child whose resident memory grew this much over its idle size is replaced
 
+_CAN_SELECT_PIPES = os.name == "posix"  # elsewhere (Windows) no wall-time backstop, and no rlimits or CPU timer
 _OK, _UNSUPPORTED, _TOO_LARGE, _UNREADABLE, _NO_MEMORY = range(5)
 _REQUEST = struct.Struct(">IQQ")
 _ANSWER = struct.Struct(">BB")
@@ -228,7 +229,7 @@ class _Child:
         fd, pos = self.proc.stdout.fileno(), 0
         while pos < len(view):
             left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
+            if left <= 0 or (_CAN_SELECT_PIPES and not select.select([fd], [], [], left)[0]):
                 raise _ChildLost("wall")
             got = self.proc.stdout.readinto(view[pos:])
             if not got:
@@ -245,7 +246,7 @@ class _Child:
 
         if code == -getattr(signal, "SIGPROF", 27) or code == -getattr(signal, "SIGXCPU", 24):
             return "cpu"
-        if code in (-signal.SIGKILL, -signal.SIGSEGV, -signal.SIGABRT):
+        if code in {-getattr(signal, n, 0) for n in ("SIGKILL", "SIGSEGV", "SIGABRT", "SIGBUS")} - {0}:
             return "memory"
         return f"exit status {code}"
 
@@ -270,7 +271,6 @@ def return_large_buffers_to_the_os(threshold: int = 128 << 10) -> bool:
 # ---------------------------------------------------------------- the child
 def _child_main(memory_bytes: int, cpu_seconds: float) -> None:
     import logging
-    import signal
     import warnings
 
     warnings.simplefilter("ignore")  # Pillow's warnings about a malformed file are not the server's business
@@ -315,7 +315,7 @@ def _child_main(memory_bytes: int, cpu_seconds: float) -> None:
         data = _read_exact(stdin, data_len, into=bytearray(data_len))
         if data is None:
             return
-        signal.setitimer(signal.ITIMER_PROF, cpu_seconds)  # SIGPROF's default action ends this process
+        _cpu_timer(cpu_seconds)  # SIGPROF's default action ends this process
         try:
             image = images.decode_image(data, name, max_pixels)
             answer = None
@@ -326,11 +326,11 @@ def _child_main(memory_bytes: int, cpu_seconds: float) -> None:
         except images.UnreadableImageError as e:
             answer = (_UNREADABLE, str(e), None)
         except MemoryError:
-            signal.setitimer(signal.ITIMER_PROF, 0)
+            _cpu_timer(0)
             _write(stdout, _ANSWER.pack(_NO_MEMORY, 1))
             return  # a fresh child replaces this one
         finally:
-            signal.setitimer(signal.ITIMER_PROF, 0)
+            _cpu_timer(0)
         del data
         if answer is None:
             image = np.ascontiguousarray(image)
@@ -349,6 +349,14 @@ def _child_main(memory_bytes: int, cpu_seconds: float) -> None:
             _write(stdout, out + (_text(kind) if status == _UNSUPPORTED else b""))
         if retiring:
             return
+
+
+def _cpu_timer(seconds: float) -> None:
+    """Arm (or with 0, disarm) the process's CPU-time timer: user + system time, all threads."""
+    import signal
+
+    if hasattr(signal, "setitimer"):
+        signal.setitimer(signal.ITIMER_PROF, seconds)
 
 
 def _text(s: str) -> bytes:
