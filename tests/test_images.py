@@ -170,3 +170,74 @@ def test_ihdr_is_checked_first():
     chunk = struct.pack(">I", 13) + b"tEXt" + body + struct.pack(">I", zlib.crc32(b"tEXt" + body))
     with pytest.raises(UnreadableImageError, match="not IHDR"):
         decode_image(b"\x89PNG\r\n\x1a\n" + chunk, "x.png")
+
+
+# ---------------------------------------------------------------- issue 26: files that cost far more than their size
+def _cost_of(data: bytes, max_pixels: int = 40_000_000):
+    """(what decode_image raised or returned, CPU seconds, peak RSS growth in MB) for one file, in this process."""
+    import time
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.process_time()
+    try:
+        outcome = decode_image(data, "bomb", max_pixels)
+    except UnreadableImageError as e:
+        outcome = e
+    return outcome, time.process_time() - t0, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+
+
+@pytest.mark.parametrize("label, make, error, words", [
+    ("webp-animation-canvas", lambda B: B["webp-animation-canvas"](), ImageTooLargeError, "8000x5000"),
+    ("webp-many-frames", lambda B: B["webp-animation-canvas"](frames=1500, w=64, h=64), UnreadableImageError, "frames"),
+    ("webp-vp8l-patched", lambda B: B["webp-vp8l-patched"](), ImageTooLargeError, "16383x2441"),
+    ("png-truncated-tall", lambda B: B["png-truncated-tall"](), UnreadableImageError, "truncated PNG"),
+    ("png-iccp-bomb", lambda B: B["png-iccp-bomb"](chunks=40), UnreadableImageError, "inflates to more than"),
+    ("jpeg-junk-then-exif", lambda B: B["jpeg-junk-then-exif"](segments=5000), UnreadableImageError, "segments"),
+    ("jpeg-fill-bytes", lambda B: B["jpeg-fill-bytes"](n=100_000), UnreadableImageError, "fill or junk"),
+    ("jpeg-empty-app-segments", lambda B: B["jpeg-empty-app-segments"](n=5000), UnreadableImageError, "segments"),
+    ("jpeg-many-scans", lambda B: B["jpeg-many-scans"](), UnreadableImageError, "250 scans"),
+    ("jpeg-progressive-cmyk", lambda B: B["jpeg-progressive-cmyk"](), ImageTooLargeError, "coefficients"),
+    ("gif-comment-blocks", lambda B: B["gif-comment-blocks"](blocks=10_000), UnreadableImageError, "extension blocks"),
+    ("bmp-rle8-line-ends", lambda B: B["bmp-rle8-line-ends"](), ImageTooLargeError, "RLE"),
+])
+def test_cost_bombs_are_refused_from_their_headers(label, make, error, words):
+    """Each was decoded (some answered 200) at up to 15 s of CPU or +630 MB before the header checks (issue 26)."""
+    from tests.server.cost_inputs import BOMBS
+
+    outcome, cpu, grew = _cost_of(make(BOMBS))
+    assert isinstance(outcome, error) and words in str(outcome), outcome
+    assert cpu < 0.2 and grew < 20, (cpu, grew)
+
+
+def test_truncated_png_is_an_error_not_a_grey_image():
+    png = png_with_size(64, 64)
+    cut = png[:png.index(b"IEND") - 4]
+    with pytest.raises(UnreadableImageError, match="truncated PNG"):
+        decode_image(cut, "cut.png")
+    tall = struct.pack(">IIBBBBB", 200, 200_000, 8, 0, 0, 0, 0)  # IEND present, far too little IDAT
+    chunk = lambda k, d: struct.pack(">I", len(d)) + k + d + struct.pack(">I", zlib.crc32(k + d))  # noqa: E731
+    lie = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", tall) + chunk(b"IDAT", zlib.compress(bytes(201))) + chunk(b"IEND", b"")
+    with pytest.raises(UnreadableImageError, match="cannot hold"):
+        decode_image(lie, "lie.png")
+
+
+def test_legitimate_metadata_and_exif_still_decode():
+    """The caps leave real files alone: an ICC profile and text in a PNG, Exif (orientation applied) in a JPEG."""
+    from PIL import ImageCms, PngImagePlugin
+
+    img = Image.fromarray(np.arange(48 * 64 * 3, dtype=np.uint8).reshape(48, 64, 3))
+    info = PngImagePlugin.PngInfo()
+    info.add_text("comment", "x" * 100_000, zip=True)
+    info.add_itxt("note", "y" * 50_000, zip=True)
+    buf = io.BytesIO()
+    img.save(buf, "PNG", pnginfo=info, icc_profile=ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    assert decode_image(buf.getvalue(), "meta.png").shape == (48, 64, 3)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", exif=exif.tobytes())
+    jpeg = buf.getvalue()
+    app0_end = 4 + struct.unpack(">H", jpeg[4:6])[0]
+    junk_before_exif = jpeg[:app0_end] + b"\x00" + jpeg[app0_end:]  # Pillow skips junk; so does the Exif stripper
+    for data in (jpeg, junk_before_exif):
+        assert decode_image(data, "rotated.jpg").shape == (64, 48, 3)

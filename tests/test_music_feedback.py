@@ -152,3 +152,18 @@ def test_unusable_feedback_file(catalog, tmp_path):
     folder.mkdir()
     with pytest.raises(FeedbackStoreError, match="a-folder: cannot write to"):
         FeedbackStore(folder).record(catalog.tracks[0], "skip")
+
+
+def test_the_store_keeps_the_newest_events_only(catalog, tmp_path):
+    """Issue 26: 100,000 likes went in without limit. The oldest go past max_events; the newest stay, in order."""
+    store = FeedbackStore(tmp_path / "music.sqlite", max_events=50, max_seen_tracks=5)
+    tracks = catalog.tracks if hasattr(catalog, "tracks") else list(catalog)
+    for i in range(120):
+        store.record(tracks[i % len(tracks)], "like" if i % 3 else "skip", "happy")
+    events = store.events()
+    assert len(events) == 50
+    assert [e["track_id"] for e in events] == [tracks[i % len(tracks)].id for i in range(70, 120)]
+    store.remember(tracks[:12])
+    assert sum(store.seen_track(t.id) is not None for t in tracks[:12]) == 5
+    with pytest.raises(ValueError, match="at least 1"):
+        FeedbackStore(tmp_path / "x.sqlite", max_events=0)

@@ -6,8 +6,14 @@ so no decoder that writes temporary files or runs an interpreter (Pillow's EPS p
 ever reached. Every format is decoded by Pillow with only that one format's plugin allowed; its decoders
 work in memory, bound their reads by the data, and report errors as exceptions (OpenCV's PNG reader
 allocates whatever a chunk header declares, and libpng/libjpeg print to the process's stderr).
-Before decoding, the header's width x height is checked against a pixel limit, a PNG's chunk lengths
-against the bytes actually there, and a JPEG's number of scans against a bound.
+Before decoding, every format's headers are checked, so that no decoder is handed a file that costs far more
+than its size: width x height against a pixel limit (WebP's at half of it, an animated WebP's canvas at an
+eighth, an RLE BMP's at MAX_BMP_RLE_PIXELS); a PNG's chunk lengths against the bytes actually there, its IEND and
+enough IDAT bytes for the declared image (truncated files are errors), its chunk count and the inflated size of its
+iCCP, zTXt and iTXt chunks together; a JPEG's segments, fill and junk bytes before the scan, its number of scans and,
+when progressive, its coefficient memory and scans x pixels; a GIF's extension blocks before its first frame and
+that frame's data; a WebP's frame count. All checks are linear in the input and stop at their caps.
+Decoding a stranger's file should still happen out of process, with hard limits: ferkit.safe_decode.
 """
 from __future__ import annotations
 
@@ -20,6 +26,19 @@ import numpy as np
 
 MAX_PIXELS = 40_000_000  # decoded-size limit: a 40-megapixel photo passes, a decompression bomb does not
 MAX_JPEG_SCANS = 256     # a progressive JPEG has about 10; thousands of tiny scans make decoding crawl
+MAX_JPEG_SEGMENTS = 1024  # segments before the first scan; a camera's JPEG has under 30 (an ICC profile split 255
+                          # ways would be the most): each costs Pillow a pass of its Python marker loop
+MAX_JPEG_STRAY_BYTES = 65_536  # fill (FF) and junk bytes between those segments: Pillow skips them one at a time
+MAX_JPEG_COEFFICIENT_BYTES = 256_000_000  # a progressive JPEG is decoded into a buffer of all its DCT coefficients
+                                           # (2 bytes each) before any pixel comes out: a 40 Mpx 4:2:0 photo needs 120 MB
+MAX_JPEG_SCAN_PIXELS = 12 * 40_000_000  # scans x pixels of a progressive JPEG (each scan passes over the image;
+                                        # a camera's progressive JPEG has about 10 scans)
+MAX_PNG_CHUNKS = 10_000    # an encoder writes IDAT in 8 KB to 1 MB chunks: 10 MB in under 1,300
+MAX_PNG_METADATA_BYTES = 8_000_000  # iCCP, zTXt and iTXt together, inflated (Pillow inflates each, up to 1 MB)
+MAX_ANIMATION_FRAMES = 1_000   # frames of an animated WebP (its decoder indexes them all, though we use the first)
+MAX_GIF_EXTENSION_BLOCKS = 4_096  # sub-blocks of the extensions before the first frame (Pillow reads them in Python)
+MAX_BMP_RLE_PIXELS = 4_000_000  # Pillow decodes RLE BMPs in Python, pixel by pixel at line ends: ~60 ns a pixel
+ZLIB_MAX_RATIO = 1032      # deflate's best: 258 bytes from about 2 bits; more inflated bytes than this can't be there
 IMAGE_FORMATS = ("JPEG", "PNG", "WebP", "BMP", "GIF")  # what decode_image accepts (GIF: the first frame)
 READ_FORMATS = IMAGE_FORMATS + ("TIFF",)  # what load_image reads: TIFF too (the first page); the server keeps the above
 MAX_TIFF_TAGS = 1024      # entries in a TIFF's first directory; real files have 10-40
@@ -101,10 +120,14 @@ def _describe(data: bytes) -> str:
 
 # ---------------------------------------------------------------- checks before decoding
 def _check_png(data: bytes, name: str, max_pixels: int) -> None:
-    """IHDR's size within `max_pixels`; every chunk's declared length within the bytes that follow it
-    (OpenCV's reader allocates what a chunk declares: 4 GB for a 69-byte file)."""
+    """IHDR's size within `max_pixels`; every chunk's declared length within the bytes that follow it (OpenCV's
+    reader allocates what a chunk declares: 4 GB for a 69-byte file); an IEND, and enough IDAT bytes to inflate to
+    the image IHDR declares (a truncated PNG is an error, not a partly grey photo); at most MAX_PNG_CHUNKS chunks and
+    MAX_PNG_METADATA_BYTES of inflated iCCP, zTXt and iTXt together (each inflated once here, with a running budget)."""
     pos, end = 8, len(data)
     first = True
+    idat = chunks = 0
+    metadata = [0]  # inflated so far, shared by all compressed metadata chunks
     while pos < end:
         if end - pos < 12:
             raise UnreadableImageError(f"{name}: corrupt or truncated PNG: {end - pos} stray bytes after the last chunk")
@@ -116,11 +139,59 @@ def _check_png(data: bytes, name: str, max_pixels: int) -> None:
             raise UnreadableImageError(f"{name}: corrupt or truncated PNG: chunk {label!r} declares {length:,} bytes "
                                        f"but only {max(end - pos - 12, 0):,} follow")
         if first:
-            _check_size(*struct.unpack(">II", data[pos + 8:pos + 16]), name, max_pixels)
+            w, h, depth, color = struct.unpack(">IIBB", data[pos + 8:pos + 18])
+            _check_size(w, h, name, max_pixels)
+        chunks += 1
+        if chunks > MAX_PNG_CHUNKS:
+            raise UnreadableImageError(f"{name}: PNG with more than {MAX_PNG_CHUNKS:,} chunks; re-save it")
+        if kind == b"IDAT":
+            idat += length
+        elif kind in (b"iCCP", b"zTXt", b"iTXt"):
+            _inflate_metadata(data[pos + 8:pos + 8 + length], kind, metadata, name)
         first = False
         pos += 12 + length
         if kind == b"IEND":
+            break
+    else:
+        raise UnreadableImageError(f"{name}: truncated PNG: it ends before its IEND chunk")
+    # the filtered rows IHDR declares, at the least (no filter bytes, no interlacing): deflate cannot make them
+    # from fewer than 1/ZLIB_MAX_RATIO as many bytes
+    samples = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(color, 1)
+    rows = h * ((w * samples * depth + 7) // 8)
+    if idat * ZLIB_MAX_RATIO + 1024 < rows:
+        raise UnreadableImageError(f"{name}: truncated PNG: {idat:,} bytes of image data cannot hold the {w}x{h} "
+                                   "image its header declares")
+
+
+def _inflate_metadata(chunk: bytes, kind: bytes, used: list, name: str) -> None:
+    """Inflate one iCCP/zTXt/iTXt chunk's text or profile against the budget left in used[0], never past it."""
+    import zlib
+
+    if kind == b"iTXt":  # keyword\0, compression flag, method, language\0, translated keyword\0, text
+        key_end = chunk.find(b"\0")
+        if key_end < 0 or key_end + 2 >= len(chunk) or chunk[key_end + 1] == 0:
+            return  # uncompressed text: its bytes are there, counted in the upload's size
+        rest = chunk[key_end + 3:]
+        lang_end = rest.find(b"\0")
+        tkey_end = rest.find(b"\0", lang_end + 1) if lang_end >= 0 else -1
+        if tkey_end < 0:
             return
+        stream = rest[tkey_end + 1:]
+    else:  # keyword\0, method, compressed data
+        key_end = chunk.find(b"\0")
+        if key_end < 0:
+            return
+        stream = chunk[key_end + 2:]
+    inflater = zlib.decompressobj()
+    left = MAX_PNG_METADATA_BYTES - used[0]
+    try:
+        out = inflater.decompress(stream, left + 1)
+    except zlib.error:
+        return  # Pillow ignores (or refuses) a broken stream itself; nothing was inflated past the budget
+    used[0] += len(out)
+    if used[0] > MAX_PNG_METADATA_BYTES:
+        raise UnreadableImageError(f"{name}: PNG whose compressed metadata (iCCP, zTXt, iTXt) inflates to more than "
+                                   f"{MAX_PNG_METADATA_BYTES:,} bytes")
 
 
 # TIFF field types -> bytes per value (BYTE, ASCII, SHORT, LONG, RATIONAL, SBYTE, UNDEFINED, SSHORT, SLONG,
@@ -177,11 +248,181 @@ def _check_size(w: int, h: int, name: str, max_pixels: int) -> None:
         raise ImageTooLargeError(f"{name}: {w}x{h} is {w * h:,} pixels, over the limit of {max_pixels:,}")
 
 
-def _check_jpeg(data: bytes, name: str) -> None:
+def _check_jpeg(data: bytes, name: str, max_pixels: int) -> None:
     # 0xFF in entropy-coded data is always followed by 0x00, so FF DA counts the scans (SOS markers)
     scans = bytes(data).count(b"\xff\xda")
     if scans > MAX_JPEG_SCANS:
         raise UnreadableImageError(f"{name}: JPEG with {scans:,} scans, over the limit of {MAX_JPEG_SCANS}")
+    frame = _jpeg_segments(data, name)[1]
+    if frame is None:
+        return  # no frame header before the first scan: Pillow refuses it
+    w, h, progressive, components = frame
+    _check_size(w, h, name, max_pixels)
+    if progressive and components:
+        hmax = max(c[0] for c in components) or 1
+        vmax = max(c[1] for c in components) or 1
+        blocks = sum(-(-w * hs // hmax // 8) * -(-h * vs // vmax // 8) for hs, vs in components)
+        if blocks * 128 > MAX_JPEG_COEFFICIENT_BYTES:
+            raise ImageTooLargeError(f"{name}: a progressive {w}x{h} JPEG with {len(components)} components needs "
+                                     f"{blocks * 128:,} bytes of coefficients, over the limit of "
+                                     f"{MAX_JPEG_COEFFICIENT_BYTES:,}; save it as a baseline JPEG")
+        if scans * w * h > MAX_JPEG_SCAN_PIXELS:
+            raise UnreadableImageError(f"{name}: a progressive {w}x{h} JPEG with {scans} scans (scans x pixels over "
+                                       f"{MAX_JPEG_SCAN_PIXELS:,}); save it as a baseline JPEG")
+
+
+def _jpeg_segments(data: bytes, name: str) -> tuple[list[tuple[int, int]], tuple | None]:
+    """Walk the markers before the first scan as Pillow does (skipping junk and fill bytes), within the caps.
+    -> ([(start, stop) of every Exif APP1 segment], (width, height, progressive, [(h, v) sampling per component])
+    of the frame header or None). Linear in the bytes: junk is skipped with find(), fill bytes are capped."""
+    pos, end, exif, frame = 2, len(data), [], None
+    segments = stray = 0
+    while pos < end:
+        if data[pos] != 0xFF:  # junk: Pillow skips it byte by byte
+            nxt = data.find(b"\xff", pos)
+            nxt = end if nxt < 0 else nxt
+            stray += nxt - pos
+            pos = nxt
+        elif pos + 1 < end and data[pos + 1] in (0xFF, 0x00):  # fill byte, or an escaped FF out of place
+            stray += 1
+            pos += 1
+        elif pos + 1 >= end:
+            break
+        else:
+            marker = data[pos + 1]
+            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length
+                pos += 2
+            elif marker in (0xDA, 0xD9):  # start of scan, end of image
+                break
+            else:
+                if pos + 4 > end:
+                    break
+                length = struct.unpack(">H", data[pos + 2:pos + 4])[0]
+                segments += 1
+                if segments > MAX_JPEG_SEGMENTS:
+                    raise UnreadableImageError(f"{name}: JPEG with more than {MAX_JPEG_SEGMENTS:,} segments before "
+                                               "its image data; re-save it")
+                if marker == 0xE1 and data[pos + 4:pos + 10] == b"Exif\x00\x00":
+                    exif.append((pos, min(pos + 2 + length, end)))
+                elif marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF) \
+                        and frame is None and pos + 10 <= end:
+                    h, w, n = struct.unpack(">HHB", data[pos + 5:pos + 10])
+                    comps = [(data[i] >> 4, data[i] & 15) for i in range(pos + 11, min(pos + 10 + 3 * n, end), 3)]
+                    frame = (w, h, marker in (0xC2, 0xC6, 0xCA, 0xCE), comps)
+                pos += 2 + length
+        if stray > MAX_JPEG_STRAY_BYTES:
+            raise UnreadableImageError(f"{name}: JPEG with more than {MAX_JPEG_STRAY_BYTES:,} fill or junk bytes "
+                                       "between its segments; re-save it")
+    return exif, frame
+
+
+def _check_webp(data: bytes, name: str, max_pixels: int) -> None:
+    """The RIFF chunks within the bytes present; the canvas (VP8X) and the first frame's VP8/VP8L dimensions within
+    half of `max_pixels`; an animation's canvas within an eighth of it (its decoder keeps two 4-byte canvases and
+    Pillow a third) and at most MAX_ANIMATION_FRAMES frames."""
+    end = len(data)
+    if end < 20:
+        raise UnreadableImageError(f"{name}: truncated WebP: {end} bytes")
+    # WebP's decoder and Pillow each hold a 4-byte RGBA copy (a 16383x2441 VP8L of 38 bytes took 610 MB): half
+    # the pixels of other formats, still more than any camera writes as WebP
+    max_pixels = max_pixels // 2
+    pos, frames, canvas, animated = 12, 0, None, False
+    while pos + 8 <= end:
+        kind, length = data[pos:pos + 4], struct.unpack("<I", data[pos + 4:pos + 8])[0]
+        body = pos + 8
+        if length > end - body:
+            raise UnreadableImageError(f"{name}: corrupt or truncated WebP: chunk {bytes(kind)!r} declares "
+                                       f"{length:,} bytes but only {end - body:,} follow")
+        if kind == b"VP8X" and length >= 10:
+            animated = bool(data[body] & 0x02)
+            w = 1 + int.from_bytes(data[body + 4:body + 7], "little")
+            h = 1 + int.from_bytes(data[body + 7:body + 10], "little")
+            _check_size(w, h, name, max_pixels // 4 if animated else max_pixels)
+            canvas = (w, h)
+        elif kind == b"ANMF":
+            frames += 1
+            if frames > MAX_ANIMATION_FRAMES:
+                raise UnreadableImageError(f"{name}: animated WebP with more than {MAX_ANIMATION_FRAMES:,} frames")
+            if frames == 1 and length >= 16:  # the frame we decode: its bitstream's own header too
+                _check_webp_bitstream(data[body + 16:body + length], name, max_pixels)
+        elif kind in (b"VP8 ", b"VP8L"):
+            frames += 1
+            _check_webp_bitstream(data[pos:body + length], name, max_pixels)
+        pos = body + length + (length & 1)
+    if frames == 0:
+        raise UnreadableImageError(f"{name}: truncated WebP: no image data")
+    if canvas is None and animated:
+        raise UnreadableImageError(f"{name}: corrupt WebP: an animation without a canvas")
+
+
+def _check_webp_bitstream(chunk: bytes, name: str, max_pixels: int) -> None:
+    """One VP8 or VP8L chunk (header included): its own width x height, which the decoder allocates."""
+    kind, body = chunk[:4], chunk[8:]
+    if kind == b"VP8 " and len(body) >= 10 and body[3:6] == b"\x9d\x01\x2a":
+        w, h = struct.unpack("<HH", body[6:10])
+        _check_size(w & 0x3FFF, h & 0x3FFF, name, max_pixels)
+    elif kind == b"VP8L" and len(body) >= 5 and body[0] == 0x2F:
+        bits = int.from_bytes(body[1:5], "little")
+        _check_size(1 + (bits & 0x3FFF), 1 + ((bits >> 14) & 0x3FFF), name, max_pixels)
+
+
+def _check_gif(data: bytes, name: str, max_pixels: int) -> None:
+    """The screen and the first frame within `max_pixels`; at most MAX_GIF_EXTENSION_BLOCKS extension sub-blocks
+    before that frame; the frame's data present up to its terminator (a truncated GIF is an error). Only the first
+    frame is walked: it is all Pillow reads."""
+    end = len(data)
+    if end < 13:
+        raise UnreadableImageError(f"{name}: truncated GIF: {end} bytes")
+    w, h, flags = struct.unpack("<HHB", data[6:11])
+    _check_size(w, h, name, max_pixels)
+    pos = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
+    blocks = 0
+    while pos < end:
+        if data[pos] == 0x21:  # extension: label, then sub-blocks up to an empty one
+            pos += 2
+            while pos < end and data[pos]:
+                blocks += 1
+                if blocks > MAX_GIF_EXTENSION_BLOCKS:
+                    raise UnreadableImageError(f"{name}: GIF with more than {MAX_GIF_EXTENSION_BLOCKS:,} extension "
+                                               "blocks before its first frame")
+                pos += 1 + data[pos]
+            pos += 1
+        elif data[pos] == 0x2C:  # the first frame: descriptor, local colour table, LZW size, data sub-blocks
+            if pos + 10 > end:
+                break
+            fw, fh, fflags = struct.unpack("<HHB", data[pos + 5:pos + 10])
+            _check_size(fw, fh, name, max_pixels)
+            pos += 10 + (3 << ((fflags & 7) + 1) if fflags & 0x80 else 0) + 1
+            while pos < end and data[pos]:
+                pos += 1 + data[pos]
+            if pos < end:
+                return
+            break
+        else:
+            raise UnreadableImageError(f"{name}: corrupt GIF: unexpected byte {data[pos]:#04x} before the first frame")
+    raise UnreadableImageError(f"{name}: truncated GIF: it ends before its first frame's data does")
+
+
+def _check_bmp(data: bytes, name: str, max_pixels: int) -> None:
+    """width x height within `max_pixels`, and an RLE-compressed bitmap within MAX_BMP_RLE_PIXELS."""
+    if len(data) < 26:
+        raise UnreadableImageError(f"{name}: truncated BMP: {len(data)} bytes")
+    header = struct.unpack("<I", data[14:18])[0]
+    if header == 12:  # OS/2 1.x: 16-bit sizes, never compressed
+        w, h = struct.unpack("<HH", data[18:22])
+        _check_size(w, h, name, max_pixels)
+        return
+    if len(data) < 34:
+        raise UnreadableImageError(f"{name}: truncated BMP: {len(data)} bytes")
+    w, h, _, _, compression = struct.unpack("<iiHHI", data[18:34])
+    _check_size(abs(w), abs(h), name, max_pixels)
+    if compression in (1, 2) and abs(w) * abs(h) > MAX_BMP_RLE_PIXELS:
+        raise ImageTooLargeError(f"{name}: an RLE-compressed {abs(w)}x{abs(h)} BMP, over the limit of "
+                                 f"{MAX_BMP_RLE_PIXELS:,} pixels for RLE; save it uncompressed or as PNG")
+
+
+_CHECKS = {"JPEG": _check_jpeg, "PNG": _check_png, "WebP": _check_webp, "GIF": _check_gif, "BMP": _check_bmp,
+           "TIFF": _check_tiff}
 
 
 # ---------------------------------------------------------------- decoding
@@ -204,14 +445,12 @@ def decode_image(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS,
             f"{name}: not an image in a format we read: {kind} ({_describe(data)}); send {_format_list(formats)}", kind)
     if reduce > 1:
         max_pixels *= reduce * reduce
-    if fmt == "TIFF":
-        _check_tiff(data, name, max_pixels)
-    if fmt == "PNG":
-        _check_png(data, name, max_pixels)
+    check = _CHECKS.get(fmt)
+    if check is not None:
+        check(data, name, max_pixels)
     exif = None
     if fmt == "JPEG":
-        _check_jpeg(data, name)
-        data, exif = _jpeg_without_exif(data)  # Pillow would parse it on open, warning about any flaw
+        data, exif = _jpeg_without_exif(data, name)  # Pillow would parse it on open, warning about any flaw
     from PIL import Image
 
     try:
@@ -226,7 +465,7 @@ def decode_image(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS,
             im.load()
             orientation = _exif_orientation(exif or im.info.get("exif"))
             img = _to_bgr(im) if reduce == 1 else _to_bgr_reduced(im, reduce)
-    except UnreadableImageError:
+    except (UnreadableImageError, MemoryError):  # MemoryError: a decoder process's limit (safe_decode), not a flaw
         raise
     except Image.DecompressionBombError as e:
         raise ImageTooLargeError(f"{name}: over the limit of {max_pixels:,} pixels ({e})") from None
@@ -235,26 +474,14 @@ def decode_image(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS,
     return _orient(img, orientation)
 
 
-def _jpeg_without_exif(data: bytes) -> tuple[bytes, bytes | None]:
-    """(the JPEG without its APP1 Exif segments, the first one's payload or None), from the markers before the scan."""
-    pos, end, cuts, exif = 2, len(data), [], None
-    while pos + 4 <= end and data[pos] == 0xFF:
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length
-            pos += 2
-            continue
-        if marker in (0xDA, 0xD9):  # start of scan, end of image
-            break
-        length = struct.unpack(">H", data[pos + 2:pos + 4])[0]
-        if marker == 0xE1 and data[pos + 4:pos + 10] == b"Exif\x00\x00":
-            exif = exif or bytes(data[pos + 4:pos + 2 + length])
-            cuts.append((pos, pos + 2 + length))
-        pos += 2 + length
+def _jpeg_without_exif(data: bytes, name: str = "image") -> tuple[bytes, bytes | None]:
+    """(the JPEG without its APP1 Exif segments, the first one's payload or None), from the markers before the scan.
+    All of them go, wherever junk bytes put them (Pillow would join every one into info["exif"], quadratic)."""
+    cuts = _jpeg_segments(data, name)[0]
     if not cuts:
         return data, None
+    start, stop = cuts[0]
+    exif = bytes(data[start + 4:stop])
     kept, prev = bytearray(), 0
     for start, stop in cuts:
         kept += data[prev:start]

@@ -200,3 +200,14 @@ def test_default_dependency_reads_the_environment(monkeypatch, tmp_path):
             assert db.is_file() and len(FeedbackStore(db).events()) == 1
     finally:
         stop()
+
+
+def test_the_schema_lists_the_allowed_emotions(api):
+    """Issue 26, item 7: the schema named no allowed values for `emotion`."""
+    from ferkit.music.moods import MOODS
+
+    schema = api.get("/openapi.json").json()
+    param = next(p for p in schema["paths"]["/api/v1/recommendations"]["get"]["parameters"] if p["name"] == "emotion")
+    assert param["schema"]["enum"] == list(MOODS)
+    feedback = schema["components"]["schemas"]["FeedbackIn"]["properties"]["emotion"]
+    assert feedback["enum"] == [*MOODS, None]

@@ -46,7 +46,15 @@ def test_foreign_host_names_are_refused(server, host):
     assert "allowed_hosts" in json.loads(body)["detail"]
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "LOCALHOST:1234", "[::1]:8000"])
+@pytest.mark.parametrize("host", ["127.0.0.1:8766@evil.example", "[::1]evil.example", "localhost:evil", "[::1",
+                                  "localhost:123456", "local host", "[::1]:80:80", "[evil.example]"])
+def test_host_values_a_browser_cannot_send_are_refused(server, host):
+    """Issue 26, item 7: these passed as 127.0.0.1, ::1 or localhost."""
+    status, _, body = raw_request(server, f"GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    assert status == 400 and "malformed Host header" in json.loads(body)["detail"], body
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "LOCALHOST:1234", "[::1]:8000", "[0:0::1]", "localhost."])
 def test_loopback_host_names_are_served(server, host):
     status, _, body = raw_request(server, f"GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
     assert status == 200, body

@@ -1,7 +1,8 @@
 """Likes and skips, kept in a local SQLite file, turned into per-artist and per-genre preferences for ranking.
 
 Each call opens its own short connection, so one store can be shared by a threaded server; the file survives
-restarts and `wipe()` (the `ferkit music wipe` command) empties it.
+restarts and `wipe()` (the `ferkit music wipe` command) empties it. It keeps the newest MAX_EVENTS likes and
+skips and MAX_SEEN_TRACKS remembered tracks, so its size is bounded whoever clicks.
 """
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ __all__ = ["FeedbackStore", "FeedbackStoreError", "Preferences", "ACTIONS", "che
 
 ACTIONS = ("like", "skip")
 OTHER_EMOTION_WEIGHT = 0.5  # feedback given under another emotion counts half
+MAX_EVENTS = 10_000  # likes and skips kept; past it the oldest go (a client clicking without end cannot fill the disk,
+                     # and rankings follow recent taste anyway)
+MAX_SEEN_TRACKS = 10_000  # remembered tracks from outside the catalog; the least recently recommended go first
 
 
 def check_action(name: str) -> str:
@@ -87,8 +91,12 @@ class FeedbackStore:
     Every method raises FeedbackStoreError, naming the file, when the database cannot be used.
     """
 
-    def __init__(self, path: str | Path | None = None):
+    def __init__(self, path: str | Path | None = None, max_events: int = MAX_EVENTS,
+                 max_seen_tracks: int = MAX_SEEN_TRACKS):
+        if max_events < 1 or max_seen_tracks < 1:
+            raise ValueError(f"max_events and max_seen_tracks must be at least 1, got {max_events}, {max_seen_tracks}")
         self.path = Path(path) if path is not None else default_db_path()
+        self.max_events, self.max_seen_tracks = max_events, max_seen_tracks
         self._ready = False  # schema created in this process
         self._schema_lock = threading.Lock()
 
@@ -125,6 +133,9 @@ class FeedbackStore:
                             "VALUES (?, ?, ?, ?, ?, ?, ?)",
                             (track.id, action, emotion, track.title, "; ".join(track.artists), track.genre,
                              time.time()))
+                # keep the newest max_events: one look-up in the primary key's index, whatever the table's size
+                con.execute("DELETE FROM feedback WHERE id <= (SELECT id FROM feedback ORDER BY id DESC "
+                            "LIMIT 1 OFFSET ?)", (self.max_events,))
 
     def remember(self, tracks) -> None:
         """Keep the metadata of recommended tracks that are not in the catalog, so that feedback can name them."""
@@ -134,6 +145,8 @@ class FeedbackStore:
             if rows:
                 with self._connect() as con:
                     con.executemany("INSERT OR REPLACE INTO seen_tracks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                    con.execute("DELETE FROM seen_tracks WHERE rowid IN (SELECT rowid FROM seen_tracks ORDER BY seen "
+                                "DESC LIMIT -1 OFFSET ?)", (self.max_seen_tracks,))
 
     def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
         """The rows of one SELECT; none while the file does not exist (reading never creates it)."""

@@ -88,6 +88,12 @@ def run_serve(args) -> int:
 
 def uvicorn_options(settings) -> dict:
     """How uvicorn must run the app (also in the tests): the h11 parser, whose header limit (max_header_bytes)
-    httptools lacks, no Server banner, no access log (uploads are never logged, nor who sent them)."""
-    return dict(http="h11", h11_max_incomplete_event_size=settings.max_header_bytes, server_header=False,
-                ws_max_size=settings.ws_max_message_bytes, log_level="warning", access_log=False)
+    httptools lacks, in ferkit's bounded protocols (server.protocols: the header limit however the headers arrive,
+    body pieces, request and body timeouts, ping floods); no permessage-deflate unless configured (15 KB on the
+    wire inflated to 15.9 MB); no Server banner, no access log (uploads are never logged, nor who sent them)."""
+    from .protocols import BoundedH11Protocol, BoundedWebSocketProtocol
+
+    return dict(http=BoundedH11Protocol, ws=BoundedWebSocketProtocol,
+                h11_max_incomplete_event_size=settings.max_header_bytes, server_header=False,
+                ws_max_size=settings.ws_max_message_bytes, ws_per_message_deflate=settings.ws_per_message_deflate,
+                log_level="warning", access_log=False)

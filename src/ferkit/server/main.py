@@ -15,6 +15,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
+from ..safe_decode import DecoderPool, return_large_buffers_to_the_os
 from .security import Guard
 from .settings import Settings
 
@@ -36,6 +37,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             load_recognizer, settings.model, settings.detector, threads=settings.threads, detect_side=settings.detect_side,
             adapter=settings.adapter, features=settings.features or None)
         app.state.inference_limiter = anyio.CapacityLimiter(settings.inference_workers)
+        return_large_buffers_to_the_os()  # upload bodies are freed back to the OS, not kept in thread arenas
+        # every client's image is decoded in a child process with hard limits (a bomb cannot hurt the server)
+        app.state.decoder = DecoderPool(settings.decode_workers, settings.decode_memory_bytes, settings.decode_cpu_seconds)
+        app.state.decoder.start()
         if settings.live_detector_name != settings.detector:  # else live mode shares the recognizer's detector
             app.state.live_detector = await run_in_threadpool(create_detector, settings.live_detector_name)
         for name, quiet in _QUIETED.items():
@@ -46,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             for name, quiet in _QUIETED.items():
                 logging.getLogger(name).removeFilter(quiet)
             app.state.recognizer = None
+            app.state.decoder.close()
 
     # redirect_slashes off: Starlette's /path/ -> /path redirect builds its Location from the Host header
     app = FastAPI(title="ferkit", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import re
 from urllib.parse import urlsplit
 
 from fastapi import HTTPException
@@ -45,14 +46,30 @@ WILDCARD_ADDRESSES = ("0.0.0.0", "::", "")
 UPLOAD_PATH = "/api/v1/analyze"  # reads its own body, against max_upload_bytes
 
 
-def host_name(host_header: str) -> str:
-    """'127.0.0.1:8000' -> '127.0.0.1', '[::1]:8000' -> '::1', 'Example.org.' -> 'example.org'."""
-    h = host_header.strip().lower()
-    if h.startswith("["):
-        h = h[1:h.find("]")] if "]" in h else h[1:]
-    elif h.count(":") == 1:
-        h = h.split(":")[0]
-    return h.rstrip(".")
+# What a browser sends as Host (RFC 9110: uri-host [":" port]): a DNS name or IPv4 address, or an IPv6 address in
+# brackets, then an optional port of digits. No userinfo ('127.0.0.1:8766@evil.example'), nothing after the
+# brackets or the port ('[::1]evil.example', 'localhost:evil'), no unclosed bracket ('[::1').
+_HOST = re.compile(r"(?:\[(?P<v6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9_](?:[a-z0-9_.-]{0,252}[a-z0-9_.])?))(?::\d{1,5})?")
+
+
+def host_name(host_header: str) -> str | None:
+    """'127.0.0.1:8000' -> '127.0.0.1', '[::1]:8000' -> '::1', 'Example.org.' -> 'example.org'; None when the
+    value is not a host a browser could send (see _HOST)."""
+    m = _HOST.fullmatch(host_header.strip().lower())
+    if m is None:
+        return None
+    if m["v6"] is not None:
+        try:
+            return str(ipaddress.IPv6Address(m["v6"]))
+        except ValueError:
+            return None
+    return m["name"].rstrip(".")
+
+
+def _configured_name(host: str) -> str | None:
+    """A name from the settings, where an IPv6 address may come without brackets ('::1')."""
+    host = host.strip()
+    return host_name(f"[{host}]" if host.count(":") > 1 and not host.startswith("[") else host)
 
 
 def _is_ip(name: str) -> bool:
@@ -69,10 +86,10 @@ class Guard:
     def __init__(self, app, settings: Settings):
         self.app = app
         self.settings = settings
-        hosts = {host_name(h) for h in settings.allowed_hosts}
-        self.any_host = "*" in hosts
+        hosts = {_configured_name(h) for h in settings.allowed_hosts} - {None}
+        self.any_host = "*" in settings.allowed_hosts
         self.any_ip = settings.host in WILDCARD_ADDRESSES  # bound everywhere: the machine's addresses are unknown
-        self.hosts = hosts | set(LOOPBACK_NAMES) | ({host_name(settings.host)} if not self.any_ip else set())
+        self.hosts = hosts | set(LOOPBACK_NAMES) | ({_configured_name(settings.host)} if not self.any_ip else set())
         self.any_origin = "*" in settings.allowed_origins
         self.origins = {o.strip().rstrip("/").lower() for o in settings.allowed_origins}
 
@@ -82,6 +99,8 @@ class Guard:
         host = headers.get("host")
         if host is not None and not self.any_host:
             name = host_name(host)
+            if name is None:
+                return 400, f"malformed Host header {host[:100]!r}: expected a host name or address and an optional port"
             if name not in self.hosts and not (self.any_ip and _is_ip(name)):
                 return 400, (f"Host header {host[:100]!r} is not a name this server answers to; add it to "
                              f"allowed_hosts (FERKIT_ALLOWED_HOSTS) to allow it")

@@ -32,8 +32,14 @@ class Settings(BaseSettings):
     max_frame_bytes: int = Field(2 * MB, ge=1)         # one live-mode frame on the WebSocket
     max_frame_pixels: int = Field(1920 * 1080, ge=1)   # decoded size of one live-mode frame
     ws_max_message_bytes: int = Field(16 * MB, ge=1)   # the WebSocket layer closes the socket (1009) above this
+    ws_per_message_deflate: bool = False               # compression on the socket: off, so a message's size on the
+                                                       # wire is its size in memory (deflate: 15 KB -> 15.9 MB)
+    ws_idle_seconds: float = Field(300, gt=0)          # a live socket that sends no message this long is closed
     inference_workers: int = Field(4, ge=1)            # images decoded and analysed at once (uploads and live
                                                        # frames together); more wait their turn, bounding memory
+    decode_workers: int = Field(2, ge=1)               # decoder processes (ferkit.safe_decode): every upload and
+    decode_memory_bytes: int = Field(512 * MB, ge=64 * MB)  # live frame is decoded in one, with this much memory
+    decode_cpu_seconds: float = Field(1.0, gt=0)       # and CPU time per image; past either: 413, process replaced
     live_detector: str | None = None                   # live mode's face detector; None = `detector` (YuNet, which
                                                        # live mode runs on a 320-pixel copy: live_detect_side)
     live_detect_every: int = Field(3, ge=1)            # live mode runs the face detector on every n-th frame and

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import time
 
+import anyio
+
 from fastapi import APIRouter, HTTPException, Query, Request
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from ...images import IMAGE_FORMATS, ImageTooLargeError, UnreadableImageError, UnsupportedImageFormatError, decode_image
+from ...images import IMAGE_FORMATS, ImageTooLargeError, UnreadableImageError, UnsupportedImageFormatError
 from ..deps import RecognizerDep, SettingsDep, run_inference
 from .schemas import AnalyzeResult, error_responses
 
@@ -48,47 +50,73 @@ async def read_limited(request: Request, limit: int) -> bytes:
     return body  # a bytearray: decoding reads it in place, no copy of up to max_upload_bytes
 
 
+MAX_PARTS = 8            # a form with the photo has one or two parts; 900k empty parts cost seconds to parse
+MAX_PART_HEADERS = 8     # per part: Content-Disposition, Content-Type, rarely more
+MAX_HEADER_CHARS = 1024  # one part header's name or value
+SHOWN_NAMES = 5          # field names quoted in the "no 'file' field" answer (not every name a client sent)
+
+
 def file_from_multipart(body: bytes, content_type: str) -> tuple[bytes, str, str | None]:
-    """-> (data, filename, the part's content type) of the form field named "file"."""
+    """-> (data, filename, the part's content type) of the form field named "file".
+
+    Bounded work per byte and a bounded number of parts and headers: anything past the caps is a 400 at once,
+    never parsed further. Every parser error, the constructor's too (a boundary over 256 characters), is a 400.
+    Runs in a worker thread (the route), never on the event loop."""
     _, params = parse_options_header(content_type)
     boundary = params.get(b"boundary")
     if not boundary:
         raise HTTPException(400, "multipart body without a boundary in its Content-Type")
     parts: list[dict] = []
-    header = {"field": b"", "value": b""}
+    header = {"field": bytearray(), "value": bytearray()}
 
     def on_part_begin():
+        if len(parts) >= MAX_PARTS:
+            raise _Refused(f"more than {MAX_PARTS} parts; send the image in one part named 'file'")
         parts.append({"headers": {}, "data": bytearray()})
 
     def on_header_field(data, start, end):
         header["field"] += data[start:end]
+        if len(header["field"]) > MAX_HEADER_CHARS:
+            raise _Refused(f"a part header name over {MAX_HEADER_CHARS} bytes")
 
     def on_header_value(data, start, end):
         header["value"] += data[start:end]
+        if len(header["value"]) > MAX_HEADER_CHARS:
+            raise _Refused(f"a part header value over {MAX_HEADER_CHARS} bytes")
 
     def on_header_end():
-        parts[-1]["headers"][header["field"].decode("latin-1").lower()] = header["value"].decode("latin-1")
-        header["field"], header["value"] = b"", b""
+        headers = parts[-1]["headers"]
+        if len(headers) >= MAX_PART_HEADERS:
+            raise _Refused(f"a part with more than {MAX_PART_HEADERS} headers")
+        headers[header["field"].decode("latin-1").lower()] = header["value"].decode("latin-1")
+        header["field"], header["value"] = bytearray(), bytearray()
 
     def on_part_data(data, start, end):
         parts[-1]["data"] += data[start:end]
 
-    parser = MultipartParser(boundary, {"on_part_begin": on_part_begin, "on_header_field": on_header_field,
-                                        "on_header_value": on_header_value, "on_header_end": on_header_end,
-                                        "on_part_data": on_part_data})
-    try:
+    try:  # the constructor raises too: a boundary over 256 characters is a FormParserError
+        parser = MultipartParser(boundary, {"on_part_begin": on_part_begin, "on_header_field": on_header_field,
+                                            "on_header_value": on_header_value, "on_header_end": on_header_end,
+                                            "on_part_data": on_part_data})
         parser.write(body)
         parser.finalize()
-    except Exception as e:  # python-multipart raises its own MultipartParseError and ValueErrors
-        raise HTTPException(400, f"malformed multipart body ({e})") from None
+    except _Refused as e:
+        raise HTTPException(400, f"malformed multipart body: {e}") from None
+    except Exception as e:  # python-multipart raises its own MultipartParseError, FormParserError and ValueErrors
+        raise HTTPException(400, f"malformed multipart body ({str(e)[:200]})") from None
     for part in parts:
         _, disp = parse_options_header(part["headers"].get("content-disposition", ""))
         if disp.get(b"name") == b"file":
-            name = disp.get(b"filename", b"upload").decode("utf-8", "replace") or "upload"
+            name = disp.get(b"filename", b"upload").decode("utf-8", "replace")[:200] or "upload"
             return part["data"], name, part["headers"].get("content-type")
-    names = [parse_options_header(p["headers"].get("content-disposition", ""))[1].get(b"name", b"?").decode("utf-8", "replace")
-             for p in parts]
-    raise HTTPException(422, f"the multipart body has no 'file' field (fields: {', '.join(names) or 'none'})")
+    names = [parse_options_header(p["headers"].get("content-disposition", ""))[1].get(b"name", b"?")
+             .decode("utf-8", "replace")[:40] for p in parts[:SHOWN_NAMES]]
+    more = f" and {len(parts) - SHOWN_NAMES} more" if len(parts) > SHOWN_NAMES else ""
+    raise HTTPException(422, f"the multipart body has no 'file' field (fields: {', '.join(names) or 'none'}{more})")
+
+
+class _Refused(Exception):
+    """A multipart body past one of the caps above; raised from a parser callback to stop parsing at once."""
 
 
 def _is_image_type(ctype: str | None) -> bool:
@@ -108,23 +136,24 @@ async def analyze(request: Request, rec: RecognizerDep, settings: SettingsDep,
         raise HTTPException(415, f"unsupported Content-Type {mime or '(none)'!r}: send multipart/form-data with "
                                  f"the image in a field named 'file', or the image itself as {IMAGE_TYPES}")
     body = await read_limited(request, settings.max_upload_bytes)
-    if mime == "multipart/form-data":
-        data, name, part_type = file_from_multipart(body, ctype)
+    if mime == "multipart/form-data":  # parsed in a worker thread: a hostile body must not stall the event loop
+        data, name, part_type = await anyio.to_thread.run_sync(file_from_multipart, body, ctype)
         if part_type and not _is_image_type(part_type):
             raise HTTPException(415, f"{name}: content type {part_type!r} is not an image; upload {IMAGE_TYPES}")
     else:
         data, name = body, "upload"
     if not data:
         raise HTTPException(400, f"empty upload: {name} has 0 bytes")
-    return await run_inference(request, _analyze, rec, data, name, settings.max_pixels, explain)
+    return await run_inference(request, _analyze, rec, request.app.state.decoder, data, name, settings.max_pixels,
+                               explain)
 
 
-def _analyze(rec, data: bytes, name: str, max_pixels: int, explain: bool) -> AnalyzeResult:
+def _analyze(rec, decoder, data: bytes, name: str, max_pixels: int, explain: bool) -> AnalyzeResult:
     from ...explain import cam_to_data_url
 
     t0 = time.perf_counter()
     try:
-        image = decode_image(data, name, max_pixels)
+        image = decoder.decode(data, name, max_pixels)  # in a child process, with CPU and memory limits
     except ImageTooLargeError as e:
         raise HTTPException(413, str(e)) from None
     except UnsupportedImageFormatError as e:

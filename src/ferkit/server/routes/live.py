@@ -19,6 +19,10 @@ Back-pressure: only the newest unprocessed frame is kept. A frame that arrives w
 it (counted in "dropped"), so a client that sends faster than the server can serve gets fresh results and
 the server's memory stays bounded: one frame being processed, one waiting. A result for frame n also
 answers every earlier frame, which the client can use for its own flow control.
+
+Idle: a socket that sends no message for `ws_idle_seconds` (300 s) is closed with 1000. Protocol-level pings are
+rate-limited (server.protocols: a flood is closed with 1008); frames are decoded in a decoder process
+(ferkit.safe_decode), so a hostile frame costs at most `decode_cpu_seconds` and `decode_memory_bytes` there.
 """
 from __future__ import annotations
 
@@ -29,7 +33,7 @@ import time
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from ...images import UnreadableImageError, decode_image
+from ...images import UnreadableImageError
 from ..deps import get_recognizer, get_settings, run_inference
 
 router = APIRouter()
@@ -72,7 +76,11 @@ async def live(ws: WebSocket) -> None:
     try:
         await s.send({"type": "hello", "labels": list(rec.labels), "max_frame_bytes": settings.max_frame_bytes})
         while True:
-            message = await ws.receive()
+            try:
+                message = await asyncio.wait_for(ws.receive(), settings.ws_idle_seconds)
+            except asyncio.TimeoutError:  # a socket that sends nothing holds a connection and a task: end it
+                await ws.close(1000, f"no message in {settings.ws_idle_seconds:g} s")
+                break
             if message["type"] == "websocket.disconnect":
                 break
             if message.get("bytes") is not None:
@@ -132,7 +140,7 @@ async def _serve_frames(s: _Session, tracker, max_pixels: int) -> None:
         s.pending = None
         t0 = time.perf_counter()
         try:
-            result = await run_inference(s.ws, _process, tracker, data, frame, max_pixels)
+            result = await run_inference(s.ws, _process, tracker, s.ws.app.state.decoder, data, frame, max_pixels)
         except UnreadableImageError as e:
             result = _error_message(str(e), frame)
         except Exception:  # a bug must not end the session: report it, log it (never the image), go on
@@ -147,9 +155,9 @@ async def _serve_frames(s: _Session, tracker, max_pixels: int) -> None:
             return
 
 
-def _process(tracker, data: bytes, frame: int, max_pixels: int) -> dict:
+def _process(tracker, decoder, data: bytes, frame: int, max_pixels: int) -> dict:
     # One frame at a time per connection (the worker awaits each), so the tracker needs no lock.
-    image = decode_image(data, f"frame {frame}", max_pixels)
+    image = decoder.decode(data, f"frame {frame}", max_pixels)  # in a child process, with CPU and memory limits
     faces = tracker.process(image)
     h, w = image.shape[:2]
     return {"type": "result", "frame": frame, "image": {"width": w, "height": h},

@@ -35,7 +35,7 @@ class FeedbackIn(BaseModel):
     track_id: str = Field(min_length=1, max_length=200)
     action: Literal["like", "skip"]
     emotion: str | None = Field(None, max_length=40, description="the mood the track was offered for, one of "
-                                + ", ".join(MOODS) + " (any case)")
+                                + ", ".join(MOODS) + " (any case)", json_schema_extra={"enum": [*MOODS, None]})
 
 
 def _check_emotion(emotion: str | None) -> str | None:
@@ -49,7 +49,8 @@ def _check_emotion(emotion: str | None) -> str | None:
 
 @router.get("/recommendations", responses=error_responses(s422="unknown emotion or strategy, or n out of range"))
 def recommendations(rec: RecommenderDep,
-                    emotion: Annotated[str, Query(max_length=40, description="one of " + ", ".join(MOODS) + " (any case)")],
+                    emotion: Annotated[str, Query(max_length=40, description="one of " + ", ".join(MOODS) + " (any case)",
+                                                  json_schema_extra={"enum": list(MOODS)})],
                     strategy: str = "match", n: Annotated[int, Query(ge=1, le=50)] = 10) -> dict:
     """Tracks for a mood: `match` fits the emotion, `lift` starts there and climbs toward higher valence.
     A Spotify failure never fails the request: the local catalog answers, with a `notice` saying why."""
