@@ -1,8 +1,11 @@
 """`ferkit batch` throughput, side by side in one run: photos/s for the local engine at 1 and 2 workers and the Ray
 engine on one and two single-CPU nodes (a real loopback cluster: `ray start --head` then `ray start --address`),
-and the work per minute of 640x480 video sampled at 5 fps.
+the Ray engine's rate when actors keep dying (poisoned photos that kill the actor reading them: their chunks are
+retried task by task on the actors), the work per minute of 640x480 video sampled at 5 fps, and the driver's peak
+memory on a large manifest.
 
-    python benchmarks/batch.py [--photos 960] [--video-seconds 60] [--no-ray] [--detect-side PX]
+    python benchmarks/batch.py [--photos 3000] [--video-seconds 60] [--no-ray] [--detect-side PX]
+                               [--poison 4] [--rss-entries 100000]
 
 Photos: 640x480 JPEGs with one face each (the public-domain astronaut of ../shared/samples, shifted). Each figure
 is the steady rate: images analysed over the span from the first Recognizer.analyze_many call to the last, across
@@ -76,14 +79,26 @@ class TimedSpec(RecognizerSpec):
         return _Timed(super().load(), Path(self.log) / f"{socket.gethostname()}-{os.getpid()}.txt")
 
 
+@dataclass(frozen=True)
+class PoisonSpec(TimedSpec):
+    """TimedSpec whose worker process dies (os._exit) on any image 333 pixels wide: an actor that crashes."""
+
+    def load(self):
+        rec = super().load()
+        rec.poison = True
+        return rec
+
+
 class _Timed:
     def __init__(self, rec, path: Path):
-        self.rec, self.path = rec, path
+        self.rec, self.path, self.poison = rec, path, False
 
     def __getattr__(self, name):
         return getattr(self.rec, name)
 
     def analyze_many(self, images):
+        if self.poison and any(img.shape[1] == 333 for img in images):
+            os._exit(9)
         t0, c0 = time.time(), time.process_time()
         faces = self.rec.analyze_many(images)
         with open(self.path, "a") as fh:
@@ -201,13 +216,43 @@ class Cluster:
         shutil.rmtree(self.temp, ignore_errors=True)
 
 
+def driver_peak_rss(entries: int, workers: int = 2) -> tuple[float, float, float]:
+    """(peak RSS of the driver in MB, with `entries` and with 1,000 entries, seconds): `ferkit batch`'s run() in a
+    fresh process over a manifest of `entries` paths that do not exist (error rows: the driver's own bookkeeping,
+    the plan, parts and final combine into Parquet, without the cost of analysing real photos), local engine."""
+    code = ("import sys, time; from ferkit import batch\n"
+            "if __name__ == '__main__':\n"
+            "    t = time.monotonic(); batch.run([sys.argv[1]], out=sys.argv[2], workers=int(sys.argv[3]), batch_size=64)\n"
+            "    hwm = [ln for ln in open('/proc/self/status') if ln.startswith('VmHWM')][0].split()[1]\n"
+            "    print(int(hwm) / 1024, time.monotonic() - t)\n")
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in (entries, 1000):
+            man = Path(tmp) / f"m{n}.txt"
+            man.write_text("".join(f"{tmp}/missing/p{i:06d}.jpg\n" for i in range(n)))
+            res = subprocess.run([sys.executable, "-c", code, str(man), f"{tmp}/r{n}.parquet", str(workers)],
+                                 capture_output=True, text=True, check=True)
+            out.append(tuple(map(float, res.stdout.split())))
+    return out[0][0], out[1][0], out[0][1]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--photos", type=int, default=960)
+    ap.add_argument("--photos", type=int, default=3000)
+    ap.add_argument("--poison", type=int, default=4, help="photos that kill the Ray actor reading them (0: none)")
+    ap.add_argument("--rss-entries", type=int, default=100_000, help="manifest entries for the driver's peak memory")
+    ap.add_argument("--skip-local", action="store_true", help="leave out the local engine's photo figures")
     ap.add_argument("--video-seconds", type=float, default=60.0)
     ap.add_argument("--no-ray", action="store_true")
     ap.add_argument("--detect-side", type=int, default=None, help="yunet's working size (ferkit batch --detect-side)")
+    ap.add_argument("--only-rss", action="store_true", help="the driver's peak memory alone (no photos, no video)")
     args = ap.parse_args()
+    if args.only_rss:
+        peak, small, seconds = driver_peak_rss(args.rss_entries)
+        print(f"load average before: {os.getloadavg()[0]:.1f}")
+        print(f"driver peak RSS, local engine, Parquet out: {peak:.0f} MB for a {args.rss_entries:,}-entry manifest "
+              f"({seconds:.0f} s), {small:.0f} MB for 1,000 entries")
+        return
     spec = RecognizerSpec(detect_side=args.detect_side)
     name, labels, detector = spec.describe()
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
@@ -218,7 +263,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         photos = chunks(plan(make_photos(Path(tmp) / "photos", args.photos)))
         results, log = {}, Path(tmp) / "log"
-        for w in (1, 2):
+        for w in () if args.skip_local else (1, 2):
             results[f"local, {w} worker{'s' * (w > 1)}"] = timed(lambda ts: local_engine(photos, ts, 5.0, workers=w), log, spec)
         if not args.no_ray:
             from ferkit.batch.ray_engine import ray_engine
@@ -228,15 +273,39 @@ def main() -> None:
                 results["ray, 1 node (1 CPU)"] = timed(lambda ts: ray_engine(photos, ts, 5.0, address=cluster.address), log, spec)
                 cluster.add_node()
                 results["ray, 2 nodes (1 CPU each)"] = timed(lambda ts: ray_engine(photos, ts, 5.0, address=cluster.address), log, spec)
+                if args.poison:  # the poisoned photos spread through the run, each in a chunk of its own batch
+                    bad = Path(tmp) / "poison"
+                    bad.mkdir()
+                    poison = []
+                    for i in range(args.poison):
+                        cv2.imwrite(str(bad / f"poison_{i}.png"), np.zeros((100, 333, 3), np.uint8))
+                        poison.append(str(bad / f"poison_{i}.png"))
+                    paths = [t.source for c in photos for t in c.tasks]
+                    step = len(paths) // (args.poison + 1)
+                    for i, p in enumerate(poison):
+                        paths.insert((i + 1) * step + i, p)
+                    mixed = chunks(plan(paths))
+
+                    def poisoned(ts):
+                        ps = PoisonSpec(**dataclasses.asdict(ts))
+                        return ((c, r) for c, r in ray_engine(mixed, ps, 5.0, address=cluster.address)
+                                if not any(t.source in poison for t in c.tasks))
+                    results[f"ray, 2 nodes, {args.poison} poisoned"] = timed(poisoned, log, spec)
             finally:
                 cluster.stop()
         for k, r in results.items():
             print(line(k, r))
         rate = {k: r[0] for k, r in results.items()}
-        print(f"\nlocal 2 workers / 1 worker: {rate['local, 2 workers'] / rate['local, 1 worker']:.2f}x")
+        if not args.skip_local:
+            print(f"\nlocal 2 workers / 1 worker: {rate['local, 2 workers'] / rate['local, 1 worker']:.2f}x")
         if not args.no_ray:
             print(f"ray 2 nodes / 1 node:       {rate['ray, 2 nodes (1 CPU each)'] / rate['ray, 1 node (1 CPU)']:.2f}x")
-            print(f"ray 2 nodes / local 2 workers: {rate['ray, 2 nodes (1 CPU each)'] / rate['local, 2 workers']:.2f}")
+            if not args.skip_local:
+                print(f"ray 2 nodes / local 2 workers: {rate['ray, 2 nodes (1 CPU each)'] / rate['local, 2 workers']:.2f}")
+            if args.poison:
+                print(f"ray 2 nodes with {args.poison} poisoned photos ({2 * args.poison} actor deaths, their chunks "
+                      f"retried task by task) / without: "
+                      f"{rate[f'ray, 2 nodes, {args.poison} poisoned'] / rate['ray, 2 nodes (1 CPU each)']:.2f}")
 
         video = make_video(Path(tmp) / "clip.mp4", args.video_seconds)
         vtasks = chunks(plan([video], 5.0))
@@ -246,6 +315,10 @@ def main() -> None:
               f"{rate:.1f} frames/s, {cpu_ms:.1f} CPU ms each ({wall:.1f} s wall with start-up)")
         print(f"  -> {per_minute:.1f} s of work per minute of video per worker ({60 / per_minute:.1f}x real time; "
               f"a 10-minute clip: about {10 * per_minute:.0f} s, extrapolated from this clip)")
+    if args.rss_entries:
+        peak, small, seconds = driver_peak_rss(args.rss_entries)
+        print(f"\ndriver peak RSS, local engine, Parquet out: {peak:.0f} MB for a {args.rss_entries:,}-entry manifest "
+              f"({seconds:.0f} s), {small:.0f} MB for 1,000 entries")
     print(f"\nload average after: {os.getloadavg()[0]:.1f}")
 
 

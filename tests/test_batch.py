@@ -209,7 +209,8 @@ def _run_until_parts(tmp_path, out_name: str, copies: int, batch_size: int, n_pa
 def test_resume_after_kill_9_matches_an_uninterrupted_run(tmp_path):
     proc, folder, out, parts = _run_until_parts(tmp_path, "killed.csv", 60, 2, 3)
     os.kill(proc.pid, signal.SIGKILL)   # the parent only: its worker sees the pipe close and exits
-    proc.wait()
+    _, dead_err = proc.communicate(timeout=120)  # until the worker, which shares its stderr, is gone too
+    assert "Traceback" not in dead_err and "BrokenPipeError" not in dead_err, dead_err
     try:
         n_parts = len(list(parts.glob("part-*")))
         assert not out.exists() and n_parts >= 3, "the run ended before it could be killed mid-way"
@@ -326,3 +327,100 @@ def test_ctrl_c_keeps_finished_work_and_says_how_to_resume(tmp_path):
     else:
         os.killpg(proc.pid, signal.SIGKILL)
         raise AssertionError("processes of the interrupted run were still alive 20 s later")
+
+
+def test_relative_inputs_are_resolved_on_the_driver(folder, tmp_path, monkeypatch):
+    """Workers open absolute paths made on the driver (a Ray worker's directory is its node's); rows and messages
+    keep each path as the user gave it; a manifest's relative entries are from its own folder."""
+    monkeypatch.chdir(folder)
+    (tmp_path / "list.txt").write_text(f"{folder / FACES[0]}\nmissing.jpg\n")
+    tasks = plan(expand_inputs([FACES[1], "nope.jpg", tmp_path / "list.txt"]))
+    assert [(t.source, t.path) for t in tasks] == [
+        (FACES[1], str(folder / FACES[1])), ("nope.jpg", str(folder / "nope.jpg")),
+        (str(folder / FACES[0]), str(folder / FACES[0])), (str(tmp_path / "missing.jpg"), str(tmp_path / "missing.jpg"))]
+    from ferkit.batch.work import process_chunk, stand_in
+
+    (key, (row,)), = process_chunk(stand_in("m", ["a"], "yunet"), Chunk(1, (tasks[1],)), 5.0)
+    assert key == "nope.jpg" and row["message"] == "nope.jpg: no such file" and row["source"] == "nope.jpg"
+
+
+def test_error_messages_hold_no_memory_addresses(tmp_path):
+    """PIL says "cannot identify image file <_io.BytesIO object at 0x7f...>": the message column must be the same on
+    every run of the same input. (ferkit's header checks now refuse most broken files before PIL sees them, so the
+    error a decoder raises is given directly.)"""
+    from ferkit.batch.work import describe_error, process_chunk, stand_in
+
+    (tmp_path / "broken.gif").write_bytes(b"GIF89a" + b"\0" * 5)
+    (task,) = plan([str(tmp_path / "broken.gif")])
+    ((_, (row,)),) = process_chunk(stand_in("m", ["a"], "yunet"), Chunk(0, (task,)), 5.0)
+    assert row["status"] == "error" and "truncated GIF" in row["message"] and "0x" not in row["message"], row
+    pil = OSError("cannot identify image file <_io.BytesIO object at 0x7f3a2c1d9e40>")
+    assert describe_error(task, pil) == f"{task.source}: OSError: cannot identify image file <_io.BytesIO>"
+
+
+def _cli(*args) -> tuple[int, str]:
+    """`ferkit batch ARGS` in a process of its own -> (exit status, stderr)."""
+    proc = subprocess.run([sys.executable, "-m", "ferkit.batch", *map(str, args), "--no-progress"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    return proc.returncode, proc.stderr
+
+
+def test_a_finished_output_remembers_its_settings(folder, tmp_path):
+    """Rerunning a finished output with other settings is refused, naming the difference (exit 2), rather than
+    answering from the old rows; --overwrite starts again; the same settings find everything done (exit 0)."""
+    out = tmp_path / "r.jsonl"
+    code, err = _cli(folder / FACES[0], "--out", out, "--fps", "5")
+    assert code == 0 and "wrote 1 rows" in err, err
+    assert Path(str(out) + ".settings.json").is_file() and not Path(str(out) + ".lock").exists()
+    before = out.read_bytes()
+    code, err = _cli(folder / FACES[0], "--out", out, "--fps", "2")
+    assert code == 2 and "was made with other settings (fps: 5.0 then, 2.0 now)" in err and "--overwrite" in err, err
+    code, err = _cli(folder / FACES[0], "--out", out, "--detector", "haar")
+    assert code == 2 and "detector: 'yunet' then, 'haar' now" in err, err
+    assert out.read_bytes() == before
+    code, err = _cli(folder / FACES[0], "--out", out, "--fps", "5")
+    assert code == 0 and "this run: 0 tasks" in err, err
+    code, err = _cli(folder / FACES[0], "--out", out, "--fps", "2", "--overwrite")
+    assert code == 0 and "this run: 1 tasks" in err, err
+    import json
+
+    settings = json.loads(Path(str(out) + ".settings.json").read_text())
+    assert settings["fps"] == 2.0 and settings["model"] == "fer2013" and "detect_side" in settings
+
+
+def test_retry_errors_analyses_the_error_rows_again(folder, tmp_path):
+    late = tmp_path / "late.jpg"
+    out = tmp_path / "r.csv"
+    summary = batch.run([folder / FACES[0], late], out=out, workers=1)
+    assert summary.errors == 1
+    late.write_bytes((folder / FACES[0]).read_bytes())   # the missing file arrives
+    again = batch.run([folder / FACES[0], late], out=out, workers=1)
+    assert again.tasks_done == 0 and again.errors == 1   # error rows count as done ...
+    fixed = batch.run([folder / FACES[0], late], out=out, workers=1, retry_errors=True)
+    assert fixed.tasks_done == 1 and fixed.errors == 0   # ... unless asked: only the error rows' inputs again
+    rows = read_rows(out)[1]
+    assert [(r["source"], r["status"]) for r in rows] == [(str(folder / FACES[0]), "ok"), (str(late), "ok")]
+
+
+def test_output_that_cannot_be_written_exits_6_and_leaves_nothing(folder, tmp_path):
+    code, err = _cli(folder / FACES[0], "--out", tmp_path / "missing" / "r.csv")
+    assert code == 6 and "the folder" in err and "does not exist" in err, err
+    assert not (tmp_path / "missing").exists()   # never made silently
+    (tmp_path / "file").write_text("a file")
+    code, err = _cli(folder / FACES[0], "--out", tmp_path / "file" / "r.csv")
+    assert code == 6 and "is a file, not a folder" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_a_second_run_into_the_same_out_is_refused(tmp_path):
+    proc, folder, out, parts = _run_until_parts(tmp_path, "twin.csv", 40, 1, 1)
+    try:
+        assert proc.poll() is None, "the first run ended before the second started"
+        code, err = _cli(folder, "--out", out, "--workers", "1")
+        assert code == 6 and f"PID {proc.pid}" in err and "being written by another" in err, err
+        assert proc.poll() is None and parts.is_dir()   # the first goes on, its parts untouched
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    code, err = _cli(folder, "--out", out, "--workers", "2", "--batch-size", "1")   # the lock died with its holder
+    assert code == 1 and "tasks already done" in err, err

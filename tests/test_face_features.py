@@ -311,6 +311,10 @@ def test_batch_writes_the_features_as_typed_columns(tmp_path):
     assert row["status"] == "ok" and row["au_AU12"] > 0.5 and -20 < row["yaw"] < 20
     assert str(table.schema.field("au_AU12").type) == "double" and str(table.schema.field("bs_jawOpen").type) == "double"
     assert not any(c.startswith("mesh_") for c in table.column_names)
+    again = ferkit_cli("batch", str(PHOTO), "--out", str(out), "--features", "pose,blendshapes", "--no-progress")
+    assert again.returncode == 0 and "1 tasks already done" in again.stderr  # the same features, in another order
+    other = ferkit_cli("batch", str(PHOTO), "--out", str(out), "--features", "pose", "--no-progress")
+    assert other.returncode == 2 and "other settings (features" in other.stderr
     plain = tmp_path / "p.csv"
     r = ferkit_cli("batch", str(PHOTO), "--out", str(plain), "--no-progress", "--workers", "1")
     assert r.returncode == 0, r.stderr

@@ -1,6 +1,8 @@
 """run(): inputs -> tasks -> an engine -> parts -> OUT, resumably; iter_rows(): the same rows, without files."""
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import sys
 import time
@@ -11,7 +13,8 @@ from typing import Iterator
 
 from ..mesh import parse_features
 from .inputs import BATCH_SIZE, DEFAULT_FPS, SEGMENT_SAMPLES, Chunk, chunks, expand_inputs, plan
-from .output import Parts, output_format, read_part, read_rows, write_rows
+from .output import (OutputLock, Parts, check_finished, check_output, output_format, read_part, read_rows,
+                     settings_path, write_rows, write_settings)
 from .work import RecognizerSpec, columns
 
 ENGINES = ("local", "ray")
@@ -57,13 +60,16 @@ def summarize(rows, out: str | None = None) -> Summary:
     return s
 
 
+_STATUS_BITS = {"ok": 1, "no_face": 2, "error": 4}
+
+
 def _counted(rows, s: Summary):
     """The rows, passed through, counted into `s` (filled in once they are all through)."""
-    per_input: dict[str, set[str]] = {}
+    per_input: dict[str, int] = {}  # the statuses seen, as bits (small ints are shared: 100,000 inputs, a few MB)
     emotions: Counter = Counter()
     for r in rows:
         s.rows += 1
-        per_input.setdefault(r["source"], set()).add(r["status"])
+        per_input[r["source"]] = per_input.get(r["source"], 0) | _STATUS_BITS.get(r["status"], 0)
         if r["status"] == "ok":
             s.faces += 1
             emotions[r["emotion"]] += 1
@@ -73,8 +79,7 @@ def _counted(rows, s: Summary):
                 s.first_errors.append(r["message"])
         yield r
     s.emotions = dict(emotions)
-    s.inputs = dict(Counter("ok" if "ok" in st else "no_face" if "no_face" in st else "error"
-                            for st in per_input.values()))
+    s.inputs = dict(Counter("ok" if bits & 1 else "no_face" if bits & 2 else "error" for bits in per_input.values()))
 
 
 def _engine(name: str, todo: list[Chunk], spec: RecognizerSpec, fps: float, workers, address, describe):
@@ -88,7 +93,7 @@ def _engine(name: str, todo: list[Chunk], spec: RecognizerSpec, fps: float, work
         from .ray_engine import import_ray, ray_engine
 
         import_ray()  # the install hint before any work
-        return ray_engine(todo, spec, fps, workers, address)
+        return ray_engine(todo, spec, fps, workers, address, describe)
     raise ValueError(f"unknown engine {name!r}; valid: {', '.join(ENGINES)}")
 
 
@@ -99,70 +104,112 @@ def _progress(total: int, enabled: bool):
                 dynamic_ncols=True, smoothing=0.1)
 
 
+def run_settings(spec: RecognizerSpec, describe, fps: float, batch_size: int, segment_samples: int) -> dict:
+    """What the rows depend on: every field of the spec (so a field added to RecognizerSpec is recorded too), the
+    model, labels and detector it resolves to, and the run's options. Recorded with the parts and with OUT."""
+    name, labels, detector = describe
+    settings = {**dataclasses.asdict(spec), "model": name, "labels": list(labels), "detector": detector, "fps": fps,
+                "batch_size": batch_size, "segment_samples": segment_samples}
+    return json.loads(json.dumps(settings))  # as recorded (tuples become lists), so a rerun compares like with like
+
+
 def run(inputs, out: str | os.PathLike, *, engine: str = "local", workers: int | None = None,
         address: str | None = None, model: str | None = None, detector: str | None = None,
         provider: str | None = None, fps: float = DEFAULT_FPS, glob: str | None = None, column: str | None = None,
         batch_size: int = BATCH_SIZE, segment_samples: int = SEGMENT_SAMPLES, progress: bool = False,
-        detect_side: int | None = None, adapter: str | None = None, features=None) -> Summary:
+        detect_side: int | None = None, adapter: str | None = None, features=None, overwrite: bool = False,
+        retry_errors: bool = False) -> Summary:
     """Analyse images, videos, folders and manifests into one results file, resumably.
 
     `inputs`: paths (image or video files, folders walked recursively and filtered by `glob`, .txt/.csv manifests
-    whose `column` holds the paths). `out`: a .parquet, .csv or .jsonl file: one row per face, and one per image
-    or analysed video frame with no face or an error (docs/batch.md has the columns). `engine`: "local" (a pool of
-    `workers` processes, default one per core) or "ray" (a Ray Data pipeline on the cluster at `address`).
-    `model`, `detector`, `provider`: as load_recognizer's (None: its defaults); `detect_side`: yunet's working
-    size (None: 640; 1280 finds the small faces of large photos at about 5x the detector's time); `adapter`: a head
-    from `ferkit adapt`; `features`: face features whose columns join every row (load_recognizer's features).
-    Videos are sampled at `fps`.
+    whose `column` holds the paths). `out`: a .parquet, .csv or .jsonl file in an existing folder: one row per face,
+    and one per image or analysed video frame with no face or an error (docs/batch.md has the columns). `engine`:
+    "local" (a pool of `workers` processes, default one per core) or "ray" (a pool of `workers` actors on the Ray
+    cluster at `address`). `model`, `detector`, `provider`: as load_recognizer's (None: its defaults);
+    `detect_side`: yunet's working size (None: 640; 1280 finds the small faces of large photos at about 5x the
+    detector's time); `adapter`: a head from `ferkit adapt`; `features`: face features whose columns join
+    every row (load_recognizer's features). Videos are sampled at `fps`.
     Rerunning after an interruption skips the tasks already done (kept in OUT.parts/ until OUT is written) and the
-    inputs already in OUT. `progress`: a bar on stderr. Returns the Summary of the whole output.
+    inputs already in OUT; OUT remembers its settings (OUT.settings.json) and a rerun with others raises
+    SettingsChangedError, unless `overwrite` (everything analysed again). `retry_errors`: the inputs with error
+    rows in OUT are analysed again. `progress`: a bar on stderr. Returns the Summary of the whole output.
+    Raises OutputError (OUT cannot be written, or another run holds it), ClusterError (Ray), ValueError (settings).
     """
     t0 = time.monotonic()
     if workers is not None and workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     out = Path(out)
     output_format(out)
+    check_output(out)
     spec = RecognizerSpec(model, detector, provider, detect_side=detect_side, adapter=adapter,
                           features=parse_features(features))
     describe = spec.describe()
-    name, labels, detector_name = describe
-    cols = columns(labels, spec.features)
+    settings = run_settings(spec, describe, fps, batch_size, segment_samples)
+    lock = OutputLock(out)
+    lock.acquire()
+    try:
+        return _run_locked(inputs, out, spec, describe, settings, engine=engine, workers=workers, address=address,
+                           fps=fps, glob=glob, column=column, batch_size=batch_size, segment_samples=segment_samples,
+                           progress=progress, overwrite=overwrite, retry_errors=retry_errors, t0=t0)
+    finally:
+        lock.release()
+
+
+def _run_locked(inputs, out: Path, spec, describe, settings, *, engine, workers, address, fps, glob, column,
+                batch_size, segment_samples, progress, overwrite, retry_errors, t0) -> Summary:
+    cols = columns(describe[1], spec.features)
+    parts = Parts(out, settings)
+    if overwrite:
+        parts.remove()
+        settings_path(out).unlink(missing_ok=True)
+    else:
+        check_finished(out, settings)
     tasks = plan(expand_inputs(inputs, glob, column), fps, segment_samples)
     all_chunks = chunks(tasks, batch_size)
 
     previous: list[dict] = []
-    if out.exists():
+    if out.exists() and not overwrite:
         before_cols, previous = read_rows(out)
         if before_cols and before_cols != cols:
-            raise ValueError(f"{out} has other columns (another model?); name a new output file")
+            raise ValueError(f"{out} has other columns (another model?); name a new output file, or add --overwrite")
+    redo: set[str] = set()
+    if retry_errors:
+        sources = {t.source for t in tasks}
+        redo = {r["source"] for r in previous if r["status"] == "error" and r["source"] in sources}
+        previous = [r for r in previous if r["source"] not in redo]
     in_previous = {r["source"] for r in previous}
-    parts = Parts(out, {"model": name, "labels": labels, "detector": detector_name, "fps": fps,
-                        "batch_size": batch_size, "segment_samples": segment_samples}
-                  | ({"detect_side": detect_side} if detect_side is not None else {})
-                  | ({"features": list(spec.features)} if spec.features else {}))
-    parts.open()
-    done = parts.index()
-    todo = []
-    for c in all_chunks:
-        left = tuple(t for t in c.tasks if t.key not in done and t.source not in in_previous)
-        if left:
-            todo.append(Chunk(left[0].index, left, c.attempt) if len(left) < len(c.tasks) else c)
-    skipped = len(tasks) - sum(len(c.tasks) for c in todo)
-
-    bar = _progress(sum(c.units for c in todo), progress)
-    units = 0
-    work = _engine(engine, todo, spec, fps, workers, address, describe)
+    created = parts.open()
     try:
-        for chunk, results in work:
-            done.update(dict.fromkeys((key for key, _ in results), parts.write(chunk.id, results)))
-            units += chunk.units
-            bar.update(chunk.units)
-    finally:  # on Ctrl-C too: the engine stops its workers (or disconnects from Ray) now, not at garbage collection
-        work.close()
-        bar.close()
+        done = parts.index()
+        if redo:  # error rows of an unfinished run's parts are analysed again too
+            source_of = {t.key: t.source for t in tasks}
+            done = {k: v for k, v in done.items() if source_of.get(k) not in redo}
+        todo = []
+        for c in all_chunks:
+            left = tuple(t for t in c.tasks if t.key not in done and t.source not in in_previous)
+            if left:
+                todo.append(Chunk(left[0].index, left, c.attempt) if len(left) < len(c.tasks) else c)
+        skipped = len(tasks) - sum(len(c.tasks) for c in todo)
+
+        bar = _progress(sum(c.units for c in todo), progress)
+        units = 0
+        work = _engine(engine, todo, spec, fps, workers, address, describe)
+        try:
+            for chunk, results in work:
+                done.update(dict.fromkeys((key for key, _ in results), parts.write(chunk.id, results)))
+                units += chunk.units
+                bar.update(chunk.units)
+        finally:  # on Ctrl-C too: the engine stops its workers (or disconnects from Ray) now, not at garbage collection
+            work.close()
+            bar.close()
+    except BaseException:
+        if created and not parts.written():  # a failed start leaves nothing behind
+            parts.remove()
+        raise
 
     summary = Summary(str(out))
     write_rows(out, _counted(_combine(tasks, done, previous), summary), cols, parts.dir)
+    write_settings(out, settings, parts.dir)
     parts.remove()
     summary.tasks_done, summary.tasks_skipped = len(tasks) - skipped, skipped
     summary.units, summary.seconds = units, time.monotonic() - t0

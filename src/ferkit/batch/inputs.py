@@ -2,12 +2,15 @@
 
 A task is one image or one segment of a video (a run of frames, sampled at `fps`); a chunk is the tasks one worker
 takes at once (images in batches, a video segment alone). The plan is a pure function of the inputs and settings,
-so a rerun makes the same tasks with the same keys: that is what resuming relies on.
+so a rerun makes the same tasks with the same keys: that is what resuming relies on. Each task keeps its source as
+the user gave it (the `source` column, and the messages) and the absolute path made from it on the driver, which
+is what workers open: a Ray worker's working directory is the one its node was started in.
 """
 from __future__ import annotations
 
 import csv
 import math
+import os
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
@@ -30,6 +33,11 @@ class Task:
     stop: int | None = None
     video_fps: float = 0.0     # the video's own frame rate (0 when it could not be opened while planning)
     units: int = 1             # images or analysed frames, for the progress bar
+    path: str = ""             # the file to open: `source` made absolute on the driver (workers may run elsewhere)
+
+    @property
+    def file(self) -> str:
+        return self.path or self.source
 
     @property
     def key(self) -> str:
@@ -109,19 +117,21 @@ def plan(paths: list[str], fps: float = DEFAULT_FPS, segment_samples: int = SEGM
         raise ValueError(f"fps must be > 0, got {fps}")
     tasks: list[Task] = []
     for source in paths:
+        path = os.path.abspath(source)
         if Path(source).suffix.lower() not in VIDEO_EXTS:
-            tasks.append(Task(len(tasks), source, "image"))
+            tasks.append(Task(len(tasks), source, "image", path=path))
             continue
-        video_fps, count = _probe(source)
+        video_fps, count = _probe(path)
         if not video_fps or count <= 0:
-            tasks.append(Task(len(tasks), source, "video", 0, None, video_fps, 1))
+            tasks.append(Task(len(tasks), source, "video", 0, None, video_fps, 1, path))
             continue
         step = max(1, math.ceil(segment_samples * video_fps / min(fps, video_fps)))
         for start in range(0, count, step):
             stop = min(count, start + step)
             units = sum(is_sampled(i, video_fps, fps) for i in range(start, stop))
             # the last segment runs to the end: containers sometimes announce fewer frames than they hold
-            tasks.append(Task(len(tasks), source, "video", start, None if stop == count else stop, video_fps, units))
+            tasks.append(Task(len(tasks), source, "video", start, None if stop == count else stop, video_fps, units,
+                              path))
     return tasks
 
 

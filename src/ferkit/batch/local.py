@@ -32,16 +32,20 @@ def default_workers() -> int:
 def _worker(conn, spec: RecognizerSpec, fps: float) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the workers
     try:
+        _work(conn, spec, fps)
+    except (BrokenPipeError, ConnectionResetError, EOFError):  # the parent is gone (kill -9): nothing to say
+        return
+
+
+def _work(conn, spec: RecognizerSpec, fps: float) -> None:
+    try:
         rec = spec.load()
     except Exception as e:  # noqa: BLE001 -- sent to the parent, which raises it
         conn.send(("failed", f"{type(e).__name__}: {e}"))
         return
     conn.send(("ready", None))
     while True:
-        try:
-            chunk = conn.recv()
-        except EOFError:  # the parent is gone
-            return
+        chunk = conn.recv()
         if chunk is None:
             return
         try:

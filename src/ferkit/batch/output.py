@@ -2,7 +2,9 @@
 then an atomic rename) into OUT.parts/, and when every task is done the parts (and the rows of an earlier OUT) are
 combined, in plan order, into OUT (again written aside and renamed), then OUT.parts/ is removed. A run killed at
 any point leaves finished parts, which the rerun skips; OUT is either absent, the previous whole file, or the new
-whole file.
+whole file. OUT.settings.json, written with OUT, records the settings its rows were made with, so that a rerun with
+other settings is refused rather than mixing rows; OUT.lock is held (flock, with the holder's PID in it) while a run
+writes OUT, so that a second run into the same OUT is refused.
 
 Part file: JSON Lines; the first line {"chunk": id, "tasks": [keys]}, then one row a line.
 """
@@ -12,12 +14,19 @@ import csv
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from .errors import OutputError, SettingsChangedError
 from .work import column_type
 
-PARQUET_ROWS = 50_000  # rows per Parquet row group, written as they come
+try:
+    import fcntl
+except ImportError:  # Windows: no lock
+    fcntl = None
+
+PARQUET_ROWS = 4096  # rows per Parquet row group, written as they come (as dicts first: the driver's peak memory)
 FORMATS = {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 
 
@@ -34,6 +43,112 @@ def output_format(out: str | os.PathLike) -> str:
     return fmt
 
 
+def check_output(out: Path) -> None:
+    """OutputError unless `out` can be written: its folder exists (it is never made), is a folder and is writable."""
+    folder = out.parent
+    if not folder.exists():
+        raise OutputError(f"{out}: the folder {folder} does not exist; create it first")
+    if not folder.is_dir():
+        raise OutputError(f"{out}: {folder} is a file, not a folder")
+    if out.is_dir():
+        raise OutputError(f"{out} is a folder; name a results file (.parquet, .csv or .jsonl)")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise OutputError(f"{out}: the folder {folder} is not writable")
+
+
+def _unwritable(path: Path, e: OSError, keep: Path | None = None) -> OutputError:
+    kept = f"; the finished chunks are kept in {keep}: " if keep else "; "
+    return OutputError(f"{path}: cannot write ({e.strerror or type(e).__name__}){kept}"
+                       f"free space or fix permissions, then rerun the same command")
+
+
+class OutputLock:
+    """OUT.lock, held (flock) while a run writes OUT; the file holds the holder's PID for the refusal's message. The
+    lock goes with its process (kill -9 included); release() removes the file, and a run that locked a file
+    removed meanwhile locks afresh."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.path = out.with_name(out.name + ".lock")
+        self.fh = None
+
+    def acquire(self) -> None:
+        if fcntl is None:
+            return
+        while True:
+            try:
+                fh = open(self.path, "a+", encoding="utf-8")
+            except OSError as e:
+                raise _unwritable(self.path, e) from None
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pid = ""
+                for _ in range(20):  # the holder writes its PID right after locking
+                    fh.seek(0)
+                    pid = fh.read().strip()
+                    if pid:
+                        break
+                    time.sleep(0.05)
+                fh.close()
+                raise OutputError(f"{self.out} is being written by another ferkit batch run (PID {pid or 'unknown'}); "
+                                  f"wait for it to end, or name another --out") from None
+            try:
+                same = os.fstat(fh.fileno()).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            fh.close()  # the previous holder removed it between our open and flock: lock the new one
+        fh.seek(0)
+        fh.truncate()
+        fh.write(str(os.getpid()))
+        fh.flush()
+        self.fh = fh
+
+    def release(self) -> None:
+        if self.fh is not None:
+            try:
+                os.unlink(self.path)  # while still holding it: a waiting run then locks a fresh file
+            except OSError:
+                pass
+            self.fh.close()
+            self.fh = None
+
+
+def settings_path(out: Path) -> Path:
+    return out.with_name(out.name + ".settings.json")
+
+
+def settings_difference(before: dict, now: dict) -> str:
+    """The settings that differ, as "name: old then, new now" (a setting an older ferkit did not record counts as
+    the same while it has its default, empty value now); "" when none."""
+    diff = [f"{k}: {before.get(k)!r} then, {v!r} now" for k, v in now.items()
+            if before.get(k) != v and (k in before or v not in (None, (), [], "", False))]
+    return ", ".join(diff)
+
+
+def check_finished(out: Path, settings: dict) -> None:
+    """SettingsChangedError when OUT was made with other settings than `settings`."""
+    path = settings_path(out)
+    if not out.exists() or not path.is_file():
+        return
+    diff = settings_difference(json.loads(path.read_text()), settings)
+    if diff:
+        raise SettingsChangedError(f"{out} was made with other settings ({diff}); rerun with those settings, "
+                                   f"or add --overwrite to analyse everything again, or name another --out")
+
+
+def write_settings(out: Path, settings: dict, tmp_dir: Path) -> None:
+    """OUT.settings.json (written aside, then renamed)."""
+    tmp = tmp_dir / ".tmp-settings.json"
+    try:
+        tmp.write_text(json.dumps(settings, indent=1), encoding="utf-8")
+        os.replace(tmp, settings_path(out))
+    except OSError as e:
+        raise _unwritable(settings_path(out), e, tmp_dir) from None
+
+
 class Parts:
     """OUT.parts/: settings.json (what the rows depend on) and one part file per finished chunk."""
 
@@ -43,21 +158,25 @@ class Parts:
         self.settings = settings
         self.count = 0
 
-    def open(self) -> None:
-        """Create the folder, or check that the parts in it were made with the same settings."""
+    def open(self) -> bool:
+        """Create the folder (-> True), or check that the parts in it were made with the same settings (-> False)."""
         path = self.dir / "settings.json"
+        created = False
         if path.is_file():
-            before = json.loads(path.read_text())
-            if before != self.settings:
-                diff = ", ".join(f"{k}: {before.get(k)!r} then, {v!r} now" for k, v in self.settings.items()
-                                 if before.get(k) != v)
-                raise ValueError(f"{self.dir} holds the parts of an unfinished run with other settings ({diff}); "
-                                 f"rerun with those settings, or delete the folder to start again")
+            diff = settings_difference(json.loads(path.read_text()), self.settings)
+            if diff:
+                raise SettingsChangedError(f"{self.dir} holds the parts of an unfinished run with other settings "
+                                           f"({diff}); rerun with those settings, or add --overwrite to start again")
         else:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            _write_atomic(path, json.dumps(self.settings, indent=1))
+            try:
+                created = not self.dir.exists()
+                self.dir.mkdir(exist_ok=True)
+                _write_atomic(path, json.dumps(self.settings, indent=1))
+            except OSError as e:
+                raise _unwritable(self.dir, e) from None
         for tmp in self.dir.glob(".tmp-*"):  # what a killed run was writing
             tmp.unlink()
+        return created
 
     def index(self) -> dict[str, Path]:
         """The part holding each finished task's rows, by task key (reading only each part's first line)."""
@@ -74,8 +193,15 @@ class Parts:
         lines = [json.dumps({"chunk": chunk_id, "tasks": [k for k, _ in results]})]
         lines += [json.dumps({**row, "_task": key}) for key, rows in results for row in rows]
         path = self.dir / f"part-{chunk_id:08d}-{os.getpid()}-{self.count}.jsonl"
-        _write_atomic(path, "\n".join(lines) + "\n")
+        try:
+            _write_atomic(path, "\n".join(lines) + "\n")
+        except OSError as e:
+            raise _unwritable(path, e, self.dir) from None
         return path
+
+    def written(self) -> bool:
+        """Whether the folder holds any finished part."""
+        return any(self.dir.glob("part-*.jsonl"))
 
     def remove(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -102,6 +228,13 @@ def write_rows(path: str | os.PathLike, rows: Iterable[dict], cols: list[str], t
     """Rows (any iterable: they are streamed) into `path` in its format, written in `tmp_dir` first and renamed over
     `path`."""
     path = Path(path)
+    try:
+        _write_rows(path, rows, cols, tmp_dir)
+    except OSError as e:
+        raise _unwritable(path, e, tmp_dir) from None
+
+
+def _write_rows(path: Path, rows: Iterable[dict], cols: list[str], tmp_dir: Path) -> None:
     fmt = output_format(path)
     tmp = tmp_dir / f".tmp-combined{path.suffix}"
     if fmt == "jsonl":

@@ -1,117 +1,309 @@
-"""The Ray engine: the same chunks through a Ray Data pipeline, on a local Ray instance or a cluster.
+"""The Ray engine: the same chunks over a pool of Ray actors, on a local Ray instance or a cluster.
 
-from_items (one chunk an item and a block) -> map_batches over an actor pool (one Recognizer per actor, one chunk
-a call, so the classifier sees the same batches as in the local engine) -> rows back to the driver, which writes
-them exactly as the local engine's are written. An actor that dies is restarted and its chunk retried once; a
-chunk that kills it again stops the pipeline, and the tasks not yet done are run one by one as plain Ray tasks, a
-task that kills its worker again becoming an error row. Actors ask for ACTOR_CPUS of a CPU, not a whole one: on a
-small machine, actors holding every CPU would starve Ray Data's own tasks (a known deadlock).
+Each actor holds one Recognizer, built once, and is fed like a local worker: one chunk it works on and the next
+already waiting (IN_FLIGHT), so the classifier sees the local engine's batches and the driver writes the rows
+exactly as the local engine's are written. Actors are spread over the nodes and ask for ACTOR_CPUS each.
+
+When an actor dies:
+- its node is gone (killed, lost from the network): the chunks it held go back to the queue as they were, and a
+  new actor is asked for, which Ray places where resources are left; the run goes on on the nodes left. When no
+  actor at all has been able to run for LOST_TIMEOUT_S (every node lost, or none with room), the run stops with
+  ClusterError naming the lost nodes; finished chunks are kept for the rerun.
+- its node is alive (a crash on an input, out of memory): as in the local engine, the tasks of the chunk it was
+  working on are retried once, one task per chunk, on the actors (no Recognizer reloaded per task); a task that
+  kills an actor again becomes an error row; the chunks waiting behind it go back to the queue as they were.
+
+Before any work, `address` (or RAY_ADDRESS) must answer within CONNECT_TIMEOUT_S, else ClusterError naming it.
+Every node must see the inputs at the same paths: the first chunk whose files an actor finds missing, where the
+driver sees them, stops the run (ClusterError) rather than becoming error rows.
 """
 from __future__ import annotations
 
-import json
-import pickle
-import warnings
+import os
+import socket
+import threading
+import time
+from collections import deque
 from typing import Iterator
 
+from .errors import ClusterError
 from .inputs import Chunk
 from .work import RecognizerSpec, error_row, process_chunk, stand_in
 
-ACTOR_CPUS = 0.8
+ACTOR_CPUS = 1.0
+IN_FLIGHT = 2            # chunks sent to an actor and not yet returned: the one it works on and the next
+POLL_S = 1.0
+CONNECT_TIMEOUT_S = 15   # for `address` to answer (with the command's start-up, it fails within 30 s)
+NODE_DEATH_WAIT_S = 3.0  # before a task that an actor died on twice becomes an error row: was it its node?
+LOST_TIMEOUT_S = 120     # with no actor able to run for this long (nodes lost, no room elsewhere), the run stops
+RESUME = "finished chunks are kept: rerun the same command to resume"
 INSTALL = 'the ray engine needs Ray: pip install "ferkit[ray]"'
 
 
 def import_ray():
     try:
         import ray
-        import ray.data  # noqa: F401
     except ImportError:
         raise ImportError(INSTALL) from None
     return ray
 
 
 class ChunkWorker:
-    """A Ray Data actor: one Recognizer, built once."""
+    """A Ray actor: one Recognizer, built once, for every chunk sent to it."""
 
     def __init__(self, spec: RecognizerSpec, fps: float):
         self.rec, self.fps = spec.load(), fps
 
-    def __call__(self, batch: dict) -> dict:
-        chunks = [pickle.loads(blob) for blob in batch["chunk"]]
-        return {"id": [c.id for c in chunks],
-                "results": [json.dumps(process_chunk(self.rec, c, self.fps)) for c in chunks]}
+    def node(self) -> tuple[str, str]:
+        """(node id, node address): answered once the Recognizer is loaded."""
+        import ray
+
+        return ray.get_runtime_context().get_node_id(), ray.util.get_node_ip_address()
+
+    def run(self, chunk: Chunk) -> tuple[list, bool]:
+        """(the chunk's (task key, rows), whether none of its files exists here)."""
+        unseen = not any(os.path.exists(t.file) for t in chunk.tasks)
+        return process_chunk(self.rec, chunk, self.fps), unseen
 
 
+# ---------------------------------------------------------------- connecting
+def _host_port(address: str) -> tuple[str, int]:
+    rest = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = rest.rpartition(":")
+    if not host:
+        return rest, 6379
+    try:
+        return host.strip("[]"), int(port)
+    except ValueError:
+        raise ClusterError(f"--address {address!r}: expected HOST:PORT") from None
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """ClusterError unless a TCP connection to `address` (HOST:PORT) opens within `timeout` seconds, the name look-up
+    included (run in a thread: a resolver can hang far longer)."""
+    host, port = _host_port(address)
+    deadline = time.monotonic() + timeout
+    found: list = []
+
+    def resolve():
+        try:
+            found.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except OSError as e:
+            found.append(e)
+
+    t = threading.Thread(target=resolve, daemon=True)
+    t.start()
+    t.join(timeout)
+    if not found:
+        raise ClusterError(f"cannot reach the Ray cluster at {address}: the name {host!r} did not resolve within "
+                           f"{timeout:g} s")
+    if isinstance(found[0], OSError):
+        raise ClusterError(f"cannot reach the Ray cluster at {address}: unknown host {host!r} ({found[0]})")
+    error: OSError | None = None
+    for family, kind, proto, _, sockaddr in found[0]:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        try:
+            with socket.socket(family, kind, proto) as s:
+                s.settimeout(left)
+                s.connect(sockaddr)
+                return
+        except OSError as e:
+            error = e
+    why = "no answer" if error is None or isinstance(error, TimeoutError) else (error.strerror or str(error))
+    raise ClusterError(f"cannot reach the Ray cluster at {address}: {why} (waited up to {timeout:g} s)")
+
+
+def connect(ray, address: str | None, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """ray.init for the run: `address`, else RAY_ADDRESS, else a Ray running here, else a local instance. An
+    address that does not answer within `timeout` seconds (a TCP connection, then Ray's own handshake, which retries
+    for ever against something that is not a Ray head) raises ClusterError naming it."""
+    target = address or os.environ.get("RAY_ADDRESS")
+    deadline = time.monotonic() + timeout
+    remote = bool(target) and target not in ("auto", "local")
+    if remote:
+        check_reachable(target, timeout)
+    outcome: list = []
+
+    def init():
+        try:
+            ray.init(address=address, log_to_driver=False, logging_level="ERROR", configure_logging=False)
+            outcome.append(None)
+        except BaseException as e:  # noqa: BLE001 -- handed to the caller's thread
+            outcome.append(e)
+
+    if remote:  # in a thread, to bound the wait
+        thread = threading.Thread(target=init, daemon=True, name="ferkit-ray-init")
+        thread.start()
+        thread.join(max(1.0, deadline - time.monotonic()))
+    else:  # here: the processes of a local instance die with the thread that started them (PR_SET_PDEATHSIG)
+        init()
+    if not outcome:
+        raise ClusterError(f"cannot reach the Ray cluster at {target}: it accepts connections but no Ray head answered "
+                           f"within {timeout:g} s (a wrong port, or a proxy in between?)")
+    if outcome[0] is not None:
+        e = outcome[0]
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        hint = ("; a cluster with token authentication needs RAY_AUTH_MODE=token and its token (RAY_AUTH_TOKEN, "
+                "RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token) on the driver too" if "auth" in str(e).lower() else "")
+        raise ClusterError(f"cannot connect to the Ray cluster at {target or 'this machine'}: {first}{hint}") from e
+
+
+# ---------------------------------------------------------------- the pool
 def ray_engine(todo: list[Chunk], spec: RecognizerSpec, fps: float, workers: int | None = None,
-               address: str | None = None) -> Iterator[tuple[Chunk, list]]:
+               address: str | None = None, describe: tuple[str, list[str], str] | None = None
+               ) -> Iterator[tuple[Chunk, list]]:
     """Yield (chunk, [(task key, rows)]) as chunks finish. Connects to `address` (or RAY_ADDRESS, or starts a local
     instance); `workers`: actors in the pool (default: the cluster's CPUs). A driver already connected is reused."""
     ray = import_ray()
+    if not todo:
+        return
     started = not ray.is_initialized()
     if started:
-        ray.init(address=address, log_to_driver=False, logging_level="ERROR", configure_logging=False)
+        connect(ray, address)
+    pool = None
     try:
-        ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = False  # ferkit's own bar counts images and frames
-        ctx.print_on_execution_start = False
-        by_id = {c.id: c for c in todo}
-        if not todo:
-            return
-        actors = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        actors = min(actors, len(todo))
-        ds = ray.data.from_items([{"chunk": pickle.dumps(c)} for c in todo], override_num_blocks=len(todo))
-        with warnings.catch_warnings():  # extra remote args are Ray 2.60's documented way to bound retries
-            warnings.simplefilter("ignore", DeprecationWarning)
-            # an actor that dies is restarted; its chunk is retried once, then the pipeline fails (kept parts remain)
-            ds = ds.map_batches(ChunkWorker, fn_constructor_args=(spec, fps), batch_size=1, batch_format="numpy",
-                                compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=ACTOR_CPUS,
-                                max_restarts=-1, max_task_retries=1)
-        seen: set[int] = set()
-        try:
-            for row in ds.iter_rows():
-                chunk = by_id[int(row["id"])]
-                seen.add(chunk.id)
-                yield chunk, [(key, rows) for key, rows in json.loads(row["results"])]
-        except Exception as e:  # noqa: BLE001 -- only a dead worker is handled here; anything else is raised again
-            if not _worker_died(ray, e):
-                raise
-            left = [Chunk(t.index, (t,), 1) for c in todo if c.id not in seen for t in c.tasks]
-            yield from _one_by_one(ray, left, spec, fps)
+        n = workers or max(1, int(ray.cluster_resources().get("CPU", 1) // ACTOR_CPUS))
+        pool = _Pool(ray, spec, fps, min(n, len(todo)), stand_in(*(describe or spec.describe()), features=spec.features),
+                     address or os.environ.get("RAY_ADDRESS") or "this machine")
+        yield from pool.run(deque(todo))
     finally:
+        if pool is not None:
+            pool.stop()
         if started:
             ray.shutdown()
 
 
-def _worker_died(ray, e: BaseException) -> bool:
-    """Whether `e` (or what it wraps) says a Ray worker process or actor died, rather than code raising."""
-    died = (ray.exceptions.ActorDiedError, ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
-            ray.exceptions.RayActorError)
-    seen = set()
-    while e is not None and id(e) not in seen:
-        if isinstance(e, died):
+class _Slot:
+    def __init__(self, actor):
+        self.actor = actor
+        self.started = actor.node.remote()             # answers once the Recognizer is loaded
+        self.node: tuple[str, str] | None = None   # (id, address), once loaded
+        self.sent: deque = deque()                  # (ref, chunk), in the order the actor takes them
+        self.dead = False
+
+
+class _Pool:
+    def __init__(self, ray, spec, fps, size, stub, where):
+        self.ray, self.stub, self.where = ray, stub, where
+        # restarts are the pool's to make (a new actor, placed where there is room), not Ray's
+        self.actor_class = ray.remote(num_cpus=ACTOR_CPUS, max_restarts=0, max_task_retries=0)(ChunkWorker)
+        self.spec, self.fps = spec, fps
+        self.slots = [self._new() for _ in range(size)]
+        self.lost: dict[str, str] = {}   # node id -> address, of the nodes that went away
+        self.failed: list[tuple[Chunk, list]] = []   # error rows of tasks that killed an actor twice, to yield
+        self.early_deaths = 0
+
+    def _new(self) -> _Slot:
+        return _Slot(self.actor_class.options(scheduling_strategy="SPREAD").remote(self.spec, self.fps))
+
+    def stop(self) -> None:
+        for s in self.slots:
+            try:
+                self.ray.kill(s.actor, no_restart=True)
+            except Exception:  # noqa: BLE001 -- the cluster may be gone already: nothing left to stop
+                pass
+
+    def run(self, pending: deque) -> Iterator[tuple[Chunk, list]]:
+        ray = self.ray
+        died = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
+                ray.exceptions.ObjectLostError, ray.exceptions.OwnerDiedError)
+        last_alive = time.monotonic()
+        while pending or any(s.sent for s in self.slots):
+            for s in self.slots:
+                while s.node is not None and len(s.sent) < IN_FLIGHT and pending:
+                    chunk = pending.popleft()
+                    s.sent.append((s.actor.run.remote(chunk), chunk))
+            waiting = {}
+            for s in self.slots:
+                if s.node is None:
+                    waiting[s.started] = s
+                for ref, _ in s.sent:
+                    waiting[ref] = s
+            try:
+                ready, _ = ray.wait(list(waiting), num_returns=1, timeout=POLL_S)
+            except (ray.exceptions.RaySystemError, ConnectionError) as e:
+                raise ClusterError(f"lost the Ray cluster at {self.where}: {e}; {RESUME}") from e
+            for ref in ready:
+                s = waiting[ref]
+                if s.dead:
+                    continue
+                if s.node is None and ref == s.started:
+                    try:
+                        s.node = ray.get(ref)
+                    except died as e:
+                        self._died(s, e, pending)
+                    except ray.exceptions.RayTaskError as e:  # the Recognizer could not be loaded: a bug or a setup
+                        raise RuntimeError(f"a Ray worker could not load the recognizer: {e}") from None
+                    continue
+                i = next(i for i, (r, _) in enumerate(s.sent) if r == ref)
+                chunk = s.sent[i][1]
+                try:
+                    results, unseen = ray.get(ref)
+                except died as e:
+                    self._died(s, e, pending)
+                    continue
+                del s.sent[i]
+                if unseen:
+                    self._check_seen(chunk, s)
+                yield chunk, results
+            while self.failed:
+                yield self.failed.pop(0)
+            now = time.monotonic()
+            if any(s.node is not None and not s.dead for s in self.slots):
+                last_alive = now
+            elif now - last_alive > LOST_TIMEOUT_S:
+                lost = ", ".join(sorted(set(self.lost.values()))) or "none reported"
+                raise ClusterError(f"no Ray worker could run for {LOST_TIMEOUT_S} s on the cluster at {self.where} "
+                                   f"(nodes lost: {lost}; a worker needs {ACTOR_CPUS:g} CPU free on a node); "
+                                   f"{RESUME} once the cluster has room")
+
+    def _check_seen(self, chunk: Chunk, s: _Slot) -> None:
+        here = [t for t in chunk.tasks if os.path.exists(t.file)]
+        if here:
+            t = here[0]
+            raise ClusterError(f"the Ray node at {s.node[1]} cannot open the inputs: {t.source} ({t.file}) exists "
+                               f"on this machine, not there. Every node must see the inputs at the same paths "
+                               f"(shared storage): docs/batch.md; {RESUME} once they do")
+
+    def _node_alive(self, node_id: str | None, wait: float = 0.0) -> bool:
+        """Whether the node is alive still, asked again for `wait` seconds (an actor's death can be reported just
+        before its node's)."""
+        if node_id is None:
             return True
-        seen.add(id(e))
-        e = e.__cause__ or e.__context__
-    return False
+        deadline = time.monotonic() + wait
+        while True:
+            alive = {n["NodeID"]: n["Alive"] for n in self.ray.nodes()}
+            if not alive.get(node_id, False):
+                return False
+            if time.monotonic() >= deadline:
+                return True
+            time.sleep(0.5)
 
-
-def _run_one(spec: RecognizerSpec, chunk: Chunk, fps: float) -> str:
-    return json.dumps(process_chunk(spec.load(), chunk, fps))
-
-
-def _one_by_one(ray, left: list[Chunk], spec: RecognizerSpec, fps: float) -> Iterator[tuple[Chunk, list]]:
-    """After a chunk killed its actor twice (the pipeline stops there): every task not yet done, alone, as a Ray task
-    of its own, once; one whose worker dies again becomes an error row."""
-    stub = stand_in(*spec.describe(), features=spec.features)
-    run_one = ray.remote(num_cpus=ACTOR_CPUS, max_retries=0)(_run_one)
-    pending = {run_one.remote(spec, c, fps): c for c in left}
-    while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1)
-        chunk = pending.pop(ready[0])
-        try:
-            yield chunk, [(key, rows) for key, rows in json.loads(ray.get(ready[0]))]
-        except Exception as e:  # noqa: BLE001 -- as above
-            if not _worker_died(ray, e):
-                raise
-            yield chunk, [(t.key, [error_row(stub, t, f"{t.source}: a Ray worker died on this input, again when "
-                                                      f"it was retried alone")]) for t in chunk.tasks]
+    def _died(self, s: _Slot, e: BaseException, pending: deque) -> None:
+        """Its chunks: back to the queue as they were if its node is gone; else the one it was working on retried
+        task by task (or, on a retry already, error rows), the rest back to the queue. A new actor takes its place."""
+        s.dead = True
+        self.slots[self.slots.index(s)] = self._new()
+        node_id, addr = s.node or (None, None)
+        retried = bool(s.sent) and s.sent[0][1].attempt > 0  # about to become an error row: make sure
+        if not self._node_alive(node_id, NODE_DEATH_WAIT_S if retried else 0.0):
+            self.lost[node_id] = addr
+            pending.extendleft(c for _, c in reversed(s.sent))
+            return
+        if s.node is None:
+            self.early_deaths += 1
+            if self.early_deaths > 3 * len(self.slots):
+                raise RuntimeError(f"Ray workers keep dying while loading the recognizer: {e}")
+        if not s.sent:
+            return
+        held = [c for _, c in s.sent]
+        chunk = held.pop(0)  # the one it was working on; those behind it never started
+        pending.extendleft(reversed(held))
+        if chunk.attempt == 0:
+            pending.extendleft(Chunk(t.index, (t,), 1) for t in reversed(chunk.tasks))
+        else:
+            self.failed.append((chunk, [(t.key, [error_row(self.stub, t, f"{t.source}: a Ray worker died on this "
+                                                                          f"input, again when it was retried alone")])
+                                        for t in chunk.tasks]))

@@ -8,7 +8,9 @@ Face.to_row, the one flat serialiser.
 """
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import re
 from dataclasses import dataclass
 from types import SimpleNamespace
 
@@ -140,10 +142,17 @@ def error_row(rec, task: Task, message: str, frame: int | None = None) -> dict:
     return _row(rec, task, frame, "error", message)
 
 
-def describe_error(source: str, e: BaseException) -> str:
-    """The library's messages name the file already; anything else gets the file and the exception's type."""
-    text = str(e)
-    return text if source in text else f"{source}: {type(e).__name__}: {text}"
+_ADDRESS = re.compile(r"<([\w.]+) object at 0x[0-9a-fA-F]+>")
+
+
+def describe_error(task: Task, e: BaseException) -> str:
+    """The message of an error row: the file as the user gave it (not the absolute path the worker opened), the
+    library's message (which names the file already) or the exception's type and text; never an object's memory
+    address (PIL's "<_io.BytesIO object at 0x7f...>"), so the same input gives the same message on every run."""
+    text = _ADDRESS.sub(r"<\1>", str(e))
+    if task.path and task.path != task.source:
+        text = text.replace(task.path, task.source)
+    return text if task.source in text else f"{task.source}: {type(e).__name__}: {text}"
 
 
 # ---------------------------------------------------------------- the work
@@ -185,11 +194,11 @@ def _process_images(rec, tasks: list[Task]):
     decoded, results = [], {}
     for t in tasks:
         try:
-            decoded.append((t, None, load_image(t.source)))
+            decoded.append((t, None, load_image(t.file)))
         except (ValueError, OSError, cv2.error) as e:   # UnreadableImageError / ImageTooLargeError are ValueErrors
-            results[t.key] = [error_row(rec, t, describe_error(t.source, e))]
+            results[t.key] = [error_row(rec, t, describe_error(t, e))]
     for (t, _, _), faces in zip(decoded, _analyze_each(rec, decoded)):
-        results[t.key] = ([error_row(rec, t, describe_error(t.source, faces))] if isinstance(faces, BaseException)
+        results[t.key] = ([error_row(rec, t, describe_error(t, faces))] if isinstance(faces, BaseException)
                           else face_rows(rec, t, None, faces))
     return [(t.key, results[t.key]) for t in tasks]
 
@@ -198,17 +207,17 @@ def _process_video(rec, task: Task, fps: float) -> list[dict]:
     from ..video import VideoError, open_video
 
     try:
-        cap, info = open_video(task.source)
+        cap, info = open_video(task.file)
     except (OSError, VideoError) as e:
-        return [error_row(rec, task, describe_error(task.source, e))]
+        return [error_row(rec, task, describe_error(task, e))]
     if not task.video_fps:  # unknown while planning: use what the file says now
-        task = Task(task.index, task.source, task.kind, task.start, task.stop, info.fps, task.units)
+        task = dataclasses.replace(task, video_fps=info.fps)
     rows: list[dict] = []
     pending: list[tuple[Task, int, object]] = []
 
     def flush():
         for (t, i, _), faces in zip(pending, _analyze_each(rec, pending)):
-            rows.extend([error_row(rec, t, describe_error(t.source, faces), i)] if isinstance(faces, BaseException)
+            rows.extend([error_row(rec, t, describe_error(t, faces), i)] if isinstance(faces, BaseException)
                         else face_rows(rec, t, i, faces))
         pending.clear()
 

@@ -9,6 +9,8 @@ EXIT_ERROR = 1          # an input could not be processed (with several inputs, 
 EXIT_USAGE = 2          # bad usage: an unknown option, a missing argument, options that contradict each other
 EXIT_NO_FACE = 3        # analyze, recommend: no face in any image; video: none in any frame
 EXIT_SOME_NO_FACE = 4   # analyze: faces in some images, none in others
+EXIT_CLUSTER = 5        # batch: the Ray cluster could not be reached, was lost mid-run, or cannot see the inputs
+EXIT_OUTPUT = 6         # batch: the output cannot be written (read-only, missing folder, disk full) or is in use
 EXIT_INTERRUPTED = 130  # Ctrl+C
 EXIT_BROKEN_PIPE = 141  # the reader of stdout went away (`ferkit analyze ... | head`): 128 + SIGPIPE, as for C tools
 
