@@ -10,6 +10,7 @@ import pytest
 from websockets.sync.client import connect
 
 from .conftest import start_server
+from .test_browser import playwright_instance  # noqa: F401  (the module's Chromium, for the page test below)
 
 PHOTO = Path(__file__).resolve().parents[2] / "examples" / "astronaut.png"
 
@@ -54,3 +55,22 @@ def test_a_bad_features_setting_stops_serve_with_its_message():
     r = subprocess.run([sys.executable, "-m", "ferkit", "serve", "--features", "smile"], capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 2 and "unknown face feature 'smile'" in r.stderr
+
+
+@pytest.mark.browser
+def test_the_page_shows_a_real_servers_features(feature_server, playwright_instance):
+    """In Chromium, against a server run with every feature: the sample photo's card lists AU12 among the three
+    strongest AU estimates and its head pose; the mesh toggle draws the 478 points over the photo."""
+    from .test_browser import axe_violations, launch, open_page, upload
+
+    browser = launch(playwright_instance)
+    page, errors = open_page(browser, feature_server.url, 800, 1280)
+    answer = upload(page, PHOTO)
+    assert len(answer["faces"][0]["mesh"]) == 478
+    card = page.locator("#photo-faces .face").first
+    assert card.locator(".aus").inner_text().startswith("AU estimates: AU12 ")
+    assert card.locator(".pose").inner_text().startswith("Head pose: yaw ")
+    page.locator("#mesh-toggle").check()
+    assert page.get_attribute("canvas.mesh", "data-points") == "478" and page.locator("canvas.mesh").is_visible()
+    assert axe_violations(page) == [] and errors == []
+    browser.close()
