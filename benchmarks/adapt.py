@@ -1,12 +1,17 @@
 """`ferkit adapt`'s figures (docs/adapt.md): what a head fitted on shifted faces gains, what one fitted on clean faces
-costs, how long adapting 1,000 photos takes on this CPU, and how big the head file is.
+costs, what the face features (blendshapes, head pose) add where the face mesh has pixels to work on, how long
+adapting 1,000 photos takes on this CPU, and how big the head file is.
 
-    python -m benchmarks.adapt [--data DIR] > docs/benchmarks/adapt.txt     # from the repository root, ~2 minutes
+    python -m benchmarks.adapt [--data DIR] > docs/benchmarks/adapt.txt     # from the repository root, ~10 minutes
 
 Protocol (the project's): heads are fitted on Training (the shifted set) or PublicTest (clean), and scored by
 cross-validation on those same faces and on PrivateTest faces they never saw; nothing is chosen on PrivateTest. The
 shift (tests/_shift.py: blur, a colour cast, JPEG quality 20, a class mix with more neutral and sad faces) was
-picked among four strengths by cross-validation on Training faces alone.
+picked among four strengths by cross-validation on Training faces alone. Sections 1-2 run 48x48 crops (detector
+none); sections 3-4 draw each face at 200 px into a 640x480 frame (ferkit.scenes.scene, per colour channel for the
+shifted faces) and run the default detector with features=("blendshapes", "pose"): the faces it finds once each
+(none, or several, are left out) feed three answers, the base model's argmax, a head on its log-probabilities, and
+a head on log-probabilities + 52 blendshapes + 3 pose angles, on the same faces and the same folds.
 """
 from __future__ import annotations
 
@@ -18,11 +23,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 import ferkit
 from benchmarks._data import fer2013
-from ferkit.adapt import AdaptConfig, LabelledSet, adapt, fit_head_arrays, format_report
+from ferkit.adapt import (AdaptConfig, Collected, LabelledSet, adapt, available_features, collect_faces,
+                          cross_validate, face_features, fit_head_arrays, format_report)
 from ferkit.data import load_dataset
 from ferkit.scenes import scene
 from tests._shift import shift_faces, shifted_sample  # the shift the tests use
@@ -51,6 +58,80 @@ def names(split, idx) -> list[str]:
     return list(np.array(split.classes)[split.labels[idx]])
 
 
+FEATURES = ("blendshapes", "pose")  # what `ferkit adapt` loads the recognizer with by default
+FRAME = dict(width=640, height=480, face_size=200)
+CHUNK = 100                         # frames built and analysed at a time: 1,000 colour frames would take 0.9 GB
+
+
+def frame(face: np.ndarray) -> np.ndarray:
+    """A 48x48 face (grey, or BGR for the shifted faces) -> a 640x480 frame holding it at 200 px."""
+    if face.ndim == 2:
+        return scene(face, **FRAME)
+    return np.dstack([scene(channel, **FRAME) for channel in cv2.split(face)])
+
+
+def collect_scenes(rec, faces, labels) -> Collected:
+    """Each face drawn into a frame and run once through `rec` (adapt.collect_faces: frames with no face or several
+    are skipped)."""
+    kept = Collected([], [], [], None)
+    for start in range(0, len(faces), CHUNK):
+        part = range(start, min(start + CHUNK, len(faces)))
+        got = collect_faces(rec, LabelledSet([frame(faces[i]) for i in part], [labels[i] for i in part],
+                                             [str(i) for i in part]))
+        kept.faces += got.faces
+        kept.labels += got.labels
+        kept.names += got.names
+        kept.skipped += got.skipped
+    return kept
+
+
+def feature_table(collected: Collected, names: list[str], classes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """-> features (N, D) in the order of `names`, class indices (N,), base probabilities (N, K) over `classes`."""
+    x = np.stack([face_features(f, names) for f in collected.faces])
+    y = np.array([classes.index(c) for c in collected.labels])
+    base = np.array([[f.probabilities[c] for c in classes] for f in collected.faces])
+    return x, y, base
+
+
+def compare_heads(rec, fit: Collected, test: Collected, fit_name: str, test_name: str) -> None:
+    """Base argmax, a head on log-probabilities, a head on every feature: 5-fold CV on `fit` (same folds for both
+    heads) and, fitted on all of `fit`, accuracy on `test`. AdaptConfig's defaults (L2 1.0), nothing tuned."""
+    config, classes = AdaptConfig(), tuple(rec.labels)
+    for what, c in ((fit_name, fit), (test_name, test)):
+        counts = ", ".join(f"{k} {c.labels.count(k)}" for k in classes)
+        print(f"{what}: {len(c.faces)} faces found in {len(c.faces) + len(c.skipped)} frames "
+              f"({len(c.skipped)} left out: no face or several); {counts}")
+    names = available_features(fit.faces[0])
+    for f in fit.faces[1:] + test.faces:
+        offered = set(available_features(f))
+        names = [n for n in names if n in offered]
+    x, y, base = feature_table(fit, names, classes)
+    tx, ty, tbase = feature_table(test, names, classes)
+    log_p = [i for i, n in enumerate(names) if n.startswith("log_probabilities:")]
+    heads = {f"log-probabilities ({len(log_p)} features)": log_p,
+             f"+ blendshapes + pose ({len(names)} features)": list(range(len(names)))}
+    rows, per_fold = [], []
+    for label, cols in heads.items():
+        report = cross_validate(x[:, cols], y, base, classes, classes, None, config)
+        print(f"head on {label}:\n{format_report(report)}")
+        mean, scale, w, b = fit_head_arrays(x[:, cols], y, len(classes), config.l2)
+        held = float(np.mean((((tx[:, cols] - mean) / scale) @ w.T + b).argmax(1) == ty))
+        rows.append((f"head on {label}", report["accuracy"], held))
+        per_fold.append(np.array([p["adapted_accuracy"] for p in report["per_fold"]]))
+    acc = rows[0][1]
+    base_held = float(np.mean(tbase.argmax(1) == ty))
+    table = [("", f"5-fold CV, {fit_name} (mean ± sd)", f"held out, {test_name}"),
+             ("base argmax", f"{acc['base_mean']:.1%} ± {acc['base_std']:.1%}", f"{base_held:.1%}")]
+    table += [(label, f"{a['adapted_mean']:.1%} ± {a['adapted_std']:.1%} (gain {a['gain_mean']:+.1%} ± "
+                      f"{a['gain_std']:.1%})", f"{held:.1%} ({held - base_held:+.1%})") for label, a, held in rows]
+    print()
+    for row in table:
+        print(f"{row[0]:45}{row[1]:42}{row[2]}")
+    extra = per_fold[1] - per_fold[0]
+    print(f"blendshapes + pose over log-probabilities alone, per fold: {extra.mean():+.1%} ± {extra.std(ddof=1):.1%} "
+          f"(CV), {rows[1][2] - rows[0][2]:+.1%} (held out)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", help="FER-2013 folder or file (default: $FERKIT_DATA, else ../shared/data/fer2013)")
@@ -63,13 +144,15 @@ def main() -> None:
     folder = Path(tempfile.mkdtemp())
 
     print("\n## 1. A domain shift: adapted on 1,000 shifted Training faces, scored on 1,000 shifted PrivateTest faces")
-    idx, labels = shifted_sample(train, 1000, seed=0)
-    result = adapt(rec, LabelledSet(shift_faces(train.pixels[idx]), list(labels), list(map(str, idx))), name="shifted")
-    print(f"adapt set: {len(idx)} faces; " + ", ".join(f"{c} {n}" for c, n in result.head.info["counts"].items()))
+    s_idx, s_labels = shifted_sample(train, 1000, seed=0)
+    result = adapt(rec, LabelledSet(shift_faces(train.pixels[s_idx]), list(s_labels), list(map(str, s_idx))),
+                   name="shifted")
+    print(f"adapt set: {len(s_idx)} faces; " + ", ".join(f"{c} {n}" for c, n in result.head.info["counts"].items()))
     print(format_report(result.report))
-    t_idx, t_labels = shifted_sample(private, 1000, seed=1)
-    base, ours = held_out(result, rec, shift_faces(private.pixels[t_idx]), t_labels, folder)
-    print(f"held out, {len(t_idx)} shifted PrivateTest faces: base {base:.1%}, adapted {ours:.1%} ({ours - base:+.1%})")
+    st_idx, st_labels = shifted_sample(private, 1000, seed=1)
+    base, ours = held_out(result, rec, shift_faces(private.pixels[st_idx]), st_labels, folder)
+    print(f"held out, {len(st_idx)} shifted PrivateTest faces: base {base:.1%}, adapted {ours:.1%} "
+          f"({ours - base:+.1%})")
 
     print("\n## 2. No shift: adapted on all 3,589 clean PublicTest faces, scored on all 3,589 clean PrivateTest faces")
     idx = np.arange(len(public))
@@ -78,31 +161,51 @@ def main() -> None:
     base, ours = held_out(result, rec, list(private.pixels), names(private, np.arange(len(private))), folder)
     print(f"held out, PrivateTest: base {base:.1%}, adapted {ours:.1%} ({ours - base:+.1%})")
 
-    print("\n## 3. Time to adapt 1,000 photos on this CPU (one run each; the machine is shared)")
+    print("\n## 3. With the face features, shifted: the faces of section 1 (1,000 shifted Training, 1,000 shifted "
+          "PrivateTest), each at 200 px in a 640x480 frame, through yunet with blendshapes and pose")
+    feat_rec = ferkit.load_recognizer(features=FEATURES)  # yunet, the default detector
+    sh_fit = collect_scenes(feat_rec, shift_faces(train.pixels[s_idx]), list(s_labels))
+    sh_test = collect_scenes(feat_rec, shift_faces(private.pixels[st_idx]), list(st_labels))
+    compare_heads(feat_rec, sh_fit, sh_test, "Training scenes", "PrivateTest scenes")
+
+    print("\n## 4. With the face features, no shift: 1,000 clean PublicTest faces to fit, 1,000 clean PrivateTest "
+          "faces held out, each at 200 px in a 640x480 frame, through yunet with blendshapes and pose")
     idx = np.sort(np.random.default_rng(0).choice(len(public), 1000, replace=False))
+    t_idx = np.sort(np.random.default_rng(1).choice(len(private), 1000, replace=False))
+    clean_fit = collect_scenes(feat_rec, public.pixels[idx], names(public, idx))
+    clean_test = collect_scenes(feat_rec, private.pixels[t_idx], names(private, t_idx))
+    compare_heads(feat_rec, clean_fit, clean_test, "PublicTest scenes", "PrivateTest scenes")
+
+    print("\n## 5. Time to adapt 1,000 photos on this CPU (one run each; the machine is shared)")
     crops = LabelledSet(list(public.pixels[idx]), names(public, idx), list(map(str, idx)))
     t0 = time.perf_counter()
     adapt(rec, crops, AdaptConfig(min_per_class=10))
     print(f"1,000 face crops (48x48, detector none): {time.perf_counter() - t0:.1f} s for the recognizer pass, "
           f"5-fold cross-validation and the final fit")
-    photos_rec = ferkit.load_recognizer()  # yunet, the default detector
-    photos = [scene(f, 640, 480, face_size=200) for f in public.pixels[idx]]
-    t0 = time.perf_counter()
-    result = adapt(photos_rec, LabelledSet(photos, names(public, idx), list(map(str, idx))), AdaptConfig(min_per_class=10))
-    seconds = time.perf_counter() - t0
-    print(f"1,000 frames (640x480, a FER-2013 face of 200 px placed in each, yunet detector): {seconds:.1f} s "
-          f"({len(result.skipped)} skipped: no face or several)")
-    x = np.random.default_rng(0).normal(size=(1000, 7))
+    photos = LabelledSet([frame(f) for f in public.pixels[idx]], names(public, idx), list(map(str, idx)))
+    for label, photos_rec in (("features off", ferkit.load_recognizer()), ("blendshapes and pose on", feat_rec)):
+        t0 = time.perf_counter()
+        result = adapt(photos_rec, photos, AdaptConfig(min_per_class=10), name="photos")
+        seconds = time.perf_counter() - t0
+        print(f"1,000 frames (640x480, a FER-2013 face of 200 px placed in each, yunet detector, {label}): "
+              f"{seconds:.1f} s ({len(result.skipped)} skipped: no face or several; {len(result.head.feature_names)} "
+              f"features)")
+    result.head.save(folder / "photos-features.json")
+    n_features = len(result.head.feature_names)
+    x = np.random.default_rng(0).normal(size=(1000, n_features))
     y = np.random.default_rng(1).integers(0, 7, 1000)
-    t0 = time.perf_counter()
-    for _ in range(6):  # 5 folds and the final fit
-        fit_head_arrays(x, y, 7, 1.0)
-    print(f"fitting alone (6 Newton fits, 5 folds and the final one, on 1,000 x 7 features): {time.perf_counter() - t0:.2f} s")
+    for d in (7, n_features):
+        t0 = time.perf_counter()
+        for _ in range(6):  # 5 folds and the final fit
+            fit_head_arrays(x[:, :d], y, 7, 1.0)
+        print(f"fitting alone (6 Newton fits, 5 folds and the final one, on 1,000 x {d} features): "
+              f"{time.perf_counter() - t0:.2f} s")
 
-    print("\n## 4. The head file")
-    for name in ("shifted", "clean"):
+    print("\n## 6. The head file")
+    for name, what in (("shifted", "7 features"), ("clean", "7 features"),
+                       ("photos-features", f"{n_features} features: log-probabilities, blendshapes, head pose")):
         path = folder / f"{name}.json"
-        print(f"{name}.json: {path.stat().st_size / 1000:.1f} kB (7 classes x 7 features, with its CV figures)")
+        print(f"{name}.json: {path.stat().st_size / 1000:.1f} kB (7 classes x {what}, with its CV figures)")
     print(f"\nload average after: {os.getloadavg()[0]:.1f}")
 
 

@@ -94,13 +94,13 @@ def write_metadata(path: str | Path, meta: dict) -> None:
 def check_against_torch(model: FERNet, path: str | Path, tolerance: float = 1e-4, n: int = 64, seed: int = 0,
                         temperature: float = 1.0) -> float:
     """Max |p_onnx - p_torch| over random and structured inputs; raises if >= tolerance."""
-    import onnxruntime as ort
+    from .sessions import open_session
 
     rng = np.random.default_rng(seed)
     size = PREPROCESS_SPEC["image_size"]
     x = rng.uniform(-1, 1, (n, 1, size, size)).astype(np.float32)
     x[: n // 2] = np.clip(x[: n // 2] * 0.2 + np.linspace(-1, 1, size, dtype=np.float32), -1, 1)  # smoother inputs
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    sess = open_session(path)  # as the Recognizer opens it
     p_onnx, cams_onnx = sess.run(None, {"input": x})
     with torch.no_grad():
         p_torch, cams_torch = model.forward_with_cams(torch.from_numpy(x), temperature)
