@@ -114,9 +114,16 @@ def test_three_class_head_through_adapt_analyze_batch_and_server(fer_dataset, tm
     assert "5-fold cross-validation (stratified), baseline: most common class" in out
     doc = json.loads(head.read_text())
     assert doc["classes"] == ["neutral", "negative", "positive"] and doc["base_model"]["name"] == "fer2013"
-    # by default the head reads the face features too (blendshapes, head pose), and a recognizer given it turns them on
-    assert doc["features"]["groups"] == ["log_probabilities", "blendshapes", "head_pose"]
-    assert head.stat().st_size < 16_000
+    # by default two heads are cross-validated on the same folds, on the network's outputs alone and with the face
+    # features (blendshapes, head pose); the better one is written, and both are reported
+    sets = doc["cross_validation"]["feature_sets"]
+    assert list(sets) == ["network outputs alone", "network outputs + blendshapes, head_pose"]
+    assert [s["features"] for s in sets.values()] == [7, 7 + 52 + 3] and sum(s["chosen"] for s in sets.values()) == 1
+    kept = next(s for s in sets.values() if s["chosen"])
+    assert doc["features"]["groups"] == (["log_probabilities"] if kept["features"] == 7 else
+                                         ["log_probabilities", "blendshapes", "head_pose"])
+    assert kept["accuracy_mean"] == max(s["accuracy_mean"] for s in sets.values())
+    assert "<- kept" in out and head.stat().st_size < 20_000
     assert "| accuracy" in (tmp_path / "report" / "adapt-report.md").read_text()
     assert cv2.imread(str(tmp_path / "report" / "adapt-confusion.png")) is not None
 
