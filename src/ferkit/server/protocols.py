@@ -13,6 +13,8 @@ BoundedH11Protocol (uvicorn's h11 protocol, which parses on the event loop):
 The refusals are JSON, {"detail": "..."}, like every other error.
 
 BoundedWebSocketProtocol (uvicorn's websockets "sans-I/O" protocol, which answers every ping with a pong at once):
+- a message over `ws_max_message_bytes` gets its 1009 close frame delivered (a lingering close, as for HTTP
+  refusals above), not a reset;
 - pings are rate-limited (PING_BURST at once, PING_RATE a second after that) and a pong is not queued while more
   than MAX_PENDING_BYTES wait unsent: a client that floods pings and never reads is closed with 1008 instead of
   making the server buffer a pong per ping (1 GB of pings held 735 MB).
@@ -142,6 +144,24 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
         super().__init__(*args, **kwargs)
         self._tokens = float(PING_BURST)
         self._refilled = self.loop.time()
+        self._lingering = False
+
+    def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return  # failed: the rest of what the client sends is dropped unparsed
+        super().data_received(data)
+
+    def handle_parser_exception(self) -> None:
+        """A protocol error (a message over ws_max_message_bytes: 1009): send the close frame, then read and drop
+        what the client is still sending for a moment before closing. Closing at once, with its data unread, made
+        the kernel reset the connection, and the client saw a reset instead of the 1009 (a 16.1 MB frame)."""
+        assert self.conn.close_sent is not None
+        code, reason = self.conn.close_sent.code, self.conn.close_sent.reason
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        self._lingering = True
+        self.close_timer = self.loop.call_later(LINGER_SECONDS, self.transport.close)  # uvicorn waits for it
 
     def handle_ping(self) -> None:
         if self.close_sent:
@@ -164,4 +184,5 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
             self.transport.abort()
             return
         self.transport.write(b"".join(self.conn.data_to_send()))
-        self.transport.close()
+        self._lingering = True  # its pings still coming in would otherwise turn the close into a reset
+        self.close_timer = self.loop.call_later(LINGER_SECONDS, self.transport.close)
