@@ -131,7 +131,7 @@ def http_inputs():
     ok = b"Host: 127.0.0.1\r\nConnection: close\r\n"
     yield "chunked-1.6M-one-byte", "raw", (b"POST /api/v1/analyze HTTP/1.1\r\n" + ok + b"Content-Type: image/png\r\n"
                                            b"Transfer-Encoding: chunked\r\n\r\n" + b"1\r\nx\r\n" * 1_600_000 + b"0\r\n\r\n")
-    yield "headers-150KB-one-read", "raw", b"GET /healthz HTTP/1.1\r\n" + ok + b"X-A: " + b"a" * 150_000 + b"\r\n\r\n"
+    yield "headers-100KB-one-read", "raw", b"GET /healthz HTTP/1.1\r\n" + ok + b"X-A: " + b"a" * 100_000 + b"\r\n\r\n"
     for host in ("127.0.0.1:8766@evil.example", "[::1]evil.example", "localhost:evil", "[::1"):
         yield f"host {host}", "raw", f"GET /healthz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
 

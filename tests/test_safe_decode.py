@@ -40,8 +40,8 @@ def test_decodes_as_in_process_and_passes_refusals_through(pool):
 
 
 def test_cpu_limit_ends_the_child_and_a_fresh_one_takes_over():
-    data = _png(3000, 3000, noisy=True)
-    with DecoderPool(workers=1, cpu_seconds=0.02) as pool:
+    data = _png(1200, 1200, noisy=True)  # about 0.05 s to decode
+    with DecoderPool(workers=1, cpu_seconds=0.01) as pool:
         t0 = time.perf_counter()
         with pytest.raises(DecodeLimitError, match="CPU time"):
             pool.decode(data, "slow.png")
@@ -51,10 +51,11 @@ def test_cpu_limit_ends_the_child_and_a_fresh_one_takes_over():
 
 
 def test_memory_limit_stays_in_the_child():
+    big = _png(6000, 5000)  # 30 Mpx: 120 MB in Pillow, 90 MB of result (made first: making it takes memory here)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with DecoderPool(workers=1, memory_bytes=64_000_000) as pool:
         with pytest.raises(DecodeLimitError, match="memory"):
-            pool.decode(_png(6000, 5000), "big.png")  # 30 Mpx: 120 MB in Pillow, 90 MB of result
+            pool.decode(big, "big.png")
         assert pool.decode(_png(16, 16), "small.png").shape == (16, 16, 3)
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50_000  # KB: this process never held it
 

@@ -227,3 +227,16 @@ def test_permessage_deflate_is_off(server):
 
     with connect(f"{server.ws_url}/api/v1/live", open_timeout=10) as ws:  # the client offers it
         assert ws.response.headers.get("Sec-WebSocket-Extensions") is None
+
+
+def test_a_frame_far_over_the_limit_is_closed_with_1009_not_reset(server):
+    """The server closed while the client was still sending: a reset, not the 1009 it had sent (issue 26)."""
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    with connect(f"{server.ws_url}/api/v1/live", max_size=None, open_timeout=10) as ws:
+        ws.recv(timeout=10)
+        with pytest.raises(ConnectionClosed) as e:
+            ws.send(bytes(16 * server.settings.ws_max_message_bytes))
+            ws.recv(timeout=10)
+    assert e.value.rcvd is not None and e.value.rcvd.code == 1009, e.value

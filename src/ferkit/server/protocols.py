@@ -13,6 +13,8 @@ BoundedH11Protocol (uvicorn's h11 protocol, which parses on the event loop):
 The refusals are JSON, {"detail": "..."}, like every other error.
 
 BoundedWebSocketProtocol (uvicorn's websockets "sans-I/O" protocol, which answers every ping with a pong at once):
+- a message over `ws_max_message_bytes` gets its 1009 close frame delivered (a lingering close, as for HTTP
+  refusals above), not a reset;
 - pings are rate-limited (PING_BURST at once, PING_RATE a second after that) and a pong is not queued while more
   than MAX_PENDING_BYTES wait unsent: a client that floods pings and never reads is closed with 1008 instead of
   making the server buffer a pong per ping (1 GB of pings held 735 MB).
@@ -29,7 +31,8 @@ MAX_BODY_EVENTS = 20_000  # pieces of one request body (a chunk, or the part of 
                           # upload sent in 64 KB chunks makes about 200, a browser's in 16 KB reads about 700
 PING_BURST = 16           # pings answered back to back
 PING_RATE = 4.0           # pings a second after the burst (a client's keepalive sends one every few seconds)
-LINGER_SECONDS = 2.0      # after a refusal, how long the rest of the request is read and dropped
+LINGER_SECONDS = 2.0      # after a refusal, how long the rest of the request is read and dropped,
+LINGER_BYTES = 64_000_000  # and how much of it at most (then the connection is cut: about 45 ms of CPU)
 MAX_PENDING_BYTES = 256_000  # unsent bytes to the client (pongs, answers) past which a ping is a flood
 
 
@@ -44,6 +47,7 @@ class BoundedH11Protocol(H11Protocol):
         self._refusal: str | None = None
         self._timer = None
         self._draining = False
+        self._drained = 0
         next_event = self.conn.next_event
 
         def checked_next_event():  # sees every event uvicorn's handle_events gets, in order
@@ -98,8 +102,11 @@ class BoundedH11Protocol(H11Protocol):
         self._arm(self.request_head_seconds)
 
     def data_received(self, data: bytes) -> None:
-        if self._draining:
-            return  # refused: the rest of the request is dropped unread
+        if self._draining:  # refused: the rest of the request is dropped unparsed
+            self._drained += len(data)
+            if self._drained > LINGER_BYTES:
+                self.transport.abort()
+            return
         super().data_received(data)
         state = self.conn.their_state
         if state is h11.SEND_BODY:
@@ -142,6 +149,28 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
         super().__init__(*args, **kwargs)
         self._tokens = float(PING_BURST)
         self._refilled = self.loop.time()
+        self._lingering = False
+        self._drained = 0
+
+    def data_received(self, data: bytes) -> None:
+        if self._lingering:  # failed: the rest of what the client sends is dropped unparsed
+            self._drained += len(data)
+            if self._drained > LINGER_BYTES:
+                self.transport.abort()
+            return
+        super().data_received(data)
+
+    def handle_parser_exception(self) -> None:
+        """A protocol error (a message over ws_max_message_bytes: 1009): send the close frame, then read and drop
+        what the client is still sending for a moment before closing. Closing at once, with its data unread, made
+        the kernel reset the connection, and the client saw a reset instead of the 1009 (a 16.1 MB frame)."""
+        assert self.conn.close_sent is not None
+        code, reason = self.conn.close_sent.code, self.conn.close_sent.reason
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        self._lingering = True
+        self.close_timer = self.loop.call_later(LINGER_SECONDS, self.transport.close)  # uvicorn waits for it
 
     def handle_ping(self) -> None:
         if self.close_sent:
@@ -164,4 +193,5 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
             self.transport.abort()
             return
         self.transport.write(b"".join(self.conn.data_to_send()))
-        self.transport.close()
+        self._lingering = True  # its pings still coming in would otherwise turn the close into a reset
+        self.close_timer = self.loop.call_later(LINGER_SECONDS, self.transport.close)
