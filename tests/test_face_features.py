@@ -79,7 +79,7 @@ def tflite_outputs(x: np.ndarray, tmp: Path) -> tuple[np.ndarray, np.ndarray]:
 def test_the_onnx_models_match_mediapipes_tflite_files(rec, photo, tmp_path):
     """Landmarks within 0.5 px at 256 px, blendshapes within 0.01, on the sample photo's face in three views. The
     reference is MediaPipe's TFLite run live where the bundle (../shared) and ai-edge-litert are here, else its
-    outputs stored in tests/data (`python tests/test_face_features.py` writes them, from the bundle)."""
+    outputs stored in tests/data (`python -m tests.test_face_features` writes them, from the bundle)."""
     x = mesh_inputs(rec, photo)
     fm = rec.face_mesh
     got = np.stack([fm._mesh.run(None, {fm._mesh_input: c[None]})[0].reshape(-1, 3) for c in x])

@@ -137,10 +137,10 @@ def face_roi(points: np.ndarray, eyes: tuple[np.ndarray, np.ndarray]) -> tuple[n
 
 # A face's landmark box (all 478 points) from the detector's five points: measured by running the mesh twice on
 # faces (the second crop from the first mesh, as MediaPipe tracks) and fitting, in the face's own upright frame, the
-# box's centre and side to the eye-mouth distance: medians over 206 faces, FER-2013 Training faces in scenes and the
+# box's centre and side to the eye-mouth distance: medians over 570 faces, FER-2013 Training faces in scenes and the
 # sample photo's views (benchmarks/face_features.py --part calibrate; docs/benchmarks/face_features.txt).
-FIVE_POINT_CENTRE = (0.0, 0.43)  # centre = eye midpoint + these x eye-mouth distance (right, down), face frame
-FIVE_POINT_SIDE = 2.52          # landmark box's longer side / eye-mouth distance
+FIVE_POINT_CENTRE = (0.0, 0.41)  # centre = eye midpoint + these x eye-mouth distance (right, down), face frame
+FIVE_POINT_SIDE = 2.49          # landmark box's longer side / eye-mouth distance
 
 
 def roi_from_five_points(five: np.ndarray) -> tuple[np.ndarray, float, float]:
