@@ -134,7 +134,8 @@ def main(argv=None) -> None:
 
     data = data_path(args.data)
     ds = load_dataset(data)
-    votes = read_ferplus_votes(data.parent / "fer2013new.csv", len(ds))
+    ferplus = data.parent / "fer2013new.csv"   # FER+ models only
+    votes = read_ferplus_votes(ferplus, len(ds)) if ferplus.is_file() else None
     results = []
     for model in args.models or ferkit.available_models():
         r = study(model, ds, votes, args)
