@@ -17,6 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from .. import __version__
 from .security import Guard
 from .settings import Settings
+from .static_files import PageFiles
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -72,7 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def favicon() -> Response:
         return Response(_favicon_png(), media_type="image/png", headers={"Cache-Control": "max-age=86400"})
 
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.mount("/static", PageFiles(directory=STATIC_DIR), name="static")  # gzip + Cache-Control: static_files.py
     _add_offline_docs(app)
     return app
 
