@@ -374,3 +374,28 @@ def test_ensemble_weights_are_fitted_on_publictest_and_beat_each_member(tiny_dat
     public = selection_set(tiny_data, EMOTIONS)
     singles = [evaluate(load_recognizer(m, detector="none"), public)["accuracy"] for m in members]
     assert acc >= max(singles) - 1e-9 and held_out <= acc + 1e-9
+
+
+def test_calibration_shift_runs_and_keeps_the_splits_apart(tmp_path):
+    """research.calibration_shift on tiny data: the command and its JSON, not the figures. The temperature is fitted
+    on Training faces only (shifted: each under one corruption), reported on both test splits."""
+    import json
+
+    from research.calibration_shift import shifted_training, subset
+    from ferkit.evaluate import EvalSet
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 7, 90).astype(np.uint8)
+    pixels = rng.integers(0, 256, (90, 48, 48), dtype=np.uint8)
+    np.savez(tmp_path / "tiny.npz", pixels=pixels, emotion=labels, usage=np.array([0] * 30 + [1] * 30 + [2] * 30, np.uint8))
+    training = EvalSet("Training", pixels[:30], labels[:30], ())
+    shifted, plain = shifted_training(training, 20), subset(training, 20, seed=0)
+    assert np.array_equal(shifted.labels, plain.labels)
+    assert (shifted.pixels != plain.pixels).any(axis=(1, 2)).mean() > 0.5   # most faces changed by a corruption
+    out = tmp_path / "cal.json"
+    r = research("research.calibration_shift", "--data", tmp_path / "tiny.npz", "--models", "fer2013-robust",
+                 "--per-corruption", "10", "--train", "20", "--scenes", "0", "--out", out)
+    assert r.returncode == 0, r.stderr
+    [row] = json.loads(out.read_text())
+    assert row["model"] == "fer2013-robust" and row["PrivateTest"]["n_clean"] == 30
+    assert row["PublicTest"]["n_per_corruption"] == 10 and isinstance(row["choose_fitted"], bool)

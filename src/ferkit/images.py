@@ -245,7 +245,8 @@ def _check_tiff(data: bytes, name: str, max_pixels: int) -> None:
 
 def _check_size(w: int, h: int, name: str, max_pixels: int) -> None:
     if w * h > max_pixels:
-        raise ImageTooLargeError(f"{name}: {w}x{h} is {w * h:,} pixels, over the limit of {max_pixels:,}")
+        raise ImageTooLargeError(f"{name}: {w}x{h} is {w * h:,} pixels, over the limit of {max_pixels:,}; "
+                                 f"resize it (ferkit analyze reads photos up to {MAX_LOCAL_PIXELS // 10**6} MP, reduced)")
 
 
 def _check_jpeg(data: bytes, name: str, max_pixels: int) -> None:

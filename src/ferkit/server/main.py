@@ -18,6 +18,7 @@ from .. import __version__
 from ..safe_decode import DecoderPool, return_large_buffers_to_the_os
 from .security import Guard
 from .settings import Settings
+from .static_files import PageFiles
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -79,7 +80,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def favicon() -> Response:
         return Response(_favicon_png(), media_type="image/png", headers={"Cache-Control": "max-age=86400"})
 
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.mount("/static", PageFiles(directory=STATIC_DIR), name="static")  # gzip + Cache-Control: static_files.py
     _add_offline_docs(app)
     return app
 

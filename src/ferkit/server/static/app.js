@@ -608,8 +608,10 @@ function onLiveMessage(s, msg) {
     for (const id of s.sendTimes.keys()) if (id <= msg.frame) s.sendTimes.delete(id);
     if (sentAt != null && msg.type === "result") s.results.push({ t: performance.now(), rtt: performance.now() - sentAt });
   }
-  if (msg.type === "error") {
-    setMessage($("live-message"), msg.detail, true);
+  if (msg.type === "error") {   // one frame lost; the server's detail is for programs, not for people
+    setMessage($("live-message"), /over the limit/.test(msg.detail || "")
+      ? "A camera frame was too large for the server and was skipped; the next frames are still sent."
+      : "A camera frame could not be read and was skipped; the next frames are still sent.", true);
   } else if (msg.type === "result") {
     // A frame where the face was lost (between detections, faces that moved far in a slow tab's long gaps)
     // keeps the last faces on screen for HOLD_MS, marked as held, rather than flashing the box off.

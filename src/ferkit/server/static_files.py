@@ -1,0 +1,42 @@
+"""The page's static files (/static/...): gzip-compressed when the browser accepts it, with Cache-Control.
+
+app.js, style.css and the other text files: `no-cache` (the browser keeps its copy and revalidates it with the
+ETag: a 304 when unchanged, so a new release is picked up at once); images: kept for a day. The compressed copy of
+a file is made once per version of the file (path, size, mtime) and kept in memory: a few files of a few kB."""
+from __future__ import annotations
+
+import gzip
+import os
+from functools import lru_cache
+
+from starlette.datastructures import Headers
+from starlette.responses import Response
+from starlette.staticfiles import NotModifiedResponse, StaticFiles
+from starlette.types import Scope
+
+COMPRESSED = {".js": "text/javascript", ".css": "text/css", ".html": "text/html", ".svg": "image/svg+xml",
+              ".json": "application/json", ".md": "text/markdown"}
+REVALIDATE = "no-cache"           # text: kept, revalidated on each use
+KEEP = "public, max-age=86400"    # images: kept for a day
+
+
+@lru_cache(maxsize=64)
+def _gzipped(path: str, size: int, mtime_ns: int) -> bytes:
+    with open(path, "rb") as f:
+        return gzip.compress(f.read(), compresslevel=9, mtime=0)
+
+
+class PageFiles(StaticFiles):
+    def file_response(self, full_path, stat_result: os.stat_result, scope: Scope, status_code: int = 200) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        suffix = os.path.splitext(str(full_path))[1].lower()
+        response.headers["Cache-Control"] = REVALIDATE if suffix in COMPRESSED else KEEP
+        if suffix not in COMPRESSED or status_code != 200 or isinstance(response, NotModifiedResponse):
+            return response
+        response.headers["Vary"] = "Accept-Encoding"
+        if "gzip" not in Headers(scope=scope).get("accept-encoding", "").lower() or scope.get("method") == "HEAD":
+            return response
+        body = _gzipped(str(full_path), stat_result.st_size, stat_result.st_mtime_ns)
+        headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "accept-ranges")}
+        headers["Content-Encoding"] = "gzip"
+        return Response(body, status_code=200, headers=headers, media_type=COMPRESSED[suffix])

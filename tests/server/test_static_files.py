@@ -1,0 +1,27 @@
+"""The page's static files: gzip when accepted (same bytes once unpacked), Cache-Control, ETag revalidation (304)."""
+from __future__ import annotations
+
+import httpx
+
+
+def test_static_text_is_compressed_and_revalidated(server):
+    with httpx.Client(base_url=server.url, timeout=30) as raw:
+        plain = raw.get("/static/app.js", headers={"Accept-Encoding": "identity"})
+        packed = raw.get("/static/app.js", headers={"Accept-Encoding": "gzip, deflate"})
+        assert plain.status_code == packed.status_code == 200
+        assert "content-encoding" not in plain.headers and packed.headers["content-encoding"] == "gzip"
+        assert packed.content == plain.content                      # httpx unpacks it: the same file
+        assert int(packed.headers["content-length"]) < len(plain.content) / 2
+        assert packed.headers["content-type"].startswith("text/javascript")
+        for r in (plain, packed):
+            assert r.headers["cache-control"] == "no-cache" and r.headers["vary"] == "Accept-Encoding"
+            again = raw.get("/static/app.js", headers={"If-None-Match": r.headers["etag"],
+                                                       "Accept-Encoding": "gzip"})
+            assert again.status_code == 304 and again.content == b""
+        css = raw.get("/static/style.css", headers={"Accept-Encoding": "gzip"})
+        assert css.headers["content-encoding"] == "gzip" and css.headers["content-type"].startswith("text/css")
+        assert raw.head("/static/app.js", headers={"Accept-Encoding": "gzip"}).status_code == 200
+        photo = raw.get("/static/examples/astronaut.jpg", headers={"Accept-Encoding": "gzip"})
+        assert photo.status_code == 200 and "content-encoding" not in photo.headers
+        assert photo.headers["cache-control"] == "public, max-age=86400"
+        assert raw.get("/static/nothing.js").status_code == 404
