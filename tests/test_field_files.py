@@ -140,6 +140,10 @@ def test_a_big_photo_is_read_reduced_and_boxes_come_in_its_own_pixels(astronaut,
     scale = side / 512
     for key in "xywh":   # the box of the 512-px photo, scaled to the file's pixels (within detection's jitter)
         assert abs(box[key] - small[key] * scale) < 0.06 * small["w"] * scale, (box, small)
+    r = ferkit("analyze", tmp_path / "odd.jpg", "--json", "--features", "mesh")  # the mesh comes in them too
+    face = json.loads(r.stdout)[0]["faces"][0]
+    b, nose = face["box"], face["mesh"][1]
+    assert b["x"] < nose[0] < b["x"] + b["w"] and b["y"] < nose[1] < b["y"] + b["h"], (b, nose)
 
 
 # ---------------------------------------------------------------- 3. files a folder holds that are not images

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -68,6 +68,14 @@ class Face:
         is accepted as well); goes in 0.3."""
         warnings.warn("Face.confidence is the detector's score: use Face.detector_score", DeprecationWarning, stacklevel=2)
         return self.detector_score
+
+    def scaled(self, k: float) -> "Face":
+        """The same face in pixels k times larger (a photo read reduced by k): box, landmarks and mesh scaled."""
+        if k == 1:
+            return self
+        return replace(self, box=tuple(int(round(v * k)) for v in self.box),
+                       landmarks=None if self.landmarks is None else tuple((x * k, y * k) for x, y in self.landmarks),
+                       mesh=None if self.mesh is None else (np.asarray(self.mesh) * np.float32(k)).astype(np.float32))
 
     def to_dict(self, decimals: int | None = None) -> dict:
         """The face as JSON-ready data. `decimals` rounds the probabilities (None: as computed). Feature keys

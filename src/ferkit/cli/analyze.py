@@ -171,7 +171,7 @@ def run(args) -> int:
                 annotate.write(item, draw_faces(image, faces))
             if explain and faces:
                 explain.write(item, draw_faces(overlay(image, faces), faces))
-            faces = [_scaled(f, scale) for f in faces]
+            faces = [f.scaled(scale) for f in faces]  # in the file's own pixels
         except Exception as e:  # one bad file never costs the others: reported here, counted in the exit status
             message = _describe_failure(item.path, e)
             print_error(message)
@@ -191,14 +191,6 @@ def run(args) -> int:
     if failed:
         return EXIT_ERROR
     return EXIT_NO_FACE if not with_faces else EXIT_SOME_NO_FACE if faceless else EXIT_OK
-
-
-def _scaled(face, k: int):
-    """A face found on a photo read at 1/k of its size, in the file's own pixels."""
-    if k == 1:
-        return face
-    landmarks = None if face.landmarks is None else tuple((x * k, y * k) for x, y in face.landmarks)
-    return dataclasses.replace(face, box=tuple(v * k for v in face.box), landmarks=landmarks)
 
 
 def _print_table(name: str, faces, labels) -> None:
