@@ -217,6 +217,39 @@ def speed(args) -> None:
         print(f"  {k:22s} {np.median(v) * 1000:6.1f} ms  ({np.median(v) / base:.2f}x)   fastest {min(v) * 1000:6.1f} ms")
     print(f"  the stage alone (mesh + blendshapes + pose, one face): median {np.median(st) * 1000:.1f} ms, "
           f"fastest {min(st) * 1000:.1f} ms")
+    mesh_against_tflite(args, stage)
+
+
+def mesh_against_tflite(args, stage) -> None:
+    """The mesh model alone, ferkit's ONNX file on ONNX Runtime against MediaPipe's own TFLite file on LiteRT with
+    XNNPACK, one thread each, interleaved (needs the bundle and ai-edge-litert)."""
+    import tempfile
+    import zipfile
+
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        return
+    if not Path(args.task).is_file():
+        return
+    tmp = Path(tempfile.mkdtemp())
+    zipfile.ZipFile(args.task).extractall(tmp)
+    lite = Interpreter(str(tmp / "face_landmarks_detector.tflite"), num_threads=1)
+    lite.allocate_tensors()
+    slot = lite.get_input_details()[0]["index"]
+    x = np.random.default_rng(0).random((1, 256, 256, 3), dtype=np.float32)
+    theirs, ours = [], []
+    for _ in range(args.repeats):
+        t = time.perf_counter()
+        lite.set_tensor(slot, x)
+        lite.invoke()
+        theirs.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        stage._mesh.run(None, {stage._mesh_input: x})
+        ours.append(time.perf_counter() - t)
+    print(f"  the mesh model alone, one thread: ferkit's ONNX on ONNX Runtime median {np.median(ours) * 1000:.1f} ms "
+          f"(fastest {min(ours) * 1000:.1f}); MediaPipe's TFLite on LiteRT/XNNPACK median {np.median(theirs) * 1000:.1f} ms "
+          f"(fastest {min(theirs) * 1000:.1f})")
 
 
 def live(args) -> None:
