@@ -4,6 +4,7 @@ folder itself; a label on a face that fills the image; `ferkit video` naming the
 examples/ is the real face throughout."""
 from __future__ import annotations
 
+import csv
 import json
 import struct
 import subprocess
@@ -140,6 +141,11 @@ def test_a_big_photo_is_read_reduced_and_boxes_come_in_its_own_pixels(astronaut,
     scale = side / 512
     for key in "xywh":   # the box of the 512-px photo, scaled to the file's pixels (within detection's jitter)
         assert abs(box[key] - small[key] * scale) < 0.06 * small["w"] * scale, (box, small)
+    rows = tmp_path / "rows.csv"  # ferkit batch reads it reduced too, its rows in the file's pixels
+    r = ferkit("batch", tmp_path / "odd.jpg", "--out", rows, "--no-progress", "--workers", "1")
+    assert r.returncode == 0, r.stderr
+    (row,) = list(csv.DictReader(rows.open()))
+    assert row["status"] == "ok" and abs(int(row["x"]) - small["x"] * 9001 / 512) < 0.1 * 9001 / 512 * small["w"], row
     r = ferkit("analyze", tmp_path / "odd.jpg", "--json", "--features", "mesh")  # the mesh comes in them too
     face = json.loads(r.stdout)[0]["faces"][0]
     b, nose = face["box"], face["mesh"][1]

@@ -189,17 +189,18 @@ def _analyze_each(rec, task_frames) -> list:
 
 
 def _process_images(rec, tasks: list[Task]):
-    from ..images import load_image
+    from ..images import read_photo
 
-    decoded, results = [], {}
+    decoded, results, scales = [], {}, {}
     for t in tasks:
         try:
-            decoded.append((t, None, load_image(t.file)))
+            image, scales[t.key] = read_photo(t.file)  # a photo over 40 MP comes reduced (by a power of 2)
+            decoded.append((t, None, image))
         except (ValueError, OSError, cv2.error) as e:   # UnreadableImageError / ImageTooLargeError are ValueErrors
             results[t.key] = [error_row(rec, t, describe_error(t, e))]
     for (t, _, _), faces in zip(decoded, _analyze_each(rec, decoded)):
         results[t.key] = ([error_row(rec, t, describe_error(t, faces))] if isinstance(faces, BaseException)
-                          else face_rows(rec, t, None, faces))
+                          else face_rows(rec, t, None, [f.scaled(scales[t.key]) for f in faces]))  # file's pixels
     return [(t.key, results[t.key]) for t in tasks]
 
 
