@@ -38,7 +38,7 @@ def output_format(out: str | os.PathLike) -> str:
         try:
             import pyarrow  # noqa: F401
         except ImportError:
-            raise ValueError(f'{out}: Parquet output needs pyarrow: pip install "ferkit[ray]" (or pyarrow), '
+            raise ValueError(f'{out}: Parquet output needs pyarrow: pip install "ferkit[parquet]", '
                              f'or name the file .csv or .jsonl') from None
     return fmt
 
