@@ -19,9 +19,11 @@ import pytest
 from PIL import Image
 
 MAX_RSS_MB = 1500  # the whole run, model included; a header that makes a decoder allocate gigabytes fails here
-# `ferkit ARGS...` as `python -m ferkit` runs it, writing its own peak RSS (kB) to $RSS_OUT on the way out
-RUN_RECORDING_PEAK_RSS = ("import atexit, os, resource, sys; atexit.register(lambda: open(os.environ['RSS_OUT'], 'w')"
-                          ".write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))); "
+# `ferkit ARGS...` as `python -m ferkit` runs it, writing its own peak RSS (kB) to $RSS_OUT on the way out. VmHWM,
+# not getrusage's ru_maxrss: Linux carries ru_maxrss across exec, so a child of a big pytest process would report
+# the parent's size (2.2 GB late in a full run) rather than its own.
+RUN_RECORDING_PEAK_RSS = ("import atexit, os, re, sys; atexit.register(lambda: open(os.environ['RSS_OUT'], 'w')"
+                          ".write(re.search(r'VmHWM:\\s*(\\d+)', open('/proc/self/status').read()).group(1))); "
                           "from ferkit.cli import main; main(sys.argv[1:])")
 
 
