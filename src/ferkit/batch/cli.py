@@ -44,6 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, metavar="N",
                    help="worker processes (local) or actors (ray) (default: the CPU cores / the cluster's CPUs)")
     p.add_argument("--address", metavar="ADDR", help="Ray cluster to use (default: RAY_ADDRESS, else a Ray running here, else one started for the run)")
+    p.add_argument("--node-timeout", type=float, default=None, metavar="S",
+                   help="ray: with nodes lost and no worker able to run for S seconds, stop (exit 5; rerun to resume) "
+                        "(default: 120)")
     add_model(p)
     add_detector(p)
     add_detect_side(p)
@@ -71,7 +74,8 @@ def main_from_args(args: argparse.Namespace) -> int:
                               model=args.model, detector=args.detector, provider=args.provider, fps=args.fps,
                               glob=args.glob, column=args.column, batch_size=args.batch_size,
                               progress=not args.no_progress, detect_side=args.detect_side,
-                              overwrite=args.overwrite, retry_errors=args.retry_errors)
+                              overwrite=args.overwrite, retry_errors=args.retry_errors,
+                              node_timeout=args.node_timeout)
     except KeyboardInterrupt:
         raise CommandError("interrupted; finished work is kept: rerun the same command to resume",
                            EXIT_INTERRUPTED) from None

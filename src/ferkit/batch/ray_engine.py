@@ -7,7 +7,8 @@ exactly as the local engine's are written. Actors are spread over the nodes and 
 When an actor dies:
 - its node is gone (killed, lost from the network): the chunks it held go back to the queue as they were, and a
   new actor is asked for, which Ray places where resources are left; the run goes on on the nodes left. When no
-  actor at all has been able to run for LOST_TIMEOUT_S (every node lost, or none with room), the run stops with
+  actor at all has been able to run for `node_timeout` seconds (LOST_TIMEOUT_S by default; every node lost, or
+  none with room), the run stops with
   ClusterError naming the lost nodes; finished chunks are kept for the rerun.
 - its node is alive (a crash on an input, out of memory): as in the local engine, the tasks of the chunk it was
   working on are retried once, one task per chunk, on the actors (no Recognizer reloaded per task); a task that
@@ -54,11 +55,11 @@ class ChunkWorker:
     def __init__(self, spec: RecognizerSpec, fps: float):
         self.rec, self.fps = spec.load(), fps
 
-    def node(self) -> tuple[str, str]:
-        """(node id, node address): answered once the Recognizer is loaded."""
+    def node(self) -> str:
+        """Its node's id: answered once the Recognizer is loaded."""
         import ray
 
-        return ray.get_runtime_context().get_node_id(), ray.util.get_node_ip_address()
+        return ray.get_runtime_context().get_node_id()
 
     def run(self, chunk: Chunk) -> tuple[list, bool]:
         """(the chunk's (task key, rows), whether none of its files exists here)."""
@@ -152,10 +153,11 @@ def connect(ray, address: str | None, timeout: float = CONNECT_TIMEOUT_S) -> Non
 
 # ---------------------------------------------------------------- the pool
 def ray_engine(todo: list[Chunk], spec: RecognizerSpec, fps: float, workers: int | None = None,
-               address: str | None = None, describe: tuple[str, list[str], str] | None = None
-               ) -> Iterator[tuple[Chunk, list]]:
+               address: str | None = None, describe: tuple[str, list[str], str] | None = None,
+               node_timeout: float = LOST_TIMEOUT_S) -> Iterator[tuple[Chunk, list]]:
     """Yield (chunk, [(task key, rows)]) as chunks finish. Connects to `address` (or RAY_ADDRESS, or starts a local
-    instance); `workers`: actors in the pool (default: the cluster's CPUs). A driver already connected is reused."""
+    instance); `workers`: actors in the pool (default: the cluster's CPUs). A driver already connected is reused.
+    `node_timeout`: seconds with no actor able to run (nodes lost) before ClusterError."""
     ray = import_ray()
     if not todo:
         return
@@ -166,7 +168,7 @@ def ray_engine(todo: list[Chunk], spec: RecognizerSpec, fps: float, workers: int
     try:
         n = workers or max(1, int(ray.cluster_resources().get("CPU", 1) // ACTOR_CPUS))
         pool = _Pool(ray, spec, fps, min(n, len(todo)), stand_in(*(describe or spec.describe())),
-                     address or os.environ.get("RAY_ADDRESS") or "this machine")
+                     address or os.environ.get("RAY_ADDRESS") or "this machine", node_timeout)
         yield from pool.run(deque(todo))
     finally:
         if pool is not None:
@@ -185,15 +187,18 @@ class _Slot:
 
 
 class _Pool:
-    def __init__(self, ray, spec, fps, size, stub, where):
-        self.ray, self.stub, self.where = ray, stub, where
+    def __init__(self, ray, spec, fps, size, stub, where, node_timeout):
+        self.ray, self.stub, self.where, self.node_timeout = ray, stub, where, node_timeout
         # restarts are the pool's to make (a new actor, placed where there is room), not Ray's
         self.actor_class = ray.remote(num_cpus=ACTOR_CPUS, max_restarts=0, max_task_retries=0)(ChunkWorker)
         self.spec, self.fps = spec, fps
         self.slots = [self._new() for _ in range(size)]
         self.lost: dict[str, str] = {}   # node id -> address, of the nodes that went away
-        self.failed: list[tuple[Chunk, list]] = []   # error rows of tasks that killed an actor twice, to yield
-        self.early_deaths = 0
+        self.died = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
+                     ray.exceptions.ObjectLostError, ray.exceptions.OwnerDiedError)
+        self.used: dict[str, str] = {}   # node id -> address, of every node an actor of the pool ran on
+        self.lost_workers: dict[str, str] = {}   # node id -> address, of the nodes where a ready actor died
+        self.extra: list[tuple[Chunk, list]] = []   # results to yield found by _died: finished, or error rows
 
     def _new(self) -> _Slot:
         return _Slot(self.actor_class.options(scheduling_strategy="SPREAD").remote(self.spec, self.fps))
@@ -207,12 +212,14 @@ class _Pool:
 
     def run(self, pending: deque) -> Iterator[tuple[Chunk, list]]:
         ray = self.ray
-        died = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
-                ray.exceptions.ObjectLostError, ray.exceptions.OwnerDiedError)
+        died = self.died
         last_alive = time.monotonic()
         while pending or any(s.sent for s in self.slots):
             for s in self.slots:
                 while s.node is not None and len(s.sent) < IN_FLIGHT and pending:
+                    if s.sent and (s.sent[-1][1].attempt or pending[0].attempt):
+                        break  # a retried task travels alone: when its actor dies, it is the one at fault (an actor
+                        # that dies may take the answer of the task it finished just before with it)
                     chunk = pending.popleft()
                     s.sent.append((s.actor.run.remote(chunk), chunk))
             waiting = {}
@@ -231,7 +238,9 @@ class _Pool:
                     continue
                 if s.node is None and ref == s.started:
                     try:
-                        s.node = ray.get(ref)
+                        node_id = ray.get(ref)
+                        s.node = (node_id, self._address(node_id))
+                        self.used[node_id] = s.node[1]
                     except died as e:
                         self._died(s, e, pending)
                     except ray.exceptions.RayTaskError as e:  # the Recognizer could not be loaded: a bug or a setup
@@ -248,16 +257,26 @@ class _Pool:
                 if unseen:
                     self._check_seen(chunk, s)
                 yield chunk, results
-            while self.failed:
-                yield self.failed.pop(0)
+            while self.extra:
+                yield self.extra.pop(0)
             now = time.monotonic()
             if any(s.node is not None and not s.dead for s in self.slots):
                 last_alive = now
-            elif now - last_alive > LOST_TIMEOUT_S:
-                lost = ", ".join(sorted(set(self.lost.values()))) or "none reported"
-                raise ClusterError(f"no Ray worker could run for {LOST_TIMEOUT_S} s on the cluster at {self.where} "
-                                   f"(nodes lost: {lost}; a worker needs {ACTOR_CPUS:g} CPU free on a node); "
-                                   f"{RESUME} once the cluster has room")
+            elif now - last_alive > self.node_timeout:
+                alive = {n["NodeID"]: n["Alive"] for n in ray.nodes()}
+                self.lost.update((k, v) for k, v in self.used.items() if not alive.get(k, False))
+                where = {**self.lost_workers, **self.lost}  # Ray may not have declared a node dead yet
+                lost = ", ".join(sorted(set(where.values()))) or "none"
+                raise ClusterError(f"no Ray worker could run for {self.node_timeout:g} s on the cluster at {self.where} "
+                                   f"(workers lost on node {lost}; a worker needs {ACTOR_CPUS:g} CPU free on a "
+                                   f"node); {RESUME} once the cluster has room")
+
+    def _address(self, node_id: str) -> str:
+        """The node's address as the cluster knows it (the one `ray start --node-ip-address` gave)."""
+        for n in self.ray.nodes():
+            if n["NodeID"] == node_id:
+                return n.get("NodeManagerAddress") or node_id[:8]
+        return node_id[:8]
 
     def _check_seen(self, chunk: Chunk, s: _Slot) -> None:
         here = [t for t in chunk.tasks if os.path.exists(t.file)]
@@ -286,6 +305,18 @@ class _Pool:
         task by task (or, on a retry already, error rows), the rest back to the queue. A new actor takes its place."""
         s.dead = True
         self.slots[self.slots.index(s)] = self._new()
+        still = deque()
+        for ref, chunk in s.sent:  # chunks it finished before it died, not collected yet
+            if self.ray.wait([ref], timeout=0)[0]:
+                try:
+                    results, _ = self.ray.get(ref)
+                except self.died:
+                    pass
+                else:
+                    self.extra.append((chunk, results))
+                    continue
+            still.append((ref, chunk))
+        s.sent = still
         node_id, addr = s.node or (None, None)
         retried = bool(s.sent) and s.sent[0][1].attempt > 0  # about to become an error row: make sure
         if not self._node_alive(node_id, NODE_DEATH_WAIT_S if retried else 0.0):
@@ -293,9 +324,13 @@ class _Pool:
             pending.extendleft(c for _, c in reversed(s.sent))
             return
         if s.node is None:
-            self.early_deaths += 1
-            if self.early_deaths > 3 * len(self.slots):
-                raise RuntimeError(f"Ray workers keep dying while loading the recognizer: {e}")
+            if getattr(e, "actor_init_failed", False):  # the Recognizer could not be loaded: a bug or a setup
+                raise RuntimeError(f"a Ray worker could not load the recognizer: {e}") from None
+            # placed on a node that has just gone (Ray reports nodes lost after its health checks, up to ~30 s):
+            # try again, a little later; with no actor running for node_timeout, the run stops
+            time.sleep(0.5)
+            return
+        self.lost_workers[node_id] = addr
         if not s.sent:
             return
         held = [c for _, c in s.sent]
@@ -304,6 +339,6 @@ class _Pool:
         if chunk.attempt == 0:
             pending.extendleft(Chunk(t.index, (t,), 1) for t in reversed(chunk.tasks))
         else:
-            self.failed.append((chunk, [(t.key, [error_row(self.stub, t, f"{t.source}: a Ray worker died on this "
+            self.extra.append((chunk, [(t.key, [error_row(self.stub, t, f"{t.source}: a Ray worker died on this "
                                                                           f"input, again when it was retried alone")])
                                         for t in chunk.tasks]))
