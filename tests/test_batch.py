@@ -441,3 +441,28 @@ def test_a_full_disk_stops_the_run_with_exit_6_naming_the_file(folder, tmp_path)
     assert "cannot write (No space left on device)" in proc.stderr and "rerun the same command" in proc.stderr, \
         proc.stderr
     assert "settings.json" in proc.stdout and "part-" in proc.stdout, proc.stdout   # what was finished stays
+
+
+def test_recorded_settings_follow_every_field_of_the_spec():
+    """A field added to RecognizerSpec (a tuple of features, say) is recorded and compared without a change here;
+    a tuple reads back from JSON as a list and still compares equal; an older record without the field matches
+    while the field keeps its empty default."""
+    import dataclasses
+    import json
+
+    from ferkit.batch.api import run_settings
+    from ferkit.batch.output import settings_difference
+
+    @dataclasses.dataclass(frozen=True)
+    class WithFeatures(RecognizerSpec):
+        features: tuple = ()
+
+    describe = ("fer2013", ["happy"], "yunet")
+    mesh = run_settings(WithFeatures(features=("mesh", "pose")), describe, 5.0, 16, 50)
+    assert mesh["features"] == ("mesh", "pose") and mesh["detect_side"] is None and mesh["fps"] == 5.0
+    recorded = json.loads(json.dumps(mesh))
+    assert settings_difference(recorded, mesh) == ""
+    plain = run_settings(WithFeatures(), describe, 5.0, 16, 50)
+    assert settings_difference(recorded, plain) == "features: ['mesh', 'pose'] then, [] now"
+    older = {k: v for k, v in recorded.items() if k != "features"}
+    assert settings_difference(older, plain) == "" and settings_difference(older, mesh) != ""
