@@ -107,7 +107,7 @@ def cluster():
                 logs = "\n".join(f"{n}: {(Path(temp) / n).read_text()[-1500:]}" for n in ("head.log", "node.log"))
                 pytest.fail(f"the two-node Ray cluster at {address} did not come up:\n{logs}")
             time.sleep(2)
-        state = SimpleNamespace(address=address, node=node, temp=temp)
+        state = SimpleNamespace(address=address, node=node, temp=temp, head=head)
         yield state   # a test may start the second node again: state.node
         if state.node is not node:
             _stop(state.node)
@@ -204,16 +204,16 @@ def test_inputs_the_nodes_cannot_see_stop_the_run(cluster, folder, tmp_path):  #
     assert not (tmp_path / "r.csv").exists() and not list(tmp_path.glob("r.csv.parts/part-*"))
 
 
-def _raylet(node: subprocess.Popen) -> int:
-    """The process id of the raylet that `ray start --block` (process `node`) runs."""
+def _raylet(node: subprocess.Popen, program: str = "raylet/raylet") -> int:
+    """The process id of the raylet (or another `program`) that `ray start --block` (process `node`) runs."""
     for entry in Path("/proc").iterdir():
         try:
             if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == node.pid \
-                    and "raylet/raylet" in (entry / "cmdline").read_text():
+                    and program in (entry / "cmdline").read_text():
                 return int(entry.name)
         except (OSError, ValueError, IndexError):
             continue
-    raise AssertionError("the second node's raylet was not found")
+    raise AssertionError(f"{program} of process {node.pid} was not found")
 
 
 def _wait_for_parts(proc, out: Path, n: int) -> None:
@@ -300,3 +300,26 @@ def _wait_for_nodes(address: str, n: int) -> None:
             return
         time.sleep(1)
     raise AssertionError(f"{n} nodes did not come up")
+
+
+def test_losing_the_head_mid_run_exits_5_with_a_message(cluster, tmp_path):
+    """kill -9 of the head's GCS mid-run: the run stops with exit 5 and a message saying how to resume, before Ray
+    would end the driver itself (60 s, exit 1, nothing on the terminal). Last: it ends the module's cluster."""
+    import cv2
+
+    from tests.test_batch import astronaut_frame
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(60):
+        cv2.imwrite(str(photos / f"p{i:03d}.jpg"), np.roll(astronaut_frame(), i, axis=1))
+    out = tmp_path / "r.csv"
+    proc = _cli(photos, "--out", out, "--engine", "ray", "--address", cluster.address, "--batch-size", "1")
+    _wait_for_parts(proc, out, 3)
+    os.kill(_raylet(cluster.head, "gcs_server"), signal.SIGKILL)
+    t0 = time.monotonic()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 5 and time.monotonic() - t0 < 45, err
+    assert err.startswith(f"ferkit: lost the Ray cluster at {cluster.address}: its head") and \
+        "rerun the same command to resume" in err, err
+    assert list(Path(str(out) + ".parts").glob("part-*")) and not out.exists()

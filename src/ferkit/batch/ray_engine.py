@@ -36,6 +36,8 @@ IN_FLIGHT = 2            # chunks sent to an actor and not yet returned: the one
 POLL_S = 1.0
 CONNECT_TIMEOUT_S = 15   # for `address` to answer (with the command's start-up, it fails within 30 s)
 NODE_DEATH_WAIT_S = 3.0  # before a task that an actor died on twice becomes an error row: was it its node?
+HEAD_TIMEOUT_S = 20      # the head's GCS refusing connections this long: the cluster is lost (Ray itself ends the
+                         # driver, with exit 1 and no word on the terminal, after 60 s)
 LOST_TIMEOUT_S = 120     # with no actor able to run for this long (nodes lost, no room elsewhere), the run stops
 RESUME = "finished chunks are kept: rerun the same command to resume"
 INSTALL = 'the ray engine needs Ray: pip install "ferkit[ray]"'
@@ -165,16 +167,33 @@ def ray_engine(todo: list[Chunk], spec: RecognizerSpec, fps: float, workers: int
     if started:
         connect(ray, address)
     pool = None
+    head_lost = False
     try:
         n = workers or max(1, int(ray.cluster_resources().get("CPU", 1) // ACTOR_CPUS))
         pool = _Pool(ray, spec, fps, min(n, len(todo)), stand_in(*(describe or spec.describe())),
                      address or os.environ.get("RAY_ADDRESS") or "this machine", node_timeout)
         yield from pool.run(deque(todo))
+    except HeadLostError:
+        head_lost = True
+        raise
     finally:
-        if pool is not None:
+        if pool is not None and not head_lost:  # with the head gone, these calls would wait on it
             pool.stop()
-        if started:
+        if started and not head_lost:
             ray.shutdown()
+
+
+class HeadLostError(ClusterError):
+    """The head node's GCS stopped answering."""
+
+
+def _answers(address: str) -> bool:
+    host, port = _host_port(address)
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
 
 
 class _Slot:
@@ -199,6 +218,11 @@ class _Pool:
         self.used: dict[str, str] = {}   # node id -> address, of every node an actor of the pool ran on
         self.lost_workers: dict[str, str] = {}   # node id -> address, of the nodes where a ready actor died
         self.extra: list[tuple[Chunk, list]] = []   # results to yield found by _died: finished, or error rows
+        try:
+            self.gcs = ray.get_runtime_context().gcs_address
+        except Exception:  # noqa: BLE001 -- no health check then
+            self.gcs = None
+        self.gcs_checked, self.gcs_silent_since = time.monotonic(), None
 
     def _new(self) -> _Slot:
         return _Slot(self.actor_class.options(scheduling_strategy="SPREAD").remote(self.spec, self.fps))
@@ -260,10 +284,11 @@ class _Pool:
             while self.extra:
                 yield self.extra.pop(0)
             now = time.monotonic()
+            self._check_head(now)
             if any(s.node is not None and not s.dead for s in self.slots):
                 last_alive = now
             elif now - last_alive > self.node_timeout:
-                alive = {n["NodeID"]: n["Alive"] for n in ray.nodes()}
+                alive = {n["NodeID"]: n["Alive"] for n in self._nodes()}
                 self.lost.update((k, v) for k, v in self.used.items() if not alive.get(k, False))
                 where = {**self.lost_workers, **self.lost}  # Ray may not have declared a node dead yet
                 lost = ", ".join(sorted(set(where.values()))) or "none"
@@ -271,9 +296,29 @@ class _Pool:
                                    f"(workers lost on node {lost}; a worker needs {ACTOR_CPUS:g} CPU free on a "
                                    f"node); {RESUME} once the cluster has room")
 
+    def _nodes(self) -> list[dict]:
+        """ray.nodes(), which waits on the GCS: HeadLostError rather than a wait when the GCS refuses connections."""
+        if self.gcs is not None and not _answers(self.gcs):
+            raise HeadLostError(f"lost the Ray cluster at {self.where}: its head (GCS at {self.gcs}) does not answer; "
+                                f"{RESUME} once the cluster is back")
+        return self.ray.nodes()
+
+    def _check_head(self, now: float) -> None:
+        """HeadLostError once the GCS has refused connections for HEAD_TIMEOUT_S (checked every 2 s)."""
+        if self.gcs is None or now - self.gcs_checked < 2:
+            return
+        self.gcs_checked = now
+        if _answers(self.gcs):
+            self.gcs_silent_since = None
+        elif self.gcs_silent_since is None:
+            self.gcs_silent_since = now
+        elif now - self.gcs_silent_since > HEAD_TIMEOUT_S:
+            raise HeadLostError(f"lost the Ray cluster at {self.where}: its head (GCS at {self.gcs}) has not "
+                                f"answered for {HEAD_TIMEOUT_S} s; {RESUME} once the cluster is back")
+
     def _address(self, node_id: str) -> str:
         """The node's address as the cluster knows it (the one `ray start --node-ip-address` gave)."""
-        for n in self.ray.nodes():
+        for n in self._nodes():
             if n["NodeID"] == node_id:
                 return n.get("NodeManagerAddress") or node_id[:8]
         return node_id[:8]
@@ -293,7 +338,7 @@ class _Pool:
             return True
         deadline = time.monotonic() + wait
         while True:
-            alive = {n["NodeID"]: n["Alive"] for n in self.ray.nodes()}
+            alive = {n["NodeID"]: n["Alive"] for n in self._nodes()}
             if not alive.get(node_id, False):
                 return False
             if time.monotonic() >= deadline:
