@@ -103,10 +103,6 @@ def _native_stderr_to_log(enabled: bool):
     if not enabled:
         yield None
         return
-    try:  # imported now, its log handlers bind the stderr that goes to the log (not the one the bar gets below)
-        import ray  # noqa: F401
-    except ImportError:
-        pass  # the engine says how to install it
     fd, path = tempfile.mkstemp(prefix="ferkit-batch-ray-", suffix=".log")
     sys.stderr.flush()
     terminal = os.dup(2)
