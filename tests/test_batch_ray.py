@@ -20,7 +20,6 @@ from tests.test_batch import folder, local_run  # noqa: F401  (fixtures: the tes
 
 from ferkit import batch
 from ferkit.batch.output import read_rows
-from ferkit.batch.ray_engine import LOST_TIMEOUT_S
 
 ROOT = Path(__file__).resolve().parents[1]
 
