@@ -424,3 +424,46 @@ def test_a_second_run_into_the_same_out_is_refused(tmp_path):
         proc.wait()
     code, err = _cli(folder, "--out", out, "--workers", "2", "--batch-size", "1")   # the lock died with its holder
     assert code == 1 and "tasks already done" in err, err
+
+
+def test_a_full_disk_stops_the_run_with_exit_6_naming_the_file(folder, tmp_path):
+    """The output's file system fills mid-run (a 24 KB tmpfs, mounted in a mount namespace of the run's own): exit 6,
+    the file that could not be written named, the parts written before it kept."""
+    probe = subprocess.run(["unshare", "--mount", "--propagation", "private", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"unshare --mount is not allowed here: {probe.stderr.decode().strip()}")
+    small = tmp_path / "small"
+    small.mkdir()
+    script = (f"mount -t tmpfs -o size=24k none {small} && {sys.executable} -m ferkit.batch {folder} --out "
+              f"{small}/r.jsonl --workers 1 --batch-size 1 --no-progress; code=$?; ls {small}/r.jsonl.parts; exit $code")
+    proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 6, proc.stderr
+    assert "cannot write (No space left on device)" in proc.stderr and "rerun the same command" in proc.stderr, \
+        proc.stderr
+    assert "settings.json" in proc.stdout and "part-" in proc.stdout, proc.stdout   # what was finished stays
+
+
+def test_recorded_settings_follow_every_field_of_the_spec():
+    """A field added to RecognizerSpec (a tuple of features, say) is recorded and compared without a change here;
+    a tuple reads back from JSON as a list and still compares equal; an older record without the field matches
+    while the field keeps its empty default."""
+    import dataclasses
+    import json
+
+    from ferkit.batch.api import run_settings
+    from ferkit.batch.output import settings_difference
+
+    @dataclasses.dataclass(frozen=True)
+    class WithFeatures(RecognizerSpec):
+        features: tuple = ()
+
+    describe = ("fer2013", ["happy"], "yunet")
+    mesh = run_settings(WithFeatures(features=("mesh", "pose")), describe, 5.0, 16, 50)
+    assert mesh["features"] == ("mesh", "pose") and mesh["detect_side"] is None and mesh["fps"] == 5.0
+    recorded = json.loads(json.dumps(mesh))
+    assert settings_difference(recorded, mesh) == ""
+    plain = run_settings(WithFeatures(), describe, 5.0, 16, 50)
+    assert settings_difference(recorded, plain) == "features: ['mesh', 'pose'] then, [] now"
+    older = {k: v for k, v in recorded.items() if k != "features"}
+    assert settings_difference(older, plain) == "" and settings_difference(older, mesh) != ""

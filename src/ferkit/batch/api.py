@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
 import time
@@ -82,18 +81,25 @@ def _counted(rows, s: Summary):
     s.inputs = dict(Counter("ok" if bits & 1 else "no_face" if bits & 2 else "error" for bits in per_input.values()))
 
 
-def _engine(name: str, todo: list[Chunk], spec: RecognizerSpec, fps: float, workers, address, describe):
+def _engine(name: str, todo: list[Chunk], spec: RecognizerSpec, fps: float, workers, address, describe,
+            node_timeout: float | None = None):
     if name == "local":
         if address:
             raise ValueError("--address is for the ray engine")
+        if node_timeout is not None:
+            raise ValueError("--node-timeout is for the ray engine")
         from .local import local_engine
 
         return local_engine(todo, spec, fps, workers, describe)
     if name == "ray":
         from .ray_engine import import_ray, ray_engine
 
+        if node_timeout is not None and not node_timeout > 0:
+            raise ValueError(f"--node-timeout must be > 0 seconds, got {node_timeout:g}")
+
         import_ray()  # the install hint before any work
-        return ray_engine(todo, spec, fps, workers, address, describe)
+        return ray_engine(todo, spec, fps, workers, address, describe,
+                          **({} if node_timeout is None else {"node_timeout": node_timeout}))
     raise ValueError(f"unknown engine {name!r}; valid: {', '.join(ENGINES)}")
 
 
@@ -108,9 +114,8 @@ def run_settings(spec: RecognizerSpec, describe, fps: float, batch_size: int, se
     """What the rows depend on: every field of the spec (so a field added to RecognizerSpec is recorded too), the
     model, labels and detector it resolves to, and the run's options. Recorded with the parts and with OUT."""
     name, labels, detector = describe
-    settings = {**dataclasses.asdict(spec), "model": name, "labels": list(labels), "detector": detector, "fps": fps,
-                "batch_size": batch_size, "segment_samples": segment_samples}
-    return json.loads(json.dumps(settings))  # as recorded (tuples become lists), so a rerun compares like with like
+    return {**dataclasses.asdict(spec), "model": name, "labels": list(labels), "detector": detector, "fps": fps,
+            "batch_size": batch_size, "segment_samples": segment_samples}
 
 
 def run(inputs, out: str | os.PathLike, *, engine: str = "local", workers: int | None = None,
@@ -118,7 +123,7 @@ def run(inputs, out: str | os.PathLike, *, engine: str = "local", workers: int |
         provider: str | None = None, fps: float = DEFAULT_FPS, glob: str | None = None, column: str | None = None,
         batch_size: int = BATCH_SIZE, segment_samples: int = SEGMENT_SAMPLES, progress: bool = False,
         detect_side: int | None = None, adapter: str | None = None, features=None, overwrite: bool = False,
-        retry_errors: bool = False) -> Summary:
+        retry_errors: bool = False, node_timeout: float | None = None) -> Summary:
     """Analyse images, videos, folders and manifests into one results file, resumably.
 
     `inputs`: paths (image or video files, folders walked recursively and filtered by `glob`, .txt/.csv manifests
@@ -132,7 +137,9 @@ def run(inputs, out: str | os.PathLike, *, engine: str = "local", workers: int |
     Rerunning after an interruption skips the tasks already done (kept in OUT.parts/ until OUT is written) and the
     inputs already in OUT; OUT remembers its settings (OUT.settings.json) and a rerun with others raises
     SettingsChangedError, unless `overwrite` (everything analysed again). `retry_errors`: the inputs with error
-    rows in OUT are analysed again. `progress`: a bar on stderr. Returns the Summary of the whole output.
+    rows in OUT are analysed again. `node_timeout` (ray): seconds with no actor able to run (its nodes lost, no room
+    elsewhere) before the run stops with ClusterError (None: 120). `progress`: a bar on stderr. Returns the Summary
+    of the whole output.
     Raises OutputError (OUT cannot be written, or another run holds it), ClusterError (Ray), ValueError (settings).
     """
     t0 = time.monotonic()
@@ -150,13 +157,14 @@ def run(inputs, out: str | os.PathLike, *, engine: str = "local", workers: int |
     try:
         return _run_locked(inputs, out, spec, describe, settings, engine=engine, workers=workers, address=address,
                            fps=fps, glob=glob, column=column, batch_size=batch_size, segment_samples=segment_samples,
-                           progress=progress, overwrite=overwrite, retry_errors=retry_errors, t0=t0)
+                           progress=progress, overwrite=overwrite, retry_errors=retry_errors, t0=t0,
+                           node_timeout=node_timeout)
     finally:
         lock.release()
 
 
 def _run_locked(inputs, out: Path, spec, describe, settings, *, engine, workers, address, fps, glob, column,
-                batch_size, segment_samples, progress, overwrite, retry_errors, t0) -> Summary:
+                batch_size, segment_samples, progress, overwrite, retry_errors, t0, node_timeout) -> Summary:
     cols = columns(describe[1], spec.features)
     parts = Parts(out, settings)
     if overwrite:
@@ -193,7 +201,7 @@ def _run_locked(inputs, out: Path, spec, describe, settings, *, engine, workers,
 
         bar = _progress(sum(c.units for c in todo), progress)
         units = 0
-        work = _engine(engine, todo, spec, fps, workers, address, describe)
+        work = _engine(engine, todo, spec, fps, workers, address, describe, node_timeout)
         try:
             for chunk, results in work:
                 done.update(dict.fromkeys((key for key, _ in results), parts.write(chunk.id, results)))

@@ -44,6 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, metavar="N",
                    help="worker processes (local) or actors (ray) (default: the CPU cores / the cluster's CPUs)")
     p.add_argument("--address", metavar="ADDR", help="Ray cluster to use (default: RAY_ADDRESS, else a Ray running here, else one started for the run)")
+    p.add_argument("--node-timeout", type=float, default=None, metavar="S",
+                   help="ray: with nodes lost and no worker able to run for S seconds, stop (exit 5; rerun to resume) "
+                        "(default: 120)")
     add_model(p)
     add_detector(p)
     add_detect_side(p)
@@ -74,7 +77,7 @@ def main_from_args(args: argparse.Namespace) -> int:
                               glob=args.glob, column=args.column, batch_size=args.batch_size,
                               progress=not args.no_progress, detect_side=args.detect_side,
                               adapter=args.adapter, features=args.features, overwrite=args.overwrite,
-                              retry_errors=args.retry_errors)
+                              retry_errors=args.retry_errors, node_timeout=args.node_timeout)
     except KeyboardInterrupt:
         raise CommandError("interrupted; finished work is kept: rerun the same command to resume",
                            EXIT_INTERRUPTED) from None
@@ -102,10 +105,6 @@ def _native_stderr_to_log(enabled: bool):
     if not enabled:
         yield None
         return
-    try:  # imported now, its log handlers bind the stderr that goes to the log (not the one the bar gets below)
-        import ray  # noqa: F401
-    except ImportError:
-        pass  # the engine says how to install it
     fd, path = tempfile.mkstemp(prefix="ferkit-batch-ray-", suffix=".log")
     sys.stderr.flush()
     terminal = os.dup(2)

@@ -123,6 +123,7 @@ def settings_path(out: Path) -> Path:
 def settings_difference(before: dict, now: dict) -> str:
     """The settings that differ, as "name: old then, new now" (a setting an older ferkit did not record counts as
     the same while it has its default, empty value now); "" when none."""
+    now = json.loads(json.dumps(now))  # as recorded: tuples (a spec's tuple fields) read back as lists
     diff = [f"{k}: {before.get(k)!r} then, {v!r} now" for k, v in now.items()
             if before.get(k) != v and (k in before or v not in (None, (), [], "", False))]
     return ", ".join(diff)

@@ -7,7 +7,8 @@ exactly as the local engine's are written. Actors are spread over the nodes and 
 When an actor dies:
 - its node is gone (killed, lost from the network): the chunks it held go back to the queue as they were, and a
   new actor is asked for, which Ray places where resources are left; the run goes on on the nodes left. When no
-  actor at all has been able to run for LOST_TIMEOUT_S (every node lost, or none with room), the run stops with
+  actor at all has been able to run for `node_timeout` seconds (LOST_TIMEOUT_S by default; every node lost, or
+  none with room), the run stops with
   ClusterError naming the lost nodes; finished chunks are kept for the rerun.
 - its node is alive (a crash on an input, out of memory): as in the local engine, the tasks of the chunk it was
   working on are retried once, one task per chunk, on the actors (no Recognizer reloaded per task); a task that
@@ -35,6 +36,8 @@ IN_FLIGHT = 2            # chunks sent to an actor and not yet returned: the one
 POLL_S = 1.0
 CONNECT_TIMEOUT_S = 15   # for `address` to answer (with the command's start-up, it fails within 30 s)
 NODE_DEATH_WAIT_S = 3.0  # before a task that an actor died on twice becomes an error row: was it its node?
+HEAD_TIMEOUT_S = 20      # the head's GCS refusing connections this long: the cluster is lost (Ray itself ends the
+                         # driver, with exit 1 and no word on the terminal, after 60 s)
 LOST_TIMEOUT_S = 120     # with no actor able to run for this long (nodes lost, no room elsewhere), the run stops
 RESUME = "finished chunks are kept: rerun the same command to resume"
 INSTALL = 'the ray engine needs Ray: pip install "ferkit[ray]"'
@@ -54,11 +57,11 @@ class ChunkWorker:
     def __init__(self, spec: RecognizerSpec, fps: float):
         self.rec, self.fps = spec.load(), fps
 
-    def node(self) -> tuple[str, str]:
-        """(node id, node address): answered once the Recognizer is loaded."""
+    def node(self) -> str:
+        """Its node's id: answered once the Recognizer is loaded."""
         import ray
 
-        return ray.get_runtime_context().get_node_id(), ray.util.get_node_ip_address()
+        return ray.get_runtime_context().get_node_id()
 
     def run(self, chunk: Chunk) -> tuple[list, bool]:
         """(the chunk's (task key, rows), whether none of its files exists here)."""
@@ -152,10 +155,11 @@ def connect(ray, address: str | None, timeout: float = CONNECT_TIMEOUT_S) -> Non
 
 # ---------------------------------------------------------------- the pool
 def ray_engine(todo: list[Chunk], spec: RecognizerSpec, fps: float, workers: int | None = None,
-               address: str | None = None, describe: tuple[str, list[str], str] | None = None
-               ) -> Iterator[tuple[Chunk, list]]:
+               address: str | None = None, describe: tuple[str, list[str], str] | None = None,
+               node_timeout: float = LOST_TIMEOUT_S) -> Iterator[tuple[Chunk, list]]:
     """Yield (chunk, [(task key, rows)]) as chunks finish. Connects to `address` (or RAY_ADDRESS, or starts a local
-    instance); `workers`: actors in the pool (default: the cluster's CPUs). A driver already connected is reused."""
+    instance); `workers`: actors in the pool (default: the cluster's CPUs). A driver already connected is reused.
+    `node_timeout`: seconds with no actor able to run (nodes lost) before ClusterError."""
     ray = import_ray()
     if not todo:
         return
@@ -163,16 +167,33 @@ def ray_engine(todo: list[Chunk], spec: RecognizerSpec, fps: float, workers: int
     if started:
         connect(ray, address)
     pool = None
+    head_lost = False
     try:
         n = workers or max(1, int(ray.cluster_resources().get("CPU", 1) // ACTOR_CPUS))
         pool = _Pool(ray, spec, fps, min(n, len(todo)), stand_in(*(describe or spec.describe()), features=spec.features),
-                     address or os.environ.get("RAY_ADDRESS") or "this machine")
+                     address or os.environ.get("RAY_ADDRESS") or "this machine", node_timeout)
         yield from pool.run(deque(todo))
+    except HeadLostError:
+        head_lost = True
+        raise
     finally:
-        if pool is not None:
+        if pool is not None and not head_lost:  # with the head gone, these calls would wait on it
             pool.stop()
-        if started:
+        if started and not head_lost:
             ray.shutdown()
+
+
+class HeadLostError(ClusterError):
+    """The head node's GCS stopped answering."""
+
+
+def _answers(address: str) -> bool:
+    host, port = _host_port(address)
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
 
 
 class _Slot:
@@ -185,15 +206,23 @@ class _Slot:
 
 
 class _Pool:
-    def __init__(self, ray, spec, fps, size, stub, where):
-        self.ray, self.stub, self.where = ray, stub, where
+    def __init__(self, ray, spec, fps, size, stub, where, node_timeout):
+        self.ray, self.stub, self.where, self.node_timeout = ray, stub, where, node_timeout
         # restarts are the pool's to make (a new actor, placed where there is room), not Ray's
         self.actor_class = ray.remote(num_cpus=ACTOR_CPUS, max_restarts=0, max_task_retries=0)(ChunkWorker)
         self.spec, self.fps = spec, fps
         self.slots = [self._new() for _ in range(size)]
         self.lost: dict[str, str] = {}   # node id -> address, of the nodes that went away
-        self.failed: list[tuple[Chunk, list]] = []   # error rows of tasks that killed an actor twice, to yield
-        self.early_deaths = 0
+        self.died = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
+                     ray.exceptions.ObjectLostError, ray.exceptions.OwnerDiedError)
+        self.used: dict[str, str] = {}   # node id -> address, of every node an actor of the pool ran on
+        self.lost_workers: dict[str, str] = {}   # node id -> address, of the nodes where a ready actor died
+        self.extra: list[tuple[Chunk, list]] = []   # results to yield found by _died: finished, or error rows
+        try:
+            self.gcs = ray.get_runtime_context().gcs_address
+        except Exception:  # noqa: BLE001 -- no health check then
+            self.gcs = None
+        self.gcs_checked, self.gcs_silent_since = time.monotonic(), None
 
     def _new(self) -> _Slot:
         return _Slot(self.actor_class.options(scheduling_strategy="SPREAD").remote(self.spec, self.fps))
@@ -207,12 +236,14 @@ class _Pool:
 
     def run(self, pending: deque) -> Iterator[tuple[Chunk, list]]:
         ray = self.ray
-        died = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
-                ray.exceptions.ObjectLostError, ray.exceptions.OwnerDiedError)
+        died = self.died
         last_alive = time.monotonic()
         while pending or any(s.sent for s in self.slots):
             for s in self.slots:
                 while s.node is not None and len(s.sent) < IN_FLIGHT and pending:
+                    if s.sent and (s.sent[-1][1].attempt or pending[0].attempt):
+                        break  # a retried task travels alone: when its actor dies, it is the one at fault (an actor
+                        # that dies may take the answer of the task it finished just before with it)
                     chunk = pending.popleft()
                     s.sent.append((s.actor.run.remote(chunk), chunk))
             waiting = {}
@@ -231,7 +262,9 @@ class _Pool:
                     continue
                 if s.node is None and ref == s.started:
                     try:
-                        s.node = ray.get(ref)
+                        node_id = ray.get(ref)
+                        s.node = (node_id, self._address(node_id))
+                        self.used[node_id] = s.node[1]
                     except died as e:
                         self._died(s, e, pending)
                     except ray.exceptions.RayTaskError as e:  # the Recognizer could not be loaded: a bug or a setup
@@ -248,16 +281,47 @@ class _Pool:
                 if unseen:
                     self._check_seen(chunk, s)
                 yield chunk, results
-            while self.failed:
-                yield self.failed.pop(0)
+            while self.extra:
+                yield self.extra.pop(0)
             now = time.monotonic()
+            self._check_head(now)
             if any(s.node is not None and not s.dead for s in self.slots):
                 last_alive = now
-            elif now - last_alive > LOST_TIMEOUT_S:
-                lost = ", ".join(sorted(set(self.lost.values()))) or "none reported"
-                raise ClusterError(f"no Ray worker could run for {LOST_TIMEOUT_S} s on the cluster at {self.where} "
-                                   f"(nodes lost: {lost}; a worker needs {ACTOR_CPUS:g} CPU free on a node); "
-                                   f"{RESUME} once the cluster has room")
+            elif now - last_alive > self.node_timeout:
+                alive = {n["NodeID"]: n["Alive"] for n in self._nodes()}
+                self.lost.update((k, v) for k, v in self.used.items() if not alive.get(k, False))
+                where = {**self.lost_workers, **self.lost}  # Ray may not have declared a node dead yet
+                lost = ", ".join(sorted(set(where.values()))) or "none"
+                raise ClusterError(f"no Ray worker could run for {self.node_timeout:g} s on the cluster at {self.where} "
+                                   f"(workers lost on node {lost}; a worker needs {ACTOR_CPUS:g} CPU free on a "
+                                   f"node); {RESUME} once the cluster has room")
+
+    def _nodes(self) -> list[dict]:
+        """ray.nodes(), which waits on the GCS: HeadLostError rather than a wait when the GCS refuses connections."""
+        if self.gcs is not None and not _answers(self.gcs):
+            raise HeadLostError(f"lost the Ray cluster at {self.where}: its head (GCS at {self.gcs}) does not answer; "
+                                f"{RESUME} once the cluster is back")
+        return self.ray.nodes()
+
+    def _check_head(self, now: float) -> None:
+        """HeadLostError once the GCS has refused connections for HEAD_TIMEOUT_S (checked every 2 s)."""
+        if self.gcs is None or now - self.gcs_checked < 2:
+            return
+        self.gcs_checked = now
+        if _answers(self.gcs):
+            self.gcs_silent_since = None
+        elif self.gcs_silent_since is None:
+            self.gcs_silent_since = now
+        elif now - self.gcs_silent_since > HEAD_TIMEOUT_S:
+            raise HeadLostError(f"lost the Ray cluster at {self.where}: its head (GCS at {self.gcs}) has not "
+                                f"answered for {HEAD_TIMEOUT_S} s; {RESUME} once the cluster is back")
+
+    def _address(self, node_id: str) -> str:
+        """The node's address as the cluster knows it (the one `ray start --node-ip-address` gave)."""
+        for n in self._nodes():
+            if n["NodeID"] == node_id:
+                return n.get("NodeManagerAddress") or node_id[:8]
+        return node_id[:8]
 
     def _check_seen(self, chunk: Chunk, s: _Slot) -> None:
         here = [t for t in chunk.tasks if os.path.exists(t.file)]
@@ -274,7 +338,7 @@ class _Pool:
             return True
         deadline = time.monotonic() + wait
         while True:
-            alive = {n["NodeID"]: n["Alive"] for n in self.ray.nodes()}
+            alive = {n["NodeID"]: n["Alive"] for n in self._nodes()}
             if not alive.get(node_id, False):
                 return False
             if time.monotonic() >= deadline:
@@ -286,6 +350,18 @@ class _Pool:
         task by task (or, on a retry already, error rows), the rest back to the queue. A new actor takes its place."""
         s.dead = True
         self.slots[self.slots.index(s)] = self._new()
+        still = deque()
+        for ref, chunk in s.sent:  # chunks it finished before it died, not collected yet
+            if self.ray.wait([ref], timeout=0)[0]:
+                try:
+                    results, _ = self.ray.get(ref)
+                except self.died:
+                    pass
+                else:
+                    self.extra.append((chunk, results))
+                    continue
+            still.append((ref, chunk))
+        s.sent = still
         node_id, addr = s.node or (None, None)
         retried = bool(s.sent) and s.sent[0][1].attempt > 0  # about to become an error row: make sure
         if not self._node_alive(node_id, NODE_DEATH_WAIT_S if retried else 0.0):
@@ -293,9 +369,13 @@ class _Pool:
             pending.extendleft(c for _, c in reversed(s.sent))
             return
         if s.node is None:
-            self.early_deaths += 1
-            if self.early_deaths > 3 * len(self.slots):
-                raise RuntimeError(f"Ray workers keep dying while loading the recognizer: {e}")
+            if getattr(e, "actor_init_failed", False):  # the Recognizer could not be loaded: a bug or a setup
+                raise RuntimeError(f"a Ray worker could not load the recognizer: {e}") from None
+            # placed on a node that has just gone (Ray reports nodes lost after its health checks, up to ~30 s):
+            # try again, a little later; with no actor running for node_timeout, the run stops
+            time.sleep(0.5)
+            return
+        self.lost_workers[node_id] = addr
         if not s.sent:
             return
         held = [c for _, c in s.sent]
@@ -304,6 +384,6 @@ class _Pool:
         if chunk.attempt == 0:
             pending.extendleft(Chunk(t.index, (t,), 1) for t in reversed(chunk.tasks))
         else:
-            self.failed.append((chunk, [(t.key, [error_row(self.stub, t, f"{t.source}: a Ray worker died on this "
+            self.extra.append((chunk, [(t.key, [error_row(self.stub, t, f"{t.source}: a Ray worker died on this "
                                                                           f"input, again when it was retried alone")])
                                         for t in chunk.tasks]))
