@@ -243,7 +243,7 @@ def test_losing_a_node_mid_run_loses_nothing(cluster, tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()
     frame = astronaut_frame()
-    for i in range(80):
+    for i in range(200):   # enough that a quiet machine is still at it when the node goes
         cv2.imwrite(str(photos / f"p{i:03d}.jpg"), np.roll(frame, i, axis=1))
 
     def run(out):
