@@ -243,7 +243,7 @@ def test_losing_a_node_mid_run_loses_nothing(cluster, tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()
     frame = astronaut_frame()
-    for i in range(80):
+    for i in range(200):   # enough that a quiet machine is still at it when the node goes
         cv2.imwrite(str(photos / f"p{i:03d}.jpg"), np.roll(frame, i, axis=1))
 
     def run(out):
@@ -303,14 +303,15 @@ def _wait_for_nodes(address: str, n: int) -> None:
 
 def test_losing_the_head_mid_run_exits_5_with_a_message(cluster, tmp_path):
     """kill -9 of the head's GCS mid-run: the run stops with exit 5 and a message saying how to resume, before Ray
-    would end the driver itself (60 s, exit 1, nothing on the terminal). Last: it ends the module's cluster."""
+    would end the driver itself (60 s, exit 1, nothing on the terminal); or, where the actors finish the work
+    before the head's raylet follows its GCS, exit 0 with every row. Last: it ends the module's cluster."""
     import cv2
 
     from tests.test_batch import astronaut_frame
 
     photos = tmp_path / "photos"
     photos.mkdir()
-    for i in range(60):
+    for i in range(200):
         cv2.imwrite(str(photos / f"p{i:03d}.jpg"), np.roll(astronaut_frame(), i, axis=1))
     out = tmp_path / "r.csv"
     proc = _cli(photos, "--out", out, "--engine", "ray", "--address", cluster.address, "--batch-size", "1")
@@ -318,7 +319,10 @@ def test_losing_the_head_mid_run_exits_5_with_a_message(cluster, tmp_path):
     os.kill(_raylet(cluster.head, "gcs_server"), signal.SIGKILL)
     t0 = time.monotonic()
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 5 and time.monotonic() - t0 < 45, err
-    assert err.startswith(f"ferkit: lost the Ray cluster at {cluster.address}: its head") and \
-        "rerun the same command to resume" in err, err
-    assert list(Path(str(out) + ".parts").glob("part-*")) and not out.exists()
+    assert proc.returncode in (0, 5) and time.monotonic() - t0 < 45, err
+    if proc.returncode == 5:
+        assert err.startswith(f"ferkit: lost the Ray cluster at {cluster.address}: its head") and \
+            "rerun the same command to resume" in err, err
+        assert list(Path(str(out) + ".parts").glob("part-*")) and not out.exists()
+    else:
+        _rows_once(out, photos)
