@@ -23,7 +23,8 @@ from pathlib import Path
 
 
 from .errors import (  # noqa: F401  (re-exported: `from ferkit.cli import CommandError` keeps working)
-    EXIT_BROKEN_PIPE, EXIT_CLUSTER, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_NO_FACE, EXIT_OK, EXIT_OUTPUT, EXIT_SOME_NO_FACE, EXIT_USAGE,
+    EXIT_BROKEN_PIPE, EXIT_CLUSTER, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_NO_FACE, EXIT_OK, EXIT_OUTPUT, EXIT_SOME_NO_FACE,
+    EXIT_USAGE,
     CommandError, print_error,
 )
 
