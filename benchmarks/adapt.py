@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -27,19 +26,12 @@ import cv2
 import numpy as np
 
 import ferkit
-from benchmarks._data import fer2013
+from benchmarks._data import cpu_name, fer2013
 from ferkit.adapt import (AdaptConfig, Collected, LabelledSet, adapt, available_features, collect_faces,
                           cross_validate, face_features, fit_head_arrays, format_report)
 from ferkit.data import load_dataset
 from ferkit.scenes import scene
 from tests._shift import shift_faces, shifted_sample  # the shift the tests use
-
-
-def cpu_name() -> str:
-    try:
-        return next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def accuracy(rec, images, labels) -> float:

@@ -11,8 +11,7 @@ for the parity part (the [dev] extra).
 from __future__ import annotations
 
 import argparse
-import platform
-import subprocess
+import os
 import sys
 import time
 from pathlib import Path
@@ -22,15 +21,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from _data import cpu_name  # noqa: E402
 PHOTO = ROOT / "examples" / "astronaut.png"
-
-
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
 
 
 def scenes(split: str, n: int, seed: int = 0, data=None):
@@ -295,7 +287,7 @@ def main() -> None:
     p.add_argument("--data", default=None, help="FER-2013 folder (default: $FERKIT_DATA or ../shared/data/fer2013)")
     p.add_argument("--task", default=str(ROOT.parent / "shared" / "models" / "mediapipe" / "face_landmarker.task"))
     args = p.parse_args()
-    print(f"CPU: {cpu_name()}, {subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores")
+    print(f"CPU: {cpu_name()}, {os.cpu_count()} cores")
     for part in args.part or ("calibrate", "parity", "auc", "speed", "live"):
         {"calibrate": calibrate, "parity": parity, "auc": au_auc, "speed": speed, "live": live}[part](args)
 

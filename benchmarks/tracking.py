@@ -19,7 +19,8 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from face_features import auc, cpu_name  # noqa: E402
+from _data import cpu_name  # noqa: E402
+from face_features import auc  # noqa: E402
 
 
 def perturb(face: np.ndarray, rng, k: float = 1.0) -> np.ndarray:

@@ -191,33 +191,22 @@ def compare_mesh(original: onnx.ModelProto, rewritten: onnx.ModelProto) -> None:
           f"(original with ORT's graph optimizations off vs on: {d[1, 0]:.2g} px, {d[1, 1]:.2g})")
 
 
-def _fields(buf: bytes, start: int, end: int):
-    """Protobuf wire format: (field number, wire type, value or payload span, field end)."""
-    i = start
-    while i < end:
-        key, i = _varint(buf, i)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            value, i = _varint(buf, i)
-        elif wire == 5:
-            value, i = struct.unpack("<f", buf[i:i + 4])[0], i + 4
-        elif wire == 2:
-            n, i = _varint(buf, i)
-            value, i = (i, i + n), i + n
-        else:
-            raise ValueError(f"unexpected wire type {wire}")
-        yield number, wire, value
+def _protobuf_fields():
+    """ferkit's own reader of the protobuf wire format (sessions._fields), loaded by its path: this script runs in
+    a TensorFlow environment where ferkit's other dependencies may be missing."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "src" / "ferkit" / "sessions.py"
+    spec = importlib.util.spec_from_file_location("ferkit_sessions", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module._fields
 
 
-def _varint(buf: bytes, i: int) -> tuple[int, int]:
-    shift = value = 0
-    while True:
-        b = buf[i]
-        value |= (b & 0x7F) << shift
-        i += 1
-        if b < 0x80:
-            return value, i
-        shift += 7
+def _values(buf: bytes, start: int, end: int):
+    """(field number, value): varints as ints, 32-bit fields as floats, length-delimited ones as their span."""
+    for number, wire, value, _, field_end in _protobuf_fields()(buf, start, end):
+        yield number, struct.unpack("<f", buf[field_end - 4:field_end])[0] if wire == 5 else value
 
 
 def canonical_face(binarypb: bytes) -> dict:
@@ -226,11 +215,11 @@ def canonical_face(binarypb: bytes) -> dict:
     -> the 468 canonical vertices (cm; x to the image's right, y up, z towards the camera) and the landmark weights
     MediaPipe's pose solver uses."""
     vertices, basis = [], []
-    for number, wire, value in _fields(binarypb, 0, len(binarypb)):
+    for number, value in _values(binarypb, 0, len(binarypb)):
         if number == 1:
-            vertices = [v for n, w, v in _fields(binarypb, *value) if n == 3]
+            vertices = [v for n, v in _values(binarypb, *value) if n == 3]
         elif number == 2:
-            entry = dict((n, v) for n, w, v in _fields(binarypb, *value))
+            entry = dict(_values(binarypb, *value))
             basis.append((entry.get(1, 0), entry[2]))
     v = np.asarray(vertices, np.float32).reshape(-1, 5)[:, :3]
     return {"vertices": np.round(v, 6).tolist(), "pose_landmarks": [i for i, _ in basis],

@@ -633,23 +633,13 @@ def write_report(adaptation: Adaptation, folder: str | Path) -> list[Path]:
 
 
 def _plot_confusions(report: dict, path: Path) -> None:
-    from .plots import _pyplot
+    from .plots import _pyplot, draw_confusion
 
     plt = _pyplot()
     classes = report["classes"]
     fig, axes = plt.subplots(1, 2, figsize=(4 + 1.2 * len(classes), 1.5 + 0.6 * len(classes)))
     for ax, key in zip(axes, ("base", "adapted")):
-        cm = np.array(report["out_of_fold"][key]["confusion"], float)
-        norm = cm / cm.sum(1, keepdims=True).clip(min=1)
-        ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-        for i in range(len(classes)):
-            for j in range(len(classes)):
-                ax.text(j, i, f"{norm[i, j]:.2f}\n({int(cm[i, j])})", ha="center", va="center", fontsize=7,
-                        color="white" if norm[i, j] > 0.5 else "black")
-        ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
-        ax.set_yticks(range(len(classes)), classes)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
+        draw_confusion(ax, report["out_of_fold"][key]["confusion"], classes)
         ax.set_title(f"{key}: accuracy {report['out_of_fold'][key]['accuracy']:.1%} (out of fold)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -16,10 +16,20 @@ def _pyplot():
 def plot_confusion(report: dict, path: str | Path) -> None:
     """A classification_report's confusion matrix, rows normalised, counts in brackets."""
     plt = _pyplot()
-    cm = np.array(report["confusion_matrix"], float)
-    norm = cm / cm.sum(1, keepdims=True).clip(min=1)
-    labels = report["labels"]
     fig, ax = plt.subplots(figsize=(6.4, 5.4))
+    im = draw_confusion(ax, report["confusion_matrix"], report["labels"])
+    ax.set_title(f"{report['set']}\naccuracy {report['accuracy']:.1%} (TTA: {report['tta']})", fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def draw_confusion(ax, confusion, labels):
+    """A confusion matrix (rows: true, columns: predicted) on a matplotlib axis, rows normalised, counts in
+    brackets -> the image, for a colour bar."""
+    cm = np.array(confusion, float)
+    norm = cm / cm.sum(1, keepdims=True).clip(min=1)
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     for i in range(len(labels)):
         for j in range(len(labels)):
@@ -27,12 +37,9 @@ def plot_confusion(report: dict, path: str | Path) -> None:
                     color="white" if norm[i, j] > 0.5 else "black")
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
     ax.set_yticks(range(len(labels)), labels)
-    ax.set_xlabel("predicted"); ax.set_ylabel("true")
-    ax.set_title(f"{report['set']}\naccuracy {report['accuracy']:.1%} (TTA: {report['tta']})", fontsize=9)
-    fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    return im
 
 
 def plot_class_distribution(ds, path: str | Path) -> None:
