@@ -33,7 +33,6 @@ FEATURES = ("mesh", "blendshapes", "pose")  # what load_recognizer(features=...)
 MESH_POINTS = 478    # 468 face points + 10 iris points
 MESH_INPUT = 256     # the mesh model's input side
 ROI_SCALE = 1.5      # MediaPipe's crop: 1.5x the face's landmark box, square on its longer side
-MIN_PRESENCE = 0.5   # the mesh model's face-presence probability under which MediaPipe drops a face
 
 # The 52 blendshapes in the model's output order, MediaPipe's names (face_blendshapes_graph.cc); "_neutral" is the
 # model's own first output, kept so indices match MediaPipe's.
