@@ -78,7 +78,7 @@ def _noisy_jpeg(w: int, h: int) -> bytes:
 @pytest.fixture(scope="module")
 def tight():
     """A server with tight decode and idle limits, so that ordinary files and waits reach them."""
-    running, stop = start_server(decode_cpu_seconds=0.03, decode_workers=1, max_upload_bytes=10_000_000,
+    running, stop = start_server(decode_cpu_seconds=0.03, workers=1, max_upload_bytes=10_000_000,
                                  max_frame_bytes=10_000_000, max_frame_pixels=10_000_000, ws_idle_seconds=1.0)
     yield running
     stop()
@@ -86,14 +86,14 @@ def tight():
 
 def test_a_decode_past_its_cpu_limit_is_a_413_and_the_server_keeps_serving(tight, face_png, frame_jpeg, log_lines):
     """A file that passes every header check yet is slow to decode (here: a tight limit on a real photo) is ended
-    in its decoder process: upload and live frame alike, answered, nothing logged, a fresh decoder takes over."""
+    in its analysis worker: upload and live frame alike, answered, nothing logged, a fresh worker takes over."""
     import json
 
     import httpx
     from websockets.sync.client import connect
 
-    decoder = tight.server.config.app.state.decoder
-    replaced = decoder.replaced
+    pool = tight.server.config.app.state.pool
+    replaced = pool.replaced
     slow = _noisy_jpeg(2400, 1800)
     with httpx.Client(base_url=tight.url, timeout=60) as client:
         r = client.post("/api/v1/analyze", files={"file": ("slow.jpg", slow, "image/jpeg")})
@@ -106,7 +106,7 @@ def test_a_decode_past_its_cpu_limit_is_a_413_and_the_server_keeps_serving(tight
         assert msg["type"] == "error" and "CPU time" in msg["detail"]
         ws.send(frame_jpeg)
         assert json.loads(ws.recv(timeout=30))["type"] == "result"
-    assert decoder.replaced == replaced + 2
+    assert pool.replaced == replaced + 2
     assert log_lines == []
 
 
