@@ -115,7 +115,13 @@ def _kind(data: bytes) -> str:
 
 
 def _describe(data: bytes) -> str:
-    return f"starts with {bytes(data[:8])!r}" if data else "is empty"
+    """How the bytes begin, in words for people (no Python bytes literal): text as text, else hexadecimal."""
+    if not data:
+        return "the file is empty"
+    head = bytes(data[:8])
+    if all(32 <= b < 127 for b in head):
+        return f'starts with "{head.decode("ascii")}"'
+    return "starts with the bytes " + " ".join(f"{b:02X}" for b in head)
 
 
 # ---------------------------------------------------------------- checks before decoding
