@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from .annotate import EMOTION_COLORS_BGR, draw_tracked
-from .face import feature_columns
+from .records import columns as _columns
 from .recognizer import Recognizer
 from .track import FaceTracker, TrackedFace
 
@@ -171,7 +171,7 @@ def analyze_video(path: str | Path, recognizer: Recognizer, out_dir: str | Path,
     report.files = {k: str(v) for k, v in files.items()}
     rows_by_face: dict[int, list[tuple[float, np.ndarray]]] = {}
     features_by_face: dict[int, list[dict]] = {}   # per face id, per row: its action units and head pose, when read
-    extra_columns = feature_columns(recognizer.features)
+    extra_columns = [c for c in _columns((), recognizer.features) if c.startswith(('bs_', 'au_')) or c in ('yaw', 'pitch', 'roll')]
     writer = None
     with open(files["timeline_csv"], "w", newline="") as csv_fh, open(files["timeline_json"], "w") as json_fh:
         table = csv.writer(csv_fh)

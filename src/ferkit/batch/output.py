@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from .errors import OutputError, SettingsChangedError
-from .work import column_type
+from ..records import column_type
 
 try:
     import fcntl

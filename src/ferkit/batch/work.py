@@ -16,30 +16,13 @@ from types import SimpleNamespace
 
 import cv2
 
-from ..face import LANDMARK_COLUMNS, feature_columns
+from ..records import column_type, columns  # noqa: F401  (the one schema; re-exported)
 from .inputs import Chunk, Task, is_sampled
 
-HEAD = ["source", "kind", "frame", "time", "status", "message", "face", "x", "y", "w", "h"]
-TAIL = ["detector", "detector_score", "emotion"]
-INT_COLUMNS = {"frame", "face", "x", "y", "w", "h"}
-FLOAT_COLUMNS = {"time", "detector_score", *LANDMARK_COLUMNS}   # plus every prob_<label>
 FRAME_BATCH = 16           # video frames analysed together
 MAX_FAILED_READS = 25      # consecutive undecodable frames after which a video is taken to end there (video.py's)
 PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
              "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]}
-
-
-FEATURE_PREFIXES = ("prob_", "bs_", "au_", "mesh_")  # float columns, one per label / blendshape / AU / mesh value
-
-
-def columns(labels, features=()) -> list[str]:
-    """The output's columns for a model's labels and the face features chosen (mesh.parse_features names)."""
-    return HEAD + LANDMARK_COLUMNS + TAIL + [f"prob_{k}" for k in labels] + feature_columns(features) + ["model"]
-
-
-def column_type(name: str) -> type:
-    return int if name in INT_COLUMNS else \
-        float if name in FLOAT_COLUMNS or name.startswith(FEATURE_PREFIXES) or name in ("yaw", "pitch", "roll") else str
 
 
 @dataclass(frozen=True)
