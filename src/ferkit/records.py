@@ -269,7 +269,7 @@ def meta_path(path: str | os.PathLike) -> Path:
 def run_meta(rec_or_describe: dict, *, command: str, cols: list[str], **extra) -> dict:
     """The metadata written with an output: ferkit's version, the command, the columns, and `rec_or_describe`'s
     model, labels, base_labels, adapter, detector, features (a dict of those), plus `extra` (settings)."""
-    from . import __version__
+    from .version import __version__
 
     return {"ferkit_version": __version__, "command": command, **rec_or_describe, **extra, "columns": list(cols)}
 

@@ -125,8 +125,8 @@ def run(inputs, out: str | os.PathLike, *, engine: str = "local", workers: int |
         address: str | None = None, model: str | None = None, detector: str | None = None,
         provider: str | None = None, fps: float = DEFAULT_FPS, glob: str | None = None, column: str | None = None,
         batch_size: int = BATCH_SIZE, segment_samples: int = SEGMENT_SAMPLES, progress: bool = False,
-        detect_side: int | None = None, adapter: str | None = None, features=None, overwrite: bool = False,
-        retry_errors: bool = False, node_timeout: float | None = None) -> Summary:
+        detect_side: int | None = None, adapter: str | None = None, features=None, mesh: bool | None = None,
+        overwrite: bool = False, retry_errors: bool = False, node_timeout: float | None = None) -> Summary:
     """Analyse images, videos, folders and manifests into one results file, resumably.
 
     `inputs`: paths (image or video files, folders walked recursively and filtered by `glob`, .txt/.csv manifests
@@ -136,7 +136,8 @@ def run(inputs, out: str | os.PathLike, *, engine: str = "local", workers: int |
     cluster at `address`). `model`, `detector`, `provider`: as load_recognizer's (None: its defaults);
     `detect_side`: yunet's working size (None: 640; 1280 finds the small faces of large photos at about 5x the
     detector's time); `adapter`: a head from `ferkit adapt`; `features`: face features whose columns join
-    every row (load_recognizer's features; the mesh's column only when `mesh` is named: "all" leaves it out). Videos
+    every row (load_recognizer's features); `mesh`: the mesh's column (None: when `mesh` is named in `features`, not
+    with "all": 1,434 numbers a face are asked for, never a default). Videos
     are sampled at `fps`. OUT.meta.json beside OUT records the run's metadata (ferkit.records.read_meta).
     Rerunning after an interruption skips the tasks already done (kept in OUT.parts/ until OUT is written) and the
     inputs already in OUT; OUT remembers its settings (OUT.settings.json) and a rerun with others raises
@@ -153,7 +154,8 @@ def run(inputs, out: str | os.PathLike, *, engine: str = "local", workers: int |
     output_format(out)
     check_output(out)
     spec = RecognizerSpec(model, detector, provider, detect_side=detect_side, adapter=adapter,
-                          features=parse_features(features), mesh_column=mesh_named(features))
+                          features=parse_features(features),
+                          mesh_column=mesh_named(features) if mesh is None else mesh)
     describe = spec.describe()
     settings = run_settings(spec, describe, fps, batch_size, segment_samples)
     lock = OutputLock(out)
@@ -258,10 +260,12 @@ def iter_rows(inputs, *, engine: str = "local", workers: int | None = None, addr
               model: str | None = None, detector: str | None = None, provider: str | None = None,
               fps: float = DEFAULT_FPS, glob: str | None = None, column: str | None = None,
               batch_size: int = BATCH_SIZE, segment_samples: int = SEGMENT_SAMPLES,
-              detect_side: int | None = None, adapter: str | None = None, features=None) -> Iterator[dict]:
+              detect_side: int | None = None, adapter: str | None = None, features=None,
+              mesh: bool | None = None) -> Iterator[dict]:
     """The rows run() would write (same columns), as chunks finish (not in input order), with nothing on disk."""
     spec = RecognizerSpec(model, detector, provider, detect_side=detect_side, adapter=adapter,
-                          features=parse_features(features), mesh_column=mesh_named(features))
+                          features=parse_features(features),
+                          mesh_column=mesh_named(features) if mesh is None else mesh)
     describe = spec.describe()
     cols = spec.schema(describe).columns
     todo = chunks(plan(expand_inputs(inputs, glob, column), fps, segment_samples), batch_size)

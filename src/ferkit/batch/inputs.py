@@ -16,8 +16,9 @@ from fnmatch import fnmatch
 from pathlib import Path
 
 from ..frames import is_sampled
+from ..images import IMAGE_SUFFIXES
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".jfif", ".pgm", ".ppm", ".pnm"}
+IMAGE_EXTS = set(IMAGE_SUFFIXES)  # the decoder's own list, the same for every command
 VIDEO_EXTS = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts"}
 MANIFEST_EXTS = {".txt", ".csv"}
 DEFAULT_FPS = 5.0          # video frames analysed per second of video
