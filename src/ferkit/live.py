@@ -191,7 +191,7 @@ def draw_bars(img: np.ndarray, face: TrackedFace, labels, bar_w: int = 70, row_h
 
 
 SHOWN_AUS = 3        # the strongest action units shown per face
-AU_BAR_COLOR = (0, 200, 255)  # BGR amber: apart from every emotion's colour
+AU_BAR_COLOR = (255, 255, 0)  # BGR cyan: apart from every emotion's colour
 
 
 def draw_features(img: np.ndarray, face: TrackedFace, panel: tuple[int, int, int, int], row_h: int = 12) -> None:
