@@ -460,10 +460,29 @@ def test_recorded_settings_follow_every_field_of_the_spec():
 
     describe = ("fer2013", ["happy"], "yunet")
     mesh = run_settings(WithFeatures(features=("mesh", "pose")), describe, 5.0, 16, 50)
-    assert mesh["features"] == ("mesh", "pose") and mesh["detect_side"] is None and mesh["fps"] == 5.0
+    assert mesh["features"] == ("mesh", "pose") and mesh["detect_side"] == 640 and mesh["fps"] == 5.0  # as yunet uses it
     recorded = json.loads(json.dumps(mesh))
     assert settings_difference(recorded, mesh) == ""
     plain = run_settings(WithFeatures(), describe, 5.0, 16, 50)
     assert settings_difference(recorded, plain) == "features: ['mesh', 'pose'] then, [] now"
     older = {k: v for k, v in recorded.items() if k != "features"}
     assert settings_difference(older, plain) == "" and settings_difference(older, mesh) != ""
+
+
+def test_the_default_detect_side_given_explicitly_is_not_a_changed_setting(tmp_path):
+    """Settings are compared as the detector uses them: --detect-side 640 (yunet's default) and none are one
+    setting, and a record an older ferkit wrote with none (null) matches 640 too; 1280 differs."""
+    import json
+
+    from ferkit.batch.api import run_settings
+    from ferkit.batch.output import settings_difference
+
+    describe = ("fer2013", ["happy"], "yunet")
+    left_out = json.loads(json.dumps(run_settings(RecognizerSpec(), describe, 5.0, 16, 50)))
+    given = run_settings(RecognizerSpec(detect_side=640), describe, 5.0, 16, 50)
+    assert settings_difference(left_out, given) == "" and settings_difference({**left_out, "detect_side": None}, given) == ""
+    assert settings_difference(left_out, run_settings(RecognizerSpec(detect_side=1280), describe, 5.0, 16, 50)) == \
+        "detect_side: 640 then, 1280 now"
+    out = tmp_path / "r.csv"
+    assert batch.run([ASTRONAUT], out=out, workers=1).faces == 1
+    assert batch.run([ASTRONAUT], out=out, workers=1, detect_side=640).tasks_skipped == 1  # found done, not refused

@@ -111,17 +111,24 @@ def test_damage_in_the_last_frames_is_the_end_not_a_truncation(clip, tmp_path):
     assert [f.index for f in frames] == list(range(N - 2)) and reader.truncated_at is None and reader.problems == []
 
 
-def test_damage_before_a_ranges_stop_is_skipped_frames(clip, tmp_path):
-    reader, frames = _read(_damaged(clip, tmp_path, [18, 19]), start=10, stop=20)
-    assert [f.index for f in frames if f.image is None] == [18, 19] and reader.skipped == [18, 19]
-    assert reader.truncated_at is None
-
-
-@pytest.mark.parametrize("start", [0, 5])
-def test_a_file_that_gives_no_frame_is_refused_whatever_the_start(clip, tmp_path, start):
+def test_a_file_that_gives_no_frame_is_refused(clip, tmp_path):
     path = _damaged(clip, tmp_path, range(N), "ruined.avi")
     with pytest.raises(VideoError, match="ruined.avi: no frame could be decoded"):
-        _read(path, start=start)
+        _read(path)
+
+
+def test_failures_over_a_ranges_end_are_read_past_it_to_tell_skipped_from_truncated(clip, tmp_path):
+    """`ferkit batch` reads a video in ranges: damage that runs over a range's end is judged as a whole reader
+    would judge it: frames skipped when a good frame follows, an early end when none does; the next range, starting
+    in the damage, is an early end at its start."""
+    reader, frames = _read(_damaged(clip, tmp_path, [19, 20, 21]), start=10, stop=20)
+    assert [f.index for f in frames if f.image is None] == [19] and reader.skipped == [19]
+    assert reader.truncated_at is None and reader.frames_read == 9
+    cut = _damaged(clip, tmp_path, range(18, N), "cut.avi")
+    reader, frames = _read(cut, start=10, stop=20)
+    assert [f.index for f in frames] == list(range(10, 18)) and reader.truncated_at == 18 and reader.skipped == []
+    reader, frames = _read(cut, start=20, stop=30)
+    assert frames == [] and reader.truncated_at == 20 and "ends at frame 20" in reader.problems[0]
 
 
 def test_frames_read_by_hand_count(clip, tmp_path):

@@ -6,7 +6,10 @@ them with the rules about damage written once (`FrameReader`):
 - MAX_FAILED_READS failures in a row, when the container announced more frames, end the file there: it is
   truncated or damaged, and the frames before were read;
 - failures in the last 1 % of the announced frames (at least 2) are the end: containers estimate their length;
-- a file (or a range of it) that gives no frame at all raises VideoError.
+- a range of frames ends where it was asked to, unless failures run over its end: then it reads on (without
+  yielding) until a good frame shows they were skipped frames, or the rule above ends the file;
+- a file that gives no frame at all raises VideoError (a range from the middle that meets only failures is an
+  early end at its start).
 """
 from __future__ import annotations
 
@@ -165,33 +168,37 @@ class FrameReader:
                 yield Frame(i, None, True)
 
     def __iter__(self) -> Iterator[Frame]:
-        index, failed, announced = self.start, [], self.info.frame_count
-        while self.stop is None or index < self.stop:
-            chosen = self._chosen(index)
+        index, failed, streak, announced = self.start, [], 0, self.info.frame_count  # streak: failures in a row
+        stop = self.stop if self.stop is not None else float("inf")
+        while index < stop or failed:  # past `stop` only to see whether failures before it were skipped frames
+            ours = index < stop
+            chosen = ours and self._chosen(index)
+            decode = chosen or (ours and self.decode_all)
             ok = self.cap.grab()
-            image = self.cap.retrieve()[1] if ok and (chosen or self.decode_all) else None
-            if ok and (image is not None or not (chosen or self.decode_all)):
+            image = self.cap.retrieve()[1] if ok and decode else None
+            if ok and (image is not None or not decode):
                 yield from self._skip(failed)   # bad frames followed by a good one: skipped, not the end
-                failed = []
+                failed, streak = [], 0
+                if not ours:
+                    break
                 self.frames_read += 1
-                if chosen or self.decode_all:
+                if decode:
                     yield Frame(index, image, chosen)
             else:
-                if announced == 0 or index >= announced or len(failed) >= MAX_FAILED_READS:
+                if announced == 0 or index >= announced or streak >= MAX_FAILED_READS:
                     break
-                failed.append(index)
+                streak += 1
+                if ours:
+                    failed.append(index)
             index += 1
-        else:  # reached `stop`: the failures before it were frames skipped, not the file's end
-            yield from self._skip(failed)
-            failed = []
-        if self.frames_read == 0:
-            raise VideoError(f"{self.name or self.info.path}: no frame could be decoded"
-                             + (f" from frame {self.start}" if self.start else ""))
         # Containers sometimes estimate their frame count: failures in the last 1 % (at least 2 frames) are the end.
         if failed and failed[0] < announced - max(2, announced // 100):
             self.truncated_at = failed[0]
-            if self.on_problem:
-                self.on_problem(truncation_message(self.info, self.truncated_at, self.name))
+        if self.frames_read == 0 and (self.start == 0 or self.truncated_at is None):
+            raise VideoError(f"{self.name or self.info.path}: no frame could be decoded"
+                             + (f" from frame {self.start}" if self.start else ""))
+        if self.truncated_at is not None and self.on_problem:
+            self.on_problem(truncation_message(self.info, self.truncated_at, self.name))
 
 
 def seek(cap: cv2.VideoCapture, start: int) -> None:
