@@ -118,7 +118,7 @@ def test_one_file_failing_in_the_middle_costs_none_of_the_others(blanks, tmp_pat
     assert statuses == [("a.png", "ok"), ("b.JPG", "ok"), ("c.webp", "error"), ("notes.txt", "skipped"), ("a.png", "ok")]
     assert r.stderr.startswith(f"ferkit: {blanks / 'sub' / 'c.webp'}: cannot write {out / 'sub' / 'c_annotated.png'} ("), r.stderr
     assert r.stderr.splitlines()[1:] == [f"ferkit: {blanks / 'notes.txt'}: skipped, not an image file name "
-                                         "(.jpg .jpeg .png .webp .bmp .gif .tif .tiff)"]
+                                         "(.jpg .jpeg .jfif .png .webp .bmp .gif .tif .tiff)"]
     assert sorted(p.name for p in out.iterdir()) == ["a_annotated-2.png", "a_annotated.png", "b_annotated.png", "sub"]
 
 
