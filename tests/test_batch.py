@@ -486,3 +486,23 @@ def test_the_default_detect_side_given_explicitly_is_not_a_changed_setting(tmp_p
     out = tmp_path / "r.csv"
     assert batch.run([ASTRONAUT], out=out, workers=1).faces == 1
     assert batch.run([ASTRONAUT], out=out, workers=1, detect_side=640).tasks_skipped == 1  # found done, not refused
+
+
+def test_manifest_entries_are_tidied_only_where_that_names_the_same_file(tmp_path, monkeypatch):
+    """lists/../broken/x.png is broken/x.png in the source column and the messages; through a symbolic link a `..`
+    goes to the link target's parent, so such an entry is kept as written, and the file a worker opens is the one
+    the kernel finds."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lists").mkdir()
+    (tmp_path / "deep" / "inner").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "deep" / "y.png"), np.full((8, 8, 3), 90, np.uint8))
+    (tmp_path / "lists" / "link").symlink_to(tmp_path / "deep" / "inner")
+    (tmp_path / "lists" / "list.txt").write_text("../broken/x.png\nlink/../y.png\n./z.png\n")
+    paths = expand_inputs(["lists/list.txt"])
+    assert paths == ["broken/x.png", "lists/link/../y.png", "lists/z.png"]
+    tasks = plan(paths)
+    assert [t.path for t in tasks] == [str(tmp_path / "broken" / "x.png"), str(tmp_path / "lists/link/../y.png"),
+                                       str(tmp_path / "lists" / "z.png")]
+    assert os.path.isfile(tasks[1].path)  # deep/y.png, through the link
+    (row,) = [r for r in batch.iter_rows(["lists/list.txt"], workers=1) if r["source"] == "broken/x.png"]
+    assert row["status"] == "error" and row["message"] == "broken/x.png: no such file"

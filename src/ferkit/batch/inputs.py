@@ -102,7 +102,20 @@ def read_manifest(path: Path, column: str | None = None) -> list[Path]:
             if name not in fields:
                 raise ValueError(f"{path}: no column {name!r}; columns: {', '.join(fields) or '(none)'}")
             entries = [row[name].strip() for row in reader if (row.get(name) or "").strip()]
-    return [Path(e) if Path(e).is_absolute() else base / e for e in entries]
+    return [Path(e) if Path(e).is_absolute() else Path(tidy(str(base / e))) for e in entries]
+
+
+def tidy(path: str) -> str:
+    """`path` with its `.` and `x/..` steps removed (lists/../broken/x.png -> broken/x.png) where that names the same
+    file; kept as written where a `..` follows a symbolic link (link/../x is in the link target's parent, not here)."""
+    short = os.path.normpath(path)
+    return short if os.path.realpath(short) == os.path.realpath(path) else path
+
+
+def absolute(path: str) -> str:
+    """The path a worker opens: `path` from the driver's working directory, tidied only where that is correct
+    (os.path.abspath would tidy through symbolic links too)."""
+    return tidy(os.path.join(os.getcwd(), path))
 
 
 def plan(paths: list[str], fps: float = DEFAULT_FPS, segment_samples: int = SEGMENT_SAMPLES) -> list[Task]:
@@ -112,7 +125,7 @@ def plan(paths: list[str], fps: float = DEFAULT_FPS, segment_samples: int = SEGM
         raise ValueError(f"fps must be > 0, got {fps}")
     tasks: list[Task] = []
     for source in paths:
-        path = os.path.abspath(source)
+        path = absolute(source)
         if Path(source).suffix.lower() not in VIDEO_EXTS:
             tasks.append(Task(len(tasks), source, "image", path=path))
             continue
