@@ -36,9 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ferkit", description="Facial emotion recognition.")
     parser.add_argument("--version", action="version", version=f"ferkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    from . import analyze, data, models, training
+    from . import analyze, data, models, report, training
 
     analyze.add_parser(sub)
+    report.add_parser(sub)
     models.add_parser(sub)
     data.add_parser(sub)
     training.add_parsers(sub)  # train, export, quantize, evaluate
