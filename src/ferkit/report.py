@@ -406,7 +406,7 @@ def _ticks(lo: float, hi: float, n: int) -> list[float]:
     """Round values between lo and hi, about n of them."""
     raw = (hi - lo) / max(1, n)
     mag = 10 ** math.floor(math.log10(raw)) if raw > 0 else 1
-    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
+    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
     first = math.ceil(lo / step) * step
     return [round(first + i * step, 10) for i in range(int((hi - first) / step + 1e-9) + 1)]
 
