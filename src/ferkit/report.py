@@ -66,6 +66,9 @@ def build_report(results: Results) -> str:
         body += _batch(results, labels)
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            # nothing from elsewhere, even if a value in the rows looked like markup: images only as data: URIs
+            f'<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; img-src data:; '
+            f'style-src \'unsafe-inline\'">'
             f"<title>ferkit report: {_e(name)}</title><style>{STYLE}</style></head>\n<body>\n"
             + "\n".join(body) + "\n</body></html>\n")
 
@@ -165,7 +168,7 @@ def _cell(field: str, value, text: str) -> str:
 def _person(key: int, rows, s: dict, labels: list[str], crop: str, units: list[str]) -> str:
     t = rows["time"].to_numpy(np.float64)
     step = s["seconds"] / s["rows"] if s["rows"] else 0.0
-    parts = [f'<section class="person" id="person-{key}"><h2>Person #{key}</h2>',
+    parts = [f'<section class="person" id="person-{key}" data-track="{key}"><h2>Person #{key}</h2>',
              f'<div class="head">{crop}<div class="facts">On screen {s["seconds"]:.1f} s ({s["rows"]} analysed '
              f'frames, {s["first"]:.1f}-{s["last"]:.1f} s); mostly <b>{_e(s["dominant"])}</b>'
              + (f"; looking away {s['looking_away']:.1%} of its frames" if "looking_away" in s else "")
@@ -199,7 +202,7 @@ def _person(key: int, rows, s: dict, labels: list[str], crop: str, units: list[s
     body = "".join(f'<tr><td class="l">{_e(k)}</td>' + _cell(f"share-{k}", s["share"][k], _pct(s["share"][k]))
                    + _cell(f"mean-{k}", s["mean_probabilities"][k], f"{s['mean_probabilities'][k]:.3f}") + "</tr>"
                    for k in labels)
-    tables = f'<table class="summary" data-track="{key}">{head}{body}</table>'
+    tables = f'<table class="summary">{head}{body}</table>'
     if means:
         body = "".join(f'<tr><td class="l">{_e(u)}</td><td class="l">{_e(ACTION_UNITS[u][0] if u in ACTION_UNITS else "")}'
                        f"</td>" + _cell(f"mean-{u}", v, f"{v:.3f}") + "</tr>"
