@@ -338,9 +338,9 @@ def test_relative_inputs_are_resolved_on_the_driver(folder, tmp_path, monkeypatc
     assert [(t.source, t.path) for t in tasks] == [
         (FACES[1], str(folder / FACES[1])), ("nope.jpg", str(folder / "nope.jpg")),
         (str(folder / FACES[0]), str(folder / FACES[0])), (str(tmp_path / "missing.jpg"), str(tmp_path / "missing.jpg"))]
-    from ferkit.batch.work import process_chunk, stand_in
+    from ferkit.batch.work import Described, process_chunk, stand_in
 
-    (key, (row,)), = process_chunk(stand_in("m", ["a"], "yunet"), Chunk(1, (tasks[1],)), 5.0)
+    (key, (row,)), = process_chunk(stand_in(Described("m", ["a"], "yunet")), Chunk(1, (tasks[1],)), 5.0)
     assert key == "nope.jpg" and row["message"] == "nope.jpg: no such file" and row["source"] == "nope.jpg"
 
 
@@ -348,11 +348,11 @@ def test_error_messages_hold_no_memory_addresses(tmp_path):
     """PIL says "cannot identify image file <_io.BytesIO object at 0x7f...>": the message column must be the same on
     every run of the same input. (ferkit's header checks now refuse most broken files before PIL sees them, so the
     error a decoder raises is given directly.)"""
-    from ferkit.batch.work import describe_error, process_chunk, stand_in
+    from ferkit.batch.work import Described, describe_error, process_chunk, stand_in
 
     (tmp_path / "broken.gif").write_bytes(b"GIF89a" + b"\0" * 5)
     (task,) = plan([str(tmp_path / "broken.gif")])
-    ((_, (row,)),) = process_chunk(stand_in("m", ["a"], "yunet"), Chunk(0, (task,)), 5.0)
+    ((_, (row,)),) = process_chunk(stand_in(Described("m", ["a"], "yunet")), Chunk(0, (task,)), 5.0)
     assert row["status"] == "error" and "truncated GIF" in row["message"] and "0x" not in row["message"], row
     pil = OSError("cannot identify image file <_io.BytesIO object at 0x7f3a2c1d9e40>")
     assert describe_error(task, pil) == f"{task.source}: OSError: cannot identify image file <_io.BytesIO>"

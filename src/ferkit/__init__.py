@@ -5,8 +5,7 @@
     for face in rec.analyze("photo.jpg"):
         print(face.box, face.emotion, face.probabilities)
 """
-__version__ = "0.1.0"
-
+from .version import __version__
 from .detect import available_detectors, create_detector  # noqa: E402
 from .images import ImageTooLargeError, UnreadableImageError, load_image  # noqa: E402
 from .labels import EMOTIONS, FERPLUS_EMOTIONS  # noqa: E402

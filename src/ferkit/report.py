@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from . import __version__
+from .version import __version__
 from .annotate import EMOTION_COLORS_BGR
 from .face import POSE_KEYS
 from .mesh import ACTION_UNITS

@@ -15,7 +15,10 @@ from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".jfif", ".pgm", ".ppm", ".pnm"}
+from ..frames import is_sampled
+from ..images import IMAGE_SUFFIXES
+
+IMAGE_EXTS = set(IMAGE_SUFFIXES)  # the decoder's own list, the same for every command
 VIDEO_EXTS = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts"}
 MANIFEST_EXTS = {".txt", ".csv"}
 DEFAULT_FPS = 5.0          # video frames analysed per second of video
@@ -102,14 +105,6 @@ def read_manifest(path: Path, column: str | None = None) -> list[Path]:
     return [Path(e) if Path(e).is_absolute() else base / e for e in entries]
 
 
-def is_sampled(frame: int, video_fps: float, fps: float) -> bool:
-    """Whether frame `frame` is analysed: the first frame of each 1/fps interval of video time (every frame when
-    fps >= the video's rate). Depends on the index alone, so every segment of a video agrees."""
-    if fps >= video_fps or frame == 0:
-        return True
-    return math.floor(frame * fps / video_fps + 1e-9) != math.floor((frame - 1) * fps / video_fps + 1e-9)
-
-
 def plan(paths: list[str], fps: float = DEFAULT_FPS, segment_samples: int = SEGMENT_SAMPLES) -> list[Task]:
     """One task per image, and per video one per `segment_samples` analysed frames (a video that cannot be opened
     now, or of unknown length, is one task: the worker reports its error or reads it to the end)."""
@@ -136,7 +131,7 @@ def plan(paths: list[str], fps: float = DEFAULT_FPS, segment_samples: int = SEGM
 
 
 def _probe(source: str) -> tuple[float, int]:
-    from ..video import VideoError, open_video
+    from ..frames import VideoError, open_video
 
     try:
         cap, info = open_video(source)
