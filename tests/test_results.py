@@ -14,7 +14,7 @@ from tests._videos import make_grid_video, pick_faces
 import ferkit
 from ferkit import ACTION_UNITS
 from ferkit.batch import run as batch_run
-from ferkit.batch.output import read_rows
+from ferkit.records import read_rows
 from ferkit.face import LANDMARK_COLUMNS
 from ferkit.results import Results, ResultsError, read_results
 from ferkit.video import analyze_video
@@ -39,10 +39,18 @@ def featured():
 
 
 @pytest.fixture(scope="module")
-def video_out(clip, featured, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("video_out")
-    analyze_video(clip, featured, out, annotate=False)
-    return out
+def video_outs(clip, featured, tmp_path_factory) -> dict[str, Path]:
+    """The clip through the real ferkit.video, its timeline in each format."""
+    outs = {}
+    for suffix in (".csv", ".jsonl", ".parquet"):
+        outs[suffix] = tmp_path_factory.mktemp(f"video{suffix}")
+        analyze_video(clip, featured, outs[suffix], annotate=False, timeline=f"timeline{suffix}")
+    return outs
+
+
+@pytest.fixture(scope="module")
+def video_out(video_outs) -> Path:
+    return video_outs[".csv"]
 
 
 @pytest.fixture(scope="module")
@@ -72,36 +80,38 @@ def _same(a, b) -> bool:
 
 
 # ---------------------------------------------------------------- a video's output folder
-def test_a_video_folder_reads_back_in_batch_schema_with_tracks(video_out, clip, featured):
-    df = read_results(video_out)
-    assert isinstance(df, Results)
-    with open(video_out / "timeline.csv", newline="") as fh:
-        written = list(csv.DictReader(fh))
-    assert len(df) == len(written) > 0
-    labels = list(featured.labels)
-    assert list(df.columns[:6]) == ["source", "kind", "frame", "time", "status", "track"]
-    for got, row in zip(df.to_dict("records"), written):
-        assert got["track"] == int(row["face"]) and got["frame"] == int(row["frame"])
-        assert got["time"] == float(row["time"]) and got["emotion"] == row["emotion"]
-        assert [got[f"prob_{k}"] for k in labels] == [float(row[k]) for k in labels]
-        assert [got[f"au_{u}"] for u in ACTION_UNITS] == [float(row[f"au_{u}"]) for u in ACTION_UNITS]
-        assert (got["x"], got["w"], got["yaw"]) == (int(row["x"]), int(row["w"]), float(row["yaw"]))
-        assert got["source"] == str(clip) and got["kind"] == "video" and got["status"] == "ok"
-    assert set(df["track"]) == {1, 2}
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl", ".parquet"])
+def test_a_video_folder_reads_back_with_tracks(video_outs, suffix, clip, featured):
+    out = video_outs[suffix]
+    cols, rows = read_rows(out / f"timeline{suffix}")   # the writer's own reader, as it wrote them
+    df = read_results(out)
+    assert isinstance(df, Results) and list(df.columns) == cols and len(df) == len(rows) > 0
+    for got, row in zip(df.to_dict("records"), rows):
+        bad = [c for c in cols if not _same(got[c], row[c])]
+        assert not bad, (suffix, {c: (got[c], row[c]) for c in bad})
+    assert set(df["track"].dropna()) == {1, 2} and set(df["kind"]) == {"video"}
     assert str(df["track"].dtype) == "Int64" and str(df["prob_happy"].dtype) == "float64"
-    assert {k: df.attrs[k] for k in ("model", "labels", "kind", "fps", "every", "video")} == {
-        "model": featured.name, "labels": labels, "kind": "video", "fps": 10.0, "every": 1, "video": str(clip)}
+    assert {k: df.attrs[k] for k in ("model", "labels", "kind", "fps", "every", "video", "features")} == {
+        "model": featured.name, "labels": list(featured.labels), "kind": "video", "fps": 10.0, "every": 1,
+        "video": str(clip), "features": list(featured.features)}
+    assert df.attrs["ferkit_version"] == ferkit.__version__ and df.attrs["detector"] == "yunet"
     # the timeline file itself reads the same
-    pd.testing.assert_frame_equal(read_results(video_out / "timeline.csv"), df)
+    pd.testing.assert_frame_equal(read_results(out / f"timeline{suffix}"), df)
+
+
+def test_every_video_format_gives_the_same_frame(video_outs):
+    frames = {s: read_results(p) for s, p in video_outs.items()}
+    for s in (".jsonl", ".parquet"):
+        pd.testing.assert_frame_equal(frames[s], frames[".csv"], check_exact=True)
 
 
 def test_column_groups(video_out, featured):
     df = read_results(video_out)
     assert list(df.emotions.columns) == list(featured.labels)
-    assert (df.emotions.sum(axis=1) - 1).abs().max() < 1e-3
+    assert (df[df["status"] == "ok"].emotions.sum(axis=1) - 1).abs().max() < 1e-6
     assert list(df.action_units.columns) == list(ACTION_UNITS)
     assert list(df.pose.columns) == ["yaw", "pitch", "roll"]
-    assert len(df.blendshapes.columns) == 52 and df.landmarks.shape == (len(df), 0)  # video's timeline has none
+    assert len(df.blendshapes.columns) == 52 and list(df.landmarks.columns) == LANDMARK_COLUMNS
     one = df[df["track"] == 1]
     assert isinstance(one, Results) and one.attrs["model"] == featured.name  # slices keep the groups and facts
     assert list(one.emotions.columns) == list(featured.labels)
@@ -119,9 +129,9 @@ def test_a_batch_result_round_trips(batch_outs, suffix, featured):
         assert not bad, (suffix, {c: (got[c], row[c]) for c in bad})
     assert set(df["status"]) == {"ok", "error"} and set(df["kind"]) == {"image", "video"}
     assert list(df.landmarks.columns) == LANDMARK_COLUMNS and df[df["status"] == "ok"].landmarks.notna().all(axis=None)
-    settings = json.loads(Path(f"{path}.settings.json").read_text())
-    assert {k: df.attrs[k] for k in ("model", "labels", "detector", "adapter", "features")} == {
-        k: settings[k] for k in ("model", "labels", "detector", "adapter", "features")}
+    meta = json.loads(Path(f"{path}.meta.json").read_text())
+    assert {k: df.attrs[k] for k in ("model", "labels", "detector", "adapter", "features", "ferkit_version")} == {
+        k: meta[k] for k in ("model", "labels", "detector", "adapter", "features", "ferkit_version")}
     assert df.attrs["model"] == featured.name and df.attrs["kind"] == "batch"
 
 
@@ -131,7 +141,7 @@ def test_every_batch_format_gives_the_same_frame(batch_outs):
         pd.testing.assert_frame_equal(frames[s], frames[".csv"], check_exact=True)
 
 
-def test_without_settings_the_rows_say_model_and_detector(batch_outs, tmp_path):
+def test_without_its_metadata_the_rows_say_model_and_detector(batch_outs, tmp_path):
     lone = tmp_path / "copy.csv"
     lone.write_bytes(batch_outs[".csv"].read_bytes())
     df = read_results(lone)
@@ -143,13 +153,13 @@ def test_without_settings_the_rows_say_model_and_detector(batch_outs, tmp_path):
 def test_errors_name_the_file_and_what_was_expected(tmp_path, batch_outs, video_out):
     with pytest.raises(FileNotFoundError, match="nothing.csv: no such file"):
         read_results(tmp_path / "nothing.csv")
-    with pytest.raises(ResultsError, match="a folder without timeline.csv"):
+    with pytest.raises(ResultsError, match="a folder with no timeline.csv, .jsonl or .parquet; expected"):
         read_results(tmp_path)
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(ResultsError, match=r"notes.txt: not a ferkit result; expected"):
         read_results(tmp_path / "notes.txt")
     (tmp_path / "other.csv").write_text("a,b\n1,2\n")
-    with pytest.raises(ResultsError, match=r"other.csv: no column source, status, emotion; expected a `ferkit batch`"):
+    with pytest.raises(ResultsError, match=r"other.csv: no column source, status, emotion; expected ferkit's rows"):
         read_results(tmp_path / "other.csv")
     with open(batch_outs[".csv"], newline="") as fh:
         table = list(csv.reader(fh))
@@ -164,12 +174,16 @@ def test_errors_name_the_file_and_what_was_expected(tmp_path, batch_outs, video_
     (tmp_path / "bad.parquet").write_bytes(b"PAR1 not really")
     with pytest.raises(ResultsError, match=r"bad.parquet: not a Parquet file"):
         read_results(tmp_path / "bad.parquet")
-    broken = tmp_path / "video_out"
-    broken.mkdir()
-    (broken / "timeline.csv").write_text((video_out / "timeline.csv").read_text())
-    (broken / "timeline.json").write_text('{"video": "x.mp4", "rows": [\n')
-    with pytest.raises(ResultsError, match=r"timeline.json: no fps, every, labels; expected `ferkit video`'s"):
-        read_results(broken)
+    both = tmp_path / "video_out"
+    both.mkdir()
+    for name in ("timeline.csv", "timeline.jsonl"):
+        (both / name).write_text("source,status,emotion,prob_happy\n")
+    with pytest.raises(ResultsError, match=r"video_out: a folder with timeline.csv, timeline.jsonl; expected"):
+        read_results(both)
+    (tmp_path / "damaged.csv").write_bytes(batch_outs[".csv"].read_bytes())
+    (tmp_path / "damaged.csv.meta.json").write_text("{half")
+    with pytest.raises(ResultsError, match=r"damaged.csv: its metadata cannot be read"):
+        read_results(tmp_path / "damaged.csv")
 
 
 def test_import_ferkit_does_not_import_pandas():

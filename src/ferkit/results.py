@@ -1,19 +1,16 @@
 """ferkit's results on disk as one pandas DataFrame: `read_results(path)`.
 
-Reads what the commands write:
-    a video's output folder (`ferkit video`)   its timeline.csv, with timeline.json's head (model, labels, fps)
-    a batch result (`ferkit batch`)           OUT.csv, OUT.jsonl or OUT.parquet, with OUT.settings.json beside it
-
-and gives back one row schema whatever the source: batch's columns (docs/batch.md: source, kind, frame, time,
-status, message, face, x, y, w, h, lm*_x/y, detector, detector_score, emotion, prob_<label>, bs_*, au_*, yaw,
-pitch, roll, mesh_*, model) plus `track`, the person a video's row belongs to (ferkit.track's id; absent in batch
-results, which do not follow faces). A video timeline of this ferkit, whose `face` column is the track id and whose
-probability columns are bare labels, is renamed into that schema here.
+Reads what the commands write, in ferkit.records' one row schema (docs/batch.md):
+    a video's output folder (`ferkit video`)   its timeline (timeline.csv, .jsonl or .parquet): batch's columns plus
+                                              `track`, the person a row belongs to (ferkit.track's id)
+    a batch result (`ferkit batch`)           OUT.csv, OUT.jsonl or OUT.parquet
+each with the run's metadata beside it (PATH.meta.json, or a Parquet file's own: records.read_meta).
 
 The result is a `Results`, a DataFrame with the column groups as properties (`.emotions`, `.action_units`,
-`.blendshapes`, `.pose`, `.landmarks`: the columns without their prefix) and the run's facts in `.attrs`
-(model, labels, detector, adapter, features, ferkit_version: None where the files do not record it; plus
-what the rows need to be read right: `kind` "video" or "batch", `path`, and for a video `video`, `fps`, `every`).
+`.blendshapes`, `.pose`, `.landmarks`: the columns without their prefix) and the run's facts in `.attrs`: model,
+labels, detector, adapter, features, ferkit_version (None where nothing records them: a file copied without its
+metadata gives the model, detector and labels its rows name), `kind` ("video" or "batch"), `path`, and for a video
+`video` (its path), `fps` and `every`; `meta`, the whole metadata as written.
 
 pandas is imported with this module (ferkit[results]); `import ferkit` alone does not need it.
 """
@@ -29,13 +26,9 @@ except ImportError as e:  # an extra: say which
     raise ImportError('ferkit.read_results and `ferkit report` need pandas: pip install "ferkit[results]"') from e
 
 from .face import LANDMARK_COLUMNS, POSE_KEYS
+from .records import FORMATS, column_type, read_meta
 
-FORMATS = (".csv", ".jsonl", ".ndjson", ".parquet")
-INT_COLUMNS = ("frame", "face", "track", "x", "y", "w", "h")   # nullable (Int64): rows without a face have none
-TEXT_COLUMNS = ("source", "kind", "status", "message", "detector", "emotion", "model")
-VIDEO_TIMELINE = "timeline.csv"
-VIDEO_HEAD = "timeline.json"      # its first line holds the run's facts; the rows follow (not read here)
-METADATA_KEYS = ("model", "labels", "detector", "adapter", "features", "ferkit_version")
+TIMELINE = "timeline"     # a video's output folder holds timeline.csv, .jsonl or .parquet (ferkit video --timeline)
 
 
 class ResultsError(ValueError):
@@ -80,64 +73,26 @@ class Results(pd.DataFrame):
 
 
 def read_results(path: str | os.PathLike) -> Results:
-    """The rows of a `ferkit video` output folder (or its timeline.csv) or of a `ferkit batch` result (.csv, .jsonl,
-    .parquet) as a Results DataFrame, in one schema (this module's docstring); the run's facts in `.attrs`.
+    """The rows of a `ferkit video` output folder (or its timeline file) or of a `ferkit batch` result (.csv, .jsonl,
+    .parquet) as a Results DataFrame (this module's docstring says what it holds).
     Raises FileNotFoundError for a missing path and ResultsError for anything that is not a ferkit result."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder")
     if path.is_dir():
-        if not (path / VIDEO_TIMELINE).is_file():
-            raise ResultsError(f"{path}: a folder without {VIDEO_TIMELINE}; expected the output folder of "
-                               f"`ferkit video` or a `ferkit batch` result file ({', '.join(FORMATS)})")
-        return _read_video(path)
-    if path.name == VIDEO_TIMELINE and (path.parent / VIDEO_HEAD).is_file():
-        return _read_video(path.parent)
-    if path.suffix.lower() not in FORMATS:
+        found = [path / f"{TIMELINE}{suffix}" for suffix in FORMATS if (path / f"{TIMELINE}{suffix}").is_file()]
+        if len(found) != 1:
+            names = ", ".join(f.name for f in found) if found else f"no {TIMELINE}.csv, .jsonl or .parquet"
+            raise ResultsError(f"{path}: a folder with {names}; expected the output folder of `ferkit video` (one "
+                               f"timeline) or a `ferkit batch` result file ({', '.join(FORMATS)})")
+        path = found[0]
+    elif path.suffix.lower() not in FORMATS:
         raise ResultsError(f"{path}: not a ferkit result; expected a `ferkit batch` result ({', '.join(FORMATS)}) "
                            f"or a `ferkit video` output folder")
-    return _read_batch(path)
+    return _read(path)
 
 
-# ---------------------------------------------------------------- a video's output folder
-def _read_video(folder: Path) -> Results:
-    head = _video_head(folder / VIDEO_HEAD)
-    labels = head["labels"]
-    frame = _read_table(folder / VIDEO_TIMELINE)
-    missing = [c for c in ("time", "frame", "face", "emotion", *labels) if c not in frame]
-    if missing:
-        raise ResultsError(f"{folder / VIDEO_TIMELINE}: no column {', '.join(missing)}; expected a `ferkit video` "
-                           f"timeline (time, frame, face, x, y, w, h, emotion, one column per label)")
-    # the timeline's `face` is the tracker's id: a person, which batch's schema calls `track`
-    frame = frame.rename(columns={"face": "track", **{k: f"prob_{k}" for k in labels}})
-    frame = frame.assign(source=head["video"], kind="video", status="ok")
-    first = ["source", "kind", "frame", "time", "status", "track"]   # batch's order, then the timeline's
-    frame = frame[first + [c for c in frame.columns if c not in first]]
-    meta = {"model": head.get("model"), "labels": labels, "detector": head.get("detector"),
-            "adapter": head.get("adapter"), "features": head.get("features"),
-            "ferkit_version": head.get("ferkit_version"),
-            "kind": "video", "path": str(folder), "video": head["video"], "fps": head["fps"], "every": head["every"]}
-    return _typed(frame, folder / VIDEO_TIMELINE, meta, first_row=2)
-
-
-def _video_head(path: Path) -> dict:
-    """timeline.json's facts, before its rows: the file is one JSON object whose "rows" come after them."""
-    with open(path, encoding="utf-8") as fh:
-        first = fh.readline()
-    start = first.find(', "rows": [')
-    try:
-        head = json.loads(first[:start] + "}") if start > 0 else json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ResultsError(f"{path}: not JSON ({e.msg} at character {e.pos}); expected `ferkit video`'s "
-                           f"timeline.json") from None
-    missing = [k for k in ("video", "fps", "every", "labels") if k not in head]
-    if missing:
-        raise ResultsError(f"{path}: no {', '.join(missing)}; expected `ferkit video`'s timeline.json")
-    return head
-
-
-# ---------------------------------------------------------------- a batch result
-def _read_batch(path: Path) -> Results:
+def _read(path: Path) -> Results:
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         try:
@@ -153,30 +108,31 @@ def _read_batch(path: Path) -> Results:
         frame, first_row = _read_lines(path), 1
     missing = [c for c in ("source", "status", "emotion") if c not in frame]
     if missing or not any(c.startswith("prob_") for c in frame.columns):
-        raise ResultsError(f"{path}: no column {', '.join(missing) or 'prob_<label>'}; expected a `ferkit batch` "
-                           f"result (source, kind, frame, time, status, ... emotion, prob_<label> ..., model)")
-    settings = _batch_settings(path)
-    probs = [c[len("prob_"):] for c in frame.columns if c.startswith("prob_")]
+        raise ResultsError(f"{path}: no column {', '.join(missing) or 'prob_<label>'}; expected ferkit's rows "
+                           f"(source, kind, frame, time, status, ... emotion, prob_<label> ..., model: docs/batch.md)")
+    return _typed(frame, path, _facts(path, frame), first_row=first_row)
+
+
+def _facts(path: Path, frame: pd.DataFrame) -> dict:
+    """The run's facts for `.attrs`: from the metadata written with the rows, else from the rows themselves."""
+    try:
+        meta = read_meta(path) or {}
+    except (ValueError, OSError) as e:  # a damaged side file: said, not guessed around
+        raise ResultsError(f"{path}: its metadata cannot be read ({e}); expected the .meta.json ferkit wrote "
+                           f"beside it") from None
     models = frame["model"].dropna().unique().tolist() if "model" in frame else []
     detectors = frame["detector"].dropna().unique().tolist() if "detector" in frame else []
-    meta = {"model": settings.get("model", models[0] if len(models) == 1 else None),
-            "labels": settings.get("labels", probs),
-            "detector": settings.get("detector", detectors[0] if len(detectors) == 1 else None),
-            "adapter": settings.get("adapter"), "features": settings.get("features"),
-            "ferkit_version": settings.get("ferkit_version"), "kind": "batch", "path": str(path),
-            "fps": settings.get("fps")}
-    return _typed(frame, path, meta, first_row=first_row)
-
-
-def _batch_settings(path: Path) -> dict:
-    """OUT.settings.json, written by ferkit batch beside OUT ({} when absent: the rows' own columns are used)."""
-    side = path.with_name(path.name + ".settings.json")
-    if not side.is_file():
-        return {}
-    try:
-        return json.loads(side.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ResultsError(f"{side}: not JSON ({e.msg} at line {e.lineno}); expected ferkit batch's settings") from None
+    video = "track" in frame.columns or meta.get("command") == "ferkit video"
+    facts = {"model": meta.get("model", models[0] if len(models) == 1 else None),
+             "labels": meta.get("labels", [c[len("prob_"):] for c in frame.columns if c.startswith("prob_")]),
+             "detector": meta.get("detector", detectors[0] if len(detectors) == 1 else None),
+             "adapter": meta.get("adapter"), "features": meta.get("features"),
+             "ferkit_version": meta.get("ferkit_version"), "kind": "video" if video else "batch", "path": str(path)}
+    if video:
+        info = meta.get("video") or {}
+        facts.update(video=info.get("path"), fps=info.get("fps"), every=meta.get("every"))
+    facts["meta"] = meta
+    return facts
 
 
 # ---------------------------------------------------------------- reading and typing rows
@@ -210,13 +166,13 @@ def _read_lines(path: Path) -> pd.DataFrame:
 
 
 def _typed(frame: pd.DataFrame, path: Path, meta: dict, first_row: int) -> Results:
-    """Every column in its type (INT_COLUMNS nullable integers, TEXT_COLUMNS text, the rest floats), whatever the
-    file stored; a value that is not of its column's type is a ResultsError naming the file, row and column.
+    """Every column in its type (records.column_type: int as nullable Int64, float, str as text), whatever the file
+    stored; a value that is not of its column's type is a ResultsError naming the file, row and column.
     `first_row`: the file's row (CSV: line) number of frame's first row, for the message."""
     out = {}
     for col in frame.columns:
-        values = frame[col]
-        if col in TEXT_COLUMNS:
+        values, kind = frame[col], column_type(col)
+        if kind is str:
             out[col] = values.astype("string")
             continue
         numbers = pd.to_numeric(values, errors="coerce")
@@ -224,7 +180,7 @@ def _typed(frame: pd.DataFrame, path: Path, meta: dict, first_row: int) -> Resul
         if bad.any():
             i = int(bad.to_numpy().argmax())
             raise ResultsError(f"{path}: row {i + first_row}, column {col}: {values.iloc[i]!r} is not a number")
-        if col in INT_COLUMNS:
+        if kind is int:
             whole = numbers.dropna()
             if not (whole == whole.round()).all():
                 i = int((numbers != numbers.round()).to_numpy().argmax())
