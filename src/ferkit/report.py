@@ -9,7 +9,7 @@ From a video's output folder (rows with `track`, read_results), one section per 
     SMOOTHING_S seconds, thick), its TOP_UNITS strongest action units over time, head pose over time with the
     share of its frames looking away, and a table of its shares and mean probabilities;
 and above them a table of every person. Those figures come from the rows through ferkit.video.summarize, the
-function that writes the video's summary.json, so the report and the summary agree (to the timeline's 4 decimals).
+function that writes the video's summary.json, so the report and the summary agree.
 
 From a batch result (no tracks): how many inputs had a face, had none or failed, the faces per emotion and their
 mean probabilities, the error messages, and one row per face (its crop, emotion, strongest action units, pose).
