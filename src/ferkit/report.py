@@ -114,12 +114,18 @@ def _people(results: Results, labels: list[str]) -> list[str]:
                              "head_pose": _present({c: r[c] for c in pose})}
                             for r in rows[units + pose].to_dict("records")] for k, rows in by_track.items()}
     summary = summarize(rows_by_face, labels, step, features_by_face)
-    crops = _crops(results, {k: rows for k, rows in by_track.items()})
-    out = [f"<h2>People: {len(by_track)}</h2>", _people_table(summary, labels, crops)]
-    if not by_track:
-        out.append("<p>No face was found in the analysed frames.</p>")
+    crops = _crops(results, by_track)
+    frames = results.drop_duplicates("frame")["status"].value_counts()   # one status per analysed frame, no_face
+    analysed = f"{len(results['frame'].dropna().unique())} analysed frames: {frames.get('no_face', 0)} with no face, " \
+               f"{frames.get('error', 0)} that could not be decoded."
+    out = [f"<h2>People: {len(by_track)}</h2>", f'<p data-field="frames">{analysed}</p>',
+           _people_table(summary, labels, crops)]
+    smoothed = (results.attrs.get("meta") or {}).get("smoothing")
+    if smoothed:
+        out.append(f'<p class="note">The rows were smoothed over time already by the tracker (ferkit video '
+                   f"--smoothing {smoothed:g}): each frame's probabilities mix in the earlier frames'.</p>")
     for k, rows in by_track.items():
-        out.append(_person(k, rows, summary[str(k)], labels, crops[k], units))
+        out.append(_person(k, rows, summary[str(k)], labels, crops[k]))
     return out
 
 
@@ -165,7 +171,7 @@ def _cell(field: str, value, text: str) -> str:
     return f'<td data-field="{field}" data-value="{value}">{_e(text)}</td>'
 
 
-def _person(key: int, rows, s: dict, labels: list[str], crop: str, units: list[str]) -> str:
+def _person(key: int, rows, s: dict, labels: list[str], crop: str) -> str:
     t = rows["time"].to_numpy(np.float64)
     step = s["seconds"] / s["rows"] if s["rows"] else 0.0
     parts = [f'<section class="person" id="person-{key}" data-track="{key}"><h2>Person #{key}</h2>',
