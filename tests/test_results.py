@@ -186,6 +186,14 @@ def test_errors_name_the_file_and_what_was_expected(tmp_path, batch_outs, video_
         read_results(tmp_path / "damaged.csv")
 
 
+def test_the_front_door():
+    import inspect
+
+    assert ferkit.read_results is read_results and list(inspect.signature(read_results).parameters) == ["path"]
+    with pytest.raises(AttributeError, match="has no attribute 'read_resultz'"):
+        ferkit.read_resultz  # noqa: B018
+
+
 def test_import_ferkit_does_not_import_pandas():
     code = "import sys, ferkit; assert 'pandas' not in sys.modules; ferkit.read_results; assert 'pandas' in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -77,7 +77,7 @@ STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 24px auto; max-width: 980px; color: #222; padding: 0 12px; }
 h1 { font-size: 22px; } h2 { font-size: 18px; margin-top: 36px; border-top: 1px solid #ddd; padding-top: 16px; }
 table { border-collapse: collapse; margin: 8px 0; } td, th { padding: 3px 8px; border-bottom: 1px solid #eee;
-text-align: right; } th { background: #f6f6f6; } td.l, th.l { text-align: left; }
+text-align: right; white-space: nowrap; } th { background: #f6f6f6; } td.l, th.l { text-align: left; }
 img.face { width: 56px; height: 56px; border-radius: 4px; } .person img.face { width: 112px; height: 112px; }
 .facts { color: #444; } .note { color: #666; font-size: 12px; } .legend span { margin-right: 12px; }
 .legend i { display: inline-block; width: 14px; height: 4px; vertical-align: middle; margin-right: 4px; }
@@ -94,8 +94,9 @@ def _facts(meta: dict) -> str:
             ("face features", ", ".join(meta.get("features") or []) or None),
             ("made with ferkit", meta.get("ferkit_version")), ("results", meta.get("path"))]
     if meta.get("kind") == "video":
-        rows[1:1] = [("video", meta.get("video")), ("analysed", f"every {meta.get('every')} frame(s) at "
-                                                               f"{meta.get('fps'):g} fps")]
+        every = meta.get("every") or 1
+        rows[1:1] = [("video", meta.get("video")),
+                     ("analysed", f"{'every frame' if every == 1 else f'every {every}th frame'} of {meta.get('fps'):g} fps")]
     cells = "".join(f'<tr><th class="l">{_e(k)}</th><td class="l">{_e("not recorded" if v is None else v)}</td></tr>'
                     for k, v in rows)
     return f'<table class="facts">{cells}</table><p class="note">Report by ferkit {__version__}.</p>'
