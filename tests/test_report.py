@@ -16,6 +16,7 @@ from tests._videos import make_grid_video, pick_faces
 from ferkit import EMOTIONS
 from ferkit.batch import run as batch_run
 from ferkit.report import write_report
+from ferkit.video import analyze_video
 
 pytest.importorskip("pandas")
 pytestmark = pytest.mark.data
@@ -126,6 +127,22 @@ def test_without_the_video_the_report_says_so(three, tmp_path):
     assert "<img" not in text
     assert text.count("the file is no longer at its path: no crop") == 6
     assert text.count('class="person"') == 3
+
+
+def test_a_video_without_faces(recognizer, tmp_path):
+    import cv2
+
+    from tests._videos import HEIGHT, WIDTH, canvas
+
+    clip = tmp_path / "empty_room.mp4"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 10, (WIDTH, HEIGHT))
+    for _ in range(8):
+        writer.write(cv2.cvtColor(canvas(), cv2.COLOR_GRAY2BGR))
+    writer.release()
+    analyze_video(clip, recognizer, tmp_path / "out", annotate=False)
+    text = write_report(tmp_path / "out", tmp_path / "r.html").read_text()
+    assert "People: 0" in text and "No face was found in the analysed frames." in text
+    assert "8 analysed frames: 8 with no face, 0 that could not be decoded." in text
 
 
 def test_a_batch_report_counts_what_batch_counted(tmp_path, three):

@@ -41,6 +41,7 @@ MAX_FACE_ROWS = 500      # faces listed in a batch report (all are counted in it
 MAX_ERRORS = 50          # error messages listed in a batch report
 CHART_W, CHART_H = 720, 170
 UNIT_COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b")
+OTHER_COLORS = ("#17becf", "#bcbd22", "#e377c2", "#8c564b", "#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd")
 POSE_COLORS = {"yaw": "#1f77b4", "pitch": "#d62728", "roll": "#7f7f7f"}
 
 
@@ -119,8 +120,8 @@ def _people(results: Results, labels: list[str]) -> list[str]:
     frames = results.drop_duplicates("frame")["status"].value_counts()   # one status per analysed frame, no_face
     analysed = f"{len(results['frame'].dropna().unique())} analysed frames: {frames.get('no_face', 0)} with no face, " \
                f"{frames.get('error', 0)} that could not be decoded."
-    out = [f"<h2>People: {len(by_track)}</h2>", f'<p data-field="frames">{analysed}</p>',
-           _people_table(summary, labels, crops)]
+    out = [f"<h2>People: {len(by_track)}</h2>", f'<p data-field="frames">{analysed}</p>']
+    out.append(_people_table(summary, labels, crops) if by_track else "<p>No face was found in the analysed frames.</p>")
     smoothed = (results.attrs.get("meta") or {}).get("smoothing")
     if smoothed:
         out.append(f'<p class="note">The rows were smoothed over time already by the tracker (ferkit video '
@@ -426,7 +427,10 @@ def _legend(items) -> str:
 
 
 def _color(label: str) -> str:
-    b, g, r = EMOTION_COLORS_BGR.get(label, (128, 128, 128))
+    """The emotion's colour in ferkit's drawings; another class (an adapter's) gets one of OTHER_COLORS by its name."""
+    if label not in EMOTION_COLORS_BGR:
+        return OTHER_COLORS[sum(label.encode()) % len(OTHER_COLORS)]
+    b, g, r = EMOTION_COLORS_BGR[label]
     return f"#{r:02x}{g:02x}{b:02x}"
 
 
