@@ -181,9 +181,9 @@ def _typed(frame: pd.DataFrame, path: Path, meta: dict, first_row: int) -> Resul
             i = int(bad.to_numpy().argmax())
             raise ResultsError(f"{path}: row {i + first_row}, column {col}: {values.iloc[i]!r} is not a number")
         if kind is int:
-            whole = numbers.dropna()
-            if not (whole == whole.round()).all():
-                i = int((numbers != numbers.round()).to_numpy().argmax())
+            fraction = numbers.notna() & (numbers != numbers.round())
+            if fraction.any():
+                i = int(fraction.to_numpy().argmax())
                 raise ResultsError(f"{path}: row {i + first_row}, column {col}: {values.iloc[i]!r} is not a whole number")
             out[col] = numbers.astype("Int64")
         else:
