@@ -179,15 +179,20 @@ def _typed(frame: pd.DataFrame, path: Path, meta: dict, first_row: int) -> Resul
         bad = numbers.isna() & values.notna()
         if bad.any():
             i = int(bad.to_numpy().argmax())
-            raise ResultsError(f"{path}: row {i + first_row}, column {col}: {values.iloc[i]!r} is not a number")
+            raise ResultsError(f"{path}: row {i + first_row}, column {col}: {_shown(values.iloc[i])} is not a number")
         if kind is int:
             fraction = numbers.notna() & (numbers != numbers.round())
             if fraction.any():
                 i = int(fraction.to_numpy().argmax())
-                raise ResultsError(f"{path}: row {i + first_row}, column {col}: {values.iloc[i]!r} is not a whole number")
+                raise ResultsError(f"{path}: row {i + first_row}, column {col}: {_shown(values.iloc[i])} is not a whole number")
             out[col] = numbers.astype("Int64")
         else:
             out[col] = numbers.astype("float64")
     results = Results(out, index=pd.RangeIndex(len(frame)))
     results.attrs.update(meta)
     return results
+
+
+def _shown(value) -> str:
+    """A cell as the message quotes it: text in quotes, a number as written."""
+    return repr(value) if isinstance(value, str) else str(value)
