@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ..music import cli as music
     from ..server import cli as serve
     from ..version import __version__
-    from . import adapt, analyze, batch, data, live, models, training, video
+    from . import adapt, analyze, batch, data, live, models, report, training, video
 
     commands = [
         analyze,   # ferkit analyze
@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         music,     # ferkit recommend, ferkit music (feedback)
         batch,     # ferkit batch (also python -m ferkit.batch)
         adapt,     # ferkit adapt (a head for your own photos)
+        report,    # ferkit report (an HTML report of a video's or a batch's results)
     ]
     parser = argparse.ArgumentParser(prog="ferkit", description="Facial emotion recognition.")
     parser.add_argument("--version", action="version", version=f"ferkit {__version__}")
