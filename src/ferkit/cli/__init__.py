@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     __import__("ferkit.music.cli", fromlist=["cli"]).add_parser(sub)  # ferkit recommend, ferkit music (feedback)
     __import__("ferkit.batch.cli", fromlist=["cli"]).add_parser(sub)  # ferkit batch (also python -m ferkit.batch)
     __import__("ferkit.cli.adapt", fromlist=["adapt"]).add_parser(sub)  # ferkit adapt (a head for your own photos)
+    __import__("ferkit.cli.label", fromlist=["label"]).add_parser(sub)  # ferkit label (label faces in the browser)
     return parser
 
 
