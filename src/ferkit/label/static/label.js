@@ -43,6 +43,7 @@ function renderFace(why) {
   $("waiting").hidden = has;
   document.body.dataset.face = has ? face.id : "";
   document.body.dataset.path = has ? `${face.path}#${face.index}` : "";
+  document.body.dataset.guess = has && face.guess ? face.guess : "";
   document.body.dataset.back = String(back);
   for (const b of document.querySelectorAll("#choices button, #accept, #skip, #no-face")) b.disabled = !has;
   if (!has) {
