@@ -67,9 +67,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(folder: Path, out: Path, port: int) -> subprocess.Popen:
+def start(folder: Path, out: Path, port: int, *more: Path) -> subprocess.Popen:
     """`ferkit label` as a user runs it, in its own process; returns once the page answers."""
-    proc = subprocess.Popen([sys.executable, "-m", "ferkit", "label", str(folder), "--out", str(out), "--labels",
+    proc = subprocess.Popen([sys.executable, "-m", "ferkit", "label", str(folder), *map(str, more), "--out", str(out),
+                             "--labels",
                              ",".join(LABELS), "--person-from", "folder", "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 60
@@ -117,10 +118,14 @@ def test_label_sixty_faces_by_keyboard_survive_kill_9_and_feed_adapt(photos, pla
              for k, v in truth.items()}
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
-    proc = start(folder, out, port)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"%PDF-1.4 a document, not a photo")
+    proc = start(folder, out, port, broken)
     browser = launch(playwright_instance)
     try:
         page, errors = open_page(browser, url, 900, 1280)
+        wait_until(page, "document.querySelector('#unreadable').textContent.includes('broken.jpg')")
+        assert "PDF" in page.text_content("#unreadable")
         assert axe_violations(page, ("minor", "moderate", "serious", "critical")) == []
         assert "least sure" in page.text_content("#rule")
 
@@ -147,7 +152,7 @@ def test_label_sixty_faces_by_keyboard_survive_kill_9_and_feed_adapt(photos, pla
         kept = csv_rows(out)
         assert kept == {f: truth[f] for f in asked}, "every answer on disk, the changed one once"
 
-        proc = start(folder, out, port)
+        proc = start(folder, out, port, broken)
         page.goto(url)
         page.wait_for_selector("body[data-ready=true]")
         assert page.evaluate("document.body.dataset.answered") == "30"
@@ -187,3 +192,35 @@ def test_label_sixty_faces_by_keyboard_survive_kill_9_and_feed_adapt(photos, pla
     head = json.loads((tmp_path / "head.json").read_text())
     assert head["counts"] == {"happy": 29, "sad": 29} and head["skipped"] == 2  # two.png: adapt reads one face a photo
     assert head["cross_validation"]["grouped"]
+
+
+def test_ten_thousand_photos_first_face_shows_while_the_rest_are_analysed(photos, playwright_instance, tmp_path):
+    """10,000 photos (hard links to the 59 above under other names, each a photo of its own): the first face shows
+    long before they are all analysed, the progress says how far the analysis is, and answering keeps pace."""
+    folder, _ = photos
+    sources = sorted(folder.rglob("*.png"))
+    many = tmp_path / "many"
+    for i in range(10_000):
+        (many / f"p{i % 20:02d}").mkdir(parents=True, exist_ok=True)
+        os.link(sources[i % len(sources)], many / f"p{i % 20:02d}" / f"{i:05d}.png")
+    port = free_port()
+    proc = start(many, tmp_path / "labels.csv", port)
+    browser = launch(playwright_instance)
+    try:
+        page, errors = open_page(browser, f"http://127.0.0.1:{port}/", 900, 1280)
+        shown(page)
+        state = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/state"))
+        assert state["analysing"] and state["counts"]["analysed"] < 5_000
+        assert "of 10,000 photos analysed" in page.text_content("#progress")
+        for k in range(10):
+            page.keyboard.press("Enter" if page.evaluate("document.body.dataset.guess") else "1")
+            wait_until(page, f"document.body.dataset.answered === '{k + 1}'")
+        t0 = time.monotonic()
+        json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/api/face"))
+        assert time.monotonic() - t0 < 1.0, "choosing the next face among thousands stays quick"
+        assert page.locator("#history img[loading=lazy]").count() == 8
+        assert errors == []
+    finally:
+        browser.close()
+        proc.kill()
+        proc.wait(10)
