@@ -152,3 +152,14 @@ def test_running_estimate(rec):
     ungrouped = estimate(answers(60, 3), labels, rec.labels, grouped=True)
     assert not ungrouped["grouped"] and "3 persons for 5 folds" in ungrouped["note"]
     assert json.dumps(e)  # what the page gets
+
+
+def test_a_port_in_use_is_named(photos, tmp_path, capsys):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, err = _run(["label", str(photos), "--out", str(tmp_path / "l.csv"), "--port", str(port)], capsys)
+    assert code == 2 and f"--port {port}: cannot listen on 127.0.0.1:{port}" in err and "--port 0" in err
