@@ -50,6 +50,7 @@ def run(args) -> int:
 
         from ..label.app import Session, create_app, guarded
         from ..server.cli import uvicorn_options
+        from ..server.settings import Settings
     except ImportError as e:
         raise CommandError(f"ferkit label needs the [serve] extra: pip install 'ferkit[serve]' ({e})", EXIT_USAGE) from e
     if not 0 <= args.port <= 65535:
@@ -76,8 +77,6 @@ def run(args) -> int:
         raise CommandError(f"--port {args.port}: cannot listen on 127.0.0.1:{args.port} ({e.strerror}); "
                            f"--port 0 picks a free one", EXIT_USAGE) from None
     port = sock.getsockname()[1]
-    from ..server.settings import Settings
-
     config = uvicorn.Config(guarded(create_app(session), port), **uvicorn_options(Settings(host="127.0.0.1", port=port)))
     counts = store.counts()
     print(f"ferkit label: {len(photos)} photos, {counts['answered']} answered so far; open http://127.0.0.1:{port}/ "

@@ -222,7 +222,8 @@ class LabelStore:
 
     # ------------------------------------------------------------ start
     def _load(self) -> None:
-        for record in _read_lines(self.answers_file):
+        records = _read_lines(self.answers_file)
+        for record in records:
             key = (record["path"], record["face"])
             if record["kind"] == "label" and record["label"] not in self.labels:
                 raise LabelError(f"{self.answers_file}: holds the label {record['label']!r}, which is not in "
@@ -232,6 +233,8 @@ class LabelStore:
             i = self.where.get(key[0])
             if i is not None:
                 record["person"] = self.persons[i]
+        if records:  # stopped between two faces of one photo: its next face comes first
+            self.last_photo = self.where.get(records[-1]["path"])
         self._cached = {r["path"]: r for r in _read_lines(self.analysed_file)}
         self._write_csv()
 

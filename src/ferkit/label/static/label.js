@@ -92,6 +92,10 @@ async function answer(kind, label) {
   $("status").textContent = `${face.path}${face.faces_in_photo > 1 ? ` face ${face.index + 1}` : ""}: ${said}.`;
   if (back > 0) back -= 1;
   await loadFace();
+  // A clicked button keeps the focus, and Enter would press it again: the focus goes back to the face instead.
+  if (document.activeElement && document.activeElement.closest("#choices, #actions")) {
+    $("face-heading").focus({preventScroll: true});
+  }
   await refreshState();
 }
 
