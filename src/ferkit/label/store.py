@@ -10,7 +10,7 @@ Files, for `--out labels.csv`:
   appended to it, a changed one rewrites it atomically, and it is rewritten from the answers on every start).
 - labels.csv.ferkit/analysed.jsonl and crops/: one line per analysed photo (its faces' boxes and probabilities, or
   why it could not be read) and the JPEG crops shown on the page; a photo whose size and modification time match its
-  line is never decoded again.
+  line, analysed by the same model and detector, is never decoded again.
 """
 from __future__ import annotations
 
@@ -205,6 +205,8 @@ class LabelStore:
         self.labels = labels
         self.recognizer = recognizer
         self.model_labels = tuple(recognizer.labels)
+        # the cache holds this model's and detector's answers: another pair analyses the photos again
+        self.analyser = f"{recognizer.name} ({Path(recognizer.model_path).name}), {recognizer.detector.name}"
         self.has_persons = persons is not None
         self.photos = photos
         self.paths = [Path(os.path.relpath(p.resolve(), self.out.parent.resolve())).as_posix() for p in photos]
@@ -245,8 +247,8 @@ class LabelStore:
         for i, path in enumerate(self.paths):
             st = self.photos[i].stat() if self.photos[i].exists() else None
             cached = self._cached.get(path)
-            if cached and st and cached["size"] == st.st_size and cached["mtime_ns"] == st.st_mtime_ns and \
-                    all((self.crops / f["crop"]).is_file() for f in cached.get("faces", [])):
+            if cached and st and cached.get("size") == st.st_size and cached.get("mtime_ns") == st.st_mtime_ns and \
+                    cached.get("analyser") == self.analyser and all((self.crops / f["crop"]).is_file() for f in cached.get("faces", [])):
                 self._take(i, cached)
             else:
                 todo.setdefault(self.persons[i], []).append(i)
@@ -262,7 +264,7 @@ class LabelStore:
         from ..images import load_image
 
         path = self.photos[i]
-        record = {"path": self.paths[i]}
+        record = {"path": self.paths[i], "analyser": self.analyser}
         try:
             st = path.stat()
             record.update(size=st.st_size, mtime_ns=st.st_mtime_ns)
