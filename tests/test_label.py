@@ -105,6 +105,10 @@ def test_each_photo_analysed_once_answers_kept_and_the_csv_is_adapts(photos, tmp
     assert again.counts()["answered"] == 2 and again.next_face().id == single.id
     assert out.read_text().splitlines() == rows
 
+    other = LabelStore(find_photos([photos]), out, ("happy", "sad", "neutral"), ferkit.load_recognizer(detector="haar"),
+                       person_rule("folder"))
+    assert len(other.pending_photos()) == 3, "another detector's faces are not this one's: analysed again"
+
     with pytest.raises(LabelError, match="holds the label 'sad', which is not in --labels happy,neutral"):
         LabelStore(find_photos([photos]), out, ("happy", "neutral"), rec, person_rule("folder"))
 
