@@ -149,6 +149,7 @@ def test_label_sixty_faces_by_keyboard_survive_kill_9_and_feed_adapt(photos, pla
                 page.click(f"#choices button[data-label={truth[face]}]")
                 wait_until(page, f"document.body.dataset.answered === '11' && document.body.dataset.path !== "
                                  f"{json.dumps(face)}")
+                assert page.evaluate("document.activeElement.id") == "face-heading"
                 asked.append(face)
                 continue
             asked.append(answer_by_key(page, truth, k))
