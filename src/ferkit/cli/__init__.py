@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ..music import cli as music
     from ..server import cli as serve
     from ..version import __version__
-    from . import adapt, analyze, batch, data, live, models, report, training, video
+    from . import adapt, analyze, batch, data, label, live, models, report, training, video
 
     commands = [
         analyze,   # ferkit analyze
@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         batch,     # ferkit batch (also python -m ferkit.batch)
         adapt,     # ferkit adapt (a head for your own photos)
         report,    # ferkit report (an HTML report of a video's or a batch's results)
+        label,     # ferkit label (label faces in the browser, for ferkit adapt)
     ]
     parser = argparse.ArgumentParser(prog="ferkit", description="Facial emotion recognition.")
     parser.add_argument("--version", action="version", version=f"ferkit {__version__}")
