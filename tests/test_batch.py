@@ -335,7 +335,7 @@ def test_relative_inputs_are_resolved_on_the_driver(folder, tmp_path, monkeypatc
     monkeypatch.chdir(folder)
     (tmp_path / "list.txt").write_text(f"{folder / FACES[0]}\nmissing.jpg\n")
     tasks = plan(expand_inputs([FACES[1], "nope.jpg", tmp_path / "list.txt"]))
-    assert [(t.source, t.path) for t in tasks] == [
+    assert [(t.source, t.file) for t in tasks] == [
         (FACES[1], str(folder / FACES[1])), ("nope.jpg", str(folder / "nope.jpg")),
         (str(folder / FACES[0]), str(folder / FACES[0])), (str(tmp_path / "missing.jpg"), str(tmp_path / "missing.jpg"))]
     from ferkit.batch.work import Described, process_chunk, stand_in
@@ -501,8 +501,8 @@ def test_manifest_entries_are_tidied_only_where_that_names_the_same_file(tmp_pat
     paths = expand_inputs(["lists/list.txt"])
     assert paths == ["broken/x.png", "lists/link/../y.png", "lists/z.png"]
     tasks = plan(paths)
-    assert [t.path for t in tasks] == [str(tmp_path / "broken" / "x.png"), str(tmp_path / "lists/link/../y.png"),
+    assert [t.file for t in tasks] == [str(tmp_path / "broken" / "x.png"), str(tmp_path / "lists/link/../y.png"),
                                        str(tmp_path / "lists" / "z.png")]
-    assert os.path.isfile(tasks[1].path)  # deep/y.png, through the link
+    assert os.path.isfile(tasks[1].file)  # deep/y.png, through the link
     (row,) = [r for r in batch.iter_rows(["lists/list.txt"], workers=1) if r["source"] == "broken/x.png"]
     assert row["status"] == "error" and row["message"] == "broken/x.png: no such file"

@@ -5,6 +5,7 @@ see stop the run; losing the second node mid-run (the module's last test) loses 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,12 +17,14 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from tests.test_batch import folder, local_run  # noqa: F401  (fixtures: the test folder and the local engine's run)
+from tests.test_batch import FACES, folder, local_run  # noqa: F401  (fixtures: the test folder and the local engine's run)
 
 from ferkit import batch
 from ferkit.batch.output import read_rows
+from ferkit.batch.ray_engine import _answers
 
 ROOT = Path(__file__).resolve().parents[1]
+FACE = FACES[0]
 
 pytestmark = pytest.mark.slow
 ray = pytest.importorskip("ray", reason='the Ray engine needs Ray: pip install "ferkit[ray]"')
@@ -71,13 +74,65 @@ def test_a_local_ray_instance_on_this_machine_runs_with_nothing_but_ferkit_on_sc
     summary alone: Ray's own lines (its C++ core's, the raylet's) go to a log file. A process of its own, before the
     module's cluster exists to be found (and so that this driver's Ray settings do not outlive it)."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    proc = subprocess.run([sys.executable, "-m", "ferkit.batch", str(folder / "faces"), str(folder / "clip.mp4"),
-                           "--out", str(tmp_path / "r.csv"), "--engine", "ray", "--no-progress"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stderr.splitlines()
-    assert lines and all(ln.startswith(SUMMARY + ("Ray's own messages: ",)) for ln in lines), proc.stderr
+    env["TMPDIR"] = logs = tempfile.mkdtemp(prefix="fk", dir="/tmp")  # short: Ray keeps its sockets under it too
+    try:
+        proc = subprocess.run([sys.executable, "-m", "ferkit.batch", str(folder / "faces"), str(folder / "clip.mp4"),
+                               "--out", str(tmp_path / "r.csv"), "--engine", "ray", "--no-progress"], cwd=ROOT,
+                              env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        lines = proc.stderr.splitlines()
+        assert lines and all(ln.startswith(SUMMARY) for ln in lines), proc.stderr  # no log named: nothing went wrong
+        assert not list(Path(logs).glob("ferkit-batch-ray-*.log"))  # and none kept
+    finally:
+        shutil.rmtree(logs, ignore_errors=True)
     assert "inputs: 4 (4 ok)" in proc.stderr and "this run: 4 tasks" in proc.stderr
+
+
+def test_a_driver_without_the_clusters_token_or_with_a_wrong_one_is_told_it_is_the_token(folder, tmp_path):  # noqa: F811
+    """A one-node head with token authentication: a driver with no token, and one with a wrong token, exit 5 saying
+    the cluster refused its token and how to pass it (not "a wrong port, or a proxy"), keeping Ray's log and naming
+    it; the right token runs, leaving no log."""
+    port, token = _free_port(), "0123456789abcdef0123456789abcdef"
+    temp = tempfile.mkdtemp(prefix="raytk", dir="/tmp")
+    logs = Path(tempfile.mkdtemp(prefix="fk", dir="/tmp"))  # short: a driver's Ray keeps sockets under TMPDIR
+    ray_cli = Path(sys.executable).with_name("ray")
+    with open(Path(temp) / "head.log", "w") as fh:
+        head = subprocess.Popen([str(ray_cli), "start", "--head", "--block", "--port", str(port), "--num-cpus", "1",
+                                 "--node-ip-address", "127.0.0.1", "--temp-dir", temp, "--include-dashboard", "false",
+                                 "--disable-usage-stats"], stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token})
+    try:
+        address = f"127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while not _answers(address) and time.monotonic() < deadline:
+            time.sleep(1)
+        base = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")} | {"TMPDIR": str(logs)}
+        runs = {"none": {}, "wrong": {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "f" * 32}}
+        for name, extra in runs.items():
+            t0 = time.monotonic()
+            proc = subprocess.run([sys.executable, "-m", "ferkit.batch", str(folder / FACE), "--out",
+                                   str(tmp_path / f"{name}.csv"), "--engine", "ray", "--address", address,
+                                   "--no-progress"], cwd=ROOT, env=base | extra, capture_output=True, text=True,
+                                  timeout=120)
+            err = proc.stderr
+            assert proc.returncode == 5 and time.monotonic() - t0 < 45, (name, err)
+            assert err.startswith(f"ferkit: the Ray cluster at {address} refused this driver: it needs the cluster's "
+                                  f"token, and {'this driver sent none' if name == 'none' else 'the one this driver'}"), err
+            assert "RAY_AUTH_MODE=token and RAY_AUTH_TOKEN=" in err and "proxy" not in err, err
+            log = err.split("Ray's own messages: ")[1].strip()
+            assert Path(log).is_file() and "InvalidAuthToken" in Path(log).read_text()
+        for log in logs.glob("ferkit-batch-ray-*.log"):
+            log.unlink()
+        proc = subprocess.run([sys.executable, "-m", "ferkit.batch", str(folder / FACE), "--out",
+                               str(tmp_path / "ok.csv"), "--engine", "ray", "--address", address, "--no-progress"],
+                              cwd=ROOT, env=base | {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token},
+                              capture_output=True, text=True, timeout=180)
+        assert proc.returncode == 0 and "Ray's own messages" not in proc.stderr, proc.stderr
+        assert not list(logs.glob("ferkit-batch-ray-*.log"))
+    finally:
+        _stop(head)
+        shutil.rmtree(temp, ignore_errors=True)
+        shutil.rmtree(logs, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -343,3 +343,18 @@ def test_one_image_suffix_list_for_every_command(tmp_path):
     r = ferkit("analyze", happy, "--json")
     listed = {Path(d["file"]).name: d["status"] for d in json.loads(r.stdout)}
     assert {k for k, v in listed.items() if v != "skipped"} == taken and listed["d.pgm"] == "skipped", r.stdout
+
+
+def test_video_and_live_name_the_trackers_search_size_apart_from_yunets_working_size(capsys):
+    """--search-side is the tracker's downscaled copy in video and live; --detect-side (yunet's working size in
+    analyze, batch, serve and adapt) still sets it there, with a note, until 0.3."""
+    from ferkit.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["live"]).search_side == 320 and parser.parse_args(["video", "x.mp4"]).search_side is None
+    assert parser.parse_args(["video", "x.mp4", "--search-side", "480"]).search_side == 480
+    assert capsys.readouterr().err == ""
+    assert parser.parse_args(["live", "--detect-side", "640"]).search_side == 640
+    assert "--detect-side is now --search-side" in capsys.readouterr().err
+    assert parser.parse_args(["batch", "x.jpg", "--out", "r.csv", "--detect-side", "1280"]).detect_side == 1280
+    assert capsys.readouterr().err == ""

@@ -36,6 +36,7 @@ from typing import Iterable
 
 from .face import LANDMARK_COLUMNS, POSE_KEYS, Face
 from .mesh import ACTION_UNITS, BLENDSHAPES
+from .version import __version__
 
 SOURCE_COLUMNS = ["source", "kind", "frame", "time", "status", "message"]
 BOX_COLUMNS = ["x", "y", "w", "h"]
@@ -266,12 +267,10 @@ def meta_path(path: str | os.PathLike) -> Path:
     return path.with_name(path.name + ".meta.json")
 
 
-def run_meta(rec_or_describe: dict, *, command: str, cols: list[str], **extra) -> dict:
-    """The metadata written with an output: ferkit's version, the command, the columns, and `rec_or_describe`'s
-    model, labels, base_labels, adapter, detector, features (a dict of those), plus `extra` (settings)."""
-    from .version import __version__
-
-    return {"ferkit_version": __version__, "command": command, **rec_or_describe, **extra, "columns": list(cols)}
+def run_meta(model: dict, *, command: str, cols: list[str], **extra) -> dict:
+    """The metadata written with an output: ferkit's version, the command, the columns, the model's facts (model,
+    labels, base_labels, adapter, detector, features: recognizer_meta's dict) and `extra` (the settings)."""
+    return {"ferkit_version": __version__, "command": command, **model, **extra, "columns": list(cols)}
 
 
 def recognizer_meta(rec) -> dict:

@@ -31,7 +31,7 @@ import numpy as np
 from .annotate import EMOTION_COLORS_BGR, draw_tracked
 from .frames import (FrameReader, VideoError, VideoInfo, every_nth, frame_range, open_video, seek, skip_message,
                      truncation_message)
-from .records import Schema, recognizer_meta, run_meta, write_meta, writer_for
+from .records import Schema, output_format, recognizer_meta, run_meta, write_meta, writer_for
 from .recognizer import Recognizer
 from .track import FaceTracker, TrackedFace
 
@@ -82,6 +82,7 @@ def analyze_video(path: str | Path, recognizer: Recognizer, out_dir: str | Path,
     the range is empty.
     """
     choose = every_nth(every)
+    output_format(timeline)  # an unknown format (or Parquet without pyarrow) refused before anything is opened
     if detect_every is None:
         detect_every = 3 if every == 1 else 1
     cap, info = open_video(path)
@@ -97,7 +98,7 @@ def analyze_video(path: str | Path, recognizer: Recognizer, out_dir: str | Path,
     tracker = FaceTracker(recognizer, detect_every=detect_every, detect_side=search_side, smoothing=smoothing)
     schema = Schema.of(recognizer, mesh=mesh, track=True)
     files = {"timeline": out / timeline}
-    writer = writer_for(files["timeline"], schema.columns)  # refuses an unknown format before anything is written
+    writer = writer_for(files["timeline"], schema.columns)
     meta = run_meta(recognizer_meta(recognizer), command="ferkit video", cols=schema.columns, video=asdict(info),
                     every=every, detect_every=detect_every, search_side=search_side, smoothing=smoothing,
                     start=start, end=end)

@@ -210,7 +210,8 @@ def _run_locked(inputs, out: Path, spec, describe, settings, *, engine, workers,
         work = _engine(engine, todo, spec, fps, workers, address, describe, node_timeout)
         try:
             for chunk, results in work:
-                done.update(dict.fromkeys((key for key, _ in results), parts.write(chunk.id, results)))
+                # keyed by the plan's own key strings, not the copies that came back from the worker
+                done.update(dict.fromkeys((t.key for t in chunk.tasks), parts.write(chunk.id, results)))
                 units += chunk.units
                 bar.update(chunk.units)
         finally:  # on Ctrl-C too: the engine stops its workers (or disconnects from Ray) now, not at garbage collection
@@ -249,7 +250,9 @@ def _combine(tasks, done: dict[str, Path], previous: list[dict]) -> Iterator[dic
             path = done[t.key]
             if path not in open_parts:
                 open_parts[path] = read_part(path)
-            yield from open_parts[path].pop(t.key)
+            for row in open_parts[path].pop(t.key):
+                row["source"] = t.source  # the plan's own string (the same text): one per input on the driver
+                yield row
             if not open_parts[path]:
                 del open_parts[path]
     for source_rows in old.values():

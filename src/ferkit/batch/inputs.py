@@ -26,7 +26,7 @@ BATCH_SIZE = 16            # images per chunk: the faces of a chunk are classifi
 SEGMENT_SAMPLES = 50       # analysed frames per video task (10 s at 5 fps): the unit of work and of resuming
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a 100,000-entry manifest is 100,000 of these on the driver
 class Task:
     """One image, or frames [start, stop) of a video (stop None: to the end), of which those `sampled` are analysed."""
     index: int                 # position in the plan: the output's row order
@@ -36,7 +36,8 @@ class Task:
     stop: int | None = None
     video_fps: float = 0.0     # the video's own frame rate (0 when it could not be opened while planning)
     units: int = 1             # images or analysed frames, for the progress bar
-    path: str = ""             # the file to open: `source` made absolute on the driver (workers may run elsewhere)
+    path: str = ""             # the file to open: `source` made absolute on the driver (workers may run elsewhere);
+                               # "" when that is `source` itself (an absolute path as written)
 
     @property
     def file(self) -> str:
@@ -126,10 +127,11 @@ def plan(paths: list[str], fps: float = DEFAULT_FPS, segment_samples: int = SEGM
     tasks: list[Task] = []
     for source in paths:
         path = absolute(source)
+        path = "" if path == source else path  # one string, not two, for absolute entries
         if Path(source).suffix.lower() not in VIDEO_EXTS:
             tasks.append(Task(len(tasks), source, "image", path=path))
             continue
-        video_fps, count = _probe(path)
+        video_fps, count = _probe(path or source)
         if not video_fps or count <= 0:
             tasks.append(Task(len(tasks), source, "video", 0, None, video_fps, 1, path))
             continue

@@ -145,13 +145,47 @@ def connect(ray, address: str | None, timeout: float = CONNECT_TIMEOUT_S) -> Non
         init()
     if not outcome:
         raise ClusterError(f"cannot reach the Ray cluster at {target}: it accepts connections but no Ray head answered "
-                           f"within {timeout:g} s (a wrong port, or a proxy in between?)")
+                           f"within {timeout:g} s: {token_hint()}; else a wrong port, or a proxy in between")
     if outcome[0] is not None:
         e = outcome[0]
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         hint = ("; a cluster with token authentication needs RAY_AUTH_MODE=token and its token (RAY_AUTH_TOKEN, "
                 "RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token) on the driver too" if "auth" in str(e).lower() else "")
         raise ClusterError(f"cannot connect to the Ray cluster at {target or 'this machine'}: {first}{hint}") from e
+
+
+TOKEN_HOWTO = ("pass the cluster's token: RAY_AUTH_MODE=token and RAY_AUTH_TOKEN=..., or RAY_AUTH_TOKEN_PATH=FILE, "
+               "or the file ~/.ray/auth_token (`ray get-auth-token` on the head prints it; docs/batch.md)")
+AUTH_REFUSED = "InvalidAuthToken"  # what Ray's core logs when the head refuses a driver's token (or its lack of one)
+
+
+def driver_token() -> str | None:
+    """Where this driver's Ray token comes from ("RAY_AUTH_TOKEN", a file), or None when it sends none
+    (RAY_AUTH_MODE is not "token", or no token is set)."""
+    if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+        return None
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return "RAY_AUTH_TOKEN"
+    for path in (os.environ.get("RAY_AUTH_TOKEN_PATH"), os.path.expanduser("~/.ray/auth_token")):
+        if path and os.path.isfile(path):
+            return path
+    return None
+
+
+def token_hint() -> str:
+    """Why a head that accepts connections may not answer, as far as the driver's own token settings tell."""
+    source = driver_token()
+    if source is None:
+        return f"a cluster with token authentication ignores a driver without its token, and this one has none: " \
+               f"{TOKEN_HOWTO}"
+    return f"this driver's token (from {source}) may not be the cluster's: {TOKEN_HOWTO}"
+
+
+def token_refused(target: str) -> str:
+    """The message for a head that refused the driver's token (Ray logged AUTH_REFUSED)."""
+    source = driver_token()
+    given = "this driver sent none" if source is None else f"the one this driver sent (from {source}) is not the cluster's"
+    return f"the Ray cluster at {target} refused this driver: it needs the cluster's token, and {given}; {TOKEN_HOWTO}"
 
 
 # ---------------------------------------------------------------- the pool
@@ -164,6 +198,8 @@ def ray_engine(todo: list[Chunk], spec: RecognizerSpec, fps: float, workers: int
     ray = import_ray()
     if not todo:
         return
+    # the address as the user gave it, read before ray.init, which rewrites RAY_ADDRESS to the address it resolved
+    where = address or os.environ.get("RAY_ADDRESS") or "this machine"
     started = not ray.is_initialized()
     if started:
         connect(ray, address)
@@ -172,7 +208,7 @@ def ray_engine(todo: list[Chunk], spec: RecognizerSpec, fps: float, workers: int
     try:
         n = workers or max(1, int(ray.cluster_resources().get("CPU", 1) // ACTOR_CPUS))
         pool = _Pool(ray, spec, fps, min(n, len(todo)), stand_in(describe or spec.describe(), features=spec.features),
-                     address or os.environ.get("RAY_ADDRESS") or "this machine", node_timeout)
+                     where, node_timeout)
         yield from pool.run(deque(todo))
     except HeadLostError:
         head_lost = True

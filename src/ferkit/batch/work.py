@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import cv2
 
-from ..records import Schema, column_type, columns  # noqa: F401  (the one schema; re-exported)
+from ..records import Schema, columns  # noqa: F401  (columns: re-exported as ferkit.batch.columns)
 from .inputs import Chunk, Task
 
 FRAME_BATCH = 16           # video frames analysed together

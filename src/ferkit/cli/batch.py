@@ -68,10 +68,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main_from_args(args: argparse.Namespace) -> int:
     from ..adapt import AdapterError
     from ..batch import api
-    from ..batch.ray_engine import INSTALL
+    from ..batch.ray_engine import AUTH_REFUSED, INSTALL, token_refused
     from ..frames import quiet_opencv
 
     quiet_opencv()
+    typed = args.address or os.environ.get("RAY_ADDRESS") or "this machine"  # before ray.init rewrites RAY_ADDRESS
     if args.adapter is not None:
         _check_adapter(args.model, args.adapter, AdapterError)
     log = None
@@ -99,6 +100,9 @@ def main_from_args(args: argparse.Namespace) -> int:
             raise
         raise CommandError(str(e), EXIT_USAGE) from e
     except ClusterError as e:
+        if log and _says(log, AUTH_REFUSED):  # Ray's core said why, in its log: the token
+            raise CommandError(token_refused(typed)
+                               + f"\nRay's own messages: {log}", EXIT_CLUSTER) from e
         raise CommandError(str(e) + (f"\nRay's own messages: {log}" if log else ""), EXIT_CLUSTER) from e
     except OutputError as e:
         raise CommandError(str(e), EXIT_OUTPUT) from e
@@ -106,6 +110,14 @@ def main_from_args(args: argparse.Namespace) -> int:
         raise CommandError(str(e), EXIT_USAGE) from e
     print(summary.format(), file=sys.stderr)
     return EXIT_ERROR if summary.errors else EXIT_OK
+
+
+def _says(log, text: str) -> bool:
+    try:
+        with open(str(log), encoding="utf-8", errors="replace") as fh:
+            return any(text in line for line in fh)
+    except OSError:
+        return False
 
 
 def _check_adapter(model, adapter, adapter_error) -> None:
