@@ -355,7 +355,7 @@ def test_error_messages_hold_no_memory_addresses(tmp_path):
     ((_, (row,)),) = process_chunk(stand_in(Described("m", ["a"], "yunet")), Chunk(0, (task,)), 5.0)
     assert row["status"] == "error" and "truncated GIF" in row["message"] and "0x" not in row["message"], row
     pil = OSError("cannot identify image file <_io.BytesIO object at 0x7f3a2c1d9e40>")
-    assert describe_error(task, pil) == f"{task.source}: OSError: cannot identify image file <_io.BytesIO>"
+    assert describe_error(task, pil) == f"{task.source}: cannot identify image file <_io.BytesIO>"
 
 
 def _cli(*args) -> tuple[int, str]:

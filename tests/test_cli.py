@@ -234,7 +234,7 @@ def test_a_retired_model_name_still_runs_and_says_so(tmp_path):
     cv2.imwrite(str(img), np.full((96, 96), 128, np.uint8))
     r = ferkit("analyze", img, "--no-detect", "--model", "ferplus-accurate")
     assert r.returncode == 0 and "contempt" in r.stdout   # ferplus's 8 classes
-    assert r.stderr.startswith("ferkit: FutureWarning: model 'ferplus-accurate' is retired: 'ferplus'"), r.stderr
+    assert r.stderr.startswith("ferkit: warning: model 'ferplus-accurate' is retired: 'ferplus'"), r.stderr
 
 
 def test_models_lists_each_shipped_model_with_its_published_figures():
@@ -260,7 +260,7 @@ def test_only_ferkits_own_warnings_are_shown_as_its_messages(capsys):
     show = cli._show_warning(lambda *a: seen.append(a[2]))
     show(FutureWarning("retired"), FutureWarning, cli.__file__, 1)
     show(DeprecationWarning("old api"), DeprecationWarning, "/usr/lib/python3/dist-packages/other.py", 1)
-    assert capsys.readouterr().err == "ferkit: FutureWarning: retired\n"
+    assert capsys.readouterr().err == "ferkit: warning: retired\n"
     assert seen == ["/usr/lib/python3/dist-packages/other.py"]   # left in its usual form
 
 

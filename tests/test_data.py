@@ -82,18 +82,18 @@ def test_damaged_gzip_names_the_file_and_the_row_being_read(tmp_path):
         (tmp_path / name).write_bytes(bytes(flipped))
     (tmp_path / "cut.csv.gz").write_bytes(good[:len(good) // 2])
     (tmp_path / "text.csv.gz").write_text("emotion,pixels,Usage\n")   # not gzip at all
-    for name, reason in [("deflate.csv.gz", "zlib.error"), ("crc.csv.gz", "BadGzipFile"), ("cut.csv.gz", "EOFError"),
-                         ("text.csv.gz", "BadGzipFile")]:
+    for name, reason in [("deflate.csv.gz", "corrupt compressed data"), ("crc.csv.gz", "not a valid gzip file"),
+                         ("cut.csv.gz", "truncated"), ("text.csv.gz", "not a valid gzip file")]:
         with pytest.raises(DataError) as e:
             read_fer2013_csv(tmp_path / name)
-        assert re.search(rf"{name}, row \d+: cannot read \({reason}: .*\); expected a UTF-8 CSV with columns "
+        assert re.search(rf"{name}, row \d+: cannot read \(.*{reason}.*\); expected a UTF-8 CSV with columns "
                          r"emotion,pixels,Usage, gzip-compressed", str(e.value)), str(e.value)
 
 
 def test_bytes_that_are_not_utf8_name_the_file(tmp_path):
     path = tmp_path / "latin1.csv"
     path.write_bytes(b"emotion,pixels,Usage\n" + row().encode() + b"\n3,\xff\xfe,Training\n")
-    with pytest.raises(DataError, match=r"latin1.csv, row \d+: cannot read \(UnicodeDecodeError"):
+    with pytest.raises(DataError, match=r"latin1.csv, row \d+: cannot read \(bytes that are not UTF-8"):
         read_fer2013_csv(path)
 
 
@@ -258,10 +258,10 @@ def test_ferplus_damaged_or_binary_files_name_the_file(tmp_path):
     good = (FERPLUS_HEADER + "\n" + "\n".join(["Training,a.png,10,0,0,0,0,0,0,0,0,0"] * 20) + "\n").encode()
     (tmp_path / "cut.csv.gz").write_bytes(gzip.compress(good)[:60])
     (tmp_path / "binary.csv").write_bytes(bytes(range(256)) * 4)
-    for name, reason in [("cut.csv.gz", "EOFError"), ("binary.csv", "UnicodeDecodeError")]:
+    for name, reason in [("cut.csv.gz", "truncated"), ("binary.csv", "not UTF-8")]:
         with pytest.raises(DataError) as e:
             read_ferplus_votes(tmp_path / name)
-        assert re.match(rf"{re.escape(str(tmp_path / name))}, row \d+: cannot read \({reason}: .*\); expected "
+        assert re.match(rf"{re.escape(str(tmp_path / name))}, row \d+: cannot read \(.*{reason}.*\); expected "
                         "fer2013new.csv: a UTF-8 CSV of FER\\+ vote counts", str(e.value)), str(e.value)
     (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbf" + good)
     assert read_ferplus_votes(tmp_path / "bom.csv").shape == (20, 10)

@@ -97,9 +97,25 @@ def _open_text(path: Path) -> io.TextIOBase:
 _TEXT_READ_ERRORS = (OSError, EOFError, zlib.error, UnicodeDecodeError, csv.Error)
 
 
+def _read_fault(e: Exception) -> str:
+    """What went wrong reading a text file, in words (not an exception's class name)."""
+    import gzip
+
+    if isinstance(e, zlib.error):
+        return f"corrupt compressed data: {e}"
+    if isinstance(e, gzip.BadGzipFile):
+        return f"not a valid gzip file: {e}"
+    if isinstance(e, EOFError):
+        return "the file ends in the middle of its compressed data (truncated)"
+    if isinstance(e, UnicodeDecodeError):
+        return f"bytes that are not UTF-8 text at byte {e.start}"
+    if isinstance(e, csv.Error):
+        return f"malformed CSV: {e}"
+    return getattr(e, "strerror", None) or str(e)
+
+
 def _unreadable(path: Path, row_no: int, e: Exception, expected: str) -> DataError:
-    kind = "zlib.error" if isinstance(e, zlib.error) else type(e).__name__
-    return DataError(f"{path}, row {row_no}: cannot read ({kind}: {e}); expected {expected}"
+    return DataError(f"{path}, row {row_no}: cannot read ({_read_fault(e)}); expected {expected}"
                      + (", gzip-compressed" if path.suffix == ".gz" else ""))
 
 
@@ -251,7 +267,7 @@ def read_compact_npz(path: str | Path) -> FaceDataset:
     # deeply nested)
     except (OSError, EOFError, ValueError, lzma.LZMAError, zipfile.BadZipFile, zlib.error, struct.error,
             NotImplementedError, KeyError, tokenize.TokenError, SyntaxError, RecursionError, MemoryError) as e:
-        raise DataError(f"{path}: not a readable .npz ({type(e).__name__}: {e}); expected {_NPZ_EXPECTED}") from e
+        raise DataError(f"{path}: not a readable .npz ({e}); expected {_NPZ_EXPECTED}") from e
     _check_npz(data, path)
     ds = FaceDataset(data["pixels"].astype(np.uint8, copy=False), data["emotion"].astype(np.int64),
                      np.array(SPLITS)[data["usage"]], EMOTIONS, source=str(path))

@@ -483,7 +483,7 @@ def decode_image(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS,
     except Image.DecompressionBombError as e:
         raise ImageTooLargeError(f"{name}: over the limit of {max_pixels:,} pixels ({e})") from None
     except Exception as e:  # Pillow's errors vary (OSError, SyntaxError, ValueError, struct.error, EOFError ...)
-        raise UnreadableImageError(f"{name}: corrupt or truncated {fmt} ({str(e)[:200] or type(e).__name__})") from None
+        raise UnreadableImageError(f"{name}: corrupt or truncated {fmt} ({str(e)[:200] or 'no details'})") from None
     return _orient(img, orientation)
 
 

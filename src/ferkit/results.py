@@ -28,6 +28,7 @@ except ImportError as e:  # an extra: say which
 from .face import LANDMARK_COLUMNS, POSE_KEYS
 from .records import FORMATS, column_type, read_meta
 
+_JSON_KINDS = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
 TIMELINE = "timeline"     # a video's output folder holds timeline.csv, .jsonl or .parquet (ferkit video --timeline)
 
 
@@ -158,7 +159,7 @@ def _read_lines(path: Path) -> pd.DataFrame:
             except json.JSONDecodeError as e:
                 raise ResultsError(f"{path}: line {number} is not JSON ({e.msg}); expected one row object a line") from None
             if not isinstance(row, dict):
-                raise ResultsError(f"{path}: line {number} is a JSON {type(row).__name__}, not a row object")
+                raise ResultsError(f"{path}: line {number} is a JSON {_JSON_KINDS.get(type(row), 'value')}, not a row object")
             rows.append(row)
     if not rows:
         raise ResultsError(f"{path}: no rows; expected one JSON object a line")

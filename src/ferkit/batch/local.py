@@ -41,7 +41,7 @@ def _work(conn, spec: RecognizerSpec, fps: float) -> None:
     try:
         rec = spec.load()
     except Exception as e:  # noqa: BLE001 -- sent to the parent, which raises it
-        conn.send(("failed", f"{type(e).__name__}: {e}"))
+        conn.send(("failed", str(e)))
         return
     conn.send(("ready", None))
     schema = spec.schema(rec)

@@ -156,7 +156,7 @@ def describe_error(task: Task, e: BaseException) -> str:
     text = _ADDRESS.sub(r"<\1>", str(e))
     if task.path and task.path != task.source:
         text = text.replace(task.path, task.source)
-    return text if task.source in text else f"{task.source}: {type(e).__name__}: {text}"
+    return text if task.source in text else f"{task.source}: {text.strip() or 'an unexpected error'}"
 
 
 # ---------------------------------------------------------------- the work

@@ -67,7 +67,7 @@ def _show_warning(show):
 
     def show_warning(message, category, filename, lineno, file=None, line=None):
         if Path(filename).resolve().is_relative_to(package.resolve()):
-            print_error(f"{category.__name__}: {message}")
+            print_error(f"warning: {message}")
         else:
             show(message, category, filename, lineno, file, line)
     return show_warning

@@ -137,7 +137,7 @@ def _describe_failure(photo: Path, e: Exception) -> str:
         return f"{photo}: {e.strerror or e}"
     if isinstance(e, cv2.error):  # its own text spans several lines
         return f"{photo}: could not be analysed (OpenCV {e.func}: {e.err})"
-    return f"{photo}: could not be analysed ({type(e).__name__}: {e})"
+    return f"{photo}: could not be analysed ({str(e).strip() or 'an unexpected error'})"
 
 
 def run(args) -> int:

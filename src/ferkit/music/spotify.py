@@ -143,9 +143,9 @@ class SpotifyProvider:
             return SpotifyUnavailable(f"Spotify did not answer within {self.settings.timeout:g} s")
         if isinstance(e, (requests.RequestException, OSError)):
             self._back_off(NETWORK_BACKOFF_S, "Spotify could not be reached a moment ago")
-            return SpotifyUnavailable(f"Spotify could not be reached ({type(e).__name__})")
+            return SpotifyUnavailable("Spotify could not be reached (no connection)")
         if isinstance(e, (KeyError, TypeError, ValueError, AttributeError)):
-            return SpotifyUnavailable(f"Spotify sent an answer ferkit does not understand ({type(e).__name__}: {e})")
+            return SpotifyUnavailable(f"Spotify sent an answer ferkit does not understand ({e})")
         return e
 
     def _back_off(self, seconds: float, reason: str) -> None:
