@@ -50,7 +50,7 @@ def start_server(configure=None, uvicorn_overrides=None, **settings_overrides):
     import uvicorn
 
     from ferkit.server import Settings, create_app
-    from ferkit.server.cli import uvicorn_options
+    from ferkit.server.protocols import uvicorn_options
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -1,7 +1,7 @@
 """The `ferkit` command. Flags map one-to-one onto config fields; library errors become messages and exit codes.
 
 Each command's parser and runner is a module here, registering itself with add_parser(sub): analyze, models, data,
-training (train, export, quantize, evaluate), video, live, batch, adapt; serve (server/cli.py) and recommend and
+training (train, export, quantize, evaluate), video, live, batch, adapt, label, report, serve; recommend and
 music (music/cli.py) still sit beside their code. build_parser imports each plainly (COMMANDS, an explicit list: a
 new command is one line there), and they import the library, never ferkit.cli itself: the arrows point one way
 (tests/test_imports.py). _args.py declares the arguments several commands share (--model, --detector, --data,
@@ -34,9 +34,8 @@ from .errors import (  # noqa: F401  (re-exported: `from ferkit.cli import Comma
 # ---------------------------------------------------------------- entry point
 def build_parser() -> argparse.ArgumentParser:
     from ..music import cli as music
-    from ..server import cli as serve
     from ..version import __version__
-    from . import adapt, analyze, batch, data, label, live, models, report, training, video
+    from . import adapt, analyze, batch, data, label, live, models, report, serve, training, video
 
     commands = [
         analyze,   # ferkit analyze

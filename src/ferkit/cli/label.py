@@ -49,7 +49,7 @@ def run(args) -> int:
         import uvicorn
 
         from ..label.app import Session, create_app, guarded
-        from ..server.cli import uvicorn_options
+        from ..server.protocols import uvicorn_options
         from ..server.settings import Settings
     except ImportError as e:
         raise CommandError(f"ferkit label needs the [serve] extra: pip install 'ferkit[serve]' ({e})", EXIT_USAGE) from e

@@ -1,6 +1,6 @@
 """uvicorn's HTTP and WebSocket protocols with bounded cost per connection (issue 26).
 
-`ferkit serve` (and the tests) run uvicorn with these two classes (server.cli.uvicorn_options):
+`ferkit serve` (and the tests) run uvicorn with these two classes (uvicorn_options, at the end):
 
 BoundedH11Protocol (uvicorn's h11 protocol, which parses on the event loop):
 - the request line and headers are refused (400) over `max_header_bytes`, however they arrived: h11's own limit
@@ -211,3 +211,14 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
         self.transport.write(b"".join(self.conn.data_to_send()))
         self._lingering = True  # its pings still coming in would otherwise turn the close into a reset
         self.close_timer = self.loop.call_later(LINGER_SECONDS, self.transport.close)
+
+
+def uvicorn_options(settings) -> dict:
+    """How uvicorn must run the app (also in the tests): the h11 parser, whose header limit (max_header_bytes)
+    httptools lacks, in ferkit's bounded protocols (server.protocols: the header limit however the headers arrive,
+    body pieces, request and body timeouts, ping floods); no permessage-deflate unless configured (15 KB on the
+    wire inflated to 15.9 MB); no Server banner, no access log (uploads are never logged, nor who sent them)."""
+    return dict(http=BoundedH11Protocol, ws=BoundedWebSocketProtocol,
+                h11_max_incomplete_event_size=settings.max_header_bytes, server_header=False,
+                ws_max_size=settings.ws_max_message_bytes, ws_per_message_deflate=settings.ws_per_message_deflate,
+                log_level="warning", access_log=False)

@@ -2,8 +2,8 @@
 Errors stop it through ferkit.cli's one path (CommandError, EXIT_*)."""
 from __future__ import annotations
 
-from ..cli.errors import EXIT_OK, EXIT_USAGE, CommandError
-from ..cli._args import add_adapter, add_detect_side, add_detector, add_features, add_model
+from .errors import EXIT_OK, EXIT_USAGE, CommandError
+from ._args import add_adapter, add_detect_side, add_detector, add_features, add_model
 
 
 def add_parser(sub) -> None:
@@ -37,8 +37,9 @@ def run_serve(args) -> int:
     try:
         import uvicorn
 
-        from .main import create_app
-        from .settings import Settings
+        from ..server.main import create_app
+        from ..server.protocols import uvicorn_options
+        from ..server.settings import Settings
     except ImportError as e:
         raise CommandError(f"the web app needs the [serve] extra: pip install 'ferkit[serve]' ({e})", EXIT_USAGE) from e
     from pydantic import ValidationError
@@ -66,16 +67,3 @@ def run_serve(args) -> int:
     print(f"ferkit web app: open http://{shown}:{settings.port}/  (API docs at /docs; Ctrl+C stops)", flush=True)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, **uvicorn_options(settings))
     return EXIT_OK
-
-
-def uvicorn_options(settings) -> dict:
-    """How uvicorn must run the app (also in the tests): the h11 parser, whose header limit (max_header_bytes)
-    httptools lacks, in ferkit's bounded protocols (server.protocols: the header limit however the headers arrive,
-    body pieces, request and body timeouts, ping floods); no permessage-deflate unless configured (15 KB on the
-    wire inflated to 15.9 MB); no Server banner, no access log (uploads are never logged, nor who sent them)."""
-    from .protocols import BoundedH11Protocol, BoundedWebSocketProtocol
-
-    return dict(http=BoundedH11Protocol, ws=BoundedWebSocketProtocol,
-                h11_max_incomplete_event_size=settings.max_header_bytes, server_header=False,
-                ws_max_size=settings.ws_max_message_bytes, ws_per_message_deflate=settings.ws_per_message_deflate,
-                log_level="warning", access_log=False)
