@@ -6,6 +6,13 @@ in between, follows each face with template matching in a small window around it
 faces are still read (`Recognizer.faces_for`, as `analyze` does), so probabilities and face features are fresh on
 every frame.
 
+A face's box must not move unless the face did: the classifier's probabilities change with a shift of a pixel or
+two, so a box that jumps between the followed and the detected position, or with the detector's own jitter, draws a
+signal at the detection rate into every timeline. So following is precise (a coarse search at ~32 px across, then a
+fine one at up to 128 px across, against the face's patch at its last detection), and a new box, detected or
+followed, within STILL x the face's side of the current one (landmarks too) leaves the box and landmarks where they
+are. A face that cannot be followed, or no longer looks like its track's person, is detected again on that frame.
+
 One track is one person: a hard cut (the whole frame changes at once) ends every track, and a detected face whose
 appearance no longer matches its track's (normalised correlation of a small, blurred, upright grey crop against the
 track's running average) starts a new one. benchmarks/tracking.py measures both rules (docs/live-video.md).
@@ -33,6 +40,11 @@ IDENTITY_THRESHOLD = 0.6  # against the track's running average look
 JUMP_THRESHOLD = 0.8      # against its look at the last detection
 CUT_THRESHOLD = 30.0      # grey levels; benchmarks/tracking.py measures cuts against motion and blinks
 LOOK_SIDE = 24            # the appearance crop's side in pixels
+# A box that moved less than this fraction of the face's side (centre, size, each landmark) stays where it was: the
+# detector's own jitter on a still face (benchmarks/tracking.py measures it on FER-2013 faces in encoded clips).
+STILL = 0.03
+FOLLOW_SIDE = 32.0   # the coarse search: the face ~32 px across (cheap, robust to small changes of expression)
+REFINE_SIDE = 128.0  # the fine search: the face up to ~128 px across (faces up to 128 px: every pixel)
 
 
 def iou(a, b) -> float:
@@ -232,10 +244,11 @@ class FaceTracker:
             self.reset()
             self.frame_index = index
             self._thumb = _thumbnail(grey)
-        if cut or self.frame_index % self.detect_every == 0 or not self._live:
+        live = None
+        if not cut and self.frame_index % self.detect_every and self._live:
+            live = self._follow_step(grey)  # None: a face was lost or is someone else now
+        if live is None:
             live = self._detect_step(frame, grey)
-        else:
-            live = self._follow_step(grey)
         self._live = live
         if not live:
             return []
@@ -252,7 +265,6 @@ class FaceTracker:
             track.frames += 1
             face = replace(face, probabilities={k: float(v) for k, v in zip(labels, p)}, emotion=labels[int(np.argmax(p))])
             out.append(TrackedFace.of(face, track.id, detected))
-            self._templates[track.id] = self._template(grey, track.box)
         out.sort(key=lambda f: f.box[0])
         return out
 
@@ -281,6 +293,7 @@ class FaceTracker:
 
     def _detect_step(self, frame, grey) -> list[tuple[Track, bool]]:
         detections = self.detect(detector_input(self.detector, frame, grey))
+        before = {t.id: (t.box, t.landmarks) for t in self.tracker.tracks}
         found = self.tracker.update(detections.boxes, detections.scores)
         for i, track in enumerate(found):
             track.landmarks = None if detections.landmarks is None else detections.landmarks[i]
@@ -290,6 +303,9 @@ class FaceTracker:
                 self._looks.pop(track.id, None)
                 self.tracker.restart(track)
                 self._same_person(grey, track)
+            elif track.id in before and _still(*before[track.id], track.box, track.landmarks):
+                track.box, track.landmarks = before[track.id]  # the detector's jitter, not a move: the box stays
+            self._templates[track.id] = self._template(grey, track.box)
         ids = {t.id for t in found}
         live = [(t, True) for t in found]
         # Faces the detector missed this time (cascades flicker) are followed for up to max_missed detections.
@@ -297,52 +313,62 @@ class FaceTracker:
             if track.id not in ids and track.id in self._templates:
                 box = self._follow(grey, track)
                 if box is not None and all(iou(box, t.box) < self.tracker.iou_threshold for t in found):
-                    _move(track, box)
+                    if not _still(track.box, track.landmarks, box, None):
+                        _move(track, box)
                     live.append((track, False))
         alive = {t.id for t in self.tracker.tracks}
         self._templates = {k: v for k, v in self._templates.items() if k in alive}
         self._looks = {k: v for k, v in self._looks.items() if k in alive}
         return live
 
-    def _follow_step(self, grey) -> list[tuple[Track, bool]]:
+    def _follow_step(self, grey) -> list[tuple[Track, bool]] | None:
+        """Every face of the last frame followed into this one; None as soon as one is lost or no longer looks like
+        its track's person at its last detection (someone else in its place): the caller detects instead."""
         live = []
         for track, _ in self._live:
             box = self._follow(grey, track)
-            if box is not None:
+            if box is None:
+                return None
+            if not _still(track.box, track.landmarks, box, None):
                 _move(track, box)
-                live.append((track, False))
+            last = self._looks.get(track.id, (None, None))[1]
+            if self.identity_threshold is not None and last is not None and \
+                    float(appearance(grey, track.box, track.landmarks) @ last) < JUMP_THRESHOLD:
+                return None
+            live.append((track, False))
         return live
 
     def _follow(self, grey: np.ndarray, track: Track):
-        """The face's new box by template matching within one box size around the old one; None when lost."""
-        template = self._templates.get(track.id)
-        if template is None:
+        """The face's new box (its size kept) by template matching against its patch at the last detection: a coarse
+        search within half a box around the current box, then a fine one around the coarse result; None when lost."""
+        templates = self._templates.get(track.id)
+        if templates is None:
             return None
+        coarse, fine = templates
         x, y, w, h = track.box
-        s = _follow_scale(w, h)
         H, W = grey.shape
         x0, y0 = max(0, x - w // 2), max(0, y - h // 2)
         x1, y1 = min(W, x + w + w // 2), min(H, y + h + h // 2)
-        if x1 - x0 < w or y1 - y0 < h:
+        if x1 - x0 < w or y1 - y0 < h or coarse.std() < 1e-3:
             return None
-        region = grey[y0:y1, x0:x1]
-        if s < 1.0:
-            region = cv2.resize(region, (max(1, round(region.shape[1] * s)), max(1, round(region.shape[0] * s))),
-                                interpolation=cv2.INTER_AREA)
-        if template.shape[0] > region.shape[0] or template.shape[1] > region.shape[1] or template.std() < 1e-3:
+        found = _match(grey[y0:y1, x0:x1], coarse, _scale(w, h, FOLLOW_SIDE))
+        if found is None or found[2] < self.follow_min_score:
             return None
-        result = cv2.matchTemplate(region, template, cv2.TM_CCOEFF_NORMED)
-        _, best, _, (bx, by) = cv2.minMaxLoc(result)
-        if best < self.follow_min_score:
+        # the fine search: the coarse step (1 / its scale) and a pixel either way around the coarse result
+        pad = int(np.ceil(1 / _scale(w, h, FOLLOW_SIDE))) + 1
+        gx, gy = int(round(x0 + found[0])) - pad, int(round(y0 + found[1])) - pad
+        window = _patch(grey, (gx, gy, w + 2 * pad, h + 2 * pad))
+        refined = _match(window, fine, _scale(w, h, REFINE_SIDE))
+        if refined is None:
             return None
-        return (int(round(x0 + bx / s)), int(round(y0 + by / s)), w, h)
+        return (int(round(gx + refined[0])), int(round(gy + refined[1])), w, h)
 
     @staticmethod
-    def _template(grey: np.ndarray, box) -> np.ndarray:
-        """The face's patch at `box`, resized once to the scale `_follow` matches at."""
+    def _template(grey: np.ndarray, box) -> tuple[np.ndarray, np.ndarray]:
+        """The face's patch at `box`, resized once to each of the scales `_follow` searches at (coarse, fine)."""
         _, _, w, h = box
-        s = _follow_scale(w, h)
-        return cv2.resize(_patch(grey, box), (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+        patch = _patch(grey, box)
+        return tuple(_resized(patch, _scale(w, h, side)) for side in (FOLLOW_SIDE, REFINE_SIDE))
 
 
 def appearance(grey: np.ndarray, box, landmarks=None) -> np.ndarray:
@@ -367,6 +393,38 @@ def _thumbnail(grey: np.ndarray) -> np.ndarray:
     return cv2.resize(grey, (32, 24), interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
+def _match(region: np.ndarray, template: np.ndarray, s: float) -> tuple[float, float, float] | None:
+    """Where `template` (a patch resized by `s`) best matches `region` (full scale) once resized by `s`: the x, y
+    offset in region pixels (the resized copy's actual scale, after rounding, mapped back) and the match's normalised
+    correlation; None when the template does not fit."""
+    small = _resized(region, s)
+    if template.shape[0] > small.shape[0] or template.shape[1] > small.shape[1]:
+        return None
+    _, best, _, (bx, by) = cv2.minMaxLoc(cv2.matchTemplate(small, template, cv2.TM_CCOEFF_NORMED))
+    return bx * region.shape[1] / small.shape[1], by * region.shape[0] / small.shape[0], float(best)
+
+
+def _resized(image: np.ndarray, s: float) -> np.ndarray:
+    if s >= 1.0:
+        return image
+    return cv2.resize(image, (max(1, round(image.shape[1] * s)), max(1, round(image.shape[0] * s))),
+                      interpolation=cv2.INTER_AREA)
+
+
+def _still(box, landmarks, new_box, new_landmarks) -> bool:
+    """Whether `new_box` (and its landmarks, when both are known) is the same place as `box`: centre, width, height
+    and every landmark within STILL x the face's side."""
+    x, y, w, h = box
+    nx, ny, nw, nh = new_box
+    tolerance = STILL * max(w, h)
+    if np.hypot(nx + nw / 2 - x - w / 2, ny + nh / 2 - y - h / 2) > tolerance or \
+            abs(nw - w) > tolerance or abs(nh - h) > tolerance:
+        return False
+    if landmarks is None or new_landmarks is None:
+        return True
+    return float(np.linalg.norm(np.asarray(new_landmarks) - np.asarray(landmarks), axis=-1).max()) <= tolerance
+
+
 def _move(track: Track, box) -> None:
     """A followed face's new box; its landmarks move with it (template matching finds shifts, not turns)."""
     if track.landmarks is not None:
@@ -374,9 +432,9 @@ def _move(track: Track, box) -> None:
     track.box = box
 
 
-def _follow_scale(w: int, h: int) -> float:
-    """Faces are matched at a reduced scale (~32 px across): cheap, and robust to small changes of expression."""
-    return min(1.0, 32.0 / max(w, h))
+def _scale(w: int, h: int, side: float) -> float:
+    """The scale at which a w x h face is `side` pixels across (never enlarged)."""
+    return min(1.0, side / max(w, h))
 
 
 def _patch(grey: np.ndarray, box) -> np.ndarray:
