@@ -9,9 +9,11 @@ every frame.
 A face's box must not move unless the face did: the classifier's probabilities change with a shift of a pixel or
 two, so a box that jumps between the followed and the detected position, or with the detector's own jitter, draws a
 signal at the detection rate into every timeline. So following is precise (a coarse search at ~32 px across, then a
-fine one at up to 128 px across, against the face's patch at its last detection), and a new box, detected or
-followed, within STILL x the face's side of the current one (landmarks too) leaves the box and landmarks where they
-are. A face that cannot be followed, or no longer looks like its track's person, is detected again on that frame.
+fine one at full resolution on the face's central part, against the face's patch at its last detection: no
+resampling, so a still face stays to the pixel) and decides where the box is; at a
+detection, a detected box within STILL x the face's side of where following puts the face (landmarks too) is the
+detector's jitter and leaves the followed box and landmarks as they are, a larger difference takes the detector's.
+A face that cannot be followed, or no longer looks like its track's person, is detected again on that frame.
 
 One track is one person: a hard cut (the whole frame changes at once) ends every track, and a detected face whose
 appearance no longer matches its track's (normalised correlation of a small, blurred, upright grey crop against the
@@ -40,11 +42,13 @@ IDENTITY_THRESHOLD = 0.6  # against the track's running average look
 JUMP_THRESHOLD = 0.8      # against its look at the last detection
 CUT_THRESHOLD = 30.0      # grey levels; benchmarks/tracking.py measures cuts against motion and blinks
 LOOK_SIDE = 24            # the appearance crop's side in pixels
-# A box that moved less than this fraction of the face's side (centre, size, each landmark) stays where it was: the
-# detector's own jitter on a still face (benchmarks/tracking.py measures it on FER-2013 faces in encoded clips).
+# A detected box closer than this fraction of the face's side (centre, size, each landmark) to where following puts
+# the face is the detector's own jitter, not a move (benchmarks/tracking.py measures it on FER-2013 faces in encoded
+# clips): the followed box stays.
 STILL = 0.03
-FOLLOW_SIDE = 32.0   # the coarse search: the face ~32 px across (cheap, robust to small changes of expression)
-REFINE_SIDE = 128.0  # the fine search: the face up to ~128 px across (faces up to 128 px: every pixel)
+FOLLOW_SIDE = 32.0  # the coarse search: the face ~32 px across (cheap, robust to small changes of expression)
+REFINE_SIDE = 128   # the fine search, at full resolution: the face's central part at most this many pixels across
+                    # (a 300 px face: ~1 ms against ~4 ms for all of it)
 
 
 def iou(a, b) -> float:
@@ -208,7 +212,7 @@ class FaceTracker:
         self.detect_every, self.detect_side, self.follow_min_score = detect_every, detect_side, follow_min_score
         self.tracker = IoUTracker(iou_threshold, max_missed, smoothing)
         self.frame_index = -1
-        self._templates: dict[int, np.ndarray] = {}  # track id -> the face's grey patch at its last box, at follow scale
+        self._templates: dict[int, tuple] = {}       # track id -> its patch at its last detection (_template)
         self._live: list[tuple[Track, bool]] = []      # (track, detected this frame) reported last frame
         self.identity_threshold, self.cut_threshold = identity_threshold, cut_threshold
         self._looks: dict[int, tuple] = {}             # track id -> (running average look, last look) (appearance())
@@ -293,7 +297,7 @@ class FaceTracker:
 
     def _detect_step(self, frame, grey) -> list[tuple[Track, bool]]:
         detections = self.detect(detector_input(self.detector, frame, grey))
-        before = {t.id: (t.box, t.landmarks) for t in self.tracker.tracks}
+        followed = {t.id: self._followed(grey, t) for t in self.tracker.tracks}  # where each face went, if found
         found = self.tracker.update(detections.boxes, detections.scores)
         for i, track in enumerate(found):
             track.landmarks = None if detections.landmarks is None else detections.landmarks[i]
@@ -303,18 +307,17 @@ class FaceTracker:
                 self._looks.pop(track.id, None)
                 self.tracker.restart(track)
                 self._same_person(grey, track)
-            elif track.id in before and _still(*before[track.id], track.box, track.landmarks):
-                track.box, track.landmarks = before[track.id]  # the detector's jitter, not a move: the box stays
+            elif followed.get(track.id) and _still(*followed[track.id], track.box, track.landmarks):
+                track.box, track.landmarks = followed[track.id]  # the detector's jitter, not a move: following decides
             self._templates[track.id] = self._template(grey, track.box)
         ids = {t.id for t in found}
         live = [(t, True) for t in found]
         # Faces the detector missed this time (cascades flicker) are followed for up to max_missed detections.
         for track in self.tracker.tracks:
-            if track.id not in ids and track.id in self._templates:
-                box = self._follow(grey, track)
-                if box is not None and all(iou(box, t.box) < self.tracker.iou_threshold for t in found):
-                    if not _still(track.box, track.landmarks, box, None):
-                        _move(track, box)
+            if track.id not in ids and followed.get(track.id):
+                box = followed[track.id][0]
+                if all(iou(box, t.box) < self.tracker.iou_threshold for t in found):
+                    _move(track, box)
                     live.append((track, False))
         alive = {t.id for t in self.tracker.tracks}
         self._templates = {k: v for k, v in self._templates.items() if k in alive}
@@ -329,14 +332,21 @@ class FaceTracker:
             box = self._follow(grey, track)
             if box is None:
                 return None
-            if not _still(track.box, track.landmarks, box, None):
-                _move(track, box)
+            _move(track, box)
             last = self._looks.get(track.id, (None, None))[1]
             if self.identity_threshold is not None and last is not None and \
                     float(appearance(grey, track.box, track.landmarks) @ last) < JUMP_THRESHOLD:
                 return None
             live.append((track, False))
         return live
+
+    def _followed(self, grey: np.ndarray, track: Track):
+        """(box, landmarks) where following puts the track's face in this frame, or None when it cannot."""
+        box = self._follow(grey, track)
+        if box is None:
+            return None
+        shift = np.array(box[:2], np.float32) - np.array(track.box[:2], np.float32)
+        return box, None if track.landmarks is None else track.landmarks + shift
 
     def _follow(self, grey: np.ndarray, track: Track):
         """The face's new box (its size kept) by template matching against its patch at the last detection: a coarse
@@ -354,21 +364,23 @@ class FaceTracker:
         found = _match(grey[y0:y1, x0:x1], coarse, _scale(w, h, FOLLOW_SIDE))
         if found is None or found[2] < self.follow_min_score:
             return None
-        # the fine search: the coarse step (1 / its scale) and a pixel either way around the coarse result
+        # the fine search: the face's central part, within the coarse step (1 / its scale) and a pixel either way
+        # of the coarse result
         pad = int(np.ceil(1 / _scale(w, h, FOLLOW_SIDE))) + 1
+        (cx, cy), (fh, fw) = _centre_offset(w, h), fine.shape
         gx, gy = int(round(x0 + found[0])) - pad, int(round(y0 + found[1])) - pad
-        window = _patch(grey, (gx, gy, w + 2 * pad, h + 2 * pad))
-        refined = _match(window, fine, _scale(w, h, REFINE_SIDE))
-        if refined is None:
-            return None
-        return (int(round(gx + refined[0])), int(round(gy + refined[1])), w, h)
+        window = _patch(grey, (gx + cx, gy + cy, fw + 2 * pad, fh + 2 * pad))
+        _, _, _, (fx, fy) = cv2.minMaxLoc(cv2.matchTemplate(window, fine, cv2.TM_CCOEFF_NORMED))
+        return (gx + fx, gy + fy, w, h)
 
     @staticmethod
     def _template(grey: np.ndarray, box) -> tuple[np.ndarray, np.ndarray]:
-        """The face's patch at `box`, resized once to each of the scales `_follow` searches at (coarse, fine)."""
+        """The face's patch at `box` as `_follow` searches for it: resized to the coarse scale, and its central part
+        at full resolution."""
         _, _, w, h = box
         patch = _patch(grey, box)
-        return tuple(_resized(patch, _scale(w, h, side)) for side in (FOLLOW_SIDE, REFINE_SIDE))
+        (cx, cy), side = _centre_offset(w, h), REFINE_SIDE
+        return _resized(patch, _scale(w, h, FOLLOW_SIDE)), patch[cy:cy + side, cx:cx + side].copy()
 
 
 def appearance(grey: np.ndarray, box, landmarks=None) -> np.ndarray:
@@ -395,13 +407,18 @@ def _thumbnail(grey: np.ndarray) -> np.ndarray:
 
 def _match(region: np.ndarray, template: np.ndarray, s: float) -> tuple[float, float, float] | None:
     """Where `template` (a patch resized by `s`) best matches `region` (full scale) once resized by `s`: the x, y
-    offset in region pixels (the resized copy's actual scale, after rounding, mapped back) and the match's normalised
+    offset in region pixels (through the resized copy's actual scale, after rounding) and the match's normalised
     correlation; None when the template does not fit."""
     small = _resized(region, s)
     if template.shape[0] > small.shape[0] or template.shape[1] > small.shape[1]:
         return None
     _, best, _, (bx, by) = cv2.minMaxLoc(cv2.matchTemplate(small, template, cv2.TM_CCOEFF_NORMED))
     return bx * region.shape[1] / small.shape[1], by * region.shape[0] / small.shape[0], float(best)
+
+
+def _centre_offset(w: int, h: int) -> tuple[int, int]:
+    """Where the fine search's central part (at most REFINE_SIDE square) starts inside a w x h box."""
+    return max(0, (w - REFINE_SIDE) // 2), max(0, (h - REFINE_SIDE) // 2)
 
 
 def _resized(image: np.ndarray, s: float) -> np.ndarray:
