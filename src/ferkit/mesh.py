@@ -65,9 +65,9 @@ IRIS_RIGHT, IRIS_LEFT = 468, 473  # iris centres
 # table and how well each separates the emotion it belongs to on labelled faces.
 # No AU6 (cheek raiser) or AU9 (nose wrinkler): the blendshapes that would carry them, cheekSquintLeft/Right and
 # noseSneerLeft/Right, never pass 0.001 in Blendshape V2 (0.0002 at most over 595 real faces, benchmarks/face_features.py
-# --part auc; the smiling sample photo
-# 0.0000; MediaPipe's own TFLite file gives the same, google-ai-edge/mediapipe#4450), and no other blendshape carries
-# them alone (eyeSquint is AU7's, mouthUpperUp AU10's): an AU that cannot move would read as "absent" on every face.
+# --part auc; 0.0000 on the smiling sample photo; MediaPipe's own TFLite file gives the same,
+# google-ai-edge/mediapipe#4450), and no other blendshape carries them alone (eyeSquint is AU7's, mouthUpperUp AU10's):
+# an AU that cannot move would read as "absent" on every face.
 ACTION_UNITS = {
     "AU1": ("inner brow raiser", ("browInnerUp",)),
     "AU2": ("outer brow raiser", ("browOuterUpLeft", "browOuterUpRight")),
