@@ -147,36 +147,46 @@ def auc(labels_true: np.ndarray, scores: np.ndarray) -> float:
 
 
 # Each AU against the emotion it is prototypical of (EMFACS), in FER+'s class names: what the AUC measures
-AU_EMOTION = {"AU12": "happy", "AU6": "happy", "AU26": "surprise", "AU25": "surprise", "AU1": "surprise",
-              "AU2": "surprise", "AU5": "surprise", "AU4": "angry", "AU7": "angry", "AU23": "angry", "AU9": "disgust",
-              "AU10": "disgust", "AU15": "sad", "AU17": "sad", "AU20": "fear", "AU14": "contempt"}
+AU_EMOTION = {"AU12": "happy", "AU26": "surprise", "AU25": "surprise", "AU1": "surprise", "AU2": "surprise",
+              "AU5": "surprise", "AU4": "angry", "AU7": "angry", "AU23": "angry", "AU10": "disgust", "AU15": "sad",
+              "AU17": "sad", "AU20": "fear", "AU14": "contempt"}
+DEAD = 0.01  # a blendshape whose largest value over real faces stays below this does not move (mesh.ACTION_UNITS)
 
 
 def au_auc(args) -> None:
-    """How well each AU estimate separates its prototypical emotion from the rest: PublicTest faces with a FER+
-    majority label, drawn into scenes at 200 px."""
+    """Whether each AU moves (its 99th percentile and largest value) and how well it separates its prototypical
+    emotion from the rest, and which blendshapes never move: PublicTest faces with a FER+ majority label, drawn into
+    scenes at 200 px."""
     import ferkit
     from _data import fer2013
     from ferkit.data import load_dataset, read_ferplus_votes, with_ferplus
+    from ferkit.mesh import ACTION_UNITS, BLENDSHAPES
     from ferkit.scenes import place_face
 
     path = fer2013(args.data)
     ds = load_dataset(path)
     test = with_ferplus(ds, read_ferplus_votes(path.parent / "fer2013new.csv", len(ds))).split("PublicTest")
     rec = ferkit.load_recognizer(features="blendshapes")
-    rows, labels = [], []
+    rows, shapes, labels = [], [], []
     for i in np.random.default_rng(2).permutation(len(test.labels))[:args.n]:
         frame = place_face(np.full((400, 400, 3), 110, np.uint8), test.pixels[i], 200, (200, 200))
         faces = rec.analyze(frame)
         if len(faces) == 1:
             rows.append(faces[0].action_units)
+            shapes.append([faces[0].blendshapes[b] for b in BLENDSHAPES])
             labels.append(test.classes[test.labels[i]])
-    labels = np.array(labels)
+    labels, shapes = np.array(labels), np.array(shapes)
+    top = shapes.max(0)
     print(f"AU estimates against FER+ majority labels, {len(labels)} PublicTest faces in scenes at 200 px "
           f"(AUC of the AU for its emotion against every other face; 0.5 = chance):")
-    for au, emotion in AU_EMOTION.items():
+    for au in ACTION_UNITS:
         s = np.array([r[au] for r in rows])
-        print(f"  {au:5s} vs {emotion:8s} (n={int((labels == emotion).sum()):3d}): AUC {auc(labels == emotion, s):.3f}")
+        emotion = AU_EMOTION.get(au)
+        against = f"vs {emotion:8s} (n={int((labels == emotion).sum()):3d}): AUC {auc(labels == emotion, s):.3f}" \
+            if emotion else "(no prototypical emotion)"
+        print(f"  {au:5s} 99th percentile {np.percentile(s, 99):.3f}, largest {s.max():.3f}   {against}")
+    print(f"blendshapes whose largest value stays under {DEAD} on these faces: "
+          + ", ".join(f"{b} {v:.4f}" for b, v in zip(BLENDSHAPES, top) if v < DEAD))
 
 
 def speed(args) -> None:

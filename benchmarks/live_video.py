@@ -2,6 +2,7 @@
 
     python benchmarks/live_video.py                 # full run (~2 minutes on a 2-core CPU)
     python benchmarks/live_video.py --tiny          # a smoke run: checks the script works, figures meaningless
+    python benchmarks/live_video.py --part video    # part 3 alone
 
 Sources are 640x480 videos of real FER-2013 PrivateTest faces (padded so the Haar cascade finds them) moving
 across a canvas, written to a temporary folder with OpenCV (mp4v). Figures:
@@ -11,7 +12,10 @@ across a canvas, written to a temporary folder with OpenCV (mp4v). Figures:
      (detect every 5th frame on a 320-pixel copy, follow faces in between: the live defaults), and with the
      BlazeFace detector (`--detector blazeface`) for comparison;
   3. `ferkit video` on a 30 fps one-face video: seconds of video per second of analysis (x real time),
-     before (detect every frame) and after (the default, detect every 3rd frame), all outputs written.
+     before (detect every frame) and after (the default, detect every 3rd frame), all outputs written; then at the
+     default without face features and with every one (`--features all`), interleaved, side by side, with where the
+     time goes: decoding, tracking + classifying, the face features, and writing the outputs (timeline, annotated
+     copy, chart, summary; what the full run costs beyond the tracker's loop).
 Needs FER-2013 (../shared/data/fer2013 or $FERKIT_DATA).
 """
 from __future__ import annotations
@@ -32,6 +36,7 @@ from ferkit.scenes import pad_face
 from ferkit.live import draw_live, live_frames, open_source, open_window
 from ferkit.track import FaceTracker
 from ferkit.video import analyze_video
+from _data import cpu_name
 
 W, H = 640, 480
 HAPPY, SURPRISE, NEUTRAL, SAD = 3, 5, 6, 4
@@ -101,6 +106,69 @@ def live_fps(rec, path: Path, *, detect_every: int, detect_side, window=None) ->
     return n / elapsed, faces / max(1, n)
 
 
+def clocks() -> np.ndarray:
+    """(wall-clock, this process's CPU time) in seconds: on a shared machine the CPU time is the steadier cost."""
+    return np.array([time.perf_counter(), time.process_time()])
+
+
+def decode_ms(path: Path) -> np.ndarray:
+    """(wall, CPU) ms per frame to decode the clip alone."""
+    cap, n = cv2.VideoCapture(str(path)), 0
+    start = clocks()
+    while cap.read()[0]:
+        n += 1
+    return (clocks() - start) / max(1, n) * 1000
+
+
+def tracker_ms(rec, path: Path) -> np.ndarray:
+    """(wall, CPU) ms per frame to decode and track (detect every 3rd frame, classify and read the features of
+    every face)."""
+    cap, n = cv2.VideoCapture(str(path)), 0
+    tracker = FaceTracker(rec, detect_every=3, detect_side=None)
+    start = clocks()
+    while (got := cap.read())[0]:
+        tracker.process(got[1])
+        n += 1
+    return (clocks() - start) / max(1, n) * 1000
+
+
+def video_with_features(clip: Path, seconds: float, tmp: Path, threads, repeats: int) -> None:
+    """Part 3, second half: `ferkit video` at its defaults without and with every face feature, same run."""
+    recs = {"no features": ferkit.load_recognizer(threads=threads),
+            "--features all": ferkit.load_recognizer(threads=threads, features="all")}
+    for name, rec in recs.items():  # warm up: sessions, matplotlib's first figure
+        analyze_video(clip, rec, tmp / "warm")
+    full = {k: [] for k in recs}
+    loop = {k: [] for k in recs}
+    decode = []
+    for r in range(repeats):  # interleaved: load on a shared machine falls on both alike
+        decode.append(decode_ms(clip))
+        for name, rec in recs.items():
+            start = clocks()
+            report = analyze_video(clip, rec, tmp / f"feat{r}")
+            full[name].append((clocks() - start) / report.frames_analysed * 1000)
+            loop[name].append(tracker_ms(rec, clip))
+    for k, how in ((0, "wall-clock"), (1, "this process's CPU time (all its threads; x real time: with the CPU to "
+                                         "itself, one core)")):
+        d = float(np.median([x[k] for x in decode]))
+
+        def pick(runs):
+            return float(np.median([x[k] for x in runs]))
+
+        print(f"\n   at the default (detect every 3rd frame), ONNX Runtime threads: {threads or 'its default'}; {how}, "
+              f"median of {repeats} interleaved runs, ms per frame:")
+        print(f"   {'':<16} {'x real time':>11} {'total':>7} {'decode':>7} {'track+classify':>15} {'features':>9} "
+              f"{'outputs':>8}")
+        base, plain_loop = pick(full["no features"]), pick(loop["no features"])
+        for name in recs:
+            total, looped = pick(full[name]), pick(loop[name])
+            features = looped - plain_loop if name != "no features" else 0.0
+            print(f"   {name:<16} {1000 / 30 / total:>10.2f}x {total:>7.1f} {d:>7.1f} {plain_loop - d:>15.1f} "
+                  f"{features:>9.1f} {total - looped:>8.1f}")
+        print(f"   every feature costs {pick(full['--features all']) / base:.2f}x the run without "
+              f"(target: at most 2x; and at least 2x real time)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tiny", action="store_true", help="a few frames only: checks the script runs")
@@ -108,17 +176,26 @@ def main() -> None:
     ap.add_argument("--video-seconds", type=float, default=20, help="length of the 30 fps video (default 20 s)")
     ap.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores)")
     ap.add_argument("--window", action="store_true", help="also show the live frames in a window (needs a display)")
+    ap.add_argument("--part", choices=("all", "video"), default="all", help="video: part 3 alone")
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved runs for part 3's features comparison")
     args = ap.parse_args()
     if args.tiny:
         args.live_frames, args.video_seconds = 20, 1
 
     rec = ferkit.load_recognizer(threads=args.threads)
-    print(f"ferkit {ferkit.__version__}, model {rec.name}, detector {rec.detector.name}, {os.cpu_count()} CPU cores, "
-          f"OpenCV {cv2.__version__}, {cv2.getNumThreads()} OpenCV threads")
+    print(f"ferkit {ferkit.__version__}, model {rec.name}, detector {rec.detector.name}, {cpu_name()}, "
+          f"{os.cpu_count()} CPU cores, OpenCV {cv2.__version__}, {cv2.getNumThreads()} OpenCV threads; load average "
+          f"{os.getloadavg()[0]:.1f} at the start")
     faces = pick_faces(rec.detector, [HAPPY, SURPRISE, NEUTRAL, SAD])
     window = open_window("ferkit live") if args.window else None
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        if args.part == "video":
+            clip = write_video(tmp / "clip.mp4", faces[:1], int(round(args.video_seconds * 30)), 30.0)
+            print(f"\n3. ferkit video on a {args.video_seconds:g} s, 30 fps, 640x480 video with one face (all outputs written):")
+            video_with_features(clip, args.video_seconds, tmp, args.threads, 1 if args.tiny else args.repeats)
+            print(f"   load average at the end: {os.getloadavg()[0]:.1f}")
+            return
         one = write_video(tmp / "one.mp4", faces[:1], args.live_frames, 30.0)
         four = write_video(tmp / "four.mp4", faces[:4], args.live_frames, 30.0)
 
@@ -154,6 +231,7 @@ def main() -> None:
             elapsed = time.perf_counter() - start
             print(f"   {name:<52} {elapsed:6.2f} s = {args.video_seconds / elapsed:5.2f}x real time "
                   f"({report.frames_analysed / elapsed:.0f} frames/s, {report.rows} timeline rows)")
+        video_with_features(clip, args.video_seconds, tmp, args.threads, 1 if args.tiny else args.repeats)
     if window is not None:
         window.close()
     if args.tiny:

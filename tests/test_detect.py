@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from ferkit.detect import (DEFAULT_DETECTOR, DETECTOR_NOTES, Detections, available_detectors, create_detector,
-                           find_faces, roll_degrees)
+from ferkit.detect import (DEFAULT_DETECTOR, DETECTOR_NOTES, FRAMED_OVERLAP, Detections, available_detectors,
+                           create_detector, distinct_boxes, find_faces, roll_degrees)
 from ferkit.scenes import background, place_face
 from tests.conftest import ROOT, pad_face
 
@@ -150,3 +150,33 @@ def test_detectors_accept_grey_and_large_images():
     for name in ("haar", "blazeface"):
         det = create_detector(name)
         assert det.detect(np.zeros((2000, 3000), np.uint8))[0].shape == (0, 4)
+
+
+def test_a_close_up_at_any_scale_and_crop_is_one_face():
+    """Close-ups of the sample photo's face (half the face to twice it, shifted, wide and tall, at three
+    magnifications): exactly one face each. The second look (inside a margin) finds the face and, in some crops, a
+    low-score giant box around it; both are nearly the whole image once framed and clamped, so they are one face."""
+    import cv2
+    photo = cv2.imread(str(SAMPLE))
+    cx, cy, side = 225, 119, 108  # the face's framed box in the photo (test above: near (225, 115), 90-140 px)
+    det = create_detector("yunet")
+    counts = {}
+    for f in (0.5, 0.55, 0.8, 1.2, 2.0):
+        for dx in (-0.1, 0.0, 0.1):
+            for dy in (-0.1, 0.1):
+                for aspect in (1.0, 0.75):
+                    w, h = int(side * f), int(side * f * aspect)
+                    x0, y0 = int(cx + dx * side - w / 2), int(cy + dy * side - h / 2)
+                    crop = photo[max(0, y0):y0 + h, max(0, x0):x0 + w]
+                    for k in (1, 3):
+                        image = cv2.resize(crop, None, fx=k, fy=k) if k > 1 else crop
+                        counts[(f, dx, dy, aspect, k)] = len(det.detect_faces(image))
+    assert {key: n for key, n in counts.items() if n != 1} == {}
+
+
+def test_duplicate_framed_boxes_keep_the_best_score():
+    boxes = np.array([[0, 0, 100, 100], [2, 0, 98, 100], [200, 0, 50, 50], [150, 0, 80, 80]])
+    scores = np.array([0.4, 0.7, 0.9, 0.3])
+    # box 1 beats box 0 (IoU 0.98); box 3 overlaps box 2 by 0.2 only: two faces side by side
+    assert distinct_boxes(boxes, scores, FRAMED_OVERLAP).tolist() == [1, 2, 3]
+    assert distinct_boxes(np.zeros((0, 4)), np.zeros(0), FRAMED_OVERLAP).tolist() == []

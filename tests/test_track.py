@@ -193,3 +193,67 @@ def test_a_face_that_moved_past_overlap_keeps_its_id():
     moved = t.update([(493, 54, 83, 83), (10, 334, 100, 100)])
     assert [x.id for x in moved] == [x.id for x in first] == [1, 2]
     assert t.update([(300, 52, 83, 83)])[0].id == 3  # 190 px away: a new face
+
+
+def _encoded(frames, tmp_path, name: str) -> list[np.ndarray]:
+    """The frames written to an mp4v clip and decoded back: the codec's noise, as in any real video."""
+    import cv2
+
+    path = tmp_path / name
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 15.0, frames[0].shape[1::-1])
+    for f in frames:
+        writer.write(f)
+    writer.release()
+    cap, out = cv2.VideoCapture(str(path)), []
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        out.append(f)
+    assert len(out) == len(frames)
+    return out
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("detect_every", [3, 5])  # `ferkit video`'s default and `ferkit live`'s
+def test_a_still_face_gives_a_flat_timeline(recognizer, detectable_faces, tmp_path, detect_every):
+    """Four real faces, each still in a 2 s clip: between detections the face is followed, at detections the detector
+    jitters by a pixel or two on the codec's noise; neither may move the box, so no probability changes by 0.04 or
+    more from one frame to the next (the box jumping ~3 px every few frames moved some by 0.16)."""
+    faces, _ = detectable_faces
+    worst = {}
+    for k, face in enumerate(faces[:4]):
+        frames = _encoded([render([face], 0.5)[0]] * 30, tmp_path, f"still{k}.mp4")
+        tracker = FaceTracker(recognizer, detect_every=detect_every, detect_side=None)
+        out = [tracker.process(f) for f in frames]
+        assert all(len(o) == 1 for o in out) and {o[0].id for o in out} == {1}
+        p = np.array([[o[0].probabilities[label] for label in recognizer.labels] for o in out])
+        worst[k] = float(np.abs(np.diff(p, axis=0)).max())
+        assert sum(o[0].detected for o in out) == -(-len(frames) // detect_every)  # followed in between
+    assert max(worst.values()) < 0.04, worst
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("cut", [False, True])
+def test_two_people_swapping_places_start_new_tracks_on_the_first_frame(recognizer, detectable_faces, tmp_path, cut):
+    """Two people, one above the other, swap places on a frame between detections; with `cut` the background
+    changes too (a cut in the film), without it only the faces do. Either way the first frame after the swap
+    already gives both faces new ids, and every id is one person (one place) all along."""
+    a, b = detectable_faces[0][:2]
+    swap = 7  # not a detection frame at detect_every 3
+    frames = []
+    for i in range(15):
+        frame = render([a, b] if i < swap else [b, a], 0.5)[0]
+        frames.append(np.clip(frame.astype(np.int16) + (70 if cut and i >= swap else 0), 0, 255).astype(np.uint8))
+    tracker = FaceTracker(recognizer, detect_every=3, detect_side=None)
+    out = [tracker.process(f) for f in _encoded(frames, tmp_path, "swap.mp4")]
+    assert all(len(o) == 2 for o in out)
+    before = {f.id for o in out[:swap] for f in o}
+    after = {f.id for o in out[swap:] for f in o}
+    assert before == {1, 2} and len(after) == 2 and not before & after
+    assert {f.id for f in out[swap]} == after
+    places = {}
+    for o in out:
+        for f in o:
+            places.setdefault(f.id, set()).add(f.box[1] < 240)  # top or bottom row
+    assert all(len(p) == 1 for p in places.values()), places

@@ -254,8 +254,9 @@ class YuNetDetector:
             if self.fallback is not None:
                 return find_faces(self.fallback, image)
             return found
-        return Detections(frame_boxes(found.boxes, found.landmarks, self.frame, image.shape[:2]), found.scores,
-                          found.landmarks, found.sources)
+        boxes = frame_boxes(found.boxes, found.landmarks, self.frame, image.shape[:2])
+        keep = distinct_boxes(boxes, found.scores, FRAMED_OVERLAP)
+        return Detections(boxes[keep], found.scores[keep], found.landmarks[keep], tuple(found.sources[i] for i in keep))
 
     def raw_with_margin(self, image: np.ndarray, long_side: int | None = None, margin: float = 0.5,
                         score_threshold: float | None = None) -> Detections:
@@ -342,6 +343,32 @@ def frame_boxes(boxes: np.ndarray, landmarks: np.ndarray | None, frame: tuple[fl
     x0, y0 = np.clip(cx - side / 2, 0, w - 1), np.clip(cy - side / 2, 0, h - 1)
     x1, y1 = np.clip(cx + side / 2, x0 + 1, w), np.clip(cy + side / 2, y0 + 1, h)
     return np.round(np.stack([x0, y0, x1 - x0, y1 - y0], 1)).astype(np.int32).reshape(-1, 4)
+
+
+# Two framed boxes overlapping this much are one face. YuNet's own suppression (nms_threshold) compares its tight boxes
+# before they are framed and clamped to the image; in a close-up, a giant low-score box around the face and the face's
+# own box, far apart before, both become nearly the whole image after clamping (overlaps 0.91-0.98 in real photos).
+# Framing alone (a uniform 1.065x) cannot lift an overlap from under 0.3 to this: only the clamp can.
+FRAMED_OVERLAP = 0.5
+
+
+def distinct_boxes(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
+    """Indices (in their original order) of the boxes (N, 4) x, y, w, h that overlap no higher-scoring kept box by
+    more than `threshold` (intersection over union): greedy suppression, best score first."""
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    x0, y0, x1, y1 = b[:, 0], b[:, 1], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]
+    area = b[:, 2] * b[:, 3]
+    kept: list[int] = []
+    for i in np.argsort(-np.asarray(scores, np.float64), kind="stable"):
+        if kept:
+            k = np.array(kept)
+            iw = np.clip(np.minimum(x1[i], x1[k]) - np.maximum(x0[i], x0[k]), 0, None)
+            ih = np.clip(np.minimum(y1[i], y1[k]) - np.maximum(y0[i], y0[k]), 0, None)
+            inter = iw * ih
+            if np.any(inter / (area[i] + area[k] - inter + 1e-9) > threshold):
+                continue
+        kept.append(int(i))
+    return np.array(sorted(kept), np.int64)
 
 
 def _ssd_anchors(size: int) -> np.ndarray:

@@ -63,14 +63,17 @@ IRIS_RIGHT, IRIS_LEFT = 468, 473  # iris centres
 # FACS action units estimated from the blendshapes: AU -> (its name, the blendshapes averaged, left and right).
 # These are estimates through ARKit-style blendshapes, not a FACS coder's intensities; docs/face-features.md gives the
 # table and how well each separates the emotion it belongs to on labelled faces.
+# No AU6 (cheek raiser) or AU9 (nose wrinkler): the blendshapes that would carry them, cheekSquintLeft/Right and
+# noseSneerLeft/Right, never pass 0.001 in Blendshape V2 (0.0002 at most over 595 real faces, benchmarks/face_features.py
+# --part auc; 0.0000 on the smiling sample photo; MediaPipe's own TFLite file gives the same,
+# google-ai-edge/mediapipe#4450), and no other blendshape carries them alone (eyeSquint is AU7's, mouthUpperUp AU10's):
+# an AU that cannot move would read as "absent" on every face.
 ACTION_UNITS = {
     "AU1": ("inner brow raiser", ("browInnerUp",)),
     "AU2": ("outer brow raiser", ("browOuterUpLeft", "browOuterUpRight")),
     "AU4": ("brow lowerer", ("browDownLeft", "browDownRight")),
     "AU5": ("upper lid raiser", ("eyeWideLeft", "eyeWideRight")),
-    "AU6": ("cheek raiser", ("cheekSquintLeft", "cheekSquintRight")),
     "AU7": ("lid tightener", ("eyeSquintLeft", "eyeSquintRight")),
-    "AU9": ("nose wrinkler", ("noseSneerLeft", "noseSneerRight")),
     "AU10": ("upper lip raiser", ("mouthUpperUpLeft", "mouthUpperUpRight")),
     "AU12": ("lip corner puller", ("mouthSmileLeft", "mouthSmileRight")),
     "AU14": ("dimpler", ("mouthDimpleLeft", "mouthDimpleRight")),

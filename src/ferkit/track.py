@@ -6,6 +6,15 @@ in between, follows each face with template matching in a small window around it
 faces are still read (`Recognizer.faces_for`, as `analyze` does), so probabilities and face features are fresh on
 every frame.
 
+A face's box must not move unless the face did: the classifier's probabilities change with a shift of a pixel or
+two, so a box that jumps between the followed and the detected position, or with the detector's own jitter, draws a
+signal at the detection rate into every timeline. So following is precise (a coarse search at ~32 px across, then a
+fine one at full resolution on the face's central part, against the face's patch at its last detection: no
+resampling, so a still face stays to the pixel) and decides where the box is; at a
+detection, a detected box within STILL x the face's side of where following puts the face (landmarks too) is the
+detector's jitter and leaves the followed box and landmarks as they are, a larger difference takes the detector's.
+A face that cannot be followed, or no longer looks like its track's person, is detected again on that frame.
+
 One track is one person: a hard cut (the whole frame changes at once) ends every track, and a detected face whose
 appearance no longer matches its track's (normalised correlation of a small, blurred, upright grey crop against the
 track's running average) starts a new one. benchmarks/tracking.py measures both rules (docs/live-video.md).
@@ -33,6 +42,13 @@ IDENTITY_THRESHOLD = 0.6  # against the track's running average look
 JUMP_THRESHOLD = 0.8      # against its look at the last detection
 CUT_THRESHOLD = 30.0      # grey levels; benchmarks/tracking.py measures cuts against motion and blinks
 LOOK_SIDE = 24            # the appearance crop's side in pixels
+# A detected box closer than this fraction of the face's side (centre, size, each landmark) to where following puts
+# the face is the detector's own jitter, not a move (benchmarks/tracking.py measures it on FER-2013 faces in encoded
+# clips: 0.042 at its 99th percentile, 0.062 at most): the followed box stays.
+STILL = 0.05
+FOLLOW_SIDE = 32.0  # the coarse search: the face ~32 px across (cheap, robust to small changes of expression)
+REFINE_SIDE = 128   # the fine search, at full resolution: the face's central part at most this many pixels across
+                    # (a 300 px face: ~1 ms against ~4 ms for all of it)
 
 
 def iou(a, b) -> float:
@@ -196,7 +212,7 @@ class FaceTracker:
         self.detect_every, self.detect_side, self.follow_min_score = detect_every, detect_side, follow_min_score
         self.tracker = IoUTracker(iou_threshold, max_missed, smoothing)
         self.frame_index = -1
-        self._templates: dict[int, np.ndarray] = {}  # track id -> the face's grey patch at its last box, at follow scale
+        self._templates: dict[int, tuple] = {}       # track id -> its patch at its last detection (_template)
         self._live: list[tuple[Track, bool]] = []      # (track, detected this frame) reported last frame
         self.identity_threshold, self.cut_threshold = identity_threshold, cut_threshold
         self._looks: dict[int, tuple] = {}             # track id -> (running average look, last look) (appearance())
@@ -232,10 +248,11 @@ class FaceTracker:
             self.reset()
             self.frame_index = index
             self._thumb = _thumbnail(grey)
-        if cut or self.frame_index % self.detect_every == 0 or not self._live:
+        live = None
+        if not cut and self.frame_index % self.detect_every and self._live:
+            live = self._follow_step(grey)  # None: a face was lost or is someone else now
+        if live is None:
             live = self._detect_step(frame, grey)
-        else:
-            live = self._follow_step(grey)
         self._live = live
         if not live:
             return []
@@ -252,7 +269,6 @@ class FaceTracker:
             track.frames += 1
             face = replace(face, probabilities={k: float(v) for k, v in zip(labels, p)}, emotion=labels[int(np.argmax(p))])
             out.append(TrackedFace.of(face, track.id, detected))
-            self._templates[track.id] = self._template(grey, track.box)
         out.sort(key=lambda f: f.box[0])
         return out
 
@@ -281,6 +297,7 @@ class FaceTracker:
 
     def _detect_step(self, frame, grey) -> list[tuple[Track, bool]]:
         detections = self.detect(detector_input(self.detector, frame, grey))
+        followed = {t.id: self._followed(grey, t) for t in self.tracker.tracks}  # where each face went, if found
         found = self.tracker.update(detections.boxes, detections.scores)
         for i, track in enumerate(found):
             track.landmarks = None if detections.landmarks is None else detections.landmarks[i]
@@ -290,13 +307,16 @@ class FaceTracker:
                 self._looks.pop(track.id, None)
                 self.tracker.restart(track)
                 self._same_person(grey, track)
+            elif followed.get(track.id) and _still(*followed[track.id], track.box, track.landmarks):
+                track.box, track.landmarks = followed[track.id]  # the detector's jitter, not a move: following decides
+            self._templates[track.id] = self._template(grey, track.box)
         ids = {t.id for t in found}
         live = [(t, True) for t in found]
         # Faces the detector missed this time (cascades flicker) are followed for up to max_missed detections.
         for track in self.tracker.tracks:
-            if track.id not in ids and track.id in self._templates:
-                box = self._follow(grey, track)
-                if box is not None and all(iou(box, t.box) < self.tracker.iou_threshold for t in found):
+            if track.id not in ids and followed.get(track.id):
+                box = followed[track.id][0]
+                if all(iou(box, t.box) < self.tracker.iou_threshold for t in found):
                     _move(track, box)
                     live.append((track, False))
         alive = {t.id for t in self.tracker.tracks}
@@ -304,45 +324,63 @@ class FaceTracker:
         self._looks = {k: v for k, v in self._looks.items() if k in alive}
         return live
 
-    def _follow_step(self, grey) -> list[tuple[Track, bool]]:
+    def _follow_step(self, grey) -> list[tuple[Track, bool]] | None:
+        """Every face of the last frame followed into this one; None as soon as one is lost or no longer looks like
+        its track's person at its last detection (someone else in its place): the caller detects instead."""
         live = []
         for track, _ in self._live:
             box = self._follow(grey, track)
-            if box is not None:
-                _move(track, box)
-                live.append((track, False))
+            if box is None:
+                return None
+            _move(track, box)
+            last = self._looks.get(track.id, (None, None))[1]
+            if self.identity_threshold is not None and last is not None and \
+                    float(appearance(grey, track.box, track.landmarks) @ last) < JUMP_THRESHOLD:
+                return None
+            live.append((track, False))
         return live
 
-    def _follow(self, grey: np.ndarray, track: Track):
-        """The face's new box by template matching within one box size around the old one; None when lost."""
-        template = self._templates.get(track.id)
-        if template is None:
+    def _followed(self, grey: np.ndarray, track: Track):
+        """(box, landmarks) where following puts the track's face in this frame, or None when it cannot."""
+        box = self._follow(grey, track)
+        if box is None:
             return None
+        shift = np.array(box[:2], np.float32) - np.array(track.box[:2], np.float32)
+        return box, None if track.landmarks is None else track.landmarks + shift
+
+    def _follow(self, grey: np.ndarray, track: Track):
+        """The face's new box (its size kept) by template matching against its patch at the last detection: a coarse
+        search within half a box around the current box, then a fine one around the coarse result; None when lost."""
+        templates = self._templates.get(track.id)
+        if templates is None:
+            return None
+        coarse, fine = templates
         x, y, w, h = track.box
-        s = _follow_scale(w, h)
         H, W = grey.shape
         x0, y0 = max(0, x - w // 2), max(0, y - h // 2)
         x1, y1 = min(W, x + w + w // 2), min(H, y + h + h // 2)
-        if x1 - x0 < w or y1 - y0 < h:
+        if x1 - x0 < w or y1 - y0 < h or coarse.std() < 1e-3:
             return None
-        region = grey[y0:y1, x0:x1]
-        if s < 1.0:
-            region = cv2.resize(region, (max(1, round(region.shape[1] * s)), max(1, round(region.shape[0] * s))),
-                                interpolation=cv2.INTER_AREA)
-        if template.shape[0] > region.shape[0] or template.shape[1] > region.shape[1] or template.std() < 1e-3:
+        found = _match(grey[y0:y1, x0:x1], coarse, _scale(w, h, FOLLOW_SIDE))
+        if found is None or found[2] < self.follow_min_score:
             return None
-        result = cv2.matchTemplate(region, template, cv2.TM_CCOEFF_NORMED)
-        _, best, _, (bx, by) = cv2.minMaxLoc(result)
-        if best < self.follow_min_score:
-            return None
-        return (int(round(x0 + bx / s)), int(round(y0 + by / s)), w, h)
+        # the fine search: the face's central part, within the coarse step (1 / its scale) and a pixel either way
+        # of the coarse result
+        pad = int(np.ceil(1 / _scale(w, h, FOLLOW_SIDE))) + 1
+        (cx, cy), (fh, fw) = _centre_offset(w, h), fine.shape
+        gx, gy = int(round(x0 + found[0])) - pad, int(round(y0 + found[1])) - pad
+        window = _patch(grey, (gx + cx, gy + cy, fw + 2 * pad, fh + 2 * pad))
+        _, _, _, (fx, fy) = cv2.minMaxLoc(cv2.matchTemplate(window, fine, cv2.TM_CCOEFF_NORMED))
+        return (gx + fx, gy + fy, w, h)
 
     @staticmethod
-    def _template(grey: np.ndarray, box) -> np.ndarray:
-        """The face's patch at `box`, resized once to the scale `_follow` matches at."""
+    def _template(grey: np.ndarray, box) -> tuple[np.ndarray, np.ndarray]:
+        """The face's patch at `box` as `_follow` searches for it: resized to the coarse scale, and its central part
+        at full resolution."""
         _, _, w, h = box
-        s = _follow_scale(w, h)
-        return cv2.resize(_patch(grey, box), (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+        patch = _patch(grey, box)
+        (cx, cy), side = _centre_offset(w, h), REFINE_SIDE
+        return _resized(patch, _scale(w, h, FOLLOW_SIDE)), patch[cy:cy + side, cx:cx + side].copy()
 
 
 def appearance(grey: np.ndarray, box, landmarks=None) -> np.ndarray:
@@ -367,6 +405,43 @@ def _thumbnail(grey: np.ndarray) -> np.ndarray:
     return cv2.resize(grey, (32, 24), interpolation=cv2.INTER_AREA).astype(np.float32)
 
 
+def _match(region: np.ndarray, template: np.ndarray, s: float) -> tuple[float, float, float] | None:
+    """Where `template` (a patch resized by `s`) best matches `region` (full scale) once resized by `s`: the x, y
+    offset in region pixels (through the resized copy's actual scale, after rounding) and the match's normalised
+    correlation; None when the template does not fit."""
+    small = _resized(region, s)
+    if template.shape[0] > small.shape[0] or template.shape[1] > small.shape[1]:
+        return None
+    _, best, _, (bx, by) = cv2.minMaxLoc(cv2.matchTemplate(small, template, cv2.TM_CCOEFF_NORMED))
+    return bx * region.shape[1] / small.shape[1], by * region.shape[0] / small.shape[0], float(best)
+
+
+def _centre_offset(w: int, h: int) -> tuple[int, int]:
+    """Where the fine search's central part (at most REFINE_SIDE square) starts inside a w x h box."""
+    return max(0, (w - REFINE_SIDE) // 2), max(0, (h - REFINE_SIDE) // 2)
+
+
+def _resized(image: np.ndarray, s: float) -> np.ndarray:
+    if s >= 1.0:
+        return image
+    return cv2.resize(image, (max(1, round(image.shape[1] * s)), max(1, round(image.shape[0] * s))),
+                      interpolation=cv2.INTER_AREA)
+
+
+def _still(box, landmarks, new_box, new_landmarks) -> bool:
+    """Whether `new_box` (and its landmarks, when both are known) is the same place as `box`: centre, width, height
+    and every landmark within STILL x the face's side."""
+    x, y, w, h = box
+    nx, ny, nw, nh = new_box
+    tolerance = STILL * max(w, h)
+    if np.hypot(nx + nw / 2 - x - w / 2, ny + nh / 2 - y - h / 2) > tolerance or \
+            abs(nw - w) > tolerance or abs(nh - h) > tolerance:
+        return False
+    if landmarks is None or new_landmarks is None:
+        return True
+    return float(np.linalg.norm(np.asarray(new_landmarks) - np.asarray(landmarks), axis=-1).max()) <= tolerance
+
+
 def _move(track: Track, box) -> None:
     """A followed face's new box; its landmarks move with it (template matching finds shifts, not turns)."""
     if track.landmarks is not None:
@@ -374,9 +449,9 @@ def _move(track: Track, box) -> None:
     track.box = box
 
 
-def _follow_scale(w: int, h: int) -> float:
-    """Faces are matched at a reduced scale (~32 px across): cheap, and robust to small changes of expression."""
-    return min(1.0, 32.0 / max(w, h))
+def _scale(w: int, h: int, side: float) -> float:
+    """The scale at which a w x h face is `side` pixels across (never enlarged)."""
+    return min(1.0, side / max(w, h))
 
 
 def _patch(grey: np.ndarray, box) -> np.ndarray:
