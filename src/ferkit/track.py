@@ -307,8 +307,11 @@ class FaceTracker:
                 self._looks.pop(track.id, None)
                 self.tracker.restart(track)
                 self._same_person(grey, track)
-            elif followed.get(track.id) and _still(*followed[track.id], track.box, track.landmarks):
-                track.box, track.landmarks = followed[track.id]  # the detector's jitter, not a move: following decides
+            elif self.detect_every > 1 and followed.get(track.id) and \
+                    _still(*followed[track.id], track.box, track.landmarks):
+                # the detector's jitter, not a move: following decides (only where frames are followed between
+                # detections; with detect_every 1 every box is the detector's, as `ferkit batch` gives it)
+                track.box, track.landmarks = followed[track.id]
             self._templates[track.id] = self._template(grey, track.box)
         ids = {t.id for t in found}
         live = [(t, True) for t in found]
