@@ -62,8 +62,7 @@ class Recognizer:
         if self.adapter is not None:
             self.labels, self.name = self.adapter.classes, f"{self.name}+{self.adapter.name}"
         # a head fitted on face features needs them: they are turned on with it
-        needed = {"blendshapes": "blendshapes", "head_pose": "pose"}
-        wanted = [*parse_features(features), *(needed[g] for g in getattr(self.adapter, "feature_groups", ()) if g in needed)]
+        wanted = [*parse_features(features), *getattr(self.adapter, "stage_features", ())]
         self.features: tuple[str, ...] = parse_features(wanted)
         self.face_mesh = FaceMesh(self.features, threads=threads, providers=self.providers) if self.features else None
 
@@ -207,6 +206,8 @@ class Recognizer:
                 f["action_units"] = action_units(b)
             if result.pose is not None:
                 f["head_pose"] = dict(zip(("yaw", "pitch", "roll"), (float(v) for v in result.pose[i])))
+            if result.embedding is not None:
+                f["mesh_embedding"] = result.embedding[i]
             out.append(f)
         return out
 
