@@ -114,16 +114,18 @@ def test_three_class_head_through_adapt_analyze_batch_and_server(fer_dataset, tm
     assert "5-fold cross-validation (stratified), baseline: most common class" in out
     doc = json.loads(head.read_text())
     assert doc["classes"] == ["neutral", "negative", "positive"] and doc["base_model"]["name"] == "fer2013"
-    # by default two heads are cross-validated on the same folds, on the network's outputs alone and with the face
-    # features (blendshapes, head pose); the better one is written, and both are reported
+    # by default three heads are cross-validated on the same folds, on the network's outputs alone, with blendshapes
+    # and head pose, and with the mesh embedding too; the best is written, and each is reported
     sets = doc["cross_validation"]["feature_sets"]
-    assert list(sets) == ["network outputs alone", "network outputs + blendshapes, head_pose"]
-    assert [s["features"] for s in sets.values()] == [7, 7 + 52 + 3] and sum(s["chosen"] for s in sets.values()) == 1
+    assert list(sets) == ["network outputs alone", "network outputs + blendshapes, head_pose",
+                          "network outputs + blendshapes, head_pose, mesh_embedding"]
+    assert [s["features"] for s in sets.values()] == [7, 7 + 52 + 3, 7 + 52 + 3 + 512]
+    assert sum(s["chosen"] for s in sets.values()) == 1
     kept = next(s for s in sets.values() if s["chosen"])
-    assert doc["features"]["groups"] == (["log_probabilities"] if kept["features"] == 7 else
-                                         ["log_probabilities", "blendshapes", "head_pose"])
+    assert doc["features"]["groups"] == ["log_probabilities", "blendshapes", "head_pose", "mesh_embedding"][
+        :{7: 1, 62: 3, 574: 4}[kept["features"]]]
     assert kept["accuracy_mean"] == max(s["accuracy_mean"] for s in sets.values())
-    assert "<- kept" in out and head.stat().st_size < 20_000
+    assert "<- kept" in out and head.stat().st_size < (20_000 if kept["features"] < 100 else 120_000)
     assert "| accuracy" in (tmp_path / "report" / "adapt-report.md").read_text()
     assert cv2.imread(str(tmp_path / "report" / "adapt-confusion.png")) is not None
 
@@ -356,3 +358,93 @@ def test_head_file_round_trip(crops_recognizer, tmp_path):
     (tmp_path / "cut.json").write_text(json.dumps(doc))
     with pytest.raises(AdapterError, match=r"cut\.json: field 'weights' has shape \(1, 7\), expected \(2, 7\)"):
         Head.load(tmp_path / "cut.json")
+
+
+def test_malformed_head_files_name_the_field_and_what_was_expected(crops_recognizer, tmp_path):
+    """Each malformed field is named with what it holds and what was expected (once: "field 'int' object is not
+    iterable")."""
+    _small_head(crops_recognizer).save(tmp_path / "h.json")
+    good = json.loads((tmp_path / "h.json").read_text())
+    cases = [
+        (("classes",), 3, r"field 'classes' is 3 \(int\); expected a list of class names"),
+        (("features", "names"), "log_probabilities:happy", r"field 'features\.names' is \"log_probabilities:happy\" "
+                                                           r"\(str\); expected a list of feature names"),
+        (("weights",), [["a", "b"]], r"field 'weights' is \[\[\"a\", \"b\"\]\] \(list\); expected a list of rows of "
+                                     r"numbers, one row per class"),
+        (("standardise", "scale"), {"x": 1}, r"field 'standardise\.scale' is \{\"x\": 1\} \(dict\); expected a list "
+                                             r"of numbers"),
+        (("base_model",), "fer2013", r"field 'base_model' is \"fer2013\" \(str\); expected an object with name"),
+        (("bias",), None, r"no field 'bias' \(expected a list of numbers\)"),
+        (("classes",), ["happy"], r"field 'classes' has 1 class; expected 2 or more"),
+    ]
+    for keys, value, message in cases:
+        doc = json.loads(json.dumps(good))
+        inner = doc
+        for key in keys[:-1]:
+            inner = inner[key]
+        if value is None:
+            del inner[keys[-1]]
+        else:
+            inner[keys[-1]] = value
+        if keys == ("classes",) and value == ["happy"]:
+            doc["weights"], doc["bias"] = doc["weights"][:1], doc["bias"][:1]
+        (tmp_path / "bad.json").write_text(json.dumps(doc))
+        with pytest.raises(AdapterError, match=r"bad\.json: .*" + message):
+            Head.load(tmp_path / "bad.json")
+
+
+def test_folder_mode_reads_tiff(tmp_path):
+    """JAFFE ships as TIFF: a folder of LABEL/*.tiff (and .tif) is read like any other format load_image decodes."""
+    from ferkit.adapt import PHOTO_SUFFIXES
+
+    assert {".tif", ".tiff", ".jpg", ".png"} <= set(PHOTO_SUFFIXES)
+    photo = cv2.imread(str(PHOTO))
+    for label, gain, suffix in (("bright", 1.0, ".tiff"), ("dim", 0.4, ".tif")):
+        (tmp_path / label).mkdir()
+        for i in range(2):
+            assert cv2.imwrite(str(tmp_path / label / f"{i}{suffix}"), (photo * gain).astype(np.uint8))
+    data = read_labelled(tmp_path)
+    assert sorted(Path(p).name for p in data.images) == ["0.tif", "0.tiff", "1.tif", "1.tiff"]
+    collected = collect_faces(ferkit.load_recognizer(), data)
+    assert len(collected.faces) == 4 and collected.labels.count("dim") == 2
+
+
+def test_case_variants_are_one_class_with_a_note_naming_them():
+    from ferkit.adapt import unify_case
+
+    labels, notes = unify_case(["Happy", "happy", "HAPPY ", "Bored", "bored", "bored"], ferkit.EMOTIONS)
+    assert labels == ["happy", "happy", "happy", "bored", "bored", "bored"]
+    assert notes == ["labels compared without case: 'HAPPY ' (1), 'Happy' (1), 'happy' (1) are one class, 'happy' "
+                     "(the model's own label)",
+                     "labels compared without case: 'Bored' (1), 'bored' (2) are one class, 'bored'"]
+    assert unify_case(["happy", "sad"], ferkit.EMOTIONS) == (["happy", "sad"], [])
+
+
+def test_embedding_is_one_more_output_of_the_same_mesh_run():
+    """features=("embedding",) reads the mesh model's shared 128x2x2 map from the run that gives the mesh: the shipped
+    file unchanged, the other outputs identical to a recognizer without it, 512 finite numbers per face."""
+    from ferkit.mesh import MESH_MODEL, with_shared_map_output
+
+    before = MESH_MODEL.read_bytes()
+    plain = ferkit.load_recognizer(features=("blendshapes", "pose"))
+    both = ferkit.load_recognizer(features=("blendshapes", "pose", "embedding"))
+    assert MESH_MODEL.read_bytes() == before and len(with_shared_map_output(before)) > len(before)
+    a, b = plain.analyze(str(PHOTO))[0], both.analyze(str(PHOTO))[0]
+    assert a.mesh_embedding is None and b.mesh_embedding.shape == (512,) and np.isfinite(b.mesh_embedding).all()
+    assert a.blendshapes == b.blendshapes and a.head_pose == b.head_pose and a.probabilities == b.probabilities
+    assert "mesh_embedding" not in b.to_dict()
+
+
+def test_a_head_on_the_embedding_round_trips_and_turns_the_stage_on(crops_recognizer, tmp_path):
+    names = [f"log_probabilities:{c}" for c in crops_recognizer.labels] + [f"mesh_embedding:{i}" for i in range(512)]
+    head = _small_head(crops_recognizer, "emb", names)
+    assert head.feature_groups == ("log_probabilities", "mesh_embedding") and head.stage_features == ("embedding",)
+    head.save(tmp_path / "emb.json")
+    again = Head.load(tmp_path / "emb.json")
+    assert again.feature_names == head.feature_names and again.stage_features == ("embedding",)
+    rec = ferkit.load_recognizer(adapter=tmp_path / "emb.json")
+    assert rec.features == ("embedding",)
+    face = rec.analyze(str(PHOTO))[0]
+    assert face.adapter == "emb" and face.mesh_embedding.shape == (512,)
+    x = face_features(face, names)[None]
+    np.testing.assert_allclose(list(face.probabilities.values()), again.probabilities(x)[0], atol=1e-6)
