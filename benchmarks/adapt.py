@@ -1,17 +1,18 @@
 """`ferkit adapt`'s figures (docs/adapt.md): what a head fitted on shifted faces gains, what one fitted on clean faces
-costs, what the face features (blendshapes, head pose) add where the face mesh has pixels to work on, how long
-adapting 1,000 photos takes on this CPU, and how big the head file is.
+costs, what the face features (blendshapes and head pose; the face mesh's 512-number embedding) add where the face
+mesh has pixels to work on, how long adapting 1,000 photos takes on this CPU, and how big the head file is.
 
-    python -m benchmarks.adapt [--data DIR] > docs/benchmarks/adapt.txt     # from the repository root, ~10 minutes
+    python -m benchmarks.adapt [--data DIR] [--faces N] [--sections 1,2,3,4,5,6] > docs/benchmarks/adapt.txt
 
 Protocol (the project's): heads are fitted on Training (the shifted set) or PublicTest (clean), and scored by
 cross-validation on those same faces and on PrivateTest faces they never saw; nothing is chosen on PrivateTest. The
 shift (tests/_shift.py: blur, a colour cast, JPEG quality 20, a class mix with more neutral and sad faces) was
 picked among four strengths by cross-validation on Training faces alone. Sections 1-2 run 48x48 crops (detector
 none); sections 3-4 draw each face at 200 px into a 640x480 frame (ferkit.scenes.scene, per colour channel for the
-shifted faces) and run the default detector with features=("blendshapes", "pose"): the faces it finds once each
-(none, or several, are left out) feed three answers, the base model's argmax, a head on its log-probabilities, and
-a head on log-probabilities + 52 blendshapes + 3 pose angles, on the same faces and the same folds.
+shifted faces) and run the default detector with features=("blendshapes", "pose", "embedding"): the faces it finds
+once each (none, or several, are left out) feed four answers, the base model's argmax and heads on the feature
+groups `ferkit adapt` compares (log-probabilities; + 52 blendshapes + 3 pose angles; + the 512-number embedding), on
+the same faces and the same folds, each penalty chosen inside the training folds (adapt.choose_l2).
 """
 from __future__ import annotations
 
@@ -27,8 +28,8 @@ import numpy as np
 
 import ferkit
 from benchmarks._data import cpu_name, fer2013
-from ferkit.adapt import (AdaptConfig, Collected, LabelledSet, adapt, available_features, collect_faces,
-                          cross_validate, face_features, fit_head_arrays, format_report)
+from ferkit.adapt import (FEATURE_STEPS, AdaptConfig, Collected, LabelledSet, adapt, available_features, choose_l2,
+                          collect_faces, cross_validate, face_features, fit_head_arrays, format_report)
 from ferkit.data import load_dataset
 from ferkit.scenes import scene
 from tests._shift import shift_faces, shifted_sample  # the shift the tests use
@@ -50,7 +51,7 @@ def names(split, idx) -> list[str]:
     return list(np.array(split.classes)[split.labels[idx]])
 
 
-FEATURES = ("blendshapes", "pose")  # what `ferkit adapt` loads the recognizer with by default
+FEATURES = ("blendshapes", "pose", "embedding")  # what `ferkit adapt` loads the recognizer with by default
 FRAME = dict(width=640, height=480, face_size=200)
 CHUNK = 100                         # frames built and analysed at a time: 1,000 colour frames would take 0.9 GB
 
@@ -86,8 +87,9 @@ def feature_table(collected: Collected, names: list[str], classes) -> tuple[np.n
 
 
 def compare_heads(rec, fit: Collected, test: Collected, fit_name: str, test_name: str) -> None:
-    """Base argmax, a head on log-probabilities, a head on every feature: 5-fold CV on `fit` (same folds for both
-    heads) and, fitted on all of `fit`, accuracy on `test`. AdaptConfig's defaults (L2 1.0), nothing tuned."""
+    """Base argmax and a head per step of adapt.FEATURE_STEPS (each adding its groups to the last): 5-fold CV on
+    `fit` (the same folds for every head, each fold's penalty chosen inside its training part) and, fitted on all of
+    `fit` (its penalty chosen on `fit` alone), accuracy on `test`."""
     config, classes = AdaptConfig(), tuple(rec.labels)
     for what, c in ((fit_name, fit), (test_name, test)):
         counts = ", ".join(f"{k} {c.labels.count(k)}" for k in classes)
@@ -99,14 +101,20 @@ def compare_heads(rec, fit: Collected, test: Collected, fit_name: str, test_name
         names = [n for n in names if n in offered]
     x, y, base = feature_table(fit, names, classes)
     tx, ty, tbase = feature_table(test, names, classes)
-    log_p = [i for i, n in enumerate(names) if n.startswith("log_probabilities:")]
-    heads = {f"log-probabilities ({len(log_p)} features)": log_p,
-             f"+ blendshapes + pose ({len(names)} features)": list(range(len(names)))}
+    heads, groups = {}, []
+    for step in FEATURE_STEPS:
+        groups += step
+        cols = [i for i, n in enumerate(names) if n.partition(":")[0] in groups]
+        heads[f"{' + '.join(g for g in groups if any(n.startswith(g + ':') for n in names))} ({len(cols)})"] = cols
     rows, per_fold = [], []
     for label, cols in heads.items():
+        t0 = time.perf_counter()
         report = cross_validate(x[:, cols], y, base, classes, classes, None, config)
-        print(f"head on {label}:\n{format_report(report)}")
-        mean, scale, w, b = fit_head_arrays(x[:, cols], y, len(classes), config.l2)
+        l2 = choose_l2(x[:, cols], y, len(classes), None, config, config.seed)
+        mean, scale, w, b = fit_head_arrays(x[:, cols], y, len(classes), l2)
+        seconds = time.perf_counter() - t0
+        print(f"head on {label} (CV with its inner penalty choice and the final fit: {seconds:.1f} s):\n"
+              f"{format_report(report)}")
         held = float(np.mean((((tx[:, cols] - mean) / scale) @ w.T + b).argmax(1) == ty))
         rows.append((f"head on {label}", report["accuracy"], held))
         per_fold.append(np.array([p["adapted_accuracy"] for p in report["per_fold"]]))
@@ -118,10 +126,11 @@ def compare_heads(rec, fit: Collected, test: Collected, fit_name: str, test_name
                       f"{a['gain_std']:.1%})", f"{held:.1%} ({held - base_held:+.1%})") for label, a, held in rows]
     print()
     for row in table:
-        print(f"{row[0]:45}{row[1]:42}{row[2]}")
-    extra = per_fold[1] - per_fold[0]
-    print(f"blendshapes + pose over log-probabilities alone, per fold: {extra.mean():+.1%} ± {extra.std(ddof=1):.1%} "
-          f"(CV), {rows[1][2] - rows[0][2]:+.1%} (held out)")
+        print(f"{row[0]:75}{row[1]:42}{row[2]}")
+    for i in range(1, len(rows)):
+        extra = per_fold[i] - per_fold[i - 1]
+        print(f"{rows[i][0]} over the head before it, per fold: {extra.mean():+.1%} ± {extra.std(ddof=1):.1%} (CV), "
+              f"{rows[i][2] - rows[i - 1][2]:+.1%} (held out)")
 
 
 def main() -> None:

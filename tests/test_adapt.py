@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 import ferkit
-from ferkit.adapt import (AdaptConfig, AdapterError, Head, LabelledSet, adapt, collect_faces, face_features,
-                          fit_logistic, make_folds, read_labelled, write_report)
+from ferkit.adapt import (AdaptConfig, AdapterError, Head, LabelledSet, adapt, collect_faces, cross_validate,
+                          estimate, face_features, fit_logistic, format_report, make_folds, read_labelled, verdict,
+                          write_report)
 from ferkit.cli import main
 from tests._shift import shift_faces, shifted_sample
 
@@ -270,8 +271,50 @@ def test_csv_with_person_column_gives_grouped_folds(fer_dataset, crops_recognize
     report = result.report
     assert report["grouped"] and set(report["per_group"]) == {f"person{k}" for k in range(6)}
     assert sum(v["n"] for v in report["per_group"].values()) == 60
+    assert report["warnings"] == []
+    # the figure folds that ignore persons would give is shown beside the grouped one, and with 6 persons the
+    # terminal lists each person's figures
+    assert set(report["ungrouped"]) == {"base_mean", "adapted_mean", "gain_mean"}
+    text = format_report(report)
+    assert "on folds that ignore the person column" in text and "per person (accuracy base -> adapted" in text
+    assert all(f"person{k} " in text for k in range(6))
     files = write_report(result, tmp_path / "report")
     assert "## Per person (out of fold)" in files[0].read_text()
+    # the same photos without the person column: a warning, in the report too
+    rows = [(tmp_path / f"{i}.png", public.classes[public.labels[i]], None, None) for i in idx]
+    with pytest.warns(UserWarning, match="no person column: photos of one person may sit in both"):
+        loose = estimate(crops_recognizer, rows, AdaptConfig(folds=3))
+    assert not loose["grouped"] and "no person column" in loose["warnings"][0] and "ungrouped" not in loose
+
+
+def test_the_small_group_verdict_explains_itself_person_by_person():
+    """With fewer than SMALL_GROUPS persons, a verdict of no gain says why the rule is cautious there and counts the
+    persons the head did better and worse for; with many persons, or a gain, it does not."""
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 70)
+    groups = np.array([f"p{i % 7}" for i in range(140)])
+    x = rng.normal(size=(140, 3)) + 0.15 * y[:, None]  # a weak signal: gains swing with who is in the fold
+    base = np.log(np.full((140, 2), 0.5))
+    report = cross_validate(x, y, base, ("a", "b"), ("a", "b"), groups, AdaptConfig())
+    text = verdict(dict(report, helps=False))
+    assert "With 7 persons in 5 folds" in text and "did better for" in text and "of 7 persons" in text
+    assert "--force writes the head" in text
+    assert "persons" not in verdict(dict(report, helps=False, per_group={f"q{i}": {} for i in range(20)}))
+    assert verdict(dict(report, helps=True)).startswith("the adapter helps")
+
+
+@pytest.mark.data
+def test_labels_differing_in_case_are_one_class_not_a_new_one(fer_dataset, crops_recognizer, tmp_path):
+    """"Happy" beside "happy" once became a new class, the baseline "most common class" and the gain +46.9 %: now
+    they are one class, the model's own, with a warning naming both spellings."""
+    public = fer_dataset.split("PublicTest")
+    idx = np.concatenate([np.flatnonzero(public.labels == c)[:40] for c in (3, 6)])  # happy, neutral
+    labels = [("Happy" if n % 2 else "happy") if public.labels[i] == 3 else "neutral" for n, i in enumerate(idx)]
+    data = LabelledSet(list(public.pixels[idx]), labels, list(map(str, idx)))
+    with pytest.warns(UserWarning, match=r"'Happy' \(20\), 'happy' \(20\) are one class, 'happy' \(the model's own"):
+        result = adapt(crops_recognizer, data)
+    assert result.head.classes == ("happy", "neutral") and result.report["baseline"] == "base model"
+    assert result.head.info["counts"] == {"happy": 40, "neutral": 40}
 
 
 # ---------------------------------------------------------------- clear errors
