@@ -32,6 +32,7 @@ from ferkit.adapt import (FEATURE_STEPS, AdaptConfig, Collected, LabelledSet, ad
                           base_predictions, choose_l2, collect_faces, cross_validate, face_features, fit_head_arrays,
                           format_report)
 from ferkit.data import load_dataset
+from ferkit.head import Head
 from ferkit.scenes import scene
 from tests._shift import shift_faces, shifted_sample  # the shift the tests use
 
@@ -241,7 +242,7 @@ def main() -> None:
     if 7 in sections:
         print("\n## 7. The head file")
         for path in sorted(folder.glob("*.json")):
-            head = ferkit.adapt.Head.load(path)
+            head = Head.load(path)
             print(f"{path.name}: {path.stat().st_size / 1000:.1f} kB ({len(head.classes)} classes x "
                   f"{len(head.feature_names)} features: {', '.join(head.feature_groups)}; with its CV figures)")
     print(f"\nload average after: {os.getloadavg()[0]:.1f}")

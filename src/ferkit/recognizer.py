@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .adapt import load_adapter
+from .head import load_adapter
 from .detect import (DEFAULT_DETECTOR, Detections, Detector, check_detect_side, create_detector, detector_input,
                      find_faces, roll_degrees)
 from .face import Face
@@ -264,7 +264,7 @@ def load_recognizer(model: str | os.PathLike | None = None, detector: Detector |
     `features`: face features to read beside the emotion, any of "mesh" (478 3-D points), "blendshapes" (52
     expression coefficients and the action-unit estimates read from them), "pose" (yaw, pitch, roll), as a tuple or
     a comma-separated string, or "all" (None: none, today's speed).
-    `adapter`: a head file written by `ferkit adapt` (or an adapt.Head) fitted on this model: Face.probabilities
+    `adapter`: a head file written by `ferkit adapt` (or a head.Head) fitted on this model: Face.probabilities
     are then over its classes, the model's own in Face.base_probabilities, and `labels`/`name` say so.
     """
     if detect_side is not None:
