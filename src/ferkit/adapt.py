@@ -429,13 +429,12 @@ def cross_validate(x: np.ndarray, y: np.ndarray, base: np.ndarray, base_labels, 
     k = len(classes)
     folds = make_folds(y, groups, config.folds, config.seed)
     pred_base, pred_head = np.empty_like(y), np.empty_like(y)
-    per_fold, baseline, penalties = [], "base model", []
+    per_fold, baseline = [], "base model"
     for f in range(config.folds):
         test, train = folds == f, folds != f
         if not test.any():
             continue
         l2 = choose_l2(x[train], y[train], k, None if groups is None else groups[train], config, config.seed + 1 + f)
-        penalties.append(l2)
         mean, scale, w, b = fit_head_arrays(x[train], y[train], k, l2)
         pred_head[test] = (((x[test] - mean) / scale) @ w.T + b).argmax(1)
         fixed, baseline = base_predictions(base[test], base_labels, classes)
