@@ -229,6 +229,14 @@ def test_an_image_with_several_faces_is_listed_and_skipped_or_gives_its_largest(
                                                          "2 faces (face='largest' keeps the largest)")]
     kept = collect_faces(rec, data, face="largest")
     assert len(kept.faces) == 1 and kept.faces[0].box[0] < photo.shape[1] // 2 + photo.shape[1] // 4
+    # a labelled box (the CSV's box column, `ferkit label`'s rows) picks the face at it, here the smaller one
+    small_box = (photo.shape[1] + 80, 30, 64, 64)  # YuNet finds it at (598, 35, 53, 53)
+    (tmp_path / "faces.csv").write_text("path,label,box\nhappy/pair.jpg,happy,%g %g %g %g\n" % small_box)
+    at_box = collect_faces(rec, read_labelled(tmp_path / "faces.csv"))
+    assert len(at_box.faces) == 1 and at_box.faces[0].box[0] > photo.shape[1]
+    (tmp_path / "bad.csv").write_text("path,label,box\nhappy/pair.jpg,happy,12 30\n")
+    with pytest.raises(AdapterError, match=r"bad\.csv row 2: field 'box' is '12 30'; expected four numbers"):
+        read_labelled(tmp_path / "bad.csv")
 
 
 # ---------------------------------------------------------------- honest by construction

@@ -507,8 +507,10 @@ def adapt(recognizer, data: LabelledSet, config: AdaptConfig = AdaptConfig(), *,
 def estimate(recognizer, rows, config: AdaptConfig = AdaptConfig()) -> dict:
     """The cross-validation report adapt() would give for rows of (path, label, person, box) (labelled_rows), without
     fitting the final head: `ferkit label`'s running estimate. Its "accuracy" holds base_mean, adapted_mean, their
-    spreads and gain_mean; "feature_sets" each head compared; "warnings" what adapt would warn of."""
-    return _measure(recognizer, labelled_rows(rows), config).report
+    spreads and gain_mean; "feature_sets" each head compared; "warnings" what adapt would warn of; "counts" the usable
+    faces per class; "skipped" (row's path, reason) for each row left out."""
+    m = _measure(recognizer, labelled_rows(rows), config)
+    return {**m.report, "counts": m.counts, "skipped": m.collected.skipped}
 
 
 @dataclass
