@@ -55,9 +55,9 @@ class Face:
     blendshapes: dict[str, float] | None = field(default=None, repr=False)
     action_units: dict[str, float] | None = None
     head_pose: dict[str, float] | None = None
-    mesh_embedding: np.ndarray | None = field(default=None, repr=False)  # (512,) float32; read by adapt heads only
     base_probabilities: dict[str, float] | None = None  # with an adapter: the base model's own probabilities
     adapter: str | None = None        # the adapter whose classes `probabilities` are over (None: the base model's)
+    mesh_embedding: np.ndarray | None = field(default=None, repr=False)  # (512,) float32; read by adapt heads only
 
     @property
     def score(self) -> float:
