@@ -216,6 +216,10 @@ def main() -> None:
         compare_heads(feat_rec, collect_scenes(feat_rec, fit_faces, fit_labels),
                       collect_scenes(feat_rec, test_faces, test_labels), "PublicTest lit", "PrivateTest lit",
                       classes=("lit_left", "lit_right"))
+        lit = adapt(feat_rec, LabelledSet([frame(f) for f in fit_faces], fit_labels, list(map(str, light_idx))),
+                    name="lit")  # the same set through adapt itself: the head it writes, for section 7's size
+        print(f"adapt on the lit set keeps: {', '.join(lit.head.feature_groups)}")
+        lit.head.save(folder / "lit.json")
 
     if 6 in sections:
         print(f"\n## 6. Time to adapt {n} photos on this CPU (one run each; the machine is shared)")
