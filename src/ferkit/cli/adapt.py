@@ -21,7 +21,8 @@ groups (the network's outputs; + blendshapes and head pose; + the face mesh's em
 chosen inside the training folds alone, and keeps the best (accuracy, macro-F1, per fold, per person). Where the
 head's mean gain in accuracy is not above the spread of the per-fold gains, nothing is written (exit status 1)
 unless --force; with few persons the verdict says why and shows each person's figures. The head is a JSON file
-(8 kB on the network's outputs, 50 kB and more with the embedding): use it with --adapter HEAD on analyze, batch, video, live and serve, or load_recognizer(adapter=HEAD).
+(8 kB on the network's outputs, 50 kB and more with the embedding): use it with --adapter HEAD on analyze, batch,
+video, live and serve, or load_recognizer(adapter=HEAD).
 """
 
 
