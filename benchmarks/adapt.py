@@ -154,7 +154,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", help="FER-2013 folder or file (default: $FERKIT_DATA, else ../shared/data/fer2013)")
     ap.add_argument("--faces", type=int, default=1000, help="faces per set in sections 1 and 3-6 (default 1000)")
-    ap.add_argument("--sections", default="1,2,3,4,5,6,7", help="which sections to run (default: all)")
+    ap.add_argument("--sections", default="1,2,3,4,5,6,7,8", help="which sections to run (default: all)")
     args = ap.parse_args()
     n, sections = args.faces, {int(v) for v in args.sections.split(",")}
     print(f"# python -m benchmarks.adapt --faces {n} --sections {args.sections}  ({datetime.date.today()}; "
@@ -249,6 +249,33 @@ def main() -> None:
             head = Head.load(path)
             print(f"{path.name}: {path.stat().st_size / 1000:.1f} kB ({len(head.classes)} classes x "
                   f"{len(head.feature_names)} features: {', '.join(head.feature_groups)}; with its CV figures)")
+    if 8 in sections:
+        print("\n## 8. What the embedding costs: analyze on the sample photo with blendshapes and pose, without and "
+              "with the embedding (the same mesh run, one more output), 5 rounds of 20 calls each, alternating")
+        from ferkit.images import load_image
+        from ferkit.mesh import FaceMesh
+
+        photo = load_image(Path(__file__).resolve().parents[1] / "examples" / "astronaut.png")
+        recs = {"without": ferkit.load_recognizer(features=("blendshapes", "pose")),
+                "with": ferkit.load_recognizer(features=("blendshapes", "pose", "embedding"))}
+        times = {k: [] for k in recs}
+        for _ in range(5):
+            for k, r in recs.items():
+                t0 = time.perf_counter()
+                for _ in range(20):
+                    r.analyze(photo)
+                times[k].append((time.perf_counter() - t0) / 20 * 1000)
+        for k, v in times.items():
+            print(f"{k} the embedding: {np.median(v):.1f} ms a call (median of 5 rounds; rounds {min(v):.1f}-"
+                  f"{max(v):.1f})")
+        opened = {}
+        for k, features in (("without", ("mesh",)), ("with", ("mesh", "embedding"))):
+            t0 = time.perf_counter()
+            for _ in range(5):
+                FaceMesh(features)
+            opened[k] = (time.perf_counter() - t0) / 5 * 1000
+        print(f"opening the stage: {opened['without']:.0f} ms without the embedding, {opened['with']:.0f} ms with it "
+              f"(the graph's output added on the protobuf bytes)")
     print(f"\nload average after: {os.getloadavg()[0]:.1f}")
 
 
