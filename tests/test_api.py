@@ -37,7 +37,7 @@ def test_the_signatures_users_call():
     assert [f.name for f in dataclasses.fields(ferkit.Face)] == ["box", "probabilities", "emotion", "detector_score", "cam",
                                                                 "landmarks", "detector", "mesh", "blendshapes",
                                                                 "action_units", "head_pose", "base_probabilities",
-                                                                "adapter"]
+                                                                "adapter", "mesh_embedding"]
     assert {"score", "to_dict", "to_row", "confidence"} <= set(dir(ferkit.Face))  # confidence: deprecated, goes in 0.3
     assert ferkit.FEATURES == ("mesh", "blendshapes", "pose") and len(ferkit.BLENDSHAPES) == 52
 

@@ -42,7 +42,8 @@ class Face:
     probabilities sum to 1; `score` is the emotion's probability, `detector_score` the detector's for the box.
     The face features (load_recognizer(features=...)) are None unless asked for: `mesh` (478, 3) image pixels,
     `blendshapes` (MediaPipe's 52 names -> [0, 1]), `action_units` ("AU12" -> estimate in [0, 1]), `head_pose`
-    (yaw, pitch, roll in degrees; ferkit.mesh says the convention)."""
+    (yaw, pitch, roll in degrees; ferkit.mesh says the convention), `mesh_embedding` (the mesh model's 512-number
+    map, read by adapt heads)."""
     box: tuple[int, int, int, int]
     probabilities: dict[str, float]
     emotion: str                      # the most probable label
@@ -56,6 +57,7 @@ class Face:
     head_pose: dict[str, float] | None = None
     base_probabilities: dict[str, float] | None = None  # with an adapter: the base model's own probabilities
     adapter: str | None = None        # the adapter whose classes `probabilities` are over (None: the base model's)
+    mesh_embedding: np.ndarray | None = field(default=None, repr=False)  # (512,) float32; read by adapt heads only
 
     @property
     def score(self) -> float:

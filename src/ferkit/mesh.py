@@ -9,6 +9,8 @@ The stage runs two of Google's MediaPipe models (Face Mesh V2 and Blendshape V2,
       -> 146 of them, (x, y) in image pixels -> Blendshape V2 -> 52 coefficients in [0, 1]
       -> action units: FACS estimates read from the blendshapes (ACTION_UNITS says which)
       -> head pose: the canonical face model fitted to the mesh (weighted Procrustes) -> yaw, pitch, roll
+      -> embedding (for adapt heads): the mesh model's last shared feature map, 128x2x2 = 512 numbers, the tensor
+         that feeds its three output heads, read from the same run (an extra output of the loaded graph)
 
 Head pose convention (degrees, 0 = facing the camera upright): yaw > 0 when the face turns towards the image's right
 (the person's left), pitch > 0 when the face tilts up (chin up), roll > 0 when the face is turned clockwise on screen
@@ -30,6 +32,8 @@ BLENDSHAPE_MODEL = FACE_WEIGHTS / "face_blendshapes_v2.onnx"
 CANONICAL_FACE = FACE_WEIGHTS / "canonical_face.json"
 
 FEATURES = ("mesh", "blendshapes", "pose")  # what load_recognizer(features=...) and --features take ("all": every one)
+EMBEDDING = "embedding"  # also taken by parse_features, never part of "all": a feature for adapt heads (ferkit.adapt)
+EMBEDDING_SIZE = 512     # the mesh model's last shared map, (128, 2, 2) flattened
 MESH_POINTS = 478    # 468 face points + 10 iris points
 MESH_INPUT = 256     # the mesh model's input side
 ROI_SCALE = 1.5      # MediaPipe's crop: 1.5x the face's landmark box, square on its longer side
@@ -98,24 +102,26 @@ def parse_features(features) -> tuple[str, ...]:
         return ()
     names = features.split(",") if isinstance(features, str) else list(features)
     names = [str(n).strip().lower() for n in names if str(n).strip()]
-    if "all" in names:
-        return FEATURES
     names = ["pose" if n == "head_pose" else "blendshapes" if n == "action_units" else n for n in names]
-    unknown = sorted(set(names) - set(FEATURES))
+    names = [*FEATURES, *names] if "all" in names else names
+    unknown = sorted(set(names) - {*FEATURES, EMBEDDING, "all"})
     if unknown:
-        raise ValueError(f"unknown face feature {', '.join(map(repr, unknown))}; valid: {', '.join(FEATURES)}, or all")
-    return tuple(f for f in FEATURES if f in names)
+        raise ValueError(f"unknown face feature {', '.join(map(repr, unknown))}; valid: {', '.join(FEATURES)}, or all "
+                         f"({EMBEDDING} for adapt heads)")
+    return tuple(f for f in (*FEATURES, EMBEDDING) if f in names)
 
 
 @dataclass(frozen=True)
 class FaceFeatures:
     """What the stage found for N faces. mesh (N, 478, 3) float32: x, y in image pixels, z in pixels at the same
     scale (smaller: nearer the camera; 0 near the head's centre); presence (N,) the mesh model's probability that a
-    face fills the crop; blendshapes (N, 52) in [0, 1] or None; pose (N, 3) yaw, pitch, roll in degrees or None."""
+    face fills the crop; blendshapes (N, 52) in [0, 1] or None; pose (N, 3) yaw, pitch, roll in degrees or None;
+    embedding (N, 512) float32, the mesh model's last shared feature map, or None."""
     mesh: np.ndarray
     presence: np.ndarray
     blendshapes: np.ndarray | None
     pose: np.ndarray | None
+    embedding: np.ndarray | None = None
 
 
 def action_units(blendshapes: np.ndarray) -> dict[str, float]:
@@ -184,7 +190,10 @@ class FaceMesh:
         from .sessions import open_session
 
         self.features = parse_features(features) or FEATURES
-        self._mesh = open_session(MESH_MODEL, threads=threads, providers=providers)
+        # the embedding is one more output of the same run: the shipped file stays as it is, the graph loaded from
+        # it gains an output (measured: the same time a face, the other outputs bit-identical)
+        model = with_shared_map_output(MESH_MODEL.read_bytes()) if EMBEDDING in self.features else MESH_MODEL
+        self._mesh = open_session(model, threads=threads, providers=providers)
         self._blend = open_session(BLENDSHAPE_MODEL, threads=threads, providers=providers) \
             if "blendshapes" in self.features else None
         self._mesh_input = self._mesh.get_inputs()[0].name
@@ -210,6 +219,7 @@ class FaceMesh:
         n = len(rois)
         mesh = np.zeros((n, MESH_POINTS, 3), np.float32)
         presence = np.zeros(n, np.float32)
+        embedding = np.zeros((n, EMBEDDING_SIZE), np.float32) if EMBEDDING in self.features else None
         if n:
             crops, maps = [], []
             for centre, side, angle in rois:
@@ -223,13 +233,15 @@ class FaceMesh:
             out = self._mesh.run(None, {self._mesh_input: x})
             points = out[0].reshape(n, MESH_POINTS, 3).astype(np.float64)       # crop pixels
             presence[:] = 1 / (1 + np.exp(-out[1].reshape(n)))
+            if embedding is not None:
+                embedding[:] = out[3].reshape(n, EMBEDDING_SIZE)                # (N, 128, 2, 2) -> (N, 512)
             for i, (m, side) in enumerate(maps):
                 inverse = cv2.invertAffineTransform(m)
                 xy = points[i, :, :2] @ inverse[:, :2].T + inverse[:, 2]
                 mesh[i] = np.column_stack([xy, points[i, :, 2] * side / MESH_INPUT])
         blend = self.blendshapes(mesh) if self._blend is not None else None
         pose = self.head_pose(mesh) if "pose" in self.features else None
-        return FaceFeatures(mesh, presence, blend, pose)
+        return FaceFeatures(mesh, presence, blend, pose, embedding)
 
     def refine(self, image: np.ndarray, rois, rounds: int = 1) -> tuple[FaceFeatures, list]:
         """Run, then crop again from the mesh found (MediaPipe's own tracking step) `rounds` times -> the last
@@ -263,6 +275,43 @@ class FaceMesh:
             r = u @ np.diag([1, 1, np.sign(np.linalg.det(u @ vt))]) @ vt
             out[i] = euler_degrees(r)
         return out
+
+
+def with_shared_map_output(model: bytes) -> bytes:
+    """The serialized mesh model with one more graph output: the tensor its three output heads share (walking back
+    from each output through the first input of each node, the first tensor on all three paths; (N, 128, 2, 2) in
+    Face Mesh V2). Edited on the protobuf bytes with sessions' wire-format reader: the onnx package is not a
+    dependency of the base install."""
+    from .sessions import _encode_varint, _field_bytes, _fields
+
+    graph_start, graph_end, graph = next((s, e, v) for number, wire, v, s, e in _fields(model, 0, len(model))
+                                         if number == 7 and wire == 2)            # ModelProto.graph
+    producer, outputs = {}, []
+    for number, wire, value, _, _ in _fields(model, *graph):
+        if number == 1 and wire == 2:                                           # GraphProto.node
+            node = [(n, bytes(model[v[0]:v[1]]).decode()) for n, w, v, _, _ in _fields(model, *value)
+                    if n in (1, 2) and w == 2]                                  # its inputs and outputs, names
+            first_input = next((name for n, name in node if n == 1), None)     # NodeProto.input
+            producer.update((name, first_input) for n, name in node if n == 2)  # NodeProto.output
+        elif number == 12 and wire == 2:                                        # GraphProto.output (ValueInfoProto)
+            outputs.append(next(bytes(model[v[0]:v[1]]).decode() for n, w, v, _, _ in _fields(model, *value)
+                                if n == 1))
+
+    def path(tensor):
+        out = []
+        while producer.get(tensor) is not None:
+            tensor = producer[tensor]
+            out.append(tensor)
+        return out
+
+    paths = [path(o) for o in outputs]
+    shared = next((t for t in paths[0] if all(t in p for p in paths[1:])), None)
+    if shared is None:
+        raise ValueError("the face-mesh model's outputs share no tensor: not Face Mesh V2")
+    float_type = _field_bytes(1, _encode_varint(1 << 3) + _encode_varint(1))     # TypeProto{tensor_type{elem_type FLOAT}}
+    info = _field_bytes(1, shared.encode()) + _field_bytes(2, float_type)         # ValueInfoProto{name, type}
+    graph_bytes = bytes(model[graph[0]:graph[1]]) + _field_bytes(12, info)
+    return bytes(model[:graph_start]) + _field_bytes(7, graph_bytes) + bytes(model[graph_end:])
 
 
 def euler_degrees(r: np.ndarray) -> tuple[float, float, float]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .adapt import load_adapter
+from .head import load_adapter
 from .detect import (DEFAULT_DETECTOR, Detections, Detector, check_detect_side, create_detector, detector_input,
                      find_faces, roll_degrees)
 from .face import Face
@@ -62,8 +62,7 @@ class Recognizer:
         if self.adapter is not None:
             self.labels, self.name = self.adapter.classes, f"{self.name}+{self.adapter.name}"
         # a head fitted on face features needs them: they are turned on with it
-        needed = {"blendshapes": "blendshapes", "head_pose": "pose"}
-        wanted = [*parse_features(features), *(needed[g] for g in getattr(self.adapter, "feature_groups", ()) if g in needed)]
+        wanted = [*parse_features(features), *getattr(self.adapter, "stage_features", ())]
         self.features: tuple[str, ...] = parse_features(wanted)
         self.face_mesh = FaceMesh(self.features, threads=threads, providers=self.providers) if self.features else None
 
@@ -216,6 +215,8 @@ class Recognizer:
                 f["action_units"] = action_units(b)
             if result.pose is not None:
                 f["head_pose"] = dict(zip(("yaw", "pitch", "roll"), (float(v) for v in result.pose[i])))
+            if result.embedding is not None:
+                f["mesh_embedding"] = result.embedding[i]
             out.append(f)
         return out
 
@@ -273,7 +274,7 @@ def load_recognizer(model: str | os.PathLike | None = None, detector: Detector |
     `features`: face features to read beside the emotion, any of "mesh" (478 3-D points), "blendshapes" (52
     expression coefficients and the action-unit estimates read from them), "pose" (yaw, pitch, roll), as a tuple or
     a comma-separated string, or "all" (None: none, today's speed).
-    `adapter`: a head file written by `ferkit adapt` (or an adapt.Head) fitted on this model: Face.probabilities
+    `adapter`: a head file written by `ferkit adapt` (or a head.Head) fitted on this model: Face.probabilities
     are then over its classes, the model's own in Face.base_probabilities, and `labels`/`name` say so.
     """
     if detect_side is not None:

@@ -60,7 +60,7 @@ class RecognizerSpec:
         detector = self.detector or inspect.signature(load_recognizer).parameters["detector"].default
         check_detect_side(detector, self.detect_side)  # before any worker starts
         if self.adapter is not None:
-            from ..adapt import load_adapter
+            from ..head import load_adapter
 
             head = load_adapter(self.adapter, path, meta["labels"])
             return Described(f"{meta.get('name', path.stem)}+{head.name}", list(head.classes), str(detector),

@@ -13,9 +13,15 @@ DATA is a folder of LABEL/IMAGE (any depth below the label folder) or a CSV with
 columns, and optionally person (or group): photos of one person then never sit in both the training and the
 test part of a fold. Labels are the model's own or new ones: 2 or more classes, at least --min-per-class images each.
 
-Before writing anything, k-fold cross-validation compares the base model with the adapted head (accuracy, macro-F1,
-per fold). Where the head's mean gain in accuracy is not above the spread of the per-fold gains, nothing is written
-(exit status 1) unless --force. The head is a JSON file of a few KB: use it with --adapter HEAD on analyze, batch,
+Labels are compared without case ("Happy" and "happy" are one class, with a warning). With a box column ("x y w h",
+pixels) a photo with several faces gives the face at that box.
+
+Before writing anything, k-fold cross-validation compares the base model with adapted heads on growing feature
+groups (the network's outputs; + blendshapes and head pose; + the face mesh's embedding), each with its L2 penalty
+chosen inside the training folds alone, and keeps the best (accuracy, macro-F1, per fold, per person). Where the
+head's mean gain in accuracy is not above the spread of the per-fold gains, nothing is written (exit status 1)
+unless --force; with few persons the verdict says why and shows each person's figures. The head is a JSON file
+(8 kB on the network's outputs, 50 kB and more with the embedding): use it with --adapter HEAD on analyze, batch,
 video, live and serve, or load_recognizer(adapter=HEAD).
 """
 
@@ -34,9 +40,10 @@ def add_parser(sub) -> None:
     add_detector(p)
     add_detect_side(p)
     p.add_argument("--no-detect", action="store_true", help="treat each image as one pre-cropped face")
-    add_features(p, default=("blendshapes", "pose"),
-                 help="face features the head may read beside the network's outputs (default: blendshapes,pose: the "
-                      "52 blendshapes and the head pose); --features '' for the network's outputs alone (faster)")
+    add_features(p, default=("blendshapes", "pose", "embedding"),
+                 help="face features the heads compared may read beside the network's outputs (default: "
+                      "blendshapes,pose,embedding: the 52 blendshapes, the head pose and the face mesh's 512-number "
+                      "embedding); --features '' for the network's outputs alone (faster)")
     add_dataclass_flags(p, AdaptConfig)
     p.add_argument("--force", action="store_true", help="write the head even where it does not beat the base model "
                                                         "beyond the folds' spread")

@@ -59,7 +59,7 @@ def run_serve(args) -> int:
         raise CommandError("\n".join(lines), EXIT_USAGE) from None
     resolve_model(settings.model)  # an unknown model or a missing file fails here, with its message, not in the server
     if settings.adapter is not None:  # so does a head file that is missing, malformed or for another model
-        from ..adapt import Head
+        from ..head import Head
 
         Head.load(settings.adapter).check_base(resolve_model(settings.model), settings.adapter)
     host = f"[{settings.host}]" if ":" in settings.host else settings.host

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..adapt import PROBABILITY_FLOOR, AdaptConfig, AdapterError, cross_validate
+from ..adapt import AdaptConfig, AdapterError, cross_validate
+from ..head import PROBABILITY_FLOOR
 from ..images import IMAGE_SUFFIXES as PHOTO_SUFFIXES  # one list for every command
 
 MAX_LABELS = 9           # keys 1-9 pick a label
