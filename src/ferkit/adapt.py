@@ -380,7 +380,8 @@ def fit_head_arrays(x: np.ndarray, y: np.ndarray, k: int, l2: float, start=None)
 
 def choose_l2(x: np.ndarray, y: np.ndarray, k: int, groups: np.ndarray | None, config: AdaptConfig, seed: int) -> float:
     """The penalty in L2_GRID whose heads are right most often over an inner cross-validation of these images alone
-    (config.inner_folds folds, grouped by person where there are persons enough; a tie goes to the larger penalty):
+    (config.inner_folds folds, grouped by person where there are persons enough; a tie goes to the smaller penalty,
+    since on a small training part every penalty can be right as often, and the largest then flattened an easy head):
     called on a training part, it never sees the fold that scores the head. Accuracy, the outer folds' own measure,
     rather than log-likelihood, which one outlying face (a blendshape far outside the training range) can swing to
     the largest penalty."""
@@ -398,7 +399,7 @@ def choose_l2(x: np.ndarray, y: np.ndarray, k: int, groups: np.ndarray | None, c
             mean, scale, w, b = fit_head_arrays(x[train], y[train], k, L2_GRID[j], start)
             start = (w, b)
             right[j] += int(((((x[test] - mean) / scale) @ w.T + b).argmax(1) == y[test]).sum())
-    best = max(range(len(L2_GRID)), key=lambda j: (right[j], L2_GRID[j]))
+    best = max(range(len(L2_GRID)), key=lambda j: (right[j], -L2_GRID[j]))
     return float(L2_GRID[best])
 
 
