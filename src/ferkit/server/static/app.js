@@ -446,19 +446,15 @@ function takeSnapshot() {
   }, "image/jpeg", 0.9);
 }
 
-// Runs with what `[serve]` installs, or nothing at all: curl, and Python's own urllib (no httpx, no requests).
+// Runs with what `[serve]` installs, or nothing at all: curl, and Python's own urllib sending the image itself as
+// the body (the endpoint takes multipart or a raw image/* body), so no httpx or requests is needed.
 function apiSnippet() {
   const url = `${location.origin}/api/v1/analyze`;
   return `curl -F "file=@photo.jpg" ${url}\n\n` +
     "# Python, standard library only\n" +
-    "import json, urllib.request, uuid\n" +
-    "boundary = uuid.uuid4().hex\n" +
+    "import json, urllib.request\n" +
     "with open(\"photo.jpg\", \"rb\") as f:\n" +
-    "    photo = f.read()\n" +
-    "body = (f'--{boundary}\\r\\nContent-Disposition: form-data; name=\"file\"; filename=\"photo.jpg\"\\r\\n'\n" +
-    "        f'Content-Type: image/jpeg\\r\\n\\r\\n').encode() + photo + f'\\r\\n--{boundary}--\\r\\n'.encode()\n" +
-    `request = urllib.request.Request("${url}", data=body,\n` +
-    "    headers={\"Content-Type\": f\"multipart/form-data; boundary={boundary}\"})\n" +
+    `    request = urllib.request.Request("${url}", data=f.read(), headers={"Content-Type": "image/jpeg"})\n` +
     "faces = json.load(urllib.request.urlopen(request))[\"faces\"]\n" +
     "print(faces)";
 }
@@ -635,7 +631,7 @@ async function showPhoto(file, result) {
   renderFaceCards($("photo-faces"), result.faces, true);
 }
 
-// A face's tag: "1: happy", right-aligned for a box in the right half (so that it does not stick out past the
+// A face's tag: "1: <emotion>", right-aligned for a box in the right half (so that it does not stick out past the
 // image's edge); above its box when there is room in the image, else below it when there is room there.
 function faceTag(face, i, { width, height, shownScale }) {
   const tag = document.createElement("span");
