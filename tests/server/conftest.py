@@ -43,9 +43,10 @@ class RunningServer:
         return [r.getMessage() + (f" {r.exc_info[1]!r}" if r.exc_info else "") for r in self.errors.records]
 
 
-def start_server(configure=None, **settings_overrides):
+def start_server(configure=None, uvicorn_overrides=None, **settings_overrides):
     """Start create_app(Settings(...)) under uvicorn on 127.0.0.1:<free port>, as `ferkit serve` runs it;
-    `configure(app)` may add routes first. -> (RunningServer, stop())."""
+    `configure(app)` may add routes first; `uvicorn_overrides` replaces uvicorn options (a protocol class with
+    shorter timers). -> (RunningServer, stop())."""
     import uvicorn
 
     from ferkit.server import Settings, create_app
@@ -59,7 +60,7 @@ def start_server(configure=None, **settings_overrides):
     app = create_app(settings)
     if configure is not None:
         configure(app)
-    config = uvicorn.Config(app, **uvicorn_options(settings), timeout_graceful_shutdown=2)
+    config = uvicorn.Config(app, **{**uvicorn_options(settings), **(uvicorn_overrides or {})}, timeout_graceful_shutdown=2)
     server = uvicorn.Server(config)
     errors = _ErrorLog()
     for name in ("uvicorn.error", "uvicorn.asgi", "fastapi", "ferkit"):
@@ -174,3 +175,82 @@ def no_face_png() -> bytes:
     """A smooth gradient: an image, but with nothing face-like in it."""
     x = np.linspace(40, 200, 320, dtype=np.float32)
     return encode(np.tile(x, (240, 1)).astype(np.uint8))
+
+
+# ---------------------------------------------------------------- long live sessions, in the background
+class LongLiveSessions:
+    """Plain WebSocket clients holding live sessions for `seconds` against their own servers (features off and
+    `all`), one frame every `interval` s, counting answers per 10 s window. Started at the beginning of the server
+    tests (so three minutes of wall time overlap the other tests), checked by test_live_sessions.py."""
+
+    def __init__(self, frame: bytes, seconds: int = 180, interval: float = 0.2):
+        self.frame, self.seconds, self.interval = frame, seconds, interval
+        self.report: dict[str, list[int]] = {}
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._threads, self._stops = [], []
+
+    def start(self) -> None:
+        for name, features in (("features off", ""), ("features all", "all")):
+            running, stop = start_server(features=features, **TEST_LIMITS)
+            self._stops.append(stop)
+            t = threading.Thread(target=self._client, args=(name, running.ws_url), daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def _client(self, name: str, ws_url: str) -> None:
+        import json
+
+        from websockets.sync.client import connect
+
+        windows = [0] * (self.seconds // 10)
+        self.report[name] = windows
+        try:
+            with connect(f"{ws_url}/api/v1/live", max_size=None, open_timeout=30) as ws:
+                json.loads(ws.recv(timeout=30))
+                start = time.monotonic()
+                while not self._stop.is_set():
+                    now = time.monotonic() - start
+                    if now >= self.seconds:
+                        return
+                    ws.send(self.frame)
+                    msg = json.loads(ws.recv(timeout=30))
+                    if msg["type"] == "result" and msg["faces"]:
+                        windows[min(int((time.monotonic() - start) // 10), len(windows) - 1)] += 1
+                    time.sleep(self.interval)
+        except Exception as e:  # noqa: BLE001  (the test reports it)
+            self.errors.append(f"{name}: {type(e).__name__}: {e}")
+
+    def wait(self) -> dict[str, list[int]]:
+        for t in self._threads:
+            t.join(self.seconds + 120)
+        assert not self.errors, self.errors
+        return self.report
+
+    def close(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(40)
+        for stop in self._stops:
+            stop()
+
+
+@pytest.fixture(scope="session")
+def long_live_sessions(_long_live_sessions_started):
+    if _long_live_sessions_started is None:
+        pytest.skip("not started")  # cannot happen: started whenever the test that uses it is collected
+    return _long_live_sessions_started
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _long_live_sessions_started(request):
+    """Starts the long sessions with the first server test, when the test that checks them will run."""
+    wanted = any(item.name == "test_three_minute_sessions_answer_throughout" for item in request.session.items)
+    if not wanted:
+        yield None
+        return
+    frame = request.getfixturevalue("frame_jpeg")
+    sessions = LongLiveSessions(frame)
+    sessions.start()
+    yield sessions
+    sessions.close()

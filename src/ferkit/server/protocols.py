@@ -48,6 +48,7 @@ class BoundedH11Protocol(H11Protocol):
         self._timer = None
         self._draining = False
         self._drained = 0
+        self._upgraded = False  # handed to the WebSocket protocol: this one's timers no longer apply
         next_event = self.conn.next_event
 
         def checked_next_event():  # sees every event uvicorn's handle_events gets, in order
@@ -108,6 +109,11 @@ class BoundedH11Protocol(H11Protocol):
                 self.transport.abort()
             return
         super().data_received(data)
+        if self._upgraded:
+            # uvicorn hands the transport to the WebSocket protocol while this call is still on the stack, and h11
+            # still says SEND_BODY for the upgrade request: arming the body timer here closed every live session
+            # after body_idle_seconds (20 s). The WebSocket's own idle limit and ping bounds apply from now on.
+            return
         state = self.conn.their_state
         if state is h11.SEND_BODY:
             self._arm(self.body_idle_seconds)  # re-armed by every read: only a pause ends the connection
@@ -124,11 +130,14 @@ class BoundedH11Protocol(H11Protocol):
         super().connection_lost(exc)
 
     def handle_websocket_upgrade(self, event) -> None:
+        self._upgraded = True
         self._disarm()
         super().handle_websocket_upgrade(event)
 
     def _arm(self, seconds: float) -> None:
         self._disarm()
+        if self._upgraded:
+            return
         self._timer = self.loop.call_later(seconds, self._timed_out)
 
     def _disarm(self) -> None:
