@@ -300,8 +300,9 @@ def test_phone_is_not_told_about_drop_or_paste_and_sees_its_photo(web, playwrigh
 
 
 def test_idle_tab_does_no_work(web, playwright_instance, sample_photos):
-    """No timer runs while nothing happens: the page's scripts take almost no CPU time over 5 idle seconds
-    (Chrome's own count, through DevTools) after a photo, and again after the camera was stopped."""
+    """No timer runs while nothing happens: the page's main thread is busy almost never over 5 idle seconds
+    (Chrome's own count of task time, through DevTools) after a photo, and again after the camera was stopped.
+    Measured here: 3 ms idle, 31 ms with the old `setInterval(pump, 10)` added."""
     browser = launch(playwright_instance, *CAMERA_ARGS)
     page, errors = open_page(browser, web.url, 900, 1280)
     upload(page, sample_photos["640x480"])
@@ -313,16 +314,16 @@ def test_idle_tab_does_no_work(web, playwright_instance, sample_photos):
         before = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
         time.sleep(seconds)
         after = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
-        return after["ScriptDuration"] - before["ScriptDuration"]
+        return after["TaskDuration"] - before["TaskDuration"]
 
     page.wait_for_timeout(1000)
-    assert busy_seconds(5) < 0.02
+    assert busy_seconds(5) < 0.015
     page.click("#tab-live")
     page.click("#live-start")
     wait_until(page, "document.querySelector('#live-message').textContent === 'Running.'", timeout=30_000)
     page.click("#live-stop")
     page.wait_for_timeout(1000)
-    assert busy_seconds(5) < 0.02
+    assert busy_seconds(5) < 0.015
     assert "setInterval" not in page.evaluate("fetch('/static/app.js').then(r => r.text())")
     assert errors == []
     browser.close()
@@ -333,6 +334,7 @@ def test_pause_freezes_the_picture_with_its_boxes(web, playwright_instance, astr
     browser, page, errors = start_camera(playwright_instance, web, astronaut_camera)
     page.click("#live-pause")
     assert page.evaluate("document.querySelector('#video').paused")
+    page.wait_for_timeout(1500)   # answers to the (at most 2) frames in flight may still come
     at = page.evaluate("document.querySelector('#video').currentTime")
     boxes = page.evaluate("document.querySelector('#overlay').dataset.boxes")
     page.wait_for_timeout(1500)
