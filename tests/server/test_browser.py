@@ -875,18 +875,18 @@ def test_demo_conveniences(web, playwright_instance, tmp_path):
     with page.expect_download() as download:
         page.click("#download-json")
     assert json.loads(Path(download.value.path()).read_text()) == lean
-    page.click("#api-snippet summary")
-    assert f'curl -F "file=@photo.jpg" {web.url}/api/v1/analyze' in page.inner_text("#api-code")
-    assert "httpx" not in page.inner_text("#api-code")   # `[serve]` does not install it (the snippet is run in
-                                                         # test_page_browser.py)
 
     wait_until(page, "document.querySelectorAll('#tracks li').length > 0")
     assert "Following the face." in page.inner_text("#music-status")
     tracks = page.locator("#tracks li")
     visible = lambda: sum(tracks.nth(i).is_visible() for i in range(tracks.count()))  # noqa: E731
     assert tracks.count() == 10 and visible() == 5
-    height = page.evaluate("document.documentElement.scrollHeight")
+    height = page.evaluate("document.documentElement.scrollHeight")   # the JSON and the API snippet folded
     assert height < 1700, f"the page is {height} px tall after a photo"   # 2,038 px with all 10 tracks shown
+    page.click("#api-snippet summary")
+    assert f'curl -F "file=@photo.jpg" {web.url}/api/v1/analyze' in page.inner_text("#api-code")
+    assert "httpx" not in page.inner_text("#api-code")   # `[serve]` does not install it (the snippet is run in
+                                                         # test_page_browser.py)
     page.click("#more-tracks")
     assert visible() == 10 and page.locator("#more-tracks").is_hidden()
     assert errors == []
