@@ -459,3 +459,28 @@ def test_live_session_answers_for_three_minutes(web, playwright_instance, astron
     page.click("#live-stop")
     assert errors == []
     browser.close()
+
+
+def test_live_mentions_faces_left_out(web, playwright_instance, astronaut_camera):
+    """The server's live answers, passed through a WebSocket route that adds the field a capped server sends."""
+    browser = launch(playwright_instance, *CAMERA_ARGS, f"--use-file-for-fake-video-capture={astronaut_camera}")
+    page, errors = open_page(browser, web.url, 800, 1280)
+
+    def relay(ws):
+        server = ws.connect_to_server()
+        ws.on_message(lambda message: server.send(message))
+
+        def from_server(text):
+            msg = json.loads(text)
+            if msg.get("type") == "result":
+                msg["faces_left_out"] = 3
+            ws.send(json.dumps(msg))
+        server.on_message(from_server)
+
+    page.route_web_socket(re.compile(r".*/api/v1/live$"), relay)
+    page.click("#tab-live")
+    page.click("#live-start")
+    wait_until(page, "document.querySelector('#live-message').textContent.includes('left out')", timeout=30_000)
+    assert re.fullmatch(r"1 face shown; 3 smaller ones left out\.", page.inner_text("#live-message"))
+    assert errors == []
+    browser.close()
