@@ -269,7 +269,7 @@ def test_labels_come_from_the_api(web):
     typed = dict(re.findall(r'\b(AU\d+): "([^"]+)"', code))
     assert typed == {au: name for au, (name, _) in ACTION_UNITS.items()}
 
-    for name in ("app.js", "index.html"):
+    for name in ("app.js", "music.js", "index.html"):
         text = httpx.get(f"{web.url}/static/{name}").text
         typed = [label for label in EMOTIONS if re.search(rf"\b{label}\b", text, re.IGNORECASE)]
         assert typed == [], f"{name} spells out {typed}"
