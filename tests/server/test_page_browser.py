@@ -240,11 +240,18 @@ def test_focus_ring_contrast_and_no_landmark_per_face(web, playwright_instance, 
         assert ring["width"] >= 2, ring
         assert contrast(ring["outline"], ring["background"]) >= 3, ring
     assert "choose-file" in seen and "clear-photo" in seen, seen
-    assert page.locator("#photo-faces").get_by_role("region").count() == 0
-    assert page.locator("#photo-faces .face").count() == 1
     for input_id in ("file-input", "camera-input"):
         assert page.get_attribute(f"#{input_id}", "aria-hidden") == "true"
-    assert page.get_by_role("button", name=re.compile("photo file|camera", re.I)).count() == 0
+    assert page.get_by_role("button", name=re.compile("^Photo (file|from the camera)$")).count() == 0
+    page.click("#tab-live")          # the live tab's controls, too
+    for _ in range(12):
+        page.keyboard.press("Tab")
+        ring = page.evaluate(FOCUS_RING)
+        seen.append(ring["id"])
+        assert ring["width"] >= 2 and contrast(ring["outline"], ring["background"]) >= 3, ring
+    assert "live-start" in seen and "smooth-toggle" in seen, seen
+    assert page.locator("#photo-faces").get_by_role("region").count() == 0
+    assert page.locator("#photo-faces .face").count() == 1
     assert errors == []
     browser.close()
 
@@ -404,7 +411,8 @@ COUNT_ANSWERS = """() => { window.answerWindows = []; const t0 = performance.now
 
 def test_server_restart_mid_session_the_page_reconnects(playwright_instance, astronaut_camera):
     """The server stopped under a running camera: the page says so as an error, then that the server may have
-    stopped and what to do, keeps trying, and answers again within 10 s of the server's return on the same port."""
+    stopped and what to do (a photo sent meanwhile too), keeps trying, and answers again within 10 s of the
+    server's return on the same port."""
     running, stop = start_server()
     port = int(running.url.rsplit(":", 1)[1])
     browser = launch(playwright_instance, *CAMERA_ARGS, f"--use-file-for-fake-video-capture={astronaut_camera}")
@@ -421,6 +429,12 @@ def test_server_restart_mid_session_the_page_reconnects(playwright_instance, ast
         text = page.inner_text("#live-message")
         assert "ferkit serve" in text and "reconnects by itself" in text, text
         assert axe_violations(page) == [], "reconnecting"
+        # a photo meanwhile: the page says the server may have stopped and what to do
+        page.click("#tab-photo")
+        page.set_input_files("#file-input", str(EXAMPLES / "astronaut.jpg"))
+        wait_until(page, "document.querySelector('#photo-message').classList.contains('error')")
+        assert "may have stopped" in message(page) and "ferkit serve" in message(page), message(page)
+        page.click("#tab-live")
         frame = int(page.evaluate("document.querySelector('#overlay').dataset.frame || 0"))
         running, stop = start_server(bind_port=port)
         back = time.monotonic()
