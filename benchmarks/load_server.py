@@ -1,8 +1,15 @@
-"""Load on the web app over loopback: POST /api/v1/analyze at 1, 4 and 16 concurrent clients, and live mode
-(WebSocket) frames per second for 4 camera clients. Starts `ferkit serve` itself on a free port.
+"""Load on the web app over loopback, beside the library's own rate on the same uploads, in one run.
 
-    python benchmarks/load_server.py                      # the figures for the README (about 2 minutes)
-    python benchmarks/load_server.py --requests 8 --live-seconds 2 --concurrency 1 4   # a quick check
+For each --features setting (default: none, then all): first the library's rate (decode + analyze of the same
+JPEGs, one process per core, as many photos as it can in --library-seconds); then `ferkit serve` (started here on a
+free port, default settings) with POST /api/v1/analyze at 1, 4 and 16 concurrent clients, and live mode (WebSocket)
+frames per second for --live-clients camera clients. The "of library" column is the server's rate over the
+library's. With --baseline-src DIR, the server is also run from another checkout's src/ (an older ferkit) in the
+same run, for a before/after figure.
+
+    python benchmarks/load_server.py                      # the figures for the README and docs/web.md
+    python benchmarks/load_server.py --requests 8 --live-seconds 2 --concurrency 1 4 --features none   # a quick check
+    git worktree add /tmp/before 9ae720b && python benchmarks/load_server.py --baseline-src /tmp/before
 
 Images are real FER-2013 faces ($FERKIT_DATA or ../shared/data/fer2013) in a 640x480 JPEG (uploads) and a
 480x360 JPEG (live frames, the size the page sends). Every request must succeed: errors are counted,
@@ -53,14 +60,17 @@ def face_frames(faces: np.ndarray, width: int, height: int, detector: str, count
 
 
 def start_server(threads: int | None, detector: str | None, live_detector: str | None,
-                 workers: int = 1, detect_side: int | None = None) -> tuple[subprocess.Popen, str]:
+                 features: str = "", detect_side: int | None = None, src: str | None = None) -> tuple[subprocess.Popen, str]:
+    """`ferkit serve` with its default process layout; `src`: run another checkout's src/ (a baseline)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     cmd = [sys.executable, "-m", "ferkit", "serve", "--port", str(port)] + (["--threads", str(threads)] if threads else []) \
         + (["--detector", detector] if detector else []) + (["--live-detector", live_detector] if live_detector else []) \
-        + (["--detect-side", str(detect_side)] if detect_side else []) + ["--workers", str(workers)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        + (["--detect-side", str(detect_side)] if detect_side else []) + (["--features", features] if features else [])
+    env = dict(os.environ, PYTHONPATH=str(Path(src) / "src")) if src else None
+    workers = 2  # the requests below reach every process before timing (uvicorn processes or analysis workers)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     url = f"http://127.0.0.1:{port}"
     import httpx
 
@@ -70,7 +80,7 @@ def start_server(threads: int | None, detector: str | None, live_detector: str |
             if httpx.get(url + "/healthz", timeout=2).status_code == 200:
                 for _ in range(4 * workers):  # every worker process must have loaded its model before timing
                     httpx.get(url + "/healthz", timeout=30)
-                time.sleep(2 * (workers - 1))
+                time.sleep(3)
                 return proc, url
         except httpx.TransportError:
             pass
@@ -169,6 +179,38 @@ async def analyze_level(url: str, images: list[bytes], clients: int, requests: i
             "inside_ms": statistics.mean(inside) if inside else float("nan")}
 
 
+# ---------------------------------------------------------------- the library's own rate
+def _library_worker(args) -> int:
+    """One process: decode + analyze the uploads round and round for `seconds` -> photos done."""
+    images, features, detect_side, threads, seconds, start_at = args
+    from ferkit import load_recognizer
+    from ferkit.images import decode_image
+
+    rec = load_recognizer(features=features or None, threads=threads, detect_side=detect_side)
+    for data in images:  # warm up
+        rec.analyze(decode_image(data, "warm-up"))
+    while time.time() < start_at:  # every process starts timing together
+        time.sleep(0.01)
+    done, end = 0, time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        rec.analyze(decode_image(images[done % len(images)], "photo"))
+        done += 1
+    return done
+
+
+def library_rate(images: list[bytes], features: str, detect_side: int | None, seconds: float) -> float:
+    """Photos a second the library decodes and analyses with one process per core (the server's worker layout)."""
+    import multiprocessing
+
+    from ferkit.batch.local import default_workers
+
+    n = default_workers()
+    start_at = time.time() + 20  # model loading and warm-up first
+    with multiprocessing.get_context("spawn").Pool(n) as pool:
+        done = pool.map(_library_worker, [(images, features, detect_side, 1, seconds, start_at)] * n)
+    return sum(done) / seconds
+
+
 # ---------------------------------------------------------------- live mode (WebSocket)
 async def live_client(ws_url: str, frames: list[bytes], seconds: float, in_flight: int = 2) -> dict:
     from websockets.asyncio.client import connect
@@ -210,62 +252,70 @@ async def live_level(url: str, frames: list[bytes], clients: int, seconds: float
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16], help="concurrent upload clients per level")
-    ap.add_argument("--requests", type=int, default=300, help="requests per level (at most)")
-    ap.add_argument("--max-seconds", type=float, default=30, help="time limit per level")
-    ap.add_argument("--live-clients", type=int, default=4)
+    ap.add_argument("--requests", type=int, default=2000, help="requests per level (at most)")
+    ap.add_argument("--max-seconds", type=float, default=15, help="time limit per level")
+    ap.add_argument("--library-seconds", type=float, default=15, help="time the library's rate is measured over")
+    ap.add_argument("--live-clients", type=int, default=3, help="live-mode camera clients (tabs), one face each")
     ap.add_argument("--live-seconds", type=float, default=15)
+    ap.add_argument("--features", nargs="+", default=["none", "all"], help="ferkit serve --features, one run each")
     ap.add_argument("--threads", type=int, default=None, help="passed to ferkit serve --threads")
     ap.add_argument("--detector", default=None, help="passed to ferkit serve --detector (default: the server's, yunet)")
     ap.add_argument("--detect-side", type=int, default=None, help="passed to ferkit serve --detect-side (yunet's working size)")
     ap.add_argument("--live-detector", default=None, help="passed to ferkit serve --live-detector (default: the server's)")
-    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="ferkit serve --workers, one run each")
+    ap.add_argument("--baseline-src", default=None, help="another checkout whose server runs too, for a before/after")
     args = ap.parse_args()
 
     from ferkit.data import load_dataset
-    from _data import fer2013  # --data, $FERKIT_DATA or ../shared/data/fer2013 (benchmarks/_data.py)
+    from _data import cpu_name, fer2013  # --data, $FERKIT_DATA or ../shared/data/fer2013 (benchmarks/_data.py)
 
     faces = load_dataset(fer2013()).split("PrivateTest").pixels  # read once, framed twice
     from ferkit.detect import DEFAULT_DETECTOR
 
     uploads = face_frames(faces, 640, 480, args.detector or DEFAULT_DETECTOR, detect_side=args.detect_side)
     live_frames = face_frames(faces, 480, 360, args.live_detector or args.detector or DEFAULT_DETECTOR)
+    print(f"ferkit web app load test on {platform.node()} ({os.cpu_count()} CPUs, {cpu_name()}); uploads: 640x480 "
+          f"JPEGs with one real FER-2013 face; detector={args.detector or 'default'}"
+          f"{f' at --detect-side {args.detect_side}' if args.detect_side else ''}")
     failed = False
-    for workers in args.workers:
-        failed |= run_level(args, uploads, live_frames, workers)
+    for features in args.features:
+        features = "" if features == "none" else features
+        lib = library_rate(uploads, features, args.detect_side, args.library_seconds)
+        print(f"\n== features: {features or 'none'} ==\nlibrary (decode + analyze, one process per core): "
+              f"{lib:.1f} photos/s")
+        runs = [("this checkout", None)] + ([(f"baseline {args.baseline_src}", args.baseline_src)] if args.baseline_src else [])
+        for label, src in runs:
+            failed |= run_level(args, uploads, live_frames, features, src, label, lib)
     if failed:
         print("\nFAILED: some requests had errors", file=sys.stderr)
     return 1 if failed else 0
 
 
-def run_level(args, uploads, live_frames, workers: int) -> bool:
-    proc, url = start_server(args.threads, args.detector, args.live_detector, workers, args.detect_side)
+def run_level(args, uploads, live_frames, features: str, src: str | None, label: str, library: float) -> bool:
+    proc, url = start_server(args.threads, args.detector, args.live_detector, features, args.detect_side, src)
     failed = False
     try:
-        cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "")
-        print(f"\nferkit web app load test on {platform.node()} ({os.cpu_count()} CPUs, {cpu or platform.machine()}), "
-              f"server {url}, --workers {workers}, threads={args.threads or 'default'}, detector={args.detector or 'default'}{f' at --detect-side {args.detect_side}' if args.detect_side else ''}, live detector={args.live_detector or 'default'}")
-        print("\nPOST /api/v1/analyze, 640x480 JPEG with one face")
-        print(f"{'clients':>8} {'requests':>9} {'errors':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
-              f"{'server CPU ms/req':>18} {'decode+analyze ms':>18} {'client CPU ms/req':>18}")
+        print(f"\nferkit serve ({label}), default processes, {url}")
+        print(f"{'clients':>8} {'requests':>9} {'errors':>7} {'req/s':>8} {'of library':>11} {'p50 ms':>8} "
+              f"{'p99 ms':>8} {'p99/p50':>8} {'server CPU ms/req':>18} {'client CPU ms/req':>18}")
         for c in args.concurrency:
             server0, client0 = server_cpu_seconds(proc.pid), time.process_time()
             r = asyncio.run(analyze_level(url, uploads, c, args.requests, args.max_seconds))
             server_ms = 1000 * (server_cpu_seconds(proc.pid) - server0) / max(1, r["requests"])
             client_ms = 1000 * (time.process_time() - client0) / max(1, r["requests"])
             failed |= bool(r["errors"])
-            print(f"{c:>8} {r['requests']:>9} {len(r['errors']):>7} {r['throughput']:>8.1f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} "
-                  f"{server_ms:>18.1f} {r['inside_ms']:>18.1f} {client_ms:>18.1f}")
+            print(f"{c:>8} {r['requests']:>9} {len(r['errors']):>7} {r['throughput']:>8.1f} "
+                  f"{100 * r['throughput'] / library:>10.0f}% {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} "
+                  f"{r['p99_ms'] / r['p50_ms']:>8.2f} {server_ms:>18.1f} {client_ms:>18.1f}")
             for e in r["errors"][:5]:
                 print(f"{'':>8} error: {e}")
-        print(f"\nLive mode: {args.live_clients} WebSocket clients, 480x360 JPEG frames, at most 2 in flight, {args.live_seconds:.0f} s")
-        print(f"{'client':>8} {'fps':>7} {'errors':>7} {'rtt p50 ms':>11} {'rtt p99 ms':>11}")
+        print(f"live mode: {args.live_clients} WebSocket clients, 480x360 JPEG frames with one face, at most 2 in "
+              f"flight, {args.live_seconds:.0f} s")
         rows = asyncio.run(live_level(url, live_frames, args.live_clients, args.live_seconds))
-        for i, r in enumerate(rows, 1):
-            failed |= bool(r["errors"])
-            print(f"{i:>8} {r['fps']:>7.1f} {len(r['errors']):>7} {r['rtt_p50_ms']:>11.1f} {r['rtt_p99_ms']:>11.1f}")
         fps = [r["fps"] for r in rows]
-        print(f"{'min':>8} {min(fps):>7.1f}   (mean {statistics.mean(fps):.1f} fps per client, "
-              f"{sum(fps):.1f} frames/s in all)")
+        failed |= any(r["errors"] for r in rows)
+        print(f"{'':>8} frames/s per client: {' '.join(f'{f:.1f}' for f in fps)} (min {min(fps):.1f}, "
+              f"{sum(fps):.1f} in all); rtt p50 {statistics.mean(r['rtt_p50_ms'] for r in rows):.0f} ms, "
+              f"errors {sum(len(r['errors']) for r in rows)}")
     finally:
         proc.terminate()
         proc.wait(30)

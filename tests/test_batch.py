@@ -338,9 +338,9 @@ def test_relative_inputs_are_resolved_on_the_driver(folder, tmp_path, monkeypatc
     assert [(t.source, t.path) for t in tasks] == [
         (FACES[1], str(folder / FACES[1])), ("nope.jpg", str(folder / "nope.jpg")),
         (str(folder / FACES[0]), str(folder / FACES[0])), (str(tmp_path / "missing.jpg"), str(tmp_path / "missing.jpg"))]
-    from ferkit.batch.work import process_chunk, stand_in
+    from ferkit.batch.work import Described, process_chunk, stand_in
 
-    (key, (row,)), = process_chunk(stand_in("m", ["a"], "yunet"), Chunk(1, (tasks[1],)), 5.0)
+    (key, (row,)), = process_chunk(stand_in(Described("m", ["a"], "yunet")), Chunk(1, (tasks[1],)), 5.0)
     assert key == "nope.jpg" and row["message"] == "nope.jpg: no such file" and row["source"] == "nope.jpg"
 
 
@@ -348,11 +348,11 @@ def test_error_messages_hold_no_memory_addresses(tmp_path):
     """PIL says "cannot identify image file <_io.BytesIO object at 0x7f...>": the message column must be the same on
     every run of the same input. (ferkit's header checks now refuse most broken files before PIL sees them, so the
     error a decoder raises is given directly.)"""
-    from ferkit.batch.work import describe_error, process_chunk, stand_in
+    from ferkit.batch.work import Described, describe_error, process_chunk, stand_in
 
     (tmp_path / "broken.gif").write_bytes(b"GIF89a" + b"\0" * 5)
     (task,) = plan([str(tmp_path / "broken.gif")])
-    ((_, (row,)),) = process_chunk(stand_in("m", ["a"], "yunet"), Chunk(0, (task,)), 5.0)
+    ((_, (row,)),) = process_chunk(stand_in(Described("m", ["a"], "yunet")), Chunk(0, (task,)), 5.0)
     assert row["status"] == "error" and "truncated GIF" in row["message"] and "0x" not in row["message"], row
     pil = OSError("cannot identify image file <_io.BytesIO object at 0x7f3a2c1d9e40>")
     assert describe_error(task, pil) == f"{task.source}: OSError: cannot identify image file <_io.BytesIO>"
@@ -460,10 +460,49 @@ def test_recorded_settings_follow_every_field_of_the_spec():
 
     describe = ("fer2013", ["happy"], "yunet")
     mesh = run_settings(WithFeatures(features=("mesh", "pose")), describe, 5.0, 16, 50)
-    assert mesh["features"] == ("mesh", "pose") and mesh["detect_side"] is None and mesh["fps"] == 5.0
+    assert mesh["features"] == ("mesh", "pose") and mesh["detect_side"] == 640 and mesh["fps"] == 5.0  # as yunet uses it
     recorded = json.loads(json.dumps(mesh))
     assert settings_difference(recorded, mesh) == ""
     plain = run_settings(WithFeatures(), describe, 5.0, 16, 50)
     assert settings_difference(recorded, plain) == "features: ['mesh', 'pose'] then, [] now"
     older = {k: v for k, v in recorded.items() if k != "features"}
     assert settings_difference(older, plain) == "" and settings_difference(older, mesh) != ""
+
+
+def test_the_default_detect_side_given_explicitly_is_not_a_changed_setting(tmp_path):
+    """Settings are compared as the detector uses them: --detect-side 640 (yunet's default) and none are one
+    setting, and a record an older ferkit wrote with none (null) matches 640 too; 1280 differs."""
+    import json
+
+    from ferkit.batch.api import run_settings
+    from ferkit.batch.output import settings_difference
+
+    describe = ("fer2013", ["happy"], "yunet")
+    left_out = json.loads(json.dumps(run_settings(RecognizerSpec(), describe, 5.0, 16, 50)))
+    given = run_settings(RecognizerSpec(detect_side=640), describe, 5.0, 16, 50)
+    assert settings_difference(left_out, given) == "" and settings_difference({**left_out, "detect_side": None}, given) == ""
+    assert settings_difference(left_out, run_settings(RecognizerSpec(detect_side=1280), describe, 5.0, 16, 50)) == \
+        "detect_side: 640 then, 1280 now"
+    out = tmp_path / "r.csv"
+    assert batch.run([ASTRONAUT], out=out, workers=1).faces == 1
+    assert batch.run([ASTRONAUT], out=out, workers=1, detect_side=640).tasks_skipped == 1  # found done, not refused
+
+
+def test_manifest_entries_are_tidied_only_where_that_names_the_same_file(tmp_path, monkeypatch):
+    """lists/../broken/x.png is broken/x.png in the source column and the messages; through a symbolic link a `..`
+    goes to the link target's parent, so such an entry is kept as written, and the file a worker opens is the one
+    the kernel finds."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lists").mkdir()
+    (tmp_path / "deep" / "inner").mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "deep" / "y.png"), np.full((8, 8, 3), 90, np.uint8))
+    (tmp_path / "lists" / "link").symlink_to(tmp_path / "deep" / "inner")
+    (tmp_path / "lists" / "list.txt").write_text("../broken/x.png\nlink/../y.png\n./z.png\n")
+    paths = expand_inputs(["lists/list.txt"])
+    assert paths == ["broken/x.png", "lists/link/../y.png", "lists/z.png"]
+    tasks = plan(paths)
+    assert [t.path for t in tasks] == [str(tmp_path / "broken" / "x.png"), str(tmp_path / "lists/link/../y.png"),
+                                       str(tmp_path / "lists" / "z.png")]
+    assert os.path.isfile(tasks[1].path)  # deep/y.png, through the link
+    (row,) = [r for r in batch.iter_rows(["lists/list.txt"], workers=1) if r["source"] == "broken/x.png"]
+    assert row["status"] == "error" and row["message"] == "broken/x.png: no such file"

@@ -118,7 +118,7 @@ def test_one_file_failing_in_the_middle_costs_none_of_the_others(blanks, tmp_pat
     assert statuses == [("a.png", "ok"), ("b.JPG", "ok"), ("c.webp", "error"), ("notes.txt", "skipped"), ("a.png", "ok")]
     assert r.stderr.startswith(f"ferkit: {blanks / 'sub' / 'c.webp'}: cannot write {out / 'sub' / 'c_annotated.png'} ("), r.stderr
     assert r.stderr.splitlines()[1:] == [f"ferkit: {blanks / 'notes.txt'}: skipped, not an image file name "
-                                         "(.jpg .jpeg .png .webp .bmp .gif .tif .tiff)"]
+                                         "(.jpg .jpeg .jfif .png .webp .bmp .gif .tif .tiff)"]
     assert sorted(p.name for p in out.iterdir()) == ["a_annotated-2.png", "a_annotated.png", "b_annotated.png", "sub"]
 
 
@@ -317,3 +317,29 @@ def test_every_command_ends_through_the_one_error_path():
         text = path.read_text()
         assert not re.search(r"""["']ferkit: """, text.replace('"""ferkit: facial', "")), path
         assert "sys.exit(" not in text, path
+
+
+def test_one_image_suffix_list_for_every_command(tmp_path):
+    """analyze's folder walk, batch's and adapt's folder mode take the same names, from the decoder's own formats:
+    a TIFF is read everywhere (adapt's folder mode included), a .pgm (which the decoder refuses) nowhere."""
+    from ferkit.adapt import read_labelled
+    from ferkit.batch.inputs import expand_inputs
+    from ferkit.images import IMAGE_SUFFIXES, READ_FORMATS, load_image
+
+    assert {".jpg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif"} <= set(IMAGE_SUFFIXES) and ".pgm" not in IMAGE_SUFFIXES
+    assert "TIFF" in READ_FORMATS
+    happy = tmp_path / "happy"
+    happy.mkdir()
+    image = np.full((64, 64, 3), 120, np.uint8)
+    for name in ("a.tif", "b.TIFF", "c.png"):
+        assert cv2.imwrite(str(happy / name), image)
+    assert cv2.imwrite(str(happy / "d.pgm"), image[:, :, 0])
+    assert load_image(happy / "a.tif").shape[:2] == (64, 64)
+    with pytest.raises(ValueError):
+        load_image(happy / "d.pgm")
+    taken = {"a.tif", "b.TIFF", "c.png"}
+    assert {Path(p).name for p in expand_inputs([tmp_path])} == taken
+    assert {Path(p).name for p in read_labelled(tmp_path).images} == taken
+    r = ferkit("analyze", happy, "--json")
+    listed = {Path(d["file"]).name: d["status"] for d in json.loads(r.stdout)}
+    assert {k for k, v in listed.items() if v != "skipped"} == taken and listed["d.pgm"] == "skipped", r.stdout

@@ -46,3 +46,50 @@ def test_errors_is_a_leaf_and_the_cli_still_exports_its_names():
     for name in ("CommandError", "print_error", "EXIT_OK", "EXIT_ERROR", "EXIT_USAGE", "EXIT_NO_FACE",
                  "EXIT_SOME_NO_FACE", "EXIT_INTERRUPTED", "EXIT_BROKEN_PIPE"):
         assert getattr(ferkit.cli, name) is getattr(errors, name)
+
+
+# ---------------------------------------------------------------- one exit code for a bad adapter
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+import pytest  # noqa: E402
+
+ROOT = PACKAGE.parents[1]
+PHOTO = ROOT / "examples" / "astronaut.png"
+
+
+@pytest.fixture(scope="module")
+def bad_inputs(tmp_path_factory):
+    import cv2
+    import numpy as np
+
+    d = tmp_path_factory.mktemp("adapter")
+    (d / "bad.json").write_text('{"format": "something else"}')
+    writer = cv2.VideoWriter(str(d / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for i in range(5):
+        writer.write(np.full((48, 64, 3), 40 * i, np.uint8))
+    writer.release()
+    return d
+
+
+COMMANDS = {
+    "analyze": lambda d: ["analyze", PHOTO],
+    "video": lambda d: ["video", d / "clip.avi", "--out", d / "v", "--no-progress"],
+    "live": lambda d: ["live", "--source", d / "clip.avi", "--no-window", "--max-frames", "2"],
+    "batch": lambda d: ["batch", PHOTO, "--out", d / "r.csv", "--no-progress"],
+    "serve": lambda d: ["serve", "--port", "0"],
+}
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+@pytest.mark.parametrize("head", ["bad.json", "missing.json"])
+def test_a_bad_adapter_exits_1_on_every_command(bad_inputs, command, head):
+    """A head file that is not one (or is missing) is a bad input file: EXIT_ERROR (1) on every command that takes
+    --adapter, with the file named; batch used to say 2 (bad usage)."""
+    from ferkit.cli.errors import EXIT_ERROR
+
+    args = [*COMMANDS[command](bad_inputs), "--adapter", bad_inputs / head]
+    r = subprocess.run([sys.executable, "-m", "ferkit", *map(str, args)], capture_output=True, text=True, timeout=180)
+    assert r.returncode == EXIT_ERROR, (command, r.returncode, r.stderr)
+    assert r.stderr.startswith(f"ferkit: {bad_inputs / head}") and "Traceback" not in r.stderr, r.stderr
+    assert not (bad_inputs / "r.csv").exists() and "open http" not in r.stdout

@@ -15,7 +15,7 @@ from tests._videos import HEIGHT, WIDTH, jpeg_starts, make_video, pick_faces, to
 
 from ferkit import EMOTIONS, load_recognizer
 from ferkit.annotate import EMOTION_COLORS_BGR
-from ferkit.live import GuiUnavailableError, draw_live, open_window, opencv_has_gui
+from ferkit.live import AU_BAR_COLOR, SHOWN_AUS, GuiUnavailableError, draw_live, open_window, opencv_has_gui
 from ferkit.track import TrackedFace
 
 HAPPY, SURPRISE = 3, 5
@@ -63,6 +63,25 @@ def test_bars_move_left_of_a_face_at_the_right_edge():
     frame = np.full((HEIGHT, WIDTH, 3), 128, np.uint8)
     out = draw_live(frame, [_face((WIDTH - 100, 200, 90, 90), "sad")], 10, EMOTIONS)
     assert _has_colour(out[200:300, WIDTH - 220:WIDTH - 100], EMOTION_COLORS_BGR["sad"], 50)
+
+
+def test_with_features_the_strongest_action_units_and_the_pose_show_under_the_chart():
+    """--features: under the emotion chart, the SHOWN_AUS strongest AUs, each with a bar as long as its value, and a
+    line of head pose; a face without features gets neither."""
+    frame = np.full((HEIGHT, WIDTH, 3), 128, np.uint8)
+    face = _face((100, 150, 120, 120), "happy")
+    plain = draw_live(frame, [face], 30, EMOTIONS)
+    face.action_units = {"AU1": 0.05, "AU12": 0.9, "AU6": 0.5, "AU25": 0.45, "AU4": 0.1}
+    face.head_pose = {"yaw": -21.0, "pitch": 4.0, "roll": 1.0}
+    out = draw_live(frame, [face], 30, EMOTIONS)
+    chart_bottom = 150 + 12 * len(EMOTIONS) + 6
+    below = out[chart_bottom:chart_bottom + 12 * (SHOWN_AUS + 1) + 6, 220:340]
+    assert not _has_colour(plain, AU_BAR_COLOR, 1) and not (plain[chart_bottom:chart_bottom + 60, 220:340] < 60).all()
+    rows = [np.all(below[3 + 12 * k:3 + 12 * (k + 1)] == AU_BAR_COLOR, axis=2).sum() for k in range(SHOWN_AUS + 1)]
+    assert rows[0] > rows[1] > rows[2] > 0 and rows[3] == 0  # AU12 0.9, AU6 0.5, AU25 0.45 by length; the pose: text
+    pose_row = below[3 + 12 * SHOWN_AUS:3 + 12 * (SHOWN_AUS + 1)]
+    assert (pose_row.min(axis=2) > 200).sum() > 30  # white text on the darkened panel
+    assert (out[:chart_bottom] == draw_live(frame, [face], 30, EMOTIONS)[:chart_bottom]).all()
 
 
 # ---------------------------------------------------------------- --no-window

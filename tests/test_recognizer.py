@@ -93,7 +93,7 @@ def test_detect_false_uses_whole_image(recognizer):
 
 @pytest.mark.parametrize("data, message", [
     (b"", "empty"),
-    (b"%PDF-1.4 not an image", r"not an image.*\(starts with b'%PDF-1.4'"),
+    (b"%PDF-1.4 not an image", r'not an image.*\(starts with "%PDF-1.4"'),
 ])
 def test_unreadable_bytes(recognizer, data, message):
     with pytest.raises(UnreadableImageError, match=message):

@@ -12,13 +12,14 @@ import pytest
 from tests._videos import HEIGHT, WIDTH, jpeg_starts, make_grid_video, make_video, pick_faces, to_mjpeg
 
 from ferkit import EMOTIONS
-from ferkit.video import VideoError, VideoReport, analyze_video, open_video, read_frames
+from ferkit.records import columns, read_meta, read_rows
+from ferkit.video import VideoError, analyze_video, open_video
 
 pytestmark = pytest.mark.data
 
 HAPPY, SURPRISE, NEUTRAL = 3, 5, 6
 N_FRAMES, FPS = 45, 15.0
-OUTPUTS = ["timeline.csv", "timeline.json", "annotated.mp4", "emotions.png", "summary.json", "summary.txt"]
+OUTPUTS = ["timeline.csv", "timeline.csv.meta.json", "annotated.mp4", "emotions.png", "summary.json", "summary.txt"]
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +36,14 @@ def analysed(scene, recognizer, tmp_path_factory):
     return analyze_video(scene.path, recognizer, out), out
 
 
-def _rows(out):
-    with open(out / "timeline.csv", newline="") as fh:
+def _all_rows(out, name="timeline.csv"):
+    with open(out / name, newline="") as fh:
         return list(csv.DictReader(fh))
+
+
+def _rows(out):
+    """The timeline's face rows (status ok)."""
+    return [r for r in _all_rows(out) if r["status"] == "ok"]
 
 
 def _row_of_face(scene, box) -> int:
@@ -49,7 +55,7 @@ def test_every_output_file_is_written(analysed):
     report, out = analysed
     for name in OUTPUTS:
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
-    assert sorted(report.files) == sorted(["timeline_csv", "timeline_json", "annotated", "chart", "summary_json", "summary_txt"])
+    assert sorted(report.files) == sorted(["timeline", "timeline_meta", "annotated", "chart", "summary_json", "summary_txt"])
     png = cv2.imread(str(out / "emotions.png"))
     assert png is not None and png.shape[0] > 300 and png.shape[1] > 600
     assert report.problems == []
@@ -58,7 +64,7 @@ def test_every_output_file_is_written(analysed):
 def test_timeline_has_every_frame_and_both_faces_with_stable_ids(analysed, scene):
     report, out = analysed
     rows = _rows(out)
-    assert list(rows[0]) == ["time", "frame", "face", "x", "y", "w", "h", "emotion", *EMOTIONS]
+    assert list(rows[0]) == columns(EMOTIONS, track=True)  # batch's schema plus track
     assert report.frames_read == report.frames_analysed == N_FRAMES
     frames = {int(r["frame"]) for r in rows}
     assert len(frames) >= N_FRAMES - 2          # a face in (almost) every frame
@@ -68,28 +74,36 @@ def test_timeline_has_every_frame_and_both_faces_with_stable_ids(analysed, scene
         truth = scene.boxes[int(r["frame"])][_row_of_face(scene, box)]
         assert abs(box[0] - truth[0]) < 40 and abs(box[1] - truth[1]) < 40, (r, truth)  # on the moving face
         assert float(r["time"]) == pytest.approx(int(r["frame"]) / FPS, abs=1e-3)
-        p = np.array([float(r[k]) for k in EMOTIONS])
+        p = np.array([float(r[f"prob_{k}"]) for k in EMOTIONS])
         assert p.sum() == pytest.approx(1, abs=1e-3)
-        assert p[EMOTIONS.index(r["emotion"])] >= p.max() - 1e-4  # the most probable (to the CSV's 4 decimals)
-        ids_by_row[_row_of_face(scene, box)].add(int(r["face"]))
+        assert p[EMOTIONS.index(r["emotion"])] == p.max()  # the most probable
+        ids_by_row[_row_of_face(scene, box)].add(int(r["track"]))
     # one id per face for the whole crossing, and different ids for the two faces
     assert len(ids_by_row[0]) == 1 and len(ids_by_row[1]) == 1 and ids_by_row[0] != ids_by_row[1]
-    per_face = {i: sum(int(r["face"]) == i for r in rows) for i in ids_by_row[0] | ids_by_row[1]}
+    per_face = {i: sum(int(r["track"]) == i for r in rows) for i in ids_by_row[0] | ids_by_row[1]}
     assert min(per_face.values()) >= N_FRAMES - 5
 
 
-def test_json_timeline_matches_the_csv(analysed):
+def test_the_timelines_metadata_and_the_videos_facts_are_kept(analysed, recognizer):
     report, out = analysed
-    doc = json.loads((out / "timeline.json").read_text())
-    rows = _rows(out)
-    assert doc["labels"] == list(EMOTIONS) and doc["fps"] == FPS and doc["frame_count"] == N_FRAMES
-    assert (doc["width"], doc["height"]) == (WIDTH, HEIGHT)
-    assert doc["skipped_frames"] == [] and doc["truncated_at"] is None and doc["frames_read"] == N_FRAMES
-    assert len(doc["rows"]) == len(rows) == report.rows
-    for j, c in zip(doc["rows"], rows):
-        assert (j["frame"], j["face"], j["emotion"]) == (int(c["frame"]), int(c["face"]), c["emotion"])
-        assert j["box"] == {k: int(c[k]) for k in "xywh"}
-        assert j["probabilities"] == pytest.approx({k: float(c[k]) for k in EMOTIONS}, abs=2e-4)
+    meta = read_meta(out / "timeline.csv")
+    assert meta["labels"] == list(EMOTIONS) and meta["model"] == recognizer.name and meta["command"] == "ferkit video"
+    assert meta["video"]["fps"] == FPS and meta["video"]["frame_count"] == N_FRAMES
+    assert (meta["video"]["width"], meta["video"]["height"]) == (WIDTH, HEIGHT)
+    assert meta["columns"] == list(_all_rows(out)[0])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["skipped_frames"] == [] and summary["truncated_at"] is None and summary["frames_read"] == N_FRAMES
+    assert len(_all_rows(out)) == report.rows
+
+
+@pytest.mark.parametrize("name", ["timeline.jsonl", "timeline.parquet"])
+def test_other_timeline_formats_hold_the_same_rows(scene, recognizer, analysed, tmp_path, name):
+    if name.endswith("parquet"):
+        pytest.importorskip("pyarrow")
+    analyze_video(scene.path, recognizer, tmp_path, timeline=name, annotate=False)
+    cols, rows = read_rows(tmp_path / name)
+    want_cols, want = read_rows(analysed[1] / "timeline.csv")
+    assert cols == want_cols and rows == want
 
 
 def test_emotions_match_the_faces_labels(recognizer, detectable_faces, tmp_path):
@@ -103,7 +117,7 @@ def test_emotions_match_the_faces_labels(recognizer, detectable_faces, tmp_path)
     assert len(report.summary) == 6, report.summary.keys()
     label_of = {}
     for face_id in report.summary:
-        first = next(r for r in rows if r["face"] == face_id)
+        first = next(r for r in rows if r["track"] == face_id)
         box = [int(first[k]) for k in "xywh"]
         truth = grid.boxes[int(first["frame"])]
         cell = min(range(6), key=lambda k: abs(truth[k][0] - box[0]) + abs(truth[k][1] - box[1]))
@@ -111,7 +125,7 @@ def test_emotions_match_the_faces_labels(recognizer, detectable_faces, tmp_path)
     assert sorted(label_of.values()) == sorted(EMOTIONS[k] for k in labels)  # one id per face
     right = {i: s["dominant"] == label_of[i] for i, s in report.summary.items()}
     assert sum(right.values()) >= 4, {i: (label_of[i], s["dominant"], s["share"]) for i, s in report.summary.items()}
-    agree = sum(r["emotion"] == label_of[r["face"]] for r in rows) / len(rows)
+    agree = sum(r["emotion"] == label_of[r["track"]] for r in rows) / len(rows)
     assert agree >= 0.6, agree
 
 
@@ -151,7 +165,7 @@ def test_every_nth_frame(scene, recognizer, tmp_path):
     rows = _rows(tmp_path)
     assert report.frames_read == N_FRAMES and report.frames_analysed == len(range(0, N_FRAMES, 4))
     assert {int(r["frame"]) for r in rows} <= set(range(0, N_FRAMES, 4))
-    assert len({r["face"] for r in rows}) == 2
+    assert len({r["track"] for r in rows}) == 2
     assert cv2.VideoCapture(str(tmp_path / "annotated.mp4")).get(cv2.CAP_PROP_FRAME_COUNT) == N_FRAMES
     for s in report.summary.values():
         assert s["seconds"] == pytest.approx(s["rows"] * 4 / FPS, abs=1e-3)
@@ -163,8 +177,9 @@ def test_a_video_without_faces(recognizer, tmp_path):
         writer.write(np.full((240, 320, 3), 60 + 10 * i, np.uint8))
     writer.release()
     report = analyze_video(tmp_path / "empty_room.mp4", recognizer, tmp_path / "out")
-    assert report.frames_analysed == 10 and report.rows == 0 and report.summary == {}
-    assert len(_rows(tmp_path / "out")) == 0 and json.loads((tmp_path / "out" / "timeline.json").read_text())["rows"] == []
+    assert report.frames_analysed == 10 and report.rows == 10 and report.summary == {}
+    assert len(_rows(tmp_path / "out")) == 0  # a no_face row per analysed frame, as in ferkit batch
+    assert [(r["frame"], r["status"]) for r in _all_rows(tmp_path / "out")] == [(str(i), "no_face") for i in range(10)]
     assert cv2.imread(str(tmp_path / "out" / "emotions.png")) is not None
     assert "no face found" in (tmp_path / "out" / "summary.txt").read_text()
     proc = subprocess.run([sys.executable, "-m", "ferkit", "video", str(tmp_path / "empty_room.mp4"), "--no-progress"],
@@ -217,8 +232,10 @@ def test_truncated_video_keeps_the_frames_before_the_cut(mjpeg, recognizer, tmp_
     rows = _rows(tmp_path / "out")
     frames = {int(r["frame"]) for r in rows}
     assert max(frames) < 31 and len(frames) >= 27
-    doc = json.loads((tmp_path / "out" / "timeline.json").read_text())
+    doc = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert doc["truncated_at"] == report.truncated_at
+    last = _all_rows(tmp_path / "out")[-1]  # the early end is a row too, as in ferkit batch
+    assert last["status"] == "error" and int(last["frame"]) == report.truncated_at and "truncated" in last["message"]
     assert (tmp_path / "out" / "summary.json").is_file() and (tmp_path / "out" / "emotions.png").is_file()
 
 
@@ -236,7 +253,9 @@ def test_a_frame_that_fails_to_decode_is_skipped_and_the_rest_analysed(mjpeg, re
     assert report.frames_read == N_FRAMES - 1 and report.truncated_at is None
     frames = {int(r["frame"]) for r in _rows(tmp_path / "out")}
     assert 12 not in frames and {11, 13, N_FRAMES - 1} <= frames
-    assert json.loads((tmp_path / "out" / "timeline.json").read_text())["skipped_frames"] == [12]
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["skipped_frames"] == [12]
+    (error,) = [r for r in _all_rows(tmp_path / "out") if r["status"] == "error"]
+    assert error["frame"] == "12" and error["message"] == f"{tmp_path / 'damaged.avi'}: frame 12: could not be decoded, skipped"
 
 
 def test_a_video_whose_frames_all_fail_to_decode(mjpeg, recognizer, tmp_path):
@@ -246,34 +265,6 @@ def test_a_video_whose_frames_all_fail_to_decode(mjpeg, recognizer, tmp_path):
     (tmp_path / "ruined.avi").write_bytes(bytes(data))
     with pytest.raises(VideoError, match="ruined.avi: no frame could be decoded"):
         analyze_video(tmp_path / "ruined.avi", recognizer, tmp_path / "out")
-
-
-def test_read_frames_numbers_from_start_and_its_report_counts_what_the_caller_read(mjpeg, tmp_path):
-    """How `ferkit live` reads a file: frame 0 read by hand, the rest by read_frames(start=1); indices and skipped
-    frames are the file's own positions, as for analyze_video."""
-    data = bytearray(mjpeg.read_bytes())
-    s = jpeg_starts(bytes(data))[12]
-    data[s:s + 3000] = bytes(3000)
-    (tmp_path / "damaged.avi").write_bytes(bytes(data))
-    cap, info = open_video(tmp_path / "damaged.avi")
-    assert cap.read()[0]
-    report = VideoReport(info, frames_read=1)
-    indices = [i for i, _ in read_frames(cap, info, report, start=1)]
-    cap.release()
-    assert indices == [i for i in range(1, N_FRAMES) if i != 12]
-    assert report.skipped_frames == [12] and report.frames_read == N_FRAMES - 1 and report.truncated_at is None
-
-
-@pytest.mark.parametrize("start", [0, 1])
-def test_read_frames_raises_when_its_report_ends_with_no_frame_whatever_the_start(mjpeg, tmp_path, start):
-    data = bytearray(mjpeg.read_bytes())
-    for s in jpeg_starts(bytes(data)):
-        data[s:s + 2000] = bytes(2000)
-    (tmp_path / "ruined.avi").write_bytes(bytes(data))
-    cap, info = open_video(tmp_path / "ruined.avi")
-    with pytest.raises(VideoError, match="ruined.avi: no frame could be decoded"):
-        list(read_frames(cap, info, VideoReport(info), start=start))
-    cap.release()
 
 
 def test_an_interruption_keeps_the_rows_written_so_far(scene, recognizer, tmp_path):
@@ -286,10 +277,9 @@ def test_an_interruption_keeps_the_rows_written_so_far(scene, recognizer, tmp_pa
 
     with pytest.raises(KeyboardInterrupt):
         analyze_video(scene.path, recognizer, tmp_path, progress=stop_at_20)
-    rows = _rows(tmp_path)
+    rows = _all_rows(tmp_path)  # closed properly: every row of the 20 frames read, each whole
     assert {int(r["frame"]) for r in rows} == set(range(20))
-    doc = json.loads((tmp_path / "timeline.json").read_text())  # closed properly: still valid JSON
-    assert len(doc["rows"]) == len(rows) and doc["frames_read"] == 20
+    assert all(r["model"] for r in rows)
 
 
 # ---------------------------------------------------------------- the command

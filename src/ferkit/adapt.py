@@ -27,7 +27,7 @@ FORMAT_VERSION = 1
 FEATURE_GROUPS = ("log_probabilities", "blendshapes", "head_pose")  # feature names are "group:key"
 FACE_CHOICES = ("single", "largest")
 GROUP_COLUMNS = ("person", "group")     # a CSV column naming whose photo it is: folds never split one person
-PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")  # images.IMAGE_FORMATS
+from .images import IMAGE_SUFFIXES as PHOTO_SUFFIXES  # noqa: E402  (one list for every command: TIFF too)
 PROBABILITY_FLOOR = 1e-6                # log(0) guard on the base probabilities
 BATCH = 32                              # images analysed together while collecting faces
 
@@ -550,7 +550,7 @@ def adapt(recognizer, data: LabelledSet, config: AdaptConfig = AdaptConfig(), *,
     x = x[:, [names.index(n) for n in candidates[chosen]]]
     names = candidates[chosen]
     mean, scale, w, b = fit_head_arrays(x, y, len(classes), config.l2)
-    from . import __version__
+    from .version import __version__
 
     info = {"created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "ferkit_version": __version__, "counts": counts, "images": len(data.images),

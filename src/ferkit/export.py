@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__
+from .version import __version__
 from .model import FERNet
 from .preprocess import PREPROCESS_SPEC
 from .modelfile import save_with_metadata

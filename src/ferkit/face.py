@@ -1,16 +1,16 @@
 """`Face`, one detected face and what was read from it, and its one serialiser: `Face.to_dict()` for JSON (the
-CLI's --json, the server, live and video records) and `Face.to_row()` for flat, typed table rows (ferkit batch).
+CLI's --json, the server, live) and `Face.to_row()` for flat, typed table rows (ferkit.records: batch, video).
 Every surface goes through these two, so a new field is added here once."""
 from __future__ import annotations
 
 import functools
+import json
 import warnings
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from .detect import LANDMARKS
-from .mesh import ACTION_UNITS, BLENDSHAPES, MESH_POINTS
 
 POSE_KEYS = ("yaw", "pitch", "roll")
 LANDMARK_COLUMNS = [f"lm{i}_{c}" for i in range(len(LANDMARKS)) for c in "xy"]
@@ -101,39 +101,26 @@ class Face:
             d["head_pose"] = {k: round(v, 1) for k, v in self.head_pose.items()}
         return d
 
-    def to_row(self) -> dict:
-        """The face as one flat row of typed values (row_columns names them): box x, y, w, h; lm0_x ... lm4_y;
-        detector, detector_score, emotion; prob_<label>; and, when computed, bs_<blendshape>, au_<AU>, yaw, pitch,
-        roll, mesh_<i>_x/y/z. Missing values are None."""
+    def to_row(self, mesh: bool = False) -> dict:
+        """The face as one flat row of typed values (ferkit.records names the columns): box x, y, w, h; lm0_x ...
+        lm4_y; detector, detector_score, emotion; prob_<label>; with an adapter, adapter and base_prob_<label> (the
+        base model's); when computed, bs_<blendshape>, au_<AU>, yaw, pitch, roll; with `mesh` (asked for: 1,434
+        numbers) and a mesh computed, "mesh": the points as one JSON text, as to_dict's. Missing values are None."""
         row = dict(zip("xywh", (int(v) for v in self.box)))
         points = [None] * len(LANDMARK_COLUMNS) if self.landmarks is None else \
             [float(v) for v in np.asarray(self.landmarks, np.float64).reshape(-1)[:len(LANDMARK_COLUMNS)]]
         row.update(zip(LANDMARK_COLUMNS, points))
         row.update(detector=self.detector or None, detector_score=float(self.detector_score), emotion=self.emotion)
         row.update((f"prob_{k}", float(v)) for k, v in self.probabilities.items())
+        if self.adapter:
+            row["adapter"] = self.adapter
+            row.update((f"base_prob_{k}", float(v)) for k, v in (self.base_probabilities or {}).items())
         if self.blendshapes is not None:
             row.update((f"bs_{k}", float(v)) for k, v in self.blendshapes.items())
         if self.action_units is not None:
             row.update((f"au_{k}", float(v)) for k, v in self.action_units.items())
         if self.head_pose is not None:
             row.update((k, float(self.head_pose[k])) for k in POSE_KEYS)
-        if self.mesh is not None:
-            row.update(zip(mesh_columns(), (float(v) for v in np.asarray(self.mesh, np.float64).reshape(-1))))
+        if mesh and self.mesh is not None:
+            row["mesh"] = json.dumps(np.round(np.asarray(self.mesh, np.float64), 1).tolist())
         return row
-
-
-def mesh_columns() -> list[str]:
-    return [f"mesh_{i}_{c}" for i in range(MESH_POINTS) for c in "xyz"]
-
-
-def feature_columns(features) -> list[str]:
-    """The flat columns the face features add to a row (Face.to_row), in order, for the chosen features
-    (mesh.parse_features names). All float."""
-    cols = []
-    if "blendshapes" in features:
-        cols += [f"bs_{k}" for k in BLENDSHAPES] + [f"au_{k}" for k in ACTION_UNITS]
-    if "pose" in features:
-        cols += list(POSE_KEYS)
-    if "mesh" in features:
-        cols += mesh_columns()
-    return cols

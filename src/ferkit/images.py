@@ -41,6 +41,12 @@ MAX_BMP_RLE_PIXELS = 4_000_000  # Pillow decodes RLE BMPs in Python, pixel by pi
 ZLIB_MAX_RATIO = 1032      # deflate's best: 258 bytes from about 2 bits; more inflated bytes than this can't be there
 IMAGE_FORMATS = ("JPEG", "PNG", "WebP", "BMP", "GIF")  # what decode_image accepts (GIF: the first frame)
 READ_FORMATS = IMAGE_FORMATS + ("TIFF",)  # what load_image reads: TIFF too (the first page); the server keeps the above
+# File name suffixes of READ_FORMATS: what every command that walks folders or reads files picks up as images
+# (analyze, batch, adapt's folder mode), one list from the decoder's own formats, so no command reads a file by name
+# that the decoder refuses (.pgm) or skips one it reads (.tif).
+FORMAT_SUFFIXES = {"JPEG": (".jpg", ".jpeg", ".jfif"), "PNG": (".png",), "WebP": (".webp",), "BMP": (".bmp",),
+                   "GIF": (".gif",), "TIFF": (".tif", ".tiff")}
+IMAGE_SUFFIXES = tuple(suffix for f in READ_FORMATS for suffix in FORMAT_SUFFIXES[f])
 MAX_TIFF_TAGS = 1024      # entries in a TIFF's first directory; real files have 10-40
 MAX_LOCAL_PIXELS = 178_000_000  # read_photo refuses larger even reduced (Pillow's own bomb limit; 100-MP cameras pass)
 
@@ -115,7 +121,13 @@ def _kind(data: bytes) -> str:
 
 
 def _describe(data: bytes) -> str:
-    return f"starts with {bytes(data[:8])!r}" if data else "is empty"
+    """How the bytes begin, in words for people (no Python bytes literal): text as text, else hexadecimal."""
+    if not data:
+        return "the file is empty"
+    head = bytes(data[:8])
+    if all(32 <= b < 127 for b in head):
+        return f'starts with "{head.decode("ascii")}"'
+    return "starts with the bytes " + " ".join(f"{b:02X}" for b in head)
 
 
 # ---------------------------------------------------------------- checks before decoding

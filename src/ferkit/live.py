@@ -1,4 +1,4 @@
-"""Real time on the desktop: `ferkit live` over a camera or a video file.
+"""Real time on the desktop: `ferkit live` over a camera or a video file (the command: ferkit.cli.live).
 
 Each frame: `FaceTracker` (detection every few frames on a downscaled copy, faces followed in between, stable
 ids, optional smoothing) -> a box, `#id emotion %` and a small probability bar chart per face, FPS in the corner.
@@ -12,7 +12,6 @@ frames are drawn with OpenCV either way. The two OpenCV wheels must not be insta
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
@@ -26,8 +25,8 @@ import cv2
 import numpy as np
 
 from .annotate import EMOTION_COLORS_BGR, draw_tracked
+from .frames import FrameReader, VideoError, VideoInfo, open_video
 from .track import FaceTracker, TrackedFace
-from .video import VideoError, VideoInfo, VideoReport, open_video, quiet_opencv, read_frames
 
 WINDOW_TITLE = "ferkit live"
 QUIT_KEYS = {ord("q"), ord("Q"), 27}   # q, Q, Esc
@@ -94,10 +93,10 @@ class LiveFrame:
 
 def source_frames(source: Source, loop: bool = False,
                   on_problem: Callable[[str], None] | None = None) -> Iterator[tuple[int, np.ndarray]]:
-    """(index in the source, BGR frame) from the first frame on. A file's damaged frames are skipped as
-    `ferkit video` skips them (`video.read_frames`), and it ends normally or, with `loop`, restarts at index 0;
-    a camera that stops giving frames raises SourceError. `on_problem(message)` is told each skipped frame and an
-    early end, in `ferkit video`'s words (`VideoReport.problems`), as they are met and once each, even when looping."""
+    """(index in the source, BGR frame) from the first frame on. A file is read through ferkit.frames (damaged
+    frames skipped as `ferkit video` and `ferkit batch` skip them), and ends normally or, with `loop`, restarts at
+    index 0; a camera that stops giving frames raises SourceError. `on_problem(message)` is told each skipped frame
+    and an early end, in ferkit.frames' words, as they are met and once each, even when looping."""
     yield 0, source.first
     if not source.is_file:
         n = 1
@@ -114,13 +113,16 @@ def source_frames(source: Source, loop: bool = False,
             told.add(problem)
             on_problem(problem)
 
-    start, report = 1, VideoReport(source.info, frames_read=1)  # frame 0 was read by open_source
+    start, read = 1, 1  # frame 0 was read by open_source
     while True:
-        yield from read_frames(source.cap, source.info, report, start=start, on_problem=tell if on_problem else None)
+        for frame in FrameReader(source.cap, source.info, start=start, frames_read=read,
+                                 on_problem=tell if on_problem else None):
+            if frame.image is not None:  # None: a damaged frame, skipped (and told)
+                yield frame.index, frame.image
         if not loop:
             return
         source.cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
-        start, report = 0, VideoReport(source.info)
+        start, read = 0, 0
 
 
 def live_frames(source: Source, tracker: FaceTracker, *, loop: bool = False, pace: bool = True,
@@ -155,26 +157,28 @@ def frame_record(lf: LiveFrame) -> dict:
 
 # ---------------------------------------------------------------- drawing
 def draw_live(image: np.ndarray, faces: list[TrackedFace], fps: float, labels) -> np.ndarray:
-    """The frame with boxes, '#id emotion %' labels, a probability bar chart per face and the FPS."""
+    """The frame with boxes, '#id emotion %' labels, a probability bar chart per face and the FPS; with face
+    features (--features), the face's strongest action units and its head pose under the chart."""
     out = image.copy() if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     text = f"{fps:4.1f} fps  {len(faces)} face{'' if len(faces) == 1 else 's'}  q/Esc: quit"
     cv2.rectangle(out, (0, 0), (8 + 8 * len(text), 24), (0, 0, 0), -1)   # first: face labels go over it
     cv2.putText(out, text, (5, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
     draw_tracked(out, faces, inplace=True)   # `out` is already this function's own copy
     for f in faces:
-        draw_bars(out, f, labels)
+        panel = draw_bars(out, f, labels)
+        draw_features(out, f, panel)
     return out
 
 
-def draw_bars(img: np.ndarray, face: TrackedFace, labels, bar_w: int = 70, row_h: int = 12) -> None:
-    """A small chart beside the face's box: one bar per emotion, in the emotion's box colour, in place."""
+def draw_bars(img: np.ndarray, face: TrackedFace, labels, bar_w: int = 70, row_h: int = 12) -> tuple[int, int, int, int]:
+    """A small chart beside the face's box: one bar per emotion, in the emotion's box colour, in place.
+    -> the panel's x, y, w, h."""
     x, y, w, h = face.box
     panel_w, panel_h = 34 + bar_w + 6, row_h * len(labels) + 6
     H, W = img.shape[:2]
     px = x + w + 4 if x + w + 4 + panel_w <= W else max(0, x - panel_w - 4)
     py = min(max(0, y), max(0, H - panel_h))
-    roi = img[py:py + panel_h, px:px + panel_w]
-    roi[:] = (roi * 0.35).astype(np.uint8)   # darken the background so the bars read on any picture
+    _darken(img, px, py, panel_w, panel_h)
     for k, label in enumerate(labels):
         p = face.probabilities.get(label, 0.0)
         ry = py + 3 + k * row_h
@@ -183,6 +187,44 @@ def draw_bars(img: np.ndarray, face: TrackedFace, labels, bar_w: int = 70, row_h
         cv2.rectangle(img, (x0, ry + 2), (x0 + bar_w, ry + row_h - 2), (70, 70, 70), -1)
         cv2.rectangle(img, (x0, ry + 2), (x0 + max(1, int(round(bar_w * p))), ry + row_h - 2),
                       EMOTION_COLORS_BGR.get(label, (0, 255, 0)), -1)
+    return px, py, panel_w, panel_h
+
+
+SHOWN_AUS = 3        # the strongest action units shown per face
+AU_BAR_COLOR = (255, 255, 0)  # BGR cyan: apart from every emotion's colour
+
+
+def draw_features(img: np.ndarray, face: TrackedFace, panel: tuple[int, int, int, int], row_h: int = 12) -> None:
+    """Under the chart (above it where the frame ends): the face's SHOWN_AUS strongest action units, each with a bar,
+    and its head pose as 'yaw pitch roll' in degrees; nothing for a face without those features."""
+    lines: list[tuple[str, float | None]] = []
+    if face.action_units:
+        top = sorted(face.action_units.items(), key=lambda kv: -kv[1])[:SHOWN_AUS]
+        lines += [(name, value) for name, value in top]
+    if face.head_pose:
+        q = face.head_pose
+        lines.append((f"yaw {q['yaw']:+.0f} pitch {q['pitch']:+.0f} roll {q['roll']:+.0f}", None))
+    if not lines:
+        return
+    px, py, pw, ph = panel
+    height = row_h * len(lines) + 6
+    H = img.shape[0]
+    top_y = py + ph if py + ph + height <= H else max(0, py - height)
+    _darken(img, px, top_y, pw, height)
+    for k, (text, value) in enumerate(lines):
+        ry = top_y + 3 + k * row_h
+        cv2.putText(img, text, (px + 3, ry + row_h - 3), cv2.FONT_HERSHEY_SIMPLEX, 0.33, (255, 255, 255), 1, cv2.LINE_AA)
+        if value is not None:
+            x0, bar_w = px + 34, pw - 40
+            cv2.rectangle(img, (x0, ry + 2), (x0 + bar_w, ry + row_h - 2), (70, 70, 70), -1)
+            cv2.rectangle(img, (x0, ry + 2), (x0 + max(1, int(round(bar_w * min(1.0, value)))), ry + row_h - 2),
+                          AU_BAR_COLOR, -1)
+
+
+def _darken(img: np.ndarray, x: int, y: int, w: int, h: int) -> None:
+    """Darken a panel's background so its text and bars read on any picture."""
+    roi = img[y:y + h, x:x + w]
+    roi[:] = (roi * 0.35).astype(np.uint8)
 
 
 # ---------------------------------------------------------------- windows
@@ -272,73 +314,3 @@ def open_window(title: str = WINDOW_TITLE, backend: str = "auto"):
             raise GuiUnavailableError(f"this OpenCV build ({cv2.__version__}, probably opencv-python-headless) has no windows; {GUI_HELP}")
         return OpenCVWindow(title)
     return TkWindow(title)
-
-
-# ---------------------------------------------------------------- CLI
-def add_parser(sub) -> None:
-    from .cli._args import add_adapter, add_detector, add_features, add_model
-
-    p = sub.add_parser("live", help="real-time emotions from a camera or video file in a desktop window",
-                       description="Faces and emotions in real time; q or Esc quits. --no-window prints JSON lines.")
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--camera", type=int, default=0, metavar="N", help="camera index (default: 0)")
-    src.add_argument("--source", metavar="FILE", help="a video file instead of a camera")
-    p.add_argument("--no-window", action="store_true", help="print one JSON line per frame instead of showing a window")
-    p.add_argument("--gui", default="auto", choices=["auto", "opencv", "tk"],
-                   help="window toolkit (default: OpenCV's where it has one, else Tk)")
-    p.add_argument("--loop", action="store_true", help="restart a --source file when it ends")
-    p.add_argument("--max-speed", action="store_true", help="process a --source file as fast as possible, not at its frame rate")
-    p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N frames")
-    p.add_argument("--smoothing", type=float, default=0.5, help="per-face probability smoothing over time, 0 (off) to <1 (default: 0.5)")
-    p.add_argument("--detect-every", type=int, default=5, metavar="N", help="run the face detector every N frames, follow faces in between (default: 5)")
-    p.add_argument("--detect-side", type=int, default=320, metavar="PX", help="longest side of the copy the detector searches (default: 320)")
-    add_model(p)
-    add_detector(p, exclude=("none",))
-    add_features(p)
-    add_adapter(p)
-    p.set_defaults(run=run_live)
-
-
-def run_live(args) -> int:
-    """`ferkit live`: errors stop it through ferkit.cli.main, the source and window closed first: a source that
-    cannot be opened (SourceError, VideoError, FileNotFoundError) or stops working, or no window (exit 1); Ctrl+C
-    (130); a reader of --no-window's lines that went away (141). How a normal run ended is a closing note."""
-    from . import load_recognizer
-    from .cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, CommandError, print_error
-
-    quiet_opencv()
-    rec = load_recognizer(args.model, detector=args.detector, features=args.features, adapter=args.adapter)
-    tracker = FaceTracker(rec, detect_every=args.detect_every, detect_side=args.detect_side, smoothing=args.smoothing)
-    source = open_source(args.camera, args.source)
-    window = None
-    if not args.no_window:
-        try:
-            window = open_window(WINDOW_TITLE, args.gui)
-        except GuiUnavailableError as e:
-            source.cap.release()
-            raise CommandError(str(e), EXIT_ERROR) from e
-    n, reason = 0, ""
-    try:
-        for lf in live_frames(source, tracker, loop=args.loop, pace=not args.max_speed, on_problem=print_error):
-            n += 1
-            if window is not None:
-                if not window.show(draw_live(lf.image, lf.faces, lf.fps, rec.labels)):
-                    reason = "quit"
-                    break
-            else:
-                print(json.dumps(frame_record(lf)), flush=True)
-            if args.max_frames and n >= args.max_frames:
-                reason = f"stopped after {n} frames (--max-frames)"
-                break
-        else:
-            reason = f"{source.name}: source ended after {n} frames"
-    # SourceError, VideoError (a looped file that no longer decodes when rewound) and BrokenPipeError (`ferkit live
-    # --no-window | head`: the reader left) reach main() as they are, after the finally below
-    except KeyboardInterrupt:
-        raise CommandError("interrupted", EXIT_INTERRUPTED) from None
-    finally:
-        source.cap.release()
-        if window is not None:
-            window.close()
-    print_error(reason)
-    return EXIT_OK

@@ -189,15 +189,24 @@ class Recognizer:
         return out
 
     def _features(self, image: np.ndarray, d: Detections) -> list[dict]:
-        """The face-features stage on one image's faces -> per face the Face fields it fills."""
+        """The face-features stage on one image's faces -> per face the Face fields it fills. Faces go through the
+        mesh model MESH_BATCH at a time: its activations for one 256x256 crop take tens of MB, so a photo of
+        hundreds of faces in one batch took gigabytes (and ONNX Runtime's arena kept them)."""
+        out = []
+        for start in range(0, len(d), MESH_BATCH):
+            out += self._features_batch(image, d.boxes[start:start + MESH_BATCH],
+                                        None if d.landmarks is None else d.landmarks[start:start + MESH_BATCH])
+        return out
+
+    def _features_batch(self, image: np.ndarray, boxes: np.ndarray, landmarks: np.ndarray | None) -> list[dict]:
         mesh = self.face_mesh
-        rois = mesh.rois(d.boxes, d.landmarks)
-        if d.landmarks is None:  # a box alone frames the face loosely: crop again from the first mesh, as MediaPipe does
+        rois = mesh.rois(boxes, landmarks)
+        if landmarks is None:  # a box alone frames the face loosely: crop again from the first mesh, as MediaPipe does
             result, _ = mesh.refine(image, rois)
         else:
             result = mesh.run(image, rois)
         out = []
-        for i in range(len(d)):
+        for i in range(len(boxes)):
             f = {}
             if "mesh" in self.features:
                 f["mesh"] = result.mesh[i]
@@ -225,6 +234,7 @@ class Recognizer:
 
 
 TTA_MODES = ("none", "flip", "crops")
+MESH_BATCH = 4  # faces per run of the mesh model: bounds its memory; larger batches were no faster per face here
 TTA_CROP = 44  # crops of 44x44 (corners and centre) enlarged back to 48x48, like the training zoom
 
 

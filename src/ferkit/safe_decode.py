@@ -291,11 +291,11 @@ def _child_main(memory_bytes: int, cpu_seconds: float) -> None:
         images.decode_image(cv2.imencode(ext, tiny)[1].tobytes(), "warm-up")
     images.decode_image(b"GIF89a\x01\x00\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;",
                         "warm-up")
-    base_rss = _status_kb("VmRSS") * 1024
+    base_rss = status_kb("VmRSS") * 1024
     try:
         import resource
 
-        address_space = _status_kb("VmSize") * 1024 + memory_bytes
+        address_space = status_kb("VmSize") * 1024 + memory_bytes
         resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
     except (ImportError, ValueError, OSError):  # no rlimits here (not POSIX): the CPU timer and the wall time remain
         pass
@@ -307,15 +307,15 @@ def _child_main(memory_bytes: int, cpu_seconds: float) -> None:
     os.dup2(devnull, 1)
     os.close(devnull)
     while True:
-        head = _read_exact(stdin, _REQUEST.size)
+        head = read_exact(stdin, _REQUEST.size)
         if head is None:
             return  # the parent closed the pipe (or died)
         name_len, data_len, max_pixels = _REQUEST.unpack(head)
-        name = (_read_exact(stdin, name_len) or b"").decode("utf-8", "replace")
-        data = _read_exact(stdin, data_len, into=bytearray(data_len))
+        name = (read_exact(stdin, name_len) or b"").decode("utf-8", "replace")
+        data = read_exact(stdin, data_len, into=bytearray(data_len))
         if data is None:
             return
-        _cpu_timer(cpu_seconds)  # SIGPROF's default action ends this process
+        cpu_timer(cpu_seconds)  # SIGPROF's default action ends this process
         try:
             image = images.decode_image(data, name, max_pixels)
             answer = None
@@ -326,11 +326,11 @@ def _child_main(memory_bytes: int, cpu_seconds: float) -> None:
         except images.UnreadableImageError as e:
             answer = (_UNREADABLE, str(e), None)
         except MemoryError:
-            _cpu_timer(0)
-            _write(stdout, _ANSWER.pack(_NO_MEMORY, 1))
+            cpu_timer(0)
+            write_all(stdout, _ANSWER.pack(_NO_MEMORY, 1))
             return  # a fresh child replaces this one
         finally:
-            _cpu_timer(0)
+            cpu_timer(0)
         del data
         if answer is None:
             image = np.ascontiguousarray(image)
@@ -338,20 +338,20 @@ def _child_main(memory_bytes: int, cpu_seconds: float) -> None:
             image_bytes = image.nbytes
         else:
             image_bytes = 0
-        retiring = _status_kb("VmRSS") * 1024 + image_bytes > base_rss + RETIRE_GROWTH_BYTES
+        retiring = status_kb("VmRSS") * 1024 + image_bytes > base_rss + RETIRE_GROWTH_BYTES
         if answer is None:
-            _write(stdout, _ANSWER.pack(_OK, retiring) + struct.pack(">II", h, w))
-            _write(stdout, memoryview(image).cast("B"))
+            write_all(stdout, _ANSWER.pack(_OK, retiring) + struct.pack(">II", h, w))
+            write_all(stdout, memoryview(image).cast("B"))
             del image
         else:
             status, message, kind = answer
             out = _ANSWER.pack(status, retiring) + _text(message)
-            _write(stdout, out + (_text(kind) if status == _UNSUPPORTED else b""))
+            write_all(stdout, out + (_text(kind) if status == _UNSUPPORTED else b""))
         if retiring:
             return
 
 
-def _cpu_timer(seconds: float) -> None:
+def cpu_timer(seconds: float) -> None:
     """Arm (or with 0, disarm) the process's CPU-time timer: user + system time, all threads."""
     import signal
 
@@ -364,7 +364,7 @@ def _text(s: str) -> bytes:
     return struct.pack(">I", len(b)) + b
 
 
-def _read_exact(f, n: int, into: bytearray | None = None):
+def read_exact(f, n: int, into: bytearray | None = None):
     buf = into if into is not None else bytearray(n)
     view, pos = memoryview(buf), 0
     while pos < n:
@@ -375,13 +375,13 @@ def _read_exact(f, n: int, into: bytearray | None = None):
     return buf
 
 
-def _write(f, data) -> None:
+def write_all(f, data) -> None:
     view, pos = memoryview(data), 0
     while pos < len(view):
         pos += f.write(view[pos:])
 
 
-def _status_kb(field: str) -> int:
+def status_kb(field: str) -> int:
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith(field + ":"):

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from . import __version__
+from .version import __version__
 from .data import FaceDataset, ferplus_targets, load_dataset, read_ferplus_votes, with_ferplus
 from .config import ModelConfig, TrainConfig, data_path
 from .labels import EMOTIONS

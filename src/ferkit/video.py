@@ -1,23 +1,24 @@
-"""Emotion timelines from video files: `ferkit video IN`.
+"""Emotion timelines from video files: `ferkit video IN` (the command: ferkit.cli.video).
 
-Reads every frame (or every `every`-th) with OpenCV, follows faces with `FaceTracker` (stable ids) and writes,
-into one output folder:
+Reads the frames through ferkit.frames (every `every`-th analysed, within a time range), follows faces with
+`FaceTracker` (stable ids) and writes, into one output folder:
 
-    timeline.csv     one row per face per analysed frame: time, frame, face, x, y, w, h, emotion, one column per label
-    timeline.json    the same rows, plus the video's facts and the frames that could not be decoded
+    timeline.csv     ferkit.records' one row schema plus `track`: a row per face per analysed frame, one per
+                     analysed frame with no face (no_face) or that could not be decoded (error); the same columns
+                     and values as `ferkit batch` on the same clip (track aside). .jsonl or .parquet by its name.
+    timeline.csv.meta.json   the run's metadata (model, labels, detector, adapter, features, ferkit version)
     annotated.mp4    the video with a box, id and emotion per face (boxes of the last analysed frame on the others)
     emotions.png     probability of each emotion over time, one panel per face
-    summary.json     per face: seconds on screen and the share of its time per dominant emotion
+    summary.json     the video's facts, the frames read and skipped, and per face: seconds on screen, the share
+                     of its time per dominant emotion
     summary.txt      the same as a table (what the CLI prints)
 
-Timeline rows are written frame by frame: an interruption (Ctrl-C, an error) closes the files with every row
-analysed so far, and the files are flushed every second, so even a killed process loses at most the last second.
-A frame that fails to decode is skipped and listed; a file that stops decoding before its announced end is
-reported as truncated, with the frames before the damage still analysed.
+Timeline rows are written frame by frame: an interruption (Ctrl-C, an error) closes the file with every row
+analysed so far, and it is flushed every second, so even a killed process loses at most the last second.
+Damaged frames and truncated files follow ferkit.frames' rules.
 """
 from __future__ import annotations
 
-import csv
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -28,34 +29,18 @@ import cv2
 import numpy as np
 
 from .annotate import EMOTION_COLORS_BGR, draw_tracked
-from .face import feature_columns
+from .frames import (FrameReader, VideoError, VideoInfo, every_nth, frame_range, open_video, seek, skip_message,
+                     truncation_message)
+from .records import Schema, recognizer_meta, run_meta, write_meta, writer_for
 from .recognizer import Recognizer
 from .track import FaceTracker, TrackedFace
 
-# Failed reads in a row after which the file is taken to end there (damaged or truncated), when the
-# container announced more frames: isolated bad frames are skipped, a damaged tail stops the loop.
-MAX_FAILED_READS = 25
+__all__ = ["analyze_video", "VideoReport", "VideoError", "VideoInfo", "open_video", "summarize", "format_summary",
+           "plot_timeline"]
+
 MAX_PLOTTED_FACES = 8
-FLUSH_EVERY_S = 1.0  # wall-clock seconds between flushes of the timeline files
-FEATURE_KEYS = ("mesh", "blendshapes", "action_units", "head_pose")  # Face.to_dict's keys for the face features
+FLUSH_EVERY_S = 1.0  # wall-clock seconds between flushes of the timeline
 LOOKING_AWAY_DEGREES = 25.0  # a face turned further than this in yaw or pitch counts as looking away (summary)
-
-
-class VideoError(ValueError):
-    """A video that cannot be opened or decoded: not a video, an unsupported codec, or a damaged file."""
-
-
-@dataclass
-class VideoInfo:
-    path: str
-    fps: float
-    frame_count: int          # as announced by the container (0 when unknown)
-    width: int
-    height: int
-
-    @property
-    def duration(self) -> float:
-        return self.frame_count / self.fps if self.fps else 0.0
 
 
 @dataclass
@@ -72,152 +57,103 @@ class VideoReport:
 
     @property
     def problems(self) -> list[str]:
-        out = [self.skip_message(i) for i in self.skipped_frames]
+        out = [skip_message(i) for i in self.skipped_frames]
         if self.truncated_at is not None:
-            out.append(self.truncation_message())
+            out.append(truncation_message(self.info, self.truncated_at))
         return out
-
-    @staticmethod
-    def skip_message(index: int) -> str:
-        return f"frame {index}: could not be decoded, skipped"
-
-    def truncation_message(self) -> str:
-        return (f"{self.info.path}: video ends at frame {self.truncated_at} of the {self.info.frame_count} "
-                f"it announces (truncated or damaged); frames before that were analysed")
-
-
-def open_video(path: str | Path) -> tuple[cv2.VideoCapture, VideoInfo]:
-    """An opened capture and the video's facts; FileNotFoundError / VideoError with the reason otherwise."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
-    if not path.is_file():
-        raise VideoError(f"{path}: not a file")
-    if path.stat().st_size == 0:
-        raise VideoError(f"{path}: empty file")
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        with open(path, "rb") as fh:
-            head = fh.read(8)
-        raise VideoError(f"{path}: not a video OpenCV can read (starts with {head!r}); "
-                         f"a damaged or truncated file, or an unsupported format")
-    if cap.get(cv2.CAP_PROP_FRAME_COUNT) <= 1 and cv2.haveImageReader(str(path)):
-        cap.release()
-        raise VideoError(f"{path}: a still image, not a video (use `ferkit analyze` for photos)")
-    fps = cap.get(cv2.CAP_PROP_FPS)
-    info = VideoInfo(str(path), fps if fps and 0 < fps < 1000 else 30.0, max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT))),
-                     int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-    return cap, info
-
-
-def read_frames(cap: cv2.VideoCapture, info: VideoInfo, report: VideoReport, start: int = 0,
-                on_problem: Callable[[str], None] | None = None):
-    """Yield (index, frame) for each decodable frame; records skipped frames and an early end in `report`.
-    `start`: the index of the capture's next frame (frames before it were read by the caller, who counts them
-    in `report.frames_read`). `on_problem(message)` hears each entry of `report.problems` as soon as it is known:
-    a skipped frame when the next good one is read, an early end when reading stops. Raises VideoError when the
-    report ends with no frame read."""
-    index, failed = start, []
-    while True:
-        ok, frame = cap.read()
-        if ok and frame is not None:
-            report.skipped_frames.extend(failed)   # bad frames followed by a good one: skipped, not the end
-            for i in failed if on_problem else ():
-                on_problem(report.skip_message(i))
-            failed = []
-            report.frames_read += 1
-            yield index, frame
-        else:
-            if info.frame_count == 0 or index >= info.frame_count or len(failed) >= MAX_FAILED_READS:
-                break
-            failed.append(index)
-        index += 1
-    if report.frames_read == 0:
-        raise VideoError(f"{info.path}: no frame could be decoded")
-    # Containers sometimes estimate their frame count: failures in the last 1 % (at least 2 frames) are the end.
-    if failed and failed[0] < info.frame_count - max(2, info.frame_count // 100):
-        report.truncated_at = failed[0]
-        if on_problem:
-            on_problem(report.truncation_message())
 
 
 def analyze_video(path: str | Path, recognizer: Recognizer, out_dir: str | Path, *, every: int = 1,
-                  detect_every: int | None = None, detect_side: int | None = None, smoothing: float = 0.0,
-                  annotate: bool = True, progress: Callable[[int], None] | None = None,
+                  detect_every: int | None = None, search_side: int | None = None, smoothing: float = 0.0,
+                  start: float | None = None, end: float | None = None, timeline: str = "timeline.csv",
+                  mesh: bool = False, annotate: bool = True, progress: Callable[[int], None] | None = None,
                   on_problem: Callable[[str], None] | None = None) -> VideoReport:
     """Analyse a video file and write the timeline, annotated copy, chart and summary into `out_dir`.
 
     `every`: analyse every n-th frame (the annotated copy keeps every frame). `detect_every`: run the face
     detector on every n-th analysed frame and follow faces in between (None: 3 when every frame is analysed,
-    else 1, since faces move further between analysed frames); `detect_side`: longest side of the copy
-    the detector sees (None: the detector's default). `progress(n)` is called after each frame read with n = 1;
-    `on_problem(message)` hears each skipped frame and an early end as it is met (`read_frames`), and the report
-    lists them all at the end.
-    Raises FileNotFoundError / VideoError before writing anything when the file cannot be opened.
+    else 1, since faces move further between analysed frames); `search_side`: longest side of the downscaled
+    copy the tracker searches for faces (None: the detector's own scaling). `start`, `end`: the time range in
+    seconds (None: from the start, to the end). `timeline`: the timeline's file name, .csv, .jsonl or .parquet.
+    `mesh`: the mesh's column in the timeline (a mesh computed: load_recognizer(features=("mesh", ...))).
+    `progress(n)` is called after each frame read with n = 1; `on_problem(message)` hears each skipped frame and
+    an early end as it is met, and the report lists them all at the end.
+    Raises FileNotFoundError / VideoError / ValueError before writing anything when the file cannot be opened or
+    the range is empty.
     """
-    if every < 1:
-        raise ValueError(f"every must be >= 1, got {every}")
+    choose = every_nth(every)
     if detect_every is None:
         detect_every = 3 if every == 1 else 1
     cap, info = open_video(path)
+    try:
+        first, stop = frame_range(info, start, end)
+    except ValueError:
+        cap.release()
+        raise
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     report = VideoReport(info)
     labels = list(recognizer.labels)
-    tracker = FaceTracker(recognizer, detect_every=detect_every, detect_side=detect_side, smoothing=smoothing)
-    files = {"timeline_csv": out / "timeline.csv", "timeline_json": out / "timeline.json"}
+    tracker = FaceTracker(recognizer, detect_every=detect_every, detect_side=search_side, smoothing=smoothing)
+    schema = Schema.of(recognizer, mesh=mesh, track=True)
+    files = {"timeline": out / timeline}
+    writer = writer_for(files["timeline"], schema.columns)  # refuses an unknown format before anything is written
+    meta = run_meta(recognizer_meta(recognizer), command="ferkit video", cols=schema.columns, video=asdict(info),
+                    every=every, detect_every=detect_every, search_side=search_side, smoothing=smoothing,
+                    start=start, end=end)
+    files["timeline_meta"] = write_meta(files["timeline"], meta)
     if annotate:
         files["annotated"] = out / "annotated.mp4"
     report.files = {k: str(v) for k, v in files.items()}
+    source = str(path)
     rows_by_face: dict[int, list[tuple[float, np.ndarray]]] = {}
     features_by_face: dict[int, list[dict]] = {}   # per face id, per row: its action units and head pose, when read
-    extra_columns = feature_columns(recognizer.features)
-    writer = None
-    with open(files["timeline_csv"], "w", newline="") as csv_fh, open(files["timeline_json"], "w") as json_fh:
-        table = csv.writer(csv_fh)
-        table.writerow(["time", "frame", "face", "x", "y", "w", "h", "emotion", *labels, *extra_columns])
-        head = {"video": info.path, "fps": info.fps, "frame_count": info.frame_count, "width": info.width,
-                "height": info.height, "every": every, "labels": labels, "model": recognizer.name}
-        json_fh.write(json.dumps(head)[:-1] + ', "rows": [\n')
-        first_row, faces, flushed = True, [], time.monotonic()
-        try:
-            for index, frame in read_frames(cap, info, report, on_problem=on_problem):
-                if index % every == 0:
-                    faces = tracker.process(frame)
+    video_out = None
+    seek(cap, first)
+    frames = FrameReader(cap, info, start=first, stop=stop, choose=choose, decode_all=annotate, on_problem=on_problem)
+    faces, flushed = [], time.monotonic()
+    try:
+        with writer:
+            for frame in frames:
+                index, t = frame.index, round(frame.index / info.fps, 3)
+                if frame.image is None:  # chosen, damaged: skipped, as a row says
+                    writer.write(schema.row(recognizer, source, "video", "error", frame=index, time=t,
+                                            message=f"{source}: {skip_message(index)}"))
+                    report.rows += 1
+                    continue
+                if frame.chosen:
+                    faces = tracker.process(frame.image)
                     report.frames_analysed += 1
-                    t = index / info.fps
+                    rows = [schema.face_row(recognizer, f, i, source, "video", frame=index, time=t, track=f.id)
+                            for i, f in enumerate(faces)] or \
+                        [schema.row(recognizer, source, "video", "no_face", frame=index, time=t)]
+                    writer.write_many(rows)
+                    report.rows += len(rows)
                     for f in faces:
-                        p = [f.probabilities[k] for k in labels]
-                        flat = f.to_row() if extra_columns else {}
-                        table.writerow([f"{t:.3f}", index, f.id, *f.box, f.emotion, *(f"{v:.4f}" for v in p),
-                                        *(f"{flat[c]:.4f}" for c in extra_columns)])
-                        d = f.to_dict(decimals=4)
-                        row = {"time": round(t, 3), "frame": index, "face": f.id,
-                               **{k: d[k] for k in ("box", "emotion", "probabilities", *FEATURE_KEYS) if k in d}}
-                        json_fh.write(("" if first_row else ",\n") + json.dumps(row))
-                        first_row = False
-                        rows_by_face.setdefault(f.id, []).append((t, np.array(p)))
+                        rows_by_face.setdefault(f.id, []).append((t, np.array([f.probabilities[k] for k in labels])))
                         if f.action_units is not None or f.head_pose is not None:
                             features_by_face.setdefault(f.id, []).append(
                                 {"action_units": f.action_units, "head_pose": f.head_pose})
-                        report.rows += 1
                     if time.monotonic() - flushed >= FLUSH_EVERY_S:
-                        csv_fh.flush()
-                        json_fh.flush()
+                        writer.flush()
                         flushed = time.monotonic()
                 if annotate:
-                    if writer is None:
-                        writer = _open_writer(files["annotated"], info.fps, frame.shape)
-                    writer.write(_draw(frame, faces))
+                    if video_out is None:
+                        video_out = _open_writer(files["annotated"], info.fps, frame.image.shape)
+                    video_out.write(_draw(frame.image, faces))
                 if progress:
                     progress(1)
-        finally:
-            cap.release()
-            if writer is not None:
-                writer.release()
-            tail = {"frames_read": report.frames_read, "frames_analysed": report.frames_analysed,
-                    "skipped_frames": report.skipped_frames, "truncated_at": report.truncated_at}
-            json_fh.write("\n], " + json.dumps(tail)[1:] + "\n")
+            if frames.truncated_at is not None:
+                writer.write(schema.row(recognizer, source, "video", "error", frame=frames.truncated_at,
+                                        time=round(frames.truncated_at / info.fps, 3),
+                                        message=truncation_message(info, frames.truncated_at, source)))
+                report.rows += 1
+    finally:
+        cap.release()
+        if video_out is not None:
+            video_out.release()
+        report.frames_read, report.skipped_frames = frames.frames_read, frames.skipped
+        report.truncated_at = frames.truncated_at
 
     report.summary = summarize(rows_by_face, labels, every / info.fps, features_by_face)
     files["summary_json"] = out / "summary.json"
@@ -229,6 +165,8 @@ def analyze_video(path: str | Path, recognizer: Recognizer, out_dir: str | Path,
         pass
     files["summary_json"].write_text(json.dumps({"video": asdict(info), "frames_read": report.frames_read,
                                                  "frames_analysed": report.frames_analysed, "every": every,
+                                                 "skipped_frames": report.skipped_frames,
+                                                 "truncated_at": report.truncated_at,
                                                  "problems": report.problems, "faces": report.summary}, indent=2))
     files["summary_txt"].write_text(format_summary(report.summary, labels) + "\n")
     if "chart" in files:
@@ -320,75 +258,3 @@ def plot_timeline(rows_by_face: dict, labels: list[str], path: str | Path, title
         fig.suptitle(title, y=0.995, fontsize=10)
     fig.tight_layout()
     fig.savefig(str(path))
-
-
-# ---------------------------------------------------------------- CLI
-def add_parser(sub) -> None:
-    from .cli._args import add_adapter, add_detector, add_features, add_model
-
-    p = sub.add_parser("video", help="emotion timeline of a video file",
-                       description="Analyse a video: timeline CSV/JSON, annotated copy, emotion chart and summary.")
-    p.add_argument("input", help="a video file (mp4, avi, mkv, mov ... whatever OpenCV's FFmpeg reads)")
-    p.add_argument("--out", metavar="DIR", help="output folder (default: <input name>_ferkit beside the input)")
-    p.add_argument("--every", type=int, default=1, metavar="N", help="analyse every N-th frame (default: 1, all)")
-    p.add_argument("--detect-every", type=int, default=None, metavar="N",
-                   help="run the face detector on every N-th analysed frame, follow faces in between "
-                        "(default: 3 with --every 1; 1 otherwise, as faces move further between analysed frames)")
-    p.add_argument("--detect-side", type=int, default=None, metavar="PX",
-                   help="longest side of the copy the detector searches (default: the detector's, 640)")
-    p.add_argument("--smoothing", type=float, default=0.0, help="per-face probability smoothing over time, 0 (off) to <1")
-    add_model(p)
-    add_detector(p, exclude=("none",))
-    add_features(p)
-    add_adapter(p)
-    p.add_argument("--no-annotate", action="store_true", help="skip the annotated copy of the video (faster)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(run=run_video)
-
-
-def quiet_opencv() -> None:
-    """For the CLI edges: OpenCV's and FFmpeg's own log lines (a missing camera, a damaged frame) repeat what
-    ferkit reports in its own words, so keep OpenCV's errors only and silence FFmpeg's."""
-    import os
-
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # read when FFmpeg is first used
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
-
-
-def run_video(args) -> int:
-    """`ferkit video`: errors stop it through ferkit.cli.main (CommandError, or the library's VideoError/OSError)."""
-    import sys
-
-    from tqdm import tqdm
-
-    from . import load_recognizer
-    from .cli.errors import EXIT_ERROR, EXIT_NO_FACE, EXIT_OK, EXIT_USAGE, CommandError, print_error
-
-    src = Path(args.input)
-    out = Path(args.out) if args.out else src.with_name(f"{src.stem}_ferkit")
-    if args.every < 1 or (args.detect_every is not None and args.detect_every < 1):
-        raise CommandError("--every and --detect-every must be >= 1", EXIT_USAGE)
-    quiet_opencv()
-    rec = load_recognizer(args.model, detector=args.detector, features=args.features, adapter=args.adapter)
-    cap, info = open_video(src)  # fail before the progress bar appears
-    cap.release()
-    bar = tqdm(total=info.frame_count or None, unit="frame", desc=src.name, disable=args.no_progress, file=sys.stderr)
-
-    def on_problem(problem: str) -> None:  # a frame that failed: said above the bar, and the run goes on
-        with tqdm.external_write_mode(file=sys.stderr):
-            print_error(problem)
-
-    try:
-        report = analyze_video(src, rec, out, every=args.every, detect_every=args.detect_every,
-                               detect_side=args.detect_side, smoothing=args.smoothing,
-                               annotate=not args.no_annotate, progress=bar.update, on_problem=on_problem)
-    finally:
-        bar.close()
-    # `ferkit video x.mp4 | head`: the files are written; a closed pipe ends it through main() (exit 141)
-    print(f"{info.path}: {report.frames_analysed} of {report.frames_read} frames analysed "
-          f"({info.width}x{info.height}, {info.fps:g} fps), {len(report.summary)} face(s)")
-    print(format_summary(report.summary, list(rec.labels)))
-    print(f"wrote {', '.join(Path(v).name for v in report.files.values())} to {out}", flush=True)
-    if "chart" not in report.files:
-        print_error('no emotions.png: the chart needs matplotlib: pip install "ferkit[plot]"')
-    return EXIT_ERROR if report.problems else (EXIT_NO_FACE if not report.summary else EXIT_OK)

@@ -1,6 +1,9 @@
 """The JSON API over real HTTP: every endpoint, every kind of bad input, and the server still serving after each."""
 from __future__ import annotations
 
+import os
+import time
+
 import base64
 import io
 import re
@@ -269,33 +272,17 @@ def test_server_keeps_serving_after_every_bad_input(http, face_png, server):
 
 
 def test_inference_runs_off_the_event_loop(face_png):
-    """/healthz is answered while analyses are held in flight. The recognizer is wrapped so that each analysis
-    waits on a gate the test opens only after /healthz has answered: were inference on the event loop, the
-    held analysis would block the loop and /healthz would time out. (Timing alone made this flaky: at the
-    test server's detect side an analysis can end before /healthz is even sent.)"""
+    """/healthz is answered while every analysis worker is held: the test stops the worker processes (SIGSTOP)
+    before two uploads, asks /healthz, then lets them go on. Were decoding or inference on the event loop (or
+    waiting on it), /healthz would time out; the uploads still succeed once the workers run again."""
+    import signal
     import threading
 
     import httpx
 
-
     apps = []
-    running, stop = start_server(configure=apps.append, **TEST_LIMITS)
-    state = apps[0].state
-    gate, entered = threading.Event(), threading.Semaphore(0)
-
-    class Gated:
-        def __init__(self, rec):
-            self._rec = rec
-
-        def __getattr__(self, name):
-            return getattr(self._rec, name)
-
-        def analyze(self, *args, **kwargs):
-            entered.release()
-            gate.wait(30)
-            return self._rec.analyze(*args, **kwargs)
-
-    state.recognizer = Gated(state.recognizer)
+    running, stop = start_server(configure=apps.append, workers=1, **TEST_LIMITS)
+    pool = apps[0].state.pool
     codes: list[int] = []
 
     def upload():
@@ -303,14 +290,20 @@ def test_inference_runs_off_the_event_loop(face_png):
         codes.append(r.status_code)
 
     threads = [threading.Thread(target=upload) for _ in range(2)]
+    pids = pool.pids()
     try:
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
         for t in threads:
             t.start()
-        for _ in threads:
-            assert entered.acquire(timeout=30), "an upload never reached the recognizer"
+        deadline = time.monotonic() + 10
+        while pool._busy == [False] and time.monotonic() < deadline:  # the first upload has reached the worker
+            time.sleep(0.01)
+        assert pool._busy == [True], "no upload reached the worker"
         assert httpx.get(f"{running.url}/healthz", timeout=5).status_code == 200
     finally:
-        gate.set()
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
         for t in threads:
             t.join(60)
         stop()

@@ -7,13 +7,11 @@
 
 Modules, in the order the work flows: inputs (paths -> tasks -> chunks), work (a chunk -> rows, the same in every
 engine), local / ray_engine (the engines), output (parts, the lock, the settings and the combined file), api (run,
-iter_rows), cli; errors (ClusterError, OutputError, SettingsChangedError: what run() raises besides ValueError).
+iter_rows); the command is ferkit.cli.batch; errors (ClusterError, OutputError, SettingsChangedError: what run() raises besides ValueError).
 The output's columns are in docs/batch.md.
 """
 from .api import ENGINES, Summary, iter_rows, run
-from .cli import add_arguments, add_parser, main_from_args
 from .errors import BatchError, ClusterError, OutputError, SettingsChangedError
 from .work import columns
 
-__all__ = ["run", "iter_rows", "Summary", "ENGINES", "columns", "add_arguments", "add_parser", "main_from_args",
-           "BatchError", "ClusterError", "OutputError", "SettingsChangedError"]
+__all__ = ["run", "iter_rows", "Summary", "ENGINES", "columns", "BatchError", "ClusterError", "OutputError", "SettingsChangedError"]

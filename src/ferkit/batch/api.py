@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Iterator
 
 from ..mesh import parse_features
+from ..records import mesh_named, output_format, read_rows, run_meta, write_meta
 from .inputs import BATCH_SIZE, DEFAULT_FPS, SEGMENT_SAMPLES, Chunk, chunks, expand_inputs, plan
-from .output import (OutputLock, Parts, check_finished, check_output, output_format, read_part, read_rows,
-                     settings_path, write_rows, write_settings)
-from .work import RecognizerSpec, columns
+from .output import (OutputLock, Parts, check_finished, check_output, read_part, settings_path, write_rows,
+                     write_settings)
+from .work import RecognizerSpec, effective_detect_side
 
 ENGINES = ("local", "ray")
 
@@ -111,10 +112,12 @@ def _progress(total: int, enabled: bool):
 
 
 def run_settings(spec: RecognizerSpec, describe, fps: float, batch_size: int, segment_samples: int) -> dict:
-    """What the rows depend on: every field of the spec (so a field added to RecognizerSpec is recorded too), the
-    model, labels and detector it resolves to, and the run's options. Recorded with the parts and with OUT."""
-    name, labels, detector = describe
-    return {**dataclasses.asdict(spec), "model": name, "labels": list(labels), "detector": detector, "fps": fps,
+    """What the rows depend on: every field of the spec (so a field added to RecognizerSpec is recorded too), with
+    detect_side as the detector uses it (640 given or left out are one setting), the model, labels and detector it
+    resolves to, and the run's options. Recorded with the parts and with OUT."""
+    name, labels, detector = describe[:3]
+    return {**dataclasses.asdict(spec), "detect_side": effective_detect_side(detector, spec.detect_side),
+            "model": name, "labels": list(labels), "detector": detector, "fps": fps,
             "batch_size": batch_size, "segment_samples": segment_samples}
 
 
@@ -122,8 +125,8 @@ def run(inputs, out: str | os.PathLike, *, engine: str = "local", workers: int |
         address: str | None = None, model: str | None = None, detector: str | None = None,
         provider: str | None = None, fps: float = DEFAULT_FPS, glob: str | None = None, column: str | None = None,
         batch_size: int = BATCH_SIZE, segment_samples: int = SEGMENT_SAMPLES, progress: bool = False,
-        detect_side: int | None = None, adapter: str | None = None, features=None, overwrite: bool = False,
-        retry_errors: bool = False, node_timeout: float | None = None) -> Summary:
+        detect_side: int | None = None, adapter: str | None = None, features=None, mesh: bool | None = None,
+        overwrite: bool = False, retry_errors: bool = False, node_timeout: float | None = None) -> Summary:
     """Analyse images, videos, folders and manifests into one results file, resumably.
 
     `inputs`: paths (image or video files, folders walked recursively and filtered by `glob`, .txt/.csv manifests
@@ -133,7 +136,9 @@ def run(inputs, out: str | os.PathLike, *, engine: str = "local", workers: int |
     cluster at `address`). `model`, `detector`, `provider`: as load_recognizer's (None: its defaults);
     `detect_side`: yunet's working size (None: 640; 1280 finds the small faces of large photos at about 5x the
     detector's time); `adapter`: a head from `ferkit adapt`; `features`: face features whose columns join
-    every row (load_recognizer's features). Videos are sampled at `fps`.
+    every row (load_recognizer's features); `mesh`: the mesh's column (None: when `mesh` is named in `features`, not
+    with "all": 1,434 numbers a face are asked for, never a default). Videos
+    are sampled at `fps`. OUT.meta.json beside OUT records the run's metadata (ferkit.records.read_meta).
     Rerunning after an interruption skips the tasks already done (kept in OUT.parts/ until OUT is written) and the
     inputs already in OUT; OUT remembers its settings (OUT.settings.json) and a rerun with others raises
     SettingsChangedError, unless `overwrite` (everything analysed again). `retry_errors`: the inputs with error
@@ -149,7 +154,8 @@ def run(inputs, out: str | os.PathLike, *, engine: str = "local", workers: int |
     output_format(out)
     check_output(out)
     spec = RecognizerSpec(model, detector, provider, detect_side=detect_side, adapter=adapter,
-                          features=parse_features(features))
+                          features=parse_features(features),
+                          mesh_column=mesh_named(features) if mesh is None else mesh)
     describe = spec.describe()
     settings = run_settings(spec, describe, fps, batch_size, segment_samples)
     lock = OutputLock(out)
@@ -165,7 +171,7 @@ def run(inputs, out: str | os.PathLike, *, engine: str = "local", workers: int |
 
 def _run_locked(inputs, out: Path, spec, describe, settings, *, engine, workers, address, fps, glob, column,
                 batch_size, segment_samples, progress, overwrite, retry_errors, t0, node_timeout) -> Summary:
-    cols = columns(describe[1], spec.features)
+    cols = spec.schema(describe).columns
     parts = Parts(out, settings)
     if overwrite:
         parts.remove()
@@ -218,6 +224,9 @@ def _run_locked(inputs, out: Path, spec, describe, settings, *, engine, workers,
     summary = Summary(str(out))
     write_rows(out, _counted(_combine(tasks, done, previous), summary), cols, parts.dir)
     write_settings(out, settings, parts.dir)
+    found = {"model": describe.name, "labels": list(describe.labels), "base_labels": describe.base_labels,
+             "adapter": describe.adapter, "detector": describe.detector, "features": list(spec.features)}
+    write_meta(out, run_meta(found, command="ferkit batch", cols=cols, settings=settings), tmp_dir=parts.dir)
     parts.remove()
     summary.tasks_done, summary.tasks_skipped = len(tasks) - skipped, skipped
     summary.units, summary.seconds = units, time.monotonic() - t0
@@ -251,12 +260,14 @@ def iter_rows(inputs, *, engine: str = "local", workers: int | None = None, addr
               model: str | None = None, detector: str | None = None, provider: str | None = None,
               fps: float = DEFAULT_FPS, glob: str | None = None, column: str | None = None,
               batch_size: int = BATCH_SIZE, segment_samples: int = SEGMENT_SAMPLES,
-              detect_side: int | None = None, adapter: str | None = None, features=None) -> Iterator[dict]:
+              detect_side: int | None = None, adapter: str | None = None, features=None,
+              mesh: bool | None = None) -> Iterator[dict]:
     """The rows run() would write (same columns), as chunks finish (not in input order), with nothing on disk."""
     spec = RecognizerSpec(model, detector, provider, detect_side=detect_side, adapter=adapter,
-                          features=parse_features(features))
+                          features=parse_features(features),
+                          mesh_column=mesh_named(features) if mesh is None else mesh)
     describe = spec.describe()
-    cols = columns(describe[1], spec.features)
+    cols = spec.schema(describe).columns
     todo = chunks(plan(expand_inputs(inputs, glob, column), fps, segment_samples), batch_size)
     work = _engine(engine, todo, spec, fps, workers, address, describe)
     try:

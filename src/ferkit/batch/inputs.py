@@ -15,7 +15,10 @@ from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".jfif", ".pgm", ".ppm", ".pnm"}
+from ..frames import is_sampled
+from ..images import IMAGE_SUFFIXES
+
+IMAGE_EXTS = set(IMAGE_SUFFIXES)  # the decoder's own list, the same for every command
 VIDEO_EXTS = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts"}
 MANIFEST_EXTS = {".txt", ".csv"}
 DEFAULT_FPS = 5.0          # video frames analysed per second of video
@@ -99,15 +102,20 @@ def read_manifest(path: Path, column: str | None = None) -> list[Path]:
             if name not in fields:
                 raise ValueError(f"{path}: no column {name!r}; columns: {', '.join(fields) or '(none)'}")
             entries = [row[name].strip() for row in reader if (row.get(name) or "").strip()]
-    return [Path(e) if Path(e).is_absolute() else base / e for e in entries]
+    return [Path(e) if Path(e).is_absolute() else Path(tidy(str(base / e))) for e in entries]
 
 
-def is_sampled(frame: int, video_fps: float, fps: float) -> bool:
-    """Whether frame `frame` is analysed: the first frame of each 1/fps interval of video time (every frame when
-    fps >= the video's rate). Depends on the index alone, so every segment of a video agrees."""
-    if fps >= video_fps or frame == 0:
-        return True
-    return math.floor(frame * fps / video_fps + 1e-9) != math.floor((frame - 1) * fps / video_fps + 1e-9)
+def tidy(path: str) -> str:
+    """`path` with its `.` and `x/..` steps removed (lists/../broken/x.png -> broken/x.png) where that names the same
+    file; kept as written where a `..` follows a symbolic link (link/../x is in the link target's parent, not here)."""
+    short = os.path.normpath(path)
+    return short if os.path.realpath(short) == os.path.realpath(path) else path
+
+
+def absolute(path: str) -> str:
+    """The path a worker opens: `path` from the driver's working directory, tidied only where that is correct
+    (os.path.abspath would tidy through symbolic links too)."""
+    return tidy(os.path.join(os.getcwd(), path))
 
 
 def plan(paths: list[str], fps: float = DEFAULT_FPS, segment_samples: int = SEGMENT_SAMPLES) -> list[Task]:
@@ -117,7 +125,7 @@ def plan(paths: list[str], fps: float = DEFAULT_FPS, segment_samples: int = SEGM
         raise ValueError(f"fps must be > 0, got {fps}")
     tasks: list[Task] = []
     for source in paths:
-        path = os.path.abspath(source)
+        path = absolute(source)
         if Path(source).suffix.lower() not in VIDEO_EXTS:
             tasks.append(Task(len(tasks), source, "image", path=path))
             continue
@@ -136,7 +144,7 @@ def plan(paths: list[str], fps: float = DEFAULT_FPS, segment_samples: int = SEGM
 
 
 def _probe(source: str) -> tuple[float, int]:
-    from ..video import VideoError, open_video
+    from ..frames import VideoError, open_video
 
     try:
         cap, info = open_video(source)

@@ -44,12 +44,13 @@ def _work(conn, spec: RecognizerSpec, fps: float) -> None:
         conn.send(("failed", f"{type(e).__name__}: {e}"))
         return
     conn.send(("ready", None))
+    schema = spec.schema(rec)
     while True:
         chunk = conn.recv()
         if chunk is None:
             return
         try:
-            results = process_chunk(rec, chunk, fps)
+            results = process_chunk(rec, chunk, fps, schema)
         except Exception:  # noqa: BLE001 -- bad inputs are rows already: this is a bug, for the parent to raise
             conn.send(("bug", traceback.format_exc()))
             return
@@ -68,12 +69,13 @@ class _Slot:
 
 
 def local_engine(todo: list[Chunk], spec: RecognizerSpec, fps: float, workers: int | None = None,
-                 describe: tuple[str, list[str], str] | None = None) -> Iterator[tuple[Chunk, list]]:
+                 describe=None) -> Iterator[tuple[Chunk, list]]:
     """Yield (chunk, [(task key, rows)]) as chunks finish, in any order."""
     if not todo:
         return
     workers = max(1, min(workers or default_workers(), len(todo) or 1))
-    stub = stand_in(*(describe or spec.describe()), features=spec.features)
+    stub = stand_in(describe or spec.describe(), features=spec.features)
+    stub_schema = spec.schema(stub)
     ctx = mp.get_context("spawn")  # no inherited ONNX Runtime threads or locks
     pending = deque(todo)
     slots = [_Slot(ctx, spec, fps) for _ in range(workers)]
@@ -122,7 +124,7 @@ def local_engine(todo: list[Chunk], spec: RecognizerSpec, fps: float, workers: i
                         pending.extendleft(Chunk(t.index, (t,), 1) for t in reversed(chunk.tasks))
                     else:
                         msg = f"a worker process died twice on this input (exit code {'unknown' if code is None else code})"
-                        yield chunk, [(t.key, [error_row(stub, t, f"{t.source}: {msg}")]) for t in chunk.tasks]
+                        yield chunk, [(t.key, [error_row(stub, stub_schema, t, f"{t.source}: {msg}")]) for t in chunk.tasks]
     finally:
         for s in slots:
             try:

@@ -10,38 +10,21 @@ Part file: JSON Lines; the first line {"chunk": id, "tasks": [keys]}, then one r
 """
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shutil
 import time
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 from .errors import OutputError, SettingsChangedError
-from .work import column_type
+from ..records import read_rows, writer_for  # noqa: F401  (read_rows: the tests' and older callers' import)
+from .work import effective_detect_side
 
 try:
     import fcntl
 except ImportError:  # Windows: no lock
     fcntl = None
-
-PARQUET_ROWS = 4096  # rows per Parquet row group, written as they come (as dicts first: the driver's peak memory)
-FORMATS = {".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
-
-
-def output_format(out: str | os.PathLike) -> str:
-    fmt = FORMATS.get(Path(out).suffix.lower())
-    if fmt is None:
-        raise ValueError(f"{out}: unknown output format; name the file .parquet, .csv or .jsonl")
-    if fmt == "parquet":
-        try:
-            import pyarrow  # noqa: F401
-        except ImportError:
-            raise ValueError(f'{out}: Parquet output needs pyarrow: pip install "ferkit[parquet]", '
-                             f'or name the file .csv or .jsonl') from None
-    return fmt
-
 
 def check_output(out: Path) -> None:
     """OutputError unless `out` can be written: its folder exists (it is never made), is a folder and is writable."""
@@ -122,8 +105,11 @@ def settings_path(out: Path) -> Path:
 
 def settings_difference(before: dict, now: dict) -> str:
     """The settings that differ, as "name: old then, new now" (a setting an older ferkit did not record counts as
-    the same while it has its default, empty value now); "" when none."""
+    the same while it has its default, empty value now; detect_side is compared as the detector uses it, so an
+    older record's none is yunet's 640); "" when none."""
     now = json.loads(json.dumps(now))  # as recorded: tuples (a spec's tuple fields) read back as lists
+    if "detect_side" in before:
+        before = {**before, "detect_side": effective_detect_side(before.get("detector"), before["detect_side"])}
     diff = [f"{k}: {before.get(k)!r} then, {v!r} now" for k, v in now.items()
             if before.get(k) != v and (k in before or v not in (None, (), [], "", False))]
     return ", ".join(diff)
@@ -236,57 +222,7 @@ def write_rows(path: str | os.PathLike, rows: Iterable[dict], cols: list[str], t
 
 
 def _write_rows(path: Path, rows: Iterable[dict], cols: list[str], tmp_dir: Path) -> None:
-    fmt = output_format(path)
     tmp = tmp_dir / f".tmp-combined{path.suffix}"
-    if fmt == "jsonl":
-        with open(tmp, "w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps({c: row.get(c) for c in cols}) + "\n")
-    elif fmt == "csv":
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(cols)
-            for row in rows:
-                writer.writerow(["" if row.get(c) is None else row[c] for c in cols])
-    else:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        types = {int: pa.int64(), float: pa.float64(), str: pa.string()}
-        schema = pa.schema([(c, types[column_type(c)]) for c in cols])
-        with pq.ParquetWriter(tmp, schema) as writer:
-            for group in _groups(rows, PARQUET_ROWS):
-                writer.write_table(pa.Table.from_pylist([{c: row.get(c) for c in cols} for row in group], schema=schema))
+    with writer_for(path, cols, into=tmp) as writer:
+        writer.write_many(rows)
     os.replace(tmp, path)
-
-
-def _groups(rows: Iterable[dict], n: int) -> Iterator[list[dict]]:
-    group: list[dict] = []
-    for row in rows:
-        group.append(row)
-        if len(group) == n:
-            yield group
-            group = []
-    if group:
-        yield group
-
-
-def read_rows(path: str | os.PathLike) -> tuple[list[str], list[dict]]:
-    """(columns, rows) of an output file, with the types it was written with (CSV's text converted back)."""
-    path = Path(path)
-    fmt = output_format(path)
-    if fmt == "jsonl":
-        with open(path, encoding="utf-8") as fh:
-            rows = [json.loads(line) for line in fh if line.strip()]
-        return (list(rows[0]) if rows else []), rows
-    if fmt == "csv":
-        with open(path, newline="", encoding="utf-8") as fh:
-            reader = csv.reader(fh)
-            cols = next(reader, [])
-            kinds = [column_type(c) for c in cols]
-            rows = [{c: (None if v == "" else k(v)) for c, k, v in zip(cols, kinds, line)} for line in reader]
-        return cols, rows
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(path)
-    return table.column_names, table.to_pylist()

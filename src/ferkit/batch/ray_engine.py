@@ -56,6 +56,7 @@ class ChunkWorker:
 
     def __init__(self, spec: RecognizerSpec, fps: float):
         self.rec, self.fps = spec.load(), fps
+        self.schema = spec.schema(self.rec)
 
     def node(self) -> str:
         """Its node's id: answered once the Recognizer is loaded."""
@@ -66,7 +67,7 @@ class ChunkWorker:
     def run(self, chunk: Chunk) -> tuple[list, bool]:
         """(the chunk's (task key, rows), whether none of its files exists here)."""
         unseen = not any(os.path.exists(t.file) for t in chunk.tasks)
-        return process_chunk(self.rec, chunk, self.fps), unseen
+        return process_chunk(self.rec, chunk, self.fps, self.schema), unseen
 
 
 # ---------------------------------------------------------------- connecting
@@ -155,7 +156,7 @@ def connect(ray, address: str | None, timeout: float = CONNECT_TIMEOUT_S) -> Non
 
 # ---------------------------------------------------------------- the pool
 def ray_engine(todo: list[Chunk], spec: RecognizerSpec, fps: float, workers: int | None = None,
-               address: str | None = None, describe: tuple[str, list[str], str] | None = None,
+               address: str | None = None, describe=None,
                node_timeout: float = LOST_TIMEOUT_S) -> Iterator[tuple[Chunk, list]]:
     """Yield (chunk, [(task key, rows)]) as chunks finish. Connects to `address` (or RAY_ADDRESS, or starts a local
     instance); `workers`: actors in the pool (default: the cluster's CPUs). A driver already connected is reused.
@@ -170,7 +171,7 @@ def ray_engine(todo: list[Chunk], spec: RecognizerSpec, fps: float, workers: int
     head_lost = False
     try:
         n = workers or max(1, int(ray.cluster_resources().get("CPU", 1) // ACTOR_CPUS))
-        pool = _Pool(ray, spec, fps, min(n, len(todo)), stand_in(*(describe or spec.describe()), features=spec.features),
+        pool = _Pool(ray, spec, fps, min(n, len(todo)), stand_in(describe or spec.describe(), features=spec.features),
                      address or os.environ.get("RAY_ADDRESS") or "this machine", node_timeout)
         yield from pool.run(deque(todo))
     except HeadLostError:
@@ -208,6 +209,7 @@ class _Slot:
 class _Pool:
     def __init__(self, ray, spec, fps, size, stub, where, node_timeout):
         self.ray, self.stub, self.where, self.node_timeout = ray, stub, where, node_timeout
+        self.stub_schema = spec.schema(stub)
         # restarts are the pool's to make (a new actor, placed where there is room), not Ray's
         self.actor_class = ray.remote(num_cpus=ACTOR_CPUS, max_restarts=0, max_task_retries=0)(ChunkWorker)
         self.spec, self.fps = spec, fps
@@ -384,6 +386,6 @@ class _Pool:
         if chunk.attempt == 0:
             pending.extendleft(Chunk(t.index, (t,), 1) for t in reversed(chunk.tasks))
         else:
-            self.extra.append((chunk, [(t.key, [error_row(self.stub, t, f"{t.source}: a Ray worker died on this "
+            self.extra.append((chunk, [(t.key, [error_row(self.stub, self.stub_schema, t, f"{t.source}: a Ray worker died on this "
                                                                           f"input, again when it was retried alone")])
                                         for t in chunk.tasks]))

@@ -1,10 +1,8 @@
 """The work itself, the same in every engine: a chunk of tasks -> rows, with one Recognizer.
 
-Row schema (docs/batch.md): one row per face, plus one per image or analysed frame with no face ("no_face") or
-that could not be analysed ("error", with the message). Columns are fixed apart from one probability column per
-class of the model (`prob_<label>`, in the model's label order) and, with face features, their columns
-(face.feature_columns: bs_<blendshape>, au_<AU>, yaw, pitch, roll, mesh_<i>_<x|y|z>). A face's values come from
-Face.to_row, the one flat serialiser.
+The rows are ferkit.records' one schema (docs/batch.md): one row per face, plus one per image or analysed frame
+with no face ("no_face") or that could not be analysed ("error", with the message); a face's values come from
+Face.to_row. Video frames are read through ferkit.frames, with `ferkit video`'s rules for damaged frames.
 """
 from __future__ import annotations
 
@@ -13,33 +11,25 @@ import inspect
 import re
 from dataclasses import dataclass
 from types import SimpleNamespace
+from typing import NamedTuple
 
 import cv2
 
-from ..face import LANDMARK_COLUMNS, feature_columns
-from .inputs import Chunk, Task, is_sampled
+from ..records import Schema, column_type, columns  # noqa: F401  (the one schema; re-exported)
+from .inputs import Chunk, Task
 
-HEAD = ["source", "kind", "frame", "time", "status", "message", "face", "x", "y", "w", "h"]
-TAIL = ["detector", "detector_score", "emotion"]
-INT_COLUMNS = {"frame", "face", "x", "y", "w", "h"}
-FLOAT_COLUMNS = {"time", "detector_score", *LANDMARK_COLUMNS}   # plus every prob_<label>
 FRAME_BATCH = 16           # video frames analysed together
-MAX_FAILED_READS = 25      # consecutive undecodable frames after which a video is taken to end there (video.py's)
 PROVIDERS = {"cpu": ["CPUExecutionProvider"], "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
              "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]}
 
 
-FEATURE_PREFIXES = ("prob_", "bs_", "au_", "mesh_")  # float columns, one per label / blendshape / AU / mesh value
-
-
-def columns(labels, features=()) -> list[str]:
-    """The output's columns for a model's labels and the face features chosen (mesh.parse_features names)."""
-    return HEAD + LANDMARK_COLUMNS + TAIL + [f"prob_{k}" for k in labels] + feature_columns(features) + ["model"]
-
-
-def column_type(name: str) -> type:
-    return int if name in INT_COLUMNS else \
-        float if name in FLOAT_COLUMNS or name.startswith(FEATURE_PREFIXES) or name in ("yaw", "pitch", "roll") else str
+class Described(NamedTuple):
+    """What the rows need of a Recognizer, read from the model file (and the adapter's head) by the driver."""
+    name: str                              # the model's name (`base+HEAD` with an adapter)
+    labels: list[str]                      # the classes of `prob_*` (the adapter's with one)
+    detector: str
+    base_labels: list[str] | None = None   # with an adapter: the base model's labels (`base_prob_*`)
+    adapter: str | None = None             # with an adapter: its name
 
 
 @dataclass(frozen=True)
@@ -54,9 +44,10 @@ class RecognizerSpec:
     detect_side: int | None = None
     adapter: str | None = None        # a head file from `ferkit adapt`: labels and the model's name are then its
     features: tuple[str, ...] = ()    # face features (mesh.parse_features names): their columns join every row
+    mesh_column: bool = False         # the mesh's column, only when `mesh` was named (records.mesh_named)
 
-    def describe(self) -> tuple[str, list[str], str]:
-        """(model name, labels, detector name) from the model file, without a session: for the driver, before any worker starts.
+    def describe(self) -> Described:
+        """What the rows need, from the model file, without a session: for the driver, before any worker starts.
         Raises ValueError / FileNotFoundError for an unknown model or detector."""
         from ..detect import available_detectors, check_detect_side
         from ..recognizer import load_recognizer, read_metadata, resolve_model
@@ -72,8 +63,23 @@ class RecognizerSpec:
             from ..adapt import load_adapter
 
             head = load_adapter(self.adapter, path, meta["labels"])
-            return f"{meta.get('name', path.stem)}+{head.name}", list(head.classes), str(detector)
-        return meta.get("name", path.stem), list(meta["labels"]), str(detector)
+            return Described(f"{meta.get('name', path.stem)}+{head.name}", list(head.classes), str(detector),
+                             list(meta["labels"]), head.name)
+        return Described(meta.get("name", path.stem), list(meta["labels"]), str(detector))
+
+    def effective_detect_side(self) -> int | None:
+        from ..recognizer import load_recognizer
+
+        return effective_detect_side(self.detector or inspect.signature(load_recognizer).parameters["detector"].default,
+                                     self.detect_side)
+
+    def schema(self, described) -> Schema:
+        """The columns of this spec's rows, for a Recognizer or its Described."""
+        adapted = described.adapter is not None if isinstance(described, Described) else \
+            getattr(described, "adapter", None) is not None
+        return Schema(tuple(described.labels), tuple(self.features),
+                      tuple(described.base_labels) if adapted else None,
+                      self.mesh_column and "mesh" in self.features)
 
     def providers(self) -> list[str] | None:
         if self.provider is None:
@@ -106,40 +112,38 @@ class RecognizerSpec:
         return load_recognizer(self.model, **options)
 
 
+def effective_detect_side(detector: str | None, detect_side: int | None) -> int | None:
+    """detect_side as the detector will use it: yunet's default working size when none is given, so that
+    `--detect-side 640` (the default) is the same setting as none; as given for other detectors."""
+    from ..detect import YuNetDetector
+
+    if detector != "yunet" or detect_side is not None:
+        return detect_side
+    return inspect.signature(YuNetDetector.__init__).parameters["long_side"].default
+
+
 # ---------------------------------------------------------------- rows
-def _row(rec, task: Task, frame: int | None, status: str, message: str | None = None) -> dict:
-    row = dict.fromkeys(columns(rec.labels, getattr(rec, "features", ())))
-    row.update(source=task.source, kind=task.kind, status=status, message=message, model=rec.name,
-               detector=getattr(rec.detector, "name", None))
-    if frame is not None:
-        row["frame"] = int(frame)
-        row["time"] = round(frame / task.video_fps, 3) if task.video_fps else None
-    return row
+def _time(task: Task, frame: int | None) -> float | None:
+    return round(frame / task.video_fps, 3) if frame is not None and task.video_fps else None
 
 
-def face_rows(rec, task: Task, frame: int | None, faces) -> list[dict]:
+def face_rows(rec, schema: Schema, task: Task, frame: int | None, faces) -> list[dict]:
     if not faces:
-        return [_row(rec, task, frame, "no_face")]
-    rows = []
-    for i, f in enumerate(faces):
-        row = _row(rec, task, frame, "ok")
-        row["face"] = i
-        flat = f.to_row()
-        flat["detector"] = flat["detector"] or row["detector"]
-        row.update((k, v) for k, v in flat.items() if k in row)  # adapter faces carry their base model's too
-        rows.append(row)
-    return rows
+        return [schema.row(rec, task.source, task.kind, "no_face", frame=frame, time=_time(task, frame))]
+    return [schema.face_row(rec, f, i, task.source, task.kind, frame=frame, time=_time(task, frame))
+            for i, f in enumerate(faces)]
 
 
-def stand_in(name: str, labels, detector: str, features=()) -> SimpleNamespace:
+def stand_in(described: Described, features=()) -> SimpleNamespace:
     """What the rows read of a Recognizer (from RecognizerSpec.describe() and its features), for error rows written
     without one: a worker that died."""
+    name, labels, detector, base_labels, adapter = Described(*described)
     return SimpleNamespace(name=name, labels=list(labels), detector=SimpleNamespace(name=detector),
-                           features=tuple(features))
+                           features=tuple(features), base_labels=base_labels, adapter=adapter)
 
 
-def error_row(rec, task: Task, message: str, frame: int | None = None) -> dict:
-    return _row(rec, task, frame, "error", message)
+def error_row(rec, schema: Schema, task: Task, message: str, frame: int | None = None) -> dict:
+    return schema.row(rec, task.source, task.kind, "error", frame=frame, time=_time(task, frame), message=message)
 
 
 _ADDRESS = re.compile(r"<([\w.]+) object at 0x[0-9a-fA-F]+>")
@@ -156,13 +160,15 @@ def describe_error(task: Task, e: BaseException) -> str:
 
 
 # ---------------------------------------------------------------- the work
-def process_chunk(rec, chunk: Chunk, fps: float) -> list[tuple[str, list[dict]]]:
-    """(task key, rows) for each task of the chunk, in order. Never raises for a bad input: it becomes a row."""
+def process_chunk(rec, chunk: Chunk, fps: float, schema: Schema | None = None) -> list[tuple[str, list[dict]]]:
+    """(task key, rows) for each task of the chunk, in order, in `schema`'s columns (None: Schema.of(rec)). Never
+    raises for a bad input: it becomes a row."""
+    schema = schema or Schema.of(rec)
     images = [t for t in chunk.tasks if t.kind == "image"]
-    done = dict(_process_images(rec, images)) if images else {}
+    done = dict(_process_images(rec, schema, images)) if images else {}
     for t in chunk.tasks:
         if t.kind == "video":
-            done[t.key] = _process_video(rec, t, fps)
+            done[t.key] = _process_video(rec, t, fps, schema)
     return [(t.key, done[t.key]) for t in chunk.tasks]
 
 
@@ -188,7 +194,7 @@ def _analyze_each(rec, task_frames) -> list:
         return out
 
 
-def _process_images(rec, tasks: list[Task]):
+def _process_images(rec, schema: Schema, tasks: list[Task]):
     from ..images import read_photo
 
     decoded, results, scales = [], {}, {}
@@ -197,20 +203,20 @@ def _process_images(rec, tasks: list[Task]):
             image, scales[t.key] = read_photo(t.file)  # a photo over 40 MP comes reduced (by a power of 2)
             decoded.append((t, None, image))
         except (ValueError, OSError, cv2.error) as e:   # UnreadableImageError / ImageTooLargeError are ValueErrors
-            results[t.key] = [error_row(rec, t, describe_error(t, e))]
+            results[t.key] = [error_row(rec, schema, t, describe_error(t, e))]
     for (t, _, _), faces in zip(decoded, _analyze_each(rec, decoded)):
-        results[t.key] = ([error_row(rec, t, describe_error(t, faces))] if isinstance(faces, BaseException)
-                          else face_rows(rec, t, None, [f.scaled(scales[t.key]) for f in faces]))  # file's pixels
+        results[t.key] = ([error_row(rec, schema, t, describe_error(t, faces))] if isinstance(faces, BaseException)
+                          else face_rows(rec, schema, t, None, [f.scaled(scales[t.key]) for f in faces]))  # file's pixels
     return [(t.key, results[t.key]) for t in tasks]
 
 
-def _process_video(rec, task: Task, fps: float) -> list[dict]:
-    from ..video import VideoError, open_video
+def _process_video(rec, task: Task, fps: float, schema: Schema) -> list[dict]:
+    from ..frames import FrameReader, VideoError, open_video, per_second, seek, skip_message, truncation_message
 
     try:
         cap, info = open_video(task.file)
     except (OSError, VideoError) as e:
-        return [error_row(rec, task, describe_error(task, e))]
+        return [error_row(rec, schema, task, describe_error(task, e))]
     if not task.video_fps:  # unknown while planning: use what the file says now
         task = dataclasses.replace(task, video_fps=info.fps)
     rows: list[dict] = []
@@ -218,44 +224,29 @@ def _process_video(rec, task: Task, fps: float) -> list[dict]:
 
     def flush():
         for (t, i, _), faces in zip(pending, _analyze_each(rec, pending)):
-            rows.extend([error_row(rec, t, describe_error(t, faces), i)] if isinstance(faces, BaseException)
-                        else face_rows(rec, t, i, faces))
+            rows.extend([error_row(rec, schema, t, describe_error(t, faces), i)] if isinstance(faces, BaseException)
+                        else face_rows(rec, schema, t, i, faces))
         pending.clear()
 
+    seek(cap, task.start)
+    frames = FrameReader(cap, info, start=task.start, stop=task.stop, choose=per_second(task.video_fps, fps),
+                         name=task.source)
     try:
-        if task.start:
-            cap.set(cv2.CAP_PROP_POS_FRAMES, task.start)
-        i, failed, read_any = task.start, 0, False
-        while task.stop is None or i < task.stop:
-            want = is_sampled(i, task.video_fps, fps)
-            ok = cap.grab()
-            frame = cap.retrieve()[1] if ok and want else None
-            if not ok or (want and frame is None):
-                announced = info.frame_count
-                if not announced or i >= announced - max(2, announced // 100):
-                    break  # the end (containers estimate their last frames' count)
-                failed += 1
-                if failed >= MAX_FAILED_READS or not ok:
-                    flush()
-                    where = (f"frames from {i} on could not be read: the video ends before" if i == task.start else
-                             f"video ends at frame {i} of")
-                    rows.append(error_row(rec, task, f"{task.source}: {where} the {announced} frames it announces "
-                                                     f"(truncated or damaged)", i))
-                    break
-                if want:
-                    flush()
-                    rows.append(error_row(rec, task, f"{task.source}: frame {i} could not be decoded", i))
-            else:
-                failed, read_any = 0, True
-                if want:
-                    pending.append((task, i, frame))
-                    if len(pending) >= FRAME_BATCH:
-                        flush()
-            i += 1
+        for frame in frames:
+            if frame.image is None:
+                flush()
+                rows.append(error_row(rec, schema, task, f"{task.source}: {skip_message(frame.index)}", frame.index))
+                continue
+            pending.append((task, frame.index, frame.image))
+            if len(pending) >= FRAME_BATCH:
+                flush()
         flush()
-        if not read_any and not rows:
-            rows.append(error_row(rec, task, f"{task.source}: no frame could be decoded"
-                                             + (f" from frame {task.start}" if task.start else ""), task.start or None))
+        if frames.truncated_at is not None:
+            rows.append(error_row(rec, schema, task, truncation_message(info, frames.truncated_at, task.source),
+                                  frames.truncated_at))
+    except VideoError as e:  # no frame of the segment could be decoded
+        flush()
+        rows.append(error_row(rec, schema, task, describe_error(task, e), task.start or None))
     finally:
         cap.release()
     return rows

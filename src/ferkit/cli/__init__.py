@@ -1,9 +1,11 @@
 """The `ferkit` command. Flags map one-to-one onto config fields; library errors become messages and exit codes.
 
-One module per area registers its subcommands with add_parser(sub): analyze.py, models.py, data.py, training.py
-(train, export, quantize, evaluate) here; serve (server/cli.py), video (video.py), live (live.py), recommend and
-music (music/cli.py) and batch (batch/cli.py) beside the code they run. _args.py declares the arguments several
-commands share (--model, --detector, --data, one flag per config field), so each reads the same everywhere.
+Each command's parser and runner is a module here, registering itself with add_parser(sub): analyze, models, data,
+training (train, export, quantize, evaluate), video, live, batch, adapt; serve (server/cli.py) and recommend and
+music (music/cli.py) still sit beside their code. build_parser imports each plainly (COMMANDS, an explicit list: a
+new command is one line there), and they import the library, never ferkit.cli itself: the arrows point one way
+(tests/test_imports.py). _args.py declares the arguments several commands share (--model, --detector, --data,
+--features, one flag per config field), so each reads the same everywhere.
 
 One error path for every command (`python -m ferkit.batch` included): the library raises typed errors (ValueError
 subclasses such as DataError, UnreadableImageError and VideoError, OSError); a command raises CommandError for trouble
@@ -31,24 +33,30 @@ from .errors import (  # noqa: F401  (re-exported: `from ferkit.cli import Comma
 
 # ---------------------------------------------------------------- entry point
 def build_parser() -> argparse.ArgumentParser:
-    from .. import __version__
+    from ..music import cli as music
+    from ..server import cli as serve
+    from ..version import __version__
+    from . import adapt, analyze, batch, data, label, live, models, report, training, video
 
+    commands = [
+        analyze,   # ferkit analyze
+        models,    # ferkit models
+        data,      # ferkit data
+        training,  # ferkit train, export, quantize, evaluate
+        serve,     # ferkit serve (the web app)
+        video,     # ferkit video (emotion timelines of video files)
+        live,      # ferkit live (desktop real time)
+        music,     # ferkit recommend, ferkit music (feedback)
+        batch,     # ferkit batch (also python -m ferkit.batch)
+        adapt,     # ferkit adapt (a head for your own photos)
+        report,    # ferkit report (an HTML report of a video's or a batch's results)
+        label,     # ferkit label (label faces in the browser, for ferkit adapt)
+    ]
     parser = argparse.ArgumentParser(prog="ferkit", description="Facial emotion recognition.")
     parser.add_argument("--version", action="version", version=f"ferkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    from . import analyze, data, models, training
-
-    analyze.add_parser(sub)
-    models.add_parser(sub)
-    data.add_parser(sub)
-    training.add_parsers(sub)  # train, export, quantize, evaluate
-    # Subcommands of other areas: each module's add_parser(sub) registers itself (keep one line each).
-    __import__("ferkit.server.cli", fromlist=["cli"]).add_parser(sub)  # ferkit serve (the web app)
-    __import__("ferkit.video", fromlist=["video"]).add_parser(sub)  # ferkit video (emotion timelines of video files)
-    __import__("ferkit.live", fromlist=["live"]).add_parser(sub)  # ferkit live (desktop real time)
-    __import__("ferkit.music.cli", fromlist=["cli"]).add_parser(sub)  # ferkit recommend, ferkit music (feedback)
-    __import__("ferkit.batch.cli", fromlist=["cli"]).add_parser(sub)  # ferkit batch (also python -m ferkit.batch)
-    __import__("ferkit.cli.adapt", fromlist=["adapt"]).add_parser(sub)  # ferkit adapt (a head for your own photos)
+    for command in commands:
+        command.add_parser(sub)
     return parser
 
 

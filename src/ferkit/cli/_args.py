@@ -46,19 +46,49 @@ def add_detect_side(p) -> None:
 
 
 def add_features(p, default: tuple[str, ...] = (), help: str | None = None) -> None:
-    """--features, the face features beside the emotion (load_recognizer's features): every analysing command."""
-    from ..mesh import FEATURES, parse_features
+    """--features, the face features beside the emotion (load_recognizer's features): every analysing command.
+    args.features holds the names (mesh.parse_features), args.mesh_column whether `mesh` was named (records.mesh_named:
+    tables carry the mesh only then, not with `all`)."""
+    from ..mesh import FEATURES
 
-    def features(text: str) -> tuple[str, ...]:
-        try:
-            return parse_features(text)
-        except ValueError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
-
-    p.add_argument("--features", type=features, default=default, metavar="LIST",
+    p.add_argument("--features", action=_Features, default=default, metavar="LIST",
                    help=help or f"face features to read too, comma-separated: {', '.join(FEATURES)}, or all (default: "
-                                "none). mesh: 478 3-D points; blendshapes: 52 expression coefficients and the action-unit "
-                                "(AU) estimates read from them; pose: yaw, pitch, roll in degrees")
+                                "none). mesh: 478 3-D points (in tables only when named: `all` leaves them out); "
+                                "blendshapes: 52 expression coefficients and the action-unit (AU) estimates read from "
+                                "them; pose: yaw, pitch, roll in degrees")
+    p.set_defaults(mesh_column=False)
+
+
+class _Features(argparse.Action):
+    def __call__(self, parser, namespace, text, option_string=None):
+        from ..mesh import parse_features
+        from ..records import mesh_named
+
+        try:
+            names = parse_features(text)
+        except ValueError as e:
+            parser.error(f"argument --features: {e}")
+        setattr(namespace, self.dest, names)
+        namespace.mesh_column = mesh_named(text)
+
+
+def add_search_side(p, default: int | None) -> None:
+    """--search-side PX (video, live): the longest side of the downscaled copy the face tracker searches, not yunet's
+    working size (--detect-side elsewhere). --detect-side, its name before, still works with a note, until 0.3."""
+    shown = "the detector's own scaling" if default is None else default
+    p.add_argument("--search-side", type=int, default=default, metavar="PX",
+                   help=f"longest side of the downscaled copy of the frame the tracker searches for faces (default: "
+                        f"{shown}); smaller is faster and misses small faces")
+    p.add_argument("--detect-side", dest="search_side", type=int, action=_DeprecatedSearchSide, help=argparse.SUPPRESS)
+
+
+class _DeprecatedSearchSide(argparse.Action):
+    def __call__(self, parser, namespace, value, option_string=None):
+        from .errors import print_error
+
+        print_error(f"{parser.prog}: --detect-side is now --search-side (the tracker's search size, not yunet's working "
+                    f"size); the old name goes in 0.3")
+        setattr(namespace, self.dest, value)
 
 
 def add_adapter(p) -> None:

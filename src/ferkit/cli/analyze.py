@@ -8,11 +8,13 @@ import os
 from pathlib import Path
 
 from ..detect import check_detect_side, detector_help
+from ..images import IMAGE_SUFFIXES
 from .errors import EXIT_ERROR, EXIT_NO_FACE, EXIT_OK, EXIT_SOME_NO_FACE, EXIT_USAGE, CommandError, print_error
 from ._args import add_adapter, add_detect_side, add_detector, add_features, add_model
 
-# What a folder given to `ferkit analyze` is searched for (recursively); hidden files and folders are left out.
-PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+# What a folder given to `ferkit analyze` is searched for (recursively; hidden files and folders left out): the
+# decoder's own list, the same for every command.
+PHOTO_SUFFIXES = IMAGE_SUFFIXES
 
 ANALYZE_EPILOG = f"""\
 A folder is searched recursively for images ({' '.join(PHOTO_SUFFIXES)}; hidden files left out); each other

@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 
 EXIT_OK = 0             # success
-EXIT_ERROR = 1          # an input could not be processed (with several inputs, the others still were)
+EXIT_ERROR = 1          # an input could not be processed (with several inputs, the others still were); a bad
+                        # --adapter head file (missing, malformed, for another model) on every command
 EXIT_USAGE = 2          # bad usage: an unknown option, a missing argument, options that contradict each other
 EXIT_NO_FACE = 3        # analyze, recommend: no face in any image; video: none in any frame
 EXIT_SOME_NO_FACE = 4   # analyze: faces in some images, none in others

@@ -13,7 +13,7 @@ from .errors import EXIT_OK, EXIT_USAGE, CommandError
 from ._args import add_data, add_dataclass_flags, add_model
 
 
-def add_parsers(sub) -> None:
+def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train a model (needs the [train] extra)",
                        description="Train on Training, select on PublicTest; PrivateTest is never read.")
     add_train_flags(p)

@@ -2,9 +2,6 @@
 Errors stop it through ferkit.cli's one path (CommandError, EXIT_*)."""
 from __future__ import annotations
 
-import json
-import os
-
 from ..cli.errors import EXIT_OK, EXIT_USAGE, CommandError
 from ..cli._args import add_adapter, add_detect_side, add_detector, add_features, add_model
 
@@ -24,13 +21,15 @@ def add_parser(sub) -> None:
     add_features(p, default=None)
     p.add_argument("--live-detector", default=None, help="face detector for live mode (default: the upload detector, on a 320-pixel copy)")
     p.add_argument("--threads", type=int, default=None,
-                   help="ONNX Runtime threads per inference (default: its own, one per core; with --workers N, the "
-                        "cores divided among the N processes)")
+                   help="ONNX Runtime threads per analysis worker (default: the cores divided among the workers)")
     p.add_argument("--max-upload-bytes", type=int, default=None, help="largest accepted upload (default: 10000000)")
     p.add_argument("--max-pixels", type=int, default=None, help="largest decoded upload, width x height (default: 40000000)")
-    p.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="server processes, each with its own model (default: 1; 2 on a 2-core machine raises uploads "
-                        "per second: benchmarks/load_server.py)")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="analysis worker processes, each with its own model; every upload and live frame is decoded "
+                        "and analysed in one (default: one per core)")
+    p.add_argument("--max-faces", type=int, default=None, metavar="N",
+                   help="faces analysed per photo or live frame, the largest first; the answer counts the rest "
+                        "(default: 100)")
     p.set_defaults(run=run_serve)
 
 
@@ -62,27 +61,10 @@ def run_serve(args) -> int:
         from ..adapt import Head
 
         Head.load(settings.adapter).check_base(resolve_model(settings.model), settings.adapter)
-    if args.workers < 1:
-        raise CommandError(f"--workers must be at least 1, got {args.workers}", EXIT_USAGE)
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     shown = "127.0.0.1" if settings.host in ("0.0.0.0", "::") else host
     print(f"ferkit web app: open http://{shown}:{settings.port}/  (API docs at /docs; Ctrl+C stops)", flush=True)
-    if args.workers == 1:
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, **uvicorn_options(settings))
-        return EXIT_OK
-    if settings.threads is None:
-        # N processes each running ONNX Runtime with one thread per core would put N threads on every core: each
-        # process gets its share of the cores instead (benchmarks/load_server.py: with 2 processes on 2 cores,
-        # one thread each serves more uploads a second than two each)
-        from ..batch.local import default_workers  # the cores this process may use (its CPU affinity)
-
-        settings = settings.model_copy(update={"threads": max(1, default_workers() // args.workers)})
-    # Worker processes import the app by name and build their settings from the environment: pass ours on.
-    for key, value in settings.model_dump().items():
-        if value is not None:
-            os.environ[f"FERKIT_{key.upper()}"] = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
-    uvicorn.run("ferkit.server.main:create_app", factory=True, workers=args.workers, host=settings.host,
-                port=settings.port, **uvicorn_options(settings))
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, **uvicorn_options(settings))
     return EXIT_OK
 
 

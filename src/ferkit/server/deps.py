@@ -1,14 +1,12 @@
-"""Dependencies shared by the routes: the one Recognizer and the Settings, both held on app.state."""
+"""Dependencies shared by the routes: the analysis pool, the model's description and the Settings, on app.state."""
 from __future__ import annotations
 
 from typing import Annotated
 
-import anyio
-
 from fastapi import Depends, HTTPException
 from starlette.requests import HTTPConnection
 
-from ..recognizer import Recognizer
+from .pool import AnalysisPool
 from .settings import Settings
 
 
@@ -16,19 +14,21 @@ def get_settings(conn: HTTPConnection) -> Settings:
     return conn.app.state.settings
 
 
-async def run_inference(conn: HTTPConnection, fn, *args):
-    """fn(*args) in a worker thread, off the event loop, at most `inference_workers` at a time."""
-    return await anyio.to_thread.run_sync(fn, *args, limiter=conn.app.state.inference_limiter)
-
-
-def get_recognizer(conn: HTTPConnection) -> Recognizer:
-    rec = getattr(conn.app.state, "recognizer", None)
-    if rec is None:  # only before the lifespan has run (an app used without its server)
+def get_pool(conn: HTTPConnection) -> AnalysisPool:
+    pool = getattr(conn.app.state, "pool", None)
+    if pool is None:  # only before the lifespan has run (an app used without its server)
         raise HTTPException(503, "the model is not loaded yet")
-    return rec
+    return pool
+
+
+def get_model(conn: HTTPConnection) -> dict:
+    """The loaded model as a worker described it: name, labels, file, version, note, metrics, detector, features."""
+    get_pool(conn)
+    return conn.app.state.model
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-RecognizerDep = Annotated[Recognizer, Depends(get_recognizer)]
+PoolDep = Annotated[AnalysisPool, Depends(get_pool)]
+ModelDep = Annotated[dict, Depends(get_model)]
 
-__all__ = ["SettingsDep", "RecognizerDep", "get_settings", "get_recognizer", "run_inference"]
+__all__ = ["SettingsDep", "PoolDep", "ModelDep", "get_settings", "get_pool", "get_model"]

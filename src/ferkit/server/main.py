@@ -1,7 +1,8 @@
-"""The app: settings, the lifespan that loads ONE Recognizer, the routers and the static page."""
+"""The app: settings, the lifespan that starts the analysis workers (server.pool), the routers and the static page."""
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import logging
 import re
@@ -15,7 +16,9 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
-from ..safe_decode import DecoderPool, return_large_buffers_to_the_os
+from ..batch.local import default_workers  # the cores this process may use (its CPU affinity)
+from ..safe_decode import return_large_buffers_to_the_os
+from .pool import AnalysisPool, PoolConfig
 from .security import Guard
 from .settings import Settings
 from .static_files import PageFiles
@@ -24,35 +27,26 @@ STATIC_DIR = Path(__file__).parent / "static"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """The ASGI app. The model is loaded once, when the server starts (the lifespan), and shared by all requests."""
+    """The ASGI app. The analysis workers start with the server (the lifespan), each loading the model once."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        from starlette.concurrency import run_in_threadpool
-
-        from ..detect import create_detector
-        from ..recognizer import load_recognizer
-
-        app.state.recognizer = await run_in_threadpool(
-            load_recognizer, settings.model, settings.detector, threads=settings.threads, detect_side=settings.detect_side,
-            adapter=settings.adapter, features=settings.features or None)
-        app.state.inference_limiter = anyio.CapacityLimiter(settings.inference_workers)
+        pool = AnalysisPool(pool_config(settings), settings.workers or default_workers(), settings.max_queue)
+        app.state.model = await pool.start()  # the model's name, labels ... as the first worker loaded it
+        app.state.pool = pool
         return_large_buffers_to_the_os()  # upload bodies are freed back to the OS, not kept in thread arenas
-        # every client's image is decoded in a child process with hard limits (a bomb cannot hurt the server)
-        app.state.decoder = DecoderPool(settings.decode_workers, settings.decode_memory_bytes, settings.decode_cpu_seconds)
-        app.state.decoder.start()
-        if settings.live_detector_name != settings.detector:  # else live mode shares the recognizer's detector
-            app.state.live_detector = await run_in_threadpool(create_detector, settings.live_detector_name)
-        for name, quiet in _QUIETED.items():
+        # this app's own filter objects: another app in the same process (tests) that stops removes only its own
+        quieted = {name: functools.partial(quiet) for name, quiet in _QUIETED.items()}
+        for name, quiet in quieted.items():
             logging.getLogger(name).addFilter(quiet)
         try:
             yield
         finally:
-            for name, quiet in _QUIETED.items():
+            for name, quiet in quieted.items():
                 logging.getLogger(name).removeFilter(quiet)
-            app.state.recognizer = None
-            app.state.decoder.close()
+            app.state.model = app.state.pool = None
+            await pool.close()
 
     # redirect_slashes off: Starlette's /path/ -> /path redirect builds its Location from the Host header
     app = FastAPI(title="ferkit", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
@@ -63,8 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.openapi = lambda: _openapi_with_labels(app)
     app.state.settings = settings
-    app.state.recognizer = None
-    app.state.live_detector = None  # None: live mode uses the recognizer's own detector
+    app.state.model = app.state.pool = None  # set by the lifespan, once a worker has loaded the model
 
     from .routes import analyze, info, live, recommendations
     from .routes.schemas import REFUSALS
@@ -85,6 +78,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", PageFiles(directory=STATIC_DIR), name="static")  # gzip + Cache-Control: static_files.py
     _add_offline_docs(app)
     return app
+
+
+def pool_config(settings: Settings) -> PoolConfig:
+    """What each analysis worker loads, and its limits. Each worker gets its share of the cores as ONNX Runtime
+    threads (one on a machine with as many cores as workers): N processes with a thread per core each would put N
+    threads on every core."""
+    workers = settings.workers or default_workers()
+    from ..detect import DEFAULT_DETECTOR
+
+    return PoolConfig(model=settings.model, detector=settings.detector or DEFAULT_DETECTOR,
+                      detect_side=settings.detect_side, adapter=settings.adapter, features=settings.features,
+                      threads=settings.threads or max(1, default_workers() // workers),
+                      live_detector=settings.live_detector_name, live_detect_every=settings.live_detect_every,
+                      live_detect_side=settings.live_detect_side, max_faces=settings.max_faces,
+                      memory_bytes=settings.decode_memory_bytes, decode_cpu_seconds=settings.decode_cpu_seconds,
+                      analysis_cpu_seconds=settings.analysis_cpu_seconds)
 
 
 def _client_protocol_errors(record: logging.LogRecord) -> bool:
@@ -124,10 +133,10 @@ def _openapi_with_labels(app: FastAPI) -> dict:
     from fastapi.openapi.utils import get_openapi
 
     schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-    rec = getattr(app.state, "recognizer", None)
-    if rec is None:  # before the model is loaded: labels unknown, so not cached
+    model = getattr(app.state, "model", None)
+    if model is None:  # before the model is loaded: labels unknown, so not cached
         return schema
-    labels = list(rec.labels)
+    labels = list(model["labels"])
     face = schema["components"]["schemas"]["FaceResult"]["properties"]
     face["emotion"]["enum"] = labels
     face["probabilities"]["propertyNames"] = {"enum": labels}

@@ -52,7 +52,14 @@ class BoundedH11Protocol(H11Protocol):
         next_event = self.conn.next_event
 
         def checked_next_event():  # sees every event uvicorn's handle_events gets, in order
-            event = next_event()
+            try:
+                event = next_event()
+            except h11.RemoteProtocolError as e:
+                # h11's own limit: headers still incomplete past max_incomplete_event_size ("Receive buffer too
+                # long", from about 200 KB in one read): the same limit as below, said in the same words
+                if self._refusal is None and "buffer too long" in str(e).lower():
+                    self._refusal = f"request line and headers over the limit of {self._max_head:,} bytes"
+                raise
             if isinstance(event, h11.Request):
                 self._body_events = 0
                 size = len(event.method) + len(event.target) + 13 + sum(len(k) + len(v) + 4 for k, v in event.headers)

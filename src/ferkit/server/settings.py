@@ -35,11 +35,17 @@ class Settings(BaseSettings):
     ws_per_message_deflate: bool = False               # compression on the socket: off, so a message's size on the
                                                        # wire is its size in memory (deflate: 15 KB -> 15.9 MB)
     ws_idle_seconds: float = Field(300, gt=0)          # a live socket that sends no message this long is closed
-    inference_workers: int = Field(4, ge=1)            # images decoded and analysed at once (uploads and live
-                                                       # frames together); more wait their turn, bounding memory
-    decode_workers: int = Field(2, ge=1)               # decoder processes (ferkit.safe_decode): every upload and
-    decode_memory_bytes: int = Field(512 * MB, ge=64 * MB)  # live frame is decoded in one, with this much memory
-    decode_cpu_seconds: float = Field(1.0, gt=0)       # and CPU time per image; past either: 413, process replaced
+    workers: int | None = Field(None, ge=1)            # analysis worker processes (server.pool): every upload and
+                                                       # live frame is decoded and analysed in one; None = one per
+                                                       # core this process may use
+    max_queue: int = Field(64, ge=1)                   # jobs waiting for a worker; past it: 503 with Retry-After
+    max_faces: int = Field(100, ge=1)                  # faces analysed per upload or live frame (the largest); the
+                                                       # answer's faces_left_out counts the rest
+    decode_memory_bytes: int = Field(512 * MB, ge=64 * MB)  # memory one job may add to its worker (decoding and
+                                                       # analysis); past it: 413, worker replaced
+    decode_cpu_seconds: float = Field(1.0, gt=0)       # CPU time to decode one image; past it: 413, worker replaced
+    analysis_cpu_seconds: float = Field(5.0, gt=0)     # CPU time to analyse one decoded image (detect, classify,
+                                                       # face features for up to max_faces faces); likewise
     live_detector: str | None = None                   # live mode's face detector; None = `detector` (YuNet, which
                                                        # live mode runs on a 320-pixel copy: live_detect_side)
     live_detect_every: int = Field(3, ge=1)            # live mode runs the face detector on every n-th frame and

@@ -5,27 +5,29 @@ The body is read in memory with a running byte count, so an oversized upload is 
 """
 from __future__ import annotations
 
-import time
+import logging
 
 import anyio
 
 from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, Response
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from ...images import IMAGE_FORMATS, ImageTooLargeError, UnreadableImageError, UnsupportedImageFormatError
-from ..deps import RecognizerDep, SettingsDep, run_inference
+from ...images import IMAGE_FORMATS
+from ..deps import PoolDep, SettingsDep
+from ..pool import AnalysisFailed, PoolBusy, Refused, WorkerLost, lost_message
 from .schemas import AnalyzeResult, error_responses
 
 router = APIRouter(prefix="/api/v1", tags=["analyze"])
-
-NO_FACE = ("No face found. Try a brighter, sharper photo where the face is at least about a thirtieth of the "
-           "photo's longer side (20 pixels in a 640-pixel photo, 40 in a 1280-pixel one).")
+log = logging.getLogger(__name__)
+RETRY_AFTER_SECONDS = 2  # what a 503 (every worker busy, or one restarting) suggests
 IMAGE_TYPES = "image/jpeg, image/png, image/webp, image/bmp or image/gif"
 _ERRORS = error_responses(
     s400="empty upload, a malformed multipart body or Content-Length, or a Host header this server does not answer to",
     s413="body over the upload limit, or an image over the pixel limit",
     s415="neither multipart/form-data nor an image content type, or bytes that are not " + ", ".join(IMAGE_FORMATS),
-    s422="a corrupt or truncated image, no 'file' field, or a bad query parameter")
+    s422="a corrupt or truncated image, no 'file' field, or a bad query parameter",
+    s503="every analysis worker is busy and the queue is full, or the worker stopped on this request (Retry-After)")
 _BODY = {"requestBody": {"required": True, "content": {
     "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
                                        "properties": {"file": {"type": "string", "format": "binary", "minLength": 1}}}},
@@ -126,10 +128,12 @@ def _is_image_type(ctype: str | None) -> bool:
 
 @router.post("/analyze", response_model=AnalyzeResult, responses=_ERRORS, openapi_extra=_BODY,
              summary="Find faces in a photo and recognise each one's emotion")
-async def analyze(request: Request, rec: RecognizerDep, settings: SettingsDep,
-                  explain: bool = Query(False, description="add a class-activation heat map per face")) -> AnalyzeResult:
+async def analyze(request: Request, pool: PoolDep, settings: SettingsDep,
+                  explain: bool = Query(False, description="add a class-activation heat map per face")) -> Response:
     """Send the photo as multipart/form-data in a field named `file` (or as a raw image/* body).
-    The image is decoded in memory and discarded after the answer; nothing is stored or logged."""
+    The image is decoded and analysed in memory, in an analysis worker process, and discarded after the answer;
+    nothing is stored or logged. At most `max_faces` faces (the largest) are analysed: `faces_left_out` counts the
+    rest."""
     ctype = request.headers.get("content-type", "")
     mime = ctype.split(";")[0].strip().lower()
     if mime != "multipart/form-data" and not _is_image_type(mime):
@@ -143,30 +147,25 @@ async def analyze(request: Request, rec: RecognizerDep, settings: SettingsDep,
     else:
         data, name = body, "upload"
     if not data:
-        raise HTTPException(400, f"empty upload: {name} has 0 bytes")
-    return await run_inference(request, _analyze, rec, request.app.state.decoder, data, name, settings.max_pixels,
-                               explain)
-
-
-def _analyze(rec, decoder, data: bytes, name: str, max_pixels: int, explain: bool) -> AnalyzeResult:
-    from ...explain import cam_to_data_url
-
-    t0 = time.perf_counter()
+        raise HTTPException(400, f"empty upload: {name} has 0 bytes (the file is empty)")
+    del body
     try:
-        image = decoder.decode(data, name, max_pixels)  # in a child process, with CPU and memory limits
-    except ImageTooLargeError as e:
-        raise HTTPException(413, str(e)) from None
-    except UnsupportedImageFormatError as e:
-        raise HTTPException(415, str(e)) from None
-    except UnreadableImageError as e:
-        raise HTTPException(422, str(e)) from None
-    faces = rec.analyze(image, explain=explain)
-    results = []
-    for face in faces:
-        d = face.to_dict()
-        if explain:
-            d["heatmap"] = cam_to_data_url(face.cam)
-        results.append(d)
-    h, w = image.shape[:2]
-    return AnalyzeResult(image={"width": w, "height": h}, faces=results, message=None if faces else NO_FACE,
-                         elapsed_ms=round((time.perf_counter() - t0) * 1000, 2))
+        answer = await pool.analyze(data, name, settings.max_pixels, explain)
+    except Refused as e:
+        raise HTTPException(e.status, e.detail) from None
+    except PoolBusy:
+        return busy()
+    except WorkerLost as e:
+        status, detail = lost_message(e, name, pool.config)
+        return JSONResponse({"detail": detail}, status, headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+                            if status == 503 else None)
+    except AnalysisFailed as e:  # ferkit's fault, not the client's: logged (no image data), answered in words
+        log.error("analysis failed on an upload:\n%s", e)
+        raise HTTPException(500, f"{name} could not be analysed (a fault in the server, logged)") from None
+    return Response(answer, media_type="application/json")  # the worker's JSON as it is: AnalyzeResult's shape
+
+
+def busy() -> JSONResponse:
+    return JSONResponse({"detail": "the server is busy: every analysis worker is working and the queue is full; "
+                                   f"try again in {RETRY_AFTER_SECONDS} s"}, 503,
+                        headers={"Retry-After": str(RETRY_AFTER_SECONDS)})

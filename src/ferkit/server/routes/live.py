@@ -11,9 +11,12 @@ Protocol (one connection per camera):
   followed from the previous frame rather than found by the detector).
   A frame that cannot be used gets {"type": "error", "frame": id, "detail": "..."}; the connection stays open.
 
-Speed: each connection has its own `ferkit.track.FaceTracker`: the detector (the costly step; `live_detector`,
-the upload detector, YuNet, by default) runs on every `live_detect_every`-th frame, on a copy no larger than `live_detect_side`;
-in between, faces are followed by template matching. Every frame's faces are classified afresh. Smoothing is left to the client (the page's toggle).
+Speed: each connection has its own `ferkit.track.FaceTracker`, kept in the analysis worker the session is tied to
+(server.pool): the detector (the costly step; `live_detector`, the upload detector, YuNet, by default) runs on every
+`live_detect_every`-th frame, on a copy no larger than `live_detect_side`; in between, faces are followed by template
+matching. Every frame's faces (at most `max_faces`, the largest; "faces_left_out" counts the rest) are classified
+afresh. Smoothing is left to the client (the page's toggle). If the worker is replaced (it died, or passed a limit),
+the session goes on with a fresh tracker there: face ids start again.
 
 Back-pressure: only the newest unprocessed frame is kept. A frame that arrives while another waits replaces
 it (counted in "dropped"), so a client that sends faster than the server can serve gets fresh results and
@@ -21,8 +24,9 @@ the server's memory stays bounded: one frame being processed, one waiting. A res
 answers every earlier frame, which the client can use for its own flow control.
 
 Idle: a socket that sends no message for `ws_idle_seconds` (300 s) is closed with 1000. Protocol-level pings are
-rate-limited (server.protocols: a flood is closed with 1008); frames are decoded in a decoder process
-(ferkit.safe_decode), so a hostile frame costs at most `decode_cpu_seconds` and `decode_memory_bytes` there.
+rate-limited (server.protocols: a flood is closed with 1008); frames are decoded and analysed in an analysis worker
+process (server.worker), so a hostile frame costs at most `decode_cpu_seconds` + `analysis_cpu_seconds` and
+`decode_memory_bytes` there.
 """
 from __future__ import annotations
 
@@ -30,11 +34,12 @@ import asyncio
 import json
 import logging
 import time
+import uuid
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from ...images import UnreadableImageError
-from ..deps import get_recognizer, get_settings, run_inference
+from ..deps import get_model, get_pool, get_settings
+from ..pool import AnalysisFailed, PoolBusy, Refused, WorkerLost, lost_message
 
 router = APIRouter()
 log = logging.getLogger(__name__)
@@ -44,16 +49,19 @@ _GONE = (WebSocketDisconnect, RuntimeError, OSError)  # what sending to a vanish
 class _Session:
     """One socket's state: the waiting frame (at most one), counters, and a lock so sends never interleave."""
 
-    def __init__(self, ws: WebSocket):
-        self.ws = ws
+    def __init__(self, ws: WebSocket, pool):
+        self.ws, self.pool = ws, pool
+        self.id = uuid.uuid4().hex
+        self.slot = pool.open_session()  # the worker that keeps this session's tracker
         self.pending: tuple[int, bytes, float] | None = None   # (frame id, data, arrival time)
         self.ready = asyncio.Event()
         self.received = self.dropped = 0
+        self.working = False  # a frame is being analysed
         self.send_lock = asyncio.Lock()
 
-    async def send(self, message: dict) -> None:
+    async def send(self, message: dict | str) -> None:
         async with self.send_lock:
-            await self.ws.send_text(json.dumps(message))
+            await self.ws.send_text(message if isinstance(message, str) else json.dumps(message))
 
     async def error(self, detail: str, frame: int | None = None) -> None:
         await self.send(_error_message(detail, frame))
@@ -65,20 +73,18 @@ def _error_message(detail: str, frame: int | None) -> dict:
 
 @router.websocket("/api/v1/live")
 async def live(ws: WebSocket) -> None:
-    from ...track import FaceTracker
-
-    settings, rec = get_settings(ws), get_recognizer(ws)
+    settings, model = get_settings(ws), get_model(ws)
     await ws.accept()
-    s = _Session(ws)
-    tracker = FaceTracker(rec, detector=ws.app.state.live_detector,
-                          detect_every=settings.live_detect_every, detect_side=settings.live_detect_side)
-    worker = asyncio.create_task(_serve_frames(s, tracker, settings.max_frame_pixels))
+    s = _Session(ws, get_pool(ws))
+    worker = asyncio.create_task(_serve_frames(s, settings.max_frame_pixels))
     try:
-        await s.send({"type": "hello", "labels": list(rec.labels), "max_frame_bytes": settings.max_frame_bytes})
+        await s.send({"type": "hello", "labels": model["labels"], "max_frame_bytes": settings.max_frame_bytes})
         while True:
             try:
                 message = await asyncio.wait_for(ws.receive(), settings.ws_idle_seconds)
             except asyncio.TimeoutError:  # a socket that sends nothing holds a connection and a task: end it
+                if s.working:  # not idle: it waits for an answer (a worker may be starting after a limit hit)
+                    continue
                 await ws.close(1000, f"no message in {settings.ws_idle_seconds:g} s")
                 break
             if message["type"] == "websocket.disconnect":
@@ -94,6 +100,7 @@ async def live(ws: WebSocket) -> None:
         pass  # abrupt disconnect: nothing to answer, nothing to keep
     finally:
         worker.cancel()
+        s.pool.close_session(s.slot, s.id)
 
 
 async def _on_frame(s: _Session, data: bytes, max_bytes: int) -> None:
@@ -129,7 +136,7 @@ async def _on_text(s: _Session, text: str) -> None:
         await s.error(f"unknown control message {text[:60]!r}; known: {{\"type\": \"ping\"}}")
 
 
-async def _serve_frames(s: _Session, tracker, max_pixels: int) -> None:
+async def _serve_frames(s: _Session, max_pixels: int) -> None:
     """Process the newest waiting frame, answer, repeat. Returns when the client has gone."""
     while True:
         await s.ready.wait()
@@ -138,27 +145,28 @@ async def _serve_frames(s: _Session, tracker, max_pixels: int) -> None:
             continue
         frame, data, arrived = s.pending
         s.pending = None
+        s.working = True
         t0 = time.perf_counter()
+        name = f"frame {frame}"
         try:
-            result = await run_inference(s.ws, _process, tracker, s.ws.app.state.decoder, data, frame, max_pixels)
-        except UnreadableImageError as e:
-            result = _error_message(str(e), frame)
-        except Exception:  # a bug must not end the session: report it, log it (never the image), go on
-            log.exception("live mode: frame %d could not be analysed", frame)
-            result = _error_message(f"frame {frame} could not be analysed (a server error)", frame)
+            result = (await s.pool.frame(s.slot, s.id, data, frame, max_pixels)).decode()
+        except Refused as e:
+            result = _error_message(e.detail, frame)
+        except WorkerLost as e:
+            result = _error_message(lost_message(e, name, s.pool.config)[1], frame)
+        except PoolBusy:
+            result = _error_message(f"{name} was not analysed: the server is busy; send frames more slowly", frame)
+        except AnalysisFailed as e:  # a bug must not end the session: report it, log it (never the image), go on
+            log.error("live mode: frame %d could not be analysed:\n%s", frame, e)
+            result = _error_message(f"{name} could not be analysed (a fault in the server, logged)", frame)
+        s.working = False
         now = time.perf_counter()
-        result.update(latency_ms=round((now - arrived) * 1000, 2), process_ms=round((now - t0) * 1000, 2),
-                      dropped=s.dropped)
+        timing = (f'"latency_ms":{round((now - arrived) * 1000, 2)},"process_ms":{round((now - t0) * 1000, 2)},'
+                  f'"dropped":{s.dropped}')
+        # the worker's JSON object as it came, with the timings added: not parsed and written again
+        message = result[:-1] + "," + timing + "}" if isinstance(result, str) else \
+            {**result, **json.loads("{" + timing + "}")}
         try:
-            await s.send(result)
+            await s.send(message)
         except _GONE:
             return
-
-
-def _process(tracker, decoder, data: bytes, frame: int, max_pixels: int) -> dict:
-    # One frame at a time per connection (the worker awaits each), so the tracker needs no lock.
-    image = decoder.decode(data, f"frame {frame}", max_pixels)  # in a child process, with CPU and memory limits
-    faces = tracker.process(image)
-    h, w = image.shape[:2]
-    return {"type": "result", "frame": frame, "image": {"width": w, "height": h},
-            "faces": [f.to_dict() for f in faces]}

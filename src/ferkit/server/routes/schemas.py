@@ -54,8 +54,10 @@ class ImageSize(BaseModel):
 class AnalyzeResult(BaseModel):
     image: ImageSize
     faces: list[FaceResult] = Field(description="one per face, left to right; empty when there is none")
+    faces_left_out: int = Field(0, description="faces found beyond the server's max_faces (the smallest), not "
+                                               "analysed")
     message: str | None = Field(None, description="set when no face was found")
-    elapsed_ms: float = Field(description="decoding + detection + classification time on the server")
+    elapsed_ms: float = Field(description="decoding + detection + classification time in the analysis worker")
 
 
 class Error(BaseModel):

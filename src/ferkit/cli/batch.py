@@ -1,7 +1,8 @@
-"""`ferkit batch INPUT... --out RESULTS` (also `python -m ferkit.batch`, which runs the same through ferkit.cli.main).
+"""`ferkit batch INPUT... --out RESULTS` (also `python -m ferkit.batch`, which runs the same through ferkit.cli.main);
+ferkit.batch does the work.
 
-Exit codes (ferkit.cli's EXIT_*): 0 done; 1 done, with error rows (inputs that could not be analysed); 2 bad usage
-(settings that differ from those OUT was made with included); 5 the Ray cluster could not be reached, was lost,
+Exit codes (ferkit.cli's EXIT_*): 0 done; 1 done, with error rows (inputs that could not be analysed), or a bad
+--adapter head file (as on every command); 2 bad usage (settings that differ from those OUT was made with included); 5 the Ray cluster could not be reached, was lost,
 or cannot see the inputs; 6 the output cannot be written (missing or read-only folder, disk full) or another run
 holds it; 130 interrupted (finished chunks kept: rerun the same command to resume). Errors stop the command through
 ferkit.cli's one path.
@@ -15,13 +16,14 @@ import os
 import sys
 import tempfile
 
-from ..cli.errors import EXIT_CLUSTER, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_OUTPUT, EXIT_USAGE, CommandError
-from ..cli._args import add_adapter, add_detect_side, add_detector, add_features, add_model
-from .errors import ClusterError, OutputError
-from .inputs import BATCH_SIZE, DEFAULT_FPS
+from ..batch.errors import ClusterError, OutputError
+from ..batch.inputs import BATCH_SIZE, DEFAULT_FPS
+from ._args import add_adapter, add_detect_side, add_detector, add_features, add_model
+from .errors import EXIT_CLUSTER, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_OUTPUT, EXIT_USAGE, CommandError
 
 
-EPILOG = ("Exit codes: 0 done; 1 done, with error rows (inputs that could not be analysed; the rest was); 2 bad usage "
+EPILOG = ("Exit codes: 0 done; 1 done, with error rows (inputs that could not be analysed; the rest was), or a bad "
+          "--adapter file; 2 bad usage "
           "(or settings other than those RESULTS was made with); 5 the Ray cluster could not be reached, was lost, or "
           "cannot see the inputs; 6 RESULTS cannot be written (missing or read-only folder, disk full, another run "
           "writing it); 130 interrupted (finished work is kept: rerun the same command to resume). "
@@ -64,20 +66,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main_from_args(args: argparse.Namespace) -> int:
-    from ..video import quiet_opencv
-    from . import api
-    from .ray_engine import INSTALL
+    from ..adapt import AdapterError
+    from ..batch import api
+    from ..batch.ray_engine import INSTALL
+    from ..frames import quiet_opencv
 
     quiet_opencv()
+    if args.adapter is not None:
+        _check_adapter(args.model, args.adapter, AdapterError)
     log = None
     try:
         with _native_stderr_to_log(args.engine == "ray") as log:
-            summary = api.run(args.inputs, args.out, engine=args.engine, workers=args.workers, address=args.address,
-                              model=args.model, detector=args.detector, provider=args.provider, fps=args.fps,
-                              glob=args.glob, column=args.column, batch_size=args.batch_size,
-                              progress=not args.no_progress, detect_side=args.detect_side,
-                              adapter=args.adapter, features=args.features, overwrite=args.overwrite,
-                              retry_errors=args.retry_errors, node_timeout=args.node_timeout)
+            try:
+                summary = api.run(args.inputs, args.out, engine=args.engine, workers=args.workers,
+                                  address=args.address, model=args.model, detector=args.detector,
+                                  provider=args.provider, fps=args.fps, glob=args.glob, column=args.column,
+                                  batch_size=args.batch_size, progress=not args.no_progress,
+                                  detect_side=args.detect_side, adapter=args.adapter, features=args.features,
+                                  mesh=args.mesh_column, overwrite=args.overwrite, retry_errors=args.retry_errors,
+                                  node_timeout=args.node_timeout)
+            except ClusterError:
+                raise  # Ray's own messages may say more than ours: the log is kept, and named
+            except BaseException:
+                log.keep = False
+                raise
+            log.keep = False  # it went well: nothing to keep
     except KeyboardInterrupt:
         raise CommandError("interrupted; finished work is kept: rerun the same command to resume",
                            EXIT_INTERRUPTED) from None
@@ -92,18 +105,33 @@ def main_from_args(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as e:  # bad inputs or settings: 2, as 1 means "done, with error rows"
         raise CommandError(str(e), EXIT_USAGE) from e
     print(summary.format(), file=sys.stderr)
-    if log:
-        print(f"Ray's own messages: {log}", file=sys.stderr)
     return EXIT_ERROR if summary.errors else EXIT_OK
+
+
+def _check_adapter(model, adapter, adapter_error) -> None:
+    """A head file that is missing, malformed or for another model is a bad input file: exit 1, as on every command
+    (ferkit.cli.errors.EXIT_ERROR), not 2 as batch's other bad settings."""
+    from ..adapt import Head
+    from ..recognizer import resolve_model
+
+    try:
+        path = resolve_model(model)
+    except (ValueError, FileNotFoundError) as e:
+        raise CommandError(str(e), EXIT_USAGE) from e
+    try:
+        Head.load(adapter).check_base(path, adapter)
+    except (adapter_error, OSError) as e:
+        raise CommandError(str(e), EXIT_ERROR) from e
 
 
 @contextlib.contextmanager
 def _native_stderr_to_log(enabled: bool):
     """With Ray: file descriptor 2 (where Ray's C++ core and its raylet print) goes to a log file for the run, and
-    sys.stderr (the progress bar, ferkit's messages) to the terminal's stderr as before -> the log's path (None when
-    not enabled, or when the run printed nothing there: the file is then removed)."""
+    sys.stderr (the progress bar, ferkit's messages) to the terminal's stderr as before -> the log's holder (falsy
+    when not enabled). The log is kept (and its path said) only when the run failed: the caller sets `keep` False
+    once it went well, or it printed nothing there; it is removed otherwise."""
     if not enabled:
-        yield None
+        yield _LogPath(None)
         return
     fd, path = tempfile.mkstemp(prefix="ferkit-batch-ray-", suffix=".log")
     sys.stderr.flush()
@@ -128,16 +156,17 @@ def _native_stderr_to_log(enabled: bool):
         os.dup2(terminal, 2)
         os.close(terminal)
         sys.stderr = python_stderr
-        if os.path.getsize(path) == 0:
+        if not holder.keep or os.path.getsize(path) == 0:
             os.unlink(path)
             holder.path = None
 
 
 class _LogPath:
-    """The log's path, for the messages (falsy once the empty log is removed)."""
+    """The log's path, for the messages (falsy once the log is removed, or when there is none)."""
 
     def __init__(self, path):
         self.path = path
+        self.keep = True
 
     def __bool__(self):
         return self.path is not None
