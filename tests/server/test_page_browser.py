@@ -183,24 +183,29 @@ def test_tiny_photo_is_drawn_enlarged_with_its_tag_off_the_face(web, playwright_
     browser.close()
 
 
-def test_faces_left_out_are_mentioned(web, playwright_instance, sample_photos):
-    """The server's face cap: an answer with faces_left_out > 0 says how many (here the real answer, with the
-    field the capped server adds)."""
-    import httpx
-
-    path = sample_photos["640x480"]
-    body = httpx.post(f"{web.url}/api/v1/analyze", files={"file": (path.name, path.read_bytes(), "image/png")},
-                      timeout=60).json()
+def test_faces_left_out_are_mentioned(playwright_instance, tmp_path):
+    """A server capped at one face, a photo of three (the astronaut thrice, at three sizes): the page says how
+    many were left out, and nothing of it for a photo within the cap."""
+    image = cv2.imread(str(ASTRONAUT))
+    photo = np.full((600, 1200, 3), 120, np.uint8)
+    for x, side in ((0, 512), (560, 360), (960, 220)):
+        photo[:side, x:x + side] = cv2.resize(image, (side, side), interpolation=cv2.INTER_AREA)
+    path = tmp_path / "three.png"
+    cv2.imwrite(str(path), photo)
+    running, stop = start_server(max_faces=1)
     browser = launch(playwright_instance)
-    page, errors = open_page(browser, web.url, 900, 1280)
-    page.route("**/api/v1/analyze*", lambda route: route.fulfill(json={**body, "faces_left_out": 12}))
-    upload(page, path)
-    assert "1 face shown; 12 smaller ones left out." in message(page)
-    page.unroute("**/api/v1/analyze*")
-    upload(page, path)
-    assert "left out" not in message(page)
-    assert errors == []
-    browser.close()
+    try:
+        page, errors = open_page(browser, running.url, 900, 1280)
+        result = upload(page, path)
+        assert len(result["faces"]) == 1 and result["faces_left_out"] == 2, result
+        assert "1 face shown; 2 smaller ones left out." in message(page)
+        assert "(2 more left out)" in page.inner_text("#photo-caption")
+        upload(page, EXAMPLES / "astronaut.jpg")
+        assert "left out" not in message(page) and "left out" not in page.inner_text("#photo-caption")
+        assert errors == []
+    finally:
+        browser.close()
+        stop()
 
 
 def contrast(a: tuple[float, ...], b: tuple[float, ...]) -> float:
