@@ -480,26 +480,28 @@ def test_live_session_answers_for_three_minutes(web, playwright_instance, astron
     browser.close()
 
 
-def test_live_mentions_faces_left_out(web, playwright_instance, astronaut_camera):
-    """The server's live answers, passed through a WebSocket route that adds the field a capped server sends."""
-    browser = launch(playwright_instance, *CAMERA_ARGS, f"--use-file-for-fake-video-capture={astronaut_camera}")
-    page, errors = open_page(browser, web.url, 800, 1280)
+def test_live_mentions_faces_left_out(playwright_instance, tmp_path):
+    """A server capped at one face, a camera showing two (the astronaut at two sizes): the live message says
+    one was left out."""
+    from .test_browser import write_y4m
 
-    def relay(ws):
-        server = ws.connect_to_server()
-        ws.on_message(lambda message: server.send(message))
-
-        def from_server(text):
-            msg = json.loads(text)
-            if msg.get("type") == "result":
-                msg["faces_left_out"] = 3
-            ws.send(json.dumps(msg))
-        server.on_message(from_server)
-
-    page.route_web_socket(re.compile(r".*/api/v1/live$"), relay)
-    page.click("#tab-live")
-    page.click("#live-start")
-    wait_until(page, "document.querySelector('#live-message').textContent.includes('left out')", timeout=30_000)
-    assert re.fullmatch(r"1 face shown; 3 smaller ones left out\.", page.inner_text("#live-message"))
-    assert errors == []
-    browser.close()
+    grey = cv2.cvtColor(cv2.imread(str(ASTRONAUT)), cv2.COLOR_BGR2GRAY)
+    frame = np.full((480, 640), 110, np.uint8)
+    face = grey[40:300, 110:330]   # the head and shoulders: faces large enough for live mode's 320 px detector
+    frame[40:340, 20:320] = cv2.resize(face, (300, 300), interpolation=cv2.INTER_AREA)
+    frame[100:320, 380:600] = cv2.resize(face, (220, 220), interpolation=cv2.INTER_AREA)
+    camera = tmp_path / "two.y4m"
+    write_y4m(camera, [frame] * 10, fps=10)
+    running, stop = start_server(max_faces=1)
+    browser = launch(playwright_instance, *CAMERA_ARGS, f"--use-file-for-fake-video-capture={camera}")
+    try:
+        page, errors = open_page(browser, running.url, 800, 1280)
+        page.click("#tab-live")
+        page.click("#live-start")
+        wait_until(page, "document.querySelector('#live-message').textContent.includes('left out')", timeout=30_000)
+        assert page.inner_text("#live-message") == "1 face shown; 1 smaller one left out."
+        assert page.evaluate("document.querySelector('#overlay').dataset.faces") == "1"
+        assert errors == []
+    finally:
+        browser.close()
+        stop()
