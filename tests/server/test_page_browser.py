@@ -505,3 +505,29 @@ def test_live_mentions_faces_left_out(playwright_instance, tmp_path):
     finally:
         browser.close()
         stop()
+
+
+def test_a_long_pause_outlasts_the_servers_idle_limit(playwright_instance, astronaut_camera):
+    """Paused past the server's idle limit (here 12 s; 300 s by default), the session is not ended: the page opens a
+    new connection without a word, and Resume answers again."""
+    running, stop = start_server(ws_idle_seconds=12)
+    browser = launch(playwright_instance, *CAMERA_ARGS, f"--use-file-for-fake-video-capture={astronaut_camera}")
+    try:
+        page, errors = open_page(browser, running.url, 800, 1280)
+        sockets = []
+        page.on("websocket", lambda ws: sockets.append(ws))
+        page.click("#tab-live")
+        page.click("#live-start")
+        wait_until(page, "Number(document.querySelector('#overlay').dataset.faces || 0) >= 1", timeout=30_000)
+        page.click("#live-pause")
+        page.wait_for_timeout(16_000)
+        assert len(sockets) == 2, len(sockets)                     # the idle one closed by the server, a new one
+        assert "frozen" in page.inner_text("#live-message") and not page.locator("#live-message.error").is_visible()
+        assert page.locator("#live-stop").is_enabled()
+        page.evaluate("document.querySelector('#overlay').dataset.frame = '-1'")
+        page.click("#live-pause")
+        wait_until(page, "Number(document.querySelector('#overlay').dataset.frame) > 0", timeout=10_000)
+        assert errors == []
+    finally:
+        browser.close()
+        stop()

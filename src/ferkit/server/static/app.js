@@ -717,6 +717,8 @@ const DOWN_AFTER = 3;          // failed tries in a row after which the server i
 // Close codes after which trying again can help: the network or the server went away (1006: no close frame, as
 // when the server is killed), or the server restarts or is busy. Others (a refused frame, a policy) end the session.
 const RETRY_CODES = new Set([1001, 1006, 1011, 1012, 1013, 1014]);
+const IDLE_CLOSE = 1000;       // the server's idle limit (ws_idle_seconds): a paused or hidden tab sent nothing
+const QUIET_AFTER_MS = 10_000; // an idle close of a connection that lasted this long is replaced without a word
 
 function setupLive() {
   $("live-start").addEventListener("click", startLive);
@@ -802,6 +804,8 @@ function connectLive(s) {
   s.sendTimes.clear();
   ws.onopen = () => {
     if (state.live !== s || s.ws !== ws) return;
+    s.openedAt = performance.now();
+    if (s.quiet) { s.quiet = false; schedulePump(s); return; }   // the message (Paused, say) stays as it is
     const text = s.failures || s.lost ? "Reconnected: running again." : "Running.";
     s.failures = 0;
     s.lost = false;
@@ -816,6 +820,11 @@ function connectLive(s) {
 // A closed connection: tried again with a growing wait while it may come back, said as an error; after
 // DOWN_AFTER failures in a row the server is said to be stopped, with what to do (the page keeps trying).
 function connectionLost(s, e) {
+  if (e.code === IDLE_CLOSE && performance.now() - (s.openedAt ?? Infinity) > QUIET_AFTER_MS) {
+    s.quiet = true;                // nothing was sent for minutes: a new connection, nothing to tell
+    connectLive(s);
+    return;
+  }
   if (!RETRY_CODES.has(e.code)) {
     stopLive(`The server ended the live session${e.reason ? ` (${e.reason})` : ""}. Press Start camera to begin again.`,
       true);
