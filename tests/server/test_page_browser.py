@@ -334,7 +334,7 @@ def test_idle_tab_does_no_work(web, playwright_instance, sample_photos):
     page.click("#live-start")
     wait_until(page, "document.querySelector('#live-message').textContent === 'Running.'", timeout=30_000)
     page.click("#live-stop")
-    page.wait_for_timeout(1000)
+    page.wait_for_timeout(9000)   # a music list the live mood asked for may still come (at most every 8 s)
     assert busy_seconds(5) < 0.015
     assert "setInterval" not in page.evaluate("fetch('/static/app.js').then(r => r.text())")
     assert errors == []
