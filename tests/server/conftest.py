@@ -43,10 +43,10 @@ class RunningServer:
         return [r.getMessage() + (f" {r.exc_info[1]!r}" if r.exc_info else "") for r in self.errors.records]
 
 
-def start_server(configure=None, uvicorn_overrides=None, **settings_overrides):
+def start_server(configure=None, uvicorn_overrides=None, bind_port=0, **settings_overrides):
     """Start create_app(Settings(...)) under uvicorn on 127.0.0.1:<free port>, as `ferkit serve` runs it;
     `configure(app)` may add routes first; `uvicorn_overrides` replaces uvicorn options (a protocol class with
-    shorter timers). -> (RunningServer, stop())."""
+    shorter timers); `bind_port`: a fixed port (to restart on the same one). -> (RunningServer, stop())."""
     import uvicorn
 
     from ferkit.server import Settings, create_app
@@ -54,7 +54,7 @@ def start_server(configure=None, uvicorn_overrides=None, **settings_overrides):
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock.bind(("127.0.0.1", bind_port))
     port = sock.getsockname()[1]
     settings = Settings(host="127.0.0.1", port=port, **settings_overrides)
     app = create_app(settings)

@@ -40,9 +40,10 @@ def screenshot_path(tmp_path: Path, name: str) -> Path:
 @pytest.fixture(scope="module")
 def web(tmp_path_factory):
     """A server of its own, so the browser's requests do not mix with the API tests' error log.
-    The music panel's like/skip feedback goes to a temporary database, never the user's."""
+    The music panel's like/skip feedback and the faces' corrections go to temporary databases, never the user's."""
     with pytest.MonkeyPatch.context() as env:
         env.setenv("FERKIT_MUSIC_DB", str(tmp_path_factory.mktemp("music") / "feedback.sqlite"))
+        env.setenv("FERKIT_CORRECTIONS_DB", str(tmp_path_factory.mktemp("corrections") / "corrections.sqlite"))
         env.setenv("FERKIT_MUSIC_PROVIDER", "local")
         running, stop = start_server()
         yield running
@@ -258,10 +259,17 @@ def test_hidden_file_input_is_no_tab_stop(web, playwright_instance):
 
 
 def test_labels_come_from_the_api(web):
-    """No emotion label is typed into the page's code: they come from /api/v1/info (STYLE.md, lesson 5)."""
+    """No emotion label is typed into the page's code: they come from /api/v1/info (STYLE.md, lesson 5). The
+    action units' names are typed (the API gives none), and must be ferkit.mesh's."""
     import httpx
 
-    for name in ("app.js", "index.html"):
+    from ferkit.mesh import ACTION_UNITS
+
+    code = httpx.get(f"{web.url}/static/app.js").text
+    typed = dict(re.findall(r'\b(AU\d+): "([^"]+)"', code))
+    assert typed == {au: name for au, (name, _) in ACTION_UNITS.items()}
+
+    for name in ("app.js", "music.js", "index.html"):
         text = httpx.get(f"{web.url}/static/{name}").text
         typed = [label for label in EMOTIONS if re.search(rf"\b{label}\b", text, re.IGNORECASE)]
         assert typed == [], f"{name} spells out {typed}"
@@ -787,7 +795,7 @@ def test_face_features_shown_when_the_json_has_them(web, playwright_instance, sa
     face = body["faces"][0]
     b = face["box"]
     face["mesh"] = [[b["x"] + b["w"] * (i % 22) / 21, b["y"] + b["h"] * (i // 22) / 21, 0.0] for i in range(478)]
-    face["action_units"] = {"AU01": 0.1, "AU06": 0.72, "AU12": 0.83, "AU25": 0.4, "AU04": 0.05}
+    face["action_units"] = {"AU1": 0.1, "AU6": 0.72, "AU12": 0.83, "AU25": 0.4, "AU4": 0.05}
     face["head_pose"] = {"yaw": -12.4, "pitch": 5.0, "roll": 1.6}
     face["adapter"] = "field-adapter"
     face["blendshapes"] = {"mouthSmileLeft": 0.8}
@@ -797,8 +805,13 @@ def test_face_features_shown_when_the_json_has_them(web, playwright_instance, sa
     again.write_bytes(path.read_bytes())
     upload(page, again)
     card = page.locator("#photo-faces .face").first
-    assert card.locator(".aus").inner_text() == "AU estimates: AU12 0.83, AU06 0.72, AU25 0.40"
-    assert card.locator(".pose").inner_text() == "Head pose: yaw -12°, pitch 5°, roll 2°"
+    # the strongest three AUs, named, on the probabilities' 0-100 scale, under a line saying what they are
+    assert action_units_shown(card) == [("AU12", "AU12 lip corner puller", "83"), ("AU6", "AU6 cheek raiser", "72"),
+                                        ("AU25", "AU25 lips part", "40")]
+    assert "FACS action units" in card.locator(".aus p").inner_text()
+    # the head pose in words, from the person's side (yaw < 0: towards the image's left, their right)
+    assert card.locator(".pose").inner_text() == \
+        "Head: turned 12° to their right, chin slightly up (yaw -12°, pitch 5°, roll 2°)"
     assert card.locator(".adapter").inner_text() == "Adapter: field-adapter"
     toggle = page.locator("#mesh-toggle")
     assert toggle.is_visible() and not toggle.is_checked()
@@ -811,8 +824,28 @@ def test_face_features_shown_when_the_json_has_them(web, playwright_instance, sa
     assert drawn_px >= 478, drawn_px
     assert page.is_checked("#live-mesh-toggle")    # one setting for both modes
     assert axe_violations(page) == []
+
+    face["head_pose"] = {"yaw": 22.2, "pitch": -8, "roll": -12}
+    page.unroute("**/api/v1/analyze*")
+    page.route("**/api/v1/analyze*", lambda route: route.fulfill(json=body))
+    upload(page, path)
+    assert page.locator("#photo-faces .face .pose").inner_text().startswith(
+        "Head: turned 22° to their left, chin slightly down, tilted 12° towards their right shoulder (")
+    # a photo with no face: no mesh, so no "Show face mesh"
+    page.unroute("**/api/v1/analyze*")
+    page.route("**/api/v1/analyze*", lambda route: route.fulfill(json={**body, "faces": []}))
+    upload(page, path)
+    assert page.locator("#photo-message").inner_text().startswith("No face found")
+    assert page.locator("#mesh-toggle").is_hidden() and page.locator("canvas.mesh").count() == 0
     assert errors == []
     browser.close()
+
+
+def action_units_shown(card) -> list[tuple[str, str, str]]:
+    """(AU key, its name as shown, its value as shown) for each AU row of a face card."""
+    rows = card.locator(".aus-list li")
+    return [(rows.nth(i).get_attribute("data-au"), rows.nth(i).locator("span").first.inner_text(),
+             rows.nth(i).locator(".value").inner_text()) for i in range(rows.count())]
 
 
 def test_demo_conveniences(web, playwright_instance, tmp_path):
@@ -842,16 +875,18 @@ def test_demo_conveniences(web, playwright_instance, tmp_path):
     with page.expect_download() as download:
         page.click("#download-json")
     assert json.loads(Path(download.value.path()).read_text()) == lean
-    page.click("#api-snippet summary")
-    assert f'curl -F "file=@photo.jpg" {web.url}/api/v1/analyze' in page.inner_text("#api-code")
 
     wait_until(page, "document.querySelectorAll('#tracks li').length > 0")
     assert "Following the face." in page.inner_text("#music-status")
     tracks = page.locator("#tracks li")
     visible = lambda: sum(tracks.nth(i).is_visible() for i in range(tracks.count()))  # noqa: E731
     assert tracks.count() == 10 and visible() == 5
-    height = page.evaluate("document.documentElement.scrollHeight")
+    height = page.evaluate("document.documentElement.scrollHeight")   # the JSON and the API snippet folded
     assert height < 1700, f"the page is {height} px tall after a photo"   # 2,038 px with all 10 tracks shown
+    page.click("#api-snippet summary")
+    assert f'curl -F "file=@photo.jpg" {web.url}/api/v1/analyze' in page.inner_text("#api-code")
+    assert "httpx" not in page.inner_text("#api-code")   # `[serve]` does not install it (the snippet is run in
+                                                         # test_page_browser.py)
     page.click("#more-tracks")
     assert visible() == 10 and page.locator("#more-tracks").is_hidden()
     assert errors == []
@@ -888,7 +923,7 @@ def test_live_mesh_features_and_faces_held_over_lost_frames(web, playwright_inst
                     b = face["box"]
                     face["mesh"] = [[b["x"] + b["w"] * (i % 22) / 21, b["y"] + b["h"] * (i // 22) / 21, 0]
                                     for i in range(478)]
-                    face["action_units"] = {"AU12": 0.9, "AU06": 0.7, "AU01": 0.2, "AU04": 0.1}
+                    face["action_units"] = {"AU12": 0.9, "AU6": 0.7, "AU1": 0.2, "AU4": 0.1}
                     face["head_pose"] = {"yaw": 3, "pitch": -4, "roll": 0}
             ws.send(json.dumps(msg))
             if len(results) == 3 and msg.get("type") == "result":   # and one frame the server could not read
@@ -909,7 +944,8 @@ def test_live_mesh_features_and_faces_held_over_lost_frames(web, playwright_inst
     assert page.inner_text("#live-message") == \
         "A camera frame could not be read and was skipped; the next frames are still sent."
     wait_until(page, "document.querySelector('#live-faces .face .aus') !== null")
-    assert page.inner_text("#live-faces .face .aus") == "AU estimates: AU12 0.90, AU06 0.70, AU01 0.20"
+    assert [row[1:] for row in action_units_shown(page.locator("#live-faces .face").first)] == \
+        [("AU12 lip corner puller", "90"), ("AU6 cheek raiser", "70"), ("AU1 inner brow raiser", "20")]
     assert page.locator("#live-mesh-toggle").is_visible()
     page.check("#live-mesh-toggle")
     wait_until(page, "Number(document.querySelector('#overlay').dataset.mesh || 0) >= 478")

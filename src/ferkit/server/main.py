@@ -64,6 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for router in (info.router, analyze.router, live.router, recommendations.router):
         app.include_router(router, responses=REFUSALS)
+    from .routes import corrections  # the page's "Wrong?" on a face
+    app.include_router(corrections.router, responses=REFUSALS)
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:

@@ -1,12 +1,14 @@
 // ferkit's page: photo upload, live camera over a WebSocket, and music for the detected mood.
-// No libraries, no CDN. Emotion labels come from GET /api/v1/info; none is typed here.
+// No libraries, no CDN. Emotion labels come from GET /api/v1/info; none is typed here. The music panel is
+// music.js.
+
+import { clearMusic, followMood, setupMusic } from "./music.js";
 
 const $ = (id) => document.getElementById(id);
 const state = {
   labels: [],               // from /api/v1/info, in the model's order
   live: null,               // the running live session (see startLive)
   photoRequest: 0,          // numbers uploads, so that only the latest one's answer is shown
-  music: { emotion: null, lastFetch: 0, timer: null },
 };
 
 // One colour and one dash pattern per class index, so lines and boxes differ by more than colour; eight of
@@ -103,15 +105,16 @@ function sortedProbs(face) {
   return Object.entries(face.probabilities).sort((a, b) => b[1] - a[1]);
 }
 
-function renderFaceCards(container, faces) {
+// One card per face. A plain <div> under its heading: a <section> with a name would make every face a landmark,
+// and a screen reader's list of landmarks would fill with faces. `correctable`: photo mode offers "Wrong?".
+function renderFaceCards(container, faces, correctable = false) {
   container.replaceChildren(...faces.map((face, i) => {
-    const card = document.createElement("section");
+    const card = document.createElement("div");
     card.className = "face";
     card.style.borderLeftColor = colourOf(face.emotion);
     card.dataset.emotion = face.emotion;
     const h = document.createElement("h3");
     h.textContent = `Face ${i + 1}: ${face.emotion} (${pct(face.probabilities[face.emotion])})`;
-    card.setAttribute("aria-label", `Face ${i + 1}`);
     card.append(h);
     if (face.detector) {
       const found = document.createElement("p");
@@ -149,34 +152,89 @@ function renderFaceCards(container, faces) {
     }
     card.append(list);
     card.append(...faceFeatures(face));
+    if (correctable) card.append(correctionControl(face, i));
     return card;
   }));
 }
+
+// FACS action units: the names ferkit.mesh.ACTION_UNITS gives them (a test checks the two lists agree).
+const AU_NAMES = {
+  AU1: "inner brow raiser", AU2: "outer brow raiser", AU4: "brow lowerer", AU5: "upper lid raiser",
+  AU6: "cheek raiser", AU7: "lid tightener", AU9: "nose wrinkler", AU10: "upper lip raiser",
+  AU12: "lip corner puller", AU14: "dimpler", AU15: "lip corner depressor", AU17: "chin raiser",
+  AU18: "lip pucker", AU20: "lip stretcher", AU22: "lip funneler", AU23: "lip tightener", AU25: "lips part",
+  AU26: "jaw drop", AU28: "lip suck", AU43: "eyes closed",
+};
+const AUS_SHOWN = 3;   // the strongest few: the JSON has all of them
 
 // Optional keys a face may carry (absent: nothing is shown): action_units {"AU12": 0.83, ...} (0..1 estimates),
 // head_pose {yaw, pitch, roll} in degrees.
 function faceFeatures(face) {
   const out = [];
   const aus = face.action_units && typeof face.action_units === "object"
-    ? Object.entries(face.action_units).filter(([, v]) => Number.isFinite(v)).sort((a, b) => b[1] - a[1]).slice(0, 3)
+    ? Object.entries(face.action_units).filter(([, v]) => Number.isFinite(v)).sort((a, b) => b[1] - a[1])
+      .slice(0, AUS_SHOWN)
     : [];
-  if (aus.length) {
-    const p = document.createElement("p");
-    p.className = "aus";
-    const label = document.createElement("span");
-    label.className = "muted";
-    label.textContent = "AU estimates: ";
-    p.append(label, aus.map(([name, v]) => `${name} ${v.toFixed(2)}`).join(", "));
-    out.push(p);
-  }
+  if (aus.length) out.push(actionUnitList(aus));
   const pose = face.head_pose;
   if (pose && ["yaw", "pitch", "roll"].every((k) => Number.isFinite(pose[k]))) {
     const p = document.createElement("p");
     p.className = "pose";
-    p.textContent = `Head pose: yaw ${pose.yaw.toFixed(0)}°, pitch ${pose.pitch.toFixed(0)}°, roll ${pose.roll.toFixed(0)}°`;
+    const raw = document.createElement("span");
+    raw.className = "muted";
+    raw.textContent = ` (yaw ${pose.yaw.toFixed(0)}°, pitch ${pose.pitch.toFixed(0)}°, roll ${pose.roll.toFixed(0)}°)`;
+    p.append(`Head: ${poseInWords(pose)}`, raw);
     out.push(p);
   }
   return out;
+}
+
+// The strongest action units, named, on the probabilities' 0-100 scale, with a line saying what they are.
+function actionUnitList(aus) {
+  const box = document.createElement("div");
+  box.className = "aus";
+  const intro = document.createElement("p");
+  intro.className = "muted";
+  intro.textContent = "Strongest facial movements (FACS action units, estimated from the face mesh, 0–100):";
+  const list = document.createElement("ul");
+  list.className = "probs aus-list";
+  for (const [code, v] of aus) {
+    const li = document.createElement("li");
+    li.dataset.au = code;
+    const name = document.createElement("span");
+    name.textContent = AU_NAMES[code] ? `${code} ${AU_NAMES[code]}` : code;
+    const bar = document.createElement("span");
+    bar.className = "bar";
+    bar.setAttribute("aria-hidden", "true");
+    const fill = document.createElement("span");
+    fill.style.width = `${Math.min(100, Math.max(0, v * 100)).toFixed(0)}%`;
+    fill.style.background = "#5d6d7e";
+    bar.append(fill);
+    const value = document.createElement("span");
+    value.className = "value";
+    value.textContent = (v * 100).toFixed(0);
+    li.append(name, bar, value);
+    list.append(li);
+  }
+  box.append(intro, list);
+  return box;
+}
+
+// Head pose in words, from the person's own point of view. ferkit's signs (docs/face-features.md): yaw > 0 turns
+// towards the image's right, which is the person's left; pitch > 0 is chin up; roll > 0 turns the face clockwise
+// on screen, its top towards the image's right: the head leans towards the person's left shoulder.
+const POSE_STEADY = 5;     // degrees: below this an angle is not worth a word
+const POSE_SLIGHT = 15;    // degrees: below this a nod is "slightly"
+
+function poseInWords({ yaw, pitch, roll }) {
+  const deg = (a) => `${Math.round(Math.abs(a))}°`;
+  const side = (a) => (a > 0 ? "left" : "right");
+  const parts = [Math.abs(yaw) < POSE_STEADY ? "facing the camera" : `turned ${deg(yaw)} to their ${side(yaw)}`];
+  if (Math.abs(pitch) >= POSE_STEADY) {
+    parts.push(`chin ${Math.abs(pitch) < POSE_SLIGHT ? "slightly" : deg(pitch)} ${pitch > 0 ? "up" : "down"}`);
+  }
+  if (Math.abs(roll) >= POSE_STEADY) parts.push(`tilted ${deg(roll)} towards their ${side(roll)} shoulder`);
+  return parts.join(", ");
 }
 
 // The face mesh: [x, y, z] points in image pixels, or [] when the face has none.
@@ -208,10 +266,13 @@ function setupMesh() {
   }
 }
 
-function offerMesh(faces) {
-  if (faces.some((f) => meshOf(f).length)) {
-    for (const el of document.querySelectorAll(".mesh-control")) el.hidden = false;
-  }
+// A panel's "Show face mesh" is offered while its faces have a mesh. Photo mode follows each answer (a no-face
+// photo hides it); live mode only shows it (`keep`), so that it does not flicker on frames where the face is
+// lost, and hides it when the camera stops.
+function offerMesh(panel, faces, keep = false) {
+  const control = $(panel).querySelector(".mesh-control");
+  const any = faces.some((f) => meshOf(f).length);
+  if (any || !keep) control.hidden = !any;
 }
 
 function describeFaces(faces) {
@@ -268,7 +329,7 @@ function setupLandmarks() {
 function setupPhoto() {
   const input = $("file-input");
   const zone = $("dropzone");
-  input.addEventListener("change", () => { if (input.files[0]) analyzePhoto(input.files[0]); });
+  input.addEventListener("change", () => takeFromInput(input));
   $("choose-file").addEventListener("click", (e) => { e.stopPropagation(); input.click(); });
   // The drop zone acts as a button: Enter on key down, Space on key up (as buttons do); its own button handles
   // its keys itself.
@@ -285,25 +346,32 @@ function setupPhoto() {
   zone.addEventListener("drop", (e) => {
     e.preventDefault();
     zone.classList.remove("over");
-    const file = [...(e.dataTransfer?.files || [])][0];
-    if (file) analyzePhoto(file);
+    const files = [...(e.dataTransfer?.files || [])];
+    if (files.length) analyzePhoto(files[0], { others: files.length - 1 });
   });
   document.addEventListener("paste", (e) => {
     const item = [...(e.clipboardData?.items || [])].find((it) => it.kind === "file");
     if (item) { e.preventDefault(); analyzePhoto(item.getAsFile()); }
   });
   for (const button of document.querySelectorAll("button.example")) {
-    button.addEventListener("click", async () => {
-      const response = await fetch(button.dataset.src).catch(() => null);
-      if (!response?.ok) { photoError("The example photo could not be loaded."); return; }
-      const blob = await response.blob();
-      analyzePhoto(new File([blob], button.dataset.name, { type: blob.type }));
-    });
+    button.addEventListener("click", () => analyzeExample(button));
   }
   const camera = $("camera-input");
-  $("take-photo").hidden = !matchMedia("(pointer: coarse)").matches;
+  const coarse = matchMedia("(pointer: coarse)").matches;
+  $("take-photo").hidden = !coarse;
   $("take-photo").addEventListener("click", () => camera.click());
-  camera.addEventListener("change", () => { if (camera.files[0]) analyzePhoto(camera.files[0]); });
+  camera.addEventListener("change", () => takeFromInput(camera, { scroll: true }));
+  $("snapshot-open").hidden = coarse || !navigator.mediaDevices?.getUserMedia;
+  setupSnapshot();
+  $("clear-photo").addEventListener("click", () => {
+    state.photoRequest += 1;               // an answer still on its way is not shown either
+    setMessage($("photo-message"), "");
+    clearPhoto();
+    clearMusic("Analyse a photo or start the camera to get suggestions.");
+    announce("Cleared.");
+    $("choose-file").focus();              // the pressed button is hidden now
+  });
+  $("download-image").addEventListener("click", downloadAnnotated);
   $("copy-json").addEventListener("click", async () => {
     try {
       await navigator.clipboard.writeText(state.resultJson || "");
@@ -319,20 +387,89 @@ function setupPhoto() {
   });
 }
 
+// A file input's choice, then the input emptied: choosing the same file again (after an error, say) fires
+// `change` again only if the input no longer holds it.
+function takeFromInput(input, options = {}) {
+  const file = input.files[0];
+  input.value = "";
+  if (file) analyzePhoto(file, options);
+}
+
+async function analyzeExample(button) {
+  const response = await fetch(button.dataset.src).catch(() => null);
+  if (!response?.ok) { photoError("The example photo could not be loaded: is the ferkit server still running?"); return; }
+  const blob = await response.blob();
+  analyzePhoto(new File([blob], button.dataset.name, { type: blob.type }));
+}
+
+// ------------------------------------------------------------------ webcam snapshot (desktops)
+function setupSnapshot() {
+  $("snapshot-open").addEventListener("click", openSnapshot);
+  $("snapshot-cancel").addEventListener("click", () => { closeSnapshot(); $("snapshot-open").focus(); });
+  $("snapshot-take").addEventListener("click", takeSnapshot);
+}
+
+async function openSnapshot() {
+  if (state.snapshot) return;
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: false });
+  } catch (err) {
+    photoError(cameraErrorText(err));
+    return;
+  }
+  state.snapshot = stream;
+  const video = $("snapshot-video");
+  video.srcObject = stream;
+  $("snapshot").hidden = false;
+  await video.play().catch(() => {});
+  $("snapshot-take").focus();
+}
+
+function closeSnapshot() {
+  if (!state.snapshot) return;
+  state.snapshot.getTracks().forEach((t) => t.stop());
+  state.snapshot = null;
+  $("snapshot-video").srcObject = null;
+  $("snapshot").hidden = true;
+}
+
+function takeSnapshot() {
+  const video = $("snapshot-video");
+  if (!video.videoWidth) return;   // no picture yet
+  const canvas = document.createElement("canvas");
+  canvas.width = video.videoWidth;
+  canvas.height = video.videoHeight;
+  canvas.getContext("2d").drawImage(video, 0, 0);
+  closeSnapshot();
+  $("snapshot-open").focus();
+  canvas.toBlob((blob) => {
+    if (blob) analyzePhoto(new File([blob], "snapshot.jpg", { type: "image/jpeg" }));
+  }, "image/jpeg", 0.9);
+}
+
+// Runs with what `[serve]` installs, or nothing at all: curl, and Python's own urllib sending the image itself as
+// the body (the endpoint takes multipart or a raw image/* body), so no httpx or requests is needed.
 function apiSnippet() {
   const url = `${location.origin}/api/v1/analyze`;
   return `curl -F "file=@photo.jpg" ${url}\n\n` +
-    `# Python\nimport httpx\nwith open("photo.jpg", "rb") as f:\n` +
-    `    faces = httpx.post("${url}", files={"file": f}).json()["faces"]`;
+    "# Python, standard library only\n" +
+    "import json, urllib.request\n" +
+    "with open(\"photo.jpg\", \"rb\") as f:\n" +
+    `    request = urllib.request.Request("${url}", data=f.read(), headers={"Content-Type": "image/jpeg"})\n` +
+    "faces = json.load(urllib.request.urlopen(request))[\"faces\"]\n" +
+    "print(faces)";
 }
 
-// The answer as JSON to copy or download (the heat maps left out: they are large data URLs).
+// The answer as JSON to read, copy or download (the heat maps left out: they are large data URLs).
 function offerJson(result) {
   const lean = { ...result, faces: result.faces.map(({ heatmap, ...face }) => face) };
   state.resultJson = JSON.stringify(lean, null, 2);
   const link = $("download-json");
   if (link.href.startsWith("blob:")) URL.revokeObjectURL(link.href);
   link.href = URL.createObjectURL(new Blob([state.resultJson], { type: "application/json" }));
+  $("json-code").textContent = state.resultJson;
+  $("json-view").hidden = false;
   $("json-status").textContent = "";
   $("result-actions").hidden = false;
 }
@@ -349,28 +486,41 @@ function clearPhoto() {
   const img = $("photo");
   if (img.src) URL.revokeObjectURL(img.src);
   img.removeAttribute("src");
+  img.classList.remove("upscaled");
   $("photo-figure").hidden = true;
   $("photo-boxes").replaceChildren();
   $("photo-caption").textContent = "";
   $("photo-faces").replaceChildren();
   $("result-actions").hidden = true;
+  $("json-view").hidden = true;
+  $("json-code").textContent = "";
+  $("panel-photo").querySelector(".mesh-control").hidden = true;
   state.resultJson = null;
+  state.photoResult = null;
 }
 
-async function analyzePhoto(file) {
+// `others`: how many more files came with this one (a drop of several): only the first is analysed, and the
+// message says so. `scroll`: bring the result into view when done (a phone's camera photo; see showResult).
+async function analyzePhoto(file, { others = 0, scroll = false } = {}) {
   const message = $("photo-message");
   const request = ++state.photoRequest;
+  const name = file.name || "the pasted image";
   const limit = state.info?.limits?.max_upload_bytes;
-  if (limit && file.size > limit) {  // the server refuses it too (413); saying so here saves the upload
-    photoError(`Too large (max ${(limit / 1e6).toFixed(0)} MB): ${file.name || "the image"} is ${(file.size / 1e6).toFixed(1)} MB, over the server's limit. Resize or compress it.`);
+  if (file.size === 0) {   // nothing to send: the server would only say it cannot read it
+    photoError(`${name}: the file is empty (0 bytes). Choose another photo.`);
     return;
   }
-  setMessage(message, `Analysing ${file.name || "the pasted image"}…`);
+  if (limit && file.size > limit) {  // the server refuses it too (413); saying so here saves the upload
+    photoError(`Too large (max ${(limit / 1e6).toFixed(0)} MB): ${name} is ${(file.size / 1e6).toFixed(1)} MB, over the server's limit. Resize or compress it.`);
+    return;
+  }
+  const note = others ? ` ${plural(others + 1, "file")} were dropped: only the first, ${name}, was analysed.` : "";
+  setMessage(message, `Analysing ${name}…`);
   const progress = $("photo-progress");
   progress.hidden = false;
   $("panel-photo").setAttribute("aria-busy", "true");
   try {
-    await analyzeUpload(file, request, message);
+    await analyzeUpload(file, request, { note, scroll });
   } finally {
     if (request === state.photoRequest) {
       progress.hidden = true;
@@ -379,48 +529,67 @@ async function analyzePhoto(file) {
   }
 }
 
-async function analyzeUpload(file, request, message) {
+async function analyzeUpload(file, request, { note, scroll }) {
   const form = new FormData();
   form.append("file", file, file.name || "pasted.png");
   let response, result;
   try {
     response = await fetch("/api/v1/analyze?explain=true", { method: "POST", body: form });
     result = response.ok ? await response.json() : null;
-  } catch (err) {
+  } catch {
     if (request === state.photoRequest) {
-      photoError(`The server could not be reached (${err.message}).`, "Error: the server could not be reached.");
+      photoError("The server could not be reached: it may have stopped. Start it again (ferkit serve) " +
+        "and choose the photo again.", "Error: the server could not be reached.");
     }
     return;
   }
   if (request !== state.photoRequest) return;   // a newer photo was chosen meanwhile
   if (!response.ok) {
-    const detail = friendlyError(response.status, await errorDetail(response));
-    if (request === state.photoRequest) photoError(detail);
+    photoError(friendlyError(response.status, await errorDetail(response)));
     return;
   }
   await showPhoto(file, result);
   if (request !== state.photoRequest) return;
-  const text = result.faces.length ? describeFaces(result.faces) : noFaceHint(result.image);
-  setMessage(message, text);
+  const text = (result.faces.length ? describeFaces(result.faces) : noFaceHint(result.image)) +
+    leftOutText(result) + note;
+  setMessage($("photo-message"), text);
   announce(text);
   offerJson(result);
+  if (scroll || matchMedia("(pointer: coarse)").matches) scrollToResult();
   if (result.faces.length) followMood(mainFace(result.faces).emotion, false, faceLabel(result.faces));
   else clearMusic("No face found, so no mood to suggest music for.");
 }
+
+// Faces beyond the server's cap (the largest are analysed first): "100 faces shown; 12 smaller ones left out."
+function leftOutText(result) {
+  const n = Number(result.faces_left_out) || 0;
+  return n > 0 ? ` ${plural(result.faces.length, "face")} shown; ${n} smaller ${n === 1 ? "one" : "ones"} left out.` : "";
+}
+
+// On a phone the result starts far below the buttons: bring its message to the top of the screen.
+function scrollToResult() {
+  const top = $("photo-message").getBoundingClientRect().top;
+  if (top < 0 || top > innerHeight / 3) $("photo-message").scrollIntoView({ block: "start" });
+}
+
+const MIN_SHOWN_PX = 320;   // a photo narrower than this is drawn upscaled to it (CSS #photo.upscaled)
+const TAG_PX = 24;          // the room a face's tag takes above or below its box, in displayed px
 
 async function showPhoto(file, result) {
   const img = $("photo");
   if (img.src) URL.revokeObjectURL(img.src);
   img.src = URL.createObjectURL(file);   // shown from memory; never uploaded anywhere but our server
   await img.decode().catch(() => {});
-  $("photo-figure").hidden = false;
   const { width, height } = result.image;
+  img.classList.toggle("upscaled", width < MIN_SHOWN_PX);
+  $("photo-figure").hidden = false;
   const showHeat = $("heatmap-toggle").checked;
   // Percentages of the image's own size: the overlay (.photo-frame) is exactly the displayed image.
   const X = (x) => `${(x / width) * 100}%`, Y = (y) => `${(y / height) * 100}%`;
   const place = (el, b) => Object.assign(el.style, { left: X(b.x), top: Y(b.y), width: X(b.w), height: Y(b.h) });
   const heats = [], boxes = [], dots = [];
   const shownScale = img.clientWidth / width || 1;   // displayed px per image px
+  let tagsAbove = false;
   result.faces.forEach((face, i) => {
     if (face.heatmap) {   // the map covers the face box; drawn under every box's border
       const heat = document.createElement("img");
@@ -436,13 +605,8 @@ async function showPhoto(file, result) {
     div.dataset.emotion = face.emotion;
     place(div, face.box);
     div.style.borderColor = colourOf(face.emotion);
-    const tag = document.createElement("span");
-    tag.className = "tag";
-    tag.textContent = `${i + 1}: ${face.emotion}`;
-    // The tag sits above the box, unless that is off the image (then inside its top); right-aligned for a box
-    // in the right half, so that it does not stick out past the image's edge.
-    if (face.box.y * shownScale < 22) tag.classList.add("inside");
-    if (face.box.x + face.box.w / 2 > width / 2) tag.classList.add("right");
+    const tag = faceTag(face, i, { width, height, shownScale });
+    if (!tag.classList.contains("below") && face.box.y * shownScale < TAG_PX) tagsAbove = true;
     div.append(tag);
     boxes.push(div);
     // Dots scale with the face as shown: at most an eighth of its width, 2-7 px.
@@ -456,12 +620,64 @@ async function showPhoto(file, result) {
       dots.push(dot);
     }
   });
+  // A tag never covers its face: above the box, else below it, else (a face filling the photo) above the photo
+  // in room the frame keeps for it.
+  document.querySelector(".photo-frame").classList.toggle("tags-above", tagsAbove);
   const mesh = meshCanvas(result.faces, width, height);
   $("photo-boxes").replaceChildren(...heats, ...boxes, ...dots, ...(mesh ? [mesh] : []));
-  offerMesh(result.faces);
-  $("photo-caption").textContent = `${width} × ${height} pixels; ${plural(result.faces.length, "face")}; ` +
+  offerMesh("panel-photo", result.faces);
+  $("photo-caption").textContent = `${width} × ${height} pixels${width < MIN_SHOWN_PX ? " (shown enlarged)" : ""}; ` +
+    `${plural(result.faces.length, "face")}${leftOutText(result) ? ` (${result.faces_left_out} more left out)` : ""}; ` +
     `analysed in ${result.elapsed_ms.toFixed(0)} ms on the server.`;
-  renderFaceCards($("photo-faces"), result.faces);
+  state.photoResult = result;
+  renderFaceCards($("photo-faces"), result.faces, true);
+}
+
+// A face's tag: "1: <emotion>", right-aligned for a box in the right half (so that it does not stick out past the
+// image's edge); above its box when there is room in the image, else below it when there is room there.
+function faceTag(face, i, { width, height, shownScale }) {
+  const tag = document.createElement("span");
+  tag.className = "tag";
+  tag.textContent = `${i + 1}: ${face.emotion}`;
+  const roomAbove = face.box.y * shownScale, roomBelow = (height - face.box.y - face.box.h) * shownScale;
+  if (roomAbove < TAG_PX && roomBelow >= TAG_PX) tag.classList.add("below");
+  if (face.box.x + face.box.w / 2 > width / 2) tag.classList.add("right");
+  return tag;
+}
+
+// The photo with its boxes and tags drawn in, at the photo's own size, as a PNG download.
+function downloadAnnotated() {
+  const result = state.photoResult, img = $("photo");
+  if (!result || !img.naturalWidth) return;
+  const canvas = document.createElement("canvas");
+  canvas.width = img.naturalWidth;
+  canvas.height = img.naturalHeight;
+  const ctx = canvas.getContext("2d");
+  ctx.drawImage(img, 0, 0);
+  const line = Math.max(2, Math.round(canvas.width / 250));
+  const font = Math.max(12, Math.round(canvas.width / 40));
+  ctx.font = `bold ${font}px system-ui, sans-serif`;
+  result.faces.forEach((face, i) => {
+    const { x, y, w, h } = face.box;
+    ctx.lineWidth = line;
+    ctx.strokeStyle = colourOf(face.emotion);
+    ctx.strokeRect(x, y, w, h);
+    const text = `${i + 1}: ${face.emotion} ${Math.round(face.probabilities[face.emotion] * 100)}%`;
+    const tw = ctx.measureText(text).width + 8, th = font + 6;
+    const ty = y >= th ? y - th : Math.min(y + h, canvas.height - th);
+    const tx = Math.max(0, Math.min(x, canvas.width - tw));
+    ctx.fillStyle = "#000";
+    ctx.fillRect(tx, ty, tw, th);
+    ctx.fillStyle = "#fff";
+    ctx.fillText(text, tx + 4, ty + font);
+  });
+  canvas.toBlob((blob) => {
+    const a = document.createElement("a");
+    a.href = URL.createObjectURL(blob);
+    a.download = "ferkit-annotated.png";
+    a.click();
+    setTimeout(() => URL.revokeObjectURL(a.href), 10_000);   // the download has its own copy by then
+  }, "image/png");
 }
 
 // The photo's mesh: one canvas in image pixels, stretched over the photo (CSS shows it when the toggle is on).
@@ -496,55 +712,81 @@ const MIN_INTERVAL_MS = 33;    // at most ~30 frames per second
 const SEND_WIDTH = 480;        // frames are downscaled before JPEG encoding: less bandwidth, faster detection
 const EMA = 0.35;              // weight of the newest frame when smoothing
 const HOLD_MS = 1000;          // a face lost for a frame stays drawn (as held) this long
+const RECONNECT_MS = [500, 1000, 2000, 4000];   // waits before each new try after a lost connection, then the last
+const DOWN_AFTER = 3;          // failed tries in a row after which the server is said to be stopped
+// Close codes after which trying again can help: the network or the server went away (1006: no close frame, as
+// when the server is killed), or the server restarts or is busy. Others (a refused frame, a policy) end the session.
+const RETRY_CODES = new Set([1001, 1006, 1011, 1012, 1013, 1014]);
+const IDLE_CLOSE = 1000;       // the server's idle limit (ws_idle_seconds): a paused or hidden tab sent nothing
+const QUIET_AFTER_MS = 10_000; // an idle close of a connection that lasted this long is replaced without a word
 
 function setupLive() {
   $("live-start").addEventListener("click", startLive);
   $("live-stop").addEventListener("click", () => stopLive("Camera stopped."));
-  $("live-pause").addEventListener("click", () => {
-    const s = state.live;
-    if (!s) return;
-    s.paused = !s.paused;
-    $("live-pause").textContent = s.paused ? "Resume" : "Pause";
-    $("live-pause").setAttribute("aria-pressed", String(s.paused));
-    setMessage($("live-message"), s.paused ? "Paused: no frames are sent." : "Running.");
-    if (s.paused) {   // nothing arrives while paused: the rates say so
-      $("live-fps").textContent = "0.0";
-      $("live-latency").textContent = "–";
-      s.results = [];
-    }
-    if (!s.paused) pump();
-  });
+  $("live-pause").addEventListener("click", togglePause);
+}
+
+// Pause freezes the picture with its boxes: the video stops too, so the boxes stay on the faces they belong to.
+function togglePause() {
+  const s = state.live;
+  if (!s) return;
+  s.paused = !s.paused;
+  $("live-pause").textContent = s.paused ? "Resume" : "Pause";
+  $("live-pause").setAttribute("aria-pressed", String(s.paused));
+  setMessage($("live-message"), s.paused ? "Paused: the picture is frozen and no frames are sent." : "Running.");
+  if (s.paused) {   // nothing arrives while paused: the rates say so
+    $("video").pause();
+    $("live-fps").textContent = "0.0";
+    $("live-latency").textContent = "–";
+    s.results = [];
+  } else {
+    $("video").play().catch(() => {});
+    schedulePump(s);
+  }
+}
+
+// What to do about a camera that would not open, by the browser's error name.
+function cameraErrorText(err) {
+  const advice = {
+    NotAllowedError: "The camera is blocked for this page. Allow it: click the camera or lock icon left of the " +
+      "address, set Camera to Allow, then try again.",
+    SecurityError: "The browser allows the camera only on https or localhost pages. Open this page through " +
+      "https or on the machine that runs ferkit.",
+    NotFoundError: "No camera was found. Plug one in (or switch it on) and try again.",
+    OverconstrainedError: "The camera cannot give a 640 × 480 picture. Try another camera.",
+    NotReadableError: "The camera is in use by another program or tab, or the system blocks it. Close the other " +
+      "program (video calls, other camera tabs) and try again.",
+    AbortError: "The camera did not start. Try again; if it persists, restart the browser.",
+  };
+  return advice[err?.name] || "The camera could not be opened. Check that one is connected and allowed, then try again.";
 }
 
 async function startLive() {
   const message = $("live-message");
   if (state.live) return;
   if (!navigator.mediaDevices?.getUserMedia) {
-    setMessage(message, "This browser cannot open a camera here (it needs https or localhost).", true);
+    setMessage(message, "This browser cannot open a camera here: it needs an https or localhost page.", true);
     return;
   }
   let stream;
   try {
     stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: false });
   } catch (err) {
-    setMessage(message, `The camera could not be opened (${err.name}: ${err.message}).`, true);
-    announce("Error: the camera could not be opened.");
+    const text = cameraErrorText(err);
+    setMessage(message, text, true);
+    announce(`Error: ${text}`);
     return;
   }
   const video = $("video");
   video.srcObject = stream;
   await video.play().catch(() => {});
-  const proto = location.protocol === "https:" ? "wss" : "ws";
-  const ws = new WebSocket(`${proto}://${location.host}/api/v1/live`);
-  ws.binaryType = "arraybuffer";
   const s = state.live = {
-    ws, stream, paused: false, sent: 0, answered: 0, lastSend: 0, sendTimes: new Map(),
+    ws: null, stream, paused: false, sent: 0, answered: 0, lastSend: 0, sendTimes: new Map(),
     results: [], tracks: [], history: [], startedAt: performance.now(), lastSpoken: 0, spokenEmotion: null,
-    canvas: document.createElement("canvas"), lastResult: null, encoding: false,
+    canvas: document.createElement("canvas"), lastResult: null, encoding: false, frameRequested: false,
+    failures: 0, retryTimer: null,
   };
-  ws.onopen = () => setMessage(message, "Running.");
-  ws.onmessage = (e) => { if (state.live === s) onLiveMessage(s, JSON.parse(e.data)); };   // none after Stop
-  ws.onclose = () => { if (state.live === s) stopLive("The connection to the server closed."); };
+  connectLive(s);
   $("live-pause").disabled = false;
   $("live-stop").disabled = false;
   $("live-stop").focus();           // the pressed button is disabled next: the focus goes to one that works
@@ -552,10 +794,61 @@ async function startLive() {
   announce("Camera started.");
 }
 
-function stopLive(text) {
+// One WebSocket for the session; a lost one is replaced (see connectionLost) while the camera keeps running.
+function connectLive(s) {
+  const proto = location.protocol === "https:" ? "wss" : "ws";
+  const ws = s.ws = new WebSocket(`${proto}://${location.host}/api/v1/live`);
+  ws.binaryType = "arraybuffer";
+  // the server numbers a connection's frames from 1: a new connection starts the count again
+  Object.assign(s, { sent: 0, answered: 0, encoding: false });
+  s.sendTimes.clear();
+  ws.onopen = () => {
+    if (state.live !== s || s.ws !== ws) return;
+    s.openedAt = performance.now();
+    if (s.quiet) { s.quiet = false; schedulePump(s); return; }   // the message (Paused, say) stays as it is
+    const text = s.failures || s.lost ? "Reconnected: running again." : "Running.";
+    s.failures = 0;
+    s.lost = false;
+    setMessage($("live-message"), text);
+    if (text !== "Running.") announce(text);
+    schedulePump(s);
+  };
+  ws.onmessage = (e) => { if (state.live === s && s.ws === ws) onLiveMessage(s, JSON.parse(e.data)); };
+  ws.onclose = (e) => { if (state.live === s && s.ws === ws) connectionLost(s, e); };
+}
+
+// A closed connection: tried again with a growing wait while it may come back, said as an error; after
+// DOWN_AFTER failures in a row the server is said to be stopped, with what to do (the page keeps trying).
+function connectionLost(s, e) {
+  if (e.code === IDLE_CLOSE && performance.now() - (s.openedAt ?? Infinity) > QUIET_AFTER_MS) {
+    s.quiet = true;                // nothing was sent for minutes: a new connection, nothing to tell
+    connectLive(s);
+    return;
+  }
+  if (!RETRY_CODES.has(e.code)) {
+    stopLive(`The server ended the live session${e.reason ? ` (${e.reason})` : ""}. Press Start camera to begin again.`,
+      true);
+    return;
+  }
+  s.lost = true;
+  const wait = RECONNECT_MS[Math.min(s.failures, RECONNECT_MS.length - 1)];
+  s.failures += 1;
+  const again = `trying again in ${(wait / 1000).toFixed(wait < 1000 ? 1 : 0)} s`;
+  const text = s.failures > DOWN_AFTER
+    ? `The server is not answering: it may have stopped. Start it again (ferkit serve) or check the network; ` +
+      `the page reconnects by itself (${again}).`
+    : `The connection to the server was lost; ${again}.`;
+  setMessage($("live-message"), text, true);
+  if (s.failures === 1 || s.failures === DOWN_AFTER + 1) announce(`Error: ${text}`);
+  clearTimeout(s.retryTimer);
+  s.retryTimer = setTimeout(() => { if (state.live === s) connectLive(s); }, wait);
+}
+
+function stopLive(text, isError = false) {
   const s = state.live;
   if (!s) return;
   state.live = null;
+  clearTimeout(s.retryTimer);
   s.stream.getTracks().forEach((t) => t.stop());
   if (s.ws.readyState <= 1) s.ws.close();
   $("video").srcObject = null;
@@ -566,38 +859,57 @@ function stopLive(text) {
   $("live-pause").setAttribute("aria-pressed", "false");
   $("live-stop").disabled = true;
   if (hadFocus || document.activeElement === document.body) $("live-start").focus();
-  // Nothing of the stopped session stays on screen: overlay, face cards, rates
+  // Nothing of the stopped session stays on screen: overlay, face cards, rates, the mesh switch
   clearOverlay();
   $("live-faces").replaceChildren();
+  $("panel-live").querySelector(".mesh-control").hidden = true;
   for (const id of ["live-fps", "live-latency", "live-server"]) $(id).textContent = "–";
   $("live-dropped").textContent = "0";
-  setMessage($("live-message"), text);
-  announce(text);
+  setMessage($("live-message"), text, isError);
+  announce(isError ? `Error: ${text}` : text);
 }
 
-// Send the next frame if the server is keeping up; called on a timer and after each answer.
+// Frames are sent from the video's own frame callbacks while the camera runs and is not paused, and after each
+// answer: no timer, so a tab with the camera off or paused does no work at all.
+function schedulePump(s) {
+  if (s.frameRequested || s.paused || state.live !== s) return;
+  s.frameRequested = true;
+  const video = $("video");
+  const next = () => { s.frameRequested = false; pump(); };
+  if (video.requestVideoFrameCallback) video.requestVideoFrameCallback(next);
+  else requestAnimationFrame(next);
+}
+
+// Send the next frame if the server is keeping up; else wait for the next video frame or answer.
 function pump() {
   const s = state.live;
-  if (!s || s.paused || s.encoding || s.ws.readyState !== 1) return;
+  if (!s || s.paused) return;
   const video = $("video");
   const now = performance.now();
-  if (s.sent - s.answered >= MAX_IN_FLIGHT || now - s.lastSend < MIN_INTERVAL_MS || !video.videoWidth) return;
+  const busy = s.encoding || s.ws.readyState !== 1 || s.sent - s.answered >= MAX_IN_FLIGHT;
+  if (busy || now - s.lastSend < MIN_INTERVAL_MS || !video.videoWidth) {
+    if (!busy) schedulePump(s);   // too soon or no picture yet: the next frame; busy: the answer calls again
+    return;
+  }
   const scale = Math.min(1, SEND_WIDTH / video.videoWidth);
   s.canvas.width = Math.round(video.videoWidth * scale);
   s.canvas.height = Math.round(video.videoHeight * scale);
   s.canvas.getContext("2d").drawImage(video, 0, 0, s.canvas.width, s.canvas.height);
   s.encoding = true;
   s.lastSend = now;
+  const ws = s.ws;
   s.canvas.toBlob(async (blob) => {
+    if (state.live !== s || s.ws !== ws) return;
+    const bytes = blob && ws.readyState === 1 ? await blob.arrayBuffer() : null;
     s.encoding = false;
-    if (!blob || state.live !== s || s.ws.readyState !== 1) return;
-    const bytes = await blob.arrayBuffer();
-    s.sent += 1;                     // the server numbers binary frames the same way: 1, 2, 3 ...
-    s.sendTimes.set(s.sent, performance.now());
-    s.ws.send(bytes);
+    if (bytes && state.live === s && s.ws === ws && ws.readyState === 1) {
+      s.sent += 1;                     // the server numbers binary frames the same way: 1, 2, 3 ...
+      s.sendTimes.set(s.sent, performance.now());
+      ws.send(bytes);
+    }
+    schedulePump(s);                   // room for one more in flight: the next video frame
   }, "image/jpeg", 0.75);
 }
-setInterval(pump, 10);
 
 function onLiveMessage(s, msg) {
   if (msg.type === "hello") return;
@@ -625,6 +937,7 @@ function onLiveMessage(s, msg) {
       s.lastSeen = faces.length ? { t: now, faces } : null;
     }
     s.lastResult = { ...msg, faces, held };
+    showLeftOut(s, msg);
     drawOverlay(msg.image, faces, msg.frame, held);
     if (!held) renderFaceCards($("live-faces"), faces);
     updateStats(s, msg);
@@ -634,6 +947,14 @@ function onLiveMessage(s, msg) {
     if (mood) followMood(mood, true, "the largest face, over the last 5 s");
   }
   pump();
+}
+
+// Faces beyond the server's cap, said once when the count of left-out faces starts or stops.
+function showLeftOut(s, msg) {
+  const text = leftOutText(msg).trim();
+  if (text === (s.leftOut || "")) return;
+  s.leftOut = text;
+  setMessage($("live-message"), text || "Running.");
 }
 
 // The live mood for music: the main face's most frequent emotion over the last few seconds.
@@ -708,7 +1029,7 @@ function drawOverlay(image, faces, frame, held = false) {
     }
   });
   ctx.globalAlpha = 1;
-  offerMesh(faces);
+  offerMesh("panel-live", faces, true);
   canvas.dataset.mesh = showMesh() ? String(faces.reduce((n, f) => n + meshOf(f).length, 0)) : "0";
   canvas.dataset.held = held ? "1" : "0";
   canvas.dataset.frame = String(frame);
@@ -819,141 +1140,53 @@ function drawChart(history) {
     : "No face seen yet.";
 }
 
-// ------------------------------------------------------------------ music panel
-const LIVE_MUSIC_INTERVAL_MS = 8000;   // in live mode the list changes at most this often
-// How many tracks: none is asked for, so the page lists the API's default, the same number as the CLI.
-
-function setupMusic() {
-  for (const radio of document.querySelectorAll("input[name=strategy]")) {
-    radio.addEventListener("change", () => { if (state.music.emotion) fetchMusic(state.music.emotion); });
-  }
-}
-
-// Forget the mood: no list shown, any pending or in-flight fetch dropped, the next mood fetched afresh.
-function clearMusic(text) {
-  const m = state.music;
-  clearTimeout(m.timer);
-  m.emotion = null;
-  $("music-status").textContent = text;
-  delete $("music-status").dataset.base;
-  $("more-tracks").hidden = true;
-  $("music-notice").hidden = true;
-  $("music-notice").textContent = "";
-  $("tracks").replaceChildren();
-}
-
-function followMood(emotion, live, who = "the face") {
-  const m = state.music;
-  m.who = who;
-  if (emotion === m.emotion) { showWho(); return; }
-  const wait = live ? m.lastFetch + LIVE_MUSIC_INTERVAL_MS - Date.now() : 0;
-  clearTimeout(m.timer);
-  if (wait > 0) {
-    m.timer = setTimeout(() => followMood(emotion, false, who), wait);
-  } else {
-    fetchMusic(emotion);
-  }
-}
-
-function showWho() {
-  const el = $("music-status");
-  if (el.dataset.base) el.textContent = `${el.dataset.base} Following ${state.music.who}.`;
-}
-
-async function fetchMusic(emotion) {
-  const m = state.music;
-  m.emotion = emotion;
-  m.lastFetch = Date.now();
-  const strategy = document.querySelector("input[name=strategy]:checked").value;
-  const status = $("music-status");
-  status.textContent = `Finding music for “${emotion}”…`;
-  let response;
-  try {
-    response = await fetch(`/api/v1/recommendations?emotion=${encodeURIComponent(emotion)}&strategy=${strategy}`);
-  } catch (err) {
-    if (m.emotion !== emotion) return;
-    status.textContent = `Music suggestions are unavailable (${err.message}).`;
-    $("tracks").replaceChildren();
-    return;
-  }
-  if (!response.ok) {
-    const detail = await errorDetail(response);
-    if (m.emotion !== emotion) return;
-    status.textContent = `Music suggestions are unavailable: ${detail}`;
-    $("tracks").replaceChildren();
-    return;
-  }
-  const body = await response.json();
-  if (m.emotion !== emotion) return;     // a newer mood (or none) won the race
-  status.dataset.base = `${body.tracks.length} tracks to ${body.strategy === "lift" ? "lift" : "match"} ` +
-    `“${body.emotion}” (from the ${body.source} catalog).`;
-  showWho();
-  const notice = $("music-notice");
-  notice.hidden = !body.notice;
-  notice.textContent = body.notice || "";
-  renderTracks(body);
-}
-
-const TRACKS_SHOWN = 5;   // the rest on demand: a short page
-
-function setupMoreTracks() {
-  $("more-tracks").addEventListener("click", () => {
-    const hidden = [...document.querySelectorAll("#tracks li[hidden]")];
-    for (const li of hidden) li.hidden = false;
-    $("more-tracks").hidden = true;
-    hidden[0]?.querySelector("a, button")?.focus();
+// ------------------------------------------------------------------ "wrong?": a correction for a face
+// The face's predicted and correct labels go to POST /api/v1/corrections; nothing else of the photo is sent.
+function correctionControl(face, i) {
+  const box = document.createElement("div");
+  box.className = "wrong";
+  const open = document.createElement("button");
+  open.type = "button";
+  open.className = "secondary";
+  open.textContent = "Wrong?";
+  open.setAttribute("aria-label", `Face ${i + 1} is wrong? Say what it shows`);
+  open.setAttribute("aria-expanded", "false");
+  const form = document.createElement("span");
+  form.hidden = true;
+  const label = document.createElement("label");
+  const select = document.createElement("select");
+  select.append(...state.labels.filter((l) => l !== face.emotion).map((l) => new Option(l, l)));
+  label.append(`Face ${i + 1} shows `, select);
+  const save = document.createElement("button");
+  save.type = "button";
+  save.textContent = "Send";
+  const result = document.createElement("span");
+  result.setAttribute("role", "status");
+  form.append(label, " ", save);
+  box.append(open, form, result);
+  open.addEventListener("click", () => {
+    form.hidden = !form.hidden;
+    open.setAttribute("aria-expanded", String(!form.hidden));
+    if (!form.hidden) select.focus();
   });
+  save.addEventListener("click", () => sendCorrection(face, select.value, { open, form, result }));
+  return box;
 }
 
-function renderTracks(body) {
-  const more = $("more-tracks");
-  more.hidden = body.tracks.length <= TRACKS_SHOWN;
-  more.textContent = `Show ${body.tracks.length - TRACKS_SHOWN} more`;
-  $("tracks").replaceChildren(...body.tracks.map((track, i) => {
-    const li = document.createElement("li");
-    li.hidden = i >= TRACKS_SHOWN;
-    li.dataset.trackId = track.id;
-    const title = document.createElement(track.url ? "a" : "span");
-    title.className = "title";
-    title.textContent = track.title;
-    if (track.url) { title.href = track.url; title.target = "_blank"; title.rel = "noopener noreferrer"; }
-    const meta = document.createElement("span");
-    meta.textContent = ` by ${track.artist}` + (track.genre ? ` · ${track.genre}` : "") + (track.year ? ` · ${track.year}` : "");
-    const reason = document.createElement("span");
-    reason.className = "reason";
-    reason.textContent = track.reason;
-    const actions = document.createElement("span");
-    actions.className = "actions";
-    const result = document.createElement("span");
-    result.className = "feedback-result";
-    result.setAttribute("role", "status");
-    for (const action of ["like", "skip"]) {
-      const b = document.createElement("button");
-      b.type = "button";
-      b.className = "secondary";
-      b.textContent = action === "like" ? "Like" : "Skip";
-      b.setAttribute("aria-label", `${action === "like" ? "Like" : "Skip"} ${track.title} by ${track.artist}`);
-      b.addEventListener("click", () => sendFeedback(track, action, body.emotion, li, result));
-      actions.append(b);
-    }
-    actions.append(result);
-    li.append(title, meta, reason, actions);
-    return li;
-  }));
-}
-
-async function sendFeedback(track, action, emotion, li, result) {
-  const response = await fetch("/api/v1/feedback", {
+async function sendCorrection(face, correct, { open, form, result }) {
+  const response = await fetch("/api/v1/corrections", {
     method: "POST", headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ track_id: track.id, action, emotion }),
-  }).catch((err) => ({ ok: false, statusText: err.message, json: async () => ({}) }));
-  if (!response.ok) {
-    result.textContent = `Not saved: ${await errorDetail(response)}`;
+    body: JSON.stringify({ predicted: face.emotion, correct, model: state.info?.model?.name || null }),
+  }).catch(() => null);
+  if (!response?.ok) {
+    result.textContent = response?.status === 429 ? "Not saved: too many corrections just now; try again in a minute."
+      : response ? "Not saved: the server could not store it." : "Not saved: the server could not be reached.";
     return;
   }
-  result.textContent = action === "like" ? "Liked" : "Skipped";
-  li.classList.toggle("skipped", action === "skip");
-  for (const b of li.querySelectorAll("button")) b.disabled = true;
+  form.hidden = true;
+  open.setAttribute("aria-expanded", "false");
+  open.focus();                    // the Send button is hidden now: the focus stays on this card
+  result.textContent = `Thank you: saved as ${correct}.`;
 }
 
 // ------------------------------------------------------------------ start
@@ -964,12 +1197,12 @@ async function main() {
   setupMesh();
   setupLive();
   setupMusic();
-  setupMoreTracks();
   try {
     await loadInfo();
     document.body.dataset.ready = "true";
   } catch (err) {
-    $("model-info").textContent = `The server did not answer /api/v1/info (${err.message}).`;
+    $("model-info").textContent = "The server did not describe its model: reload the page; if it persists, " +
+      "check that ferkit serve is running.";
   }
 }
 main();
