@@ -351,12 +351,14 @@ def _child_main(memory_bytes: int, cpu_seconds: float) -> None:
             return
 
 
-def cpu_timer(seconds: float) -> None:
-    """Arm (or with 0, disarm) the process's CPU-time timer: user + system time, all threads."""
+def cpu_timer(seconds: float, user_only: bool = False) -> None:
+    """Arm (or with 0, disarm) the process's CPU-time timer: user + system time, all threads (SIGPROF ends the
+    process); `user_only`: a second timer counting user time (ITIMER_VIRTUAL: SIGVTALRM ends it), so that a caller
+    with two phases can tell from the signal which one ran over."""
     import signal
 
     if hasattr(signal, "setitimer"):
-        signal.setitimer(signal.ITIMER_PROF, seconds)
+        signal.setitimer(signal.ITIMER_VIRTUAL if user_only else signal.ITIMER_PROF, seconds)
 
 
 def _text(s: str) -> bytes:

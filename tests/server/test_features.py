@@ -68,9 +68,29 @@ def test_the_page_shows_a_real_servers_features(feature_server, playwright_insta
     answer = upload(page, PHOTO)
     assert len(answer["faces"][0]["mesh"]) == 478
     card = page.locator("#photo-faces .face").first
-    assert card.locator(".aus").inner_text().startswith("AU estimates: AU12 ")
-    assert card.locator(".pose").inner_text().startswith("Head pose: yaw ")
+    aus = card.locator(".aus").inner_text()
+    assert aus.split("\n")[2] == "AU12 lip corner puller", aus  # the strongest first, named, on the 0-100 scale
+    pose = card.locator(".pose").inner_text()
+    assert pose.startswith("Head: ") and "(yaw " in pose, pose
     page.locator("#mesh-toggle").check()
     assert page.get_attribute("canvas.mesh", "data-points") == "478" and page.locator("canvas.mesh").is_visible()
     assert axe_violations(page) == [] and errors == []
     browser.close()
+
+
+def test_the_answer_is_face_to_dict_and_the_schema_describes_every_key(feature_server):
+    """The worker sends `Face.to_dict()` as it is (plus heatmap): every key the library writes is a field of the
+    API's FaceResult, and the whole answer validates against AnalyzeResult, so a key added to to_dict cannot go
+    undocumented (the schema once repeated Face's fields by hand and dropped new ones)."""
+    import cv2
+
+    from ferkit import load_recognizer
+    from ferkit.server.routes.schemas import AnalyzeResult, FaceResult
+
+    answer = analyze(feature_server)
+    AnalyzeResult.model_validate(answer)
+    library = load_recognizer(features="all").analyze(cv2.imread(str(PHOTO)))[0].to_dict()
+    (face,) = answer["faces"]
+    assert set(face) == set(library) | {"heatmap"}
+    assert set(library) <= set(FaceResult.model_fields), set(library) - set(FaceResult.model_fields)
+    assert set(answer) <= set(AnalyzeResult.model_fields) and answer["faces_left_out"] == 0

@@ -10,20 +10,22 @@ from .pool import AnalysisPool
 from .settings import Settings
 
 
-def get_settings(conn: HTTPConnection) -> Settings:
+# async: FastAPI runs a plain `def` dependency in its thread pool, a thread hand-off per dependency per request
+
+async def get_settings(conn: HTTPConnection) -> Settings:
     return conn.app.state.settings
 
 
-def get_pool(conn: HTTPConnection) -> AnalysisPool:
+async def get_pool(conn: HTTPConnection) -> AnalysisPool:
     pool = getattr(conn.app.state, "pool", None)
     if pool is None:  # only before the lifespan has run (an app used without its server)
         raise HTTPException(503, "the model is not loaded yet")
     return pool
 
 
-def get_model(conn: HTTPConnection) -> dict:
+async def get_model(conn: HTTPConnection) -> dict:
     """The loaded model as a worker described it: name, labels, file, version, note, metrics, detector, features."""
-    get_pool(conn)
+    await get_pool(conn)
     return conn.app.state.model
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import inspect
 import logging
 import re
 from contextlib import asynccontextmanager
@@ -24,6 +25,9 @@ from .settings import Settings
 from .static_files import PageFiles
 
 STATIC_DIR = Path(__file__).parent / "static"
+# FastAPI 0.16x traces every request with OpenTelemetry unless told not to; older versions have no such option
+_NO_TELEMETRY = {"telemetry": {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}} \
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters else {}
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -49,8 +53,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await pool.close()
 
     # redirect_slashes off: Starlette's /path/ -> /path redirect builds its Location from the Host header
+    # telemetry off: FastAPI's OpenTelemetry hooks cost CPU on every request, and a local tool sends nothing anywhere
     app = FastAPI(title="ferkit", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
-                  redirect_slashes=False,
+                  redirect_slashes=False, **_NO_TELEMETRY,
                   description="Facial emotion recognition: upload a photo or stream a camera. "
                               "Images are processed in memory and never stored.")
     app.add_middleware(Guard, settings=settings)

@@ -254,10 +254,10 @@ class _Child:
             return self._wait_ready()
 
     def _wait_ready(self) -> dict:
-        status, _, payload = self._answer(time.monotonic() + START_SECONDS, "decode")
+        status, _, payload = self._answer(time.monotonic() + START_SECONDS)
         if status != proto.READY:
             detail = json.loads(payload).get("detail", "") if payload else ""
-            raise WorkerLost("stopped", "decode", f"the analysis worker did not start: {detail or self._why()}")
+            raise WorkerLost("stopped", "decode", f"the analysis worker did not start: {detail or self._why()[0]}")
         self.ready = True
         return json.loads(payload)
 
@@ -271,56 +271,54 @@ class _Child:
                 self.proc.stdin.write(proto.REQUEST.pack(len(head), len(data)) + head)
                 self.proc.stdin.write(data)
             except OSError:
-                raise WorkerLost("stopped", "decode", self._why()) from None
-            deadline = time.monotonic() + self.config.wall_seconds
-            phase = "decode"
-            while True:
-                status, retiring, payload = self._answer(deadline, phase)
-                self.retiring = self.retiring or bool(retiring)
-                if status == proto.DECODED:
-                    phase = "analysis"
-                    continue
-                if status == proto.OK:
-                    return payload
-                if status == proto.REFUSED:
-                    refusal = json.loads(payload)
-                    raise Refused(refusal["status"], refusal["detail"])
-                if status == proto.FAILED:
-                    raise AnalysisFailed(json.loads(payload)["detail"])
-                if status == proto.NO_MEMORY:
-                    self.retiring = True
-                    raise WorkerLost("memory", phase, "memory")
-                raise WorkerLost("stopped", phase, f"unknown answer {status}")
+                kind, phase = self._why()
+                raise WorkerLost(kind, phase, kind) from None
+            status, retiring, payload = self._answer(time.monotonic() + self.config.wall_seconds)
+            self.retiring = bool(retiring)
+            if status == proto.OK:
+                return payload
+            if status == proto.REFUSED:
+                refusal = json.loads(payload)
+                raise Refused(refusal["status"], refusal["detail"])
+            if status == proto.FAILED:
+                raise AnalysisFailed(json.loads(payload)["detail"])
+            if status == proto.NO_MEMORY:
+                self.retiring = True
+                raise WorkerLost("memory", json.loads(payload)["phase"], "memory")
+            raise WorkerLost("stopped", "analysis", f"unknown answer {status}")
 
-    def _answer(self, deadline: float, phase: str) -> tuple[int, int, bytes]:
-        status, retiring, length = proto.ANSWER.unpack(self._read(proto.ANSWER.size, deadline, phase))
-        return status, retiring, self._read(length, deadline, phase) if length else b""
+    def _answer(self, deadline: float) -> tuple[int, int, bytes]:
+        status, retiring, length = proto.ANSWER.unpack(self._read(proto.ANSWER.size, deadline))
+        return status, retiring, self._read(length, deadline) if length else b""
 
-    def _read(self, n: int, deadline: float, phase: str) -> bytes:
+    def _read(self, n: int, deadline: float) -> bytes:
         buf = bytearray(n)
         view, pos, fd = memoryview(buf), 0, self.proc.stdout.fileno()
         while pos < n:
             left = deadline - time.monotonic()
             if left <= 0 or (os.name == "posix" and not select.select([fd], [], [], left)[0]):
-                raise WorkerLost("wall", phase, "no answer in time")
+                raise WorkerLost("wall", "analysis", "no answer in time")
             got = self.proc.stdout.readinto(view[pos:])
             if not got:
-                why = self._why()
-                raise WorkerLost(why, phase, why)
+                kind, phase = self._why()
+                raise WorkerLost(kind, phase, kind)
             pos += got
         return bytes(buf)
 
-    def _why(self) -> str:
-        """Why the worker is gone, from how it ended: SIGPROF is a CPU timer, SIGSEGV/SIGABRT/SIGBUS mostly memory."""
+    def _why(self) -> tuple[str, str]:
+        """(why the worker is gone, in which phase), from how it ended: SIGPROF is decoding's CPU timer, SIGVTALRM
+        the analysis's, SIGSEGV/SIGABRT/SIGBUS mostly memory."""
         try:
             code = self.proc.wait(2)
         except subprocess.TimeoutExpired:
-            return "stopped"
+            return "stopped", "analysis"
         if code in (-getattr(signal, "SIGPROF", 27), -getattr(signal, "SIGXCPU", 24)):
-            return "cpu"
+            return "cpu", "decode"
+        if code == -getattr(signal, "SIGVTALRM", 26):
+            return "cpu", "analysis"
         if code in {-getattr(signal, n, 0) for n in ("SIGSEGV", "SIGABRT", "SIGBUS")} - {0}:
-            return "memory"
-        return "stopped"
+            return "memory", "analysis"
+        return "stopped", "analysis"
 
 
 class Refused(Exception):

@@ -8,10 +8,11 @@ travel between processes and no decoder or network runs under the event loop's G
 Limits, as ferkit.safe_decode's decoder processes have them, for the whole job:
 - memory: the address space is capped (RLIMIT_AS) at what the worker had after loading and warming its models plus
   `memory_bytes`; an allocation past it fails in the worker (MemoryError), which answers and exits;
-- CPU: a CPU-time timer (ITIMER_PROF) for decoding (`decode_cpu_seconds`) and another for the analysis
-  (`analysis_cpu_seconds`); past either the kernel ends the worker, and the pool starts a fresh one;
-- growth: a worker whose resident memory grew by RETIRE_GROWTH_BYTES over its warm size (one very large photo)
-  answers, then exits and is replaced, so the memory goes back to the OS.
+- CPU: a CPU-time timer for decoding (`decode_cpu_seconds`, ITIMER_PROF: SIGPROF) and another for the analysis
+  (`analysis_cpu_seconds`, ITIMER_VIRTUAL: SIGVTALRM, so the parent tells the phase from the signal); past either
+  the kernel ends the worker, and the pool starts a fresh one;
+- growth: after a job that grew the worker by TRIM_GROWTH_BYTES, its freed heap is handed back to the OS
+  (malloc_trim); a worker still RETIRE_GROWTH_BYTES over its warm size then answers, exits and is replaced.
 - faces: at most `max_faces` per image or frame, the largest; the answer says how many were left out.
 
 Live frames carry a session id: the worker keeps one FaceTracker per session (a session always goes to the same
@@ -20,9 +21,9 @@ worker), dropped when the parent says the session ended or after TRACKER_IDLE_SE
 Protocol on stdin/stdout, integers big-endian:
     request:  u32 header length, u64 data length, header (JSON: op, name, ...), data (the encoded image)
     answer:   u8 status, u8 retiring, u32 payload length, payload (JSON, UTF-8)
-              status READY (once, after loading: the model's description), DECODED (a marker: decoding finished,
-              what follows is the analysis; no payload), OK (the result), REFUSED ({"status": 413|415|422,
-              "detail"}), FAILED (a bug: {"detail": the traceback, for the server's log}), NO_MEMORY (no payload)
+              status READY (once, after loading: the model's description), OK (the result), REFUSED ({"status":
+              413|415|422, "detail"}), FAILED (a bug: {"detail": the traceback, for the server's log}), NO_MEMORY
+              ({"phase": "decode" | "analysis"})
 """
 from __future__ import annotations
 
@@ -35,10 +36,11 @@ import traceback
 
 import numpy as np
 
-READY, DECODED, OK, REFUSED, FAILED, NO_MEMORY = range(6)
+READY, OK, REFUSED, FAILED, NO_MEMORY = range(5)
 REQUEST = struct.Struct(">IQ")
 ANSWER = struct.Struct(">BBI")
-RETIRE_GROWTH_BYTES = 200_000_000  # resident growth over the warm size after which a worker is replaced
+TRIM_GROWTH_BYTES = 64_000_000     # resident growth after a job past which freed heap memory goes back to the OS
+RETIRE_GROWTH_BYTES = 200_000_000  # resident growth over the warm size (after that) past which a worker is replaced
 TRACKER_IDLE_SECONDS = 900         # a live session's tracker without a frame this long is dropped (backstop: the
                                    # parent says when a session ends)
 NO_FACE = ("No face found. Try a brighter, sharper photo where the face is at least about a thirtieth of the "
@@ -153,6 +155,16 @@ class _Worker:
                 "faces": [f.to_dict() for f in faces], "faces_left_out": capped.left_out}
 
 
+def _malloc_trim() -> None:
+    """glibc's malloc_trim(0): free heap pages go back to the OS (a no-op where this is not glibc)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _main(config: dict) -> None:
     import logging
     import warnings
@@ -160,9 +172,11 @@ def _main(config: dict) -> None:
     warnings.simplefilter("ignore")  # what Pillow or ONNX Runtime say about a client's file is not the log's business
     logging.disable(logging.CRITICAL)
     from .. import images
-    from ..safe_decode import cpu_timer, read_exact, return_large_buffers_to_the_os, status_kb, write_all
+    # glibc's own allocation thresholds stay: serving every large buffer with its own mmap (as the event loop's
+    # process does, for upload bodies) made each frame's images and tensors fault their pages in afresh, +3 ms a
+    # photo; a worker that grew is replaced instead (RETIRE_GROWTH_BYTES)
+    from ..safe_decode import cpu_timer, read_exact, status_kb, write_all
 
-    return_large_buffers_to_the_os()
     try:  # behind the event loop when the CPU is short: it answers /healthz and hands out work first
         os.nice(5)
     except OSError:
@@ -216,7 +230,7 @@ def _main(config: dict) -> None:
             refusal = {"status": 422, "detail": str(e)}
         except MemoryError:
             cpu_timer(0)
-            answer(NO_MEMORY, retiring=True)
+            answer(NO_MEMORY, {"phase": "decode"}, retiring=True)
             return
         finally:
             cpu_timer(0)
@@ -224,8 +238,7 @@ def _main(config: dict) -> None:
         if refusal is not None:
             answer(REFUSED, refusal)
             continue
-        answer(DECODED)
-        cpu_timer(config["analysis_cpu_seconds"])
+        cpu_timer(config["analysis_cpu_seconds"], user_only=True)
         try:
             if header["op"] == "frame":
                 result = worker.frame(image, header["session"], header["frame"])
@@ -233,15 +246,17 @@ def _main(config: dict) -> None:
                 result = worker.analyze(image, bool(header.get("explain")))
             status = OK
         except MemoryError:
-            cpu_timer(0)
-            answer(NO_MEMORY, retiring=True)
+            cpu_timer(0, user_only=True)
+            answer(NO_MEMORY, {"phase": "analysis"}, retiring=True)
             return
         except Exception:  # noqa: BLE001  (a bug: the parent logs it and answers the client in words)
             result, status = {"detail": traceback.format_exc(limit=8)}, FAILED
         finally:
-            cpu_timer(0)
+            cpu_timer(0, user_only=True)
         del image
         result["elapsed_ms"] = round((time.perf_counter() - t0) * 1000, 2)
+        if status_kb("VmRSS") * 1024 > base_rss + TRIM_GROWTH_BYTES:  # a large job: hand the freed heap back
+            _malloc_trim()
         retiring = status_kb("VmRSS") * 1024 > base_rss + RETIRE_GROWTH_BYTES
         answer(status, result, retiring)
         if retiring:

@@ -73,9 +73,9 @@ def _error_message(detail: str, frame: int | None) -> dict:
 
 @router.websocket("/api/v1/live")
 async def live(ws: WebSocket) -> None:
-    settings, model = get_settings(ws), get_model(ws)
+    settings, model = await get_settings(ws), await get_model(ws)
     await ws.accept()
-    s = _Session(ws, get_pool(ws))
+    s = _Session(ws, await get_pool(ws))
     worker = asyncio.create_task(_serve_frames(s, settings.max_frame_pixels))
     try:
         await s.send({"type": "hello", "labels": model["labels"], "max_frame_bytes": settings.max_frame_bytes})
