@@ -158,16 +158,20 @@ class AnalysisPool:
             child = self._children[slot]
             if child is None:  # closed meanwhile
                 raise PoolBusy()
-            try:
-                return await anyio.to_thread.run_sync(child.run, header, data)
-            except WorkerLost:
+            # the thread returns its outcome, never raises: an exception that crossed the thread's future would
+            # hold this frame, and so the upload (up to 10 MB), in a reference cycle until the next full collection
+            # (the cost campaign's bombs kept +220 MB so)
+            outcome = await anyio.to_thread.run_sync(child.run, header, data)
+            del data
+            if isinstance(outcome, WorkerLost):
                 self._replace(slot, child)
-                raise
-            finally:
-                if child.retiring:
-                    self._replace(slot, child, counted=False)
+            elif child.retiring:
+                self._replace(slot, child, counted=False)
         finally:
             self._release(slot, large)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
     def _replace(self, slot: int, child: "_Child", counted: bool = True) -> None:
         child.kill()
@@ -261,8 +265,15 @@ class _Child:
         self.ready = True
         return json.loads(payload)
 
-    def run(self, header: dict, data) -> bytes:
-        """Send one job, return its answer (JSON bytes); raise Refused, AnalysisFailed or WorkerLost."""
+    def run(self, header: dict, data) -> "bytes | Exception":
+        """Send one job -> its answer (JSON bytes), or the Refused, AnalysisFailed or WorkerLost for the caller to
+        raise (returned, not raised: see AnalysisPool._run)."""
+        try:
+            return self._run(header, data)
+        except (Refused, AnalysisFailed, WorkerLost) as e:
+            return e
+
+    def _run(self, header: dict, data) -> bytes:
         with self._lock:
             if not self.ready:
                 self._wait_ready()

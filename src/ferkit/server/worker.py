@@ -155,16 +155,6 @@ class _Worker:
                 "faces": [f.to_dict() for f in faces], "faces_left_out": capped.left_out}
 
 
-def _malloc_trim() -> None:
-    """glibc's malloc_trim(0): free heap pages go back to the OS (a no-op where this is not glibc)."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None).malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
 def _main(config: dict) -> None:
     import logging
     import warnings
@@ -175,7 +165,7 @@ def _main(config: dict) -> None:
     # glibc's own allocation thresholds stay: serving every large buffer with its own mmap (as the event loop's
     # process does, for upload bodies) made each frame's images and tensors fault their pages in afresh, +3 ms a
     # photo; a worker that grew is replaced instead (RETIRE_GROWTH_BYTES)
-    from ..safe_decode import cpu_timer, read_exact, status_kb, write_all
+    from ..safe_decode import cpu_timer, give_back_freed_memory, read_exact, status_kb, write_all
 
     try:  # behind the event loop when the CPU is short: it answers /healthz and hands out work first
         os.nice(5)
@@ -256,7 +246,7 @@ def _main(config: dict) -> None:
         del image
         result["elapsed_ms"] = round((time.perf_counter() - t0) * 1000, 2)
         if status_kb("VmRSS") * 1024 > base_rss + TRIM_GROWTH_BYTES:  # a large job: hand the freed heap back
-            _malloc_trim()
+            give_back_freed_memory()
         retiring = status_kb("VmRSS") * 1024 > base_rss + RETIRE_GROWTH_BYTES
         answer(status, result, retiring)
         if retiring:
