@@ -234,7 +234,7 @@ def test_video_names_the_plot_extra(tmp_path):
 def test_the_parquet_hint_names_the_parquet_extra():
     """Without pyarrow, a .parquet --out names the extra that brings it: [parquet], not [ray]."""
     code = ("import sys; sys.modules['pyarrow'] = None\n"
-            "from pathlib import Path\nfrom ferkit.batch.output import output_format\n"
+            "from pathlib import Path\nfrom ferkit.records import output_format\n"
             "try:\n    output_format(Path('r.parquet'))\nexcept ValueError as e:\n    print(e)\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert 'pip install "ferkit[parquet]"' in r.stdout and "[ray]" not in r.stdout, r.stdout + r.stderr

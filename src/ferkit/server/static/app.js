@@ -160,7 +160,7 @@ function renderFaceCards(container, faces, correctable = false) {
 // FACS action units: the names ferkit.mesh.ACTION_UNITS gives them (a test checks the two lists agree).
 const AU_NAMES = {
   AU1: "inner brow raiser", AU2: "outer brow raiser", AU4: "brow lowerer", AU5: "upper lid raiser",
-  AU6: "cheek raiser", AU7: "lid tightener", AU9: "nose wrinkler", AU10: "upper lip raiser",
+  AU7: "lid tightener", AU10: "upper lip raiser",
   AU12: "lip corner puller", AU14: "dimpler", AU15: "lip corner depressor", AU17: "chin raiser",
   AU18: "lip pucker", AU20: "lip stretcher", AU22: "lip funneler", AU23: "lip tightener", AU25: "lips part",
   AU26: "jaw drop", AU28: "lip suck", AU43: "eyes closed",
