@@ -181,7 +181,7 @@ def no_face_png() -> bytes:
 class LongLiveSessions:
     """Plain WebSocket clients holding live sessions for `seconds` against their own servers (features off and
     `all`), one frame every `interval` s, counting answers per 10 s window. Started at the beginning of the server
-    tests (so three minutes of wall time overlap the other tests), checked by test_live_sessions.py."""
+    tests (so three minutes of wall time overlap the other tests), checked by test_websocket_sessions.py (named to run after the other server tests, so they overlap)."""
 
     def __init__(self, frame: bytes, seconds: int = 180, interval: float = 0.2):
         self.frame, self.seconds, self.interval = frame, seconds, interval
