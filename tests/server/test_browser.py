@@ -795,7 +795,7 @@ def test_face_features_shown_when_the_json_has_them(web, playwright_instance, sa
     face = body["faces"][0]
     b = face["box"]
     face["mesh"] = [[b["x"] + b["w"] * (i % 22) / 21, b["y"] + b["h"] * (i // 22) / 21, 0.0] for i in range(478)]
-    face["action_units"] = {"AU1": 0.1, "AU6": 0.72, "AU12": 0.83, "AU25": 0.4, "AU4": 0.05}
+    face["action_units"] = {"AU1": 0.1, "AU7": 0.72, "AU12": 0.83, "AU25": 0.4, "AU4": 0.05}
     face["head_pose"] = {"yaw": -12.4, "pitch": 5.0, "roll": 1.6}
     face["adapter"] = "field-adapter"
     face["blendshapes"] = {"mouthSmileLeft": 0.8}
@@ -806,7 +806,7 @@ def test_face_features_shown_when_the_json_has_them(web, playwright_instance, sa
     upload(page, again)
     card = page.locator("#photo-faces .face").first
     # the strongest three AUs, named, on the probabilities' 0-100 scale, under a line saying what they are
-    assert action_units_shown(card) == [("AU12", "AU12 lip corner puller", "83"), ("AU6", "AU6 cheek raiser", "72"),
+    assert action_units_shown(card) == [("AU12", "AU12 lip corner puller", "83"), ("AU7", "AU7 lid tightener", "72"),
                                         ("AU25", "AU25 lips part", "40")]
     assert "FACS action units" in card.locator(".aus p").inner_text()
     # the head pose in words, from the person's side (yaw < 0: towards the image's left, their right)
@@ -923,7 +923,7 @@ def test_live_mesh_features_and_faces_held_over_lost_frames(web, playwright_inst
                     b = face["box"]
                     face["mesh"] = [[b["x"] + b["w"] * (i % 22) / 21, b["y"] + b["h"] * (i // 22) / 21, 0]
                                     for i in range(478)]
-                    face["action_units"] = {"AU12": 0.9, "AU6": 0.7, "AU1": 0.2, "AU4": 0.1}
+                    face["action_units"] = {"AU12": 0.9, "AU7": 0.7, "AU1": 0.2, "AU4": 0.1}
                     face["head_pose"] = {"yaw": 3, "pitch": -4, "roll": 0}
             ws.send(json.dumps(msg))
             if len(results) == 3 and msg.get("type") == "result":   # and one frame the server could not read
@@ -945,7 +945,7 @@ def test_live_mesh_features_and_faces_held_over_lost_frames(web, playwright_inst
         "A camera frame could not be read and was skipped; the next frames are still sent."
     wait_until(page, "document.querySelector('#live-faces .face .aus') !== null")
     assert [row[1:] for row in action_units_shown(page.locator("#live-faces .face").first)] == \
-        [("AU12 lip corner puller", "90"), ("AU6 cheek raiser", "70"), ("AU1 inner brow raiser", "20")]
+        [("AU12 lip corner puller", "90"), ("AU7 lid tightener", "70"), ("AU1 inner brow raiser", "20")]
     assert page.locator("#live-mesh-toggle").is_visible()
     page.check("#live-mesh-toggle")
     wait_until(page, "Number(document.querySelector('#overlay').dataset.mesh || 0) >= 478")
