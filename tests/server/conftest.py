@@ -171,6 +171,15 @@ def frame_jpeg(detectable_faces) -> bytes:
 
 
 @pytest.fixture(scope="session")
+def astronaut_jpeg() -> bytes:
+    """The example photo in the repo (one face) as a camera-like JPEG frame: needs no FER-2013, so the tests that use
+    it run on a bare clone too."""
+    from tests.conftest import ROOT
+
+    return encode(cv2.imread(str(ROOT / "examples" / "astronaut.png")), ".jpg", 85)
+
+
+@pytest.fixture(scope="session")
 def no_face_png() -> bytes:
     """A smooth gradient: an image, but with nothing face-like in it."""
     x = np.linspace(40, 200, 320, dtype=np.float32)
@@ -249,8 +258,7 @@ def _long_live_sessions_started(request):
     if not wanted:
         yield None
         return
-    frame = request.getfixturevalue("frame_jpeg")
-    sessions = LongLiveSessions(frame)
+    sessions = LongLiveSessions(request.getfixturevalue("astronaut_jpeg"))
     sessions.start()
     yield sessions
     sessions.close()

@@ -24,14 +24,14 @@ class _QuickTimers(BoundedH11Protocol):
     body_idle_seconds = 1.0
 
 
-def test_http_timers_do_not_end_a_live_session(frame_jpeg):
+def test_http_timers_do_not_end_a_live_session(astronaut_jpeg):
     running, stop = start_server(uvicorn_overrides={"http": _QuickTimers}, **TEST_LIMITS)
     try:
         with connect(f"{running.ws_url}/api/v1/live", max_size=None, open_timeout=10) as ws:
             assert json.loads(ws.recv(timeout=10))["type"] == "hello"
             end, answers = time.monotonic() + 4.0, 0  # four times the HTTP timers
             while time.monotonic() < end:
-                ws.send(frame_jpeg)
+                ws.send(astronaut_jpeg)
                 msg = json.loads(ws.recv(timeout=10))
                 assert msg["type"] == "result", msg
                 answers += 1
@@ -41,13 +41,13 @@ def test_http_timers_do_not_end_a_live_session(frame_jpeg):
         stop()
 
 
-def test_a_silent_client_is_closed_at_the_idle_limit_not_before(frame_jpeg):
+def test_a_silent_client_is_closed_at_the_idle_limit_not_before(astronaut_jpeg):
     idle = 3.0
     running, stop = start_server(uvicorn_overrides={"http": _QuickTimers}, ws_idle_seconds=idle, **TEST_LIMITS)
     try:
         with connect(f"{running.ws_url}/api/v1/live", max_size=None, open_timeout=10) as ws:
             assert json.loads(ws.recv(timeout=10))["type"] == "hello"
-            ws.send(frame_jpeg)
+            ws.send(astronaut_jpeg)
             assert json.loads(ws.recv(timeout=10))["type"] == "result"
             silent_since = time.monotonic()
             with pytest.raises(ConnectionClosed) as closed:
