@@ -175,26 +175,13 @@ class _Child:
     """One decoder process and its pipes (the parent's side)."""
 
     def __init__(self, memory_bytes: int, cpu_seconds: float):
-        env = dict(os.environ)
-        package_root = str(Path(__file__).resolve().parents[1])  # this ferkit, however the parent found it
-        env["PYTHONPATH"] = package_root + os.pathsep + env.get("PYTHONPATH", "")
-        # one thread everywhere: extra threads would each reserve address space (malloc arenas, stacks) against
-        # the child's limit, and a decode needs none of them
-        env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", MALLOC_ARENA_MAX="1")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ferkit.safe_decode", str(memory_bytes), repr(cpu_seconds)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, bufsize=0,
-            close_fds=True)
+        self.proc = start_child("ferkit.safe_decode", str(memory_bytes), repr(cpu_seconds))
 
     def alive(self) -> bool:
         return self.proc.poll() is None
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        for pipe in (self.proc.stdin, self.proc.stdout):
-            pipe.close()
+        stop_child(self.proc)
 
     def run(self, data, name: str, max_pixels: int, wall_seconds: float):
         """-> (the image or the refusal to raise, whether the child retires); _ChildLost when it died or hung."""
@@ -249,6 +236,27 @@ class _Child:
         if code in {-getattr(signal, n, 0) for n in ("SIGKILL", "SIGSEGV", "SIGABRT", "SIGBUS")} - {0}:
             return "memory"
         return f"exit status {code}"
+
+
+def start_child(module: str, *args: str) -> subprocess.Popen:
+    """`python -m module args...` of this ferkit (however the parent found it) with unbuffered pipes on stdin and
+    stdout, stderr discarded, and one thread everywhere: extra threads would each reserve address space (malloc
+    arenas, stacks) against the child's limit, and a limited child (a decoder, an analysis worker) needs none."""
+    env = dict(os.environ)
+    package_root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = package_root + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", MALLOC_ARENA_MAX="1")
+    return subprocess.Popen([sys.executable, "-m", module, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, env=env, bufsize=0, close_fds=True)
+
+
+def stop_child(proc: subprocess.Popen) -> None:
+    """Kill a child of start_child (if it still runs), reap it and close its pipes."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    for pipe in (proc.stdin, proc.stdout):
+        pipe.close()
 
 
 def return_large_buffers_to_the_os(threshold: int = 128 << 10) -> bool:

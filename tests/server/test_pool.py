@@ -193,3 +193,18 @@ def test_a_full_queue_is_a_503_with_retry_after_and_small_uploads_go_first(face_
         stop()
     assert [name for name, _ in done] == ["large-1", "small", "large-2", "large-3"]
     assert all(code == 200 for _, code in done)
+
+
+def test_the_largest_valid_photo_passes_every_worker_limit(served_with_every_feature):
+    """The longest legitimate job the worker's limits touch: a 36-megapixel JPEG (6000x6000, under the default
+    10 MB and 40 MP limits) with every face feature on is decoded within decode_cpu_seconds, analysed within
+    analysis_cpu_seconds and the worker's address-space limit (a limit hit would be a 413), and answered with its face."""
+    proc, url = served_with_every_feature
+    img = cv2.resize(cv2.imread(str(ROOT / "examples" / "astronaut.png")), (6000, 6000), interpolation=cv2.INTER_CUBIC)
+    jpeg = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()
+    assert len(jpeg) < 10_000_000
+    r = httpx.post(url + "/api/v1/analyze", files={"file": ("big.jpg", jpeg, "image/jpeg")}, timeout=120)
+    assert r.status_code == 200, r.text[:300]
+    answer = r.json()
+    assert answer["image"] == {"width": 6000, "height": 6000}
+    assert len(answer["faces"]) == 1 and answer["faces"][0]["emotion"] == "happy" and "head_pose" in answer["faces"][0]

@@ -23,14 +23,14 @@ import os
 import select
 import signal
 import subprocess
-import sys
 import threading
 import time
+import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import anyio
 
+from ..safe_decode import start_child, stop_child
 from . import worker as proto
 
 LARGE_UPLOAD_BYTES = 1_000_000   # uploads over this are "large": a 12-megapixel phone JPEG is 3-5 MB
@@ -230,27 +230,14 @@ class _Child:
     """One worker process and its pipes (the parent's side). `run` is called from one thread at a time."""
 
     def __init__(self, config: PoolConfig):
-        env = dict(os.environ)
-        package_root = str(Path(__file__).resolve().parents[2])  # this ferkit, however the parent found it
-        env["PYTHONPATH"] = package_root + os.pathsep + env.get("PYTHONPATH", "")
-        # one thread a worker everywhere: the pool has one worker per core, and extra threads would each reserve
-        # address space (malloc arenas, stacks) against the worker's limit
-        env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1", MALLOC_ARENA_MAX="1")
-        payload = {k: getattr(config, k) for k in PoolConfig.__dataclass_fields__}
         self.config = config
-        self.proc = subprocess.Popen([sys.executable, "-m", "ferkit.server.worker", json.dumps(payload)],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                     env=env, bufsize=0, close_fds=True)
+        self.proc = start_child("ferkit.server.worker", json.dumps(dataclasses.asdict(config)))
         self.ready = False
         self.retiring = False
         self._lock = threading.Lock()
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        for pipe in (self.proc.stdin, self.proc.stdout):
-            pipe.close()
+        stop_child(self.proc)
 
     def wait_ready(self) -> dict:
         """Block until the worker has loaded its models -> their description; WorkerLost if it could not."""
