@@ -7,7 +7,6 @@ Every detector ships with the package (weights/detectors/, OpenCV's cascades): n
 """
 from __future__ import annotations
 
-import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path

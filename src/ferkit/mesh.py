@@ -24,7 +24,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import onnxruntime as ort
 
 FACE_WEIGHTS = Path(__file__).parent / "weights" / "face"
 MESH_MODEL = FACE_WEIGHTS / "face_mesh_v2.onnx"

@@ -193,7 +193,7 @@ def _person(key: int, rows, s: dict, labels: list[str], crop: str) -> str:
     if means:
         top = sorted(means, key=lambda u: -means[u])[:TOP_UNITS]
         lines = [(u, rows[f"au_{u}"].to_numpy(np.float64), c, 1.6, 1.0) for u, c in zip(top, UNIT_COLORS)]
-        parts.append(f"<h3>Strongest action units</h3>" + _chart(t, lines, step, 0.0, 1.0, "estimate")
+        parts.append("<h3>Strongest action units</h3>" + _chart(t, lines, step, 0.0, 1.0, "estimate")
                      + _legend([(f"{u} (mean {means[u]:.2f})", c) for u, c in zip(top, UNIT_COLORS)])
                      + f'<p class="note">The {len(top)} action units with the highest mean estimate for this person, '
                        f"each analysed frame{_stride_note(stride)}.</p>")
@@ -231,7 +231,7 @@ def _batch(results: Results, labels: list[str]) -> list[str]:
     faces = results[status == "ok"]
     probs = faces[[f"prob_{k}" for k in labels]].to_numpy(np.float64)
     counts = {k: int((faces["emotion"] == k).sum()) for k in labels}
-    out = [f"<h2>Summary</h2>",
+    out = ["<h2>Summary</h2>",
            f'<p data-field="inputs">{len(by_source)} inputs: {inputs["ok"]} with a face, {inputs["no_face"]} without, '
            f'{inputs["error"]} that could not be analysed; {len(faces)} faces. Faces are not followed across a '
            f"video's frames here: run <code>ferkit video</code> for one timeline per person.</p>"]
