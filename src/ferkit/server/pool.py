@@ -160,7 +160,7 @@ class AnalysisPool:
                 raise PoolBusy()
             # the thread returns its outcome, never raises: an exception that crossed the thread's future would
             # hold this frame, and so the upload (up to 10 MB), in a reference cycle until the next full collection
-            # (the cost campaign's bombs kept +220 MB so)
+            # (the cost campaign's bombs kept +220 MB so); it comes without the thread's frames (see _Child.run)
             outcome = await anyio.to_thread.run_sync(child.run, header, data)
             del data
             if isinstance(outcome, WorkerLost):
@@ -170,7 +170,11 @@ class AnalysisPool:
         finally:
             self._release(slot, large)
         if isinstance(outcome, Exception):
-            raise outcome
+            try:
+                raise outcome
+            finally:  # this frame, in the exception's traceback, must not hold the exception: that cycle kept the
+                del outcome  # upload (the caller's frames hold it) until a full collection, +60-117 MB over the
+                             # cost campaign's refused bombs
         return outcome
 
     def _replace(self, slot: int, child: "_Child", counted: bool = True) -> None:
@@ -258,6 +262,10 @@ class _Child:
         try:
             return self._run(header, data)
         except (Refused, AnalysisFailed, WorkerLost) as e:
+            # without its traceback (this thread's frames, which hold the upload) and the OSError it may have
+            # replaced (whose traceback holds them too): the caller raises it again, and frames in a cycle with
+            # an exception live until a full collection
+            e.__traceback__ = e.__context__ = None
             return e
 
     def _run(self, header: dict, data) -> bytes:
