@@ -11,8 +11,9 @@ Limits, as ferkit.safe_decode's decoder processes have them, for the whole job:
 - CPU: a CPU-time timer for decoding (`decode_cpu_seconds`, ITIMER_PROF: SIGPROF) and another for the analysis
   (`analysis_cpu_seconds`, ITIMER_VIRTUAL: SIGVTALRM, so the parent tells the phase from the signal); past either
   the kernel ends the worker, and the pool starts a fresh one;
-- growth: after a job that grew the worker by TRIM_GROWTH_BYTES, its freed heap is handed back to the OS
-  (malloc_trim); a worker still RETIRE_GROWTH_BYTES over its warm size then answers, exits and is replaced.
+- growth: after a large job (an upload over TRIM_UPLOAD_BYTES or an image over TRIM_PIXELS, refused or not) or one
+  that left the worker TRIM_GROWTH_BYTES over its warm size, its freed heap is handed back to the OS (malloc_trim);
+  a worker still RETIRE_GROWTH_BYTES over its warm size then answers, exits and is replaced.
 - faces: at most `max_faces` per image or frame, the largest; the answer says how many were left out.
 
 Live frames carry a session id: the worker keeps one FaceTracker per session (a session always goes to the same
@@ -40,6 +41,11 @@ READY, OK, REFUSED, FAILED, NO_MEMORY = range(5)
 REQUEST = struct.Struct(">IQ")
 ANSWER = struct.Struct(">BBI")
 TRIM_GROWTH_BYTES = 64_000_000     # resident growth after a job past which freed heap memory goes back to the OS
+TRIM_UPLOAD_BYTES = 1_000_000      # uploads and images past which it goes back after the job whatever the growth:
+TRIM_PIXELS = 4_000_000            # glibc keeps up to 64 MB free atop its heap once it has freed buffers of up to
+                                   # 32 MB (its dynamic thresholds), +13-25 MB a worker over the cost campaign; the
+                                   # trim costs about a millisecond, such a job tens to hundreds; small photos and
+                                   # live frames never pay it
 RETIRE_GROWTH_BYTES = 200_000_000  # resident growth over the warm size (after that) past which a worker is replaced
 TRACKER_IDLE_SECONDS = 900         # a live session's tracker without a frame this long is dropped (backstop: the
                                    # parent says when a session ends)
@@ -226,8 +232,11 @@ def _main(config: dict) -> None:
             cpu_timer(0)
         del data
         if refusal is not None:
+            if data_len > TRIM_UPLOAD_BYTES:
+                give_back_freed_memory()
             answer(REFUSED, refusal)
             continue
+        large = data_len > TRIM_UPLOAD_BYTES or image.shape[0] * image.shape[1] > TRIM_PIXELS
         cpu_timer(config["analysis_cpu_seconds"], user_only=True)
         try:
             if header["op"] == "frame":
@@ -245,7 +254,7 @@ def _main(config: dict) -> None:
             cpu_timer(0, user_only=True)
         del image
         result["elapsed_ms"] = round((time.perf_counter() - t0) * 1000, 2)
-        if status_kb("VmRSS") * 1024 > base_rss + TRIM_GROWTH_BYTES:  # a large job: hand the freed heap back
+        if large or status_kb("VmRSS") * 1024 > base_rss + TRIM_GROWTH_BYTES:  # hand the freed heap back
             give_back_freed_memory()
         retiring = status_kb("VmRSS") * 1024 > base_rss + RETIRE_GROWTH_BYTES
         answer(status, result, retiring)
