@@ -1,7 +1,7 @@
 """The cost campaign of issue 26 against a real `ferkit serve` (default settings): every class of input that once
 cost far more than its size, each request measured for the server's CPU seconds (the server process and its
-decoder processes together) and its peak resident memory above the request's start (sampled every 5 ms, the
-decoder processes included), then 4 bombs in flight at once for a while with /healthz asked every 20 ms and a
+analysis workers together) and its peak resident memory above the request's start (sampled every 5 ms, the
+workers included), then 4 bombs in flight at once for a while with /healthz asked every 20 ms and a
 real photo uploaded meanwhile. Prints one row per input, the targets side by side with what was measured, and
 exits with status 1 when a target is missed:
 
@@ -55,7 +55,7 @@ def _stat(pid: int) -> list[str]:
 
 
 def tree_cpu(pid: int) -> float:
-    """CPU seconds of the server, its reaped children (decoders replaced after a limit) and its live children."""
+    """CPU seconds of the server, its reaped children (workers replaced after a limit) and its live children."""
     f = _stat(pid)
     total = sum(int(x) for x in f[11:15])  # utime, stime, cutime, cstime
     for child in _children(pid):
@@ -66,8 +66,14 @@ def tree_cpu(pid: int) -> float:
     return total / TICK
 
 
+def _each_mb(pid: int) -> str:
+    """'server 110 MB, workers 143, 118 MB': each process's resident memory."""
+    each = [f"{int(_stat(p)[21]) * os.sysconf('SC_PAGE_SIZE') / 1e6:.0f}" for p in [pid, *_children(pid)]]
+    return f"server {each[0]} MB, workers {', '.join(each[1:])} MB"
+
+
 def rss_mb(pid: int) -> float:
-    """Resident memory of the server and its decoder processes, MB."""
+    """Resident memory of the server and its analysis workers, MB."""
     total = 0
     for p in [pid, *_children(pid)]:
         try:
@@ -240,14 +246,14 @@ def _campaign(server, port: int, log_path: Path, args) -> int:
             except httpx.TransportError:
                 time.sleep(0.1)
         face = _face_png()
-        for _ in range(3):  # warm: the model, the decoder processes
+        for _ in range(3):  # warm: the models, the analysis workers
             assert client.post("/api/v1/analyze", files={"file": ("f.png", face, "image/png")}).status_code == 200
         time.sleep(1)
         log_start = log_path.stat().st_size
         start_rss = rss_mb(server.pid)
         print(f"ferkit serve (default settings, from {args.server_src}) on {_cpu_name()}; "
               f"Python {platform.python_version()}")
-        print(f"server + decoder processes at the start: {start_rss:.0f} MB resident\n")
+        print(f"server + analysis workers at the start: {start_rss:.0f} MB resident ({_each_mb(server.pid)})\n")
         print(f"{'input':34s} {'bytes':>11s} {'answer':>7s} {'CPU s':>7s} {'peak +MB':>9s}")
         rows, failures = [], []
 
@@ -255,7 +261,7 @@ def _campaign(server, port: int, log_path: Path, args) -> int:
             cpu0 = tree_cpu(server.pid)
             with PeakRss(server.pid) as peak:
                 answer = fn()
-            time.sleep(0.05)  # a killed decoder is reaped (its CPU joins cstime) and a fresh one started
+            time.sleep(0.05)  # a killed worker is reaped (its CPU joins cstime) and a fresh one started
             cpu = tree_cpu(server.pid) - cpu0
             grew = peak.peak - peak.start_mb
             rows.append((label, size, answer, cpu, grew, malformed))
@@ -299,8 +305,7 @@ def _campaign(server, port: int, log_path: Path, args) -> int:
 
         time.sleep(2)
         end_rss = rss_mb(server.pid)
-        parts = [f"{int(_stat(p)[21]) * os.sysconf('SC_PAGE_SIZE') / 1e6:.0f}" for p in [server.pid, *_children(server.pid)]]
-        print(f"resident at the end: {end_rss:.0f} MB (server {parts[0]} MB, decoders {', '.join(parts[1:])} MB)")
+        print(f"resident at the end: {end_rss:.0f} MB ({_each_mb(server.pid)})")
         log_lines = log_path.read_bytes()[log_start:].decode("utf-8", "replace").splitlines()
         total_5xx = fives + sum(1 for r in rows if str(r[2]).startswith("5"))
         malformed = [r for r in rows if r[5]]
