@@ -43,8 +43,8 @@ ANSWER = struct.Struct(">BBI")
 TRIM_GROWTH_BYTES = 64_000_000     # resident growth after a job past which freed heap memory goes back to the OS
 TRIM_UPLOAD_BYTES = 1_000_000      # uploads and images past which it goes back after the job whatever the growth:
 TRIM_PIXELS = 4_000_000            # glibc keeps up to 64 MB free atop its heap once it has freed buffers of up to
-                                   # 32 MB (its dynamic thresholds), +13-25 MB a worker over the cost campaign; the
-                                   # trim costs about a millisecond, such a job tens to hundreds; small photos and
+                                   # 32 MB (its dynamic thresholds), +13-38 MB a worker over the cost campaign; the
+                                   # trim costs 0.5-6 ms, such a job tens to hundreds of ms; small photos and
                                    # live frames never pay it
 RETIRE_GROWTH_BYTES = 200_000_000  # resident growth over the warm size (after that) past which a worker is replaced
 TRACKER_IDLE_SECONDS = 900         # a live session's tracker without a frame this long is dropped (backstop: the
