@@ -261,7 +261,7 @@ def main() -> None:
     side = f" at --detect-side {args.detect_side}" if args.detect_side else " (working side 640)"
     print(f"model {name}, detector {detector}{side}, batch size 16, video sampled at 5 fps\n")
     with tempfile.TemporaryDirectory() as tmp:
-        photos = chunks(plan(make_photos(Path(tmp) / "photos", args.photos)))
+        photos = list(chunks(plan(make_photos(Path(tmp) / "photos", args.photos))))
         results, log = {}, Path(tmp) / "log"
         for w in () if args.skip_local else (1, 2):
             results[f"local, {w} worker{'s' * (w > 1)}"] = timed(lambda ts: local_engine(photos, ts, 5.0, workers=w), log, spec)
@@ -284,7 +284,7 @@ def main() -> None:
                     step = len(paths) // (args.poison + 1)
                     for i, p in enumerate(poison):
                         paths.insert((i + 1) * step + i, p)
-                    mixed = chunks(plan(paths))
+                    mixed = list(chunks(plan(paths)))
 
                     def poisoned(ts):
                         ps = PoisonSpec(**dataclasses.asdict(ts))
@@ -308,7 +308,7 @@ def main() -> None:
                       f"{rate[f'ray, 2 nodes, {args.poison} poisoned'] / rate['ray, 2 nodes (1 CPU each)']:.2f}")
 
         video = make_video(Path(tmp) / "clip.mp4", args.video_seconds)
-        vtasks = chunks(plan([video], 5.0))
+        vtasks = list(chunks(plan([video], 5.0)))
         rate, wall, frames, cpu_ms, _ = timed(lambda ts: local_engine(vtasks, ts, 5.0, workers=1), log, spec)
         per_minute = frames / rate * 60 / args.video_seconds
         print(f"\nvideo: a {args.video_seconds:g} s 640x480 30 fps clip, {frames} frames analysed at 5 fps, 1 worker: "
