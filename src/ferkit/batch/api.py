@@ -188,7 +188,8 @@ def _run_locked(inputs, out: Path, spec, describe, settings, *, engine, workers,
         if out.exists() and not overwrite:
             before_cols, previous = stream_rows(out)
             if before_cols and before_cols != cols:
-                raise ValueError(f"{out} has other columns (another model?); name a new output file, or add --overwrite")
+                raise ValueError(f"{out} has other columns (another model?); name a new output file, "
+                                 "or add --overwrite")
             ledger.previous(previous)
         created = parts.open()
         try:
@@ -205,7 +206,7 @@ def _run_locked(inputs, out: Path, spec, describe, settings, *, engine, workers,
                     ledger.finished((t.key, part) for t in chunk.tasks)
                     units += chunk.units
                     bar.update(chunk.units)
-            finally:  # on Ctrl-C too: the engine stops its workers (or disconnects from Ray) now, not at garbage collection
+            finally:  # on Ctrl-C too: the engine stops its workers (or leaves Ray) now, not at garbage collection
                 work.close()
                 bar.close()
         except BaseException:

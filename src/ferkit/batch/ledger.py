@@ -29,6 +29,8 @@ _TASK = "idx, source, kind, start, stop, video_fps, units, path"
 
 
 class Ledger:
+    """One run's bookkeeping (the module's docstring has the order of the calls)."""
+
     def __init__(self):
         self.db = sqlite3.connect("", isolation_level=None)  # "": private, on disk; no transactions: nothing to keep
         self.db.executescript("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;" + _SCHEMA)
@@ -66,7 +68,8 @@ class Ledger:
         """The inputs of the plan with error rows in the earlier OUT are analysed again: their rows there are
         dropped, and their tasks finished in the parts of an unfinished run too."""
         self.db.executescript("""
-            CREATE TEMP TABLE redo AS SELECT DISTINCT source FROM old WHERE error AND source IN (SELECT source FROM task);
+            CREATE TEMP TABLE redo AS
+                SELECT DISTINCT source FROM old WHERE error AND source IN (SELECT source FROM task);
             DELETE FROM old WHERE source IN (SELECT source FROM redo);
             DELETE FROM done WHERE key IN (SELECT key FROM task WHERE source IN (SELECT source FROM redo));
             DROP TABLE redo;""")
