@@ -216,24 +216,37 @@ class Cluster:
         shutil.rmtree(self.temp, ignore_errors=True)
 
 
-def driver_peak_rss(entries: int, workers: int = 2) -> tuple[float, float, float]:
-    """(peak RSS of the driver in MB, with `entries` and with 1,000 entries, seconds): `ferkit batch`'s run() in a
-    fresh process over a manifest of `entries` paths that do not exist (error rows: the driver's own bookkeeping,
-    the plan, parts and final combine into Parquet, without the cost of analysing real photos), local engine."""
+def driver_peak_rss(entries: int, workers: int = 2) -> dict[tuple[int, str], tuple[float, float]]:
+    """{(manifest entries, "first" or "rerun"): (peak RSS of the driver in MB, seconds)} for 1,000, 10,000 and
+    `entries` entries: `ferkit batch`'s run() in a fresh process over a manifest of paths that do not exist (error
+    rows: the driver's own bookkeeping, the plan, parts and final combine into Parquet, without the cost of
+    analysing real photos), local engine; then the rerun of each with one input more (the earlier OUT's rows read
+    back, one task analysed). 10,000: past the Parquet writer's first full row group (records.PARQUET_ROWS rows),
+    a fixed cost that 1,000 entries do not reach."""
     code = ("import sys, time; from ferkit import batch\n"
             "if __name__ == '__main__':\n"
-            "    t = time.monotonic(); batch.run([sys.argv[1]], out=sys.argv[2], workers=int(sys.argv[3]), batch_size=64)\n"
+            "    t = time.monotonic()\n"
+            "    batch.run(sys.argv[1:-2], out=sys.argv[-2], workers=int(sys.argv[-1]), batch_size=64)\n"
             "    hwm = [ln for ln in open('/proc/self/status') if ln.startswith('VmHWM')][0].split()[1]\n"
             "    print(int(hwm) / 1024, time.monotonic() - t)\n")
-    out = []
+    out = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for n in (entries, 1000):
+        for n in sorted({1000, 10_000, entries}):
             man = Path(tmp) / f"m{n}.txt"
             man.write_text("".join(f"{tmp}/missing/p{i:06d}.jpg\n" for i in range(n)))
-            res = subprocess.run([sys.executable, "-c", code, str(man), f"{tmp}/r{n}.parquet", str(workers)],
-                                 capture_output=True, text=True, check=True)
-            out.append(tuple(map(float, res.stdout.split())))
-    return out[0][0], out[1][0], out[0][1]
+            for step, more in (("first", []), ("rerun", [f"{tmp}/missing/late.jpg"])):
+                res = subprocess.run([sys.executable, "-c", code, str(man), *more, f"{tmp}/r{n}.parquet", str(workers)],
+                                     capture_output=True, text=True, check=True)
+                out[n, step] = tuple(map(float, res.stdout.split()))
+    return out
+
+
+def rss_line(entries: int) -> str:
+    peaks = driver_peak_rss(entries)
+    return "\n".join(f"driver peak RSS, local engine, Parquet out, {what}: " + ", ".join(
+        f"{peaks[n, step][0]:.0f} MB for {n:,} entries ({peaks[n, step][1]:.0f} s)"
+        for n in sorted({n for n, _ in peaks}, reverse=True))
+        for step, what in (("first", "first run"), ("rerun", "rerun with one input more")))
 
 
 def main() -> None:
@@ -248,10 +261,8 @@ def main() -> None:
     ap.add_argument("--only-rss", action="store_true", help="the driver's peak memory alone (no photos, no video)")
     args = ap.parse_args()
     if args.only_rss:
-        peak, small, seconds = driver_peak_rss(args.rss_entries)
         print(f"load average before: {os.getloadavg()[0]:.1f}")
-        print(f"driver peak RSS, local engine, Parquet out: {peak:.0f} MB for a {args.rss_entries:,}-entry manifest "
-              f"({seconds:.0f} s), {small:.0f} MB for 1,000 entries")
+        print(rss_line(args.rss_entries))
         return
     spec = RecognizerSpec(detect_side=args.detect_side)
     name, labels, detector = spec.describe()
@@ -261,7 +272,7 @@ def main() -> None:
     side = f" at --detect-side {args.detect_side}" if args.detect_side else " (working side 640)"
     print(f"model {name}, detector {detector}{side}, batch size 16, video sampled at 5 fps\n")
     with tempfile.TemporaryDirectory() as tmp:
-        photos = chunks(plan(make_photos(Path(tmp) / "photos", args.photos)))
+        photos = list(chunks(plan(make_photos(Path(tmp) / "photos", args.photos))))
         results, log = {}, Path(tmp) / "log"
         for w in () if args.skip_local else (1, 2):
             results[f"local, {w} worker{'s' * (w > 1)}"] = timed(lambda ts: local_engine(photos, ts, 5.0, workers=w), log, spec)
@@ -284,7 +295,7 @@ def main() -> None:
                     step = len(paths) // (args.poison + 1)
                     for i, p in enumerate(poison):
                         paths.insert((i + 1) * step + i, p)
-                    mixed = chunks(plan(paths))
+                    mixed = list(chunks(plan(paths)))
 
                     def poisoned(ts):
                         ps = PoisonSpec(**dataclasses.asdict(ts))
@@ -308,7 +319,7 @@ def main() -> None:
                       f"{rate[f'ray, 2 nodes, {args.poison} poisoned'] / rate['ray, 2 nodes (1 CPU each)']:.2f}")
 
         video = make_video(Path(tmp) / "clip.mp4", args.video_seconds)
-        vtasks = chunks(plan([video], 5.0))
+        vtasks = list(chunks(plan([video], 5.0)))
         rate, wall, frames, cpu_ms, _ = timed(lambda ts: local_engine(vtasks, ts, 5.0, workers=1), log, spec)
         per_minute = frames / rate * 60 / args.video_seconds
         print(f"\nvideo: a {args.video_seconds:g} s 640x480 30 fps clip, {frames} frames analysed at 5 fps, 1 worker: "
@@ -316,9 +327,7 @@ def main() -> None:
         print(f"  -> {per_minute:.1f} s of work per minute of video per worker ({60 / per_minute:.1f}x real time; "
               f"a 10-minute clip: about {10 * per_minute:.0f} s, extrapolated from this clip)")
     if args.rss_entries:
-        peak, small, seconds = driver_peak_rss(args.rss_entries)
-        print(f"\ndriver peak RSS, local engine, Parquet out: {peak:.0f} MB for a {args.rss_entries:,}-entry manifest "
-              f"({seconds:.0f} s), {small:.0f} MB for 1,000 entries")
+        print("\n" + rss_line(args.rss_entries))
     print(f"\nload average after: {os.getloadavg()[0]:.1f}")
 
 

@@ -165,17 +165,17 @@ def test_formats_hold_the_same_rows(local_run, tmp_path):
 def test_inputs_manifests_glob_and_sampling(folder, tmp_path):
     (tmp_path / "list.txt").write_text(f"# photos\n{folder / FACES[0]}\n\nmissing.jpg\n")
     (tmp_path / "list.csv").write_text(f"id,file\n1,{folder / FACES[1]}\n2,{folder / 'clip.mp4'}\n")
-    paths = expand_inputs([tmp_path / "list.txt", tmp_path / "list.csv", folder / FACES[0]], column="file")
+    paths = list(expand_inputs([tmp_path / "list.txt", tmp_path / "list.csv", folder / FACES[0]], column="file"))
     assert paths == [str(folder / FACES[0]), str(tmp_path / "missing.jpg"), str(folder / FACES[1]),
                      str(folder / "clip.mp4")]
     with pytest.raises(ValueError, match="no column 'nope'; columns: id, file"):
-        expand_inputs([tmp_path / "list.csv"], column="nope")
+        list(expand_inputs([tmp_path / "list.csv"], column="nope"))
     assert sorted(expand_inputs([folder], glob="*.png")) == sorted(str(folder / f) for f in
                                                                   ("bomb.png", "empty.png", "faces/b.png", "noise.png", "thin.png"))
-    assert expand_inputs([folder], glob="faces/sub/*") == [str(folder / FACES[2])]
+    assert list(expand_inputs([folder], glob="faces/sub/*")) == [str(folder / FACES[2])]
     # 29.97 fps sampled at 5: one frame per 0.2 s of video, whichever segment reads it
     assert sum(is_sampled(i, 29.97, 5) for i in range(2997)) == 500
-    tasks = plan([str(folder / "clip.mp4"), "x.jpg"], 5.0, segment_samples=4)
+    tasks = list(plan([str(folder / "clip.mp4"), "x.jpg"], 5.0, segment_samples=4))
     assert [(t.start, t.stop, t.units) for t in tasks[:-1]] == [(0, 12, 4), (12, 24, 4), (24, 36, 4), (36, None, 3)]
     assert [len(c.tasks) for c in chunks([Task(i, f"{i}.jpg", "image") for i in range(5)], 2)] == [2, 2, 1]
 
@@ -255,10 +255,10 @@ class _Crashing:
 def test_a_dead_worker_is_replaced_and_its_inputs_retried_once(folder, tmp_path, chunk_size):
     cv2.imwrite(str(tmp_path / "poison.png"), np.zeros((100, 333, 3), np.uint8))
     sources = [str(folder / FACES[0]), str(tmp_path / "poison.png"), str(folder / FACES[1]), str(folder / NO_FACE[0])]
-    tasks = plan(sources)
+    tasks = list(plan(sources))
     spec = CrashingSpec()
     got = {}
-    for chunk, results in local_engine(chunks(tasks, chunk_size), spec, 5.0, workers=1):
+    for chunk, results in local_engine(list(chunks(tasks, chunk_size)), spec, 5.0, workers=1):
         got.update(results)
         time.sleep(0.3)  # a consumer as slow as writing a part: the worker dies on its next chunk meanwhile
     assert [r["status"] for r in got[sources[0]]] == ["ok"] and [r["status"] for r in got[sources[2]]] == ["ok"]
@@ -334,7 +334,7 @@ def test_relative_inputs_are_resolved_on_the_driver(folder, tmp_path, monkeypatc
     keep each path as the user gave it; a manifest's relative entries are from its own folder."""
     monkeypatch.chdir(folder)
     (tmp_path / "list.txt").write_text(f"{folder / FACES[0]}\nmissing.jpg\n")
-    tasks = plan(expand_inputs([FACES[1], "nope.jpg", tmp_path / "list.txt"]))
+    tasks = list(plan(expand_inputs([FACES[1], "nope.jpg", tmp_path / "list.txt"])))
     assert [(t.source, t.file) for t in tasks] == [
         (FACES[1], str(folder / FACES[1])), ("nope.jpg", str(folder / "nope.jpg")),
         (str(folder / FACES[0]), str(folder / FACES[0])), (str(tmp_path / "missing.jpg"), str(tmp_path / "missing.jpg"))]
@@ -498,11 +498,56 @@ def test_manifest_entries_are_tidied_only_where_that_names_the_same_file(tmp_pat
     cv2.imwrite(str(tmp_path / "deep" / "y.png"), np.full((8, 8, 3), 90, np.uint8))
     (tmp_path / "lists" / "link").symlink_to(tmp_path / "deep" / "inner")
     (tmp_path / "lists" / "list.txt").write_text("../broken/x.png\nlink/../y.png\n./z.png\n")
-    paths = expand_inputs(["lists/list.txt"])
+    paths = list(expand_inputs(["lists/list.txt"]))
     assert paths == ["broken/x.png", "lists/link/../y.png", "lists/z.png"]
-    tasks = plan(paths)
+    tasks = list(plan(paths))
     assert [t.file for t in tasks] == [str(tmp_path / "broken" / "x.png"), str(tmp_path / "lists/link/../y.png"),
                                        str(tmp_path / "lists" / "z.png")]
     assert os.path.isfile(tasks[1].file)  # deep/y.png, through the link
     (row,) = [r for r in batch.iter_rows(["lists/list.txt"], workers=1) if r["source"] == "broken/x.png"]
     assert row["status"] == "error" and row["message"] == "broken/x.png: no such file"
+
+
+def test_a_rerun_keeps_plan_order_and_puts_inputs_no_longer_given_last(tmp_path):
+    """The earlier OUT's rows come where their input now is in the plan, its inputs no longer given after all the
+    others, in their order; only the new input is analysed; the summary counts every input of the output once."""
+    a, b, c, d = (str(tmp_path / f"{n}.jpg") for n in "abcd")   # missing files: error rows, no analysis
+    out = tmp_path / "r.jsonl"
+    first = batch.run([a, b, c], out=out, workers=1)
+    assert [r["source"] for r in read_rows(out)[1]] == [a, b, c] and first.inputs == {"error": 3}
+    again = batch.run([c, d, a], out=out, workers=1)
+    assert [r["source"] for r in read_rows(out)[1]] == [c, d, a, b]
+    assert (again.tasks_done, again.tasks_skipped, again.inputs, again.rows) == (1, 2, {"error": 4}, 4)
+
+
+_PEAK = """
+import sys
+from ferkit import batch
+if __name__ == "__main__":
+    batch.run(sys.argv[1:-1], out=sys.argv[-1], workers=1, batch_size=64)
+    print([int(ln.split()[1]) for ln in open("/proc/self/status") if ln.startswith("VmHWM")][0] // 1024)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the peak RSS (VmHWM) from /proc")
+def test_the_drivers_memory_does_not_grow_with_the_manifest(tmp_path):
+    """Peak RSS of a fresh driver process for a manifest of 40,000 entries against one of 4,000 (missing files:
+    error rows, the driver's own work of planning, writing parts, combining), then for the rerun of each with one
+    more input (the earlier OUT's rows read back, every task skipped but one). The driver used to keep the plan,
+    the index of finished tasks and the per-input status in memory (+13 MB here, first run) and the earlier OUT's
+    rows as dicts (+62 MB, rerun); it keeps them on disk now (ledger.py: +3 and +2 MB, measured on a loaded
+    2-core Xeon)."""
+    peaks = {}
+    for n in (4000, 40000):
+        manifest = tmp_path / f"m{n}.txt"
+        manifest.write_text("".join(f"{tmp_path}/missing/p{i:06d}.jpg\n" for i in range(n)))
+        out = tmp_path / f"r{n}.csv"
+        for step, extra in (("first", []), ("rerun", [str(tmp_path / "late.jpg")])):
+            done = subprocess.run([sys.executable, "-c", _PEAK, str(manifest), *extra, str(out)], capture_output=True,
+                                  text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+            assert done.returncode == 0, done.stderr[-3000:]
+            peaks[n, step] = int(done.stdout.split()[-1])
+        assert len(read_rows(out)[1]) == n + 1
+    for step in ("first", "rerun"):
+        assert peaks[40000, step] - peaks[4000, step] < 8, peaks   # MB

@@ -200,7 +200,7 @@ def test_a_ray_worker_that_dies_is_replaced_and_its_input_reported(cluster, fold
     cloudpickle.register_pickle_by_value(helpers)  # the crashing Recognizer travels to the nodes by value
     try:
         got = {}
-        for _, results in ray_engine(chunks(plan(sources), 4), helpers.CrashingSpec(), 5.0, address=cluster.address):
+        for _, results in ray_engine(list(chunks(plan(sources), 4)), helpers.CrashingSpec(), 5.0, address=cluster.address):
             got.update(results)
     finally:
         cloudpickle.unregister_pickle_by_value(helpers)

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Iterator
 
 from ..mesh import parse_features
-from ..records import mesh_named, output_format, read_rows, run_meta, write_meta
-from .inputs import BATCH_SIZE, DEFAULT_FPS, SEGMENT_SAMPLES, Chunk, chunks, expand_inputs, plan
-from .output import (OutputLock, Parts, check_finished, check_output, read_part, settings_path, write_rows,
+from ..records import mesh_named, output_format, run_meta, write_meta
+from .inputs import BATCH_SIZE, DEFAULT_FPS, SEGMENT_SAMPLES, expand_inputs, plan
+from .ledger import Ledger, Todo
+from .output import (OutputLock, Parts, check_finished, check_output, settings_path, stream_rows, write_rows,
                      write_settings)
 from .work import RecognizerSpec, effective_detect_side
 
@@ -52,24 +53,22 @@ class Summary:
         return "\n".join(lines)
 
 
-def summarize(rows, out: str | None = None) -> Summary:
-    """The Summary of rows (any iterable)."""
-    s = Summary(out)
-    for _ in _counted(rows, s):
-        pass
-    return s
-
-
 _STATUS_BITS = {"ok": 1, "no_face": 2, "error": 4}
 
 
 def _counted(rows, s: Summary):
-    """The rows, passed through, counted into `s` (filled in once they are all through)."""
-    per_input: dict[str, int] = {}  # the statuses seen, as bits (small ints are shared: 100,000 inputs, a few MB)
+    """The rows, passed through, counted into `s` (filled in once they are all through). An input's rows come
+    together (Ledger.combined), so its status is known when the next input's first row comes: no per-input memory."""
+    inputs: Counter = Counter()
     emotions: Counter = Counter()
+    source, bits = None, 0
     for r in rows:
         s.rows += 1
-        per_input[r["source"]] = per_input.get(r["source"], 0) | _STATUS_BITS.get(r["status"], 0)
+        if r["source"] != source:
+            if source is not None:
+                inputs[_input_status(bits)] += 1
+            source, bits = r["source"], 0
+        bits |= _STATUS_BITS.get(r["status"], 0)
         if r["status"] == "ok":
             s.faces += 1
             emotions[r["emotion"]] += 1
@@ -78,11 +77,17 @@ def _counted(rows, s: Summary):
             if len(s.first_errors) < 3:
                 s.first_errors.append(r["message"])
         yield r
+    if source is not None:
+        inputs[_input_status(bits)] += 1
     s.emotions = dict(emotions)
-    s.inputs = dict(Counter("ok" if bits & 1 else "no_face" if bits & 2 else "error" for bits in per_input.values()))
+    s.inputs = dict(inputs)
 
 
-def _engine(name: str, todo: list[Chunk], spec: RecognizerSpec, fps: float, workers, address, describe,
+def _input_status(bits: int) -> str:
+    return "ok" if bits & 1 else "no_face" if bits & 2 else "error"
+
+
+def _engine(name: str, todo: Todo, spec: RecognizerSpec, fps: float, workers, address, describe,
             node_timeout: float | None = None):
     if name == "local":
         if address:
@@ -178,85 +183,47 @@ def _run_locked(inputs, out: Path, spec, describe, settings, *, engine, workers,
         settings_path(out).unlink(missing_ok=True)
     else:
         check_finished(out, settings)
-    tasks = plan(expand_inputs(inputs, glob, column), fps, segment_samples)
-    all_chunks = chunks(tasks, batch_size)
-
-    previous: list[dict] = []
-    if out.exists() and not overwrite:
-        before_cols, previous = read_rows(out)
-        if before_cols and before_cols != cols:
-            raise ValueError(f"{out} has other columns (another model?); name a new output file, or add --overwrite")
-    redo: set[str] = set()
-    if retry_errors:
-        sources = {t.source for t in tasks}
-        redo = {r["source"] for r in previous if r["status"] == "error" and r["source"] in sources}
-        previous = [r for r in previous if r["source"] not in redo]
-    in_previous = {r["source"] for r in previous}
-    created = parts.open()
-    try:
-        done = parts.index()
-        if redo:  # error rows of an unfinished run's parts are analysed again too
-            source_of = {t.key: t.source for t in tasks}
-            done = {k: v for k, v in done.items() if source_of.get(k) not in redo}
-        todo = []
-        for c in all_chunks:
-            left = tuple(t for t in c.tasks if t.key not in done and t.source not in in_previous)
-            if left:
-                todo.append(Chunk(left[0].index, left, c.attempt) if len(left) < len(c.tasks) else c)
-        skipped = len(tasks) - sum(len(c.tasks) for c in todo)
-
-        bar = _progress(sum(c.units for c in todo), progress)
-        units = 0
-        work = _engine(engine, todo, spec, fps, workers, address, describe, node_timeout)
+    with Ledger() as ledger:
+        ledger.add(plan(expand_inputs(inputs, glob, column), fps, segment_samples))
+        if out.exists() and not overwrite:
+            before_cols, previous = stream_rows(out)
+            if before_cols and before_cols != cols:
+                raise ValueError(f"{out} has other columns (another model?); name a new output file, "
+                                 "or add --overwrite")
+            ledger.previous(previous)
+        created = parts.open()
         try:
-            for chunk, results in work:
-                # keyed by the plan's own key strings, not the copies that came back from the worker
-                done.update(dict.fromkeys((t.key for t in chunk.tasks), parts.write(chunk.id, results)))
-                units += chunk.units
-                bar.update(chunk.units)
-        finally:  # on Ctrl-C too: the engine stops its workers (or disconnects from Ray) now, not at garbage collection
-            work.close()
-            bar.close()
-    except BaseException:
-        if created and not parts.written():  # a failed start leaves nothing behind
-            parts.remove()
-        raise
+            ledger.finished(parts.index())
+            if retry_errors:
+                ledger.retry_errors()
+            todo = ledger.todo(batch_size)
+            bar = _progress(todo.units, progress)
+            units = 0
+            work = _engine(engine, todo, spec, fps, workers, address, describe, node_timeout)
+            try:
+                for chunk, results in work:
+                    part = parts.write(chunk.id, results)
+                    ledger.finished((t.key, part) for t in chunk.tasks)
+                    units += chunk.units
+                    bar.update(chunk.units)
+            finally:  # on Ctrl-C too: the engine stops its workers (or leaves Ray) now, not at garbage collection
+                work.close()
+                bar.close()
+        except BaseException:
+            if created and not parts.written():  # a failed start leaves nothing behind
+                parts.remove()
+            raise
 
-    summary = Summary(str(out))
-    write_rows(out, _counted(_combine(tasks, done, previous), summary), cols, parts.dir)
+        summary = Summary(str(out))
+        write_rows(out, _counted(ledger.combined(), summary), cols, parts.dir)
+        summary.tasks_done, summary.tasks_skipped = todo.tasks, ledger.count() - todo.tasks
     write_settings(out, settings, parts.dir)
     found = {"model": describe.name, "labels": list(describe.labels), "base_labels": describe.base_labels,
              "adapter": describe.adapter, "detector": describe.detector, "features": list(spec.features)}
     write_meta(out, run_meta(found, command="ferkit batch", cols=cols, settings=settings), tmp_dir=parts.dir)
     parts.remove()
-    summary.tasks_done, summary.tasks_skipped = len(tasks) - skipped, skipped
     summary.units, summary.seconds = units, time.monotonic() - t0
     return summary
-
-
-def _combine(tasks, done: dict[str, Path], previous: list[dict]) -> Iterator[dict]:
-    """Rows in plan order, streamed: each task's from its part (a part is read when its first task comes, and let
-    go after its last), or, for inputs the earlier OUT holds, that file's rows where the input first appears; then
-    the earlier OUT's inputs that are no longer among the inputs, in their order."""
-    old: dict[str, list[dict]] = {}
-    for r in previous:
-        old.setdefault(r["source"], []).append(r)
-    from_old = set(old)
-    open_parts: dict[Path, dict[str, list[dict]]] = {}
-    for t in tasks:
-        if t.source in old:
-            yield from old.pop(t.source)
-        elif t.source not in from_old:
-            path = done[t.key]
-            if path not in open_parts:
-                open_parts[path] = read_part(path)
-            for row in open_parts[path].pop(t.key):
-                row["source"] = t.source  # the plan's own string (the same text): one per input on the driver
-                yield row
-            if not open_parts[path]:
-                del open_parts[path]
-    for source_rows in old.values():
-        yield from source_rows
 
 
 def iter_rows(inputs, *, engine: str = "local", workers: int | None = None, address: str | None = None,
@@ -265,18 +232,19 @@ def iter_rows(inputs, *, engine: str = "local", workers: int | None = None, addr
               batch_size: int = BATCH_SIZE, segment_samples: int = SEGMENT_SAMPLES,
               detect_side: int | None = None, adapter: str | None = None, features=None,
               mesh: bool | None = None) -> Iterator[dict]:
-    """The rows run() would write (same columns), as chunks finish (not in input order), with nothing on disk."""
+    """The rows run() would write (same columns), as chunks finish (not in input order), with no output files."""
     spec = RecognizerSpec(model, detector, provider, detect_side=detect_side, adapter=adapter,
                           features=parse_features(features),
                           mesh_column=mesh_named(features) if mesh is None else mesh)
     describe = spec.describe()
     cols = spec.schema(describe).columns
-    todo = chunks(plan(expand_inputs(inputs, glob, column), fps, segment_samples), batch_size)
-    work = _engine(engine, todo, spec, fps, workers, address, describe)
-    try:
-        for _, results in work:
-            for _, rows in results:
-                for row in rows:
-                    yield {c: row.get(c) for c in cols}
-    finally:
-        work.close()
+    with Ledger() as ledger:
+        ledger.add(plan(expand_inputs(inputs, glob, column), fps, segment_samples))
+        work = _engine(engine, ledger.todo(batch_size), spec, fps, workers, address, describe)
+        try:
+            for _, results in work:
+                for _, rows in results:
+                    for row in rows:
+                        yield {c: row.get(c) for c in cols}
+        finally:
+            work.close()

@@ -4,16 +4,21 @@ A task is one image or one segment of a video (a run of frames, sampled at `fps`
 takes at once (images in batches, a video segment alone). The plan is a pure function of the inputs and settings,
 so a rerun makes the same tasks with the same keys: that is what resuming relies on. Each task keeps its source as
 the user gave it (the `source` column, and the messages) and the absolute path made from it on the driver, which
-is what workers open: a Ray worker's working directory is the one its node was started in.
+is what workers open: a Ray worker's working directory is the one its node was started in. Every stage is a
+generator, and the paths already seen are kept in a temporary SQLite table on disk: a manifest of millions of
+entries is never all in the driver's memory (ledger.py keeps the plan).
 """
 from __future__ import annotations
 
 import csv
 import math
 import os
+import sqlite3
+from collections import deque
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
+from typing import Iterable, Iterator
 
 from ..frames import is_sampled
 from ..images import IMAGE_SUFFIXES
@@ -59,16 +64,21 @@ class Chunk:
         return sum(t.units for t in self.tasks)
 
 
-def expand_inputs(inputs, glob: str | None = None, column: str | None = None) -> list[str]:
-    """Image and video paths, in order, without repeats: files as given, folders walked recursively (sorted; only
-    image and video extensions, and only names or relative paths matching `glob` when given), manifests (.txt: a
-    path a line, '#' comments; .csv: the `column` named, default "path", else the first) read, relative paths in
-    them taken from the manifest's folder. A missing file stays in the list: it becomes an error row."""
-    out: dict[str, None] = {}
-    for item in inputs:
-        for path in _expand(Path(item), glob, column):
-            out.setdefault(str(path))
-    return list(out)
+def expand_inputs(inputs, glob: str | None = None, column: str | None = None) -> Iterator[str]:
+    """Image and video paths, in order, without repeats, as they are found: files as given, folders walked
+    recursively (sorted; only image and video extensions, and only names or relative paths matching `glob` when
+    given), manifests (.txt: a path a line, '#' comments; .csv: the `column` named, default "path", else the first)
+    read line by line, relative paths in them taken from the manifest's folder. A missing file stays in the list:
+    it becomes an error row."""
+    seen = sqlite3.connect("")  # "": a private temporary database on disk, deleted when closed
+    try:
+        seen.execute("CREATE TABLE seen (path TEXT PRIMARY KEY) WITHOUT ROWID")
+        for item in inputs:
+            for path in _expand(Path(item), glob, column):
+                if seen.execute("INSERT OR IGNORE INTO seen VALUES (?)", (str(path),)).rowcount:
+                    yield str(path)
+    finally:
+        seen.close()
 
 
 def _expand(path: Path, glob: str | None, column: str | None, depth: int = 0):
@@ -89,21 +99,23 @@ def _hidden(rel: str) -> bool:
     return any(part.startswith(".") for part in rel.split("/"))
 
 
-def read_manifest(path: Path, column: str | None = None) -> list[Path]:
-    """The paths a .txt (one a line) or .csv (a named column) manifest lists, relative ones from its folder."""
+def read_manifest(path: Path, column: str | None = None) -> Iterator[Path]:
+    """The paths a .txt (one a line) or .csv (a named column) manifest lists, relative ones from its folder, read as
+    they are asked for."""
     base = path.parent
-    if path.suffix.lower() == ".txt":
-        lines = [ln.strip() for ln in path.read_text(encoding="utf-8-sig").splitlines()]
-        entries = [ln for ln in lines if ln and not ln.startswith("#")]
-    else:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
+    with open(path, newline="" if path.suffix.lower() == ".csv" else None, encoding="utf-8-sig") as fh:
+        if path.suffix.lower() == ".txt":
+            entries = (ln.strip() for ln in fh)
+            entries = (e for e in entries if e and not e.startswith("#"))
+        else:
             reader = csv.DictReader(fh)
             fields = reader.fieldnames or []
             name = column or ("path" if "path" in fields else (fields[0] if fields else None))
             if name not in fields:
                 raise ValueError(f"{path}: no column {name!r}; columns: {', '.join(fields) or '(none)'}")
-            entries = [row[name].strip() for row in reader if (row.get(name) or "").strip()]
-    return [Path(e) if Path(e).is_absolute() else Path(tidy(str(base / e))) for e in entries]
+            entries = (row[name].strip() for row in reader if (row.get(name) or "").strip())
+        for e in entries:
+            yield Path(e) if Path(e).is_absolute() else Path(tidy(str(base / e)))
 
 
 def tidy(path: str) -> str:
@@ -119,30 +131,32 @@ def absolute(path: str) -> str:
     return tidy(os.path.join(os.getcwd(), path))
 
 
-def plan(paths: list[str], fps: float = DEFAULT_FPS, segment_samples: int = SEGMENT_SAMPLES) -> list[Task]:
+def plan(paths: Iterable[str], fps: float = DEFAULT_FPS, segment_samples: int = SEGMENT_SAMPLES) -> Iterator[Task]:
     """One task per image, and per video one per `segment_samples` analysed frames (a video that cannot be opened
-    now, or of unknown length, is one task: the worker reports its error or reads it to the end)."""
+    now, or of unknown length, is one task: the worker reports its error or reads it to the end), as the paths
+    come."""
     if fps <= 0:
         raise ValueError(f"fps must be > 0, got {fps}")
-    tasks: list[Task] = []
+    index = 0
     for source in paths:
         path = absolute(source)
         path = "" if path == source else path  # one string, not two, for absolute entries
         if Path(source).suffix.lower() not in VIDEO_EXTS:
-            tasks.append(Task(len(tasks), source, "image", path=path))
+            yield Task(index, source, "image", path=path)
+            index += 1
             continue
         video_fps, count = _probe(path or source)
         if not video_fps or count <= 0:
-            tasks.append(Task(len(tasks), source, "video", 0, None, video_fps, 1, path))
+            yield Task(index, source, "video", 0, None, video_fps, 1, path)
+            index += 1
             continue
         step = max(1, math.ceil(segment_samples * video_fps / min(fps, video_fps)))
         for start in range(0, count, step):
             stop = min(count, start + step)
             units = sum(is_sampled(i, video_fps, fps) for i in range(start, stop))
             # the last segment runs to the end: containers sometimes announce fewer frames than they hold
-            tasks.append(Task(len(tasks), source, "video", start, None if stop == count else stop, video_fps, units,
-                              path))
-    return tasks
+            yield Task(index, source, "video", start, None if stop == count else stop, video_fps, units, path)
+            index += 1
 
 
 def _probe(source: str) -> tuple[float, int]:
@@ -156,23 +170,48 @@ def _probe(source: str) -> tuple[float, int]:
     return info.fps, info.frame_count
 
 
-def chunks(tasks: list[Task], batch_size: int = BATCH_SIZE) -> list[Chunk]:
-    """Consecutive images in groups of `batch_size`; each video segment alone."""
+def chunks(tasks: Iterable[Task], batch_size: int = BATCH_SIZE) -> Iterator[Chunk]:
+    """Consecutive images in groups of `batch_size`; each video segment alone; as the tasks come."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    out: list[Chunk] = []
     group: list[Task] = []
     for t in tasks:
         if t.kind == "image":
             group.append(t)
             if len(group) == batch_size:
-                out.append(Chunk(group[0].index, tuple(group)))
+                yield Chunk(group[0].index, tuple(group))
                 group = []
         else:
             if group:
-                out.append(Chunk(group[0].index, tuple(group)))
+                yield Chunk(group[0].index, tuple(group))
                 group = []
-            out.append(Chunk(t.index, (t,)))
+            yield Chunk(t.index, (t,))
     if group:
-        out.append(Chunk(group[0].index, tuple(group)))
-    return out
+        yield Chunk(group[0].index, tuple(group))
+
+
+class Pending:
+    """The chunks an engine has still to send: those put back (a dead worker's) first, then the rest of `todo`,
+    read only as they are needed (the chunks of a long plan are never all in memory)."""
+
+    def __init__(self, todo: Iterable[Chunk]):
+        self.back: deque[Chunk] = deque()
+        self.rest = iter(todo)
+
+    def __bool__(self) -> bool:
+        if not self.back:
+            chunk = next(self.rest, None)
+            if chunk is not None:
+                self.back.append(chunk)
+        return bool(self.back)
+
+    def first(self) -> Chunk:
+        """The next chunk to send (only when there is one: bool(self))."""
+        return self.back[0]
+
+    def popleft(self) -> Chunk:
+        return self.back.popleft()
+
+    def extendleft(self, chunks: Iterable[Chunk]) -> None:
+        """Put `chunks` back in front, the last one given first (deque.extendleft's order)."""
+        self.back.extendleft(chunks)

@@ -13,9 +13,9 @@ import signal
 import traceback
 from collections import deque
 from multiprocessing.connection import wait
-from typing import Iterator
+from typing import Collection, Iterator
 
-from .inputs import Chunk
+from .inputs import Chunk, Pending
 from .work import RecognizerSpec, error_row, process_chunk, stand_in
 
 POLL_S = 1.0
@@ -68,16 +68,17 @@ class _Slot:
         self.broken = False  # a send found its pipe closed: the worker is gone
 
 
-def local_engine(todo: list[Chunk], spec: RecognizerSpec, fps: float, workers: int | None = None,
+def local_engine(todo: Collection[Chunk], spec: RecognizerSpec, fps: float, workers: int | None = None,
                  describe=None) -> Iterator[tuple[Chunk, list]]:
-    """Yield (chunk, [(task key, rows)]) as chunks finish, in any order."""
+    """Yield (chunk, [(task key, rows)]) as chunks finish, in any order. `todo`: a list, or ledger.Todo (read as
+    the workers take its chunks)."""
     if not todo:
         return
     workers = max(1, min(workers or default_workers(), len(todo) or 1))
     stub = stand_in(describe or spec.describe(), features=spec.features)
     stub_schema = spec.schema(stub)
     ctx = mp.get_context("spawn")  # no inherited ONNX Runtime threads or locks
-    pending = deque(todo)
+    pending = Pending(todo)
     slots = [_Slot(ctx, spec, fps) for _ in range(workers)]
     early_deaths = 0
     try:
@@ -85,7 +86,7 @@ def local_engine(todo: list[Chunk], spec: RecognizerSpec, fps: float, workers: i
             for s in slots:
                 while s.ready and not s.broken and len(s.chunks) < IN_FLIGHT and pending:
                     try:
-                        s.conn.send(pending[0])
+                        s.conn.send(pending.first())
                     except OSError:  # BrokenPipeError: it died after its last answer; handled as a death below
                         s.broken = True
                     else:

@@ -10,15 +10,16 @@ Part file: JSON Lines; the first line {"chunk": id, "tasks": [keys]}, then one r
 """
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
 import time
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from .errors import OutputError, SettingsChangedError
-from ..records import read_rows, writer_for  # noqa: F401  (read_rows: the tests' and older callers' import)
+from ..records import column_type, output_format, read_rows, writer_for  # noqa: F401  (read_rows: the tests' import)
 from .work import effective_detect_side
 
 try:
@@ -165,15 +166,14 @@ class Parts:
             tmp.unlink()
         return created
 
-    def index(self) -> dict[str, Path]:
-        """The part holding each finished task's rows, by task key (reading only each part's first line)."""
-        where: dict[str, Path] = {}
+    def index(self) -> Iterator[tuple[str, Path]]:
+        """(task key, the part holding its rows) of each finished task (reading only each part's first line)."""
         if not self.dir.is_dir():
-            return where
+            return
         for part in sorted(self.dir.glob("part-*.jsonl")):
             with open(part, encoding="utf-8") as fh:
-                where.update(dict.fromkeys(json.loads(fh.readline())["tasks"], part))
-        return where
+                for key in json.loads(fh.readline())["tasks"]:
+                    yield key, part
 
     def write(self, chunk_id: int, results: list[tuple[str, list[dict]]]) -> Path:
         self.count += 1
@@ -211,6 +211,39 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 # ---------------------------------------------------------------- whole files
+def stream_rows(path: str | os.PathLike) -> tuple[list[str], Iterator[dict]]:
+    """(columns, rows) of a file written by writer_for, as records.read_rows gives them (the same types), the rows
+    read as they are asked for (a Parquet file a batch of rows at a time): an earlier OUT is never all in memory."""
+    path = Path(path)
+    fmt = output_format(path)
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        pf = pq.ParquetFile(path)
+        return pf.schema_arrow.names, (r for batch in pf.iter_batches(batch_size=1024) for r in batch.to_pylist())
+    fh = open(path, newline="" if fmt == "csv" else None, encoding="utf-8")
+    if fmt == "jsonl":
+        lines = (line for line in fh if line.strip())
+        first = next(lines, None)
+        if first is None:
+            fh.close()
+            return [], iter(())
+        row = json.loads(first)
+        return list(row), _closing(fh, (json.loads(line) for line in lines), first=row)
+    reader = csv.reader(fh)
+    cols = next(reader, [])
+    kinds = [column_type(c) for c in cols]
+    return cols, _closing(fh, ({c: (None if v == "" else k(v)) for c, k, v in zip(cols, kinds, line)}
+                               for line in reader))
+
+
+def _closing(fh, rows: Iterator[dict], first: dict | None = None) -> Iterator[dict]:
+    with fh:
+        if first is not None:
+            yield first
+        yield from rows
+
+
 def write_rows(path: str | os.PathLike, rows: Iterable[dict], cols: list[str], tmp_dir: Path) -> None:
     """Rows (any iterable: they are streamed) into `path` in its format, written in `tmp_dir` first and renamed over
     `path`."""

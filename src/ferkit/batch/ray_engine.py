@@ -25,10 +25,10 @@ import socket
 import threading
 import time
 from collections import deque
-from typing import Iterator
+from typing import Collection, Iterator
 
 from .errors import ClusterError
-from .inputs import Chunk
+from .inputs import Chunk, Pending
 from .work import RecognizerSpec, error_row, process_chunk, stand_in
 
 ACTOR_CPUS = 1.0
@@ -189,10 +189,11 @@ def token_refused(target: str) -> str:
 
 
 # ---------------------------------------------------------------- the pool
-def ray_engine(todo: list[Chunk], spec: RecognizerSpec, fps: float, workers: int | None = None,
+def ray_engine(todo: Collection[Chunk], spec: RecognizerSpec, fps: float, workers: int | None = None,
                address: str | None = None, describe=None,
                node_timeout: float = LOST_TIMEOUT_S) -> Iterator[tuple[Chunk, list]]:
-    """Yield (chunk, [(task key, rows)]) as chunks finish. Connects to `address` (or RAY_ADDRESS, or starts a local
+    """Yield (chunk, [(task key, rows)]) as chunks finish; `todo`: a list, or ledger.Todo (read as the actors take
+    its chunks). Connects to `address` (or RAY_ADDRESS, or starts a local
     instance); `workers`: actors in the pool (default: the cluster's CPUs). A driver already connected is reused.
     `node_timeout`: seconds with no actor able to run (nodes lost) before ClusterError."""
     ray = import_ray()
@@ -209,7 +210,7 @@ def ray_engine(todo: list[Chunk], spec: RecognizerSpec, fps: float, workers: int
         n = workers or max(1, int(ray.cluster_resources().get("CPU", 1) // ACTOR_CPUS))
         pool = _Pool(ray, spec, fps, min(n, len(todo)), stand_in(describe or spec.describe(), features=spec.features),
                      where, node_timeout)
-        yield from pool.run(deque(todo))
+        yield from pool.run(Pending(todo))
     except HeadLostError:
         head_lost = True
         raise
@@ -272,14 +273,14 @@ class _Pool:
             except Exception:  # noqa: BLE001 -- the cluster may be gone already: nothing left to stop
                 pass
 
-    def run(self, pending: deque) -> Iterator[tuple[Chunk, list]]:
+    def run(self, pending: Pending) -> Iterator[tuple[Chunk, list]]:
         ray = self.ray
         died = self.died
         last_alive = time.monotonic()
         while pending or any(s.sent for s in self.slots):
             for s in self.slots:
                 while s.node is not None and len(s.sent) < IN_FLIGHT and pending:
-                    if s.sent and (s.sent[-1][1].attempt or pending[0].attempt):
+                    if s.sent and (s.sent[-1][1].attempt or pending.first().attempt):
                         break  # a retried task travels alone: when its actor dies, it is the one at fault (an actor
                         # that dies may take the answer of the task it finished just before with it)
                     chunk = pending.popleft()
@@ -383,7 +384,7 @@ class _Pool:
                 return True
             time.sleep(0.5)
 
-    def _died(self, s: _Slot, e: BaseException, pending: deque) -> None:
+    def _died(self, s: _Slot, e: BaseException, pending: Pending) -> None:
         """Its chunks: back to the queue as they were if its node is gone; else the one it was working on retried
         task by task (or, on a retry already, error rows), the rest back to the queue. A new actor takes its place."""
         s.dead = True
