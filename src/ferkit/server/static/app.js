@@ -205,6 +205,7 @@ function deviceFailed(d, err) {
 }
 
 function onDeviceMessage(d, msg, resolve, reject) {
+  if (msg.type === "ready") $("where").dataset[msg.part] = "ready";   // for tests and styles: which parts have loaded
   if (msg.type === "ready" && msg.part === "core") {
     d.coreReady = true;
     showLoading(d.hasFeatures ? `Ready (models loaded in ${Math.round(msg.ms)} ms); the face features are still loading.`
