@@ -162,6 +162,10 @@ function startDevice() {
       throw new Error(response ? `the server offers no on-device models (${response.status})` : "the server could not be reached");
     }
     const manifest = await response.json();
+    if (manifest.available === false) {
+      throw Object.assign(new Error(manifest.reason), { sentence: `This server cannot offer on-device analysis ` +
+        `(${manifest.reason}), so photos and frames are analysed on the server.` });
+    }
     d.hasFeatures = Boolean(manifest.features && Object.keys(manifest.features).length);
     let module = false;   // read by the browser only if it knows module workers: those that do not, ignore `type`
     const worker = d.worker = new Worker("/static/ondevice/worker.js", { get type() { module = true; return "module"; } });
