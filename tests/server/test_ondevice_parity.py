@@ -64,6 +64,7 @@ def worker_page(server, playwright_instance):  # noqa: F811
             worker.postMessage({type: "analyze", id, image, features: "off", live: false, session: "", ...options}, [image]);
             return answer;
         };
+        window.ondeviceReset = (session) => worker.postMessage({type: "reset", session});
         worker.postMessage({type: "init", manifest});
         return ready;
     }""", manifest)
@@ -149,3 +150,50 @@ def test_manifest_files_are_cached_and_checked(server, worker_page):
         assert entry["url"].endswith("?v=" + entry["sha256"][:16])
     assert httpx.get(server.url + "/ondevice/models/..%2Fsettings.py", timeout=30).status_code == 404
     assert httpx.get(server.url + "/ondevice/models/fer2013.metrics.json", timeout=30).status_code == 404
+
+
+def clip_frames(n: int = 14) -> list[bytes]:
+    """A generated 640x480 clip: the astronaut's photo moving 3 px right and 2 px down per frame on a grey ground,
+    then (from frame 10) a jump of 40 px, which following must catch between detections."""
+    astronaut = cv2.imread(str(ROOT / "examples" / "astronaut.png"))[:360, 60:460]  # 400x360, the face in its upper part
+    frames = []
+    for i in range(n):
+        frame = np.full((480, 640, 3), 110, np.uint8)
+        x, y = 40 + 3 * i + (40 if i >= 10 else 0), 30 + 2 * i
+        frame[y:y + 360, x:x + 400] = astronaut
+        frames.append(encode(frame))
+    return frames
+
+
+def test_live_clip_matches_the_python_tracker(worker_page, recognizer):
+    """live=true: the worker's tracker (detect every n-th frame on a smaller copy, follow between, ids) gives the
+    server's live answers frame by frame: the same ids, the same detected/followed frames, the same numbers."""
+    from ferkit.images import decode_image
+    from ferkit.server.worker import LargestFaces
+    from ferkit.track import FaceTracker
+
+    page, manifest = worker_page
+    s = manifest["settings"]
+    assert s["detect_every"] > 1  # the clip has followed frames between detections
+    tracker = FaceTracker(recognizer, detector=LargestFaces(recognizer.detector, s["max_faces"]),
+                          detect_every=s["detect_every"], detect_side=s["live_detect_side"])
+    followed = 0
+    for i, data in enumerate(clip_frames()):
+        py = [f.to_dict() for f in tracker.process(decode_image(data, f"frame {i}"))]
+        js = on_device(page, data, live=True, session="clip")["faces"]
+        assert_same_faces(js, py, f"frame {i}")
+        assert [(f["id"], f["detected"]) for f in js] == [(f["id"], f["detected"]) for f in py], f"frame {i}"
+        followed += sum(not f["detected"] for f in py)
+    assert followed >= 5
+
+
+def test_live_sessions_are_separate_and_reset(worker_page):
+    page, _ = worker_page
+    frames = clip_frames(2)
+    first = on_device(page, frames[0], live=True, session="a")["faces"]
+    other = on_device(page, frames[0], live=True, session="b")["faces"]
+    assert [f["id"] for f in first] == [f["id"] for f in other] == [1]  # each session counts its own ids
+    assert on_device(page, frames[1], live=True, session="a")["faces"][0]["detected"] is False  # followed
+    page.evaluate("(session) => window.ondeviceReset(session)", "a")
+    assert on_device(page, frames[1], live=True, session="a")["faces"][0]["detected"] is True  # a fresh tracker
+    assert "id" not in on_device(page, frames[0])["faces"][0]  # photo mode: no tracker, no id

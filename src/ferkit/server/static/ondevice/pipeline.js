@@ -401,3 +401,299 @@ export async function facesFor(ort, sessions, manifest, grey, d) {
   return d.boxes.map((b, i) => faceDict(manifest.classifier.labels, b, probs[i], d.scores[i],
                                         d.landmarks && d.landmarks[i], d.sources[i]));
 }
+
+// ------------------------------------------------------------------ live: faces across frames (src/ferkit/track.py)
+const IDENTITY_JUMP = 0.8, LOOK_SIDE = 24, STILL = 0.05, FOLLOW_SIDE = 32, REFINE_SIDE = 128;  // track.py's constants
+
+// cv2.matchTemplate(image, templ, TM_CCOEFF_NORMED) + cv2.minMaxLoc: the best match's [x, y, score] (the first
+// maximum in row order; a flat window scores 0, as OpenCV's normalisation gives it).
+function bestMatch(image, templ) {
+  const {width: W, height: H, data: I} = image, {width: w, height: h, data: T} = templ, n = w * h;
+  let tMean = 0;
+  for (let i = 0; i < n; i++) tMean += T[i];
+  tMean /= n;
+  const t = new Float64Array(n);
+  let tNorm = 0;
+  for (let i = 0; i < n; i++) { t[i] = T[i] - tMean; tNorm += t[i] * t[i]; }
+  tNorm = Math.sqrt(tNorm);
+  let best = [0, 0, -Infinity];
+  for (let y = 0; y + h <= H; y++) {
+    for (let x = 0; x + w <= W; x++) {
+      let num = 0, sum = 0, sum2 = 0;
+      for (let j = 0; j < h; j++) {
+        const row = (y + j) * W + x;
+        for (let i = 0; i < w; i++) {
+          const v = I[row + i];
+          num += t[j * w + i] * v; sum += v; sum2 += v * v;
+        }
+      }
+      const d = Math.sqrt(Math.max(sum2 - sum * sum / n, 0)) * tNorm;
+      const score = Math.abs(num) < d ? num / d : Math.abs(num) < d * 1.125 ? Math.sign(num) : 0;
+      if (score > best[2]) best = [x, y, score];
+    }
+  }
+  return best;
+}
+
+// track._patch: grey inside a box, the border repeated where the box leaves the frame.
+function patchOf(grey, [x, y, w, h]) {
+  const x0 = Math.max(0, x), y0 = Math.max(0, y), x1 = Math.min(grey.width, x + w), y1 = Math.min(grey.height, y + h);
+  if (x1 <= x0 || y1 <= y0) return {data: new Uint8Array(w * h), width: w, height: h, channels: 1};
+  const p = slice(grey, x0, y0, x1, y1);
+  return (p.width === w && p.height === h) ? p : border(p, y0 - y, y + h - y1, x0 - x, x + w - x1, true);
+}
+
+const scaleFor = (w, h, side) => Math.min(1, side / Math.max(w, h));  // track._scale
+const centreOffset = (w, h) => [Math.max(0, Math.floor((w - REFINE_SIDE) / 2)), Math.max(0, Math.floor((h - REFINE_SIDE) / 2))];
+// track._resized: INTER_AREA, never enlarged.
+const resized = (img, s) => s >= 1 ? img : resize(img, Math.max(1, pyRound(img.width * s)), Math.max(1, pyRound(img.height * s)), true);
+
+// track._match: where `templ` (a patch resized by s) best matches `region` resized by s, in region pixels.
+function matchIn(region, templ, s) {
+  const small = resized(region, s);
+  if (templ.height > small.height || templ.width > small.width) return null;
+  const [bx, by, score] = bestMatch(small, templ);
+  return [bx * region.width / small.width, by * region.height / small.height, score];
+}
+
+// cv2.GaussianBlur(float image, (0, 0), sigma): 7 taps for sigma 0.7 (OpenCV's size for float images), BORDER_REFLECT_101.
+function gaussianBlur(f, w, h, sigma) {
+  const r = (((Math.round(sigma * 4 * 2 + 1)) | 1) - 1) / 2, k = [];
+  for (let i = -r; i <= r; i++) k.push(Math.exp(-0.5 * i * i / (sigma * sigma)));
+  const total = k.reduce((a, b) => a + b);
+  const kernel = k.map((v) => v / total), reflect = (i, n) => i < 0 ? -i : i >= n ? 2 * n - 2 - i : i;
+  const tmp = new Float64Array(w * h), out = new Float64Array(w * h);
+  for (let y = 0; y < h; y++)
+    for (let x = 0; x < w; x++) {
+      let s = 0;
+      for (let i = -r; i <= r; i++) s += f[y * w + reflect(x + i, w)] * kernel[i + r];
+      tmp[y * w + x] = s;
+    }
+  for (let y = 0; y < h; y++)
+    for (let x = 0; x < w; x++) {
+      let s = 0;
+      for (let i = -r; i <= r; i++) s += tmp[reflect(y + i, h) * w + x] * kernel[i + r];
+      out[y * w + x] = s;
+    }
+  return out;
+}
+
+// track.appearance: the face's upright, blurred LOOK_SIDE crop with zero mean and unit length.
+function appearance(grey, [x, y, w, h], landmarks) {
+  const side = Math.max(w, h, 1), angle = landmarks ? rollDegrees(landmarks) : 0;
+  const m = rotationMatrix(x + w / 2, y + h / 2, angle, LOOK_SIDE / side);
+  m[2] += LOOK_SIDE / 2 - (x + w / 2);
+  m[5] += LOOK_SIDE / 2 - (y + h / 2);
+  const crop = warpAffine(grey, m, LOOK_SIDE, LOOK_SIDE);  // OpenCV's warpAffine runs INTER_AREA as INTER_LINEAR
+  const f = gaussianBlur(crop.data, LOOK_SIDE, LOOK_SIDE, 0.7);
+  const mean = f.reduce((a, b) => a + b) / f.length;
+  for (let i = 0; i < f.length; i++) f[i] -= mean;
+  const norm = Math.hypot(...f) + 1e-6;
+  return f.map((v) => v / norm);
+}
+
+const dot = (a, b) => a.reduce((s, v, i) => s + v * b[i], 0);
+const thumbnail = (grey) => resize(grey, 32, 24, true).data;  // track._thumbnail
+
+// track._still: the detected box (and landmarks) within STILL x the face's side of the followed one.
+function still(box, landmarks, newBox, newLandmarks) {
+  const [x, y, w, h] = box, [nx, ny, nw, nh] = newBox, tolerance = STILL * Math.max(w, h);
+  if (Math.hypot(nx + nw / 2 - x - w / 2, ny + nh / 2 - y - h / 2) > tolerance || Math.abs(nw - w) > tolerance ||
+      Math.abs(nh - h) > tolerance) return false;
+  if (!landmarks || !newLandmarks) return true;
+  return Math.max(...landmarks.map(([px, py], i) => Math.hypot(newLandmarks[i][0] - px, newLandmarks[i][1] - py))) <= tolerance;
+}
+
+// track._move: a followed face's new box; its landmarks move with it.
+function move(track, box) {
+  if (track.landmarks) track.landmarks = track.landmarks.map(([px, py]) => [px + box[0] - track.box[0], py + box[1] - track.box[1]]);
+  track.box = box;
+}
+
+// track.match_boxes: greedy one-to-one by overlap, highest first -> [[old, new]].
+function matchBoxes(old, boxes, threshold) {
+  const pairs = [];
+  old.forEach((o, i) => boxes.forEach((n, j) => pairs.push([iouOf(o, n), i, j])));
+  pairs.sort((a, b) => b[0] - a[0] || b[1] - a[1] || b[2] - a[2]);
+  const usedOld = new Set(), usedNew = new Set(), out = [];
+  for (const [overlap, i, j] of pairs) {
+    if (overlap < threshold) break;
+    if (usedOld.has(i) || usedNew.has(j)) continue;
+    usedOld.add(i); usedNew.add(j); out.push([i, j]);
+  }
+  return out;
+}
+
+// track._match_near: boxes overlap left unmatched, nearest centres first, within the larger side -> Map(new -> old).
+function matchNear(old, boxes, usedOld, usedNew) {
+  const centre = (b) => [b[0] + b[2] / 2, b[1] + b[3] / 2], pairs = [];
+  old.forEach((o, i) => boxes.forEach((n, j) => {
+    if (usedOld.has(i) || usedNew.has(j)) return;
+    const [ox, oy] = centre(o), [nx, ny] = centre(n), d = Math.hypot(ox - nx, oy - ny);
+    if (d < Math.max(o[2], o[3], n[2], n[3])) pairs.push([d, i, j]);
+  }));
+  pairs.sort((a, b) => a[0] - b[0] || a[1] - b[1] || a[2] - b[2]);
+  const out = new Map();
+  for (const [, i, j] of pairs) if (![...out.values()].includes(i) && !out.has(j)) out.set(j, i);
+  return out;
+}
+
+// track.FaceTracker (with its IoUTracker, smoothing off as the server runs it): detect every `detect_every`-th frame
+// on a copy `live_detect_side` long, follow faces by template matching between, classify every frame, stable ids.
+export class FaceTracker {
+  constructor(ort, sessions, manifest) {
+    Object.assign(this, {ort, sessions, manifest, s: manifest.settings});
+    this.tracks = []; this.nextId = 1;
+    this.templates = new Map(); this.looks = new Map(); this.live = []; this.thumb = null; this.frameIndex = -1;
+  }
+
+  reset() {
+    this.tracks = []; this.templates.clear(); this.looks.clear(); this.live = []; this.thumb = null; this.frameIndex = -1;
+  }
+
+  // FaceTracker.process: one frame (BGR and its grey) -> face dicts with "id" and "detected", left to right.
+  async process(bgr, grey, timings) {
+    this.frameIndex += 1;
+    const cut = this.hardCut(grey);
+    if (cut) {  // another shot: nobody carries over
+      const index = this.frameIndex;
+      this.reset();
+      this.frameIndex = index;
+      this.thumb = thumbnail(grey);
+    }
+    const t0 = performance.now();
+    let live = null;
+    if (!cut && this.frameIndex % this.s.detect_every && this.live.length) live = this.followStep(grey);
+    if (live === null) live = await this.detectStep(bgr, grey);
+    this.live = live;
+    const t1 = performance.now();
+    timings.detect_ms = t1 - t0;
+    if (!live.length) return [];
+    const tracks = live.map(([t]) => t);
+    const found = {boxes: tracks.map((t) => t.box), scores: tracks.map((t) => t.score),
+                   landmarks: tracks.some((t) => !t.landmarks) ? null : tracks.map((t) => t.landmarks),
+                   sources: tracks.map((t) => t.source)};
+    const faces = await facesFor(this.ort, this.sessions, this.manifest, grey, found);
+    timings.classify_ms = performance.now() - t1;
+    const out = faces.map((face, i) => ({id: live[i][0].id, ...face, detected: live[i][1]}));
+    return out.sort((a, b) => a.box.x - b.box.x);
+  }
+
+  hardCut(grey) {  // FaceTracker._hard_cut
+    if (this.s.cut_threshold === null) return false;
+    const thumb = thumbnail(grey), last = this.thumb;
+    this.thumb = thumb;
+    if (!last) return false;
+    let diff = 0;
+    for (let i = 0; i < thumb.length; i++) diff += Math.abs(thumb[i] - last[i]);
+    return diff / thumb.length > this.s.cut_threshold;
+  }
+
+  samePerson(grey, track) {  // FaceTracker._same_person
+    const look = appearance(grey, track.box, track.landmarks), [average, last] = this.looks.get(track.id) || [null, null];
+    if (this.s.identity_threshold !== null && last &&
+        (dot(look, last) < IDENTITY_JUMP || dot(look, average) < this.s.identity_threshold)) return false;
+    const mixed = average ? average.map((v, i) => 0.8 * v + 0.2 * look[i]) : look, norm = Math.hypot(...mixed) + 1e-9;
+    this.looks.set(track.id, [mixed.map((v) => v / norm), look]);
+    return true;
+  }
+
+  update(d) {  // IoUTracker.update: detections -> their tracks, in the detections' order
+    const boxes = d.boxes, threshold = this.s.iou_threshold;
+    const matched = new Map(matchBoxes(this.tracks.map((t) => t.box), boxes, threshold).map(([i, j]) => [j, i]));
+    const near = matchNear(this.tracks.map((t) => t.box), boxes, new Set(matched.values()), new Set(matched.keys()));
+    near.forEach((i, j) => matched.set(j, i));
+    const seen = new Set(), out = boxes.map((box, j) => {
+      let track;
+      if (matched.has(j)) {
+        track = this.tracks[matched.get(j)];
+        Object.assign(track, {box, score: d.scores[j], missed: 0});
+      } else {
+        track = {id: this.nextId++, box, score: d.scores[j], missed: 0, landmarks: null, source: ""};
+        this.tracks.push(track);
+      }
+      seen.add(track.id);
+      return track;
+    });
+    for (const t of this.tracks) if (!seen.has(t.id)) t.missed += 1;
+    this.tracks = this.tracks.filter((t) => t.missed <= this.s.max_missed);
+    return out;
+  }
+
+  async detectStep(bgr, grey) {  // FaceTracker._detect_step
+    const [d] = largest(await detectFaces(this.ort, this.sessions, this.manifest, bgr, this.s.live_detect_side), this.s.max_faces);
+    const followed = new Map(this.tracks.map((t) => [t.id, this.followed(grey, t)]));
+    const found = this.update(d);
+    found.forEach((track, i) => {
+      track.landmarks = d.landmarks ? d.landmarks[i] : null;
+      track.source = d.sources[i];
+      if (!this.samePerson(grey, track)) {  // another person where this track's was: a new track
+        this.templates.delete(track.id); this.looks.delete(track.id);
+        track.id = this.nextId++;
+        this.samePerson(grey, track);
+      } else if (this.s.detect_every > 1 && followed.get(track.id) &&
+                 still(...followed.get(track.id), track.box, track.landmarks)) {
+        [track.box, track.landmarks] = followed.get(track.id);  // the detector's jitter, not a move
+      }
+      this.templates.set(track.id, this.template(grey, track.box));
+    });
+    const ids = new Set(found.map((t) => t.id)), live = found.map((t) => [t, true]);
+    for (const track of this.tracks) {  // faces the detector missed are followed for up to max_missed detections
+      if (ids.has(track.id) || !followed.get(track.id)) continue;
+      const box = followed.get(track.id)[0];
+      if (found.every((t) => iouOf(box, t.box) < this.s.iou_threshold)) { move(track, box); live.push([track, false]); }
+    }
+    const alive = new Set(this.tracks.map((t) => t.id));
+    for (const map of [this.templates, this.looks]) for (const id of [...map.keys()]) if (!alive.has(id)) map.delete(id);
+    return live;
+  }
+
+  followStep(grey) {  // FaceTracker._follow_step: null as soon as a face is lost or is someone else
+    const live = [];
+    for (const [track] of this.live) {
+      const box = this.follow(grey, track);
+      if (!box) return null;
+      move(track, box);
+      const last = (this.looks.get(track.id) || [null, null])[1];
+      if (this.s.identity_threshold !== null && last && dot(appearance(grey, track.box, track.landmarks), last) < IDENTITY_JUMP) return null;
+      live.push([track, false]);
+    }
+    return live;
+  }
+
+  followed(grey, track) {  // FaceTracker._followed: [box, landmarks] where following puts the face, or null
+    const box = this.follow(grey, track);
+    if (!box) return null;
+    const dx = box[0] - track.box[0], dy = box[1] - track.box[1];
+    return [box, track.landmarks ? track.landmarks.map(([px, py]) => [px + dx, py + dy]) : null];
+  }
+
+  follow(grey, track) {  // FaceTracker._follow: a coarse search at ~32 px across, then a fine one at full resolution
+    const templates = this.templates.get(track.id);
+    if (!templates) return null;
+    const [coarse, fine] = templates, [x, y, w, h] = track.box, W = grey.width, H = grey.height;
+    const x0 = Math.max(0, x - Math.floor(w / 2)), y0 = Math.max(0, y - Math.floor(h / 2));
+    const x1 = Math.min(W, x + w + Math.floor(w / 2)), y1 = Math.min(H, y + h + Math.floor(h / 2));
+    if (x1 - x0 < w || y1 - y0 < h || std(coarse.data) < 1e-3) return null;
+    const s = scaleFor(w, h, FOLLOW_SIDE), found = matchIn(slice(grey, x0, y0, x1, y1), coarse, s);
+    if (!found || found[2] < this.s.follow_min_score) return null;
+    const pad = Math.ceil(1 / s) + 1, [cx, cy] = centreOffset(w, h);
+    const gx = pyRound(x0 + found[0]) - pad, gy = pyRound(y0 + found[1]) - pad;
+    const [fx, fy] = bestMatch(patchOf(grey, [gx + cx, gy + cy, fine.width + 2 * pad, fine.height + 2 * pad]), fine);
+    return [gx + fx, gy + fy, w, h];
+  }
+
+  template(grey, box) {  // FaceTracker._template: the coarse patch and the central part at full resolution
+    const [, , w, h] = box, patch = patchOf(grey, box), [cx, cy] = centreOffset(w, h);
+    const fine = slice(patch, cx, cy, Math.min(w, cx + REFINE_SIDE), Math.min(h, cy + REFINE_SIDE));
+    return [resized(patch, scaleFor(w, h, FOLLOW_SIDE)), fine];
+  }
+}
+
+function std(a) {
+  let mean = 0, v = 0;
+  for (const x of a) mean += x;
+  mean /= a.length;
+  for (const x of a) v += (x - mean) ** 2;
+  return Math.sqrt(v / a.length);
+}
