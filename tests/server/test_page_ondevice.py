@@ -153,7 +153,7 @@ def test_analysis_starts_before_the_face_feature_models_load(web, playwright_ins
     browser = launch(playwright_instance, ondevice=True)
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     held = []
-    context.route(lambda url: any(url.endswith(u) for u in feature_urls), held.append)   # answered later
+    context.route(lambda url: any(url.endswith(u) for u in feature_urls), lambda route: held.append(route))  # later
     page = context.new_page()
     page.goto(web.url)
     page.wait_for_selector("body[data-ready=true]")
