@@ -169,7 +169,16 @@ def test_analysis_starts_before_the_face_feature_models_load(web, playwright_ins
     page.set_input_files("#file-input", str(sample_photos["350"]))
     wait_until(page, "document.querySelector('#photo-message').textContent.startsWith('1 face found')", MODELS_TIMEOUT)
     face = page.evaluate("JSON.parse(document.querySelector('#json-code').textContent).faces[0]")
-    assert len(face.get("mesh") or []) > 0, sorted(face)
+    assert len(face.get("mesh") or []) > 0 and "head_pose" in face, sorted(face)
+    assert page.locator("#photo-faces .face .pose").count() == 1          # drawn by the server mode's code
+    # the visitor can switch them off (remembered), and the next photo comes without them
+    page.uncheck("#features-toggle")
+    page.evaluate("document.querySelector('#photo-message').textContent = ''")
+    page.set_input_files("#file-input", str(sample_photos["640x480"]))
+    wait_until(page, "document.querySelector('#photo-message').textContent.startsWith('1 face found')", MODELS_TIMEOUT)
+    face = page.evaluate("JSON.parse(document.querySelector('#json-code').textContent).faces[0]")
+    assert "mesh" not in face and "head_pose" not in face, sorted(face)
+    assert page.evaluate("localStorage.getItem('ferkit.deviceFeatures')") == "false"
     browser.close()
 
 

@@ -85,6 +85,9 @@ async function loadInfo() {
 // can; the visitor's choice is remembered.
 const WHERE_KEY = "ferkit.analysis";
 const WHERE_TEXT = { device: "On this device: nothing is uploaded", server: "On the server" };
+// On the device the visitor chooses the face features (they cost the most time: live mode runs slower with them);
+// on the server the server's --features decides.
+const FEATURES_KEY = "ferkit.deviceFeatures";
 // The smallest module with a SIMD instruction (i8x16.splat of 0, then i8x16.popcnt): it validates only where
 // WebAssembly has SIMD, which onnxruntime-web's wasm build needs.
 const SIMD_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 10, 1, 8, 0,
@@ -121,6 +124,11 @@ function setupWhere() {
       setMode(radio.value, true);
     });
   }
+  const features = $("features-toggle");
+  try { features.checked = localStorage.getItem(FEATURES_KEY) !== "false"; } catch { /* storage blocked: on */ }
+  features.addEventListener("change", () => {
+    try { localStorage.setItem(FEATURES_KEY, String(features.checked)); } catch { /* not remembered */ }
+  });
   if (why) { deviceUnavailable(why); return; }
   setMode(stored === "server" ? "server" : "device");
 }
@@ -235,14 +243,16 @@ function showLoading(text) {
 }
 
 // One image to the worker -> its result {width, height, faces, timings}. The bitmap is transferred, not copied.
-// Face features are asked for once their models have loaded; until then the faces come without them.
+// Face features are asked for once their models have loaded, if the visitor wants them; until then the faces come
+// without them.
 async function analyzeOnDevice(bitmap, { live = false, session = "" } = {}) {
   const d = state.device;
   await d.ready;
   const id = ++d.nextId;
   return new Promise((resolve, reject) => {
     d.pending.set(id, { resolve, reject });
-    d.worker.postMessage({ type: "analyze", id, image: bitmap, features: d.featuresReady ? "all" : "off", live, session },
+    const features = d.featuresReady && $("features-toggle").checked ? "all" : "off";
+    d.worker.postMessage({ type: "analyze", id, image: bitmap, features, live, session },
       [bitmap]);
   });
 }
