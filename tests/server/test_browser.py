@@ -701,7 +701,7 @@ def test_live_focus_pause_and_stop_leave_nothing_stale(web, playwright_instance,
     state = overlay_state(page)
     assert state["drawn"] == 0 and state["faces"] == 0, state
     assert page.locator("#live-faces .face").count() == 0
-    assert [page.inner_text(f"#live-{k}") for k in ("fps", "latency", "server")] == ["–", "–", "–"]
+    assert [page.inner_text(f"#live-{k}") for k in ("fps", "latency", "stages")] == ["–", "–", "–"]
     page.wait_for_timeout(500)   # and nothing comes back afterwards
     assert overlay_state(page)["drawn"] == 0 and page.locator("#live-faces .face").count() == 0
     assert errors == []
