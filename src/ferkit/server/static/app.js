@@ -183,7 +183,6 @@ function startDevice() {
         "which on-device analysis needs, so photos and frames are analysed on the server." });
     }
     showLoading("Loading the models into this browser…");
-    const started = performance.now();
     return new Promise((resolve, reject) => {
       worker.onmessage = (e) => onDeviceMessage(d, e.data, resolve, reject);
       worker.onerror = (e) => {
@@ -193,7 +192,6 @@ function startDevice() {
         deviceFailed(d, err);
       };
       worker.postMessage({ type: "init", manifest });
-      d.started = started;
     });
   })();
   d.ready.catch((err) => deviceFailed(d, err));
@@ -252,8 +250,7 @@ async function analyzeOnDevice(bitmap, { live = false, session = "" } = {}) {
   return new Promise((resolve, reject) => {
     d.pending.set(id, { resolve, reject });
     const features = d.featuresReady && $("features-toggle").checked ? "all" : "off";
-    d.worker.postMessage({ type: "analyze", id, image: bitmap, features, live, session },
-      [bitmap]);
+    d.worker.postMessage({ type: "analyze", id, image: bitmap, features, live, session }, [bitmap]);
   });
 }
 
