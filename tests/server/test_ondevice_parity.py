@@ -197,3 +197,24 @@ def test_live_sessions_are_separate_and_reset(worker_page):
     page.evaluate("(session) => window.ondeviceReset(session)", "a")
     assert on_device(page, frames[1], live=True, session="a")["faces"][0]["detected"] is True  # a fresh tracker
     assert "id" not in on_device(page, frames[0])["faces"][0]  # photo mode: no tracker, no id
+
+
+def test_features_all_adds_the_servers_feature_keys(worker_page):
+    """features "all": the worker calls features.js per face and the face carries the keys and numbers the server's
+    Recognizer(features="all") gives (mesh within 2 px, blendshapes and action units within 0.02)."""
+    from ferkit import load_recognizer
+    from ferkit.images import decode_image
+
+    page, _ = worker_page
+    data = photos()["two faces (1024 px: shrunk to 640)"]
+    py = [f.to_dict() for f in load_recognizer(features="all").analyze(decode_image(data))]
+    answer = on_device(page, data, features="all")
+    js = answer["faces"]
+    assert_same_faces([{k: v for k, v in f.items() if k in py[0]} for f in js],
+                      [{k: v for k, v in f.items() if k in js[0]} for f in py], "features all")
+    assert len(js) == 2 and all(set(a) == set(b) for a, b in zip(js, py))
+    for a, b in zip(js, py):
+        assert np.abs(np.array(a["mesh"])[:, :2] - np.array(b["mesh"])[:, :2]).max() <= 2
+        for key in ("blendshapes", "action_units"):
+            assert max(abs(a[key][k] - b[key][k]) for k in b[key]) <= 0.02, key
+    assert answer["timings"]["features_ms"] > 0

@@ -388,10 +388,13 @@ export function faceDict(labels, box, probs, score, landmarks, source) {
   let top = 0;
   for (let i = 1; i < probs.length; i++) if (probs[i] > probs[top]) top = i;
   const r = (v, d) => Math.round(v * 10 ** d) / 10 ** d;
-  return {box: {x: box[0], y: box[1], w: box[2], h: box[3]}, emotion: labels[top],
-          probabilities: Object.fromEntries(labels.map((l, i) => [l, probs[i]])),
-          detector: source, detector_score: r(score, 4), detector_confidence: r(score, 4),
-          landmarks: landmarks ? landmarks.map(([x, y]) => [r(x, 1), r(y, 1)]) : null};
+  const face = {box: {x: box[0], y: box[1], w: box[2], h: box[3]}, emotion: labels[top],
+                probabilities: Object.fromEntries(labels.map((l, i) => [l, probs[i]])),
+                detector: source, detector_score: r(score, 4), detector_confidence: r(score, 4),
+                landmarks: landmarks ? landmarks.map(([x, y]) => [r(x, 1), r(y, 1)]) : null};
+  // the landmarks unrounded, for the face features (Python's mesh stage reads them so); not enumerable: not posted
+  Object.defineProperty(face, "rawLandmarks", {value: landmarks || null});
+  return face;
 }
 
 // Recognizer._faces for one image: every face cropped and classified in one batch -> face dicts.
@@ -575,7 +578,7 @@ export class FaceTracker {
                    sources: tracks.map((t) => t.source)};
     const faces = await facesFor(this.ort, this.sessions, this.manifest, grey, found);
     timings.classify_ms = performance.now() - t1;
-    const out = faces.map((face, i) => ({id: live[i][0].id, ...face, detected: live[i][1]}));
+    const out = faces.map((face, i) => Object.assign(face, {id: live[i][0].id, detected: live[i][1]}));
     return out.sort((a, b) => a.box.x - b.box.x);
   }
 

@@ -81,7 +81,10 @@ async function analyze(msg) {
   if (msg.features === "all" && faces.length) {
     const t3 = performance.now(), loaded = await features;
     if (loaded.failed) throw new Error(loaded.failed);
-    for (const face of faces) Object.assign(face, await loaded.module.faceFeatures(ort, loaded.sessions, rgba, face));
+    for (const face of faces.slice(0, manifest.settings.max_faces)) {
+      const unrounded = {...face, landmarks: face.rawLandmarks};
+      Object.assign(face, await loaded.module.faceFeatures(ort, loaded.sessions, rgba, unrounded));
+    }
     timings.features_ms = performance.now() - t3;
   }
   timings.total_ms = performance.now() - t0;
