@@ -190,12 +190,16 @@ def test_live_minute_on_the_device_sends_no_frame(web, playwright_instance, astr
     page.click("#live-start")
     wait_until(page, "Number(document.querySelector('#overlay').dataset.faces || 0) >= 1", MODELS_TIMEOUT)
     first = frame_drawn(page)
+    loaded = len(traffic.requests)
     seen, samples = 0, 0
     for _ in range(60):                       # a minute, sampled each second
         page.wait_for_timeout(1000)
         samples += 1
         seen += faces_drawn(page) >= 1
     frames = frame_drawn(page) - first
+    # during the minute the server is asked for nothing but music for the mood (the page, runtime and models loaded)
+    during = [url for _, url, _ in traffic.requests[loaded:]]
+    assert all("/api/v1/recommendations?emotion=" in url for url in during), during
     assert frames >= 60, f"only {frames} results in 60 s"       # at least one a second, on a loaded machine
     assert seen >= 0.9 * samples, f"the face was drawn in {seen} of {samples} samples"
     assert float(page.inner_text("#live-fps")) > 0
