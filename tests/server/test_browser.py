@@ -70,8 +70,25 @@ def wait_until(page, expression: str, timeout: float = 15_000) -> None:
         page.wait_for_timeout(50)
 
 
-def launch(playwright_instance, *extra):
-    return playwright_instance.chromium.launch(executable_path=CHROMIUM, args=ARGS + list(extra))
+# The page analyses on the device by default where the browser can (issue 36). The tests here are of the server
+# mode: their pages start as a visitor's who chose "On the server" (the choice the page keeps in localStorage).
+# test_page_ondevice.py tests the device mode, the switch and the fallback.
+SERVER_MODE_SCRIPT = "try { localStorage.setItem('ferkit.analysis', 'server'); } catch (e) { /* an opaque origin */ }"
+
+
+def launch(playwright_instance, *extra, ondevice: bool = False):
+    browser = playwright_instance.chromium.launch(executable_path=CHROMIUM, args=ARGS + list(extra))
+    if not ondevice:
+        new_context = browser.new_context
+
+        def server_mode_context(**options):
+            context = new_context(**options)
+            context.add_init_script(SERVER_MODE_SCRIPT)
+            return context
+
+        browser.new_context = server_mode_context
+        browser.new_page = lambda **options: server_mode_context(**options).new_page()
+    return browser
 
 
 def open_page(browser, url: str, height: int, width: int = 1200):
@@ -684,7 +701,7 @@ def test_live_focus_pause_and_stop_leave_nothing_stale(web, playwright_instance,
     state = overlay_state(page)
     assert state["drawn"] == 0 and state["faces"] == 0, state
     assert page.locator("#live-faces .face").count() == 0
-    assert [page.inner_text(f"#live-{k}") for k in ("fps", "latency", "server")] == ["–", "–", "–"]
+    assert [page.inner_text(f"#live-{k}") for k in ("fps", "latency", "stages")] == ["–", "–", "–"]
     page.wait_for_timeout(500)   # and nothing comes back afterwards
     assert overlay_state(page)["drawn"] == 0 and page.locator("#live-faces .face").count() == 0
     assert errors == []

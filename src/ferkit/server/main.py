@@ -70,6 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router, responses=REFUSALS)
     from .routes import corrections  # the page's "Wrong?" on a face
     app.include_router(corrections.router, responses=REFUSALS)
+    from .routes import ondevice  # the page's on-device mode: its manifest and model files
+    app.include_router(ondevice.router, responses=REFUSALS)
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:

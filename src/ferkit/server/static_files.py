@@ -1,7 +1,11 @@
 """The page's static files (/static/...): gzip-compressed when the browser accepts it, with Cache-Control.
 
 app.js, style.css and the other text files: `no-cache` (the browser keeps its copy and revalidates it with the
-ETag: a 304 when unchanged, so a new release is picked up at once); images: kept for a day. The compressed copy of
+ETag: a 304 when unchanged, so a new release is picked up at once); images: kept for a day.
+The on-device runtime (ondevice/): its .mjs and .wasm are compressed too (the wasm: 14.8 MB, about a quarter
+gzipped), and its scripts carry their own Content-Security-Policy: a module Web Worker runs under its script's
+policy, which must let it import the runtime's modules, fetch the models and compile WebAssembly
+('wasm-unsafe-eval'); the API's default for scripts (security.OTHER_CSP) forbids all three. The compressed copy of
 a file is made once per version of the file (path, size, mtime) and kept in memory: a few files of a few kB.
 A `Range` header that is malformed or past the file's end is answered in the API's one error shape,
 {"detail": "..."} (400 or 416), not in Starlette's plain text."""
@@ -16,10 +20,12 @@ from starlette.responses import FileResponse, JSONResponse, MalformedRangeHeader
 from starlette.staticfiles import NotModifiedResponse, StaticFiles
 from starlette.types import Scope
 
-COMPRESSED = {".js": "text/javascript", ".css": "text/css", ".html": "text/html", ".svg": "image/svg+xml",
-              ".json": "application/json", ".md": "text/markdown"}
+COMPRESSED = {".js": "text/javascript", ".mjs": "text/javascript", ".wasm": "application/wasm", ".css": "text/css",
+              ".html": "text/html", ".svg": "image/svg+xml", ".json": "application/json", ".md": "text/markdown"}
 REVALIDATE = "no-cache"           # text: kept, revalidated on each use
 KEEP = "public, max-age=86400"    # images: kept for a day
+WORKER_CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'; object-src 'none'; "
+              "base-uri 'none'; frame-ancestors 'none'")
 
 
 @lru_cache(maxsize=64)
@@ -36,6 +42,8 @@ class PageFiles(StaticFiles):
         response = super().file_response(full_path, stat_result, scope, status_code)
         suffix = os.path.splitext(str(full_path))[1].lower()
         response.headers["Cache-Control"] = REVALIDATE if suffix in COMPRESSED else KEEP
+        if suffix in (".js", ".mjs") and "/ondevice/" in str(full_path).replace(os.sep, "/"):
+            response.headers["Content-Security-Policy"] = WORKER_CSP
         if suffix not in COMPRESSED or status_code != 200 or isinstance(response, NotModifiedResponse):
             return response
         response.headers["Vary"] = "Accept-Encoding"

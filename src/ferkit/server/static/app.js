@@ -1,4 +1,5 @@
-// ferkit's page: photo upload, live camera over a WebSocket, and music for the detected mood.
+// ferkit's page: photos and the live camera, analysed on this device (ondevice/worker.js, the same pipeline in
+// WebAssembly) or on the server (POST /api/v1/analyze, the /api/v1/live WebSocket), and music for the detected mood.
 // No libraries, no CDN. Emotion labels come from GET /api/v1/info; none is typed here. The music panel is
 // music.js.
 
@@ -9,6 +10,8 @@ const state = {
   labels: [],               // from /api/v1/info, in the model's order
   live: null,               // the running live session (see startLive)
   photoRequest: 0,          // numbers uploads, so that only the latest one's answer is shown
+  mode: "server",           // where analysis runs: "device" (the worker) or "server"; see setupWhere
+  device: null,             // the on-device worker and its state (see startDevice); null until asked for
 };
 
 // One colour and one dash pattern per class index, so lines and boxes differ by more than colour; eight of
@@ -74,6 +77,193 @@ async function loadInfo() {
     (info.model.note ? ` (${info.model.note})` : "");
   state.info = info;
   buildLegend();
+}
+
+// ------------------------------------------------------------------ where the analysis runs
+// "device": ondevice/worker.js runs ferkit's models in WebAssembly and no image leaves the page; "server": photos go
+// to POST /api/v1/analyze and frames to the /api/v1/live WebSocket. The default is the device where the browser
+// can; the visitor's choice is remembered.
+const WHERE_KEY = "ferkit.analysis";
+const WHERE_TEXT = { device: "On this device: nothing is uploaded", server: "On the server" };
+// On the device the visitor chooses the face features (they cost the most time: live mode runs slower with them);
+// on the server the server's --features decides.
+const FEATURES_KEY = "ferkit.deviceFeatures";
+// The smallest module with a SIMD instruction (i8x16.splat of 0, then i8x16.popcnt): it validates only where
+// WebAssembly has SIMD, which onnxruntime-web's wasm build needs.
+const SIMD_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 10, 1, 8, 0,
+  65, 0, 253, 15, 253, 98, 11]);
+
+// Why this browser cannot analyse on the device, in a sentence, or null when it can (module workers are checked
+// when the worker starts: startDevice).
+function deviceUnsupported() {
+  if (typeof WebAssembly !== "object" || typeof WebAssembly.validate !== "function") {
+    return "This browser runs no WebAssembly (it is missing or switched off), which on-device analysis needs, " +
+      "so photos and frames are analysed on the server.";
+  }
+  let simd = false;
+  try { simd = WebAssembly.validate(SIMD_PROBE); } catch { /* an old engine: no SIMD */ }
+  if (!simd) {
+    return "This browser's WebAssembly has no SIMD, which on-device analysis needs, so photos and frames are " +
+      "analysed on the server.";
+  }
+  if (typeof Worker !== "function" || typeof createImageBitmap !== "function") {
+    return "This browser has no Web Workers or ImageBitmaps, which on-device analysis needs, so photos and frames " +
+      "are analysed on the server.";
+  }
+  return null;
+}
+
+function setupWhere() {
+  const why = deviceUnsupported();
+  let stored = null;
+  try { stored = localStorage.getItem(WHERE_KEY); } catch { /* storage blocked: the default */ }
+  for (const radio of document.querySelectorAll("input[name=where]")) {
+    radio.addEventListener("change", () => {
+      if (!radio.checked) return;
+      try { localStorage.setItem(WHERE_KEY, radio.value); } catch { /* not remembered */ }
+      setMode(radio.value, true);
+    });
+  }
+  const features = $("features-toggle");
+  try { features.checked = localStorage.getItem(FEATURES_KEY) !== "false"; } catch { /* storage blocked: on */ }
+  features.addEventListener("change", () => {
+    try { localStorage.setItem(FEATURES_KEY, String(features.checked)); } catch { /* not remembered */ }
+  });
+  if (why) { deviceUnavailable(why); return; }
+  setMode(stored === "server" ? "server" : "device");
+}
+
+// The device mode cannot be used (this browser, or the worker did not start): the server mode, with the sentence.
+function deviceUnavailable(why) {
+  $("where-device").disabled = true;
+  $("where-why").textContent = why;
+  $("where-why").hidden = false;
+  $("where-load").hidden = true;
+  setMode("server", state.mode === "device");
+}
+
+// Switch where analysis runs; a running live session goes on in the other mode (switchLive).
+function setMode(mode, spoken = false) {
+  const before = state.mode;
+  state.mode = mode;
+  $(`where-${mode}`).checked = true;
+  $("where-text").textContent = WHERE_TEXT[mode];
+  document.body.dataset.mode = mode;
+  document.body.classList.toggle("ondevice", mode === "device");
+  showHeatmapNote();
+  if (mode === "device") startDevice();
+  if (state.live && before !== mode) switchLive(state.live);
+  if (spoken) announce(`Analysis now runs ${mode === "device" ? "on this device: nothing is uploaded" : "on the server"}.`);
+}
+
+// Load the worker once: the manifest (GET /api/v1/ondevice: runtime, models with their sha256, settings), then
+// {type: "init"}; the worker answers {type: "ready", part: "core"} (detector + classifier: analysis can start) and
+// later {type: "ready", part: "features"} (face mesh and blendshapes), or an error, after which the page falls back
+// to the server.
+function startDevice() {
+  if (state.device) return state.device.ready;
+  const d = state.device = { worker: null, coreReady: false, featuresReady: false, hasFeatures: false,
+    pending: new Map(), nextId: 0, failed: null };
+  d.ready = (async () => {
+    const response = await fetch("/api/v1/ondevice").catch(() => null);
+    if (!response?.ok) {
+      throw new Error(response ? `the server offers no on-device models (${response.status})` : "the server could not be reached");
+    }
+    const manifest = await response.json();
+    if (manifest.available === false) {
+      throw Object.assign(new Error(manifest.reason), { sentence: `This server cannot offer on-device analysis ` +
+        `(${manifest.reason}), so photos and frames are analysed on the server.` });
+    }
+    d.hasFeatures = Boolean(manifest.features && Object.keys(manifest.features).length);
+    let module = false;   // read by the browser only if it knows module workers: those that do not, ignore `type`
+    const worker = d.worker = new Worker("/static/ondevice/worker.js", { get type() { module = true; return "module"; } });
+    if (!module) {
+      worker.terminate();
+      throw Object.assign(new Error("no module workers"), { sentence: "This browser cannot start module workers, " +
+        "which on-device analysis needs, so photos and frames are analysed on the server." });
+    }
+    showLoading("Loading the models into this browser…");
+    return new Promise((resolve, reject) => {
+      worker.onmessage = (e) => onDeviceMessage(d, e.data, resolve, reject);
+      worker.onerror = (e) => {
+        e.preventDefault();
+        const err = new Error(e.message || "the worker stopped");
+        reject(err);
+        deviceFailed(d, err);
+      };
+      worker.postMessage({ type: "init", manifest });
+    });
+  })();
+  d.ready.catch((err) => deviceFailed(d, err));
+  return d.ready;
+}
+
+// The worker did not start, or stopped: its jobs fail, and the page offers the server. A live session running on
+// the device stops rather than send its frames to the server unasked.
+function deviceFailed(d, err) {
+  if (d.failed) return;
+  d.failed = err;
+  for (const { reject } of d.pending.values()) reject(err);
+  d.pending.clear();
+  d.worker?.terminate();
+  if (state.live && state.mode === "device") {
+    stopLive("On-device analysis stopped, so the camera was stopped; nothing was sent. Press Start camera to " +
+      "analyse on the server.", true);
+  }
+  deviceUnavailable(err.sentence || `On-device analysis could not start (${err.message}), so photos and frames ` +
+    "are analysed on the server.");
+}
+
+function onDeviceMessage(d, msg, resolve, reject) {
+  if (msg.type === "ready") $("where").dataset[msg.part] = "ready";   // for tests and styles: which parts have loaded
+  if (msg.type === "ready" && msg.part === "core") {
+    d.coreReady = true;
+    showLoading(d.hasFeatures ? `Ready (models loaded in ${Math.round(msg.ms)} ms); the face features are still loading.`
+      : `Ready (models loaded in ${Math.round(msg.ms)} ms).`);
+    resolve();
+    if (state.live) schedulePump(state.live);
+  } else if (msg.type === "ready" && msg.part === "features") {
+    d.featuresReady = true;
+    showLoading(`Ready, with the face features (loaded in ${Math.round(msg.ms)} ms).`);
+  } else if (msg.type === "error" && msg.id == null) {
+    reject(new Error(msg.message));
+  } else if (msg.id != null && d.pending.has(msg.id)) {
+    const job = d.pending.get(msg.id);
+    d.pending.delete(msg.id);
+    if (msg.type === "result") job.resolve(msg);
+    else job.reject(new Error(msg.message));
+  }
+}
+
+function showLoading(text) {
+  $("where-load").textContent = text;
+  $("where-load").hidden = false;
+}
+
+// One image to the worker -> its result {width, height, faces, timings}. The bitmap is transferred, not copied.
+// Face features are asked for once their models have loaded, if the visitor wants them; until then the faces come
+// without them.
+async function analyzeOnDevice(bitmap, { live = false, session = "" } = {}) {
+  const d = state.device;
+  await d.ready;
+  const id = ++d.nextId;
+  return new Promise((resolve, reject) => {
+    d.pending.set(id, { resolve, reject });
+    const features = d.featuresReady && $("features-toggle").checked ? "all" : "off";
+    d.worker.postMessage({ type: "analyze", id, image: bitmap, features, live, session }, [bitmap]);
+  });
+}
+
+// Stage timings in words: "detect 12 ms · classify 3 ms · features 40 ms".
+function stagesText(timings) {
+  const names = [["detect_ms", "detect"], ["classify_ms", "classify"], ["features_ms", "features"]];
+  return names.filter(([key]) => Number.isFinite(timings?.[key]) && (key !== "features_ms" || timings[key] > 0))
+    .map(([key, name]) => `${name} ${timings[key].toFixed(0)} ms`).join(" · ");
+}
+
+// The heat map (Grad-CAM) is made by the server only: in device mode the toggle says so rather than show nothing.
+function showHeatmapNote() {
+  $("heatmap-note").hidden = !(state.mode === "device" && $("heatmap-toggle").checked);
 }
 
 // ------------------------------------------------------------------ tabs
@@ -383,6 +573,7 @@ function setupPhoto() {
   $("api-code").textContent = apiSnippet();
   $("heatmap-toggle").addEventListener("change", () => {
     const show = $("heatmap-toggle").checked;
+    showHeatmapNote();
     for (const img of document.querySelectorAll("#photo-boxes img.heat")) img.hidden = !show;
   });
 }
@@ -510,7 +701,7 @@ async function analyzePhoto(file, { others = 0, scroll = false } = {}) {
     photoError(`${name}: the file is empty (0 bytes). Choose another photo.`);
     return;
   }
-  if (limit && file.size > limit) {  // the server refuses it too (413); saying so here saves the upload
+  if (state.mode === "server" && limit && file.size > limit) {  // the server refuses it too (413); saying so here saves the upload
     photoError(`Too large (max ${(limit / 1e6).toFixed(0)} MB): ${name} is ${(file.size / 1e6).toFixed(1)} MB, over the server's limit. Resize or compress it.`);
     return;
   }
@@ -520,7 +711,8 @@ async function analyzePhoto(file, { others = 0, scroll = false } = {}) {
   progress.hidden = false;
   $("panel-photo").setAttribute("aria-busy", "true");
   try {
-    await analyzeUpload(file, request, { note, scroll });
+    if (state.mode === "device") await analyzeHere(file, request, { note, scroll });
+    else await analyzeUpload(file, request, { note, scroll });
   } finally {
     if (request === state.photoRequest) {
       progress.hidden = true;
@@ -533,9 +725,11 @@ async function analyzeUpload(file, request, { note, scroll }) {
   const form = new FormData();
   form.append("file", file, file.name || "pasted.png");
   let response, result;
+  const sent = performance.now();
   try {
     response = await fetch("/api/v1/analyze?explain=true", { method: "POST", body: form });
     result = response.ok ? await response.json() : null;
+    state.photoRoundTripMs = performance.now() - sent;   // upload + analysis + answer, beside the server's own time
   } catch {
     if (request === state.photoRequest) {
       photoError("The server could not be reached: it may have stopped. Start it again (ferkit serve) " +
@@ -548,6 +742,47 @@ async function analyzeUpload(file, request, { note, scroll }) {
     photoError(friendlyError(response.status, await errorDetail(response)));
     return;
   }
+  await showResult(file, result, request, { note, scroll });
+}
+
+// Photo mode on this device: the browser decodes the file (EXIF orientation applied, as the server does) and the
+// worker analyses it; nothing is sent. The result has the server's shape: {image, faces, elapsed_ms} (+ timings).
+async function analyzeHere(file, request, { note, scroll }) {
+  const d = state.device;
+  if (!d.coreReady) setMessage($("photo-message"), `Loading the models into this browser, then analysing ${file.name || "the pasted image"}…`);
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(file, { imageOrientation: "from-image" });
+  } catch {
+    if (request === state.photoRequest) photoError(friendlyError(415, ""));
+    return;
+  }
+  const maxPixels = state.info?.limits?.max_pixels;
+  if (maxPixels && bitmap.width * bitmap.height > maxPixels) {
+    bitmap.close();
+    if (request === state.photoRequest) photoError(friendlyError(413, "pixels"));
+    return;
+  }
+  const size = { width: bitmap.width, height: bitmap.height };
+  let answer;
+  try {
+    answer = await analyzeOnDevice(bitmap);
+  } catch (err) {
+    if (request !== state.photoRequest) return;
+    photoError(d.failed ? "This photo was not analysed: on-device analysis could not start, and it was not sent " +
+      "anywhere. The page analyses on the server now: choose the photo again to send it there."
+      : `This photo could not be analysed on this device (${err.message}). Try another photo, or choose “On the server”.`);
+    return;
+  }
+  if (request !== state.photoRequest) return;
+  const result = { image: { width: answer.width ?? size.width, height: answer.height ?? size.height },
+    faces: answer.faces, faces_left_out: answer.faces_left_out ?? 0, elapsed_ms: answer.timings?.total_ms ?? 0,
+    timings: answer.timings, analysed_on: "device" };
+  await showResult(file, result, request, { note, scroll });
+}
+
+// The answer on screen, from either mode: the photo and its boxes, the message, the JSON, the music.
+async function showResult(file, result, request, { note, scroll }) {
   await showPhoto(file, result);
   if (request !== state.photoRequest) return;
   const text = (result.faces.length ? describeFaces(result.faces) : noFaceHint(result.image)) +
@@ -628,7 +863,10 @@ async function showPhoto(file, result) {
   offerMesh("panel-photo", result.faces);
   $("photo-caption").textContent = `${width} × ${height} pixels${width < MIN_SHOWN_PX ? " (shown enlarged)" : ""}; ` +
     `${plural(result.faces.length, "face")}${leftOutText(result) ? ` (${result.faces_left_out} more left out)` : ""}; ` +
-    `analysed in ${result.elapsed_ms.toFixed(0)} ms on the server.`;
+    (result.analysed_on === "device"
+      ? `analysed in ${result.elapsed_ms.toFixed(0)} ms on this device (${stagesText(result.timings)}).`
+      : `analysed in ${result.elapsed_ms.toFixed(0)} ms on the server ` +
+        `(${state.photoRoundTripMs.toFixed(0)} ms with the upload and the answer).`);
   state.photoResult = result;
   renderFaceCards($("photo-faces"), result.faces, true);
 }
@@ -785,13 +1023,43 @@ async function startLive() {
     results: [], tracks: [], history: [], startedAt: performance.now(), lastSpoken: 0, spokenEmotion: null,
     canvas: document.createElement("canvas"), lastResult: null, encoding: false, frameRequested: false,
     failures: 0, retryTimer: null,
+    session: `live-${Date.now()}`, busy: false,   // on the device: the worker's tracker, one frame in flight
   };
-  connectLive(s);
+  if (state.mode === "device") runOnDevice(s);
+  else connectLive(s);
   $("live-pause").disabled = false;
   $("live-stop").disabled = false;
   $("live-stop").focus();           // the pressed button is disabled next: the focus goes to one that works
   $("live-start").disabled = true;
   announce("Camera started.");
+}
+
+// On the device no connection is needed: frames go to the worker (pumpDevice) once its models are loaded.
+function runOnDevice(s) {
+  setMessage($("live-message"), state.device?.coreReady ? "Running on this device."
+    : "Loading the models into this browser; analysis starts when they are ready.");
+  startDevice().then(() => {
+    if (state.live === s && state.mode === "device") { setMessage($("live-message"), "Running on this device."); schedulePump(s); }
+  }, () => {});
+}
+
+// The other mode, mid-session: the camera, chart and smoothing go on. To the device: the WebSocket is closed
+// (the handlers ignore a socket that is no longer the session's) and frames go to the worker; to the server: a
+// WebSocket is opened, and the worker's tracker for this session is dropped.
+function switchLive(s) {
+  s.results = [];
+  if (state.mode === "device") {
+    const ws = s.ws;
+    s.ws = null;
+    clearTimeout(s.retryTimer);
+    if (ws && ws.readyState <= 1) ws.close(1000, "analysis moved to the browser");
+    s.session = `live-${Date.now()}`;
+    runOnDevice(s);
+  } else {
+    state.device?.worker?.postMessage({ type: "reset", session: s.session });
+    s.busy = false;
+    connectLive(s);
+  }
 }
 
 // One WebSocket for the session; a lost one is replaced (see connectionLost) while the camera keeps running.
@@ -850,7 +1118,8 @@ function stopLive(text, isError = false) {
   state.live = null;
   clearTimeout(s.retryTimer);
   s.stream.getTracks().forEach((t) => t.stop());
-  if (s.ws.readyState <= 1) s.ws.close();
+  if (s.ws && s.ws.readyState <= 1) s.ws.close();
+  if (state.device?.worker && !state.device.failed) state.device.worker.postMessage({ type: "reset", session: s.session });
   $("video").srcObject = null;
   $("live-start").disabled = false;
   const hadFocus = [$("live-stop"), $("live-pause")].includes(document.activeElement);
@@ -863,7 +1132,7 @@ function stopLive(text, isError = false) {
   clearOverlay();
   $("live-faces").replaceChildren();
   $("panel-live").querySelector(".mesh-control").hidden = true;
-  for (const id of ["live-fps", "live-latency", "live-server"]) $(id).textContent = "–";
+  for (const id of ["live-fps", "live-latency", "live-stages"]) $(id).textContent = "–";
   $("live-dropped").textContent = "0";
   setMessage($("live-message"), text, isError);
   announce(isError ? `Error: ${text}` : text);
@@ -880,13 +1149,50 @@ function schedulePump(s) {
   else requestAnimationFrame(next);
 }
 
-// Send the next frame if the server is keeping up; else wait for the next video frame or answer.
 function pump() {
   const s = state.live;
   if (!s || s.paused) return;
+  if (state.mode === "device") pumpDevice(s);
+  else pumpServer(s);
+}
+
+// On the device: the video frame as an ImageBitmap to the worker (transferred, never encoded or sent), one at a
+// time: the worker is one thread, so a second frame would only wait there and add latency.
+function pumpDevice(s) {
+  const video = $("video");
+  const d = state.device;
+  if (s.busy || !d?.coreReady || d.failed) return;   // the answer, or the models' readiness, calls again
+  if (!video.videoWidth) { schedulePump(s); return; }
+  s.busy = true;
+  const session = s.session;
+  const started = performance.now();
+  s.sent += 1;
+  const frame = s.sent;
+  createImageBitmap(video)
+    .then((bitmap) => analyzeOnDevice(bitmap, { live: true, session }))
+    .then((answer) => {
+      if (state.live !== s || s.session !== session) return;
+      s.answered = frame;
+      s.results.push({ t: performance.now(), rtt: performance.now() - started });
+      showLiveResult(s, { type: "result", frame, image: { width: answer.width, height: answer.height },
+        faces: answer.faces, faces_left_out: answer.faces_left_out ?? 0, timings: answer.timings, dropped: 0 });
+    }, (err) => {
+      if (state.live !== s || s.session !== session || d.failed) return;
+      setMessage($("live-message"), `A camera frame could not be analysed on this device (${err.message}); the next ` +
+        "frames still are.", true);
+    })
+    .finally(() => {
+      if (state.live !== s || s.session !== session) return;
+      s.busy = false;
+      schedulePump(s);
+    });
+}
+
+// Send the next frame if the server is keeping up; else wait for the next video frame or answer.
+function pumpServer(s) {
   const video = $("video");
   const now = performance.now();
-  const busy = s.encoding || s.ws.readyState !== 1 || s.sent - s.answered >= MAX_IN_FLIGHT;
+  const busy = s.encoding || !s.ws || s.ws.readyState !== 1 || s.sent - s.answered >= MAX_IN_FLIGHT;
   if (busy || now - s.lastSend < MIN_INTERVAL_MS || !video.videoWidth) {
     if (!busy) schedulePump(s);   // too soon or no picture yet: the next frame; busy: the answer calls again
     return;
@@ -925,28 +1231,33 @@ function onLiveMessage(s, msg) {
       ? "A camera frame was too large for the server and was skipped; the next frames are still sent."
       : "A camera frame could not be read and was skipped; the next frames are still sent.", true);
   } else if (msg.type === "result") {
-    // A frame where the face was lost (between detections, faces that moved far in a slow tab's long gaps)
-    // keeps the last faces on screen for HOLD_MS, marked as held, rather than flashing the box off.
-    const now = performance.now();
-    let faces, held = false;
-    if (!msg.faces.length && s.lastSeen && now - s.lastSeen.t < HOLD_MS) {
-      faces = s.lastSeen.faces;
-      held = true;
-    } else {
-      faces = $("smooth-toggle").checked ? smooth(s, msg.faces) : (s.tracks = [], msg.faces);
-      s.lastSeen = faces.length ? { t: now, faces } : null;
-    }
-    s.lastResult = { ...msg, faces, held };
-    showLeftOut(s, msg);
-    drawOverlay(msg.image, faces, msg.frame, held);
-    if (!held) renderFaceCards($("live-faces"), faces);
-    updateStats(s, msg);
-    recordHistory(s, faces);
-    speakLive(s, faces);
-    const mood = recentMood(s);
-    if (mood) followMood(mood, true, "the largest face, over the last 5 s");
+    showLiveResult(s, msg);
   }
   pump();
+}
+
+// A result from either mode (the worker's is given the server message's shape): overlay, cards, rates, chart.
+function showLiveResult(s, msg) {
+  // A frame where the face was lost (between detections, faces that moved far in a slow tab's long gaps)
+  // keeps the last faces on screen for HOLD_MS, marked as held, rather than flashing the box off.
+  const now = performance.now();
+  let faces, held = false;
+  if (!msg.faces.length && s.lastSeen && now - s.lastSeen.t < HOLD_MS) {
+    faces = s.lastSeen.faces;
+    held = true;
+  } else {
+    faces = $("smooth-toggle").checked ? smooth(s, msg.faces) : (s.tracks = [], msg.faces);
+    s.lastSeen = faces.length ? { t: now, faces } : null;
+  }
+  s.lastResult = { ...msg, faces, held };
+  showLeftOut(s, msg);
+  drawOverlay(msg.image, faces, msg.frame, held);
+  if (!held) renderFaceCards($("live-faces"), faces);
+  updateStats(s, msg);
+  recordHistory(s, faces);
+  speakLive(s, faces);
+  const mood = recentMood(s);
+  if (mood) followMood(mood, true, "the largest face, over the last 5 s");
 }
 
 // Faces beyond the server's cap, said once when the count of left-out faces starts or stops.
@@ -1054,7 +1365,12 @@ function updateStats(s, msg) {
   const rtts = s.results.map((r) => r.rtt).sort((a, b) => a - b);
   $("live-fps").textContent = fps.toFixed(1);
   $("live-latency").textContent = rtts.length ? `${rtts[Math.floor(rtts.length / 2)].toFixed(0)} ms` : "–";
-  $("live-server").textContent = `${msg.process_ms.toFixed(0)} ms`;
+  // Per stage: the worker's own timings on the device; on the server, its analysis (decode + inference), its
+  // queue, and the rest of the round trip (encoding, network, the answer).
+  const rtt = s.results.length ? s.results[s.results.length - 1].rtt : null;   // this frame's round trip
+  $("live-stages").textContent = msg.timings ? `${stagesText(msg.timings)} (this device)`
+    : `server ${msg.process_ms.toFixed(0)} ms · queue ${Math.max(0, msg.latency_ms - msg.process_ms).toFixed(0)} ms` +
+      (rtt != null ? ` · network and encoding ${Math.max(0, rtt - msg.latency_ms).toFixed(0)} ms` : "");
   $("live-dropped").textContent = String(msg.dropped);
 }
 
@@ -1197,6 +1513,7 @@ async function main() {
   setupMesh();
   setupLive();
   setupMusic();
+  setupWhere();
   try {
     await loadInfo();
     document.body.dataset.ready = "true";

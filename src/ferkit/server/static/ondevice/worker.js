@@ -1,0 +1,110 @@
+// The on-device analysis worker (#36): a module Web Worker that loads onnxruntime-web (wasm, SIMD) and ferkit's
+// models from the manifest (GET /api/v1/ondevice), checks each file's sha256, and answers the page's messages
+// (protocol: docs in /work/notes/ondevice.md and below) with the faces the server would give for the same image.
+//   page -> worker: {type: "init", manifest} | {type: "analyze", id, image, features, live, session} | {type: "reset", session}
+//   worker -> page: {type: "ready", part, ms} | {type: "result", id, width, height, faces, timings} | {type: "error", id, message}
+import * as pipeline from "./pipeline.js";
+
+let ort = null, manifest = null, sessions = null;  // set by init
+let features = null;          // {module, sessions} once the face-feature models loaded; a promise while loading
+const trackers = new Map();   // live session -> pipeline.FaceTracker
+
+// Fetch one manifest entry ({url, sha256}) and check its bytes against the sha256 before anything uses them.
+async function fetchVerified(entry) {
+  const response = await fetch(entry.url);
+  if (!response.ok) throw new Error(`${entry.url}: HTTP ${response.status}`);
+  const bytes = await response.arrayBuffer();
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  const hex = Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+  if (hex !== entry.sha256) throw new Error(`${entry.url}: sha256 ${hex} differs from the manifest's ${entry.sha256}`);
+  return bytes;
+}
+
+async function session(entry) {
+  return ort.InferenceSession.create(new Uint8Array(await fetchVerified(entry)), {executionProviders: ["wasm"]});
+}
+
+async function init(m) {
+  const t0 = performance.now();
+  manifest = m;
+  ort = await import(m.runtime.module);
+  ort.env.wasm.wasmPaths = m.runtime.wasm_dir;
+  // threads need SharedArrayBuffer, which only a cross-origin isolated page has
+  ort.env.wasm.numThreads = self.crossOriginIsolated ? Math.min(4, navigator.hardwareConcurrency || 1) : 1;
+  const [classifier, detector, closeup, ...members] = await Promise.all(
+    [m.classifier, m.detector, m.closeup, ...m.classifier.members].map(session));
+  sessions = {classifier, detector, closeup, members: members.map((s, i) => [s, m.classifier.members[i].weight])};
+  postMessage({type: "ready", part: "core", ms: performance.now() - t0});
+  features = loadFeatures(t0);
+}
+
+// The face-feature models load after the core is ready: the page analyses before they arrive. A failure here is
+// not the page's "error" with id null (which makes it fall back to the server): it is answered when features are
+// asked for.
+async function loadFeatures(t0) {
+  try {
+    const module = await import("./features.js");
+    const loaded = {module, sessions: await module.loadFeatureSessions(ort, manifest.features, fetchVerified)};
+    postMessage({type: "ready", part: "features", ms: performance.now() - t0});
+    return loaded;
+  } catch (e) {
+    return {failed: `the face-feature models did not load: ${e.message || e}`};
+  }
+}
+
+// The image as RGBA pixels: ImageData as it is, an ImageBitmap drawn once onto an OffscreenCanvas.
+function pixels(image) {
+  if (image.data) return image;
+  const canvas = new OffscreenCanvas(image.width, image.height), ctx = canvas.getContext("2d", {willReadFrequently: true});
+  ctx.drawImage(image, 0, 0);
+  if (image.close) image.close();
+  return ctx.getImageData(0, 0, canvas.width, canvas.height);
+}
+
+// Worker.analyze (photo) or Worker.frame (live) of src/ferkit/server/worker.py, then the face features when asked.
+async function analyze(msg) {
+  const t0 = performance.now(), rgba = pixels(msg.image), bgr = pipeline.bgrOf(rgba), grey = pipeline.greyOf(bgr);
+  const timings = {detect_ms: 0, classify_ms: 0, features_ms: 0, total_ms: 0};
+  let faces;
+  if (msg.live) {
+    let tracker = trackers.get(msg.session);
+    if (!tracker) trackers.set(msg.session, tracker = new pipeline.FaceTracker(ort, sessions, manifest));
+    faces = await tracker.process(bgr, grey, timings);
+  } else {
+    const t1 = performance.now();
+    const [found] = pipeline.largest(await pipeline.detectFaces(ort, sessions, manifest, bgr), manifest.settings.max_faces);
+    const t2 = performance.now();
+    faces = await pipeline.facesFor(ort, sessions, manifest, grey, found);
+    timings.detect_ms = t2 - t1;
+    timings.classify_ms = performance.now() - t2;
+  }
+  if (msg.features === "all" && faces.length) {
+    const t3 = performance.now(), loaded = await features;
+    if (loaded.failed) throw new Error(loaded.failed);
+    for (const face of faces.slice(0, manifest.settings.max_faces)) {
+      const unrounded = {...face, landmarks: face.rawLandmarks};
+      Object.assign(face, await loaded.module.faceFeatures(ort, loaded.sessions, rgba, unrounded));
+    }
+    timings.features_ms = performance.now() - t3;
+  }
+  timings.total_ms = performance.now() - t0;
+  return {type: "result", id: msg.id, width: rgba.width, height: rgba.height, faces, timings};
+}
+
+// One message at a time, in order: a live tracker's frames must not interleave.
+let queue = Promise.resolve();
+self.onmessage = (event) => {
+  const msg = event.data;
+  queue = queue.then(async () => {
+    try {
+      if (msg.type === "init") await init(msg.manifest);
+      else if (msg.type === "reset") trackers.delete(msg.session);
+      else if (msg.type === "analyze") {
+        if (!sessions) throw new Error("analyze before init: send {type: 'init', manifest} first");
+        postMessage(await analyze(msg));
+      } else throw new Error(`unknown message type ${JSON.stringify(msg.type)}; known: init, analyze, reset`);
+    } catch (e) {
+      postMessage({type: "error", id: msg.id ?? null, message: String(e && e.message || e)});
+    }
+  });
+};
