@@ -548,6 +548,7 @@ export class FaceTracker {
     Object.assign(this, {ort, sessions, manifest, s: manifest.settings});
     this.tracks = []; this.nextId = 1;
     this.templates = new Map(); this.looks = new Map(); this.live = []; this.thumb = null; this.frameIndex = -1;
+    this.leftOut = 0;
   }
 
   reset() {
@@ -624,7 +625,9 @@ export class FaceTracker {
   }
 
   async detectStep(bgr, grey) {  // FaceTracker._detect_step
-    const [d] = largest(await detectFaces(this.ort, this.sessions, this.manifest, bgr, this.s.live_detect_side), this.s.max_faces);
+    const [d, leftOut] = largest(await detectFaces(this.ort, this.sessions, this.manifest, bgr, this.s.live_detect_side),
+                                 this.s.max_faces);
+    this.leftOut = leftOut;  // server/worker.LargestFaces.left_out: from the last detection
     const followed = new Map(this.tracks.map((t) => [t.id, this.followed(grey, t)]));
     const found = this.update(d);
     found.forEach((track, i) => {
