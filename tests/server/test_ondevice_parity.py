@@ -124,6 +124,7 @@ def test_photos_match_the_python_pipeline(worker_page, recognizer):
         py = [f.to_dict() for f in recognizer.analyze(image)]
         js = on_device(page, data)
         assert (js["width"], js["height"]) == (image.shape[1], image.shape[0]), name
+        assert js["faces_left_out"] == 0 and set(js["timings"]) == {"detect_ms", "classify_ms", "features_ms", "total_ms"}
         assert_same_faces(js["faces"], py, name)
         counted += len(py)
     assert counted >= 7  # the comparison saw faces (one each but the rocket's none, two in one)

@@ -49,20 +49,19 @@ function linearTab(src, dst) {
   return {idx, w};
 }
 
-// One axis of cv2.resize's INTER_AREA when shrinking (OpenCV's computeResizeAreaTab): per destination pixel, the
-// source pixels it covers and the fraction of it each covers.
+// One axis of cv2.resize's INTER_AREA when shrinking (OpenCV's computeResizeAreaTab): per destination pixel d, the
+// source pixels it covers, src[start[d] .. start[d + 1]), and the fraction of it each covers, weight[...].
 function areaTab(src, dst) {
-  const scale = src / dst, tab = [];
+  const scale = src / dst, start = new Int32Array(dst + 1), taps = [], weights = [];
   for (let d = 0; d < dst; d++) {
-    const f1 = d * scale, f2 = f1 + scale, cell = Math.min(scale, src - f1), taps = [];
-    let s2 = Math.min(Math.floor(f2), src - 1);
-    const s1 = Math.min(Math.ceil(f1), s2);
-    if (s1 - f1 > 1e-3) taps.push([s1 - 1, (s1 - f1) / cell]);
-    for (let s = s1; s < s2; s++) taps.push([s, 1 / cell]);
-    if (f2 - s2 > 1e-3) taps.push([s2, Math.min(Math.min(f2 - s2, 1), cell) / cell]);
-    tab.push(taps);
+    const f1 = d * scale, f2 = f1 + scale, cell = Math.min(scale, src - f1);
+    const s2 = Math.min(Math.floor(f2), src - 1), s1 = Math.min(Math.ceil(f1), s2);
+    if (s1 - f1 > 1e-3) { taps.push(s1 - 1); weights.push((s1 - f1) / cell); }
+    for (let s = s1; s < s2; s++) { taps.push(s); weights.push(1 / cell); }
+    if (f2 - s2 > 1e-3) { taps.push(s2); weights.push(Math.min(Math.min(f2 - s2, 1), cell) / cell); }
+    start[d + 1] = taps.length;
   }
-  return tab;
+  return {start, taps: Int32Array.from(taps), weights: Float64Array.from(weights)};
 }
 
 // cv2.resize(img, (dw, dh), interpolation=INTER_AREA if `area` else INTER_LINEAR) on uint8 images.
@@ -70,16 +69,19 @@ export function resize(img, dw, dh, area) {
   const {data, width: sw, height: sh, channels: c} = img;
   if (sw === dw && sh === dh) return img;
   const out = new Uint8Array(dw * dh * c);
-  if (area) {
-    const tx = areaTab(sw, dw), ty = areaTab(sh, dh), row = new Float64Array(dw * c);
+  if (area) {  // every source row resampled across once, then the rows summed down
+    const tx = areaTab(sw, dw), ty = areaTab(sh, dh), across = new Float64Array(sh * dw * c), acc = new Float64Array(dw * c);
+    for (let y = 0; y < sh; y++)
+      for (let x = 0; x < dw; x++)
+        for (let t = tx.start[x]; t < tx.start[x + 1]; t++) {
+          const from = (y * sw + tx.taps[t]) * c, to = (y * dw + x) * c, wx = tx.weights[t];
+          for (let k = 0; k < c; k++) across[to + k] += data[from + k] * wx;
+        }
     for (let y = 0; y < dh; y++) {
-      const acc = new Float64Array(dw * c);
-      for (const [sy, wy] of ty[y]) {
-        row.fill(0);
-        for (let x = 0; x < dw; x++)
-          for (const [sx, wx] of tx[x])
-            for (let k = 0; k < c; k++) row[x * c + k] += data[(sy * sw + sx) * c + k] * wx;
-        for (let i = 0; i < row.length; i++) acc[i] += row[i] * wy;
+      acc.fill(0);
+      for (let t = ty.start[y]; t < ty.start[y + 1]; t++) {
+        const row = ty.taps[t] * dw * c, wy = ty.weights[t];
+        for (let i = 0; i < acc.length; i++) acc[i] += across[row + i] * wy;
       }
       for (let i = 0; i < acc.length; i++) out[y * dw * c + i] = u8(acc[i]);
     }
@@ -548,6 +550,7 @@ export class FaceTracker {
     Object.assign(this, {ort, sessions, manifest, s: manifest.settings});
     this.tracks = []; this.nextId = 1;
     this.templates = new Map(); this.looks = new Map(); this.live = []; this.thumb = null; this.frameIndex = -1;
+    this.leftOut = 0;
   }
 
   reset() {
@@ -624,7 +627,9 @@ export class FaceTracker {
   }
 
   async detectStep(bgr, grey) {  // FaceTracker._detect_step
-    const [d] = largest(await detectFaces(this.ort, this.sessions, this.manifest, bgr, this.s.live_detect_side), this.s.max_faces);
+    const [d, leftOut] = largest(await detectFaces(this.ort, this.sessions, this.manifest, bgr, this.s.live_detect_side),
+                                 this.s.max_faces);
+    this.leftOut = leftOut;  // server/worker.LargestFaces.left_out: from the last detection
     const followed = new Map(this.tracks.map((t) => [t.id, this.followed(grey, t)]));
     const found = this.update(d);
     found.forEach((track, i) => {

@@ -2,7 +2,8 @@
 // models from the manifest (GET /api/v1/ondevice), checks each file's sha256, and answers the page's messages
 // (protocol: docs in /work/notes/ondevice.md and below) with the faces the server would give for the same image.
 //   page -> worker: {type: "init", manifest} | {type: "analyze", id, image, features, live, session} | {type: "reset", session}
-//   worker -> page: {type: "ready", part, ms} | {type: "result", id, width, height, faces, timings} | {type: "error", id, message}
+//   worker -> page: {type: "ready", part, ms} | {type: "result", id, width, height, faces, faces_left_out, timings}
+//                   | {type: "error", id, message}
 import * as pipeline from "./pipeline.js";
 
 let ort = null, manifest = null, sessions = null;  // set by init
@@ -65,14 +66,16 @@ function pixels(image) {
 async function analyze(msg) {
   const t0 = performance.now(), rgba = pixels(msg.image), bgr = pipeline.bgrOf(rgba), grey = pipeline.greyOf(bgr);
   const timings = {detect_ms: 0, classify_ms: 0, features_ms: 0, total_ms: 0};
-  let faces;
+  let faces, leftOut;
   if (msg.live) {
     let tracker = trackers.get(msg.session);
     if (!tracker) trackers.set(msg.session, tracker = new pipeline.FaceTracker(ort, sessions, manifest));
     faces = await tracker.process(bgr, grey, timings);
+    leftOut = tracker.leftOut;
   } else {
     const t1 = performance.now();
-    const [found] = pipeline.largest(await pipeline.detectFaces(ort, sessions, manifest, bgr), manifest.settings.max_faces);
+    const [found, left] = pipeline.largest(await pipeline.detectFaces(ort, sessions, manifest, bgr), manifest.settings.max_faces);
+    leftOut = left;
     const t2 = performance.now();
     faces = await pipeline.facesFor(ort, sessions, manifest, grey, found);
     timings.detect_ms = t2 - t1;
@@ -88,7 +91,7 @@ async function analyze(msg) {
     timings.features_ms = performance.now() - t3;
   }
   timings.total_ms = performance.now() - t0;
-  return {type: "result", id: msg.id, width: rgba.width, height: rgba.height, faces, timings};
+  return {type: "result", id: msg.id, width: rgba.width, height: rgba.height, faces, faces_left_out: leftOut, timings};
 }
 
 // One message at a time, in order: a live tracker's frames must not interleave.
