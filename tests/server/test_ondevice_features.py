@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import cv2
+import httpx
 import numpy as np
 import pytest
 from fastapi.responses import HTMLResponse, Response
@@ -164,3 +165,57 @@ def test_time_per_face(page, recognizer, record_property):
     record_property("python_ms", python_ms)
     print(f"\nface features, one face: Chromium {chromium_ms:.1f} ms, Python {python_ms:.1f} ms (medians of 5)")
     assert chromium_ms > 0 and python_ms > 0
+
+
+# ---------------------------------------------------------------- through the worker, against the server
+@pytest.fixture(scope="module")
+def feature_server():
+    server, stop = start_server(features="all", workers=1)
+    yield server
+    stop()
+
+
+def test_the_worker_gives_the_servers_feature_keys_and_values(feature_server, playwright_instance):  # noqa: F811
+    """The real page's worker (features "all", models from the manifest, sha256-checked) on the example photo and
+    its turned copy, against the same server's /api/v1/analyze answer: the same feature keys, the features within the
+    tolerances (the worker's own detection, and its landmarks rounded to 0.1 px, feed them, so its landmarks' differences are in the figures too)."""
+    manifest = httpx.get(f"{feature_server.url}/api/v1/ondevice", timeout=30).json()
+    browser = launch(playwright_instance)
+    try:
+        tab = browser.new_page()
+        tab.goto(feature_server.url)
+        tab.evaluate("""async (manifest) => {
+            const worker = new Worker("/static/ondevice/worker.js", {type: "module"});
+            const answers = new Map();
+            let ready;
+            const features = new Promise((resolve) => { ready = resolve; });
+            worker.onmessage = (e) => {
+                const m = e.data;
+                if (m.type === "ready" && m.part === "features" || m.type === "error" && m.id === null) ready(m);
+                else if (answers.has(m.id)) answers.get(m.id)(m);
+            };
+            worker.postMessage({type: "init", manifest});
+            window.analyze = async (b64, id) => {
+                const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+                const image = await createImageBitmap(new Blob([bytes]), {colorSpaceConversion: "none", premultiplyAlpha: "none"});
+                const answer = new Promise((resolve) => answers.set(id, resolve));
+                worker.postMessage({type: "analyze", id, image, features: "all", live: false, session: ""}, [image]);
+                return answer;
+            };
+            const m = await features;
+            if (m.type !== "ready") throw new Error(m.message);
+        }""", manifest)
+        for i, name in enumerate(("as given", "turned")):
+            png = cv2.imencode(".png", views()[name])[1].tobytes()
+            want = httpx.post(f"{feature_server.url}/api/v1/analyze", files={"file": ("face.png", png, "image/png")},
+                              timeout=60).json()["faces"]
+            got = tab.evaluate("([b64, id]) => window.analyze(b64, id)", [base64.b64encode(png).decode(), i])
+            assert got["type"] == "result", got
+            assert len(got["faces"]) == len(want) == 1, name
+            feature_keys = [sorted(set(FEATURE_KEYS) & set(face)) for face in (got["faces"][0], want[0])]
+            assert feature_keys[0] == feature_keys[1] == sorted(FEATURE_KEYS), f"{name}: feature keys {feature_keys}"
+            assert_same_features({k: got["faces"][0][k] for k in FEATURE_KEYS}, {k: want[0][k] for k in FEATURE_KEYS},
+                                 f"worker, {name}")
+            assert got["timings"]["features_ms"] > 0
+    finally:
+        browser.close()
