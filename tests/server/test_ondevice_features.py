@@ -7,6 +7,7 @@ branch's); the page it opens carries the CSP the runtime needs (wasm compilation
 from __future__ import annotations
 
 import base64
+import re
 import statistics
 import time
 from pathlib import Path
@@ -219,3 +220,26 @@ def test_the_worker_gives_the_servers_feature_keys_and_values(feature_server, pl
             assert got["timings"]["features_ms"] > 0
     finally:
         browser.close()
+
+
+@pytest.mark.parametrize("face, message", [
+    ({"box": {"x": 1, "y": 2, "w": 3}, "landmarks": None}, "the face's box is not {x, y, w, h} numbers"),
+    ({"box": {"x": 1, "y": 2, "w": 30, "h": 30}, "landmarks": [[1, 2]] * 4}, "the face's landmarks are not five"),
+    ({"box": {"x": 1, "y": 2, "w": 30, "h": 30}, "landmarks": [[1, "2"]] * 5}, "the face's landmarks are not five"),
+])
+def test_a_malformed_face_gets_an_error_naming_the_field(page, face, message):
+    tab, _ = page
+    with pytest.raises(Exception, match=re.escape(message)):
+        in_browser(tab, np.zeros((8, 8, 3), np.uint8), face)
+
+
+def test_a_manifest_without_a_feature_file_is_named(page):
+    tab, _ = page
+    message = tab.evaluate("""async () => {
+        const ort = await import("/static/ondevice/ort/ort.wasm.min.mjs");
+        const features = await import("/static/ondevice/features.js");
+        try {
+            await features.loadFeatureSessions(ort, {mesh: {url: "x"}, blendshapes: {url: "y"}}, async () => new ArrayBuffer(0));
+        } catch (e) { return e.message; }
+    }""")
+    assert message == "the manifest's features lack canonical_face"
