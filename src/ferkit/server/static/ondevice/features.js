@@ -46,9 +46,16 @@ const ACTION_UNITS = {
 // fetchVerified(entry) turns into its bytes (ArrayBuffer or Uint8Array) after checking its sha256.
 // Mirrors FaceMesh.__init__ (the pose part: the 33 weighted points of canonical_face.json, centred once here).
 export async function loadFeatureSessions(ort, features, fetchVerified) {
-  const [mesh, blend, canonical] = await Promise.all(
-    [features.mesh, features.blendshapes, features.canonical_face].map((entry) => fetchVerified(entry)));
-  const face = JSON.parse(new TextDecoder().decode(canonical));
+  const names = ["mesh", "blendshapes", "canonical_face"];
+  const missing = names.filter((name) => !features || !features[name]);
+  if (missing.length) throw new Error(`the manifest's features lack ${missing.join(", ")}`);
+  const [mesh, blend, canonical] = await Promise.all(names.map((name) => fetchVerified(features[name])));
+  let face;
+  try {
+    face = JSON.parse(new TextDecoder().decode(canonical));
+  } catch (e) {
+    throw new Error(`${features.canonical_face.url}: not the canonical face (not JSON: ${e.message})`);
+  }
   const ids = face.pose_landmarks, total = face.pose_weights.reduce((a, b) => a + b, 0);
   const weights = face.pose_weights.map((w) => w / total);
   const mean = [0, 1, 2].map((k) => ids.reduce((s, id, i) => s + weights[i] * face.vertices[id][k], 0));
@@ -61,9 +68,11 @@ export async function loadFeatureSessions(ort, features, fetchVerified) {
 }
 
 // One face's feature keys, as Face.to_dict gives them: {mesh, blendshapes, action_units, head_pose}.
-// rgba: {data: Uint8ClampedArray, width, height}; face: a Face.to_dict() (box, landmarks or null).
+// rgba: {data: Uint8ClampedArray, width, height}; face: a Face.to_dict() (box, landmarks or null), its landmarks
+// best unrounded (to_dict's 0.1 px moves a small face's eye-look blendshapes by up to 0.02).
 // Mirrors Recognizer._features_batch with features "all" (one face a run; Python runs up to MESH_BATCH together).
 export async function faceFeatures(ort, sessions, rgba, face) {
+  checkInput(rgba, face);
   let mesh;
   if (face.landmarks) {
     mesh = await runMesh(ort, sessions, rgba, roiFromFivePoints(face.landmarks));
@@ -81,6 +90,21 @@ export async function faceFeatures(ort, sessions, rgba, face) {
     action_units: Object.fromEntries(Object.entries(actionUnits(b)).map(([au, v]) => [au, pyRound(v, 4)])),
     head_pose: {yaw: pyRound(pose[0], 1), pitch: pyRound(pose[1], 1), roll: pyRound(pose[2], 1)},
   };
+}
+
+// A clear error for what faceFeatures cannot read (the Python side's arrays would refuse the same in reshape)
+function checkInput(rgba, face) {
+  if (!rgba || !rgba.data || rgba.data.length !== 4 * rgba.width * rgba.height || !(rgba.width > 0 && rgba.height > 0)) {
+    throw new Error("faceFeatures: the image is not RGBA pixels of its width x height");
+  }
+  const number = (v) => typeof v === "number" && Number.isFinite(v);
+  if (!face || !face.box || !["x", "y", "w", "h"].every((k) => number(face.box[k]))) {
+    throw new Error(`faceFeatures: the face's box is not {x, y, w, h} numbers: ${JSON.stringify(face && face.box)}`);
+  }
+  const lm = face.landmarks;
+  if (lm != null && !(Array.isArray(lm) && lm.length === 5 && lm.every((p) => p.length === 2 && p.every(number)))) {
+    throw new Error(`faceFeatures: the face's landmarks are not five [x, y] points: ${JSON.stringify(lm)}`);
+  }
 }
 
 // mesh.roi_from_five_points: (5, 2) detector landmarks -> [centre x, centre y, side, angle]
