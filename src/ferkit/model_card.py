@@ -66,6 +66,12 @@ def write_metrics(rec: Recognizer, results: dict, path: Path) -> dict:
         if key != results["main"] and not key.endswith("_public"):
             summary.setdefault("other_sets", {})[reports["none"]["set"]] = {"accuracy": round(reports["none"]["accuracy"], 4),
                                                                             "n": reports["none"]["n"]}
+    for field, key in (("agreement", results.get("agreement")), ("fer2013_labels", results.get("fer2013_labels"))):
+        if key in results["sets"]:  # agreement with people (FER+ majority, 7 classes) and FER-2013's single labels
+            r = results["sets"][key]["none"]
+            summary[field] = {"set": r["set"], "accuracy": round(r["accuracy"], 4), "n": r["n"]}
+            if "accuracy_over_seven" in r:
+                summary[field]["accuracy_over_seven"] = round(r["accuracy_over_seven"], 4)
     if "robustness" in results:  # accuracy per corruption and level, and the mean over all of them
         rob = results["robustness"]["corruptions"]
         summary["robustness"] = {k: dict(zip(map(str, v["levels"]), (round(a, 4) for a in v["accuracy"]))) for k, v in rob.items()}
