@@ -172,6 +172,20 @@ def render_model_card(rec: Recognizer, results: dict, figures: dict[str, str]) -
             lines.append(f"| {r['set']} | {r['n']} | {mode} | {_pct(r['accuracy'])} | {_pct(r['macro']['f1'])} | "
                          f"{_pct(r['weighted']['f1'])} | {r.get('ece_uncalibrated', r['ece']):.3f} | {r['ece']:.3f} |")
     lines += ["", "PublicTest was used to select the checkpoint, so its figure is optimistic; PrivateTest is the honest one."]
+    if results.get("agreement") in results["sets"] and results.get("fer2013_labels") in results["sets"]:
+        people = results["sets"][results["agreement"]]["none"]
+        single = results["sets"][results["fer2013_labels"]]["none"]
+        seven = (f" (with contempt removed, the argmax over the seven: {_pct(people['accuracy_over_seven'])})"
+                 if "accuracy_over_seven" in people else "")
+        lines += ["", f"Agreement with people, the FER+ majority of ten annotators on the {people['n']} faces whose "
+                  f"majority is one of FER-2013's seven classes: {_pct(people['accuracy'])}{seven}; on FER-2013's "
+                  f"own single labels ({single['n']} faces): {_pct(single['accuracy'])}. Per-class recall, no "
+                  "test-time augmentation:", "",
+                  "| class | recall, FER+ majority | recall, FER-2013 labels |", "|---|---|---|"]
+        for lab in rec.labels:
+            a, b = people["per_class"][lab], single["per_class"][lab]
+            lines.append(f"| {lab} | {_pct(a['recall']) if a['support'] else '-'} | "
+                         f"{_pct(b['recall']) if b['support'] else '-'} |")
     for who, cal in ([("this model", meta.get("calibration"))] if not members else
                      [(f"member `{m['name']}`", m.get("calibration")) for m in members]):
         if not cal:
