@@ -41,7 +41,7 @@ def add_parser(sub) -> None:
                                    "report_NAME.json and PNG figures into --out, and with --model-card the card and "
                                    "NAME.metrics.json (copy it beside a model file to have `ferkit models` and the "
                                    "server show its figures).")
-    add_model(p, help="shipped model name or .onnx path (default: fer2013)")
+    add_model(p, help="shipped model name or .onnx path (default: ferplus)")
     add_data(p)
     p.add_argument("--ferplus", default=None, help="fer2013new.csv for the FER+ set (default: beside --data)")
     p.add_argument("--split", default="PrivateTest", choices=["PrivateTest", "PublicTest", "Training"],
