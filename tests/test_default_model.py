@@ -76,3 +76,39 @@ def test_the_default_labels_a_face_in_the_example_photo():
     faces = rec.analyze(str(PHOTO))
     assert rec.name == DEFAULT_MODEL and len(faces) == 1
     assert faces[0].emotion in rec.labels and set(faces[0].probabilities) == set(rec.labels)
+
+
+@pytest.fixture
+def tiny_with_votes(tmp_path):
+    """32 faces in the compact layout (16 PrivateTest) and FER+ votes beside them: the FER-2013 label happy or sad,
+    the majority the same except every 4th face, whose majority is contempt (left out of the 7-class set)."""
+    rng = np.random.default_rng(0)
+    labels = np.tile([3, 4], 16).astype(np.uint8)  # happy, sad
+    pixels = (np.where(labels[:, None, None] == 3, 200, 50) + rng.integers(-30, 30, (32, 48, 48))).clip(0, 255)
+    np.savez(tmp_path / "tiny.npz", pixels=pixels.astype(np.uint8), emotion=labels,
+             usage=np.array([1] * 16 + [2] * 16, np.uint8))
+    rows = ["Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF"]
+    for i, y in enumerate(labels):
+        v = [0] * 10
+        v[7 if i % 4 == 0 else (1 if y == 3 else 3)] = 8
+        v[0] += 2
+        rows.append(f"PrivateTest,x{i}.png," + ",".join(map(str, v)))
+    (tmp_path / "fer2013new.csv").write_text("\n".join(rows) + "\n")
+    return tmp_path / "tiny.npz"
+
+
+@pytest.mark.parametrize("model", ["fer2013", "ferplus"])
+def test_evaluate_scores_any_model_on_agreement_with_people_and_on_fer2013_labels(model, tiny_with_votes, tmp_path):
+    """A 7-class and an 8-class model: both get the FER+ majority on the faces whose majority is one of the seven
+    (contempt majorities left out) and FER-2013's labels, in their own classes; the corruptions can run on the
+    agreement set."""
+    from ferkit.evaluate import evaluate_model
+
+    r = evaluate_model(model, tiny_with_votes, tmp_path / "out", tta="none", with_robustness=True, robustness_on="people")
+    people, single = r["sets"][r["agreement"]]["none"], r["sets"][r["fer2013_labels"]]["none"]
+    assert people["n"] == 12 and "4 contempt faces left out" in people["set"] and single["n"] == 16
+    assert people["labels"] == single["labels"] == list(ferkit.load_recognizer(model, detector="none").labels)
+    assert r["robustness"]["set"] == people["set"] and len(r["robustness"]["corruptions"]) == 10
+    assert ("accuracy_over_seven" in people) == (model == "ferplus")
+    with pytest.raises(ValueError, match="robustness_on must be 'own' or 'people'"):
+        evaluate_model(model, tiny_with_votes, tmp_path / "out", tta="none", robustness_on="theirs")
