@@ -110,6 +110,14 @@ def stored_accurate(wheel_weights) -> Path:
     return wheel_weights / "fer2013-accurate.onnx"
 
 
+def default_labels() -> tuple[str, ...]:
+    """The default model's classes, read from its file: what every run without --model labels faces with (the
+    default is chosen by docs/quality.md's rule; tests of outputs follow it rather than name its classes)."""
+    from ferkit.recognizer import DEFAULT_MODEL, read_metadata, resolve_model
+
+    return tuple(read_metadata(resolve_model(DEFAULT_MODEL))["labels"])
+
+
 @pytest.fixture(scope="session")
 def recognizer():
     import ferkit

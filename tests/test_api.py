@@ -74,7 +74,8 @@ def test_face_still_takes_the_old_confidence_keyword():
 
 
 def test_every_shipped_model_is_described_by_the_same_keys():
-    keys = {"name", "default", "labels", "size_mb", "networks", "test_set", "test_accuracy", "robustness_mean"}
+    keys = {"name", "default", "labels", "size_mb", "networks", "test_set", "test_accuracy", "robustness_mean",
+            "agreement", "fer2013_accuracy", "ms_per_face"}
     rows = ferkit.describe_models()
     assert [r["name"] for r in rows] == ferkit.available_models()
     assert all(set(r) == keys for r in rows) and sum(r["default"] for r in rows) == 1

@@ -21,7 +21,8 @@ from ferkit.batch.inputs import Chunk, Task, chunks, expand_inputs, is_sampled, 
 from ferkit.batch.local import local_engine
 from ferkit.batch.output import read_rows, write_rows
 from ferkit.batch.work import RecognizerSpec
-from tests.conftest import small_face_photo
+from ferkit.recognizer import DEFAULT_MODEL
+from tests.conftest import default_labels, small_face_photo
 
 ROOT = Path(__file__).resolve().parents[1]
 ASTRONAUT = ROOT / "examples" / "astronaut.png"  # ships with the repository
@@ -105,9 +106,9 @@ def test_local_engine_end_to_end(folder, local_run):
         assert [r["face"] for r in got[name]] == list(range(len(got[name])))
         r = max(got[name], key=lambda r: r["detector_score"])
         assert r["status"] == "ok" and r["emotion"] == "happy" and r["frame"] is None
-        assert 60 <= r["w"] <= 140 and 0 < r["detector_score"] <= 1 and r["model"] == "fer2013"
+        assert 60 <= r["w"] <= 140 and 0 < r["detector_score"] <= 1 and r["model"] == DEFAULT_MODEL
         probs = [r[c] for c in r if c.startswith("prob_")]
-        assert len(probs) == 7 and abs(sum(probs) - 1) < 1e-4 and r["prob_happy"] == max(probs)
+        assert len(probs) == len(default_labels()) and abs(sum(probs) - 1) < 1e-4 and r["prob_happy"] == max(probs)
     for name in NO_FACE:
         assert [r["status"] for r in got[name]] == ["no_face"]
     for name in BROKEN:
@@ -124,7 +125,7 @@ def test_local_engine_end_to_end(folder, local_run):
         if r["detector_score"] > top.get(r["frame"], {"detector_score": -1})["detector_score"]:
             top[r["frame"]] = r
     assert all(r["emotion"] == "happy" for r in top.values())
-    assert list(rows[0]) == batch.columns(("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"))
+    assert list(rows[0]) == batch.columns(default_labels())
     cut = got["cut.avi"]   # the frames before the damage analysed, then one error row per segment past it
     assert [r["frame"] for r in cut if r["status"] == "ok"][:3] == [0, 3, 6]
     errors = [r for r in cut if r["status"] == "error"]
@@ -297,7 +298,7 @@ def test_detect_side_finds_the_small_face_of_a_large_photo(tmp_path):
     assert row["status"] == "ok" and 600 <= row["x"] <= 600 + width and row["w"] < 30
     out = tmp_path / "r.jsonl"
     Path(str(out) + ".parts").mkdir()
-    Path(str(out) + ".parts", "settings.json").write_text('{"model": "fer2013"}')
+    Path(str(out) + ".parts", "settings.json").write_text(f'{{"model": "{DEFAULT_MODEL}"}}')
     with pytest.raises(ValueError, match="detect_side: None then, 1280 now"):
         batch.run([tmp_path / "group.png"], out=out, detect_side=1280)
     with pytest.raises(ValueError, match="detect_side sets yunet's working size"):
@@ -385,7 +386,7 @@ def test_a_finished_output_remembers_its_settings(folder, tmp_path):
     import json
 
     settings = json.loads(Path(str(out) + ".settings.json").read_text())
-    assert settings["fps"] == 2.0 and settings["model"] == "fer2013" and "detect_side" in settings
+    assert settings["fps"] == 2.0 and settings["model"] == DEFAULT_MODEL and "detect_side" in settings
 
 
 def test_retry_errors_analyses_the_error_rows_again(folder, tmp_path):

@@ -17,6 +17,7 @@ from ferkit import EMOTIONS, load_recognizer
 from ferkit.annotate import EMOTION_COLORS_BGR
 from ferkit.live import AU_BAR_COLOR, SHOWN_AUS, GuiUnavailableError, draw_live, open_window, opencv_has_gui
 from ferkit.track import TrackedFace
+from tests.conftest import default_labels
 
 HAPPY, SURPRISE = 3, 5
 N_FRAMES = 30
@@ -98,7 +99,7 @@ def test_no_window_prints_one_json_line_per_frame(clip):
     for d in lines:
         for f in d["faces"]:
             assert set(f) >= {"id", "box", "emotion", "probabilities", "detected"}
-            assert set(f["probabilities"]) == set(EMOTIONS)
+            assert set(f["probabilities"]) == set(default_labels())
             ids_by_row[0 if f["box"]["y"] < HEIGHT / 2 else 1].add(f["id"])
     assert sum(len(d["faces"]) == 2 for d in lines) >= N_FRAMES - 2
     assert len(ids_by_row[0]) == 1 and len(ids_by_row[1]) == 1 and ids_by_row[0] != ids_by_row[1]

@@ -18,6 +18,8 @@ from ferkit.mesh import MESH_POINTS
 from ferkit.records import (Schema, column_type, columns, meta_path, mesh_named, read_meta, read_rows, write_meta,
                             writer_for)
 
+from tests.conftest import default_labels
+
 ROOT = Path(__file__).resolve().parents[1]
 PHOTO = ROOT / "examples" / "astronaut.png"
 LABELS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -55,7 +57,7 @@ def test_the_same_clip_through_video_and_batch_gives_the_same_columns_and_values
     v_cols, v_rows = read_rows(tmp_path / "v" / "timeline.csv")
     b_cols, b_rows = read_rows(tmp_path / "b.csv")
     assert [c for c in v_cols if c != "track"] == b_cols and v_cols.index("track") == b_cols.index("face")
-    assert b_cols == columns(LABELS, ("blendshapes", "pose"))
+    assert b_cols == columns(default_labels(), ("blendshapes", "pose"))  # both ran the default model
     assert len(v_rows) == len(b_rows) == 12 and {r["status"] for r in v_rows} == {"ok"}
     for v, b in zip(v_rows, b_rows):
         assert v["track"] == 1

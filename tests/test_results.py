@@ -145,8 +145,11 @@ def test_without_its_metadata_the_rows_say_model_and_detector(batch_outs, tmp_pa
     lone = tmp_path / "copy.csv"
     lone.write_bytes(batch_outs[".csv"].read_bytes())
     df = read_results(lone)
-    assert df.attrs["model"] == "fer2013" and df.attrs["detector"] == "yunet"
-    assert df.attrs["labels"] == list(ferkit.EMOTIONS) and df.attrs["ferkit_version"] is None
+    from ferkit.recognizer import DEFAULT_MODEL
+    from tests.conftest import default_labels
+
+    assert df.attrs["model"] == DEFAULT_MODEL and df.attrs["detector"] == "yunet"
+    assert df.attrs["labels"] == list(default_labels()) and df.attrs["ferkit_version"] is None
 
 
 # ---------------------------------------------------------------- what is not a result

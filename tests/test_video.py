@@ -14,6 +14,7 @@ from tests._videos import HEIGHT, WIDTH, jpeg_starts, make_grid_video, make_vide
 from ferkit import EMOTIONS
 from ferkit.records import columns, read_meta, read_rows
 from ferkit.video import VideoError, analyze_video, open_video
+from tests.conftest import default_labels
 
 pytestmark = pytest.mark.data
 
@@ -64,7 +65,8 @@ def test_every_output_file_is_written(analysed):
 def test_timeline_has_every_frame_and_both_faces_with_stable_ids(analysed, scene):
     report, out = analysed
     rows = _rows(out)
-    assert list(rows[0]) == columns(EMOTIONS, track=True)  # batch's schema plus track
+    labels = default_labels()  # the recognizer is the default model
+    assert list(rows[0]) == columns(labels, track=True)  # batch's schema plus track
     assert report.frames_read == report.frames_analysed == N_FRAMES
     frames = {int(r["frame"]) for r in rows}
     assert len(frames) >= N_FRAMES - 2          # a face in (almost) every frame
@@ -74,9 +76,9 @@ def test_timeline_has_every_frame_and_both_faces_with_stable_ids(analysed, scene
         truth = scene.boxes[int(r["frame"])][_row_of_face(scene, box)]
         assert abs(box[0] - truth[0]) < 40 and abs(box[1] - truth[1]) < 40, (r, truth)  # on the moving face
         assert float(r["time"]) == pytest.approx(int(r["frame"]) / FPS, abs=1e-3)
-        p = np.array([float(r[f"prob_{k}"]) for k in EMOTIONS])
+        p = np.array([float(r[f"prob_{k}"]) for k in labels])
         assert p.sum() == pytest.approx(1, abs=1e-3)
-        assert p[EMOTIONS.index(r["emotion"])] == p.max()  # the most probable
+        assert p[labels.index(r["emotion"])] == p.max()  # the most probable
         ids_by_row[_row_of_face(scene, box)].add(int(r["track"]))
     # one id per face for the whole crossing, and different ids for the two faces
     assert len(ids_by_row[0]) == 1 and len(ids_by_row[1]) == 1 and ids_by_row[0] != ids_by_row[1]
@@ -87,7 +89,7 @@ def test_timeline_has_every_frame_and_both_faces_with_stable_ids(analysed, scene
 def test_the_timelines_metadata_and_the_videos_facts_are_kept(analysed, recognizer):
     report, out = analysed
     meta = read_meta(out / "timeline.csv")
-    assert meta["labels"] == list(EMOTIONS) and meta["model"] == recognizer.name and meta["command"] == "ferkit video"
+    assert meta["labels"] == list(recognizer.labels) and meta["model"] == recognizer.name and meta["command"] == "ferkit video"
     assert meta["video"]["fps"] == FPS and meta["video"]["frame_count"] == N_FRAMES
     assert (meta["video"]["width"], meta["video"]["height"]) == (WIDTH, HEIGHT)
     assert meta["columns"] == list(_all_rows(out)[0])

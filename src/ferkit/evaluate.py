@@ -16,7 +16,7 @@ import numpy as np
 
 from .corruptions import CORRUPTIONS, corrupt
 from .data import FaceDataset, with_ferplus
-from .labels import FERPLUS_EMOTIONS
+from .labels import EMOTIONS, FERPLUS_EMOTIONS
 from .metrics import classification_report, expected_calibration_error, rescale_temperature
 from .recognizer import Recognizer
 
@@ -29,19 +29,28 @@ class EvalSet:
     classes: tuple[str, ...]
 
 
-def fer2013_set(ds: FaceDataset, split: str) -> EvalSet:
+def fer2013_set(ds: FaceDataset, split: str, model_labels: tuple[str, ...] = EMOTIONS) -> EvalSet:
+    """A split with FER-2013's single labels, labelled in the model's classes (an 8-class FER+ model's contempt is
+    never the answer there, so a contempt prediction counts as wrong)."""
     part = ds.split(split)
-    return EvalSet(f"FER-2013 {split}", part.pixels, part.labels, part.classes)
+    missing = [c for c in EMOTIONS if c not in model_labels]
+    if missing:
+        raise ValueError(f"FER-2013 labels need every one of its seven classes; the model lacks {', '.join(missing)}")
+    index = np.array([tuple(model_labels).index(c) for c in EMOTIONS], np.int64)
+    return EvalSet(f"FER-2013 {split}", part.pixels, index[part.labels], tuple(model_labels))
 
 
-def ferplus_set(ds: FaceDataset, votes: np.ndarray, split: str, model_labels: tuple[str, ...]) -> EvalSet:
+def ferplus_set(ds: FaceDataset, votes: np.ndarray, split: str, model_labels: tuple[str, ...], *,
+                seven: bool = False) -> EvalSet:
     """FER+ majority-filtered faces of a split, labelled in the model's classes.
 
-    For a 7-class FER-2013 model, faces whose FER+ majority is contempt (no FER-2013 class) are left out.
+    For a 7-class FER-2013 model, faces whose FER+ majority is contempt (no FER-2013 class) are left out; with
+    `seven`, also for an 8-class model: agreement with people on the same faces for every model (docs/quality.md,
+    issue 37), where a contempt answer counts as a disagreement.
     """
     fp = with_ferplus(ds, votes, "majority").split(split)
     names = np.array(FERPLUS_EMOTIONS)[fp.labels]
-    keep = np.isin(names, model_labels)
+    keep = np.isin(names, model_labels) & (np.isin(names, EMOTIONS) if seven else True)
     labels = np.array([model_labels.index(n) for n in names[keep]], np.int64)
     dropped = int((~keep).sum())
     suffix = f", {dropped} contempt faces left out" if dropped else ""
@@ -62,6 +71,11 @@ def evaluate(rec: Recognizer, s: EvalSet, batch: int = 256) -> dict:
     probs = classify_all(rec, s.pixels, batch)
     report = classification_report(s.labels, probs, rec.labels)
     report.update({"set": s.name, "model": rec.name, "tta": rec.tta})
+    seven = [rec.labels.index(c) for c in EMOTIONS if c in rec.labels]
+    if len(seven) == len(EMOTIONS) < len(rec.labels) and np.isin(s.labels, seven).all():
+        # an 8-class model on faces whose truth is one of the seven: also its answer with contempt removed (the
+        # argmax over the seven, which renormalising does not change), the issue 37 reading
+        report["accuracy_over_seven"] = float((np.array(seven)[probs[:, seven].argmax(1)] == s.labels).mean())
     t = float(rec.metadata.get("temperature", 1.0))
     if t != 1.0:  # the shipped probabilities are softmax(logits / T); undo T for the uncalibrated ECE
         report["ece_uncalibrated"] = expected_calibration_error(s.labels, rescale_temperature(probs, 1 / t))
@@ -87,6 +101,16 @@ def split_set(data: str | Path, labels: tuple[str, ...], split: str, ferplus: st
     return ferplus_set(ds, read_ferplus_votes(ferplus, len(ds)), split, tuple(labels))
 
 
+def agreement_set(data: str | Path, labels: tuple[str, ...], split: str, ferplus: str | Path | None = None) -> EvalSet:
+    """Agreement with people: the FER+ majority of one split, on the faces whose majority is one of FER-2013's seven
+    classes, in a model's classes (the set the default is chosen on, docs/quality.md)."""
+    from .data import load_dataset, read_ferplus_votes
+
+    ds = load_dataset(data)
+    ferplus = Path(ferplus) if ferplus else Path(data).parent / "fer2013new.csv"
+    return ferplus_set(ds, read_ferplus_votes(ferplus, len(ds)), split, tuple(labels), seven=True)
+
+
 def robustness(rec: Recognizer, s: EvalSet) -> dict:
     """Accuracy under each corruption at each strength (same faces, same model)."""
     clean = evaluate(rec, s)["accuracy"]
@@ -107,11 +131,15 @@ def mean_corrupted(rob: dict) -> float:
 
 def evaluate_model(model: str | Path | None, data: str | Path, out: str | Path, *, ferplus: str | Path | None = None,
                    split: str = "PrivateTest", tta: str = "all", with_robustness: bool = False, public: bool = False,
-                   command: str = "ferkit evaluate ...", log: Callable[[str], None] = lambda s: None) -> dict:
+                   robustness_on: str = "own", command: str = "ferkit evaluate ...",
+                   log: Callable[[str], None] = lambda s: None) -> dict:
     """Score `model` on `split` of the FER-2013 file `data` (and the FER+ labels of fer2013new.csv, `ferplus` or
     beside `data`, where present), once per TTA mode; write the report (report_NAME.json) and its figures into
-    `out`. With `public` (a model card's needs) PublicTest is scored too, and TTA "none" always. Returns the
-    report; `log` gets one line per figure."""
+    `out`. With `public` (a model card's needs) PublicTest is scored too, and TTA "none" always. Every model is
+    scored on both label sets where the votes are there: `agreement` names the set of agreement with people (FER+
+    majority, the seven FER-2013 classes), `fer2013_labels` the set of FER-2013's single labels. The corruptions run
+    on the model's own label set (`robustness_on` "own") or on the agreement set ("people"). Returns the report;
+    `log` gets one line per figure."""
     from . import EMOTIONS, load_recognizer
     from .data import load_dataset, read_ferplus_votes
     from .plots import plot_confusion, plot_robustness
@@ -135,15 +163,28 @@ def evaluate_model(model: str | Path | None, data: str | Path, out: str | Path, 
     if native == "ferplus" and votes is None:
         raise FileNotFoundError(f"{ferplus}: the FER+ votes are needed to evaluate a model with classes {', '.join(rec.labels)}")
 
+    if robustness_on not in ("own", "people"):
+        raise ValueError(f"robustness_on must be 'own' or 'people', got {robustness_on!r}")
+    if robustness_on == "people" and votes is None:
+        raise FileNotFoundError(f"{ferplus}: the FER+ votes are needed for the corruptions on agreement with people")
+
     def labelled(kind: str, which: str) -> EvalSet:
-        return fer2013_set(ds, which) if kind == "fer2013" else ferplus_set(ds, votes, which, rec.labels)
+        if kind == "fer2013":
+            return fer2013_set(ds, which, rec.labels)
+        return ferplus_set(ds, votes, which, rec.labels, seven=kind == "ferplus7")
 
     sets = {f"{native}_{part}": labelled(native, split)}
     if public and split != "PublicTest":
         sets[f"{native}_public"] = labelled(native, "PublicTest")
-    if native == "fer2013" and votes is not None:
-        sets[f"ferplus_{part}"] = labelled("ferplus", split)
     results["main"] = next(iter(sets))
+    if native == "fer2013" and votes is not None:  # 7 classes: its FER+ set is the agreement set
+        sets[f"ferplus_{part}"] = labelled("ferplus", split)
+        results["agreement"] = f"ferplus_{part}"
+    if native == "ferplus" and all(c in rec.labels for c in EMOTIONS):
+        sets[f"ferplus7_{part}"] = labelled("ferplus7", split)
+        sets[f"fer2013_{part}"] = labelled("fer2013", split)
+        results["agreement"] = f"ferplus7_{part}"
+    results["fer2013_labels"] = f"fer2013_{part}" if f"fer2013_{part}" in sets else None
     results["sets"] = {}
     recs = {mode: load_recognizer(model, detector="none", tta=mode) for mode in modes}  # one session per mode
     for key, s in sets.items():
@@ -154,7 +195,7 @@ def evaluate_model(model: str | Path | None, data: str | Path, out: str | Path, 
             log(f"{s.name:<60} n={r['n']:<5} TTA {mode:<6} accuracy {r['accuracy']:.4f}  macro F1 {r['macro']['f1']:.4f}  ECE {r['ece']:.3f}")
         plot_confusion(results["sets"][key][next(iter(results["sets"][key]))], out / f"confusion_{rec.name}_{key}.png")
     if with_robustness:
-        results["robustness"] = robustness(rec, sets[results["main"]])
+        results["robustness"] = robustness(rec, sets[results["main"] if robustness_on == "own" else results["agreement"]])
         plot_robustness(results["robustness"], out / f"robustness_{rec.name}.png")
         for name, v in results["robustness"]["corruptions"].items():
             log(f"robustness {name:<13} " + "  ".join(f"{lvl}: {a:.3f}" for lvl, a in zip(v["levels"], v["accuracy"])))

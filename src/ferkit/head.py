@@ -115,7 +115,8 @@ class Head:
             raise AdapterError(f"{source or self.name}: this adapter was fitted on the model "
                                f"{self.base_model.get('name')!r} ({self.base_model.get('file')}, sha256 "
                                f"{str(self.base_model.get('sha256'))[:12]}...), not on {Path(model_path).name} "
-                               f"(sha256 {sha[:12]}...); load it with that model, or adapt again on this one")
+                               f"(sha256 {sha[:12]}...); load it with that model (--model "
+                               f"{self.base_model.get('name')}), or adapt again on this one")
 
     def to_json(self) -> dict:
         return {"format": FORMAT, "format_version": FORMAT_VERSION, "name": self.name, "classes": list(self.classes),

@@ -261,7 +261,8 @@ def load_recognizer(model: str | os.PathLike | None = None, detector: Detector |
                     threads: int | None = None, tta: bool | str = False, margin: float = 0.0, align: bool = True,
                     providers: list | None = None, detect_side: int | None = None, features=None,
                     adapter: str | os.PathLike | None = None) -> Recognizer:
-    """The front door. `model`: a shipped name (see available_models(); default "fer2013") or an .onnx path.
+    """The front door. `model`: a shipped name (see available_models(); default "ferplus", the one that agrees best
+    with people, docs/quality.md) or an .onnx path.
     `detector`: "yunet" (default), "blazeface", "haar", "haar-alt2", "none" (pre-cropped faces), or a Detector
     object (detect.DETECTOR_NOTES says when each helps).
     `threads`: ONNX Runtime threads for the classifier (None: its default). `tta`: "none", "flip" or "crops"

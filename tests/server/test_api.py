@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ferkit import EMOTIONS
+from ferkit.recognizer import DEFAULT_MODEL
+from tests.conftest import default_labels
 
 from .conftest import TEST_LIMITS, encode, png_bytes, start_server
 
@@ -33,8 +34,8 @@ def test_info_lists_the_model_classes_and_accuracy(http, server):
     import ferkit
 
     info = http.get("/api/v1/info").json()
-    assert info["labels"] == list(EMOTIONS)
-    assert info["model"]["name"] == "fer2013"
+    assert info["labels"] == list(default_labels())
+    assert info["model"]["name"] == DEFAULT_MODEL
     assert info["detector"] == server.settings.detector
     metrics = ferkit.load_recognizer().metrics
     if metrics.get("test_accuracy") is None:
@@ -83,7 +84,7 @@ def test_analyze_a_real_face(http, server, face_png):
     assert body["image"]["width"] > 0 and body["message"] is None
     assert len(body["faces"]) == 1
     face = body["faces"][0]
-    assert set(face["probabilities"]) == set(EMOTIONS)
+    assert set(face["probabilities"]) == set(default_labels())
     assert sum(face["probabilities"].values()) == pytest.approx(1, abs=1e-4)
     assert face["emotion"] == max(face["probabilities"], key=face["probabilities"].get)
     box = face["box"]
@@ -254,7 +255,7 @@ def test_documented_errors_are_what_is_returned(http):
     assert "HTTPValidationError" not in schema["components"]["schemas"]
     assert {"404", "413", "422", "503"} <= set(schema["paths"]["/api/v1/feedback"]["post"]["responses"])
     face = schema["components"]["schemas"]["FaceResult"]["properties"]
-    assert face["emotion"]["enum"] == list(EMOTIONS)
+    assert face["emotion"]["enum"] == list(default_labels())
     assert {"landmarks", "detector", "detector_score", "detector_confidence"} <= set(face)
     r = http.get("/api/v1/recommendations")  # no emotion: FastAPI's own validation, in the same shape
     assert r.status_code == 422 and r.json() == {"detail": "emotion: Field required"}

@@ -12,7 +12,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from ferkit import EMOTIONS
+from tests.conftest import default_labels
 
 from .conftest import encode
 
@@ -32,13 +32,13 @@ def recv_json(ws, timeout=20) -> dict:
 
 def test_hello_and_one_frame(server, frame_jpeg):
     with open_live(server) as (ws, hello):
-        assert hello["labels"] == list(EMOTIONS)
+        assert hello["labels"] == list(default_labels())
         assert hello["max_frame_bytes"] == server.settings.max_frame_bytes
         ws.send(frame_jpeg)
         msg = recv_json(ws)
         assert msg["type"] == "result" and msg["frame"] == 1
         assert msg["image"] == {"width": 320, "height": 240}
-        assert len(msg["faces"]) == 1 and set(msg["faces"][0]["probabilities"]) == set(EMOTIONS)
+        assert len(msg["faces"]) == 1 and set(msg["faces"][0]["probabilities"]) == set(default_labels())
         face = msg["faces"][0]
         assert face["detector"] == server.settings.live_detector_name
         assert face["detector_score"] == face["detector_confidence"]

@@ -8,7 +8,7 @@ import dataclasses
 from ..detect import DEFAULT_DETECTOR, available_detectors, detector_help
 
 
-def add_model(p, help: str = "shipped model name or path to an .onnx file (default: fer2013)") -> None:
+def add_model(p, help: str = "shipped model name or path to an .onnx file (default: ferplus)") -> None:
     """--model; None (the default) is the library's default model, or the server's setting for `serve`. An unknown
     name is bad usage (exit 2, as for --detector); a missing .onnx file is an input that cannot be read (exit 1)."""
     p.add_argument("--model", default=None, type=_model_name, help=help)

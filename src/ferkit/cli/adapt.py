@@ -36,7 +36,7 @@ def add_parser(sub) -> None:
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("data", metavar="DATA", help="a folder of LABEL/IMAGE, or a CSV of path,label[,person]")
     p.add_argument("--out", required=True, metavar="HEAD", help="the head file to write (.json)")
-    add_model(p, help="the base model, a shipped name or an .onnx path (default: fer2013); the head loads onto no other")
+    add_model(p, help="the base model, a shipped name or an .onnx path (default: ferplus); the head loads onto no other")
     add_detector(p)
     add_detect_side(p)
     p.add_argument("--no-detect", action="store_true", help="treat each image as one pre-cropped face")

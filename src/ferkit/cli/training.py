@@ -41,13 +41,17 @@ def add_parser(sub) -> None:
                                    "report_NAME.json and PNG figures into --out, and with --model-card the card and "
                                    "NAME.metrics.json (copy it beside a model file to have `ferkit models` and the "
                                    "server show its figures).")
-    add_model(p, help="shipped model name or .onnx path (default: fer2013)")
+    add_model(p, help="shipped model name or .onnx path (default: ferplus)")
     add_data(p)
     p.add_argument("--ferplus", default=None, help="fer2013new.csv for the FER+ set (default: beside --data)")
     p.add_argument("--split", default="PrivateTest", choices=["PrivateTest", "PublicTest", "Training"],
                    help="the split to score (default: PrivateTest, the held-out report split; models are chosen on PublicTest)")
     p.add_argument("--tta", default="all", choices=["none", "flip", "crops", "all"], help="test-time augmentation (default: all three)")
     p.add_argument("--robustness", action="store_true", help="also measure accuracy under corruptions")
+    p.add_argument("--robustness-labels", default="own", choices=["own", "people"],
+                   help="the corruptions on the model's own label set (default) or on agreement with people (the "
+                        "FER+ majority, faces whose majority is one of FER-2013's seven classes: the set the default "
+                        "model is chosen on, docs/quality.md)")
     p.add_argument("--out", default=".", help="folder for the JSON report, PNG figures and metrics file (default: the "
                                               "current folder)")
     p.add_argument("--model-card", default=None, metavar="MD", help="write the model card here")
@@ -142,6 +146,7 @@ def run_evaluate(args) -> int:
         command = "ferkit " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("ferkit") else "ferkit evaluate ..."
         results = evaluate_model(args.model, data_path(args.data), args.out, ferplus=args.ferplus, split=args.split,
                                  tta=args.tta, with_robustness=args.robustness, public=bool(args.model_card),
+                                 robustness_on=args.robustness_labels,
                                  command=command, log=print)
     if args.model_card:
         written = write_model_card(load_recognizer(args.model, detector="none"), results, args.out, args.model_card)

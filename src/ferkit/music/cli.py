@@ -30,7 +30,7 @@ def add_parser(sub) -> None:
                                                 "~/.local/share/ferkit/music.sqlite)")
     p.add_argument("--no-feedback", action="store_true", help="ignore likes and skips for this ranking")
     p.add_argument("--json", action="store_true", help="print JSON (the same shape as the web API)")
-    add_model(p, help="with a photo: shipped model name or .onnx path (default: fer2013)")
+    add_model(p, help="with a photo: shipped model name or .onnx path (default: ferplus)")
     add_detector(p)
     p.set_defaults(run=run_recommend)
 

@@ -19,7 +19,7 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"                 # loopback by default: nothing is exposed unless asked
     port: int = Field(8000, ge=0, le=65535)
-    model: str | None = None                # a shipped model name or an .onnx path; None = the default (fer2013)
+    model: str | None = None                # a shipped model name or an .onnx path; None = the default (ferplus)
     detector: str = Field(default_factory=lambda: _library_default_detector())  # uploads: load_recognizer's default
     detect_side: int | None = Field(None, ge=32)  # yunet's working size for uploads (longer side, px); None = its
                                                   # 640. Smaller is faster and misses small faces (README, Limits)
