@@ -13,6 +13,10 @@ Reads the frames through ferkit.frames (every `every`-th analysed, within a time
                      of its time per dominant emotion
     summary.txt      the same as a table (what the CLI prints)
 
+With face features the work runs in two stages: the caller's thread decodes and tracks (detect or follow, classify),
+a second thread reads the face features of each frame's faces and writes the outputs in frame order, a few frames
+behind (analyze_video's `pipeline`; docs/face-features.md measures it). Outputs are the same bytes either way.
+
 Timeline rows are written frame by frame: an interruption (Ctrl-C, an error) closes the file with every row
 analysed so far, and it is flushed every second, so even a killed process loses at most the last second.
 Damaged frames and truncated files follow ferkit.frames' rules.
