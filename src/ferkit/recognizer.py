@@ -2,6 +2,7 @@
 (ferkit.mesh) composed beside the classifier like the detector. No torch needed."""
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -155,11 +156,28 @@ class Recognizer:
             loaded.append((img, grey))
         return self._faces(loaded, found, explain=explain)
 
-    def faces_for(self, image: np.ndarray, detections: Detections, *, explain: bool = False) -> list[Face]:
+    def faces_for(self, image: np.ndarray, detections: Detections, *, explain: bool = False,
+                  features: bool = True) -> list[Face]:
         """The Faces for faces already found in a BGR or grey image (a tracker's boxes, with their landmarks where
-        known): classified, and with the face features when the Recognizer has them, exactly as `analyze` does."""
+        known): classified, and with the face features when the Recognizer has them, exactly as `analyze` does.
+        `features=False` leaves the face-features stage for `add_features` (ferkit.video runs it in a second
+        thread); refused when the adapter reads the features, since it is applied here."""
+        if not features and self.face_mesh is not None and getattr(self.adapter, "stage_features", ()):
+            raise ValueError(f"the adapter {self.adapter.name} reads face features: they cannot be added later")
         grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-        return self._faces([(image, grey)], [detections], explain=explain)[0]
+        return self._faces([(image, grey)], [detections], explain=explain, features=features)[0]
+
+    def add_features(self, image: np.ndarray, faces: list[Face]) -> list[Face]:
+        """Faces made by faces_for(image, ..., features=False) -> copies with the face-features stage's fields,
+        read from their boxes and landmarks as faces_for reads them (the same values)."""
+        if self.face_mesh is None or not faces:
+            return list(faces)
+        marks = [f.landmarks for f in faces]
+        found = Detections(np.array([f.box for f in faces], np.int32).reshape(-1, 4),
+                           np.array([f.detector_score for f in faces], np.float32),
+                           None if any(m is None for m in marks) else np.array(marks, np.float32).reshape(-1, 5, 2),
+                           tuple(f.detector for f in faces))
+        return [dataclasses.replace(f, **extra) for f, extra in zip(faces, self._features(image, found))]
 
     def analyze_boxes(self, image: np.ndarray, boxes, scores=None, *, explain: bool = False, landmarks=None,
                       detector: str = "") -> list[Face]:
@@ -170,7 +188,7 @@ class Recognizer:
         return self.faces_for(image, Detections(boxes, scores, lm, (detector,) * len(boxes)), explain=explain)
 
     def _faces(self, images: list[tuple[np.ndarray, np.ndarray]], found: list[Detections], *,
-               explain: bool) -> list[list[Face]]:
+               explain: bool, features: bool = True) -> list[list[Face]]:
         """(image, grey) pairs and what was found in each -> their Faces: every face of every image classified in one
         batch, then the face features per image. The one place Faces are made."""
         crops = [self.crop(grey, b, None if d.landmarks is None else d.landmarks[i])
@@ -179,7 +197,7 @@ class Recognizer:
         out, k = [], 0
         for (image, _), d in zip(images, found):
             n = len(d)
-            extras = self._features(image, d) if self.face_mesh is not None and n else [{}] * n
+            extras = self._features(image, d) if features and self.face_mesh is not None and n else [{}] * n
             out.append([self._make_face(d.boxes[i], probs[k + i], d.scores[i], cams[k + i] if explain else None,
                                         landmarks=None if d.landmarks is None else d.landmarks[i],
                                         detector=d.sources[i], **extras[i])

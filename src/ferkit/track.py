@@ -238,8 +238,9 @@ class FaceTracker:
         size = (max(1, round(w * scale)), max(1, round(h * scale)))  # a 2000x1 frame stays 1 pixel tall
         return find_faces(self.detector, cv2.resize(frame, size, interpolation=cv2.INTER_AREA)).scaled(1 / scale)
 
-    def process(self, frame: np.ndarray) -> list[TrackedFace]:
-        """One BGR (or grey) frame -> its faces, each with a stable id (one per person), left to right."""
+    def process(self, frame: np.ndarray, *, features: bool = True) -> list[TrackedFace]:
+        """One BGR (or grey) frame -> its faces, each with a stable id (one per person), left to right.
+        `features=False`: without the face-features stage (Recognizer.add_features adds it later)."""
         self.frame_index += 1
         grey = frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
         cut = self._hard_cut(grey)
@@ -264,7 +265,7 @@ class FaceTracker:
                            tuple(t.source for t in tracks))
         labels = self.recognizer.labels
         out = []
-        for (track, detected), face in zip(live, self.recognizer.faces_for(frame, found)):
+        for (track, detected), face in zip(live, self.recognizer.faces_for(frame, found, features=features)):
             p = self.tracker.smooth(track, [face.probabilities[k] for k in labels])
             track.frames += 1
             face = replace(face, probabilities={k: float(v) for k, v in zip(labels, p)}, emotion=labels[int(np.argmax(p))])

@@ -13,6 +13,10 @@ Reads the frames through ferkit.frames (every `every`-th analysed, within a time
                      of its time per dominant emotion
     summary.txt      the same as a table (what the CLI prints)
 
+With face features the work runs in two stages: the caller's thread decodes and tracks (detect or follow, classify),
+a second thread reads the face features of each frame's faces and writes the outputs in frame order, a few frames
+behind (analyze_video's `pipeline`; docs/face-features.md measures it). Outputs are the same bytes either way.
+
 Timeline rows are written frame by frame: an interruption (Ctrl-C, an error) closes the file with every row
 analysed so far, and it is flushed every second, so even a killed process loses at most the last second.
 Damaged frames and truncated files follow ferkit.frames' rules.
@@ -20,6 +24,8 @@ Damaged frames and truncated files follow ferkit.frames' rules.
 from __future__ import annotations
 
 import json
+import queue
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -67,7 +73,7 @@ def analyze_video(path: str | Path, recognizer: Recognizer, out_dir: str | Path,
                   detect_every: int | None = None, search_side: int | None = None, smoothing: float = 0.0,
                   start: float | None = None, end: float | None = None, timeline: str = "timeline.csv",
                   mesh: bool = False, annotate: bool = True, progress: Callable[[int], None] | None = None,
-                  on_problem: Callable[[str], None] | None = None) -> VideoReport:
+                  on_problem: Callable[[str], None] | None = None, pipeline: bool = True) -> VideoReport:
     """Analyse a video file and write the timeline, annotated copy, chart and summary into `out_dir`.
 
     `every`: analyse every n-th frame (the annotated copy keeps every frame). `detect_every`: run the face
@@ -76,6 +82,8 @@ def analyze_video(path: str | Path, recognizer: Recognizer, out_dir: str | Path,
     copy the tracker searches for faces (None: the detector's own scaling). `start`, `end`: the time range in
     seconds (None: from the start, to the end). `timeline`: the timeline's file name, .csv, .jsonl or .parquet.
     `mesh`: the mesh's column in the timeline (a mesh computed: load_recognizer(features=("mesh", ...))).
+    `pipeline`: read the face features (when the recognizer has them) in a second thread while the next frames are
+    tracked, and write the outputs there in frame order (the same rows and values as without; False: all in one).
     `progress(n)` is called after each frame read with n = 1; `on_problem(message)` hears each skipped frame and
     an early end as it is met, and the report lists them all at the end.
     Raises FileNotFoundError / VideoError / ValueError before writing anything when the file cannot be opened or
@@ -106,56 +114,41 @@ def analyze_video(path: str | Path, recognizer: Recognizer, out_dir: str | Path,
     if annotate:
         files["annotated"] = out / "annotated.mp4"
     report.files = {k: str(v) for k, v in files.items()}
-    source = str(path)
-    rows_by_face: dict[int, list[tuple[float, np.ndarray]]] = {}
-    features_by_face: dict[int, list[dict]] = {}   # per face id, per row: its action units and head pose, when read
-    video_out = None
+    # The face features in a second stage when there are some and nothing in the first needs them (an adapter that
+    # reads them is applied with the classifier's output, and the tracker smooths what it gives).
+    pipelined = pipeline and recognizer.face_mesh is not None and not getattr(recognizer.adapter, "stage_features", ())
+    outputs = _Outputs(recognizer, schema, writer, str(path), info.fps, files.get("annotated"), report,
+                       add_features=pipelined)
     seek(cap, first)
     frames = FrameReader(cap, info, start=first, stop=stop, choose=choose, decode_all=annotate, on_problem=on_problem)
-    faces, flushed = [], time.monotonic()
+    stage = _SecondStage(outputs.frame, PIPELINE_DEPTH) if pipelined else None
     try:
         with writer:
-            for frame in frames:
-                index, t = frame.index, round(frame.index / info.fps, 3)
-                if frame.image is None:  # chosen, damaged: skipped, as a row says
-                    writer.write(schema.row(recognizer, source, "video", "error", frame=index, time=t,
-                                            message=f"{source}: {skip_message(index)}"))
-                    report.rows += 1
-                    continue
-                if frame.chosen:
-                    faces = tracker.process(frame.image)
-                    report.frames_analysed += 1
-                    rows = [schema.face_row(recognizer, f, i, source, "video", frame=index, time=t, track=f.id)
-                            for i, f in enumerate(faces)] or \
-                        [schema.row(recognizer, source, "video", "no_face", frame=index, time=t)]
-                    writer.write_many(rows)
-                    report.rows += len(rows)
-                    for f in faces:
-                        rows_by_face.setdefault(f.id, []).append((t, np.array([f.probabilities[k] for k in labels])))
-                        if f.action_units is not None or f.head_pose is not None:
-                            features_by_face.setdefault(f.id, []).append(
-                                {"action_units": f.action_units, "head_pose": f.head_pose})
-                    if time.monotonic() - flushed >= FLUSH_EVERY_S:
-                        writer.flush()
-                        flushed = time.monotonic()
-                if annotate:
-                    if video_out is None:
-                        video_out = _open_writer(files["annotated"], info.fps, frame.image.shape)
-                    video_out.write(_draw(frame.image, faces))
-                if progress:
-                    progress(1)
+            try:
+                for frame in frames:
+                    faces = None
+                    if frame.image is not None and frame.chosen:
+                        faces = tracker.process(frame.image, features=not pipelined)
+                        report.frames_analysed += 1
+                    (stage.put if stage else outputs.frame)(frame, faces)
+                    if progress and frame.image is not None:
+                        progress(1)
+            except BaseException:
+                if stage:  # the frames already tracked are written; stage 1's error is the one raised
+                    stage.close(check=False)
+                raise
+            if stage:
+                stage.close()
             if frames.truncated_at is not None:
-                writer.write(schema.row(recognizer, source, "video", "error", frame=frames.truncated_at,
-                                        time=round(frames.truncated_at / info.fps, 3),
-                                        message=truncation_message(info, frames.truncated_at, source)))
-                report.rows += 1
+                outputs.row("error", frames.truncated_at,
+                            message=truncation_message(info, frames.truncated_at, str(path)))
     finally:
         cap.release()
-        if video_out is not None:
-            video_out.release()
+        outputs.release()
         report.frames_read, report.skipped_frames = frames.frames_read, frames.skipped
         report.truncated_at = frames.truncated_at
 
+    rows_by_face, features_by_face = outputs.rows_by_face, outputs.features_by_face
     report.summary = summarize(rows_by_face, labels, every / info.fps, features_by_face)
     files["summary_json"] = out / "summary.json"
     files["summary_txt"] = out / "summary.txt"
@@ -174,6 +167,110 @@ def analyze_video(path: str | Path, recognizer: Recognizer, out_dir: str | Path,
         plot_timeline(rows_by_face, labels, files["chart"], title=Path(info.path).name)
     report.files = {k: str(v) for k, v in files.items()}
     return report
+
+
+PIPELINE_DEPTH = 4  # frames tracked ahead of the face features at most: memory stays flat
+POLL_S = 0.1  # how often a stage waiting on the other checks that it is still running
+
+
+class _Outputs:
+    """What comes of each frame once tracked, in frame order: the face features when they were left to this stage,
+    the timeline's rows (flushed every FLUSH_EVERY_S), the per-face series for the summary and the chart, and the
+    annotated copy's frame."""
+
+    def __init__(self, recognizer: Recognizer, schema: Schema, writer, source: str, fps: float,
+                 annotated: Path | None, report: VideoReport, *, add_features: bool):
+        self.recognizer, self.schema, self.writer, self.source, self.fps = recognizer, schema, writer, source, fps
+        self.annotated, self.report, self.add_features = annotated, report, add_features
+        self.rows_by_face: dict[int, list[tuple[float, np.ndarray]]] = {}
+        self.features_by_face: dict[int, list[dict]] = {}  # per face id, per row: its action units and head pose
+        self.faces: list[TrackedFace] = []  # the last analysed frame's, drawn on the frames between analysed ones
+        self.video_out = None
+        self.flushed = time.monotonic()
+
+    def row(self, status: str, index: int, **fields) -> None:
+        self.writer.write(self.schema.row(self.recognizer, self.source, "video", status, frame=index,
+                                          time=round(index / self.fps, 3), **fields))
+        self.report.rows += 1
+
+    def frame(self, frame, faces: list[TrackedFace] | None) -> None:
+        """One frame read: `faces` its tracked faces when it was analysed, None when not."""
+        index, t = frame.index, round(frame.index / self.fps, 3)
+        if frame.image is None:  # chosen, damaged: skipped, as a row says
+            self.row("error", index, message=f"{self.source}: {skip_message(index)}")
+            return
+        if faces is not None:
+            if self.add_features:
+                faces = self.recognizer.add_features(frame.image, faces)
+            self.faces = faces
+            rows = [self.schema.face_row(self.recognizer, f, i, self.source, "video", frame=index, time=t, track=f.id)
+                    for i, f in enumerate(faces)] or \
+                [self.schema.row(self.recognizer, self.source, "video", "no_face", frame=index, time=t)]
+            self.writer.write_many(rows)
+            self.report.rows += len(rows)
+            labels = self.recognizer.labels
+            for f in faces:
+                self.rows_by_face.setdefault(f.id, []).append((t, np.array([f.probabilities[k] for k in labels])))
+                if f.action_units is not None or f.head_pose is not None:
+                    self.features_by_face.setdefault(f.id, []).append(
+                        {"action_units": f.action_units, "head_pose": f.head_pose})
+            if time.monotonic() - self.flushed >= FLUSH_EVERY_S:
+                self.writer.flush()
+                self.flushed = time.monotonic()
+        if self.annotated is not None:
+            if self.video_out is None:
+                self.video_out = _open_writer(self.annotated, self.fps, frame.image.shape)
+            self.video_out.write(_draw(frame.image, self.faces))
+
+    def release(self) -> None:
+        if self.video_out is not None:
+            self.video_out.release()
+
+
+_END = object()  # after the last item put: the second stage's thread returns
+
+
+class _SecondStage:
+    """`work(*item)` for each item put, in order, on its own thread (ONNX Runtime and OpenCV release the GIL, so it
+    runs beside the caller's stage), with at most `depth` items waiting. An error in `work` ends the thread and is
+    raised to the caller by the next put or by close; the caller never waits on a thread that has stopped."""
+
+    def __init__(self, work: Callable, depth: int):
+        self._work, self._queue = work, queue.Queue(depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="ferkit-video-stage-2", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not _END:
+            try:
+                self._work(*item)
+            except BaseException as e:  # noqa: BLE001 (handed to the caller's thread, raised there)
+                self._error = e
+                return
+
+    def put(self, *item) -> None:
+        while True:
+            if self._error is not None:
+                raise self._error
+            try:
+                self._queue.put(item, timeout=POLL_S)
+                return
+            except queue.Full:
+                pass
+
+    def close(self, *, check: bool = True) -> None:
+        """Wait for the items put to be worked through (unless the thread stopped on an error); with `check`, raise
+        that error."""
+        while self._thread.is_alive():
+            try:
+                self._queue.put(_END, timeout=POLL_S)
+                break
+            except queue.Full:
+                pass
+        self._thread.join()
+        if check and self._error is not None:
+            raise self._error
 
 
 def _open_writer(path: Path, fps: float, shape) -> cv2.VideoWriter:
