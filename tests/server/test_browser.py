@@ -132,8 +132,11 @@ def test_upload_real_faces(web, playwright_instance, faces_by_emotion, tmp_path,
     photo.write_bytes(encode(two_face_photo(faces_by_emotion)))
     browser = launch(playwright_instance)
     page, errors = open_page(browser, web.url, 900)
-    assert "labels" not in page.inner_text("#model-info")  # the model card line is filled from /api/v1/info
+    assert "Loading" not in page.inner_text("#model-info")  # the model card line is filled from /api/v1/info
     assert all(label in page.inner_text("#model-info") for label in EMOTIONS)
+    # the default's card: its agreement with people and FER-2013's single labels, from its metrics file
+    assert re.search(r"agrees with most of ten people on \d+\.\d % of FER\+ PrivateTest faces \(FER-2013's single "
+                     r"labels: \d+\.\d %\)", page.inner_text("#model-info")), page.inner_text("#model-info")
 
     page.set_input_files("#file-input", str(photo))
     page.wait_for_selector("#photo-boxes .face-box")

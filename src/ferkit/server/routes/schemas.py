@@ -87,7 +87,7 @@ class Info(BaseModel):
     labels: list[str] = Field(description="the emotions, in the model's order")
     detector: str = Field(description="the face detector for uploads")
     live_detector: str = Field(description="the face detector for live mode")
-    test_accuracy: float | None = Field(description="accuracy on FER-2013 PrivateTest from the model card; "
+    test_accuracy: float | None = Field(description="accuracy on the model card's test set (metrics.test_set); "
                                         "null until the model has been evaluated")
     metrics: dict = Field(description="the model card's metrics as written by `ferkit evaluate` (may be empty)")
     limits: dict[str, int] = Field(description="upload and live-mode size limits")

@@ -70,8 +70,13 @@ async function loadInfo() {
   if (!response.ok) throw new Error(await errorDetail(response));
   const info = await response.json();
   state.labels = info.labels;
-  const acc = info.test_accuracy == null ? "test accuracy not measured yet"
-    : `test accuracy ${(info.test_accuracy * 100).toFixed(1)} % on FER-2013 PrivateTest`;
+  // agreement with people (the FER+ majority of ten annotators) where the card has it, else the card's own test set
+  const pct = (x) => `${(x * 100).toFixed(1)} %`;
+  const people = info.metrics && info.metrics.agreement, single = info.metrics && info.metrics.fer2013_labels;
+  const acc = people ? `agrees with most of ten people on ${pct(people.accuracy)} of FER+ PrivateTest faces` +
+      (single ? ` (FER-2013's single labels: ${pct(single.accuracy)})` : "")
+    : info.test_accuracy == null ? "test accuracy not measured yet"
+    : `test accuracy ${pct(info.test_accuracy)} on ${(info.metrics && info.metrics.test_set) || "its test set"}`;
   $("model-info").textContent = `Model ${info.model.name} (ferkit ${info.model.version}), ` +
     `${info.labels.length} emotions: ${info.labels.join(", ")}; detector ${info.detector}; ${acc}.` +
     (info.model.note ? ` (${info.model.note})` : "");
