@@ -46,9 +46,10 @@ def test_the_recognizers_public_methods():
     """What users call on a Recognizer. The plumbing the package's own modules share (_classify_with_cams, _faces,
     _make_face, _run) is underscored: it may change without notice."""
     assert {n for n in dir(ferkit.Recognizer) if not n.startswith("_")} == {
-        "analyze", "analyze_many", "analyze_boxes", "classify", "crop", "detect", "faces_for"}
+        "analyze", "analyze_many", "analyze_boxes", "classify", "crop", "detect", "faces_for", "add_features"}
     assert params(ferkit.Recognizer.analyze_boxes) == ["image", "boxes", "scores", "explain", "landmarks", "detector"]
-    assert params(ferkit.Recognizer.faces_for) == ["image", "detections", "explain"]
+    assert params(ferkit.Recognizer.faces_for) == ["image", "detections", "explain", "features"]
+    assert params(ferkit.Recognizer.add_features) == ["image", "faces"]
 
 
 def test_face_still_takes_the_old_confidence_keyword():
