@@ -9,6 +9,7 @@ same run, for a before/after figure.
 
     python benchmarks/load_server.py                      # the figures for the README and docs/web.md
     python benchmarks/load_server.py --requests 8 --live-seconds 2 --concurrency 1 4 --features none   # a quick check
+    python benchmarks/load_server.py --baseline-src /tmp/before --features none --rounds 3   # CPU on a shared machine
     git worktree add /tmp/before 9ae720b && python benchmarks/load_server.py --baseline-src /tmp/before
 
 Images are real FER-2013 faces ($FERKIT_DATA or ../shared/data/fer2013) in a 640x480 JPEG (uploads) and a
@@ -266,6 +267,8 @@ def main() -> int:
     ap.add_argument("--detect-side", type=int, default=None, help="passed to ferkit serve --detect-side (yunet's working size)")
     ap.add_argument("--live-detector", default=None, help="passed to ferkit serve --live-detector (default: the server's)")
     ap.add_argument("--baseline-src", default=None, help="another checkout whose server runs too, for a before/after")
+    ap.add_argument("--rounds", type=int, default=1, help="run the servers this many times, in alternating order, and "
+                    "give the medians (a shared machine's load moves between runs)")
     args = ap.parse_args()
 
     from ferkit.data import load_dataset
@@ -288,23 +291,32 @@ def main() -> int:
         print(f"\n== features: {features or 'none'} ==\nlibrary (decode + analyze, one process per core), before the "
               f"servers: {before:.1f} photos/s")
         runs = [("this checkout", None)] + ([(f"baseline {args.baseline_src}", args.baseline_src)] if args.baseline_src else [])
-        results = []
-        for label, src in runs:
-            bad, rates = run_level(args, uploads, live_frames, features, src, label)
-            failed |= bad
-            results.append((label, rates))
+        results: dict[str, list[list[tuple]]] = {label: [] for label, _ in runs}  # per run: each round's rows
+        for round_ in range(args.rounds):
+            for label, src in runs if round_ % 2 == 0 else runs[::-1]:  # alternating: drift hits every run alike
+                bad, rows = run_level(args, uploads, live_frames, features, src, label)
+                failed |= bad
+                results[label].append(rows)
         after = library_rate(uploads, features, args.detect_side, args.library_seconds)
         lib = (before + after) / 2
-        print(f"library after the servers: {after:.1f} photos/s; reference (mean) {lib:.1f} photos/s")
-        for label, rates in results:
+        print(f"library after the servers: {after:.1f} photos/s; reference (mean) {lib:.1f} photos/s"
+              + (f"\nmedians of {args.rounds} rounds:" if args.rounds > 1 else ""))
+        for label, rounds in results.items():
+            # per level: (clients, req/s, server CPU ms/req, event loop's, workers'), the median of the rounds
+            levels = [(level[0][0], *(statistics.median(row[i] for row in level) for i in range(1, 5)))
+                      for level in zip(*rounds)]
             print(f"  {label}: " + ", ".join(f"{c} clients {r:.1f} req/s = {100 * r / lib:.0f} % of the library"
-                                           for c, r in rates))
+                                           for c, r, *_ in levels))
+            print(f"  {label}: server CPU ms/req " + ", ".join(
+                f"{c} clients {cpu:.2f} (event loop {loop:.2f}, workers {workers:.2f})" for c, _, cpu, loop, workers in levels))
     if failed:
         print("\nFAILED: some requests had errors", file=sys.stderr)
     return 1 if failed else 0
 
 
-def run_level(args, uploads, live_frames, features: str, src: str | None, label: str) -> tuple[bool, list]:
+def run_level(args, uploads, live_frames, features: str, src: str | None, label: str) -> tuple[bool, list[tuple]]:
+    """Start a server, run the upload levels and the live clients, stop it -> (any errors, a row per level: clients,
+    req/s, server CPU ms/req, the event loop's, the workers')."""
     proc, url = start_server(args.threads, args.detector, args.live_detector, features, args.detect_side, src)
     failed = False
     try:
@@ -321,7 +333,7 @@ def run_level(args, uploads, live_frames, features: str, src: str | None, label:
             server_ms = loop_ms + workers_ms
             client_ms = 1000 * (time.process_time() - client0) / max(1, r["requests"])
             failed |= bool(r["errors"])
-            rates.append((c, r["throughput"]))
+            rates.append((c, r["throughput"], server_ms, loop_ms, workers_ms))
             print(f"{c:>8} {r['requests']:>9} {len(r['errors']):>7} {r['throughput']:>8.1f} "
                   f"{r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} "
                   f"{r['p99_ms'] / r['p50_ms']:>8.2f} {server_ms:>18.2f} {loop_ms:>11.2f} {workers_ms:>8.2f} "
