@@ -9,16 +9,16 @@ same run, for a before/after figure.
 
     python benchmarks/load_server.py                      # the figures for the README and docs/web.md
     python benchmarks/load_server.py --requests 8 --live-seconds 2 --concurrency 1 4 --features none   # a quick check
+    python benchmarks/load_server.py --baseline-src /tmp/before --features none --rounds 3   # CPU on a shared machine
     git worktree add /tmp/before 9ae720b && python benchmarks/load_server.py --baseline-src /tmp/before
 
 Images are real FER-2013 faces ($FERKIT_DATA or ../shared/data/fer2013) in a 640x480 JPEG (uploads) and a
 480x360 JPEG (live frames, the size the page sends). Every request must succeed: errors are counted,
 printed, and make the exit status 1. Live clients behave like the page: at most 2 frames in flight.
 
-Where an upload's time goes: "server CPU ms/req" is the server process's CPU time over the level divided by its
-requests; "decode+analyze ms" is the mean of the server's own `elapsed_ms` (decoding and Recognizer.analyze, wall
-time in its worker thread). With one client the difference is roughly HTTP, multipart and the thread hand-off;
-with more, the second also includes waiting for the CPU.
+Where an upload's time goes: "server CPU ms/req" is the CPU time of the server's processes over the level divided
+by its requests, then split: "event loop" (the server's own process: HTTP, multipart, the hand-off to a worker and
+the answer) and "workers" (the analysis workers: decoding, Recognizer.analyze, the result's JSON and the pipes).
 """
 from __future__ import annotations
 
@@ -90,9 +90,10 @@ def start_server(threads: int | None, detector: str | None, live_detector: str |
         time.sleep(0.2)
 
 
-def server_cpu_seconds(pid: int) -> float:
-    """User + system CPU of the server process and its children (uvicorn's worker processes), from /proc."""
-    total = 0.0
+def server_cpu_seconds(pid: int) -> tuple[float, float]:
+    """User + system CPU of the server process (the event loop) and of its children (the analysis workers), from
+    /proc."""
+    own = children = 0.0
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -100,9 +101,12 @@ def server_cpu_seconds(pid: int) -> float:
             fields = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(entry) == pid or int(fields[1]) == pid:  # fields[1]: the parent's pid
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+        seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        if int(entry) == pid:
+            own += seconds
+        elif int(fields[1]) == pid:  # fields[1]: the parent's pid
+            children += seconds
+    return own, children
 
 
 def pct(values: list[float], q: float) -> float:
@@ -263,6 +267,8 @@ def main() -> int:
     ap.add_argument("--detect-side", type=int, default=None, help="passed to ferkit serve --detect-side (yunet's working size)")
     ap.add_argument("--live-detector", default=None, help="passed to ferkit serve --live-detector (default: the server's)")
     ap.add_argument("--baseline-src", default=None, help="another checkout whose server runs too, for a before/after")
+    ap.add_argument("--rounds", type=int, default=1, help="run the servers this many times, in alternating order, and "
+                    "give the medians (a shared machine's load moves between runs)")
     args = ap.parse_args()
 
     from ferkit.data import load_dataset
@@ -285,40 +291,53 @@ def main() -> int:
         print(f"\n== features: {features or 'none'} ==\nlibrary (decode + analyze, one process per core), before the "
               f"servers: {before:.1f} photos/s")
         runs = [("this checkout", None)] + ([(f"baseline {args.baseline_src}", args.baseline_src)] if args.baseline_src else [])
-        results = []
-        for label, src in runs:
-            bad, rates = run_level(args, uploads, live_frames, features, src, label)
-            failed |= bad
-            results.append((label, rates))
+        results: dict[str, list[list[tuple]]] = {label: [] for label, _ in runs}  # per run: each round's rows
+        for round_ in range(args.rounds):
+            for label, src in runs if round_ % 2 == 0 else runs[::-1]:  # alternating: drift hits every run alike
+                bad, rows = run_level(args, uploads, live_frames, features, src, label)
+                failed |= bad
+                results[label].append(rows)
         after = library_rate(uploads, features, args.detect_side, args.library_seconds)
         lib = (before + after) / 2
-        print(f"library after the servers: {after:.1f} photos/s; reference (mean) {lib:.1f} photos/s")
-        for label, rates in results:
+        print(f"library after the servers: {after:.1f} photos/s; reference (mean) {lib:.1f} photos/s"
+              + (f"\nmedians of {args.rounds} rounds:" if args.rounds > 1 else ""))
+        for label, rounds in results.items():
+            # per level: (clients, req/s, server CPU ms/req, event loop's, workers'), the median of the rounds
+            levels = [(level[0][0], *(statistics.median(row[i] for row in level) for i in range(1, 5)))
+                      for level in zip(*rounds)]
             print(f"  {label}: " + ", ".join(f"{c} clients {r:.1f} req/s = {100 * r / lib:.0f} % of the library"
-                                           for c, r in rates))
+                                           for c, r, *_ in levels))
+            print(f"  {label}: server CPU ms/req " + ", ".join(
+                f"{c} clients {cpu:.2f} (event loop {loop:.2f}, workers {workers:.2f})" for c, _, cpu, loop, workers in levels))
     if failed:
         print("\nFAILED: some requests had errors", file=sys.stderr)
     return 1 if failed else 0
 
 
-def run_level(args, uploads, live_frames, features: str, src: str | None, label: str) -> tuple[bool, list]:
+def run_level(args, uploads, live_frames, features: str, src: str | None, label: str) -> tuple[bool, list[tuple]]:
+    """Start a server, run the upload levels and the live clients, stop it -> (any errors, a row per level: clients,
+    req/s, server CPU ms/req, the event loop's, the workers')."""
     proc, url = start_server(args.threads, args.detector, args.live_detector, features, args.detect_side, src)
     failed = False
     try:
         print(f"\nferkit serve ({label}), default processes, {url}")
         rates = []
         print(f"{'clients':>8} {'requests':>9} {'errors':>7} {'req/s':>8} {'p50 ms':>8} "
-              f"{'p99 ms':>8} {'p99/p50':>8} {'server CPU ms/req':>18} {'client CPU ms/req':>18}")
+              f"{'p99 ms':>8} {'p99/p50':>8} {'server CPU ms/req':>18} {'event loop':>11} {'workers':>8} "
+              f"{'client CPU ms/req':>18}")
         for c in args.concurrency:
             server0, client0 = server_cpu_seconds(proc.pid), time.process_time()
             r = asyncio.run(analyze_level(url, uploads, c, args.requests, args.max_seconds))
-            server_ms = 1000 * (server_cpu_seconds(proc.pid) - server0) / max(1, r["requests"])
+            loop_ms, workers_ms = (1000 * (b - a) / max(1, r["requests"])
+                                   for a, b in zip(server0, server_cpu_seconds(proc.pid)))
+            server_ms = loop_ms + workers_ms
             client_ms = 1000 * (time.process_time() - client0) / max(1, r["requests"])
             failed |= bool(r["errors"])
-            rates.append((c, r["throughput"]))
+            rates.append((c, r["throughput"], server_ms, loop_ms, workers_ms))
             print(f"{c:>8} {r['requests']:>9} {len(r['errors']):>7} {r['throughput']:>8.1f} "
                   f"{r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} "
-                  f"{r['p99_ms'] / r['p50_ms']:>8.2f} {server_ms:>18.1f} {client_ms:>18.1f}")
+                  f"{r['p99_ms'] / r['p50_ms']:>8.2f} {server_ms:>18.2f} {loop_ms:>11.2f} {workers_ms:>8.2f} "
+                  f"{client_ms:>18.1f}")
             for e in r["errors"][:5]:
                 print(f"{'':>8} error: {e}")
         print(f"live mode: {args.live_clients} WebSocket clients, 480x360 JPEG frames with one face, at most 2 in "

@@ -1,7 +1,8 @@
 """The server's analysis pool: worker processes (server.worker) that decode and analyse, and the queue in front.
 
-The event loop hands each upload or live frame to a worker and awaits its JSON answer; the blocking pipe I/O runs
-in a thread (one per running job), so the loop keeps answering HTTP and WebSocket traffic. This is the pre-fork
+The event loop hands each upload or live frame to a worker and awaits its JSON answer over the worker's pipes, which
+the loop reads and writes itself (non-blocking, woken by the selector like a socket): no thread per job, whose
+hand-off cost about 0.1-0.2 ms of the loop's CPU a request and contended for the GIL under load. This is the pre-fork
 pattern of gunicorn or uvicorn's own --workers, with the analysis, not the HTTP, in the children: one process owns
 the sockets and its limits (header sizes, timeouts, ping floods), the workers own the models and the decoder limits.
 
@@ -20,12 +21,11 @@ import asyncio
 import itertools
 import json
 import os
-import select
 import signal
 import subprocess
-import threading
 import time
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 
 import anyio
@@ -113,7 +113,7 @@ class AnalysisPool:
         """Start every worker; return once the first has loaded its models (its description of them)."""
         self._children = [_Child(self.config) for _ in range(self.size)]
         try:
-            self.description = await anyio.to_thread.run_sync(self._children[0].wait_ready)
+            self.description = await self._children[0].wait_ready()
         except WorkerLost as e:
             await self.close()
             raise RuntimeError(f"the analysis worker could not start: {e}") from None
@@ -158,17 +158,15 @@ class AnalysisPool:
             child = self._children[slot]
             if child is None:  # closed meanwhile
                 raise PoolBusy()
-            # the thread returns its outcome, never raises: an exception that crossed the thread's future would
-            # hold this frame, and so the upload (up to 10 MB), in a reference cycle until the next full collection
-            # (the cost campaign's bombs kept +220 MB so); it comes without the thread's frames (see _Child.run)
-            outcome = await anyio.to_thread.run_sync(child.run, header, data)
-            del data
-            if isinstance(outcome, WorkerLost):
-                self._replace(slot, child)
-            elif child.retiring:
-                self._replace(slot, child, counted=False)
-        finally:
+            job = asyncio.ensure_future(self._job(slot, child, header, data, large))
+        except BaseException:
             self._release(slot, large)
+            raise
+        del data
+        # shielded: a caller cancelled mid-job (a live session that ends) leaves the job to finish, so the worker's
+        # pipes stay in step and its slot is released only when it is free again (_job)
+        outcome = await asyncio.shield(job)
+        del job  # the task holds the outcome: raised below, it must not be reachable from this frame
         if isinstance(outcome, Exception):
             try:
                 raise outcome
@@ -176,6 +174,18 @@ class AnalysisPool:
                 del outcome  # upload (the caller's frames hold it) until a full collection, +60-117 MB over the
                              # cost campaign's refused bombs
         return outcome
+
+    async def _job(self, slot: int, child: "_Child", header: dict, data, large: bool) -> "bytes | Exception":
+        try:
+            outcome = await child.run(header, data)
+            del data
+            if isinstance(outcome, WorkerLost):
+                self._replace(slot, child)
+            elif child.retiring:
+                self._replace(slot, child, counted=False)
+            return outcome
+        finally:
+            self._release(slot, large)
 
     def _replace(self, slot: int, child: "_Child", counted: bool = True) -> None:
         child.kill()
@@ -231,89 +241,135 @@ class AnalysisPool:
 
 
 class _Child:
-    """One worker process and its pipes (the parent's side). `run` is called from one thread at a time."""
+    """One worker process and its pipes (the parent's side), read and written by the event loop without blocking:
+    the pool runs one job at a time on a child."""
 
     def __init__(self, config: PoolConfig):
         self.config = config
         self.proc = start_child("ferkit.server.worker", json.dumps(dataclasses.asdict(config)))
+        self._in, self._out = self.proc.stdin, self.proc.stdout  # unbuffered: write/readinto give None when blocked
+        os.set_blocking(self._in.fileno(), False)
+        os.set_blocking(self._out.fileno(), False)
         self.ready = False
         self.retiring = False
-        self._lock = threading.Lock()
+        self._watch: tuple[asyncio.Future, object] | None = None  # the pipe wait in progress: (its future, undo)
 
     def kill(self) -> None:
+        ready = self._unwatch()  # first: the loop must never watch a descriptor that is closed (and reused)
         stop_child(self.proc)
+        if ready is not None and not ready.done():
+            ready.set_result(None)  # the job in progress finds the pipes closed and ends with a WorkerLost
 
-    def wait_ready(self) -> dict:
-        """Block until the worker has loaded its models -> their description; WorkerLost if it could not."""
-        with self._lock:
-            return self._wait_ready()
-
-    def _wait_ready(self) -> dict:
-        status, _, payload = self._answer(time.monotonic() + START_SECONDS)
+    async def wait_ready(self) -> dict:
+        """Wait until the worker has loaded its models -> their description; WorkerLost if it could not."""
+        status, _, payload = await self._answer(time.monotonic() + START_SECONDS)
         if status != proto.READY:
             detail = json.loads(payload).get("detail", "") if payload else ""
-            raise WorkerLost("stopped", "decode", f"the analysis worker did not start: {detail or self._why()[0]}")
+            raise WorkerLost("stopped", "decode",
+                             f"the analysis worker did not start: {detail or (await self._why())[0]}")
         self.ready = True
         return json.loads(payload)
 
-    def run(self, header: dict, data) -> "bytes | Exception":
+    async def run(self, header: dict, data) -> "bytes | Exception":
         """Send one job -> its answer (JSON bytes), or the Refused, AnalysisFailed or WorkerLost for the caller to
         raise (returned, not raised: see AnalysisPool._run)."""
         try:
-            return self._run(header, data)
+            return await self._run(header, data)
         except (Refused, AnalysisFailed, WorkerLost) as e:
-            # without its traceback (this thread's frames, which hold the upload) and the OSError it may have
-            # replaced (whose traceback holds them too): the caller raises it again, and frames in a cycle with
-            # an exception live until a full collection
+            # without its traceback (these frames, which hold the upload) and the OSError it may have replaced
+            # (whose traceback holds them too): the caller raises it again, and frames in a cycle with an exception
+            # live until a full collection
             e.__traceback__ = e.__context__ = None
             return e
 
-    def _run(self, header: dict, data) -> bytes:
-        with self._lock:
-            if not self.ready:
-                self._wait_ready()
-            head = json.dumps(header).encode()
+    async def _run(self, header: dict, data) -> bytes:
+        if not self.ready:
+            await self.wait_ready()
+        deadline = time.monotonic() + self.config.wall_seconds
+        head = json.dumps(header).encode()
+        await self._write(proto.REQUEST.pack(len(head), len(data)) + head, deadline)
+        await self._write(data, deadline)
+        del data
+        status, retiring, payload = await self._answer(deadline)
+        self.retiring = bool(retiring)
+        if status == proto.OK:
+            return payload
+        if status == proto.REFUSED:
+            refusal = json.loads(payload)
+            raise Refused(refusal["status"], refusal["detail"])
+        if status == proto.FAILED:
+            raise AnalysisFailed(json.loads(payload)["detail"])
+        if status == proto.NO_MEMORY:
+            self.retiring = True
+            raise WorkerLost("memory", json.loads(payload)["phase"], "memory")
+        raise WorkerLost("stopped", "analysis", f"unknown answer {status}")
+
+    async def _answer(self, deadline: float) -> tuple[int, int, bytes]:
+        status, retiring, length = proto.ANSWER.unpack(await self._read(proto.ANSWER.size, deadline))
+        return status, retiring, await self._read(length, deadline) if length else b""
+
+    async def _write(self, data, deadline: float) -> None:
+        view = memoryview(data)
+        while view:
             try:
-                self.proc.stdin.write(proto.REQUEST.pack(len(head), len(data)) + head)
-                self.proc.stdin.write(data)
-            except OSError:
-                kind, phase = self._why()
-                raise WorkerLost(kind, phase, kind) from None
-            status, retiring, payload = self._answer(time.monotonic() + self.config.wall_seconds)
-            self.retiring = bool(retiring)
-            if status == proto.OK:
-                return payload
-            if status == proto.REFUSED:
-                refusal = json.loads(payload)
-                raise Refused(refusal["status"], refusal["detail"])
-            if status == proto.FAILED:
-                raise AnalysisFailed(json.loads(payload)["detail"])
-            if status == proto.NO_MEMORY:
-                self.retiring = True
-                raise WorkerLost("memory", json.loads(payload)["phase"], "memory")
-            raise WorkerLost("stopped", "analysis", f"unknown answer {status}")
+                sent = self._in.write(view)
+            except (OSError, ValueError):  # the worker is gone (a broken pipe), or kill() closed the pipe
+                raise WorkerLost(*await self._lost()) from None
+            if sent is None:  # the pipe is full (64 KB): wait until the worker has read some
+                await self._wait(self._in, deadline, writing=True)
+            else:
+                view = view[sent:]
 
-    def _answer(self, deadline: float) -> tuple[int, int, bytes]:
-        status, retiring, length = proto.ANSWER.unpack(self._read(proto.ANSWER.size, deadline))
-        return status, retiring, self._read(length, deadline) if length else b""
-
-    def _read(self, n: int, deadline: float) -> bytes:
+    async def _read(self, n: int, deadline: float) -> bytes:
         buf = bytearray(n)
-        view, pos, fd = memoryview(buf), 0, self.proc.stdout.fileno()
+        view, pos = memoryview(buf), 0
         while pos < n:
-            left = deadline - time.monotonic()
-            if left <= 0 or (os.name == "posix" and not select.select([fd], [], [], left)[0]):
-                raise WorkerLost("wall", "analysis", "no answer in time")
-            got = self.proc.stdout.readinto(view[pos:])
-            if not got:
-                kind, phase = self._why()
-                raise WorkerLost(kind, phase, kind)
-            pos += got
+            try:
+                got = self._out.readinto(view[pos:])
+            except (OSError, ValueError):  # kill() closed the pipe
+                got = 0
+            if got is None:  # nothing yet
+                await self._wait(self._out, deadline, writing=False)
+            elif got == 0:  # the worker ended
+                raise WorkerLost(*await self._lost())
+            else:
+                pos += got
         return bytes(buf)
 
-    def _why(self) -> tuple[str, str]:
-        """(why the worker is gone, in which phase), from how it ended: SIGPROF is decoding's CPU timer, SIGVTALRM
-        the analysis's, SIGSEGV/SIGABRT/SIGBUS mostly memory."""
+    async def _wait(self, pipe, deadline: float, writing: bool) -> None:
+        """Until `pipe` is ready to write (or read); WorkerLost("wall") past `deadline`."""
+        loop = asyncio.get_running_loop()
+        fd = pipe.fileno()
+        ready = loop.create_future()
+        (loop.add_writer if writing else loop.add_reader)(fd, _wake, ready)
+        self._watch = ready, functools.partial(loop.remove_writer if writing else loop.remove_reader, fd)
+        try:
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                await ready
+        except TimeoutError:
+            raise WorkerLost("wall", "analysis", "no answer in time") from None
+        finally:
+            self._unwatch()
+
+    def _unwatch(self) -> asyncio.Future | None:
+        """Stop watching the pipe, if a wait is in progress -> its future."""
+        if self._watch is None:
+            return None
+        (ready, undo), self._watch = self._watch, None
+        undo()
+        return ready
+
+    async def _lost(self) -> tuple[str, str, str]:
+        """WorkerLost's arguments for a worker whose pipe broke or ended."""
+        kind, phase = await self._why()
+        return kind, phase, kind
+
+    async def _why(self) -> tuple[str, str]:
+        """(why the worker is gone, in which phase), from how it ended (waited for in a thread: up to 2 s)."""
+        return await anyio.to_thread.run_sync(self._exit_reason)
+
+    def _exit_reason(self) -> tuple[str, str]:
+        """SIGPROF is decoding's CPU timer, SIGVTALRM the analysis's, SIGSEGV/SIGABRT/SIGBUS mostly memory."""
         try:
             code = self.proc.wait(2)
         except subprocess.TimeoutExpired:
@@ -325,6 +381,11 @@ class _Child:
         if code in {-getattr(signal, n, 0) for n in ("SIGSEGV", "SIGABRT", "SIGBUS")} - {0}:
             return "memory", "analysis"
         return "stopped", "analysis"
+
+
+def _wake(ready: asyncio.Future) -> None:
+    if not ready.done():
+        ready.set_result(None)
 
 
 class Refused(Exception):

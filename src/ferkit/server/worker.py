@@ -40,6 +40,7 @@ import numpy as np
 READY, OK, REFUSED, FAILED, NO_MEMORY = range(5)
 REQUEST = struct.Struct(">IQ")
 ANSWER = struct.Struct(">BBI")
+PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 TRIM_GROWTH_BYTES = 64_000_000     # resident growth after a job past which freed heap memory goes back to the OS
 TRIM_UPLOAD_BYTES = 1_000_000      # uploads and images past which it goes back after the job whatever the growth:
 TRIM_PIXELS = 4_000_000            # glibc keeps up to 64 MB free atop its heap once it has freed buffers of up to
@@ -102,8 +103,12 @@ class _Worker:
                                    detect_side=config["detect_side"], adapter=config["adapter"],
                                    features=config["features"] or None)
         live = config["live_detector"]
-        self.live_detector = None if live == config["detector"] else create_detector(live, threads=config["threads"])
+        self.live_detector = self.rec.detector if live == config["detector"] else \
+            create_detector(live, threads=config["threads"])
         self.max_faces = config["max_faces"]
+        # uploads go through the Recognizer's own analyze (one grey conversion for detector and classifier, as the
+        # library does), with its detector capped at max_faces
+        self.rec.detector = self.uploads_detector = LargestFaces(self.rec.detector, self.max_faces)
         self.trackers: dict[str, tuple[object, LargestFaces, float]] = {}
 
     def describe(self) -> dict:
@@ -129,15 +134,14 @@ class _Worker:
     def analyze(self, image: np.ndarray, explain: bool) -> dict:
         from ..explain import cam_to_data_url
 
-        d, left_out = largest(self.rec.detect(image), self.max_faces)
-        faces = self.rec.faces_for(image, d, explain=explain)
+        faces = self.rec.analyze(image, explain=explain)
         results = []
         for face in faces:
             f = face.to_dict()
             f["heatmap"] = cam_to_data_url(face.cam) if explain else None
             results.append(f)
         h, w = image.shape[:2]
-        return {"image": {"width": w, "height": h}, "faces": results, "faces_left_out": left_out,
+        return {"image": {"width": w, "height": h}, "faces": results, "faces_left_out": self.uploads_detector.left_out,
                 "message": None if faces else NO_FACE}
 
     def frame(self, image: np.ndarray, session: str, frame: int) -> dict:
@@ -149,7 +153,7 @@ class _Worker:
                 del self.trackers[sid]
         entry = self.trackers.get(session)
         if entry is None:
-            capped = LargestFaces(self.live_detector or self.rec.detector, self.max_faces)
+            capped = LargestFaces(self.live_detector, self.max_faces)
             tracker = FaceTracker(self.rec, detector=capped, detect_every=self.config["live_detect_every"],
                                   detect_side=self.config["live_detect_side"])
         else:
@@ -159,6 +163,16 @@ class _Worker:
         h, w = image.shape[:2]
         return {"type": "result", "frame": frame, "image": {"width": w, "height": h},
                 "faces": [f.to_dict() for f in faces], "faces_left_out": capped.left_out}
+
+
+def resident_bytes() -> int:
+    """This process's resident memory, from /proc/self/statm (a fifth of the cost of /proc/self/status); 0 where
+    there is no /proc."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * PAGE_BYTES
+    except OSError:
+        return 0
 
 
 def _main(config: dict) -> None:
@@ -193,7 +207,7 @@ def _main(config: dict) -> None:
     except Exception:  # noqa: BLE001  (reported to the parent, which stops the server with it)
         answer(FAILED, {"detail": traceback.format_exc(limit=8)})
         return
-    base_rss = status_kb("VmRSS") * 1024
+    base_rss = resident_bytes()
     try:
         import resource
 
@@ -254,9 +268,11 @@ def _main(config: dict) -> None:
             cpu_timer(0, user_only=True)
         del image
         result["elapsed_ms"] = round((time.perf_counter() - t0) * 1000, 2)
-        if large or status_kb("VmRSS") * 1024 > base_rss + TRIM_GROWTH_BYTES:  # hand the freed heap back
+        rss = resident_bytes()
+        if large or rss > base_rss + TRIM_GROWTH_BYTES:  # hand the freed heap back
             give_back_freed_memory()
-        retiring = status_kb("VmRSS") * 1024 > base_rss + RETIRE_GROWTH_BYTES
+            rss = resident_bytes()
+        retiring = rss > base_rss + RETIRE_GROWTH_BYTES
         answer(status, result, retiring)
         if retiring:
             return
