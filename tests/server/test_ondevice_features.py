@@ -61,8 +61,10 @@ def page(playwright_instance):  # noqa: F811
         const features = await import("/static/ondevice/features.js");
         const entry = (name) => ({url: "/ondevice-features-test/files/" + name});
         const fetchBytes = async (e) => (await fetch(e.url)).arrayBuffer();
+        const tables = (await (await fetch("/api/v1/ondevice")).json()).feature_tables;  // mesh.py's lists
         const sessions = await features.loadFeatureSessions(ort, {mesh: entry("face_mesh_v2.onnx"),
-            blendshapes: entry("face_blendshapes_v2.onnx"), canonical_face: entry("canonical_face.json")}, fetchBytes);
+            blendshapes: entry("face_blendshapes_v2.onnx"), canonical_face: entry("canonical_face.json")}, fetchBytes,
+            tables);
         window.run = async (b64, width, height, face, repeats) => {
             const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
             const rgba = {data: new Uint8ClampedArray(bytes.buffer), width, height};

@@ -81,7 +81,7 @@ def _classifier(model: str | None) -> dict:
 def manifest(settings) -> dict:
     """The manifest for a server running with `settings`."""
     from ...detect import BlazeFaceDetector, YuNetDetector
-    from ...mesh import BLENDSHAPE_MODEL, CANONICAL_FACE, MESH_MODEL
+    from ...mesh import ACTION_UNITS, BLENDSHAPE_INPUT_POINTS, BLENDSHAPE_MODEL, BLENDSHAPES, CANONICAL_FACE, MESH_MODEL
     from ...recognizer import MESH_BATCH
     from ...track import FaceTracker
 
@@ -105,6 +105,9 @@ def manifest(settings) -> dict:
                     "frame": list(blaze["frame"])},
         "features": {"mesh": _entry(MESH_MODEL), "blendshapes": _entry(BLENDSHAPE_MODEL),
                      "canonical_face": _entry(CANONICAL_FACE)},
+        # mesh.py's lists, so that features.js does not write them again
+        "feature_tables": {"blendshapes": list(BLENDSHAPES), "blendshape_input_points": list(BLENDSHAPE_INPUT_POINTS),
+                           "action_units": {au: list(names) for au, (_, names) in ACTION_UNITS.items()}},
         "settings": {"max_faces": settings.max_faces, "mesh_batch": MESH_BATCH,
                      "detect_every": settings.live_detect_every, "live_detect_side": settings.live_detect_side,
                      "iou_threshold": tracker["iou_threshold"], "max_missed": tracker["max_missed"],

@@ -11,44 +11,17 @@ const MESH_POINTS = 478, MESH_INPUT = 256, ROI_SCALE = 1.5;  // mesh.py's consta
 const FIVE_POINT_CENTRE = [0.0, 0.41], FIVE_POINT_SIDE = 2.49;
 const EYE_OUTER_RIGHT = 33, EYE_OUTER_LEFT = 263;
 
-// mesh.BLENDSHAPES: the model's 52 outputs, in order
-const BLENDSHAPES = [
-  "_neutral", "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight", "cheekPuff",
-  "cheekSquintLeft", "cheekSquintRight", "eyeBlinkLeft", "eyeBlinkRight", "eyeLookDownLeft", "eyeLookDownRight",
-  "eyeLookInLeft", "eyeLookInRight", "eyeLookOutLeft", "eyeLookOutRight", "eyeLookUpLeft", "eyeLookUpRight",
-  "eyeSquintLeft", "eyeSquintRight", "eyeWideLeft", "eyeWideRight", "jawForward", "jawLeft", "jawOpen", "jawRight",
-  "mouthClose", "mouthDimpleLeft", "mouthDimpleRight", "mouthFrownLeft", "mouthFrownRight", "mouthFunnel",
-  "mouthLeft", "mouthLowerDownLeft", "mouthLowerDownRight", "mouthPressLeft", "mouthPressRight", "mouthPucker",
-  "mouthRight", "mouthRollLower", "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper", "mouthSmileLeft",
-  "mouthSmileRight", "mouthStretchLeft", "mouthStretchRight", "mouthUpperUpLeft", "mouthUpperUpRight",
-  "noseSneerLeft", "noseSneerRight"];
-
-// mesh.BLENDSHAPE_INPUT_POINTS: the 146 mesh points the blendshape model reads, in its input order
-const BLENDSHAPE_INPUT_POINTS = [
-  0, 1, 4, 5, 6, 7, 8, 10, 13, 14, 17, 21, 33, 37, 39, 40, 46, 52, 53, 54, 55, 58, 61, 63, 65, 66, 67, 70, 78, 80,
-  81, 82, 84, 87, 88, 91, 93, 95, 103, 105, 107, 109, 127, 132, 133, 136, 144, 145, 146, 148, 149, 150, 152, 153,
-  154, 155, 157, 158, 159, 160, 161, 162, 163, 168, 172, 173, 176, 178, 181, 185, 191, 195, 197, 234, 246, 249, 251,
-  263, 267, 269, 270, 276, 282, 283, 284, 285, 288, 291, 293, 295, 296, 297, 300, 308, 310, 311, 312, 314, 317, 318,
-  321, 323, 324, 332, 334, 336, 338, 356, 361, 362, 365, 373, 374, 375, 377, 378, 379, 380, 381, 382, 384, 385, 386,
-  387, 388, 389, 390, 397, 398, 400, 402, 405, 409, 415, 454, 466, 468, 469, 470, 471, 472, 473, 474, 475, 476, 477];
-
-// mesh.ACTION_UNITS (the blendshapes each AU averages; AU25 is rewritten in actionUnits)
-const ACTION_UNITS = {
-  AU1: ["browInnerUp"], AU2: ["browOuterUpLeft", "browOuterUpRight"], AU4: ["browDownLeft", "browDownRight"],
-  AU5: ["eyeWideLeft", "eyeWideRight"], AU7: ["eyeSquintLeft", "eyeSquintRight"],
-  AU10: ["mouthUpperUpLeft", "mouthUpperUpRight"], AU12: ["mouthSmileLeft", "mouthSmileRight"],
-  AU14: ["mouthDimpleLeft", "mouthDimpleRight"], AU15: ["mouthFrownLeft", "mouthFrownRight"],
-  AU17: ["mouthShrugLower"], AU18: ["mouthPucker"], AU20: ["mouthStretchLeft", "mouthStretchRight"],
-  AU22: ["mouthFunnel"], AU23: ["mouthPressLeft", "mouthPressRight"], AU25: ["jawOpen"], AU26: ["jawOpen"],
-  AU28: ["mouthRollLower", "mouthRollUpper"], AU43: ["eyeBlinkLeft", "eyeBlinkRight"]};
-
 // The sessions and the canonical face: manifest.features = {mesh, blendshapes, canonical_face}, each an entry that
-// fetchVerified(entry) turns into its bytes (ArrayBuffer or Uint8Array) after checking its sha256.
+// fetchVerified(entry) turns into its bytes (ArrayBuffer or Uint8Array) after checking its sha256. tables:
+// manifest.feature_tables, mesh.py's own lists sent by the server so that they are written once: {blendshapes (the
+// model's 52 outputs, in order), blendshape_input_points (the 146 mesh points the blendshape model reads, in its
+// input order), action_units ({AU: the blendshapes it averages}; AU25 is rewritten in actionUnits)}.
 // Mirrors FaceMesh.__init__ (the pose part: the 33 weighted points of canonical_face.json, centred once here).
-export async function loadFeatureSessions(ort, features, fetchVerified) {
+export async function loadFeatureSessions(ort, features, fetchVerified, tables) {
   const names = ["mesh", "blendshapes", "canonical_face"];
   const missing = names.filter((name) => !features || !features[name]);
   if (missing.length) throw new Error(`the manifest's features lack ${missing.join(", ")}`);
+  if (!tables) throw new Error("the manifest lacks feature_tables");
   const [mesh, blend, canonical] = await Promise.all(names.map((name) => fetchVerified(features[name])));
   let face;
   try {
@@ -64,6 +37,7 @@ export async function loadFeatureSessions(ort, features, fetchVerified) {
     mesh: await ort.InferenceSession.create(new Uint8Array(mesh), options),
     blendshapes: await ort.InferenceSession.create(new Uint8Array(blend), options),
     pose: {ids, weights, canonical: ids.map((id) => face.vertices[id].map((v, k) => v - mean[k]))},
+    tables,
   };
 }
 
@@ -86,8 +60,8 @@ export async function faceFeatures(ort, sessions, rgba, face) {
   for (let i = 0; i < MESH_POINTS; i++) meshRows.push([0, 1, 2].map((k) => npRound(mesh[3 * i + k], 1)));
   return {
     mesh: meshRows,
-    blendshapes: Object.fromEntries(BLENDSHAPES.map((name, i) => [name, pyRound(b[i], 4)])),
-    action_units: Object.fromEntries(Object.entries(actionUnits(b)).map(([au, v]) => [au, pyRound(v, 4)])),
+    blendshapes: Object.fromEntries(sessions.tables.blendshapes.map((name, i) => [name, pyRound(b[i], 4)])),
+    action_units: Object.fromEntries(Object.entries(actionUnits(sessions.tables, b)).map(([au, v]) => [au, pyRound(v, 4)])),
     head_pose: {yaw: pyRound(pose[0], 1), pitch: pyRound(pose[1], 1), roll: pyRound(pose[2], 1)},
   };
 }
@@ -193,17 +167,18 @@ async function runMesh(ort, sessions, rgba, roi) {
 
 // FaceMesh.blendshapes for one face: the 146 points' image x, y -> (52) float32 in [0, 1]
 async function blendshapes(ort, sessions, mesh) {
-  const session = sessions.blendshapes, pts = new Float32Array(BLENDSHAPE_INPUT_POINTS.length * 2);
-  BLENDSHAPE_INPUT_POINTS.forEach((p, i) => { pts[2 * i] = mesh[3 * p]; pts[2 * i + 1] = mesh[3 * p + 1]; });
+  const points = sessions.tables.blendshape_input_points;
+  const session = sessions.blendshapes, pts = new Float32Array(points.length * 2);
+  points.forEach((p, i) => { pts[2 * i] = mesh[3 * p]; pts[2 * i + 1] = mesh[3 * p + 1]; });
   const out = await session.run({[session.inputNames[0]]: new ort.Tensor("float32", pts, [1, pts.length / 2, 2])});
   return out[session.outputNames[0]].data;
 }
 
 // mesh.action_units: each AU the mean of its blendshapes (float32, as numpy's); AU25 jawOpen less mouthClose in [0, 1]
-function actionUnits(b) {
-  const at = (name) => b[BLENDSHAPES.indexOf(name)];
+function actionUnits(tables, b) {
+  const at = (name) => b[tables.blendshapes.indexOf(name)];
   const out = {};
-  for (const [au, names] of Object.entries(ACTION_UNITS)) {
+  for (const [au, names] of Object.entries(tables.action_units)) {
     out[au] = Math.fround(names.reduce((s, n) => s + at(n), 0) / names.length);
   }
   out.AU25 = Math.min(Math.max(Math.fround(at("jawOpen") - at("mouthClose")), 0), 1);

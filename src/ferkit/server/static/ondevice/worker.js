@@ -45,7 +45,8 @@ async function init(m) {
 async function loadFeatures(t0) {
   try {
     const module = await import("./features.js");
-    const loaded = {module, sessions: await module.loadFeatureSessions(ort, manifest.features, fetchVerified)};
+    const loaded = {module, sessions: await module.loadFeatureSessions(ort, manifest.features, fetchVerified,
+      manifest.feature_tables)};
     postMessage({type: "ready", part: "features", ms: performance.now() - t0});
     return loaded;
   } catch (e) {
