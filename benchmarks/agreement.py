@@ -3,6 +3,7 @@
     python benchmarks/agreement.py [--data ../shared/data/fer2013] [--threads 2] [--out docs/benchmarks/agreement]
     python benchmarks/agreement.py --private [--write-metrics]   # after the choice: PrivateTest, reported only
     python benchmarks/agreement.py --calibrate NAME  # the rule's step 7: a temperature on PublicTest votes, two-fold
+    python benchmarks/agreement.py --models fer2013 ferplus ferplus-robust --candidate /path/new.onnx  # a new candidate
 
 For each shipped model (INT8 as the Recognizer runs it, no TTA): its classifier latency per face (batch 1, median,
 timed in rounds that alternate the models, so a load on the shared machine falls on all of them alike), then on
@@ -57,6 +58,8 @@ def write_metrics(rows: dict, threads: int) -> None:
     from ferkit.registry import WEIGHTS_DIR
 
     for m, r in rows.items():
+        if m.endswith(".onnx"):
+            continue  # a candidate: it has no metrics file until it ships
         path = WEIGHTS_DIR / f"{m}.metrics.json"
         metrics = json.loads(path.read_text())
         metrics["agreement"] = {"set": r["set"], "accuracy": round(r["agreement"], 4), "n": r["n"]}
@@ -112,13 +115,17 @@ def main() -> None:
     ap.add_argument("--calibrate", default=None, metavar="NAME", help="only the rule's calibration step for NAME")
     ap.add_argument("--write-metrics", action="store_true", help="with --private: the figures into the metrics files")
     ap.add_argument("--out", default=None, help="OUT.txt and OUT.json (default docs/benchmarks/agreement[_private])")
+    ap.add_argument("--models", nargs="+", default=None, help="shipped models to score (default: all; fer2013 is "
+                    "always scored: the speed limit and the margin are relative to it)")
+    ap.add_argument("--candidate", nargs="+", default=[], metavar="ONNX", help="candidate .onnx files scored beside "
+                    "the shipped models under the same rule (named by their path)")
     args = ap.parse_args()
     split = "PrivateTest" if args.private else "PublicTest"
     out = Path(args.out or f"docs/benchmarks/agreement{'_private' if args.private else ''}")
     path = fer2013(args.data)
     ds = load_dataset(path)
     votes = read_ferplus_votes(path.parent / "fer2013new.csv", len(ds))
-    models = available_models()
+    models = sorted({"fer2013", *(args.models or available_models())}) + list(args.candidate)
     if args.calibrate:
         text = calibrate(args.calibrate, ds, votes, args.threads)
         print("\n".join(text))
