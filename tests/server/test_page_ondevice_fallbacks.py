@@ -1,0 +1,64 @@
+"""What the page does in on-device mode when part of it cannot run, in Debian's Chromium against a real ferkit server:
+a face-feature model that does not load (its bytes differ from the manifest's sha256, or its URL answers 404) is
+said so on the page, and the faces keep coming, with their emotions, from the worker.
+
+The failures are made on the browser's side of the network (Playwright answers the model's URL instead of the
+server): the server, the worker and the page are the real ones, and the worker's own sha256 check is what refuses
+the altered bytes.
+"""
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from .test_browser import axe_violations, launch, playwright_instance, sample_photos, wait_until, web  # noqa: F401
+from .test_page_ondevice import ALL_IMPACTS, MODELS_TIMEOUT, labels
+
+pytestmark = pytest.mark.browser
+
+
+def altered(route):
+    """The real model file with one byte changed: the same size, another sha256."""
+    body = bytearray(httpx.get(route.request.url, timeout=60).content)
+    body[len(body) // 2] ^= 0xFF
+    route.fulfill(status=200, body=bytes(body), content_type="application/octet-stream")
+
+
+def missing(route):
+    route.fulfill(status=404, body="not found", content_type="text/plain")
+
+
+@pytest.mark.parametrize("model, answer, reason", [("mesh", altered, "sha256"), ("blendshapes", missing, "HTTP 404")])
+def test_face_features_that_fail_to_load_are_said_and_emotions_still_come(web, playwright_instance, sample_photos,
+                                                                          model, answer, reason):
+    url = httpx.get(f"{web.url}/api/v1/ondevice", timeout=30).json()["features"][model]["url"]
+    browser = launch(playwright_instance, ondevice=True)
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context.route(lambda u: u.endswith(url), answer)
+    page = context.new_page()
+    errors, posts = [], []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("request", lambda r: posts.append(r.url) if r.method not in ("GET", "HEAD") else None)
+    page.goto(web.url)
+    page.wait_for_selector("body[data-ready=true]")
+    assert page.get_attribute("body", "data-mode") == "device"
+    wait_until(page, "document.querySelector('#where').dataset.features === 'failed'", MODELS_TIMEOUT)
+
+    # said in words under the bar, with the cause; the analysis stays on this device
+    message = page.inner_text("#where-load")
+    assert message.startswith("The face features failed to load (") and reason in message, message
+    assert "emotions are still analysed on this device" in message
+    assert page.locator("#where-load").is_visible()
+    assert page.inner_text("#where-text") == "On this device: nothing is uploaded"
+    assert page.is_checked("#where-device") and page.is_disabled("#features-toggle")
+
+    # a photo is analysed on the device: a face with its emotion, without the face features, nothing uploaded
+    page.set_input_files("#file-input", str(sample_photos["640x480"]))
+    wait_until(page, "document.querySelector('#photo-message').textContent.startsWith('1 face found')", MODELS_TIMEOUT)
+    face = page.evaluate("JSON.parse(document.querySelector('#json-code').textContent).faces[0]")
+    assert face["emotion"] in labels(web) and abs(sum(face["probabilities"].values()) - 1) < 0.01
+    assert "mesh" not in face and "head_pose" not in face and "blendshapes" not in face, sorted(face)
+    assert "on this device" in page.inner_text("#photo-caption")
+    assert axe_violations(page, ALL_IMPACTS) == [], "device mode, the face features failed"
+    assert posts == [] and errors == []
+    browser.close()
