@@ -1,6 +1,7 @@
 """What the page does in on-device mode when part of it cannot run, in Debian's Chromium against a real ferkit server:
 a face-feature model that does not load (its bytes differ from the manifest's sha256, or its URL answers 404) is
-said so on the page, and the faces keep coming, with their emotions, from the worker.
+said so on the page, and the faces keep coming, with their emotions, from the worker; a browser whose WebAssembly
+has no SIMD gets the server mode and the sentence saying why.
 
 The failures are made on the browser's side of the network (Playwright answers the model's URL instead of the
 server): the server, the worker and the page are the real ones, and the worker's own sha256 check is what refuses
@@ -11,10 +12,19 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from .test_browser import axe_violations, launch, playwright_instance, sample_photos, wait_until, web  # noqa: F401
+from .test_browser import (axe_violations, launch, open_page, playwright_instance, sample_photos,  # noqa: F401
+                           wait_until, web)
 from .test_page_ondevice import ALL_IMPACTS, MODELS_TIMEOUT, labels
 
 pytestmark = pytest.mark.browser
+
+# V8 as on a CPU without SSE4.1, where it has no WebAssembly SIMD (validation fails: "Wasm SIMD unsupported").
+# Debian's Chromium 156 has no switch for SIMD itself: --js-flags=--no-experimental-wasm-simd and --no-wasm-simd are
+# not V8 flags any more (SIMD shipped), and --disable-features=WebAssemblySimd is ignored; all three leave it on.
+NO_SIMD_ARGS = ["--js-flags=--no-enable-sse4-1"]
+# Does the runtime's own wasm (what the worker would compile) validate in this browser?
+RUNTIME_VALIDATES = """async () => WebAssembly.validate(
+    await (await fetch("/static/ondevice/ort/ort-wasm-simd-threaded.wasm")).arrayBuffer())"""
 
 
 def altered(route):
@@ -61,4 +71,29 @@ def test_face_features_that_fail_to_load_are_said_and_emotions_still_come(web, p
     assert "on this device" in page.inner_text("#photo-caption")
     assert axe_violations(page, ALL_IMPACTS) == [], "device mode, the face features failed"
     assert posts == [] and errors == []
+    browser.close()
+
+
+def test_without_wasm_simd_the_page_uses_the_server_and_says_why(web, playwright_instance, sample_photos):
+    # the same check in an ordinary Chromium first: the runtime validates there, and the page runs on the device
+    browser = launch(playwright_instance, ondevice=True)
+    page, _ = open_page(browser, web.url, 800, 1280)
+    assert page.evaluate(RUNTIME_VALIDATES) is True and page.get_attribute("body", "data-mode") == "device"
+    browser.close()
+
+    browser = launch(playwright_instance, *NO_SIMD_ARGS, ondevice=True)
+    page, errors = open_page(browser, web.url, 800, 1280)
+    assert page.evaluate("typeof WebAssembly") == "object"          # WebAssembly is there, without SIMD
+    assert page.evaluate(RUNTIME_VALIDATES) is False, "onnxruntime-web's wasm validates: this browser has SIMD"
+    assert page.get_attribute("body", "data-mode") == "server"
+    assert page.inner_text("#where-text") == "On the server" and page.is_checked("#where-server")
+    assert page.is_disabled("#where-device")
+    assert page.inner_text("#where-why") == ("This browser's WebAssembly has no SIMD, which on-device analysis needs, "
+                                             "so photos and frames are analysed on the server.")
+    with page.expect_response(lambda r: "/api/v1/analyze" in r.url):
+        page.set_input_files("#file-input", str(sample_photos["640x480"]))
+    page.wait_for_selector("#photo-faces .face")
+    assert "on the server" in page.inner_text("#photo-caption")
+    assert axe_violations(page, ALL_IMPACTS) == [], "server mode (no SIMD), a photo's result"
+    assert errors == []
     browser.close()
