@@ -265,7 +265,7 @@ def server_cpu(seconds: float) -> None:
     finally:
         server.terminate()
         server.wait(30)
-    print(f"Server CPU per live viewer: `ferkit serve` (defaults) as a subprocess, the page in headless Chromium with a "
+    print("Server CPU per live viewer: `ferkit serve` (defaults) as a subprocess, the page in headless Chromium with a "
           f"fake camera (640x480, one face), {seconds:g} s per row; CPU of the server's process tree from /proc.")
     print(f"CPU: {cpu_name()} ({os.cpu_count()} cores, shared: other work running). Load average at the end: "
           + ", ".join(f"{x:.1f}" for x in os.getloadavg()) + " (1, 5, 15 min).")
@@ -336,8 +336,8 @@ def main() -> None:
         results[("browser", features)] = figures(browser_frames[features], browser_seconds[features])
         results[("python", features)] = figures(python[features].frames, python[features].seconds)
 
-    print(f"On-device mode (#36): the page's worker (onnxruntime-web 1.31.1, wasm SIMD, 1 thread) in headless Chromium "
-          f"beside the Python pipeline (ONNX Runtime, 1 thread), live on 640x480 frames with one face.")
+    print("On-device mode (#36): the page's worker (onnxruntime-web 1.31.1, wasm SIMD, 1 thread) in headless Chromium "
+          "beside the Python pipeline (ONNX Runtime, 1 thread), live on 640x480 frames with one face.")
     print(f"CPU: {cpu_name()} (a shared machine, other work running: figures are indicative). "
           f"{args.seconds:g} s per runtime and setting, in {ROUNDS} turns; medians per frame. Load average at the "
           f"end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores.")
@@ -354,7 +354,7 @@ def main() -> None:
           " following step: the frames in between; browser ms from the worker's own timings, Python's from the same"
           " calls timed in this process.)")
     print(f"first visit, worker ready (runtime + models fetched, compiled): {cold_ready:.0f} ms")
-    print(f"first result on a warm cache (page opened -> first result), 3 tries: "
+    print("first result on a warm cache (page opened -> first result), 3 tries: "
           + ", ".join(f"{ms:.0f} ms" for ms in firsts))
 
 

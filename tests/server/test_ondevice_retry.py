@@ -30,7 +30,8 @@ def washed_out_closeups() -> dict[str, bytes]:
     lighter = cv2.convertScaleAbs(head, alpha=0.08, beta=128)     # 128-148
     return {"washed-out close-up": encode(faded),
             "washed-out close-up, light": encode(lighter),
-            "washed-out close-up, enlarged 2x": encode(cv2.resize(faded, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC))}
+            "washed-out close-up, enlarged 2x": encode(cv2.resize(faded, None, fx=2, fy=2,
+                                                                  interpolation=cv2.INTER_CUBIC))}
 
 
 def test_washed_out_closeups_take_the_blazeface_retry(recognizer):  # noqa: F811
