@@ -61,6 +61,8 @@ def test_face_features_that_fail_to_load_are_said_and_emotions_still_come(web, p
     assert page.locator("#where-load").is_visible()
     assert page.inner_text("#where-text") == "On this device: nothing is uploaded"
     assert page.is_checked("#where-device") and page.is_disabled("#features-toggle")
+    assert not page.is_checked("#features-toggle")          # not shown as on; the stored choice is left as it was
+    assert page.evaluate("localStorage.getItem('ferkit.deviceFeatures')") is None
 
     # a photo is analysed on the device: a face with its emotion, without the face features, nothing uploaded
     page.set_input_files("#file-input", str(sample_photos["640x480"]))

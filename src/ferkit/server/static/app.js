@@ -232,10 +232,12 @@ function onDeviceMessage(d, msg, resolve, reject) {
     showLoading(`Ready, with the face features (loaded in ${Math.round(msg.ms)} ms).`);
   } else if (msg.type === "failed" && msg.part === "features") {
     // A face-feature model did not load (a fetch failed, its sha256 differed, the runtime refused it): the detector
-    // and classifier run on, so faces keep their emotions, without the face features; the checkbox can do nothing.
+    // and classifier run on, so faces keep their emotions, without the face features; the checkbox can do nothing
+    // (unticked here without a change event: the visitor's stored choice stays for the next visit).
     d.featuresFailed = msg.message;
     $("where").dataset.features = "failed";
     $("features-toggle").disabled = true;
+    $("features-toggle").checked = false;
     const text = `The face features failed to load (${msg.message}), so faces come without them; emotions are ` +
       "still analysed on this device.";
     showLoading(text, true);
