@@ -3,6 +3,7 @@ the Python pipeline on the same machine, on the same 640x480 frames. Prints figu
 
     python benchmarks/ondevice.py               # ~2 minutes
     python benchmarks/ondevice.py --seconds 3   # a quicker run
+    python benchmarks/ondevice.py --server-cpu 60   # only figure 4, ~4 minutes
 
 Frames: the example photo's face (examples/astronaut.png) on a grey 640x480 ground, moving 4 px per frame, posted to
 the worker as ImageBitmaps in a loop (live=true, one frame at a time, as the page does with its camera), with the
@@ -13,6 +14,10 @@ face features off and "all". Figures:
      classifier, the face features, the whole frame;
   3. first result on a warm cache: from opening the page to the worker's first result, the runtime and models in
      the browser's cache (a second tab after a first visit).
+  4. (--server-cpu S) the server's CPU per live viewer: `ferkit serve` as a subprocess, the real page in Chromium with
+     a fake camera (a .y4m of the same moving face), a live session of S seconds on the device, then one of S seconds
+     on the server, and S seconds with no viewer; the server's CPU time (its process and its analysis worker
+     processes, from /proc) over each span, as % of one core.
 """
 from __future__ import annotations
 
@@ -20,6 +25,9 @@ import argparse
 import os
 import socket
 import statistics
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -158,6 +166,115 @@ class PythonPipeline:
         self.seconds += time.perf_counter() - t0
 
 
+def write_y4m(path: Path, images: list[np.ndarray], fps: int) -> None:
+    """BGR frames -> an uncompressed YUV 4:2:0 .y4m, the format Chromium's fake camera plays (in a loop)."""
+    h, w = images[0].shape[:2]
+    with open(path, "wb") as f:
+        f.write(f"YUV4MPEG2 W{w} H{h} F{fps}:1 Ip A1:1 C420jpeg\n".encode())
+        for image in images:
+            f.write(b"FRAME\n" + cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420).tobytes())
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) of a process and every live descendant, plus its reaped children's: /proc/PID/stat
+    fields 14-17 (utime, stime, cutime, cstime) in clock ticks."""
+    stats = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()  # after "pid (comm)": state, ppid, ...
+            except OSError:  # the process ended while we looked
+                continue
+            stats[int(entry.name)] = (int(fields[1]), [int(x) for x in fields[11:15]])
+    ticks, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        utime, stime, cutime, cstime = stats[p][1]
+        ticks += utime + stime + cutime + cstime
+        todo += [child for child, (ppid, _) in stats.items() if ppid == p]
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def wait_for(page, expression: str, timeout: float) -> None:
+    """Poll a JavaScript expression until truthy (the page's CSP forbids the eval of Playwright's wait_for_function)."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not true after {timeout:g} s: {expression}")
+        time.sleep(0.2)
+
+
+def server_cpu(seconds: float) -> None:
+    """Figure 4: the server's CPU per live viewer, on the device and on the server (and with no viewer at all)."""
+    from playwright.sync_api import sync_playwright
+
+    tmp = Path(tempfile.mkdtemp(prefix="ferkit-ondevice-cpu-"))
+    camera = tmp / "camera.y4m"
+    write_y4m(camera, frames(), fps=30)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "FERKIT_MUSIC_DB": str(tmp / "music.sqlite"),
+           "FERKIT_CORRECTIONS_DB": str(tmp / "corrections.sqlite")}
+    server = subprocess.Popen([sys.executable, "-m", "ferkit", "serve", "--port", str(port)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    rows = []
+    try:
+        import httpx
+
+        deadline = time.monotonic() + 120
+        while True:  # up when the model has loaded (/api/v1/ondevice answers 503 until then)
+            try:
+                if httpx.get(f"{url}/api/v1/ondevice", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"ferkit serve did not start (exit code {server.poll()})")
+            time.sleep(0.5)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS + [
+                "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-video-capture={camera}"])
+            for mode in ("device", "server"):
+                context = browser.new_context(viewport={"width": 1280, "height": 800})
+                context.add_init_script(f"localStorage.setItem('ferkit.analysis', '{mode}')")
+                page = context.new_page()
+                page.goto(url)
+                wait_for(page, f"document.body.dataset.ready === 'true' && document.body.dataset.mode === '{mode}'", 60)
+                if mode == "device":
+                    wait_for(page, "document.querySelector('#where').dataset.core === 'ready'", 120)
+                page.click("#tab-live")
+                page.click("#live-start")
+                wait_for(page, "Number(document.querySelector('#overlay').dataset.faces || 0) >= 1", 120)
+                page.wait_for_timeout(3000)  # past the start: the models compiled, the first frames answered
+                frame0, cpu0, t0 = page.evaluate("Number(document.querySelector('#overlay').dataset.frame)"), \
+                    tree_cpu_seconds(server.pid), time.monotonic()
+                page.wait_for_timeout(seconds * 1000)
+                frame1, cpu1, t1 = page.evaluate("Number(document.querySelector('#overlay').dataset.frame)"), \
+                    tree_cpu_seconds(server.pid), time.monotonic()
+                page.click("#live-stop")
+                context.close()
+                rows.append((f"live, {'on this device' if mode == 'device' else 'on the server'}",
+                             100 * (cpu1 - cpu0) / (t1 - t0), (frame1 - frame0) / (t1 - t0)))
+            browser.close()
+        cpu0, t0 = tree_cpu_seconds(server.pid), time.monotonic()
+        time.sleep(seconds)
+        rows.append(("no viewer", 100 * (tree_cpu_seconds(server.pid) - cpu0) / (time.monotonic() - t0), 0.0))
+    finally:
+        server.terminate()
+        server.wait(30)
+    print("Server CPU per live viewer: `ferkit serve` (defaults) as a subprocess, the page in headless Chromium with a "
+          f"fake camera (640x480, one face), {seconds:g} s per row; CPU of the server's process tree from /proc.")
+    print(f"CPU: {cpu_name()} ({os.cpu_count()} cores, shared: other work running). Load average at the end: "
+          + ", ".join(f"{x:.1f}" for x in os.getloadavg()) + " (1, 5, 15 min).")
+    print()
+    print(f"{'':28}{'server CPU, % of a core':>25}{'results/s on the page':>24}")
+    for name, cpu, rate in rows:
+        print(f"{name:28}{cpu:25.2f}{rate:24.1f}")
+
+
 def figures(frames: list[dict], seconds: float) -> dict:
     med = lambda v: statistics.median(v) if v else float("nan")  # noqa: E731
     return {"rate": len(frames) / seconds, "detect": med([x["detect_ms"] for x in frames if x["detected"]]),
@@ -173,7 +290,12 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=20.0, help="seconds per runtime and features setting")
+    parser.add_argument("--server-cpu", type=float, metavar="S",
+                        help="measure only the server's CPU per live viewer, S seconds per mode (figure 4)")
     args = parser.parse_args()
+    if args.server_cpu:
+        server_cpu(args.server_cpu)
+        return
     images = frames()
     pngs = [base64.b64encode(cv2.imencode(".png", f)[1].tobytes()).decode() for f in images]
     url, server, thread = start_server()
@@ -214,8 +336,8 @@ def main() -> None:
         results[("browser", features)] = figures(browser_frames[features], browser_seconds[features])
         results[("python", features)] = figures(python[features].frames, python[features].seconds)
 
-    print(f"On-device mode (#36): the page's worker (onnxruntime-web 1.31.1, wasm SIMD, 1 thread) in headless Chromium "
-          f"beside the Python pipeline (ONNX Runtime, 1 thread), live on 640x480 frames with one face.")
+    print("On-device mode (#36): the page's worker (onnxruntime-web 1.31.1, wasm SIMD, 1 thread) in headless Chromium "
+          "beside the Python pipeline (ONNX Runtime, 1 thread), live on 640x480 frames with one face.")
     print(f"CPU: {cpu_name()} (a shared machine, other work running: figures are indicative). "
           f"{args.seconds:g} s per runtime and setting, in {ROUNDS} turns; medians per frame. Load average at the "
           f"end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores.")
@@ -232,7 +354,7 @@ def main() -> None:
           " following step: the frames in between; browser ms from the worker's own timings, Python's from the same"
           " calls timed in this process.)")
     print(f"first visit, worker ready (runtime + models fetched, compiled): {cold_ready:.0f} ms")
-    print(f"first result on a warm cache (page opened -> first result), 3 tries: "
+    print("first result on a warm cache (page opened -> first result), 3 tries: "
           + ", ".join(f"{ms:.0f} ms" for ms in firsts))
 
 

@@ -163,8 +163,8 @@ function setMode(mode, spoken = false) {
 
 // Load the worker once: the manifest (GET /api/v1/ondevice: runtime, models with their sha256, settings), then
 // {type: "init"}; the worker answers {type: "ready", part: "core"} (detector + classifier: analysis can start) and
-// later {type: "ready", part: "features"} (face mesh and blendshapes), or an error, after which the page falls back
-// to the server.
+// later {type: "ready", part: "features"} (face mesh and blendshapes) or {type: "failed", part: "features"} (the page
+// says so and analyses without them), or an error, after which the page falls back to the server.
 function startDevice() {
   if (state.device) return state.device.ready;
   const d = state.device = { worker: null, coreReady: false, featuresReady: false, hasFeatures: false,
@@ -230,6 +230,18 @@ function onDeviceMessage(d, msg, resolve, reject) {
   } else if (msg.type === "ready" && msg.part === "features") {
     d.featuresReady = true;
     showLoading(`Ready, with the face features (loaded in ${Math.round(msg.ms)} ms).`);
+  } else if (msg.type === "failed" && msg.part === "features") {
+    // A face-feature model did not load (a fetch failed, its sha256 differed, the runtime refused it): the detector
+    // and classifier run on, so faces keep their emotions, without the face features; the checkbox can do nothing
+    // (unticked here without a change event: the visitor's stored choice stays for the next visit).
+    d.featuresFailed = msg.message;
+    $("where").dataset.features = "failed";
+    $("features-toggle").disabled = true;
+    $("features-toggle").checked = false;
+    const text = `The face features failed to load (${msg.message}), so faces come without them; emotions are ` +
+      "still analysed on this device.";
+    showLoading(text, true);
+    announce(text);
   } else if (msg.type === "error" && msg.id == null) {
     reject(new Error(msg.message));
   } else if (msg.id != null && d.pending.has(msg.id)) {
@@ -240,8 +252,9 @@ function onDeviceMessage(d, msg, resolve, reject) {
   }
 }
 
-function showLoading(text) {
+function showLoading(text, warning = false) {
   $("where-load").textContent = text;
+  $("where-load").classList.toggle("warning", warning);
   $("where-load").hidden = false;
 }
 

@@ -50,6 +50,7 @@ async function loadFeatures(t0) {
     postMessage({type: "ready", part: "features", ms: performance.now() - t0});
     return loaded;
   } catch (e) {
+    postMessage({type: "failed", part: "features", message: String(e && e.message || e)});  // the page says so
     return {failed: `the face-feature models did not load: ${e.message || e}`};
   }
 }
