@@ -7,6 +7,11 @@ reads them as the Recognizer does) and the detector and live settings the Python
 classes' own defaults and the server's Settings, so both runtimes run one configuration. The URL carries the first
 16 hex digits of the file's sha256, so the bytes can be cached for a year: a new file is a new URL. The worker checks
 every file's sha256 before use.
+
+With an adapter head (--adapter), the manifest carries the head itself ("adapter": its feature names, standardisation,
+weights, bias, classes, the base model it was fitted on and the face-feature stages it reads): ondevice/head.js
+applies it to each face as Recognizer does. A head reading the mesh embedding keeps the page on the server
+(UNSUPPORTED_EMBEDDING says why).
 """
 from __future__ import annotations
 
@@ -27,7 +32,8 @@ RUNTIME_DIR = "/static/ondevice/ort/"
 IMMUTABLE = "public, max-age=31536000, immutable"
 # Why on-device mode cannot mirror the server's configuration (the page then stays with the server)
 UNSUPPORTED_DETECTOR = "the server's detector is {name!r}; on-device mode runs yunet (with its blazeface retry) only"
-UNSUPPORTED_ADAPTER = "the server runs an adapter head, which on-device mode does not apply yet"
+UNSUPPORTED_EMBEDDING = ("the server's adapter head {name!r} reads the face mesh's embedding (512 numbers from inside the "
+                         "mesh model, an output the shipped model file lacks), which on-device mode does not compute")
 
 
 @lru_cache(maxsize=32)
@@ -78,6 +84,27 @@ def _classifier(model: str | None) -> dict:
             "metadata": {"preprocess": meta["preprocess"], "labels": list(meta["labels"])}, "members": members}
 
 
+@lru_cache(maxsize=8)
+def _head(path: str, size: int, mtime_ns: int) -> dict:
+    """The manifest's "adapter": what ondevice/head.js needs of the head file at `path` (once per version of the
+    file). Every number as Head.load read it, so both runtimes apply the same head."""
+    from ...head import PROBABILITY_FLOOR, Head
+
+    head = Head.load(path)
+    return {"name": head.name, "classes": list(head.classes), "features": list(head.feature_names),
+            "mean": head.mean.tolist(), "scale": head.scale.tolist(), "weights": head.weights.tolist(),
+            "bias": head.bias.tolist(), "probability_floor": PROBABILITY_FLOOR,
+            "base_model": {k: head.base_model.get(k) for k in ("name", "file", "sha256")},
+            "stage_features": list(head.stage_features)}
+
+
+def _adapter(path: str | None) -> dict | None:
+    if not path:
+        return None
+    st = Path(path).stat()
+    return _head(str(path), st.st_size, st.st_mtime_ns)
+
+
 def manifest(settings) -> dict:
     """The manifest for a server running with `settings`."""
     from ...detect import BlazeFaceDetector, YuNetDetector
@@ -90,10 +117,13 @@ def manifest(settings) -> dict:
     if settings.detector != "yunet" or settings.live_detector_name != "yunet":
         reason = UNSUPPORTED_DETECTOR.format(name=settings.detector if settings.detector != "yunet"
                                              else settings.live_detector_name)
-    elif settings.adapter:
-        reason = UNSUPPORTED_ADAPTER
+    adapter = _adapter(settings.adapter)
+    if reason is None and adapter is not None and "embedding" in adapter["stage_features"]:
+        reason = UNSUPPORTED_EMBEDDING.format(name=adapter["name"])
     return {
         "available": reason is None, "reason": reason,
+        # the head Recognizer applies after the classifier (and the face-feature stages it reads), or None
+        "adapter": adapter,
         "runtime": {"module": f"{RUNTIME_DIR}ort.wasm.min.mjs", "wasm_dir": RUNTIME_DIR},
         "classifier": _classifier(settings.model),
         "detector": {"name": "yunet", **_entry(YuNetDetector.MODEL),

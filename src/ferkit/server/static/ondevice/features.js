@@ -46,6 +46,13 @@ export async function loadFeatureSessions(ort, features, fetchVerified, tables) 
 // best unrounded (to_dict's 0.1 px moves a small face's eye-look blendshapes by up to 0.02).
 // Mirrors Recognizer._features_batch with features "all" (one face a run; Python runs up to MESH_BATCH together).
 export async function faceFeatures(ort, sessions, rgba, face) {
+  return featureKeys(sessions, await faceMeasures(ort, sessions, rgba, face));
+}
+
+// The stage's values for one face, unrounded, as the Face's fields hold them before to_dict rounds them (what an
+// adapter head reads, head.js): {mesh: (478 * 3) float32, b: (52) float32, blendshapes: {name: b}, head_pose:
+// {yaw, pitch, roll} (float32 values)}.
+export async function faceMeasures(ort, sessions, rgba, face) {
   checkInput(rgba, face);
   let mesh;
   if (face.landmarks) {
@@ -55,14 +62,20 @@ export async function faceFeatures(ort, sessions, rgba, face) {
     mesh = await runMesh(ort, sessions, rgba, faceRoi(first));
   }
   const b = await blendshapes(ort, sessions, mesh);
-  const pose = headPose(sessions.pose, mesh);
+  const [yaw, pitch, roll] = headPose(sessions.pose, mesh);
+  return {mesh, b, blendshapes: Object.fromEntries(sessions.tables.blendshapes.map((name, i) => [name, b[i]])),
+          head_pose: {yaw, pitch, roll}};
+}
+
+// Face.to_dict's feature keys from faceMeasures' values, rounded as to_dict rounds them
+export function featureKeys(sessions, {mesh, b, head_pose}) {
   const meshRows = [];
   for (let i = 0; i < MESH_POINTS; i++) meshRows.push([0, 1, 2].map((k) => npRound(mesh[3 * i + k], 1)));
   return {
     mesh: meshRows,
     blendshapes: Object.fromEntries(sessions.tables.blendshapes.map((name, i) => [name, pyRound(b[i], 4)])),
     action_units: Object.fromEntries(Object.entries(actionUnits(sessions.tables, b)).map(([au, v]) => [au, pyRound(v, 4)])),
-    head_pose: {yaw: pyRound(pose[0], 1), pitch: pyRound(pose[1], 1), roll: pyRound(pose[2], 1)},
+    head_pose: {yaw: pyRound(head_pose.yaw, 1), pitch: pyRound(head_pose.pitch, 1), roll: pyRound(head_pose.roll, 1)},
   };
 }
 
