@@ -3,8 +3,8 @@
 labelled photos (FER-2013 PublicTest faces labelled by valence), the real server, Debian's Chromium, and the
 Python Recognizer with the same head in the same test: the same faces, label and probabilities within 0.02, the base
 model's probabilities kept, the adapter named (also on the real page). One head reads the base model's outputs alone,
-one also the blendshapes and head pose (the worker then runs the face-feature stage unasked, as Python turns it on);
-a head on the mesh embedding keeps the page on the server with the reason; a head fitted on another model is refused."""
+one also the blendshapes and head pose (the worker then runs the face-feature stage unasked, as Python turns it on),
+one also the mesh embedding; a head fitted on another model is refused."""
 from __future__ import annotations
 
 import base64
@@ -56,8 +56,7 @@ def labelled_photos(fer_dataset, folder: Path, per_class: int = 25):
 def heads(fer_dataset, tmp_path_factory) -> dict[str, Path]:
     """name -> head file: "valence" (ferkit.adapt on the default model's outputs alone), "valence-features" (fitted
     on the outputs, blendshapes and head pose of the same faces, as adapt's second feature set), "valence-embedding"
-    (those and the mesh embedding: the server keeps it) and "other-model" (adapt on fer2013, not the server's
-    model)."""
+    (those and the mesh embedding, its third) and "other-model" (adapt on fer2013, not the server's model)."""
     from ferkit import load_recognizer
     from ferkit.adapt import AdaptConfig, Head, adapt, available_features, collect_faces, face_features, fit_head_arrays
     from ferkit.head import file_sha256
@@ -88,8 +87,8 @@ def heads(fer_dataset, tmp_path_factory) -> dict[str, Path]:
 
 
 def views() -> dict[str, bytes]:
-    """name -> encoded photo: the sample photo, and generated views of it (darkened, turned, mirrored beside itself,
-    small, a close-up)."""
+    """name -> encoded photo: the sample photo and generated views of it (darkened, turned, mirrored beside a dimmer
+    copy, small, a close-up)."""
     astronaut = cv2.imread(str(PHOTO))
     turned = cv2.warpAffine(astronaut, cv2.getRotationMatrix2D((223, 120), 15, 1.0), (512, 512),
                             borderMode=cv2.BORDER_REFLECT)
@@ -99,6 +98,21 @@ def views() -> dict[str, bytes]:
             "two faces": encode(np.hstack([astronaut, (astronaut[:, ::-1] * 0.5).astype(np.uint8)])),
             "small (240 px)": encode(cv2.resize(astronaut, (240, 240), interpolation=cv2.INTER_AREA)),
             "close-up": encode(astronaut[40:240, 130:330], ".jpg")}
+
+
+@pytest.fixture(scope="module")
+def spread_faces(fer_dataset) -> list[np.ndarray]:
+    """Six PrivateTest faces on a padded ground that the default detector finds, two of each valence: where the
+    heads' answers spread over their classes (on the sample photo every head says positive)."""
+    from ferkit.detect import create_detector
+    from ferkit.scenes import pad_face
+
+    private, detector, out = fer_dataset.split("PrivateTest"), create_detector(), []
+    for label in ("positive", "neutral", "negative"):
+        patches = [pad_face(private.pixels[i], 144) for i in range(200)
+                   if VALENCE[private.classes[private.labels[i]]] == label]
+        out += [p for p in patches if len(detector.detect_faces(p)) == 1][:2]
+    return out
 
 
 class Device:
@@ -157,7 +171,7 @@ def assert_same_adapted(js: list[dict], py: list[dict], where: str, adapter: str
         assert worst <= PROBABILITY, f"{where}, face {i}: base probabilities differ by {worst:.4f}"
 
 
-def compare_views(device: Device, recognizer, adapter: str, **options) -> list[tuple[dict, dict]]:
+def compare_views(device: Device, recognizer, adapter: str, **options) -> list:
     """Every view on the device and in Python -> the (device, Python) face pairs."""
     from ferkit.images import decode_image
 
@@ -171,55 +185,70 @@ def compare_views(device: Device, recognizer, adapter: str, **options) -> list[t
     return pairs
 
 
-def test_a_head_on_the_model_outputs_applies_on_the_device(heads, playwright_instance):  # noqa: F811
-    from ferkit import load_recognizer
+def assert_head_js_is_head_py(device: Device, recognizer, faces: list[np.ndarray]) -> None:
+    """head.js's applyHead in the page on the features of Python's faces (unrounded: base probabilities, blendshapes,
+    head pose, embedding) gives Head.apply's probabilities within 1e-9 and its label: the arithmetic is the same (the
+    end-to-end comparison also carries the two pipelines' own differences)."""
+    faces = [f for image in faces for f in recognizer.analyze(image)]
+    inputs = [{"face": {"probabilities": f.base_probabilities},
+               "measured": None if f.blendshapes is None and f.mesh_embedding is None else
+               {"blendshapes": f.blendshapes, "head_pose": f.head_pose,
+                "embedding": None if f.mesh_embedding is None else np.asarray(f.mesh_embedding, np.float64).tolist()}}
+              for f in faces]
+    applied = device.page.evaluate("""async ([head, inputs]) => {
+        const {applyHead} = await import("/static/ondevice/head.js");
+        return inputs.map(({face, measured}) => applyHead(head, face, measured));
+    }""", [device.manifest["adapter"], inputs])
+    assert len({f.emotion for f in faces}) >= 2  # the answers spread over the classes
+    for js, py in zip(applied, faces):
+        assert js["emotion"] == py.emotion and js["adapter"] == py.adapter and js["base_probabilities"] == py.base_probabilities
+        assert max(abs(js["probabilities"][k] - v) for k, v in py.probabilities.items()) <= 1e-9, (js, py.probabilities)
 
-    recognizer = load_recognizer(adapter=heads["valence"])
-    running, stop = served(heads["valence"])
+
+@pytest.mark.parametrize("name, stages", [("valence", []), ("valence-features", ["blendshapes", "pose"]),
+                                          ("valence-embedding", ["blendshapes", "pose", "embedding"])])
+def test_the_head_applies_on_the_device_as_in_python(heads, spread_faces, playwright_instance, name,  # noqa: F811
+                                                    stages):
+    """The server's head in the manifest, applied by the worker: the faces of load_recognizer(adapter=...) on the
+    sample photo's views, and head.js's arithmetic that of head.py on faces whose answers spread over the classes. A head reading face features turns their stage on with features "off" (the face carries what Python's
+    does: blendshapes, action units, head pose; no mesh); the mesh embedding comes from the mesh model with that
+    output, served beside the shipped one. Live mode's tracker relabels its faces too."""
+    from ferkit import load_recognizer
+    from ferkit.mesh import MESH_MODEL, with_shared_map_output
+
+    recognizer = load_recognizer(adapter=heads[name])
+    assert list(recognizer.features) == stages
+    running, stop = served(heads[name])
     device = None
     try:
         device = Device(playwright_instance, running.url)
         manifest = device.manifest
         assert manifest["available"] and manifest["reason"] is None, manifest["reason"]
         head = manifest["adapter"]
-        assert head["name"] == "valence" and head["classes"] == ["neutral", "negative", "positive"]
-        assert head["stage_features"] == []
-        assert head["base_model"]["sha256"] == manifest["classifier"]["sha256"]
+        assert head["name"] == name and head["classes"] == ["neutral", "negative", "positive"]
+        assert head["stage_features"] == stages and head["base_model"]["sha256"] == manifest["classifier"]["sha256"]
+        embedding = manifest["features"].get("mesh_embedding")
+        assert (embedding is not None) == ("embedding" in stages)
+        if embedding:  # the very graph FaceMesh runs for this head, cached and checked like the shipped files
+            r = httpx.get(running.url + embedding["url"], timeout=60)
+            assert r.headers["cache-control"] == "public, max-age=31536000, immutable"
+            assert r.content == with_shared_map_output(MESH_MODEL.read_bytes()) and len(r.content) == embedding["bytes"]
         assert device.ready["type"] == "ready", device.ready
-        pairs = compare_views(device, recognizer, "valence")
-        for a, _ in pairs:  # the stage stays off: the head reads none of its features
-            assert not {"mesh", "blendshapes", "action_units", "head_pose"} & set(a)
-        # the live tracker's faces are relabelled too
-        answer = device.analyze(views()["astronaut.png"], live=True, session="s")
-        py = recognizer.analyze(cv2.imread(str(PHOTO)))[0].to_dict()
-        assert answer["faces"][0]["adapter"] == "valence" and answer["faces"][0]["emotion"] == py["emotion"]
-        assert abs(answer["faces"][0]["probabilities"]["positive"] - py["probabilities"]["positive"]) <= PROBABILITY
-    finally:
-        if device:
-            device.close()
-        stop()
-
-
-def test_a_head_on_blendshapes_and_pose_turns_the_stage_on_on_the_device(heads, playwright_instance):  # noqa: F811
-    """The head reads blendshapes and head pose: the worker runs the face-feature stage with features "off", and
-    the face carries what Python's does (blendshapes, action units, head pose; no mesh); with "all" the mesh too."""
-    from ferkit import load_recognizer
-
-    recognizer = load_recognizer(adapter=heads["valence-features"])
-    assert recognizer.features == ("blendshapes", "pose")
-    running, stop = served(heads["valence-features"])
-    device = None
-    try:
-        device = Device(playwright_instance, running.url)
-        assert device.manifest["available"] and device.manifest["adapter"]["stage_features"] == ["blendshapes", "pose"]
-        assert device.ready["type"] == "ready", device.ready
-        pairs = compare_views(device, recognizer, "valence-features")
-        for a, b in pairs:
+        for a, b in compare_views(device, recognizer, name):
+            if not stages:
+                assert not {"mesh", "blendshapes", "action_units", "head_pose"} & set(a)
+                continue
             assert "mesh" not in a and {"blendshapes", "action_units", "head_pose"} <= set(a)
             assert max(abs(a["blendshapes"][k] - v) for k, v in b["blendshapes"].items()) <= BLENDSHAPE
             assert max(abs(a["head_pose"][k] - v) for k, v in b["head_pose"].items()) <= POSE_DEGREES
-        answer = device.analyze(views()["astronaut.png"], features="all")["faces"][0]
-        assert "mesh" in answer and answer["adapter"] == "valence-features"
+        assert_head_js_is_head_py(device, recognizer, spread_faces)
+        photo = views()["turned 15 degrees"]
+        py = recognizer.analyze(cv2.imdecode(np.frombuffer(photo, np.uint8), cv2.IMREAD_COLOR))[0].to_dict()
+        live = device.analyze(photo, live=True, session="s")["faces"][0]
+        assert live["adapter"] == name and live["emotion"] == py["emotion"] and "id" in live
+        assert max(abs(live["probabilities"][k] - v) for k, v in py["probabilities"].items()) <= PROBABILITY
+        everything = device.analyze(photo, features="all")["faces"][0]
+        assert "mesh" in everything and everything["adapter"] == name
     finally:
         if device:
             device.close()
@@ -249,17 +278,6 @@ def test_the_page_names_the_adapter_in_on_device_mode(heads, playwright_instance
     finally:
         browser.close()
         stop()
-
-
-def test_a_head_on_the_mesh_embedding_keeps_the_server_and_says_why(heads):
-    running, stop = served(heads["valence-embedding"])
-    try:
-        manifest = httpx.get(f"{running.url}/api/v1/ondevice", timeout=30).json()
-    finally:
-        stop()
-    assert manifest["available"] is False
-    assert "'valence-embedding' reads the face mesh's embedding" in manifest["reason"]
-    assert "on-device mode does not compute" in manifest["reason"]
 
 
 def test_a_head_fitted_on_another_model_is_refused(heads, playwright_instance, tmp_path):  # noqa: F811

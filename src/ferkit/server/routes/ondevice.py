@@ -10,8 +10,9 @@ every file's sha256 before use.
 
 With an adapter head (--adapter), the manifest carries the head itself ("adapter": its feature names, standardisation,
 weights, bias, classes, the base model it was fitted on and the face-feature stages it reads): ondevice/head.js
-applies it to each face as Recognizer does. A head reading the mesh embedding keeps the page on the server
-(UNSUPPORTED_EMBEDDING says why).
+applies it to each face as Recognizer does. A head reading the mesh embedding also gets "features.mesh_embedding": the
+mesh model with the embedding as one more output, the very graph mesh.with_shared_map_output gives the Python side
+(made from the shipped file once, served from memory like a file).
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 
 from ..deps import ModelDep, SettingsDep
 
@@ -32,8 +33,7 @@ RUNTIME_DIR = "/static/ondevice/ort/"
 IMMUTABLE = "public, max-age=31536000, immutable"
 # Why on-device mode cannot mirror the server's configuration (the page then stays with the server)
 UNSUPPORTED_DETECTOR = "the server's detector is {name!r}; on-device mode runs yunet (with its blazeface retry) only"
-UNSUPPORTED_EMBEDDING = ("the server's adapter head {name!r} reads the face mesh's embedding (512 numbers from inside the "
-                         "mesh model, an output the shipped model file lacks), which on-device mode does not compute")
+EMBEDDING_MODEL = "face_mesh_v2.embedding.onnx"  # the derived mesh model's name in its URL
 
 
 @lru_cache(maxsize=32)
@@ -51,6 +51,17 @@ def _entry(path: Path) -> dict:
     st = path.stat()
     sha = _digest(str(path), st.st_size, st.st_mtime_ns)
     return {"url": f"{MODEL_ROUTE}/{path.name}?v={sha[:16]}", "sha256": sha, "bytes": st.st_size}
+
+
+@lru_cache(maxsize=1)
+def _embedding_model() -> tuple[bytes, dict]:
+    """The mesh model with its embedding output (mesh.with_shared_map_output of the shipped file, as FaceMesh loads it
+    for a head on the embedding) and its manifest entry."""
+    from ...mesh import MESH_MODEL, with_shared_map_output
+
+    data = with_shared_map_output(MESH_MODEL.read_bytes())
+    sha = hashlib.sha256(data).hexdigest()
+    return data, {"url": f"{MODEL_ROUTE}/{EMBEDDING_MODEL}?v={sha[:16]}", "sha256": sha, "bytes": len(data)}
 
 
 def _defaults(cls) -> dict:
@@ -118,8 +129,8 @@ def manifest(settings) -> dict:
         reason = UNSUPPORTED_DETECTOR.format(name=settings.detector if settings.detector != "yunet"
                                              else settings.live_detector_name)
     adapter = _adapter(settings.adapter)
-    if reason is None and adapter is not None and "embedding" in adapter["stage_features"]:
-        reason = UNSUPPORTED_EMBEDDING.format(name=adapter["name"])
+    # the embedding model only where the head reads it: the other pages load the shipped mesh model
+    embedding = {"mesh_embedding": _embedding_model()[1]} if adapter and "embedding" in adapter["stage_features"] else {}
     return {
         "available": reason is None, "reason": reason,
         # the head Recognizer applies after the classifier (and the face-feature stages it reads), or None
@@ -134,7 +145,7 @@ def manifest(settings) -> dict:
                     "score_threshold": yunet["fallback_threshold"], "nms_threshold": blaze["nms_threshold"],
                     "frame": list(blaze["frame"])},
         "features": {"mesh": _entry(MESH_MODEL), "blendshapes": _entry(BLENDSHAPE_MODEL),
-                     "canonical_face": _entry(CANONICAL_FACE)},
+                     "canonical_face": _entry(CANONICAL_FACE), **embedding},
         # mesh.py's lists, so that features.js does not write them again
         "feature_tables": {"blendshapes": list(BLENDSHAPES), "blendshape_input_points": list(BLENDSHAPE_INPUT_POINTS),
                            "action_units": {au: list(names) for au, (_, names) in ACTION_UNITS.items()}},
@@ -152,7 +163,10 @@ async def ondevice(settings: SettingsDep, model: ModelDep) -> dict:  # model: an
 
 
 @router.get(MODEL_ROUTE + "/{name}", include_in_schema=False)
-async def model_file(name: str, request: Request) -> FileResponse:
+async def model_file(name: str, request: Request) -> Response:
+    if name == EMBEDDING_MODEL:
+        return Response(_embedding_model()[0], media_type="application/octet-stream",
+                        headers={"Cache-Control": IMMUTABLE})
     path = _files(request.app.state.settings.model).get(name)
     if path is None:
         raise HTTPException(404, f"no on-device model file {name!r}; the manifest (/api/v1/ondevice) lists them")

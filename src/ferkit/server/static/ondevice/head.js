@@ -3,7 +3,8 @@
 //   {name, classes (K), features (D names "group:key"), mean (D), scale (D), weights (K x D), bias (K),
 //    probability_floor, base_model: {name, file, sha256}, stage_features (mesh.py names the head reads)}
 // A face dict (Face.to_dict's keys, probabilities unrounded) and the face-feature stage's unrounded values
-//   -> the features in the head's order (log of the base probabilities, blendshapes, head pose)   (faceFeatures)
+//   -> the features in the head's order (log of the base probabilities, blendshapes, head pose, the mesh
+//      embedding)                                                                                  (faceFeatures)
 //   -> standardised, linear, softmax over the head's classes                                        (headProbabilities)
 //   -> the face relabelled, its base model's probabilities kept, the adapter named                   (applyHead)
 // Every number is a double, as NumPy's float64 in head.py.
@@ -27,11 +28,14 @@ export function checkHead(head, classifier) {
 }
 
 // head._face_groups: {group: {key: value}} of one face, null where the face lacks the group. measured: the stage's
-// values for the face ({blendshapes: {name: v}, head_pose: {yaw, pitch, roll}}, unrounded) or null.
+// values for the face ({blendshapes: {name: v}, head_pose: {yaw, pitch, roll}, embedding: (512) or null}, unrounded)
+// or null.
+// The embedding's keys are its indices, "0" to "511".
 function faceGroups(face, measured) {
+  const embedding = measured && measured.embedding;
   return {log_probabilities: face.base_probabilities || face.probabilities,
           blendshapes: measured ? measured.blendshapes : null, head_pose: measured ? measured.head_pose : null,
-          mesh_embedding: null};  // never computed on the device: the server keeps such a head (routes/ondevice.py)
+          mesh_embedding: embedding ? Object.fromEntries(Array.from(embedding, (v, i) => [String(i), v])) : null};
 }
 
 // head.face_features: one face's features in the head's order, log_probabilities as log(max(p, floor)); an Error
