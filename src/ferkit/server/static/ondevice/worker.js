@@ -9,7 +9,7 @@ import {applyHead, checkHead} from "./head.js";
 
 let ort = null, manifest = null, sessions = null;  // set by init
 let head = null;              // the manifest's adapter head (head.js), or null: the classifier's own answer
-let features = null;          // {module, sessions} once the face-feature models loaded; a promise while loading
+let features = null;          // a promise of loadFeatures' answer
 const trackers = new Map();   // live session -> pipeline.FaceTracker
 
 // Fetch one manifest entry ({url, sha256}) and check its bytes against the sha256 before anything uses them.
@@ -30,6 +30,7 @@ async function session(entry) {
 async function init(m) {
   const t0 = performance.now();
   manifest = m;
+  head = m.adapter ? checkHead(m.adapter, m.classifier) : null;  // before any download: a head for another model
   ort = await import(m.runtime.module);
   ort.env.wasm.wasmPaths = m.runtime.wasm_dir;
   // threads need SharedArrayBuffer, which only a cross-origin isolated page has
@@ -37,7 +38,6 @@ async function init(m) {
   const [classifier, detector, closeup, ...members] = await Promise.all(
     [m.classifier, m.detector, m.closeup, ...m.classifier.members].map(session));
   sessions = {classifier, detector, closeup, members: members.map((s, i) => [s, m.classifier.members[i].weight])};
-  head = m.adapter ? checkHead(m.adapter, m.classifier) : null;
   features = loadFeatures(t0);
   // A head that reads face features turns their stage on, as loading it does in Python (Recognizer.__init__): its
   // answers need the feature models, so the core is ready only with them, and without them the page stays on the
@@ -55,9 +55,9 @@ function headStages() {
   return head && head.stage_features.length ? head.stage_features : null;
 }
 
-// The face-feature models load after the core is ready: the page analyses before they arrive. A failure here is
-// not the page's "error" with id null (which makes it fall back to the server): it is answered when features are
-// asked for.
+// The face-feature models load after the core's: the page analyses before they arrive (unless the adapter head
+// reads them: init). A failure here is not the page's "error" with id null (which makes it fall back to the
+// server): it is answered when features are asked for. -> {module, sessions, ms} or {failed: a sentence}
 async function loadFeatures(t0) {
   try {
     const module = await import("./features.js");
