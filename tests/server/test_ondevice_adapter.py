@@ -19,14 +19,12 @@ from .conftest import encode, start_server
 from .test_browser import launch, playwright_instance, wait_until  # noqa: F401
 from .test_ondevice_parity import assert_same_faces
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.data]  # the heads are fitted on FER-2013 faces
 
 ROOT = Path(__file__).resolve().parents[2]
 PHOTO = ROOT / "examples" / "astronaut.png"
 PROBABILITY, BLENDSHAPE, POSE_DEGREES = 0.02, 0.02, 2.0
 MODELS_TIMEOUT = 120_000  # ms: the first load compiles the wasm and the models; slow on a shared, loaded machine
-
-
 VALENCE = {"happy": "positive", "surprise": "positive", "neutral": "neutral",
            "angry": "negative", "disgust": "negative", "fear": "negative", "sad": "negative"}
 
@@ -280,7 +278,7 @@ def test_the_page_names_the_adapter_in_on_device_mode(heads, playwright_instance
         stop()
 
 
-def test_a_head_fitted_on_another_model_is_refused(heads, playwright_instance, tmp_path):  # noqa: F811
+def test_a_head_fitted_on_another_model_is_refused(heads, playwright_instance):  # noqa: F811
     """`ferkit serve` refuses it (Python's check), and so does the worker, should a manifest pair them: init answers
     the error that sends the page to the server, naming both models."""
     import subprocess
