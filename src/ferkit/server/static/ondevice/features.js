@@ -22,7 +22,12 @@ export async function loadFeatureSessions(ort, features, fetchVerified, tables) 
   const missing = names.filter((name) => !features || !features[name]);
   if (missing.length) throw new Error(`the manifest's features lack ${missing.join(", ")}`);
   if (!tables) throw new Error("the manifest lacks feature_tables");
-  const [mesh, blend, canonical] = await Promise.all(names.map((name) => fetchVerified(features[name])));
+  // features.mesh_embedding (sent only for an adapter head that reads the embedding): the mesh model with the
+  // embedding as its last output, the graph FaceMesh loads for that head (mesh.with_shared_map_output); it gives the
+  // same mesh, so it replaces the shipped file
+  const embedding = Boolean(features.mesh_embedding);
+  const [mesh, blend, canonical] = await Promise.all(names.map((name) =>
+    fetchVerified(name === "mesh" && embedding ? features.mesh_embedding : features[name])));
   let face;
   try {
     face = JSON.parse(new TextDecoder().decode(canonical));
@@ -37,7 +42,7 @@ export async function loadFeatureSessions(ort, features, fetchVerified, tables) 
     mesh: await ort.InferenceSession.create(new Uint8Array(mesh), options),
     blendshapes: await ort.InferenceSession.create(new Uint8Array(blend), options),
     pose: {ids, weights, canonical: ids.map((id) => face.vertices[id].map((v, k) => v - mean[k]))},
-    tables,
+    tables, embedding,
   };
 }
 
@@ -46,23 +51,37 @@ export async function loadFeatureSessions(ort, features, fetchVerified, tables) 
 // best unrounded (to_dict's 0.1 px moves a small face's eye-look blendshapes by up to 0.02).
 // Mirrors Recognizer._features_batch with features "all" (one face a run; Python runs up to MESH_BATCH together).
 export async function faceFeatures(ort, sessions, rgba, face) {
+  return featureKeys(sessions, await faceMeasures(ort, sessions, rgba, face));
+}
+
+// The stage's values for one face, unrounded, as the Face's fields hold them before to_dict rounds them (what an
+// adapter head reads, head.js): {mesh: (478 * 3) float32, b: (52) float32, blendshapes: {name: b}, head_pose:
+// {yaw, pitch, roll} (float32 values), embedding: (512) float32 from the mesh's run where the sessions have it, else
+// null}.
+export async function faceMeasures(ort, sessions, rgba, face) {
   checkInput(rgba, face);
-  let mesh;
+  let mesh, embedding;
   if (face.landmarks) {
-    mesh = await runMesh(ort, sessions, rgba, roiFromFivePoints(face.landmarks));
+    [mesh, embedding] = await runMesh(ort, sessions, rgba, roiFromFivePoints(face.landmarks));
   } else {  // FaceMesh.refine, one round: a box alone frames the face loosely, crop again from the first mesh
-    const first = await runMesh(ort, sessions, rgba, roiFromBox(face.box));
-    mesh = await runMesh(ort, sessions, rgba, faceRoi(first));
+    const [first] = await runMesh(ort, sessions, rgba, roiFromBox(face.box));
+    [mesh, embedding] = await runMesh(ort, sessions, rgba, faceRoi(first));
   }
   const b = await blendshapes(ort, sessions, mesh);
-  const pose = headPose(sessions.pose, mesh);
+  const [yaw, pitch, roll] = headPose(sessions.pose, mesh);
+  return {mesh, b, blendshapes: Object.fromEntries(sessions.tables.blendshapes.map((name, i) => [name, b[i]])),
+          head_pose: {yaw, pitch, roll}, embedding};
+}
+
+// Face.to_dict's feature keys from faceMeasures' values, rounded as to_dict rounds them
+export function featureKeys(sessions, {mesh, b, head_pose}) {
   const meshRows = [];
   for (let i = 0; i < MESH_POINTS; i++) meshRows.push([0, 1, 2].map((k) => npRound(mesh[3 * i + k], 1)));
   return {
     mesh: meshRows,
     blendshapes: Object.fromEntries(sessions.tables.blendshapes.map((name, i) => [name, pyRound(b[i], 4)])),
     action_units: Object.fromEntries(Object.entries(actionUnits(sessions.tables, b)).map(([au, v]) => [au, pyRound(v, 4)])),
-    head_pose: {yaw: pyRound(pose[0], 1), pitch: pyRound(pose[1], 1), roll: pyRound(pose[2], 1)},
+    head_pose: {yaw: pyRound(head_pose.yaw, 1), pitch: pyRound(head_pose.pitch, 1), roll: pyRound(head_pose.roll, 1)},
   };
 }
 
@@ -148,7 +167,8 @@ function warpCrop(rgba, m) {
   return out;
 }
 
-// FaceMesh.run for one face: crop, Face Mesh V2, back to image pixels -> (478 * 3) float32 x, y, z
+// FaceMesh.run for one face: crop, Face Mesh V2, back to image pixels -> [(478 * 3) float32 x, y, z, the embedding:
+// (512) float32, the model's fourth output (128, 2, 2) flattened, or null without sessions.embedding]
 async function runMesh(ort, sessions, rgba, roi) {
   const m = cropTransform(roi), inverse = invertAffine(m), side = roi[2];
   const session = sessions.mesh;
@@ -162,7 +182,7 @@ async function runMesh(ort, sessions, rgba, roi) {
     mesh[3 * i + 1] = x * inverse[3] + y * inverse[4] + inverse[5];
     mesh[3 * i + 2] = points[3 * i + 2] * side / MESH_INPUT;
   }
-  return mesh;
+  return [mesh, sessions.embedding ? Float32Array.from(out[session.outputNames[3]].data) : null];
 }
 
 // FaceMesh.blendshapes for one face: the 146 points' image x, y -> (52) float32 in [0, 1]

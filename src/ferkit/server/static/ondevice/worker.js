@@ -5,9 +5,11 @@
 //   worker -> page: {type: "ready", part, ms} | {type: "result", id, width, height, faces, faces_left_out, timings}
 //                   | {type: "error", id, message}
 import * as pipeline from "./pipeline.js";
+import {applyHead, checkHead} from "./head.js";
 
 let ort = null, manifest = null, sessions = null;  // set by init
-let features = null;          // {module, sessions} once the face-feature models loaded; a promise while loading
+let head = null;              // the manifest's adapter head (head.js), or null: the classifier's own answer
+let features = null;          // a promise of loadFeatures' answer
 const trackers = new Map();   // live session -> pipeline.FaceTracker
 
 // Fetch one manifest entry ({url, sha256}) and check its bytes against the sha256 before anything uses them.
@@ -28,6 +30,7 @@ async function session(entry) {
 async function init(m) {
   const t0 = performance.now();
   manifest = m;
+  head = m.adapter ? checkHead(m.adapter, m.classifier) : null;  // before any download: a head for another model
   ort = await import(m.runtime.module);
   ort.env.wasm.wasmPaths = m.runtime.wasm_dir;
   // threads need SharedArrayBuffer, which only a cross-origin isolated page has
@@ -35,20 +38,32 @@ async function init(m) {
   const [classifier, detector, closeup, ...members] = await Promise.all(
     [m.classifier, m.detector, m.closeup, ...m.classifier.members].map(session));
   sessions = {classifier, detector, closeup, members: members.map((s, i) => [s, m.classifier.members[i].weight])};
-  postMessage({type: "ready", part: "core", ms: performance.now() - t0});
   features = loadFeatures(t0);
+  // A head that reads face features turns their stage on, as loading it does in Python (Recognizer.__init__): its
+  // answers need the feature models, so the core is ready only with them, and without them the page stays on the
+  // server (this error has id null).
+  if (headStages()) {
+    const loaded = await features;
+    if (loaded.failed) throw new Error(`the adapter ${head.name} reads face features, but ${loaded.failed}`);
+  }
+  postMessage({type: "ready", part: "core", ms: performance.now() - t0});
+  features.then((loaded) => { if (!loaded.failed) postMessage({type: "ready", part: "features", ms: loaded.ms}); });
 }
 
-// The face-feature models load after the core is ready: the page analyses before they arrive. A failure here is
-// not the page's "error" with id null (which makes it fall back to the server): it is answered when features are
-// asked for.
+// The face-feature stages the adapter head reads (mesh.py names: "blendshapes", "pose"), or null for none
+function headStages() {
+  return head && head.stage_features.length ? head.stage_features : null;
+}
+
+// The face-feature models load after the core's: the page analyses before they arrive (unless the adapter head
+// reads them: init). A failure here is not the page's "error" with id null (which makes it fall back to the
+// server): it is answered when features are asked for. -> {module, sessions, ms} or {failed: a sentence}
 async function loadFeatures(t0) {
   try {
     const module = await import("./features.js");
     const loaded = {module, sessions: await module.loadFeatureSessions(ort, manifest.features, fetchVerified,
       manifest.feature_tables)};
-    postMessage({type: "ready", part: "features", ms: performance.now() - t0});
-    return loaded;
+    return {...loaded, ms: performance.now() - t0};
   } catch (e) {
     postMessage({type: "failed", part: "features", message: String(e && e.message || e)});  // the page says so
     return {failed: `the face-feature models did not load: ${e.message || e}`};
@@ -83,14 +98,33 @@ async function analyze(msg) {
     timings.detect_ms = t2 - t1;
     timings.classify_ms = performance.now() - t2;
   }
-  if (msg.features === "all" && faces.length) {
+  // The stage runs when asked for ("all": every key) or when the head reads it (Python's Recognizer with such a
+  // head: blendshapes and action units with "blendshapes", head_pose with "pose"; the mesh only when asked).
+  const stages = msg.features === "all" ? null : headStages();
+  const measured = new Map();   // face -> its stage values, unrounded, for the head
+  if ((msg.features === "all" || stages) && faces.length) {
     const t3 = performance.now(), loaded = await features;
     if (loaded.failed) throw new Error(loaded.failed);
     for (const face of faces.slice(0, manifest.settings.max_faces)) {
       const unrounded = {...face, landmarks: face.rawLandmarks};
-      Object.assign(face, await loaded.module.faceFeatures(ort, loaded.sessions, rgba, unrounded));
+      const values = await loaded.module.faceMeasures(ort, loaded.sessions, rgba, unrounded);
+      const keys = loaded.module.featureKeys(loaded.sessions, values);
+      if (stages) {
+        if (!stages.includes("blendshapes")) { delete keys.blendshapes; delete keys.action_units; }
+        if (!stages.includes("pose")) delete keys.head_pose;
+        delete keys.mesh;
+      }
+      Object.assign(face, keys);
+      measured.set(face, values);
     }
     timings.features_ms = performance.now() - t3;
+  }
+  // Recognizer._make_face: the head relabels each face after the stage that fills its features (its time is
+  // classify's: it is part of the classification)
+  if (head) {
+    const t4 = performance.now();
+    for (const face of faces) applyHead(head, face, measured.get(face) || null);
+    timings.classify_ms += performance.now() - t4;
   }
   timings.total_ms = performance.now() - t0;
   return {type: "result", id: msg.id, width: rgba.width, height: rgba.height, faces, faces_left_out: leftOut, timings};
