@@ -169,8 +169,15 @@ def main() -> None:
         close = [m for m, r in eligible.items() if r["score"] >= eligible[best]["score"] - TIE]
         best = min(close, key=lambda m: eligible[m]["ms_per_face"])
         winner = best if eligible[best]["score"] >= rows["fer2013"]["score"] + MARGIN else "fer2013"
-        log(f"choice by the rule: {winner} (best S {best} {eligible[best]['score']:.2%}, fer2013 "
-            f"{rows['fer2013']['score']:.2%}, margin needed {MARGIN:.0%})")
+        if args.candidate:  # 2026-12-08's addendum: a candidate of the default's network must beat it by more than TIE
+            from ferkit.registry import DEFAULT_MODEL as default
+            for c in args.candidate:
+                gain = rows[c].get("score", float("nan")) - rows[default]["score"]
+                log(f"candidate {c}: S {gain:+.2%} against the default {default} (more than +{TIE:.1%} needed, "
+                    f"eligible: {rows[c]['eligible']}) -> {'ships' if rows[c]['eligible'] and gain > TIE else 'does not ship'}")
+        else:
+            log(f"choice by the rule: {winner} (best S {best} {eligible[best]['score']:.2%}, fer2013 "
+                f"{rows['fer2013']['score']:.2%}, margin needed {MARGIN:.0%})")
     for m, r in rows.items():
         log(f"{m} per-class recall, FER+ majority: " + ", ".join(f"{c} {v:.1%}" for c, v in r["recall"].items()))
         log(f"{m} per-class recall, FER-2013 labels: " + ", ".join(f"{c} {v:.1%}" for c, v in r["recall_fer2013"].items()))
