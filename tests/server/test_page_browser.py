@@ -39,14 +39,20 @@ def test_examples_clear_download_json_and_api_snippet(web, playwright_instance, 
     page.wait_for_selector("body[data-ready=true]")
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
-    # every example has a thumbnail that loaded; one face and no face, each analysed by the server
+    # every example has a thumbnail that loaded; one face, no face and a group, each analysed by the server
     examples = page.locator("button.example")
-    assert examples.count() >= 2
     assert page.evaluate("[...document.querySelectorAll('button.example img')].every(i => i.naturalWidth > 0)")
-    assert [examples.nth(i).inner_text().strip() for i in range(examples.count())] == ["One face", "No face"]
+    assert [examples.nth(i).inner_text().strip() for i in range(examples.count())] == ["One face", "No face",
+                                                                                       "Group photo"]
+    with page.expect_response(lambda r: "/api/v1/analyze" in r.url) as answer:
+        examples.nth(2).click()
+    wait_until(page, f"document.querySelectorAll('#photo-faces .face').length === {len(answer.value.json()['faces'])}")
+    assert len(answer.value.json()["faces"]) >= 3     # nine people face the camera; a card and a box for each found
+    assert page.locator("#photo-boxes .face-box").count() == page.locator("#photo-faces .face").count()
     with page.expect_response(lambda r: "/api/v1/analyze" in r.url):
         examples.nth(1).click()
     wait_until(page, "document.querySelector('#photo-message').textContent.startsWith('No face found')")
+    assert page.locator("#photo-faces .face").count() == 0
     with page.expect_response(lambda r: "/api/v1/analyze" in r.url) as answer:
         examples.nth(0).click()
     result = answer.value.json()
