@@ -37,14 +37,16 @@ export function greyOf(bgr) {
 
 // One axis of cv2.resize's INTER_LINEAR: source index and the two weights per destination pixel, as OpenCV's
 // resize.cpp makes them: the position in float32, half-pixel centres clamped at the edges, each weight rounded on its
-// own to 11-bit fixed point (so the two need not sum to 2048).
-function linearTab(src, dst) {
+// own to 11-bit fixed point (so the two need not sum to 2048). Across (`across`), positions beyond the edges are
+// clamped with their weights; down, OpenCV keeps the weights and clamps only the rows read (`idx` then may be -1
+// or src - 1 with a second weight: both rows are the edge row, and the fixed-point sum rounds differently).
+function linearTab(src, dst, across) {
   const scale = 1 / (dst / src), idx = new Int32Array(dst), w0 = new Int32Array(dst), w1 = new Int32Array(dst);
   for (let d = 0; d < dst; d++) {
     let f = Math.fround((d + 0.5) * scale - 0.5), i = Math.floor(f);
     f = Math.fround(f - i);
-    if (i < 0) { i = 0; f = 0; }
-    if (i >= src - 1) { i = src - 1; f = 0; }
+    if (across && i < 0) { i = 0; f = 0; }
+    if (across && i >= src - 1) { i = src - 1; f = 0; }
     idx[d] = i; w0[d] = pyRound(Math.fround(1 - f) * 2048); w1[d] = pyRound(f * 2048);
   }
   return {idx, w0, w1};
@@ -89,7 +91,7 @@ export function resize(img, dw, dh, area) {
   } else {
     // rows across in integers (pixel x 2048), then down as OpenCV's SIMD VResizeLinearVec_32s8u does it:
     // ((row >> 4) * weight) >> 16 per row, summed, then (sum + 2) >> 2; its rounding moves pixels by 1 from exact
-    const tx = linearTab(sw, dw), ty = linearTab(sh, dh), rows = new Map();
+    const tx = linearTab(sw, dw, true), ty = linearTab(sh, dh, false), rows = new Map();
     const across = (sy) => {
       if (rows.has(sy)) return rows.get(sy);
       const row = new Int32Array(dw * c);
@@ -103,7 +105,7 @@ export function resize(img, dw, dh, area) {
     };
     const s16 = (v) => clip(v, -32768, 32767);
     for (let y = 0; y < dh; y++) {
-      const y0 = ty.idx[y], top = across(y0), bottom = across(Math.min(y0 + 1, sh - 1)), b0 = ty.w0[y], b1 = ty.w1[y];
+      const y0 = ty.idx[y], top = across(clip(y0, 0, sh - 1)), bottom = across(clip(y0 + 1, 0, sh - 1)), b0 = ty.w0[y], b1 = ty.w1[y];
       for (let i = 0; i < dw * c; i++) {
         const v = s16(((s16(top[i] >> 4) * b0) >> 16) + ((s16(bottom[i] >> 4) * b1) >> 16));
         out[y * dw * c + i] = clip((v + 2) >> 2, 0, 255);
