@@ -79,7 +79,7 @@ def on_device(page, data: bytes, **options) -> dict:
     return answer
 
 
-def assert_same_faces(js: list[dict], py: list[dict], where: str) -> None:
+def assert_same_faces(js: list[dict], py: list[dict], where: str, probability: float = PROBABILITY) -> None:
     """The two runtimes' faces, left to right, agree face by face within the tolerances."""
     assert len(js) == len(py), f"{where}: {len(js)} faces on the device, {len(py)} in Python"
     for i, (a, b) in enumerate(zip(js, py)):
@@ -94,7 +94,7 @@ def assert_same_faces(js: list[dict], py: list[dict], where: str) -> None:
             assert diff <= LANDMARK_PX, f"{at}: landmarks differ by {diff:.2f} px"
         assert list(a["probabilities"]) == list(b["probabilities"]), at
         worst = max(abs(a["probabilities"][k] - b["probabilities"][k]) for k in b["probabilities"])
-        assert worst <= PROBABILITY, f"{at}: probabilities differ by {worst:.4f}: {a['probabilities']} {b['probabilities']}"
+        assert worst <= probability, f"{at}: probabilities differ by {worst:.4f}: {a['probabilities']} {b['probabilities']}"
         assert a["emotion"] == b["emotion"], at
         assert abs(a["detector_score"] - b["detector_score"]) <= 0.02, at
 

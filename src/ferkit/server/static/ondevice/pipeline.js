@@ -35,18 +35,21 @@ export function greyOf(bgr) {
   return {data: out, width: bgr.width, height: bgr.height, channels: 1};
 }
 
-// One axis of cv2.resize's INTER_LINEAR: source index and weight per destination pixel (half-pixel centres,
-// clamped at the edges; weights in OpenCV's 11-bit fixed point).
-function linearTab(src, dst) {
-  const scale = src / dst, idx = new Int32Array(dst), w = new Float32Array(dst);
+// One axis of cv2.resize's INTER_LINEAR: source index and the two weights per destination pixel, as OpenCV's
+// resize.cpp makes them: the position in float32, half-pixel centres clamped at the edges, each weight rounded on its
+// own to 11-bit fixed point (so the two need not sum to 2048). Across (`across`), positions beyond the edges are
+// clamped with their weights; down, OpenCV keeps the weights and clamps only the rows read (`idx` then may be -1
+// or src - 1 with a second weight: both rows are the edge row, and the fixed-point sum rounds differently).
+function linearTab(src, dst, across) {
+  const scale = 1 / (dst / src), idx = new Int32Array(dst), w0 = new Int32Array(dst), w1 = new Int32Array(dst);
   for (let d = 0; d < dst; d++) {
-    let f = (d + 0.5) * scale - 0.5, i = Math.floor(f);
-    f -= i;
-    if (i < 0) { i = 0; f = 0; }
-    if (i >= src - 1) { i = src - 1; f = 0; }
-    idx[d] = i; w[d] = Math.round(f * 2048) / 2048;
+    let f = Math.fround((d + 0.5) * scale - 0.5), i = Math.floor(f);
+    f = Math.fround(f - i);
+    if (across && i < 0) { i = 0; f = 0; }
+    if (across && i >= src - 1) { i = src - 1; f = 0; }
+    idx[d] = i; w0[d] = pyRound(Math.fround(1 - f) * 2048); w1[d] = pyRound(f * 2048);
   }
-  return {idx, w};
+  return {idx, w0, w1};
 }
 
 // One axis of cv2.resize's INTER_AREA when shrinking (OpenCV's computeResizeAreaTab): per destination pixel d, the
@@ -86,16 +89,26 @@ export function resize(img, dw, dh, area) {
       for (let i = 0; i < acc.length; i++) out[y * dw * c + i] = u8(acc[i]);
     }
   } else {
-    const tx = linearTab(sw, dw), ty = linearTab(sh, dh);
-    for (let y = 0; y < dh; y++) {
-      const y0 = ty.idx[y], y1 = Math.min(y0 + 1, sh - 1), b = ty.w[y];
+    // rows across in integers (pixel x 2048), then down as OpenCV's SIMD VResizeLinearVec_32s8u does it:
+    // ((row >> 4) * weight) >> 16 per row, summed, then (sum + 2) >> 2; its rounding moves pixels by 1 from exact
+    const tx = linearTab(sw, dw, true), ty = linearTab(sh, dh, false), rows = new Map();
+    const across = (sy) => {
+      if (rows.has(sy)) return rows.get(sy);
+      const row = new Int32Array(dw * c);
       for (let x = 0; x < dw; x++) {
-        const x0 = tx.idx[x], x1 = Math.min(x0 + 1, sw - 1), a = tx.w[x];
-        for (let k = 0; k < c; k++) {
-          const top = data[(y0 * sw + x0) * c + k] * (1 - a) + data[(y0 * sw + x1) * c + k] * a;
-          const bottom = data[(y1 * sw + x0) * c + k] * (1 - a) + data[(y1 * sw + x1) * c + k] * a;
-          out[(y * dw + x) * c + k] = u8(top * (1 - b) + bottom * b);
-        }
+        const x0 = tx.idx[x], x1 = Math.min(x0 + 1, sw - 1);
+        for (let k = 0; k < c; k++)
+          row[x * c + k] = data[(sy * sw + x0) * c + k] * tx.w0[x] + data[(sy * sw + x1) * c + k] * tx.w1[x];
+      }
+      rows.set(sy, row);
+      return row;
+    };
+    const s16 = (v) => clip(v, -32768, 32767);
+    for (let y = 0; y < dh; y++) {
+      const y0 = ty.idx[y], top = across(clip(y0, 0, sh - 1)), bottom = across(clip(y0 + 1, 0, sh - 1)), b0 = ty.w0[y], b1 = ty.w1[y];
+      for (let i = 0; i < dw * c; i++) {
+        const v = s16(((s16(top[i] >> 4) * b0) >> 16) + ((s16(bottom[i] >> 4) * b1) >> 16));
+        out[y * dw * c + i] = clip((v + 2) >> 2, 0, 255);
       }
     }
   }
@@ -125,21 +138,25 @@ function rotationMatrix(cx, cy, angle, scale) {
   return [a, b, (1 - a) * cx - b * cy, -b, a, b * cx + (1 - a) * cy];
 }
 
-// cv2.warpAffine(grey, m, (dw, dh), flags=INTER_LINEAR, borderMode=BORDER_REPLICATE): each destination pixel reads
-// the source through the inverse of m, at OpenCV's 1/32-pixel precision.
+// cv2.warpAffine(grey, m, (dw, dh), flags=INTER_LINEAR, borderMode=BORDER_REPLICATE) as imgwarp.cpp computes it:
+// the inverse of m in doubles, source positions in 1/1024 pixel (the row's part and the column's part rounded
+// apart, plus a half step) cut to OpenCV's 1/32-pixel grid, then the 15-bit fixed-point bilinear weights.
 export function warpAffine(grey, m, dw, dh) {
-  const [a, b, c, d, e, f] = m, det = a * e - b * d;
-  const ia = e / det, ib = -b / det, id = -d / det, ie = a / det;
-  const ic = -(ia * c + ib * f), iff = -(id * c + ie * f);
+  const [a, b, c, d, e, f] = m, det = a * e - b * d, D = det !== 0 ? 1 / det : 0;
+  const ia = e * D, ib = -b * D, id = -d * D, ie = a * D;
+  const ic = -ia * c - ib * f, iff = -id * c - ie * f;
   const {data, width: w, height: h} = grey, out = new Uint8Array(dw * dh);
+  const AB = 1024, adelta = new Int32Array(dw), bdelta = new Int32Array(dw);
+  for (let x = 0; x < dw; x++) { adelta[x] = pyRound(ia * x * AB); bdelta[x] = pyRound(id * x * AB); }
   for (let y = 0; y < dh; y++) {
+    const X0 = pyRound((ib * y + ic) * AB) + 16, Y0 = pyRound((ie * y + iff) * AB) + 16;
     for (let x = 0; x < dw; x++) {
-      const X = Math.round((ia * x + ib * y + ic) * 32), Y = Math.round((id * x + ie * y + iff) * 32);
-      const x0 = X >> 5, y0 = Y >> 5, fx = (X & 31) / 32, fy = (Y & 31) / 32;
+      const X = (X0 + adelta[x]) >> 5, Y = (Y0 + bdelta[x]) >> 5;
+      const x0 = X >> 5, y0 = Y >> 5, fx = X & 31, fy = Y & 31;
       const xa = clip(x0, 0, w - 1), xb = clip(x0 + 1, 0, w - 1), ya = clip(y0, 0, h - 1), yb = clip(y0 + 1, 0, h - 1);
-      const top = data[ya * w + xa] * (1 - fx) + data[ya * w + xb] * fx;
-      const bottom = data[yb * w + xa] * (1 - fx) + data[yb * w + xb] * fx;
-      out[y * dw + x] = u8(top * (1 - fy) + bottom * fy);
+      const sum = data[ya * w + xa] * (32 - fx) * (32 - fy) + data[ya * w + xb] * fx * (32 - fy)
+        + data[yb * w + xa] * (32 - fx) * fy + data[yb * w + xb] * fx * fy;  // weights x 1024: x 32 is OpenCV's 2^15
+      out[y * dw + x] = clip((sum * 32 + 16384) >> 15, 0, 255);
     }
   }
   return {data: out, width: dw, height: dh, channels: 1};
