@@ -6,8 +6,10 @@ of files from strangers decodes in a child process with hard limits per job:
 
 - memory: the child's address space is capped (RLIMIT_AS) at what it had after importing plus `memory_bytes`; an
   allocation past it fails inside the child (MemoryError), never in the server;
-- CPU: a CPU-time timer (ITIMER_PROF, user + system time) runs for each job; past `cpu_seconds` the kernel ends
-  the child (SIGPROF's default action);
+- CPU: a user CPU-time timer (ITIMER_VIRTUAL) runs for each job; past `cpu_seconds` the kernel ends the child
+  (SIGVTALRM's default action). A decoding bomb burns user time; system time is page faults on the memory the job
+  may touch (bounded by the memory cap), and on a virtual machine faulting in one 36-megapixel image's 108 MB took
+  0.05-1.3 s of it from run to run (the same bytes), which would refuse the largest valid photo at random;
 - wall time: the parent gives up on a child that has not answered in `wall_seconds` (a backstop; the CPU timer
   fires first) and kills it.
 
@@ -224,14 +226,14 @@ class _Child:
             pos += got
 
     def _why(self) -> str:
-        """Why the child is gone, from how it ended: SIGPROF is the CPU timer, SIGKILL/SIGSEGV mostly memory."""
+        """Why the child is gone, from how it ended: SIGVTALRM is the CPU timer, SIGKILL/SIGSEGV mostly memory."""
         try:
             code = self.proc.wait(2)
         except subprocess.TimeoutExpired:
             return "no answer"
         import signal
 
-        if code == -getattr(signal, "SIGPROF", 27) or code == -getattr(signal, "SIGXCPU", 24):
+        if code == -getattr(signal, "SIGVTALRM", 26) or code == -getattr(signal, "SIGXCPU", 24):
             return "cpu"
         if code in {-getattr(signal, n, 0) for n in ("SIGKILL", "SIGSEGV", "SIGABRT", "SIGBUS")} - {0}:
             return "memory"
@@ -334,7 +336,7 @@ def _child_main(memory_bytes: int, cpu_seconds: float) -> None:
         data = read_exact(stdin, data_len, into=bytearray(data_len))
         if data is None:
             return
-        cpu_timer(cpu_seconds)  # SIGPROF's default action ends this process
+        cpu_timer(cpu_seconds, user_only=True)  # SIGVTALRM's default action ends this process
         try:
             image = images.decode_image(data, name, max_pixels)
             answer = None
@@ -345,11 +347,11 @@ def _child_main(memory_bytes: int, cpu_seconds: float) -> None:
         except images.UnreadableImageError as e:
             answer = (_UNREADABLE, str(e), None)
         except MemoryError:
-            cpu_timer(0)
+            cpu_timer(0, user_only=True)
             write_all(stdout, _ANSWER.pack(_NO_MEMORY, 1))
             return  # a fresh child replaces this one
         finally:
-            cpu_timer(0)
+            cpu_timer(0, user_only=True)
         del data
         if answer is None:
             image = np.ascontiguousarray(image)

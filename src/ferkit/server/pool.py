@@ -369,14 +369,14 @@ class _Child:
         return await anyio.to_thread.run_sync(self._exit_reason)
 
     def _exit_reason(self) -> tuple[str, str]:
-        """SIGPROF is decoding's CPU timer, SIGVTALRM the analysis's, SIGSEGV/SIGABRT/SIGBUS mostly memory."""
+        """SIGVTALRM is decoding's CPU timer (user time), SIGPROF the analysis's, SIGSEGV/SIGABRT/SIGBUS mostly memory."""
         try:
             code = self.proc.wait(2)
         except subprocess.TimeoutExpired:
             return "stopped", "analysis"
-        if code in (-getattr(signal, "SIGPROF", 27), -getattr(signal, "SIGXCPU", 24)):
-            return "cpu", "decode"
         if code == -getattr(signal, "SIGVTALRM", 26):
+            return "cpu", "decode"
+        if code in (-getattr(signal, "SIGPROF", 27), -getattr(signal, "SIGXCPU", 24)):
             return "cpu", "analysis"
         if code in {-getattr(signal, n, 0) for n in ("SIGSEGV", "SIGABRT", "SIGBUS")} - {0}:
             return "memory", "analysis"

@@ -8,9 +8,10 @@ travel between processes and no decoder or network runs under the event loop's G
 Limits, as ferkit.safe_decode's decoder processes have them, for the whole job:
 - memory: the address space is capped (RLIMIT_AS) at what the worker had after loading and warming its models plus
   `memory_bytes`; an allocation past it fails in the worker (MemoryError), which answers and exits;
-- CPU: a CPU-time timer for decoding (`decode_cpu_seconds`, ITIMER_PROF: SIGPROF) and another for the analysis
-  (`analysis_cpu_seconds`, ITIMER_VIRTUAL: SIGVTALRM, so the parent tells the phase from the signal); past either
-  the kernel ends the worker, and the pool starts a fresh one;
+- CPU: a user-time timer for decoding (`decode_cpu_seconds`, ITIMER_VIRTUAL: SIGVTALRM; system time there is page
+  faults, bounded by the memory cap and erratic on a VM) and a user + system timer for the analysis
+  (`analysis_cpu_seconds`, ITIMER_PROF: SIGPROF, so the parent tells the phase from the signal); past either the
+  kernel ends the worker, and the pool starts a fresh one;
 - growth: after a large job (an upload over TRIM_UPLOAD_BYTES or an image over TRIM_PIXELS, refused or not) or one
   that left the worker TRIM_GROWTH_BYTES over its warm size, its freed heap is handed back to the OS (malloc_trim);
   a worker still RETIRE_GROWTH_BYTES over its warm size then answers, exits and is replaced.
@@ -228,7 +229,9 @@ def _main(config: dict) -> None:
         for sid in header.get("ended", ()):
             worker.trackers.pop(sid, None)
         t0 = time.perf_counter()
-        cpu_timer(config["decode_cpu_seconds"])  # SIGPROF's default action ends this process
+        # user time only (SIGVTALRM ends this process): a bomb burns user time, while the system time of faulting in
+        # a large photo's pixels varied 0.05-1.3 s on a VM (safe_decode's docstring)
+        cpu_timer(config["decode_cpu_seconds"], user_only=True)
         refusal = None
         try:
             image = images.decode_image(data, header["name"], header["max_pixels"])
@@ -239,11 +242,11 @@ def _main(config: dict) -> None:
         except images.UnreadableImageError as e:
             refusal = {"status": 422, "detail": str(e)}
         except MemoryError:
-            cpu_timer(0)
+            cpu_timer(0, user_only=True)
             answer(NO_MEMORY, {"phase": "decode"}, retiring=True)
             return
         finally:
-            cpu_timer(0)
+            cpu_timer(0, user_only=True)
         del data
         if refusal is not None:
             if data_len > TRIM_UPLOAD_BYTES:
@@ -251,7 +254,7 @@ def _main(config: dict) -> None:
             answer(REFUSED, refusal)
             continue
         large = data_len > TRIM_UPLOAD_BYTES or image.shape[0] * image.shape[1] > TRIM_PIXELS
-        cpu_timer(config["analysis_cpu_seconds"], user_only=True)
+        cpu_timer(config["analysis_cpu_seconds"])  # user + system time (SIGPROF): the other signal names this phase
         try:
             if header["op"] == "frame":
                 result = worker.frame(image, header["session"], header["frame"])
@@ -259,13 +262,13 @@ def _main(config: dict) -> None:
                 result = worker.analyze(image, bool(header.get("explain")))
             status = OK
         except MemoryError:
-            cpu_timer(0, user_only=True)
+            cpu_timer(0)
             answer(NO_MEMORY, {"phase": "analysis"}, retiring=True)
             return
         except Exception:  # noqa: BLE001  (a bug: the parent logs it and answers the client in words)
             result, status = {"detail": traceback.format_exc(limit=8)}, FAILED
         finally:
-            cpu_timer(0, user_only=True)
+            cpu_timer(0)
         del image
         result["elapsed_ms"] = round((time.perf_counter() - t0) * 1000, 2)
         rss = resident_bytes()
