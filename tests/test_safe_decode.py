@@ -40,8 +40,8 @@ def test_decodes_as_in_process_and_passes_refusals_through(pool):
 
 
 def test_cpu_limit_ends_the_child_and_a_fresh_one_takes_over():
-    data = _png(1200, 1200, noisy=True)  # about 0.05 s to decode
-    with DecoderPool(workers=1, cpu_seconds=0.01) as pool:
+    data = _png(3600, 3600, noisy=True)  # about 0.1 s of user time to decode (the timer counts user time, in 10 ms ticks)
+    with DecoderPool(workers=1, cpu_seconds=0.02) as pool:
         t0 = time.perf_counter()
         with pytest.raises(DecodeLimitError, match="CPU time"):
             pool.decode(data, "slow.png")
