@@ -17,7 +17,7 @@ import pytest
 
 from .conftest import encode, start_server
 from .test_browser import launch, playwright_instance, wait_until  # noqa: F401
-from .test_ondevice_parity import assert_same_faces
+from .test_ondevice_parity import WORKER_HARNESS, assert_same_faces
 
 pytestmark = [pytest.mark.browser, pytest.mark.data]  # the heads are fitted on FER-2013 faces
 
@@ -121,28 +121,7 @@ class Device:
         self.browser = launch(playwright_instance)
         self.page = self.browser.new_page()
         self.page.goto(url)
-        self.ready = self.page.evaluate("""async (manifest) => {
-            const worker = new Worker("/static/ondevice/worker.js", {type: "module"});
-            const waiting = new Map();
-            let onReady;
-            const ready = new Promise((resolve) => { onReady = resolve; });
-            worker.onmessage = (e) => {
-                const m = e.data;
-                if ((m.type === "ready" && m.part === "core") || (m.type === "error" && m.id === null)) onReady(m);
-                else if (waiting.has(m.id)) { waiting.get(m.id)(m); waiting.delete(m.id); }
-            };
-            let next = 0;
-            window.ondevice = async (b64, options) => {
-                const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-                const image = await createImageBitmap(new Blob([bytes]), {colorSpaceConversion: "none", premultiplyAlpha: "none"});
-                const id = ++next;
-                const answer = new Promise((resolve) => waiting.set(id, resolve));
-                worker.postMessage({type: "analyze", id, image, features: "off", live: false, session: "", ...options}, [image]);
-                return answer;
-            };
-            worker.postMessage({type: "init", manifest});
-            return ready;
-        }""", self.manifest)
+        self.ready = self.page.evaluate(WORKER_HARNESS, self.manifest)
 
     def analyze(self, data: bytes, **options) -> dict:
         answer = self.page.evaluate("([b64, options]) => window.ondevice(b64, options)",

@@ -29,6 +29,35 @@ def server():
     stop()
 
 
+# Starts the on-device worker from a manifest in the page and defines window.ondevice(b64, options) -> the worker's
+# answer and window.ondeviceReset(session); resolves with the worker's "ready" (or start-up error) message.
+WORKER_HARNESS = """async (manifest) => {
+    const worker = new Worker("/static/ondevice/worker.js", {type: "module"});
+    const waiting = new Map();   // id -> resolve
+    let onReady;
+    const ready = new Promise((resolve) => { onReady = resolve; });
+    worker.onmessage = (e) => {
+        const m = e.data;
+        if (m.type === "ready" && m.part === "core") onReady(m);
+        else if (m.type === "error" && m.id === null) onReady(m);
+        else if (waiting.has(m.id)) { waiting.get(m.id)(m); waiting.delete(m.id); }
+    };
+    let next = 0;
+    // a PNG or JPEG (base64) -> decoded as the page decodes a photo -> the worker's answer
+    window.ondevice = async (b64, options) => {
+        const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+        const image = await createImageBitmap(new Blob([bytes]), {colorSpaceConversion: "none", premultiplyAlpha: "none"});
+        const id = ++next;
+        const answer = new Promise((resolve) => waiting.set(id, resolve));
+        worker.postMessage({type: "analyze", id, image, features: "off", live: false, session: "", ...options}, [image]);
+        return answer;
+    };
+    window.ondeviceReset = (session) => worker.postMessage({type: "reset", session});
+    worker.postMessage({type: "init", manifest});
+    return ready;
+}"""
+
+
 @pytest.fixture(scope="module")
 def recognizer():
     from ferkit import load_recognizer
@@ -43,31 +72,7 @@ def worker_page(server, playwright_instance):  # noqa: F811
     browser = launch(playwright_instance)
     page = browser.new_page()
     page.goto(server.url)
-    ready = page.evaluate("""async (manifest) => {
-        const worker = new Worker("/static/ondevice/worker.js", {type: "module"});
-        const waiting = new Map();   // id -> resolve
-        let onReady;
-        const ready = new Promise((resolve) => { onReady = resolve; });
-        worker.onmessage = (e) => {
-            const m = e.data;
-            if (m.type === "ready" && m.part === "core") onReady(m);
-            else if (m.type === "error" && m.id === null) onReady(m);
-            else if (waiting.has(m.id)) { waiting.get(m.id)(m); waiting.delete(m.id); }
-        };
-        let next = 0;
-        // a PNG or JPEG (base64) -> decoded as the page decodes a photo -> the worker's answer
-        window.ondevice = async (b64, options) => {
-            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-            const image = await createImageBitmap(new Blob([bytes]), {colorSpaceConversion: "none", premultiplyAlpha: "none"});
-            const id = ++next;
-            const answer = new Promise((resolve) => waiting.set(id, resolve));
-            worker.postMessage({type: "analyze", id, image, features: "off", live: false, session: "", ...options}, [image]);
-            return answer;
-        };
-        window.ondeviceReset = (session) => worker.postMessage({type: "reset", session});
-        worker.postMessage({type: "init", manifest});
-        return ready;
-    }""", manifest)
+    ready = page.evaluate(WORKER_HARNESS, manifest)
     assert ready["type"] == "ready", ready
     yield page, manifest
     browser.close()
